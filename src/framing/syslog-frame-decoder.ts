@@ -1,0 +1,203 @@
+/**
+ * RFC 6587 stream framing, detected once per connection: octet counting (`LEN SP MSG`) when the
+ * first byte is a digit, LF-terminated otherwise. A pure codec: it never touches a socket.
+ */
+
+export type OversizePolicy = 'truncate' | 'drop';
+export type Framing = 'unknown' | 'octet-counting' | 'lf';
+
+export class FramingError extends Error {
+  override readonly name = 'FramingError';
+}
+
+export interface FrameDecoderOptions {
+  maxMessageSize: number;
+  oversize: OversizePolicy;
+}
+
+const LF = 0x0a;
+const CR = 0x0d;
+const SP = 0x20;
+// 10 digits would already allow more than 4 GB in one frame: no real sender needs that.
+const MAX_LENGTH_DIGITS = 10;
+
+function describeByte(b: number): string {
+  const hex = `0x${b.toString(16).padStart(2, '0')}`;
+  if (b === 0x16) return `${hex} (looks like a TLS handshake: is the client using TLS against a plain port?)`;
+  return hex;
+}
+
+export class SyslogFrameDecoder {
+  framing: Framing = 'unknown';
+  /** Messages cut to maxMessageSize. */
+  truncated = 0;
+  /** Messages thrown away because they were larger than maxMessageSize. */
+  dropped = 0;
+
+  private readonly max: number;
+  private readonly truncate: boolean;
+  // LF mode: bytes of the current line seen so far (only when it spans chunks).
+  private partial: Buffer[] = [];
+  private partialLength = 0;
+  // Set while discarding the tail of an oversized frame.
+  private skipping = false;
+  // Octet-counting mode.
+  private lengthDigits = '';
+  private remaining = -1; // bytes of the current body still to come; -1 while reading the length
+  private frameOversize = false;
+
+  constructor(options: FrameDecoderOptions) {
+    this.max = options.maxMessageSize;
+    this.truncate = options.oversize === 'truncate';
+  }
+
+  /** Appends every complete frame in `chunk` to `out`. Throws FramingError on a stream that cannot be syslog. */
+  push(chunk: Buffer, out: Buffer[]): void {
+    if (chunk.length === 0) return;
+    if (this.framing === 'unknown') {
+      const b = chunk[0]!;
+      if (b >= 0x30 && b <= 0x39) this.framing = 'octet-counting';
+      else if (b === 0x09 || (b >= 0x20 && b !== 0x7f)) this.framing = 'lf';
+      else throw new FramingError(`stream starts with byte ${describeByte(b)}, which is neither an octet count nor text`);
+    }
+    if (this.framing === 'lf') this.pushLf(chunk, out);
+    else this.pushOctet(chunk, out);
+  }
+
+  /** The peer closed: a last LF frame without its newline is still a message; a cut octet frame is not. */
+  end(out: Buffer[]): void {
+    if (this.framing === 'lf') {
+      if (this.partialLength > 0 && !this.skipping) this.emit(Buffer.concat(this.partial, this.partialLength), out);
+    } else if (this.framing === 'octet-counting' && (this.remaining > 0 || this.lengthDigits.length > 0)) {
+      this.reset();
+      throw new FramingError('connection closed in the middle of an octet-counted frame');
+    }
+    this.reset();
+  }
+
+  private reset(): void {
+    this.partial = [];
+    this.partialLength = 0;
+    this.skipping = false;
+    this.lengthDigits = '';
+    this.remaining = -1;
+  }
+
+  private emit(frame: Buffer, out: Buffer[]): void {
+    let end = frame.length;
+    if (end > 0 && frame[end - 1] === CR) end--;
+    if (end === 0) return;
+    out.push(end === frame.length ? frame : frame.subarray(0, end));
+  }
+
+  private pushLf(chunk: Buffer, out: Buffer[]): void {
+    let start = 0;
+    const n = chunk.length;
+    while (start < n) {
+      const nl = chunk.indexOf(LF, start);
+      if (nl < 0) {
+        this.holdLf(chunk.subarray(start), out);
+        return;
+      }
+      if (this.skipping) {
+        this.skipping = false;
+      } else if (this.partialLength > 0) {
+        this.holdLf(chunk.subarray(start, nl), out);
+        if (!this.skipping) this.emit(Buffer.concat(this.partial, this.partialLength), out);
+        this.skipping = false;
+      } else if (nl - start > this.max) {
+        this.oversized(chunk.subarray(start, start + this.max), out);
+      } else {
+        this.emit(chunk.subarray(start, nl), out);
+      }
+      this.partial = [];
+      this.partialLength = 0;
+      start = nl + 1;
+    }
+  }
+
+  /** Keeps part of an unfinished line, cutting it at the size limit. */
+  private holdLf(piece: Buffer, out: Buffer[]): void {
+    if (this.skipping || piece.length === 0) return;
+    const room = this.max - this.partialLength;
+    if (piece.length <= room) {
+      this.partial.push(piece);
+      this.partialLength += piece.length;
+      return;
+    }
+    this.partial.push(piece.subarray(0, room));
+    this.partialLength += room;
+    this.oversized(Buffer.concat(this.partial, this.partialLength), out);
+    this.partial = [];
+    this.partialLength = 0;
+    this.skipping = true;
+  }
+
+  private oversized(head: Buffer, out: Buffer[]): void {
+    if (this.truncate) {
+      this.truncated++;
+      this.emit(head, out);
+    } else {
+      this.dropped++;
+    }
+  }
+
+  private pushOctet(chunk: Buffer, out: Buffer[]): void {
+    let pos = 0;
+    const n = chunk.length;
+    while (pos < n) {
+      if (this.remaining < 0) {
+        pos = this.readLength(chunk, pos);
+        continue;
+      }
+      const take = Math.min(this.remaining, n - pos);
+      if (this.partialLength === 0 && take === this.remaining && !this.frameOversize) {
+        this.emit(chunk.subarray(pos, pos + take), out); // whole frame in this chunk: no copy
+      } else {
+        const room = this.frameOversize && !this.truncate ? 0 : this.max - this.partialLength;
+        const keep = Math.min(take, room);
+        if (keep > 0) {
+          this.partial.push(chunk.subarray(pos, pos + keep));
+          this.partialLength += keep;
+        }
+        if (take === this.remaining) {
+          if (this.frameOversize) this.oversized(Buffer.concat(this.partial, this.partialLength), out);
+          else this.emit(Buffer.concat(this.partial, this.partialLength), out);
+        }
+      }
+      this.remaining -= take;
+      pos += take;
+      if (this.remaining === 0) {
+        this.remaining = -1;
+        this.partial = [];
+        this.partialLength = 0;
+      }
+    }
+  }
+
+  /** Reads MSG-LEN (NONZERO-DIGIT *DIGIT SP); returns the position after what it consumed. */
+  private readLength(chunk: Buffer, pos: number): number {
+    const n = chunk.length;
+    while (pos < n) {
+      const b = chunk[pos++]!;
+      if (b === SP) {
+        if (this.lengthDigits.length === 0) throw new FramingError('octet-counted frame has an empty length');
+        this.remaining = Number(this.lengthDigits);
+        this.frameOversize = this.remaining > this.max;
+        this.lengthDigits = '';
+        return pos;
+      }
+      if (b < 0x30 || b > 0x39) {
+        throw new FramingError(
+          `expected an octet count but found byte ${describeByte(b)}` +
+            (this.lengthDigits ? ` after "${this.lengthDigits}"` : '') +
+            ' (a client cannot switch from octet counting to LF framing)',
+        );
+      }
+      if (this.lengthDigits.length === 0 && b === 0x30) throw new FramingError('octet count has a leading zero');
+      if (this.lengthDigits.length >= MAX_LENGTH_DIGITS) throw new FramingError('octet count has more than 10 digits');
+      this.lengthDigits += String.fromCharCode(b);
+    }
+    return pos;
+  }
+}

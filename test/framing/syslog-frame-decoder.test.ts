@@ -1,0 +1,79 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { FramingError, SyslogFrameDecoder, type OversizePolicy } from '../../src/framing/syslog-frame-decoder.js';
+
+function decodeAll(chunks: (string | Buffer)[], max = 1024, oversize: OversizePolicy = 'truncate') {
+  const d = new SyslogFrameDecoder({ maxMessageSize: max, oversize });
+  const out: Buffer[] = [];
+  for (const c of chunks) d.push(typeof c === 'string' ? Buffer.from(c) : c, out);
+  d.end(out);
+  return { frames: out.map((b) => b.toString()), decoder: d };
+}
+
+describe('SyslogFrameDecoder', () => {
+  it('detects LF framing from a "<" and strips CR before LF', () => {
+    const { frames, decoder } = decodeAll(['<13>one\n<13>two\r\n\n<13>thr', 'ee\n<13>last']);
+    expect(decoder.framing).toBe('lf');
+    expect(frames).toEqual(['<13>one', '<13>two', '<13>three', '<13>last']);
+  });
+
+  it('detects octet counting from a digit and keeps LF inside frames', () => {
+    const { frames, decoder } = decodeAll(['9 <13>a\nb\nc', '5 <13>x', '1', '0 <13>12345', '6']);
+    expect(decoder.framing).toBe('octet-counting');
+    expect(frames).toEqual(['<13>a\nb\nc', '<13>x', '<13>123456']);
+  });
+
+  it('splits identically whatever the chunk boundaries', () => {
+    const msgs = ['<13>1 - - - - - - a', '<14>b c d', '<15>' + 'x'.repeat(300)];
+    const lf = Buffer.from(msgs.map((m) => `${m}\n`).join(''));
+    const oc = Buffer.from(msgs.map((m) => `${Buffer.byteLength(m)} ${m}`).join(''));
+    fc.assert(
+      fc.property(fc.array(fc.nat(), { maxLength: 12 }), fc.boolean(), (cuts, octet) => {
+        const wire = octet ? oc : lf;
+        const points = [...new Set(cuts.map((c) => c % wire.length))].sort((a, b) => a - b);
+        const chunks: Buffer[] = [];
+        let prev = 0;
+        for (const p of points) {
+          chunks.push(wire.subarray(prev, p));
+          prev = p;
+        }
+        chunks.push(wire.subarray(prev));
+        expect(decodeAll(chunks).frames).toEqual(msgs);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('truncates or drops oversized frames and counts them, in both framings', () => {
+    const big = 'y'.repeat(50);
+    let r = decodeAll([`<13>${big}\n<13>ok\n`], 20, 'truncate');
+    expect(r.frames).toEqual([`<13>${big}`.slice(0, 20), '<13>ok']);
+    expect(r.decoder.truncated).toBe(1);
+    r = decodeAll([`<13>${big.slice(0, 10)}`, `${big.slice(10)}\n<13>ok\n`], 20, 'drop');
+    expect(r.frames).toEqual(['<13>ok']);
+    expect(r.decoder.dropped).toBe(1);
+    r = decodeAll([`<13>${big.slice(0, 30)}`, `${big.slice(30)}\n<13>ok\n`], 20, 'truncate');
+    expect(r.frames).toEqual([`<13>${big}`.slice(0, 20), '<13>ok']);
+    const m = `<13>${big}`;
+    r = decodeAll([`${m.length} ${m.slice(0, 7)}`, `${m.slice(7)}5 <13>k`], 20, 'truncate');
+    expect(r.frames).toEqual([m.slice(0, 20), '<13>k']);
+    expect(r.decoder.truncated).toBe(1);
+    r = decodeAll([`${m.length} ${m}5 <13>k`], 20, 'drop');
+    expect(r.frames).toEqual(['<13>k']);
+    expect(r.decoder.dropped).toBe(1);
+  });
+
+  it('rejects a broken octet count with a reason', () => {
+    const bad = (s: string) => () => decodeAll([s]);
+    expect(bad('12x <13>')).toThrow(/expected an octet count but found byte 0x78 after "12"/);
+    expect(bad('5 <13>a<13>b')).toThrow(FramingError);
+    expect(bad('05 <13>a')).toThrow(/leading zero/);
+    expect(bad('12345678901 x')).toThrow(/more than 10 digits/);
+    expect(bad('10 <13>')).toThrow(/closed in the middle/);
+  });
+
+  it('rejects binary garbage such as a TLS handshake on a plain port', () => {
+    expect(() => decodeAll([Buffer.from([0x16, 0x03, 0x01, 0x00])])).toThrow(/TLS handshake/);
+    expect(() => decodeAll([Buffer.from([0x00, 0x01])])).toThrow(/neither an octet count nor text/);
+  });
+});
