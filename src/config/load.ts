@@ -1,0 +1,210 @@
+import { readFileSync } from 'node:fs';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import type { z } from 'zod';
+import { isTemplateMacro } from '../template/macros.js';
+import { configSchema, TEMPLATE_KEYS, type SluiceConfig } from './schema.js';
+
+export interface ConfigProblem {
+  severity: 'error' | 'warning';
+  file: string;
+  line: number;
+  column: number;
+  /** Key path such as `sources.local_tcp.max_message_size`; empty for the whole file. */
+  path: string;
+  message: string;
+}
+
+export function formatProblem(p: ConfigProblem): string {
+  return `${p.file}:${p.line}:${p.column}: ${p.severity}: ${p.path ? `${p.path}: ` : ''}${p.message}`;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: ConfigProblem[]) {
+    super(problems.map(formatProblem).join('\n'));
+  }
+}
+
+export interface LoadedConfig {
+  file: string;
+  config: SluiceConfig;
+  warnings: ConfigProblem[];
+}
+
+type Path = (string | number)[];
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const k of path) {
+    if (typeof k === 'number') out += `[${k}]`;
+    else out += out ? `.${String(k)}` : String(k);
+  }
+  return out;
+}
+
+class ProblemCollector {
+  readonly problems: ConfigProblem[] = [];
+  constructor(
+    private readonly file: string,
+    private readonly doc: Document,
+    private readonly lines: LineCounter,
+  ) {}
+
+  at(severity: ConfigProblem['severity'], path: Path, message: string, keyOf = false): void {
+    const node = this.nodeAt(path, keyOf);
+    const offset = node?.range?.[0] ?? 0;
+    const pos = this.lines.linePos(offset);
+    this.problems.push({ severity, file: this.file, line: pos.line, column: pos.col, path: formatPath(path), message });
+  }
+
+  atOffset(severity: ConfigProblem['severity'], offset: number, message: string): void {
+    const pos = this.lines.linePos(offset);
+    this.problems.push({ severity, file: this.file, line: pos.line, column: pos.col, path: '', message });
+  }
+
+  /** The deepest node on `path` (the key node itself when `keyOf`), so that missing keys point at their parent. */
+  private nodeAt(path: Path, keyOf: boolean): Node | null {
+    let node: unknown = this.doc.contents;
+    let found: Node | null = (node as Node | null) ?? null;
+    for (let i = 0; i < path.length; i++) {
+      const k = path[i];
+      if (isMap(node)) {
+        const pair = node.items.find((p) => isScalar(p.key) && p.key.value === k);
+        if (!pair) break;
+        if (keyOf && i === path.length - 1) return pair.key as Node;
+        node = pair.value;
+      } else if (isSeq(node) && typeof k === 'number') {
+        node = node.items[k];
+      } else {
+        break;
+      }
+      if (node && typeof node === 'object' && 'range' in node) found = node as Node;
+      else break;
+    }
+    return found;
+  }
+
+  get hasErrors(): boolean {
+    return this.problems.some((p) => p.severity === 'error');
+  }
+}
+
+const ENV_REF = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{/g;
+
+function matchesKeyPattern(path: Path, pattern: readonly string[]): boolean {
+  return path.length === pattern.length && pattern.every((p, i) => p === '*' || p === path[i]);
+}
+
+/** Replaces `${VAR}` and `${VAR:-default}` in every string value; `$${` stands for a literal `${`. */
+function interpolateEnv(node: unknown, path: Path, env: NodeJS.ProcessEnv, problems: ProblemCollector): void {
+  if (isMap(node)) {
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? pair.key.value : undefined;
+      interpolateEnv(pair.value, [...path, String(key)], env, problems);
+    }
+  } else if (isSeq(node)) {
+    node.items.forEach((item, i) => interpolateEnv(item, [...path, i], env, problems));
+  } else if (isScalar(node) && typeof node.value === 'string' && node.value.includes('${')) {
+    const template = TEMPLATE_KEYS.some((p) => matchesKeyPattern(path, p));
+    node.value = node.value.replace(ENV_REF, (whole: string, name: string | undefined, fallback: string | undefined) => {
+      if (whole === '$${') return '${';
+      if (name === undefined) {
+        problems.at('error', path, `unterminated or malformed "\${" (write "$\${" for a literal "\${")`);
+        return whole;
+      }
+      if (template && fallback === undefined && isTemplateMacro(name)) return whole;
+      const value = env[name];
+      if (value !== undefined && (value !== '' || fallback === undefined)) return value;
+      if (fallback !== undefined) return fallback;
+      problems.at('error', path, `environment variable ${name} is not set (use \${${name}:-default} to give a default)`);
+      return whole;
+    });
+  }
+}
+
+function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
+  if (issue.code === 'invalid_union' && 'discriminator' in issue && issue.discriminator) {
+    const options = (issue as { options?: unknown[] }).options ?? [];
+    return `unknown type ${JSON.stringify(input)}; known types: ${options.join(', ')}`;
+  }
+  if (issue.code === 'invalid_type' && input === undefined) return 'is required';
+  if (issue.code === 'invalid_type') return `${issue.message.replace(/^Invalid input: /, '')}`;
+  return issue.message;
+}
+
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let v: unknown = root;
+  for (const k of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[k];
+  }
+  return v;
+}
+
+export function parseConfigText(text: string, file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const problems = new ProblemCollector(file, doc, lines);
+  for (const e of doc.errors) problems.atOffset('error', e.pos[0], e.message.split('\n')[0]!);
+  if (problems.hasErrors) throw new ConfigError(problems.problems);
+
+  interpolateEnv(doc.contents, [], env, problems);
+  const raw: unknown = doc.toJS();
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    problems.atOffset('error', 0, 'the file must hold a mapping with sources, destinations and pipelines');
+    throw new ConfigError(problems.problems);
+  }
+  if (problems.hasErrors) throw new ConfigError(problems.problems);
+
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const path = issue.path as Path;
+      if (issue.code === 'unrecognized_keys') {
+        for (const key of issue.keys) problems.at('error', [...path, key], 'unknown key', true);
+      } else {
+        problems.at('error', path, describeIssue(issue, valueAt(raw, path)));
+      }
+    }
+    throw new ConfigError(problems.problems);
+  }
+  const config = parsed.data;
+
+  const used = { sources: new Set<string>(), destinations: new Set<string>() };
+  for (const [name, pipeline] of Object.entries(config.pipelines)) {
+    pipeline.from.forEach((s, i) => {
+      if (!(s in config.sources)) problems.at('error', ['pipelines', name, 'from', i], `no source named "${s}"${suggest(s, config.sources)}`);
+      used.sources.add(s);
+    });
+    pipeline.to.forEach((d, i) => {
+      if (!(d in config.destinations)) {
+        problems.at('error', ['pipelines', name, 'to', i], `no destination named "${d}"${suggest(d, config.destinations)}`);
+      }
+      used.destinations.add(d);
+    });
+  }
+  for (const kind of ['sources', 'destinations'] as const) {
+    for (const name of Object.keys(config[kind])) {
+      if (!used[kind].has(name)) problems.at('warning', [kind, name], `is not used by any pipeline`, true);
+    }
+  }
+  if (problems.hasErrors) throw new ConfigError(problems.problems);
+  return { file, config, warnings: problems.problems };
+}
+
+function suggest(name: string, known: Record<string, unknown>): string {
+  const names = Object.keys(known);
+  return names.length ? ` (known: ${names.join(', ')})` : '';
+}
+
+export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why = err.code === 'ENOENT' ? 'file not found' : err.code === 'EACCES' ? 'permission denied' : err.message;
+    throw new ConfigError([{ severity: 'error', file, line: 0, column: 0, path: '', message: `cannot read config: ${why}` }]);
+  }
+  return parseConfigText(text, file, env);
+}

@@ -1,0 +1,72 @@
+import { z } from 'zod';
+import { fileDestinationSchema } from '../destinations/file/config.js';
+import { syslogDestinationSchema } from '../destinations/syslog/config.js';
+import { fileSourceSchema } from '../sources/file/config.js';
+import { syslogTcpSourceSchema } from '../sources/syslog-tcp/config.js';
+import { syslogUdpSourceSchema } from '../sources/syslog-udp/config.js';
+import { duration, facilityName, regex, severityName } from './types.js';
+
+/** The one schema: TypeScript types, validation and docs/configuration.md all come from it. */
+
+export const SOURCE_SCHEMAS = [syslogUdpSourceSchema, syslogTcpSourceSchema, fileSourceSchema] as const;
+export const DESTINATION_SCHEMAS = [syslogDestinationSchema, fileDestinationSchema] as const;
+
+const componentName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'names start with a letter or digit and use only letters, digits, "_", "." and "-"');
+
+export const sourceSchema = z.discriminatedUnion('type', SOURCE_SCHEMAS);
+export const destinationSchema = z.discriminatedUnion('type', DESTINATION_SCHEMAS);
+
+export const whereSchema = z
+  .strictObject({
+    facility: z.array(facilityName).min(1).optional().describe('Keep messages of these facilities.'),
+    severity: z.array(severityName).min(1).optional().describe('Keep messages of exactly these severities.'),
+    min_severity: severityName.optional().describe('Keep messages of this severity or a more urgent one (`warning` keeps emerg to warning).'),
+    host: regex().optional().describe('Regular expression the HOSTNAME must match (the sender address when the message has none).'),
+    app: regex().optional().describe('Regular expression the APP-NAME (RFC 3164 tag) must match.'),
+    message: regex().optional().describe('Regular expression the MSG part must match.'),
+  })
+  .describe('A filter: a message passes when it meets every condition given. Messages that do not parse count as user.notice with no host or app.');
+
+export const pipelineSchema = z
+  .strictObject({
+    from: z.array(z.string()).min(1).describe('Names of the sources feeding this pipeline.'),
+    where: whereSchema.optional(),
+    to: z.array(z.string()).min(1).describe('Names of the destinations; each gets its own copy of every message (fan-out).'),
+  })
+  .describe('Connects sources to destinations.');
+
+export const configSchema = z
+  .strictObject({
+    state_dir: z
+      .string()
+      .default('var/state')
+      .describe('Where sluice keeps its state: file checkpoints now, queues later. Relative paths are taken from the working directory.'),
+    hostname: z.string().optional().describe('Name this host gives its own records (file lines). Default: the system host name.'),
+    log: z
+      .strictObject({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info').describe('Least severe level logged.'),
+        format: z
+          .enum(['auto', 'json', 'pretty'])
+          .default('auto')
+          .describe('`json` lines (for journald and log collectors), `pretty` text, or `auto`: pretty when stderr is a terminal.'),
+      })
+      .prefault({})
+      .describe("sluice's own log, on stderr."),
+    shutdown_timeout: duration().prefault('10s').describe('On SIGTERM or SIGINT, how long in-flight records may take to drain before sluice exits.'),
+    sources: z.record(componentName, sourceSchema).describe('Named inputs; the key is the name pipelines use.'),
+    destinations: z.record(componentName, destinationSchema).describe('Named outputs, each with its own queue.'),
+    pipelines: z.record(componentName, pipelineSchema).describe('Named routes from sources to destinations.'),
+  })
+  .describe('The sluice configuration file.');
+
+export type SluiceConfig = z.output<typeof configSchema>;
+export type SourceConfig = z.output<typeof sourceSchema>;
+export type DestinationConfig = z.output<typeof destinationSchema>;
+export type PipelineConfig = z.output<typeof pipelineSchema>;
+export type WhereConfig = z.output<typeof whereSchema>;
+export type QueueConfig = DestinationConfig['queue'];
+
+/** Keys whose values are templates: `${MACRO}` there is a template macro, not an environment variable. */
+export const TEMPLATE_KEYS: ReadonlyArray<readonly string[]> = [['destinations', '*', 'path']];

@@ -1,0 +1,127 @@
+import { z } from 'zod';
+import { FACILITY_NAMES, SEVERITY_NAMES } from '../parser/names.js';
+import { parseDuration, parseSize } from './units.js';
+
+/** A byte size: a whole number of bytes, or text such as `64KiB`, `10MB`. */
+export const size = () =>
+  z
+    .union([z.string(), z.number()])
+    .transform((v, ctx) => {
+      const n = parseSize(v);
+      if (n === null) {
+        ctx.addIssue({ code: 'custom', message: `expected a size such as 64KiB or 10MB, got ${JSON.stringify(v)}` });
+        return z.NEVER;
+      }
+      return n;
+    })
+    .meta({ format: 'size' });
+
+/** A duration with its unit: `50ms`, `10s`, `5m`, `1h`, `1d`; `0` turns the feature off where the key says so. */
+export const duration = () =>
+  z
+    .union([z.string(), z.number()])
+    .transform((v, ctx) => {
+      const n = parseDuration(v);
+      if (n === null) {
+        ctx.addIssue({ code: 'custom', message: `expected a duration with a unit such as 50ms, 10s or 5m, got ${JSON.stringify(v)}` });
+        return z.NEVER;
+      }
+      return n;
+    })
+    .meta({ format: 'duration' });
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** `host:port`, `[v6]:port`; a host is required so that nothing listens on every interface by accident. */
+export function parseHostPort(v: string): HostPort | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(v);
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port > 65535) return null;
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+export const address = () =>
+  z
+    .string()
+    .transform((v, ctx) => {
+      const hp = parseHostPort(v);
+      if (!hp) {
+        ctx.addIssue({ code: 'custom', message: `expected host:port (such as 127.0.0.1:5514 or [::1]:5514), got ${JSON.stringify(v)}` });
+        return z.NEVER;
+      }
+      return hp;
+    })
+    .meta({ format: 'host:port' });
+
+export const regex = () =>
+  z
+    .string()
+    .transform((v, ctx) => {
+      try {
+        return new RegExp(v);
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: `invalid regular expression: ${(e as Error).message}` });
+        return z.NEVER;
+      }
+    })
+    .meta({ format: 'regex' });
+
+export const facilityName = z.enum(FACILITY_NAMES);
+export const severityName = z.enum(SEVERITY_NAMES);
+
+export const tlsServerSchema = z
+  .strictObject({
+    cert: z.string().describe('PEM file with the server certificate chain.'),
+    key: z.string().describe('PEM file with the private key of `cert`.'),
+    client_ca: z
+      .string()
+      .optional()
+      .describe('PEM file of CAs. When set, every client must present a certificate signed by one of them (mutual TLS).'),
+    min_version: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2').describe('Oldest TLS version accepted.'),
+  })
+  .describe('TLS for this listener (RFC 5425 for syslog). Absent: plain TCP.');
+
+export const tlsClientSchema = z
+  .strictObject({
+    ca: z.string().optional().describe('PEM file of CAs that the server certificate must chain to. Absent: the system store.'),
+    cert: z.string().optional().describe('PEM client certificate, for servers that require mutual TLS.'),
+    key: z.string().optional().describe('PEM private key of `cert`.'),
+    server_name: z.string().optional().describe('Name to verify the server certificate against (SNI). Default: the host of `address`.'),
+    verify: z.boolean().default(true).describe('Verify the server certificate. Turning this off is for tests only.'),
+  })
+  .describe('TLS towards the server. Absent: plain TCP.');
+
+export const queueSchema = z
+  .strictObject({
+    mode: z
+      .enum(['memory'])
+      .default('memory')
+      .describe('`memory`: records wait in RAM and are lost if the process dies. Disk modes arrive with the disk-queue work.'),
+    mem_buf_length: z
+      .int()
+      .positive()
+      .default(100_000)
+      .describe('Most records the queue holds. 100000 records of 200 bytes is about 20 MB, several seconds of a busy host.'),
+    mem_buf_size: size()
+      .prefault('64MiB')
+      .describe('Most message bytes the queue holds, whichever of the two limits comes first. Bounds memory when messages are large.'),
+    full: z
+      .enum(['block', 'drop_newest', 'drop_oldest'])
+      .default('block')
+      .describe(
+        'What happens when the queue is full. `block`: TCP and file sources stop reading until there is room (UDP, which cannot wait, drops and counts). ' +
+          '`drop_newest`: the incoming records are dropped. `drop_oldest`: the oldest waiting records make room. Every drop is counted.',
+      ),
+  })
+  .describe('The queue in front of this destination.');
+
+export const backoffSchema = z
+  .strictObject({
+    initial: duration().prefault('200ms').describe('First wait after a failed connection.'),
+    max: duration().prefault('30s').describe('Longest wait between attempts.'),
+  })
+  .describe('Reconnection: the wait doubles after each failure up to `max`, with full jitter so that many agents do not reconnect in step.');

@@ -1,0 +1,56 @@
+/** Human sizes and durations in config files: `64KiB`, `10MB`, `50ms`, `5m`. */
+
+const SIZE_UNITS: Record<string, number> = {
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+  tib: 1024 ** 4,
+};
+
+const DURATION_UNITS: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
+
+/** Bytes from `123`, `64KiB`, `1.5 GB`; null when the text is not a size. */
+export function parseSize(input: string | number): number | null {
+  if (typeof input === 'number') return Number.isSafeInteger(input) && input >= 0 ? input : null;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(input);
+  if (!m) return null;
+  const unit = (m[2] ?? '').toLowerCase();
+  const factor = unit === '' ? 1 : SIZE_UNITS[unit];
+  if (factor === undefined) return null;
+  const value = Math.round(Number(m[1]) * factor);
+  return Number.isSafeInteger(value) ? value : null;
+}
+
+/** Milliseconds from `50ms`, `10s`, `1.5h`, `0`; null when the text is not a duration. A bare number other than 0 has no unit and is refused. */
+export function parseDuration(input: string | number): number | null {
+  if (input === 0 || input === '0') return 0;
+  if (typeof input === 'number') return null;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(input);
+  if (!m) return null;
+  return Math.round(Number(m[1]) * DURATION_UNITS[m[2]!]!);
+}
+
+export function formatSize(bytes: number): string {
+  for (const [unit, f] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
+    if (bytes >= f && bytes % f === 0) return `${bytes / f}${unit}`;
+  }
+  return `${bytes}B`;
+}
+
+export function formatDuration(ms: number): string {
+  for (const [unit, f] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
+    if (ms >= f && ms % f === 0) return `${ms / f}${unit}`;
+  }
+  return `${ms}ms`;
+}

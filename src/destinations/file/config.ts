@@ -1,0 +1,36 @@
+import { z } from 'zod';
+import { duration, queueSchema } from '../../config/types.js';
+
+export const fileDestinationSchema = z
+  .strictObject({
+    type: z.literal('file'),
+    path: z
+      .string()
+      .min(1)
+      .describe(
+        'Path template, such as `var/log/${HOST}/${PROGRAM}.log`. The macros are listed in docs/configuration.md. ' +
+          'Values are made safe before use, so a hostname like `../../etc` can never leave the directory before the first macro.',
+      ),
+    format: z
+      .enum(['raw', 'rfc5424', 'rfc3164'])
+      .default('raw')
+      .describe('How each line is written: the message as received, or parsed and written in RFC 5424 or RFC 3164 form.'),
+    fsync: z
+      .boolean()
+      .default(true)
+      .describe('fsync each batch before its records leave the queue, so an acknowledged record survives a power cut. Many batches share one fsync.'),
+    max_open_files: z.int().positive().default(256).describe('Files kept open at once; the least recently used is closed first.'),
+    idle_close: duration().prefault('1m').describe('Close a file nothing was written to for this long.'),
+    file_mode: z
+      .string()
+      .regex(/^0?[0-7]{3}$/, 'expected an octal mode such as 0640')
+      .default('0640')
+      .describe('Permissions of new files (octal).'),
+    dir_mode: z
+      .string()
+      .regex(/^0?[0-7]{3}$/, 'expected an octal mode such as 0750')
+      .default('0750')
+      .describe('Permissions of new directories (octal).'),
+    queue: queueSchema.prefault({}),
+  })
+  .describe('Appends one message per line to files named by a template. Directories are created as needed.');
