@@ -13,6 +13,8 @@ export class FramingError extends Error {
 export interface FrameDecoderOptions {
   maxMessageSize: number;
   oversize: OversizePolicy;
+  /** `lf` skips detection: every byte is text (for files). Default: detect from the first byte. */
+  framing?: 'auto' | 'lf';
 }
 
 const LF = 0x0a;
@@ -49,6 +51,13 @@ export class SyslogFrameDecoder {
   constructor(options: FrameDecoderOptions) {
     this.max = options.maxMessageSize;
     this.truncate = options.oversize === 'truncate';
+    if (options.framing === 'lf') this.framing = 'lf';
+  }
+
+  /** Bytes taken in but not yet part of an emitted frame (an unfinished line or octet frame). */
+  get pendingBytes(): number {
+    if (this.skipping) return 0;
+    return this.framing === 'octet-counting' ? this.partialLength + this.lengthDigits.length : this.partialLength;
   }
 
   /** Appends every complete frame in `chunk` to `out`. Throws FramingError on a stream that cannot be syslog. */

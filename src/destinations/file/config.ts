@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { duration, queueSchema } from '../../config/types.js';
+import { unknownMacros } from '../../template/path-template.js';
 
 export const fileDestinationSchema = z
   .strictObject({
@@ -7,6 +8,11 @@ export const fileDestinationSchema = z
     path: z
       .string()
       .min(1)
+      .superRefine((v, ctx) => {
+        const unknown = unknownMacros(v);
+        if (unknown.length) ctx.addIssue({ code: 'custom', message: `unknown macro ${unknown.map((n) => `\${${n}}`).join(', ')}; see docs/configuration.md for the list` });
+        if (v.endsWith('/')) ctx.addIssue({ code: 'custom', message: 'names a directory; add a file name' });
+      })
       .describe(
         'Path template, such as `var/log/${HOST}/${PROGRAM}.log`. The macros are listed in docs/configuration.md. ' +
           'Values are made safe before use, so a hostname like `../../etc` can never leave the directory before the first macro.',

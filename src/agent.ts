@@ -1,0 +1,79 @@
+import { mkdir } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { buildDestination, buildQueue, buildSource } from './components.js';
+import type { SluiceConfig } from './config/schema.js';
+import type { Destination, DestinationStats } from './destinations/types.js';
+import type { Logger } from './log.js';
+import { Router } from './pipeline/router.js';
+import type { DestinationQueue, QueueStats } from './queue/types.js';
+import type { SourceStats } from './record.js';
+import type { Source } from './sources/types.js';
+
+export interface AgentStats {
+  sources: Record<string, SourceStats & { address: string }>;
+  destinations: Record<string, DestinationStats & { address: string; queue: QueueStats }>;
+}
+
+/** Sources, queues, router and destinations built from one config, started and stopped together. */
+export class Agent {
+  readonly sources = new Map<string, Source>();
+  readonly destinations = new Map<string, Destination>();
+  readonly queues = new Map<string, DestinationQueue>();
+  readonly router: Router;
+  readonly stateDir: string;
+  private started = false;
+
+  constructor(
+    readonly config: SluiceConfig,
+    private readonly logger: Logger,
+  ) {
+    this.stateDir = path.resolve(config.state_dir);
+    const hostname = config.hostname ?? os.hostname();
+    for (const [name, dc] of Object.entries(config.destinations)) {
+      const queue = buildQueue(name, dc.queue);
+      this.queues.set(name, queue);
+      this.destinations.set(name, buildDestination(dc, { name, queue, logger: logger.child({ destination: name }), hostname }));
+    }
+    this.router = new Router(config.pipelines, this.queues);
+    for (const [name, sc] of Object.entries(config.sources)) {
+      this.sources.set(name, buildSource(sc, { name, router: this.router, logger: logger.child({ source: name }), stateDir: this.stateDir, hostname }));
+    }
+  }
+
+  async start(): Promise<void> {
+    await mkdir(this.stateDir, { recursive: true });
+    for (const d of this.destinations.values()) d.start();
+    const results = await Promise.allSettled([...this.sources.values()].map((s) => s.start()));
+    const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [[[...this.sources.keys()][i]!, r.reason as Error] as const] : []));
+    if (failed.length > 0) {
+      await this.stop();
+      throw new Error(failed.map(([name, err]) => `source ${name} cannot start: ${err.message}`).join('; '));
+    }
+    this.started = true;
+    for (const [name, s] of this.sources) this.logger.info({ source: name, listen: s.describe() }, 'source ready');
+    for (const [name, d] of this.destinations) this.logger.info({ destination: name, target: d.describe() }, 'destination ready');
+  }
+
+  /** Stops taking input, then lets destinations drain for up to shutdown_timeout. */
+  async stop(): Promise<void> {
+    await Promise.all([...this.sources.values()].map((s) => s.stop().catch((err: Error) => this.logger.error({ err }, 'source stop failed'))));
+    const deadline = this.config.shutdown_timeout;
+    const left = await Promise.all([...this.destinations.values()].map((d) => d.stop(deadline).then((n) => [d.name, n] as const)));
+    for (const [name, n] of left) {
+      if (n > 0) this.logger.error({ destination: name, records: n }, 'shutdown timeout: records still queued in memory were not delivered');
+    }
+    this.started = false;
+  }
+
+  get running(): boolean {
+    return this.started;
+  }
+
+  stats(): AgentStats {
+    const out: AgentStats = { sources: {}, destinations: {} };
+    for (const [name, s] of this.sources) out.sources[name] = { ...s.stats, dropped: { ...s.stats.dropped }, address: s.describe() };
+    for (const [name, d] of this.destinations) out.destinations[name] = { ...d.stats, address: d.describe(), queue: d.queue.stats() };
+    return out;
+  }
+}

@@ -1,0 +1,170 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Agent } from './agent.js';
+import { ConfigError, formatProblem, loadConfigFile, type LoadedConfig } from './config/load.js';
+import type { SluiceConfig } from './config/schema.js';
+import { formatDuration, formatSize } from './config/units.js';
+import { createLogger } from './log.js';
+
+const HELP = `sluice — a syslog shipper that does not lose logs
+
+Usage:
+  sluice run -c FILE      run in the foreground with FILE (JSON logs on stderr; readable on a terminal)
+  sluice check -c FILE    validate FILE and print the pipelines it would run; exit 1 on any error
+  sluice --version        print the version
+  sluice --help           print this help
+
+Options:
+  -c, --config FILE       the configuration file (default: /etc/sluice/sluice.yaml)
+
+Signals (run): SIGTERM or SIGINT drain in-flight records, up to shutdown_timeout, then exit 0.
+Docs: docs/configuration.md, docs/operations.md`;
+
+const DEFAULT_CONFIG = '/etc/sluice/sluice.yaml';
+
+function version(): string {
+  const pkg = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'package.json');
+  return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
+}
+
+function load(file: string): LoadedConfig | null {
+  try {
+    const loaded = loadConfigFile(file);
+    for (const w of loaded.warnings) process.stderr.write(`${formatProblem(w)}\n`);
+    return loaded;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    for (const p of err.problems) process.stderr.write(`${formatProblem(p)}\n`);
+    process.stderr.write(`${file}: ${err.problems.filter((p) => p.severity === 'error').length} error(s); nothing was started\n`);
+    return null;
+  }
+}
+
+function describeWhere(w: NonNullable<SluiceConfig['pipelines'][string]['where']>): string {
+  const parts: string[] = [];
+  if (w.facility) parts.push(`facility in [${w.facility.join(', ')}]`);
+  if (w.severity) parts.push(`severity in [${w.severity.join(', ')}]`);
+  if (w.min_severity) parts.push(`severity >= ${w.min_severity}`);
+  if (w.host) parts.push(`host =~ ${w.host}`);
+  if (w.app) parts.push(`app =~ ${w.app}`);
+  if (w.message) parts.push(`message =~ ${w.message}`);
+  return parts.join(' and ');
+}
+
+/** What `check` prints: every pipeline with its endpoints, without touching the network. */
+export function describeConfig(config: SluiceConfig): string {
+  const agent = new Agent(config, createLogger({ level: 'silent', format: 'json' }));
+  const lines: string[] = [`state_dir: ${agent.stateDir}`];
+  for (const [name, p] of Object.entries(config.pipelines)) {
+    lines.push(`pipeline ${name}:`);
+    for (const s of p.from) lines.push(`  from ${s}: ${agent.sources.get(s)!.describe()}`);
+    if (p.where) lines.push(`  where ${describeWhere(p.where)}`);
+    for (const d of p.to) {
+      const dc = config.destinations[d]!;
+      const q = dc.queue;
+      lines.push(`  to   ${d}: ${agent.destinations.get(d)!.describe()}`);
+      lines.push(`       queue ${q.mode}, up to ${q.mem_buf_length} records / ${formatSize(q.mem_buf_size)}, when full: ${q.full}`);
+    }
+  }
+  lines.push(`shutdown_timeout: ${formatDuration(config.shutdown_timeout)}`);
+  return lines.join('\n');
+}
+
+async function run(file: string): Promise<number> {
+  const loaded = load(file);
+  if (!loaded) return 2;
+  const { config } = loaded;
+  const logger = createLogger(config.log);
+  process.on('uncaughtException', (err) => logger.error({ err }, 'unexpected error; sluice keeps running'));
+  process.on('unhandledRejection', (err) => logger.error({ err }, 'unexpected rejection; sluice keeps running'));
+  let agent: Agent;
+  try {
+    agent = new Agent(config, logger);
+    await agent.start();
+  } catch (err) {
+    logger.fatal({ err: (err as Error).message }, 'sluice cannot start');
+    return 1;
+  }
+  logger.info({ version: version(), config: path.resolve(file) }, 'sluice is running');
+  return new Promise((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: exiting without waiting for the drain');
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      logger.info({ signal, shutdown_timeout_ms: config.shutdown_timeout }, 'stopping: draining in-flight records');
+      void agent.stop().then(
+        () => {
+          logger.info('stopped');
+          resolve(0);
+        },
+        (err: Error) => {
+          logger.error({ err }, 'error while stopping');
+          resolve(0);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        version: { type: 'boolean', short: 'V' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`sluice: ${(err as Error).message}\n\n${HELP}\n`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.version) {
+    process.stdout.write(`sluice ${version()}\n`);
+    return 0;
+  }
+  const command = positionals[0];
+  if (values.help || command === undefined || command === 'help') {
+    process.stdout.write(`${HELP}\n`);
+    return values.help || command === 'help' ? 0 : 2;
+  }
+  const file = values.config ?? DEFAULT_CONFIG;
+  switch (command) {
+    case 'run':
+      return run(file);
+    case 'check': {
+      const loaded = load(file);
+      if (!loaded) return 1;
+      process.stdout.write(`${describeConfig(loaded.config)}\n${file}: OK${loaded.warnings.length ? ` (${loaded.warnings.length} warning(s))` : ''}\n`);
+      return 0;
+    }
+    default:
+      process.stderr.write(`sluice: unknown command "${command}"\n\n${HELP}\n`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // Timers and sockets of a stopped agent must not keep the process alive.
+    setTimeout(() => process.exit(code), 50).unref();
+  },
+  (err: Error) => {
+    process.stderr.write(`sluice: ${err.stack ?? err.message}\n`);
+    process.exit(1);
+  },
+);

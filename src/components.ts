@@ -1,0 +1,40 @@
+import type { DestinationConfig, QueueConfig, SourceConfig } from './config/schema.js';
+import { FileDestination } from './destinations/file/index.js';
+import { SyslogDestination } from './destinations/syslog/index.js';
+import type { Destination, DestinationContext } from './destinations/types.js';
+import { MemoryQueue } from './queue/memory-queue.js';
+import type { DestinationQueue } from './queue/types.js';
+import { FileSource } from './sources/file/index.js';
+import { SyslogTcpSource } from './sources/syslog-tcp/index.js';
+import { SyslogUdpSource } from './sources/syslog-udp/index.js';
+import type { Source, SourceContext } from './sources/types.js';
+
+/** The component registry: one build function per `type:`. */
+
+type SourceBuilders = { [K in SourceConfig['type']]: (config: Extract<SourceConfig, { type: K }>, ctx: SourceContext) => Source };
+type DestinationBuilders = {
+  [K in DestinationConfig['type']]: (config: Extract<DestinationConfig, { type: K }>, ctx: DestinationContext) => Destination;
+};
+
+const SOURCES: SourceBuilders = {
+  syslog_udp: (c, ctx) => new SyslogUdpSource(c, ctx),
+  syslog_tcp: (c, ctx) => new SyslogTcpSource(c, ctx),
+  file: (c, ctx) => new FileSource(c, ctx),
+};
+
+const DESTINATIONS: DestinationBuilders = {
+  syslog: (c, ctx) => new SyslogDestination(c, ctx),
+  file: (c, ctx) => new FileDestination(c, ctx),
+};
+
+export function buildSource(config: SourceConfig, ctx: SourceContext): Source {
+  return (SOURCES[config.type] as (c: SourceConfig, ctx: SourceContext) => Source)(config, ctx);
+}
+
+export function buildDestination(config: DestinationConfig, ctx: DestinationContext): Destination {
+  return (DESTINATIONS[config.type] as (c: DestinationConfig, ctx: DestinationContext) => Destination)(config, ctx);
+}
+
+export function buildQueue(name: string, config: QueueConfig): DestinationQueue {
+  return new MemoryQueue(name, { maxRecords: config.mem_buf_length, maxBytes: config.mem_buf_size, full: config.full });
+}

@@ -1,0 +1,31 @@
+import type { Logger } from '../log.js';
+import type { DestinationQueue } from '../queue/types.js';
+
+export interface DestinationContext {
+  name: string;
+  queue: DestinationQueue;
+  logger: Logger;
+  hostname: string;
+}
+
+export interface DestinationStats {
+  /** Records handed to the network or the file system. */
+  sent: number;
+  /** Records confirmed delivered (written and, where configured, fsynced) and freed from the queue. */
+  delivered: number;
+  /** Failed deliveries; their records stay queued and are sent again. */
+  failures: number;
+  reconnectAttempts: number;
+  reconnects: number;
+  connected: boolean;
+}
+
+export interface Destination {
+  readonly name: string;
+  readonly queue: DestinationQueue;
+  readonly stats: DestinationStats;
+  start(): void;
+  /** Sends what is queued until the queue is empty or `timeoutMs` passes, then closes. Resolves to the records left behind. */
+  stop(timeoutMs: number): Promise<number>;
+  describe(): string;
+}

@@ -1,0 +1,49 @@
+import type { LogRecord } from '../record.js';
+
+export type FullPolicy = 'block' | 'drop_newest' | 'drop_oldest';
+
+export interface QueueStats {
+  /** Records waiting, including those handed out and not yet acknowledged. */
+  records: number;
+  bytes: number;
+  inFlight: number;
+  capacityRecords: number;
+  capacityBytes: number;
+  pushed: number;
+  acked: number;
+  /** Records dropped, by reason. */
+  dropped: Record<string, number>;
+}
+
+/**
+ * The queue in front of one destination. Producers (the router) push batches; the destination
+ * takes batches, sends them, and acknowledges or rewinds. The disk-backed modes implement the
+ * same contract, with `push` resolving once the batch is durable.
+ */
+export interface DestinationQueue {
+  readonly name: string;
+  readonly fullPolicy: FullPolicy;
+  /**
+   * Appends a batch. Under `drop_newest`/`drop_oldest` a full queue drops (and counts) instead of
+   * growing. Returns a promise when the batch becomes committed later; undefined when it already is.
+   */
+  push(records: LogRecord[]): Promise<void> | undefined;
+  /** True when the queue holds as much as it may. */
+  isFull(): boolean;
+  /** Resolves once the queue is no longer full (or is closed). */
+  waitForSpace(): Promise<void>;
+  /** Counts records that a producer could not wait to push. */
+  countDrop(reason: string, n: number): void;
+
+  /** Up to `max` records not yet handed out, oldest first; empty when there are none. */
+  take(max: number): LogRecord[];
+  /** The oldest `count` handed-out records were delivered: free them. */
+  ack(count: number): void;
+  /** Hands out again every record that was handed out and not acknowledged. */
+  rewind(): void;
+  /** Resolves when there is something to take (or the queue is closed). */
+  waitForRecords(): Promise<void>;
+
+  stats(): QueueStats;
+  close(): Promise<void>;
+}

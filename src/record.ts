@@ -1,0 +1,94 @@
+import { parseSyslog, SyslogParseError, type SyslogMessage } from './parser/syslog.js';
+
+/** Counters every source keeps; exposed by `Agent.stats()` and, later, as metrics. */
+export interface SourceStats {
+  received: number;
+  receivedBytes: number;
+  parseErrors: number;
+  truncated: number;
+  /** Records dropped, by reason (`oversize`, `queue_full`, ...). */
+  dropped: Record<string, number>;
+  connectionsAccepted: number;
+  connectionsRejected: number;
+  connectionErrors: number;
+}
+
+export function newSourceStats(): SourceStats {
+  return { received: 0, receivedBytes: 0, parseErrors: 0, truncated: 0, dropped: {}, connectionsAccepted: 0, connectionsRejected: 0, connectionErrors: 0 };
+}
+
+export function countDrop(dropped: Record<string, number>, reason: string, n = 1): void {
+  dropped[reason] = (dropped[reason] ?? 0) + n;
+}
+
+/** Where records came from; one object shared by every record of a connection or file. */
+export interface RecordOrigin {
+  /** Name of the sluice source. */
+  readonly source: string;
+  /** Sender address, or the path of a followed file. */
+  readonly from: string;
+  /** `syslog`: the bytes are a syslog message. `text`: a plain line, wrapped with the fields below. */
+  readonly format: 'syslog' | 'text';
+  readonly lenient: boolean;
+  readonly stats: SourceStats;
+  /** For text lines. */
+  readonly hostname?: string;
+  readonly appName?: string;
+  readonly facility?: number;
+  readonly severity?: number;
+}
+
+/**
+ * One message. The raw bytes travel untouched; the syslog fields are parsed only when a filter,
+ * a template or an output format asks for them, and then once.
+ */
+export class LogRecord {
+  private parsed: SyslogMessage | undefined;
+
+  constructor(
+    readonly raw: Buffer,
+    readonly receivedAt: number,
+    readonly origin: RecordOrigin,
+  ) {
+    this.parsed = undefined;
+  }
+
+  get message(): SyslogMessage {
+    return (this.parsed ??= this.parse());
+  }
+
+  private parse(): SyslogMessage {
+    const o = this.origin;
+    if (o.format === 'text') {
+      return {
+        facility: o.facility ?? 1,
+        severity: o.severity ?? 5,
+        timestamp: null,
+        hostname: o.hostname ?? null,
+        appName: o.appName ?? null,
+        procId: null,
+        msgId: null,
+        structuredData: null,
+        message: this.raw.toString('utf8'),
+      };
+    }
+    try {
+      return parseSyslog(this.raw, { lenient: o.lenient, referenceDate: new Date(this.receivedAt) });
+    } catch (e) {
+      if (!(e instanceof SyslogParseError)) throw e;
+      o.stats.parseErrors++;
+      // Unparseable input is still delivered, whole, as the message of a user.notice record.
+      return {
+        facility: 1,
+        severity: 5,
+        timestamp: null,
+        hostname: null,
+        appName: null,
+        procId: null,
+        msgId: null,
+        structuredData: null,
+        message: this.raw.toString('utf8').replace(/\r?\n$/, ''),
+      };
+    }
+  }
+}

@@ -1,0 +1,221 @@
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import { crc32 } from 'node:zlib';
+import { SyslogFrameDecoder } from '../../framing/syslog-frame-decoder.js';
+import { LogRecord, type RecordOrigin } from '../../record.js';
+import type { FileCheckpoint } from './checkpoint-store.js';
+
+export const FINGERPRINT_BYTES = 256;
+const READ_SIZE = 256 * 1024;
+
+export interface FileIdentity {
+  dev: string;
+  ino: string;
+}
+
+export function identityKey(id: FileIdentity): string {
+  return `${id.dev}:${id.ino}`;
+}
+
+export async function statIdentity(file: string): Promise<(FileIdentity & { size: number }) | null> {
+  try {
+    const s = await stat(file, { bigint: true });
+    if (!s.isFile()) return null;
+    return { dev: String(s.dev), ino: String(s.ino), size: Number(s.size) };
+  } catch {
+    return null;
+  }
+}
+
+/** crc32 of the first bytes: with device and inode, it tells a reused inode from the file we knew. */
+export async function fingerprintOf(handle: FileHandle, length = FINGERPRINT_BYTES): Promise<{ crc: string; bytes: number }> {
+  const buf = Buffer.alloc(length);
+  const { bytesRead } = await handle.read(buf, 0, length, 0);
+  return { crc: crc32(buf.subarray(0, bytesRead)).toString(16), bytes: bytesRead };
+}
+
+export interface TailerOptions {
+  maxLineLength: number;
+  flushTimeout: number;
+  /** Hands a batch of lines on; the promise (if any) resolves once every queue has accepted them. */
+  deliver: (records: LogRecord[]) => Promise<void> | undefined;
+  onTruncated: (file: string, from: number) => void;
+}
+
+/**
+ * Follows one file, known by device and inode, through renames. Reads from an open descriptor so a
+ * rotated file can be finished after its name points elsewhere. `committed` only moves past lines
+ * that `deliver` has confirmed.
+ */
+export class FileTailer {
+  /** Bytes read from the file so far. */
+  private readOffset: number;
+  /** Offset just past the last line that every queue accepted: what the checkpoint records. */
+  committed: number;
+  fingerprint = { crc: '', bytes: 0 };
+  /** The path no longer names this file (renamed or deleted): finish it, then close. */
+  rotated = false;
+  /** When the file last grew, or when it was last read to its end after rotation. */
+  lastActivity = Date.now();
+  private readonly decoder: SyslogFrameDecoder;
+  private reading: Promise<void> | null = null;
+  private again = false;
+  private partialSince = 0;
+  private closed = false;
+  private truncatedSeen = 0;
+
+  private constructor(
+    public path: string,
+    readonly id: FileIdentity,
+    private readonly handle: FileHandle,
+    offset: number,
+    private readonly origin: RecordOrigin,
+    private readonly options: TailerOptions,
+  ) {
+    this.readOffset = offset;
+    this.committed = offset;
+    this.decoder = new SyslogFrameDecoder({ maxMessageSize: options.maxLineLength, oversize: 'truncate', framing: 'lf' });
+  }
+
+  static async open(
+    file: string,
+    id: FileIdentity,
+    start: 'beginning' | 'end' | FileCheckpoint | null,
+    origin: RecordOrigin,
+    options: TailerOptions,
+  ): Promise<FileTailer | null> {
+    let handle: FileHandle;
+    try {
+      handle = await open(file, 'r');
+    } catch {
+      return null;
+    }
+    const s = await handle.stat({ bigint: true });
+    // The name may have moved on between stat and open.
+    if (String(s.dev) !== id.dev || String(s.ino) !== id.ino) {
+      await handle.close();
+      return null;
+    }
+    const size = Number(s.size);
+    const fp = await fingerprintOf(handle);
+    let offset = 0;
+    if (start === 'end') offset = size;
+    else if (start !== null && start !== 'beginning') {
+      // Resume only where the first bytes are still the ones we saw: else the inode was reused.
+      const now = await fingerprintOf(handle, start.fingerprint_bytes);
+      if (now.crc === start.fingerprint && now.bytes === start.fingerprint_bytes && size >= start.offset) offset = start.offset;
+    }
+    const t = new FileTailer(file, id, handle, offset, origin, options);
+    t.fingerprint = fp;
+    return t;
+  }
+
+  get pendingRead(): boolean {
+    return this.reading !== null;
+  }
+
+  /** Reads whatever is new; calls made while a read runs are folded into one more pass. */
+  read(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (this.reading) {
+      this.again = true;
+      return this.reading;
+    }
+    this.reading = this.readLoop().finally(() => {
+      this.reading = null;
+    });
+    return this.reading;
+  }
+
+  private async readLoop(): Promise<void> {
+    do {
+      this.again = false;
+      await this.checkTruncation();
+      for (;;) {
+        if (this.closed) return;
+        // Size the buffer to what is there: queued lines keep their read buffer alive.
+        const want = Math.min(READ_SIZE, (await this.handle.stat()).size - this.readOffset);
+        if (want <= 0) break;
+        const buf = Buffer.allocUnsafe(want);
+        const { bytesRead } = await this.handle.read(buf, 0, want, this.readOffset);
+        if (bytesRead === 0) break;
+        this.readOffset += bytesRead;
+        this.lastActivity = Date.now();
+        const frames: Buffer[] = [];
+        this.decoder.push(buf.subarray(0, bytesRead), frames);
+        await this.emit(frames);
+        if (this.fingerprint.bytes < FINGERPRINT_BYTES) this.fingerprint = await fingerprintOf(this.handle);
+      }
+      await this.flushStalePartial();
+    } while (this.again && !this.closed);
+  }
+
+  private async emit(frames: Buffer[]): Promise<void> {
+    const endOffset = this.readOffset - this.decoder.pendingBytes;
+    if (this.decoder.pendingBytes === 0) this.partialSince = 0;
+    else if (this.partialSince === 0) this.partialSince = Date.now();
+    if (this.decoder.truncated !== this.truncatedSeen) {
+      this.origin.stats.truncated += this.decoder.truncated - this.truncatedSeen;
+      this.truncatedSeen = this.decoder.truncated;
+    }
+    if (frames.length > 0) {
+      const now = Date.now();
+      const records = frames.map((f) => new LogRecord(f, now, this.origin));
+      const accepted = this.options.deliver(records);
+      if (accepted) await accepted; // flow control: no more reading until the queues took these
+    }
+    this.committed = endOffset;
+  }
+
+  /** A last line without its newline is sent once it has waited `flushTimeout`. */
+  private async flushStalePartial(): Promise<void> {
+    if (this.partialSince === 0 || Date.now() - this.partialSince < this.options.flushTimeout) return;
+    const frames: Buffer[] = [];
+    this.decoder.end(frames);
+    this.partialSince = 0;
+    await this.emit(frames);
+  }
+
+  /** copytruncate: the file shrank below what we read, or its first bytes changed. Start again at 0. */
+  private async checkTruncation(): Promise<void> {
+    const s = await this.handle.stat();
+    let truncated = s.size < this.readOffset;
+    if (!truncated && this.fingerprint.bytes > 0) {
+      const now = await fingerprintOf(this.handle, this.fingerprint.bytes);
+      truncated = now.crc !== this.fingerprint.crc || now.bytes !== this.fingerprint.bytes;
+    }
+    if (!truncated) return;
+    this.options.onTruncated(this.path, this.readOffset);
+    this.readOffset = 0;
+    this.committed = 0;
+    this.partialSince = 0;
+    const discard: Buffer[] = [];
+    this.decoder.end(discard);
+    this.fingerprint = await fingerprintOf(this.handle);
+  }
+
+  /** True once everything in the file has been read. */
+  async atEnd(): Promise<boolean> {
+    if (this.closed) return true;
+    const s = await this.handle.stat();
+    return s.size <= this.readOffset && this.reading === null;
+  }
+
+  checkpoint(): FileCheckpoint {
+    return {
+      path: this.path,
+      dev: this.id.dev,
+      ino: this.id.ino,
+      fingerprint: this.fingerprint.crc,
+      fingerprint_bytes: this.fingerprint.bytes,
+      offset: this.committed,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // A read blocked on a full queue is not waited for long: its lines are not committed and are read again next start.
+    if (this.reading) await Promise.race([this.reading.catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())]);
+    await this.handle.close().catch(() => undefined);
+  }
+}

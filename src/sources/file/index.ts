@@ -1,0 +1,232 @@
+import { watch, type FSWatcher } from 'chokidar';
+import path from 'node:path';
+import picomatch from 'picomatch';
+import type { z } from 'zod';
+import { FACILITY_NAMES, SEVERITY_NAMES } from '../../parser/names.js';
+import { newSourceStats, type LogRecord, type RecordOrigin } from '../../record.js';
+import type { Source, SourceContext } from '../types.js';
+import { FileCheckpointStore } from './checkpoint-store.js';
+import type { fileSourceSchema } from './config.js';
+import { FileTailer, identityKey, statIdentity } from './file-tailer.js';
+
+type Config = z.output<typeof fileSourceSchema>;
+
+/** How long a rotated file, read to its end, is kept open in case its writer still appends. */
+const ROTATE_WAIT_MIN = 5000;
+
+/**
+ * Follows files matching globs. Discovery by chokidar (directory events) plus a poll of every
+ * followed file for growth, rotation and truncation; positions in a FileCheckpointStore.
+ */
+export class FileSource implements Source {
+  readonly stats = newSourceStats();
+  readonly name: string;
+  private readonly store: FileCheckpointStore;
+  private readonly tailers = new Map<string, FileTailer>(); // by device:inode
+  private readonly isIncluded: (p: string) => boolean;
+  private readonly isExcluded: (p: string) => boolean;
+  private watcher: FSWatcher | null = null;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private checkpointTimer: NodeJS.Timeout | null = null;
+  private initialScanDone = false;
+  private stopped = false;
+  private readonly opening = new Map<string, Promise<void>>(); // by path
+  private readonly rotateWait: number;
+
+  constructor(
+    private readonly config: Config,
+    private readonly ctx: SourceContext,
+  ) {
+    this.name = ctx.name;
+    this.store = new FileCheckpointStore(ctx.stateDir, ctx.name);
+    const abs = (p: string) => (path.isAbsolute(p) ? p : path.resolve(p));
+    this.isIncluded = picomatch(config.paths.map(abs), { dot: true });
+    this.isExcluded = config.exclude.length ? picomatch(config.exclude.map(abs), { dot: true }) : () => false;
+    this.rotateWait = Math.max(ROTATE_WAIT_MIN, config.poll_interval * 5);
+  }
+
+  describe(): string {
+    return `files ${this.config.paths.join(', ')} (${this.tailers.size} followed)`;
+  }
+
+  /** Files currently followed, for tests and stats. */
+  followed(): { path: string; committed: number; rotated: boolean }[] {
+    return [...this.tailers.values()].map((t) => ({ path: t.path, committed: t.committed, rotated: t.rotated }));
+  }
+
+  get checkpointFile(): string {
+    return this.store.file;
+  }
+
+  async start(): Promise<void> {
+    this.store.load((reason) =>
+      this.ctx.logger.error({ file: this.store.file, reason }, 'checkpoint file is damaged; files will be read from the configured start'),
+    );
+    const roots = new Map<string, number>();
+    for (const pattern of this.config.paths) {
+      const scan = picomatch.scan(path.isAbsolute(pattern) ? pattern : path.resolve(pattern));
+      const base = scan.isGlob ? scan.base || '/' : path.dirname(scan.input);
+      const depth = !scan.isGlob ? 0 : scan.glob.includes('**') ? Infinity : scan.glob.split('/').length - 1;
+      roots.set(base, Math.max(roots.get(base) ?? 0, depth));
+    }
+    const depth = Math.max(...roots.values());
+    const watcher = watch([...roots.keys()], {
+      ignoreInitial: false,
+      persistent: true,
+      depth: Number.isFinite(depth) ? depth : undefined,
+      ignorePermissionErrors: true,
+    });
+    this.watcher = watcher;
+    watcher.on('add', (p) => this.onAdd(p));
+    watcher.on('change', (p) => this.onChange(p));
+    watcher.on('unlink', (p) => this.onChange(p));
+    watcher.on('error', (err) => this.ctx.logger.warn({ err: (err as Error).message }, 'file watcher error'));
+    await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
+    await Promise.all(this.opening.values());
+    this.initialScanDone = true;
+    // Checkpoints of files that are gone are dropped; those of followed files are kept current.
+    for (const e of this.store.all()) {
+      const key = FileCheckpointStore.key(e.dev, e.ino);
+      if (!this.tailers.has(key)) this.store.delete(key);
+    }
+    await this.saveCheckpoints();
+    this.pollTimer = setInterval(() => void this.poll(), this.config.poll_interval);
+    this.checkpointTimer = setInterval(() => void this.saveCheckpoints(), this.config.checkpoint_interval);
+  }
+
+  private matches(p: string): boolean {
+    return this.isIncluded(p) && !this.isExcluded(p);
+  }
+
+  private onAdd(p: string): void {
+    if (this.stopped || !this.matches(p) || this.opening.has(p)) return;
+    const initial = !this.initialScanDone;
+    const work = this.follow(p, initial)
+      .catch((err: Error) => this.ctx.logger.warn({ file: p, err: err.message }, 'cannot follow file'))
+      .finally(() => this.opening.delete(p));
+    this.opening.set(p, work);
+  }
+
+  private onChange(p: string): void {
+    for (const t of this.tailers.values()) if (t.path === p) void this.readTailer(t);
+  }
+
+  private async follow(file: string, initial: boolean, after?: FileTailer): Promise<void> {
+    const id = await statIdentity(file);
+    if (!id || this.stopped) return;
+    const key = identityKey(id);
+    const known = this.tailers.get(key);
+    if (known) {
+      // The same file under a new name (renamed, and the new name matches too).
+      known.path = file;
+      return;
+    }
+    // A new file under a followed name: the old one was rotated and is finished first.
+    const previous = [...this.tailers.values()].find((t) => t.path === file && !t.rotated);
+    if (previous) {
+      previous.rotated = true;
+      previous.lastActivity = Date.now();
+      after ??= previous;
+    }
+    const checkpoint = this.store.get(key) ?? null;
+    const start = checkpoint ?? (initial && this.config.read_from === 'end' ? 'end' : 'beginning');
+    const origin: RecordOrigin = {
+      source: this.name,
+      from: file,
+      format: this.config.format,
+      lenient: this.config.lenient,
+      stats: this.stats,
+      hostname: this.ctx.hostname,
+      appName: this.config.app_name ?? path.basename(file).replace(/\.[^.]*$/, ''),
+      facility: FACILITY_NAMES.indexOf(this.config.facility),
+      severity: SEVERITY_NAMES.indexOf(this.config.severity),
+    };
+    const tailer = await FileTailer.open(file, id, start, origin, {
+      maxLineLength: this.config.max_line_length,
+      flushTimeout: this.config.flush_timeout,
+      deliver: (records) => this.deliver(records),
+      onTruncated: (f, from) => this.ctx.logger.info({ file: f, offset: from }, 'file was truncated (copytruncate?); reading it again from the start'),
+    });
+    if (!tailer || this.stopped) {
+      await tailer?.close();
+      return;
+    }
+    if (this.tailers.has(key)) {
+      await tailer.close();
+      return;
+    }
+    this.tailers.set(key, tailer);
+    this.store.set(key, tailer.checkpoint());
+    this.ctx.logger.info({ file, offset: tailer.committed, resumed: checkpoint !== null && tailer.committed > 0 }, 'following file');
+    // Rotation: the old file is finished first, then the new one is read.
+    if (after) await after.read().catch(() => undefined);
+    void this.readTailer(tailer);
+  }
+
+  private deliver(records: LogRecord[]): Promise<void> | undefined {
+    let bytes = 0;
+    for (const r of records) bytes += r.raw.length;
+    this.stats.received += records.length;
+    this.stats.receivedBytes += bytes;
+    return this.ctx.router.dispatch(this.name, records, this.stats, true);
+  }
+
+  private async readTailer(t: FileTailer): Promise<void> {
+    try {
+      await t.read();
+    } catch (err) {
+      this.stats.connectionErrors++;
+      this.ctx.logger.warn({ file: t.path, err: (err as Error).message }, 'reading file failed; will retry');
+    }
+  }
+
+  /** Growth, rotation, truncation and deletion, checked for every followed file. */
+  private async poll(): Promise<void> {
+    if (this.stopped) return;
+    for (const [key, t] of [...this.tailers]) {
+      if (!t.rotated) {
+        const now = await statIdentity(t.path);
+        if (!now || identityKey(now) !== key) {
+          t.rotated = true;
+          t.lastActivity = Date.now();
+          this.ctx.logger.info({ file: t.path }, 'file was rotated or removed; finishing the old file');
+          if (now && this.matches(t.path) && !this.opening.has(t.path)) {
+            const file = t.path;
+            const work = this.follow(file, false, t).finally(() => this.opening.delete(file));
+            this.opening.set(file, work);
+          }
+        }
+      }
+      await this.readTailer(t);
+      if (t.rotated && (await t.atEnd()) && Date.now() - t.lastActivity > this.rotateWait) {
+        this.tailers.delete(key);
+        this.store.delete(key);
+        await t.close();
+        this.ctx.logger.info({ file: t.path }, 'finished rotated file');
+      }
+    }
+    // Files that appeared without an event (some file systems do not send them).
+    await Promise.all(this.opening.values());
+  }
+
+  private async saveCheckpoints(): Promise<void> {
+    for (const [key, t] of this.tailers) this.store.set(key, t.checkpoint());
+    try {
+      await this.store.flush();
+    } catch (err) {
+      this.ctx.logger.error({ file: this.store.file, err: (err as Error).message }, 'cannot write checkpoints; will retry');
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    if (this.checkpointTimer) clearInterval(this.checkpointTimer);
+    await this.watcher?.close();
+    this.watcher = null;
+    await Promise.all(this.opening.values());
+    // Close tailers first: a read waiting on a full queue ends, and `committed` is final.
+    await Promise.all([...this.tailers.values()].map((t) => t.close()));
+    await this.saveCheckpoints();
+  }
+}

@@ -1,0 +1,187 @@
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import type { z } from 'zod';
+import { FramingError, SyslogFrameDecoder } from '../../framing/syslog-frame-decoder.js';
+import { LogRecord, countDrop, newSourceStats, type RecordOrigin } from '../../record.js';
+import type { Source, SourceContext } from '../types.js';
+import type { syslogTcpSourceSchema } from './config.js';
+
+type Config = z.output<typeof syslogTcpSourceSchema>;
+
+function peerOf(socket: net.Socket): string {
+  return socket.remoteAddress ?? 'unknown';
+}
+
+/**
+ * Syslog over TCP or TLS. Each connection gets its own frame decoder; a batch is the frames of one
+ * read. While a queue is full the socket is paused, so the sender feels TCP backpressure.
+ */
+export class SyslogTcpSource implements Source {
+  readonly stats = newSourceStats();
+  readonly name: string;
+  private server: net.Server | null = null;
+  private readonly connections = new Set<net.Socket>();
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(
+    private readonly config: Config,
+    private readonly ctx: SourceContext,
+  ) {
+    this.name = ctx.name;
+  }
+
+  describe(): string {
+    const a = this.server?.address();
+    const scheme = this.config.tls ? 'tls' : 'tcp';
+    if (a && typeof a === 'object') return `${scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+    return `${scheme}://${this.config.address.host}:${this.config.address.port}`;
+  }
+
+  get port(): number {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? a.port : this.config.address.port;
+  }
+
+  get activeConnections(): number {
+    return this.connections.size;
+  }
+
+  start(): Promise<void> {
+    const t = this.config.tls;
+    let server: net.Server;
+    if (t) {
+      server = tls.createServer(
+        {
+          cert: readFileSync(t.cert),
+          key: readFileSync(t.key),
+          ca: t.client_ca ? readFileSync(t.client_ca) : undefined,
+          requestCert: t.client_ca !== undefined,
+          rejectUnauthorized: t.client_ca !== undefined,
+          minVersion: t.min_version,
+        },
+        (socket) => this.onConnection(socket),
+      );
+      server.on('tlsClientError', (err, socket) => {
+        this.stats.connectionErrors++;
+        this.ctx.logger.warn({ peer: socket.remoteAddress, reason: err.message }, 'TLS handshake failed; connection closed');
+      });
+    } else {
+      server = net.createServer((socket) => this.onConnection(socket));
+    }
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.config.address.host, port: this.config.address.port }, () => {
+        server.off('error', reject);
+        server.on('error', (err) => this.ctx.logger.error({ err }, 'TCP listener error'));
+        resolve();
+      });
+    });
+  }
+
+  private onConnection(socket: net.Socket): void {
+    const peer = peerOf(socket);
+    if (this.connections.size >= this.config.max_connections) {
+      this.stats.connectionsRejected++;
+      this.ctx.logger.warn({ peer, max_connections: this.config.max_connections }, 'connection refused: max_connections reached');
+      socket.destroy();
+      return;
+    }
+    this.stats.connectionsAccepted++;
+    this.connections.add(socket);
+    socket.setKeepAlive(true, 60_000);
+    socket.setNoDelay(true);
+    if (this.config.idle_timeout > 0) socket.setTimeout(this.config.idle_timeout);
+
+    const decoder = new SyslogFrameDecoder({ maxMessageSize: this.config.max_message_size, oversize: this.config.oversize });
+    const origin: RecordOrigin = { source: this.name, from: peer, format: 'syslog', lenient: this.config.lenient, stats: this.stats };
+    const frames: Buffer[] = [];
+    let truncated = 0;
+    let dropped = 0;
+
+    const deliver = (): void => {
+      if (decoder.truncated !== truncated) {
+        this.stats.truncated += decoder.truncated - truncated;
+        truncated = decoder.truncated;
+      }
+      if (decoder.dropped !== dropped) {
+        countDrop(this.stats.dropped, 'oversize', decoder.dropped - dropped);
+        dropped = decoder.dropped;
+      }
+      if (frames.length === 0) return;
+      const now = Date.now();
+      const batch = new Array<LogRecord>(frames.length);
+      let bytes = 0;
+      for (let i = 0; i < frames.length; i++) {
+        const f = frames[i]!;
+        bytes += f.length;
+        batch[i] = new LogRecord(f, now, origin);
+      }
+      frames.length = 0;
+      this.stats.received += batch.length;
+      this.stats.receivedBytes += bytes;
+      const wait = this.ctx.router.dispatch(this.name, batch, this.stats, true);
+      if (wait) {
+        // Flow control: read nothing more from this sender until the queues have room.
+        socket.pause();
+        this.inFlight.add(wait);
+        void wait.then(() => {
+          this.inFlight.delete(wait);
+          if (!socket.destroyed) socket.resume();
+        });
+      }
+    };
+
+    const fail = (err: unknown): void => {
+      this.stats.connectionErrors++;
+      const reason = err instanceof Error ? err.message : String(err);
+      this.ctx.logger.warn({ peer, reason }, 'closing connection: not valid syslog framing');
+      deliver(); // frames decoded before the bad bytes are good
+      socket.destroy();
+    };
+
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        decoder.push(chunk, frames);
+      } catch (err) {
+        if (err instanceof FramingError) return fail(err);
+        throw err;
+      }
+      deliver();
+    });
+    socket.on('end', () => {
+      try {
+        decoder.end(frames);
+      } catch (err) {
+        if (err instanceof FramingError) return fail(err);
+        throw err;
+      }
+      deliver();
+      socket.end();
+    });
+    socket.on('timeout', () => {
+      this.ctx.logger.info({ peer, idle_timeout_ms: this.config.idle_timeout }, 'closing idle connection');
+      socket.destroy();
+    });
+    socket.on('error', (err) => {
+      this.stats.connectionErrors++;
+      this.ctx.logger.debug({ peer, err: err.message }, 'connection error');
+    });
+    socket.on('close', () => this.connections.delete(socket));
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    if (server) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Let senders finish what is already in their socket buffers, then close.
+      for (const s of this.connections) s.end();
+      const deadline = new Promise<void>((resolve) => setTimeout(resolve, 1000).unref());
+      await Promise.race([closed, deadline]);
+      for (const s of this.connections) s.destroy();
+    }
+    await Promise.race([Promise.all(this.inFlight), new Promise<void>((r) => setTimeout(r, 1000).unref())]);
+  }
+}

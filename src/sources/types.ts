@@ -1,0 +1,22 @@
+import type { Logger } from '../log.js';
+import type { Router } from '../pipeline/router.js';
+import type { SourceStats } from '../record.js';
+
+export interface SourceContext {
+  name: string;
+  router: Router;
+  logger: Logger;
+  stateDir: string;
+  hostname: string;
+}
+
+export interface Source {
+  readonly name: string;
+  readonly stats: SourceStats;
+  /** Starts listening or reading; resolves when ready, rejects when it cannot (port taken...). */
+  start(): Promise<void>;
+  /** Stops taking input and settles what was taken (checkpoints written). */
+  stop(): Promise<void>;
+  /** Where it listens or what it follows, for `sluice check` and the log. */
+  describe(): string;
+}

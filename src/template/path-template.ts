@@ -1,0 +1,106 @@
+import path from 'node:path';
+import { facilityName, severityName } from '../parser/names.js';
+import type { LogRecord } from '../record.js';
+import { isTemplateMacro, type TemplateMacro } from './macros.js';
+
+type Part = { literal: string } | { macro: TemplateMacro };
+
+const MACRO = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+// Macros that need the message parsed; the others come from the record itself.
+const PARSED: ReadonlySet<TemplateMacro> = new Set(['HOST', 'PROGRAM', 'PID', 'MSGID', 'FACILITY', 'SEVERITY', 'LEVEL']);
+
+export class TemplateError extends Error {
+  override readonly name = 'TemplateError';
+}
+
+/** Names in `template` that look like macros but are not ones sluice knows. */
+export function unknownMacros(template: string): string[] {
+  return [...template.matchAll(MACRO)].map((m) => m[1]!).filter((n) => !isTemplateMacro(n));
+}
+
+/** A value made safe to be one path component: no separators, no NUL or control bytes, never `.` or `..`. */
+export function safeComponent(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  const v = value.replace(/[/\\\x00-\x1f\x7f]/g, '_');
+  if (v === '' || v === '.' || v === '..') return '_';
+  return v;
+}
+
+const pad = (n: number) => (n < 10 ? `0${n}` : String(n));
+
+/**
+ * A file path built from a record: `var/log/${HOST}/${PROGRAM}.log`. Every macro value is a safe
+ * path component, and the result must stay under the directory that precedes the first macro.
+ */
+export class PathTemplate {
+  private readonly parts: Part[] = [];
+  readonly baseDir: string;
+  private readonly needsParse: boolean;
+  private readonly staticPath: string | null;
+
+  constructor(template: string) {
+    const unknown = unknownMacros(template);
+    if (unknown.length) throw new TemplateError(`unknown macro ${unknown.map((n) => `\${${n}}`).join(', ')} in "${template}"`);
+    let last = 0;
+    for (const m of template.matchAll(MACRO)) {
+      if (m.index > last) this.parts.push({ literal: template.slice(last, m.index) });
+      this.parts.push({ macro: m[1] as TemplateMacro });
+      last = m.index + m[0].length;
+    }
+    if (last < template.length) this.parts.push({ literal: template.slice(last) });
+    const firstMacro = template.search(MACRO);
+    const literalHead = firstMacro < 0 ? template : template.slice(0, firstMacro);
+    const slash = literalHead.lastIndexOf('/');
+    this.baseDir = path.resolve(slash < 0 ? '.' : literalHead.slice(0, slash) || '/');
+    this.needsParse = this.parts.some((p) => 'macro' in p && PARSED.has(p.macro));
+    this.staticPath = firstMacro < 0 ? path.resolve(template) : null;
+    if (this.staticPath !== null && this.staticPath === this.baseDir) throw new TemplateError(`"${template}" names a directory, not a file`);
+  }
+
+  /** The absolute path for `r`, guaranteed to lie under `baseDir`. */
+  render(r: LogRecord): string {
+    if (this.staticPath !== null) return this.staticPath;
+    const m = this.needsParse ? r.message : null;
+    const when = new Date(r.receivedAt);
+    let out = '';
+    for (const p of this.parts) out += 'macro' in p ? safeComponent(this.value(p.macro, r, m, when)) : p.literal;
+    const full = path.resolve(out);
+    if (!full.startsWith(this.baseDir + path.sep)) {
+      // Unreachable with safe components; kept so that a future macro cannot open a hole.
+      return path.join(this.baseDir, '_unsafe_path');
+    }
+    return full;
+  }
+
+  private value(name: TemplateMacro, r: LogRecord, m: LogRecord['message'] | null, when: Date): string {
+    switch (name) {
+      case 'HOST':
+        return m?.hostname ?? r.origin.hostname ?? r.origin.from;
+      case 'HOST_FROM':
+        return r.origin.format === 'text' ? (r.origin.hostname ?? 'localhost') : r.origin.from;
+      case 'PROGRAM':
+        return m?.appName ?? 'unknown';
+      case 'PID':
+        return m?.procId ?? '-';
+      case 'MSGID':
+        return m?.msgId ?? '-';
+      case 'FACILITY':
+        return facilityName(m!.facility);
+      case 'SEVERITY':
+      case 'LEVEL':
+        return severityName(m!.severity);
+      case 'SOURCE':
+        return r.origin.source;
+      case 'YEAR':
+        return String(when.getUTCFullYear());
+      case 'MONTH':
+        return pad(when.getUTCMonth() + 1);
+      case 'DAY':
+        return pad(when.getUTCDate());
+      case 'HOUR':
+        return pad(when.getUTCHours());
+      case 'R_DATE':
+        return `${when.getUTCFullYear()}-${pad(when.getUTCMonth() + 1)}-${pad(when.getUTCDate())}`;
+    }
+  }
+}
