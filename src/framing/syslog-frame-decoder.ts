@@ -93,7 +93,9 @@ export class SyslogFrameDecoder {
   }
 
   private emit(frame: Buffer, out: Buffer[]): void {
+    // One trailing LF or CRLF is transport (senders such as loggen -P put one inside the octet frame).
     let end = frame.length;
+    if (end > 0 && frame[end - 1] === LF) end--;
     if (end > 0 && frame[end - 1] === CR) end--;
     if (end === 0) return;
     out.push(end === frame.length ? frame : frame.subarray(0, end));
@@ -189,6 +191,8 @@ export class SyslogFrameDecoder {
     const n = chunk.length;
     while (pos < n) {
       const b = chunk[pos++]!;
+      // A stray newline between frames (some senders end each frame with one) is harmless.
+      if ((b === LF || b === CR) && this.lengthDigits.length === 0) continue;
       if (b === SP) {
         if (this.lengthDigits.length === 0) throw new FramingError('octet-counted frame has an empty length');
         this.remaining = Number(this.lengthDigits);

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Unpacks the real peers the tests use from Debian's packages, without installing them
+# (rsyslog and syslog-ng conflict as packages). Idempotent: does nothing when they are there.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+peers=${SLUICE_PEERS_DIR:-$here/.peers}
+mkdir -p "$peers"
+
+need_update=1
+apt_update() {
+  if [ $need_update = 1 ]; then
+    apt-get update -qq >/dev/null
+    need_update=0
+  fi
+}
+
+unpack() { # unpack PACKAGE DIR
+  local pkg=$1 dir=$2 tmp
+  tmp=$(mktemp -d)
+  apt_update
+  (cd "$tmp" && apt-get download -qq "$pkg" >/dev/null 2>&1)
+  mkdir -p "$dir"
+  dpkg -x "$tmp"/"$pkg"_*.deb "$dir"
+  rm -rf "$tmp"
+}
+
+if [ ! -x "$peers/syslog-ng/usr/bin/loggen" ]; then
+  echo "install-peers: unpacking syslog-ng-core (loggen) into $peers/syslog-ng"
+  unpack syslog-ng-core "$peers/syslog-ng"
+fi
+
+# util-linux logger and openssl (for TLS test certificates) are ordinary packages.
+missing=()
+command -v logger >/dev/null 2>&1 || missing+=(bsdutils)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-peers: installing ${missing[*]}"
+  apt_update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+echo "install-peers: ready ($peers)"

@@ -1,0 +1,48 @@
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Agent } from '../../src/agent.js';
+import { parseConfigText } from '../../src/config/load.js';
+import { silentLogger } from '../../src/log.js';
+
+export function tempDir(prefix = 'sluice-test-'): string {
+  return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** Builds and starts an agent from YAML text. */
+export async function startAgent(yaml: string): Promise<Agent> {
+  const { config } = parseConfigText(yaml, 'test.yaml', process.env);
+  const agent = new Agent(config, silentLogger());
+  await agent.start();
+  return agent;
+}
+
+/** Polls `check` every 20 ms until it returns true, failing after `timeoutMs`. */
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+export function readLines(file: string): string[] {
+  if (!existsSync(file)) return [];
+  const text = readFileSync(file, 'utf8');
+  return text.length === 0 ? [] : text.replace(/\n$/, '').split('\n');
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** The port a source of a started agent listens on. */
+export function portOf(agent: Agent, source: string): number {
+  const s = agent.sources.get(source) as unknown as { port: number };
+  return s.port;
+}
