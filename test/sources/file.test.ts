@@ -1,0 +1,233 @@
+import { appendFileSync, copyFileSync, readFileSync, renameSync, statSync, truncateSync, writeFileSync, mkdirSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Agent } from '../../src/agent.js';
+import { readLines, removeDir, sleep, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+
+interface Checkpoints {
+  files: { path: string; dev: string; ino: string; fingerprint: string; fingerprint_bytes: number; offset: number }[];
+}
+
+describe('file source', () => {
+  let dir: string;
+  let agent: Agent | undefined;
+
+  afterEach(async () => {
+    await agent?.stop();
+    agent = undefined;
+    removeDir(dir);
+  });
+
+  const yaml = (extra = '', paths = `["${'${DIR}'}/logs/*.log"]`) => `
+state_dir: \${DIR}/state
+sources:
+  app:
+    type: file
+    paths: ${paths}
+    poll_interval: 50ms
+    checkpoint_interval: 50ms
+    flush_timeout: 300ms
+${extra}
+destinations:
+  f: { type: file, path: "\${DIR}/out.log" }
+pipelines:
+  p: { from: [app], to: [f] }
+`;
+
+  async function start(extra = '', paths?: string): Promise<Agent> {
+    process.env.DIR = dir;
+    agent = await startAgent(yaml(extra, paths));
+    return agent;
+  }
+
+  function setup(): { logs: string; out: string } {
+    dir = tempDir();
+    const logs = path.join(dir, 'logs');
+    mkdirSync(logs);
+    return { logs, out: path.join(dir, 'out.log') };
+  }
+
+  function checkpoints(): Checkpoints {
+    return JSON.parse(readFileSync(path.join(dir, 'state/checkpoints/app.json'), 'utf8')) as Checkpoints;
+  }
+
+  it('reads existing lines from the beginning, then follows appends, holding a partial line until its newline', async () => {
+    const { logs, out } = setup();
+    const app = path.join(logs, 'app.log');
+    writeFileSync(app, 'one\ntwo\r\n\nthree\n');
+    await start();
+    await waitFor('existing lines', () => readLines(out).length === 3);
+    appendFileSync(app, 'four\nfiv');
+    await waitFor('appended line', () => readLines(out).length === 4);
+    appendFileSync(app, 'e\n');
+    await waitFor('completed line', () => readLines(out).length === 5);
+    expect(readLines(out)).toEqual(['one', 'two', 'three', 'four', 'five']);
+  });
+
+  it('sends a last line without newline after flush_timeout', async () => {
+    const { logs, out } = setup();
+    writeFileSync(path.join(logs, 'a.log'), 'complete\nunterminated');
+    await start();
+    await waitFor('complete line', () => readLines(out).length >= 1);
+    await waitFor('unterminated line after the flush timeout', () => readLines(out).length === 2, 5000);
+    expect(readLines(out)).toEqual(['complete', 'unterminated']);
+  });
+
+  it('with read_from: end skips what existed at start but reads files that appear later from their beginning', async () => {
+    const { logs, out } = setup();
+    writeFileSync(path.join(logs, 'old.log'), 'old line\n');
+    await start('    read_from: end');
+    appendFileSync(path.join(logs, 'old.log'), 'new line\n');
+    writeFileSync(path.join(logs, 'fresh.log'), 'fresh 1\nfresh 2\n');
+    await waitFor('three lines', () => readLines(out).length === 3);
+    expect(readLines(out).sort()).toEqual(['fresh 1', 'fresh 2', 'new line']);
+  });
+
+  it('resumes from its checkpoint after a restart: no line lost, none repeated', async () => {
+    const { logs, out } = setup();
+    const app = path.join(logs, 'app.log');
+    writeFileSync(app, 'a1\na2\n');
+    await start();
+    await waitFor('first lines', () => readLines(out).length === 2);
+    await agent!.stop();
+    agent = undefined;
+    expect(checkpoints().files).toEqual([expect.objectContaining({ path: app, offset: 6 })]);
+    appendFileSync(app, 'b1\nb2\n');
+    await start();
+    await waitFor('lines written while stopped', () => readLines(out).length === 4);
+    await sleep(200);
+    expect(readLines(out)).toEqual(['a1', 'a2', 'b1', 'b2']);
+  });
+
+  it('follows rotation by rename: finishes the old file, then reads the new one', async () => {
+    const { logs, out } = setup();
+    const app = path.join(logs, 'app.log');
+    writeFileSync(app, 'before 1\nbefore 2\n');
+    await start();
+    await waitFor('first lines', () => readLines(out).length === 2);
+    appendFileSync(app, 'late in old file\n');
+    renameSync(app, path.join(logs, 'app.log.1')); // not matched by *.log
+    writeFileSync(app, 'after 1\n');
+    appendFileSync(path.join(logs, 'app.log.1'), 'written after the rename\n');
+    appendFileSync(app, 'after 2\n');
+    await waitFor('all lines', () => readLines(out).length === 6);
+    await sleep(300);
+    const lines = readLines(out);
+    expect(lines.sort()).toEqual(['after 1', 'after 2', 'before 1', 'before 2', 'late in old file', 'written after the rename'].sort());
+  });
+
+  it('follows copytruncate: the shrunken file is read again from its start, nothing lost or repeated', async () => {
+    const { logs, out } = setup();
+    const app = path.join(logs, 'app.log');
+    writeFileSync(app, 'c1\nc2\nc3\n');
+    await start();
+    await waitFor('first lines', () => readLines(out).length === 3);
+    copyFileSync(app, path.join(logs, 'app.log.1'));
+    truncateSync(app, 0);
+    await sleep(150);
+    appendFileSync(app, 'd1\n');
+    await waitFor('line after truncation', () => readLines(out).length === 4);
+    await sleep(200);
+    expect(readLines(out)).toEqual(['c1', 'c2', 'c3', 'd1']);
+  });
+
+  it('notices a truncate-and-regrow past the old offset by the fingerprint', async () => {
+    const { logs, out } = setup();
+    const app = path.join(logs, 'app.log');
+    writeFileSync(app, 'x1\n');
+    await start();
+    await waitFor('first line', () => readLines(out).length === 1);
+    writeFileSync(app, 'completely new content\n'); // truncates and writes more than before
+    await waitFor('new content', () => readLines(out).length === 2);
+    expect(readLines(out)).toEqual(['x1', 'completely new content']);
+  });
+
+  it('does not let a reused inode inherit an old offset (fingerprint mismatch starts at 0)', async () => {
+    const { logs, out } = setup();
+    const app = path.join(logs, 'app.log');
+    writeFileSync(app, 'fresh file line 1\nfresh file line 2\n');
+    const st = statSync(app, { bigint: true });
+    // A checkpoint for this very device and inode, left by an older file with other first bytes.
+    mkdirSync(path.join(dir, 'state/checkpoints'), { recursive: true });
+    writeFileSync(
+      path.join(dir, 'state/checkpoints/app.json'),
+      JSON.stringify({ version: 1, files: [{ path: app, dev: String(st.dev), ino: String(st.ino), fingerprint: 'deadbeef', fingerprint_bytes: 10, offset: 18 }] }),
+    );
+    await start();
+    await waitFor('both lines', () => readLines(out).length === 2);
+    expect(readLines(out)).toEqual(['fresh file line 1', 'fresh file line 2']);
+  });
+
+  it('cuts lines longer than max_line_length and counts them', async () => {
+    const { logs, out } = setup();
+    writeFileSync(path.join(logs, 'a.log'), `${'L'.repeat(100)}\nok\n`);
+    await start('    max_line_length: 10');
+    await waitFor('two lines', () => readLines(out).length === 2);
+    expect(readLines(out)).toEqual(['L'.repeat(10), 'ok']);
+    expect(agent!.stats().sources.app!.truncated).toBe(1);
+  });
+
+  it('picks up files that appear in a watched directory', async () => {
+    const { logs, out } = setup();
+    await start();
+    writeFileSync(path.join(logs, 'late.log'), 'late line\n');
+    writeFileSync(path.join(logs, 'ignored.txt'), 'not matched\n');
+    await waitFor('the new file', () => readLines(out).length === 1);
+    await sleep(200);
+    expect(readLines(out)).toEqual(['late line']);
+    expect(agent!.stats().sources.app!.received).toBe(1);
+  });
+
+  it('advances the checkpoint only past lines the queue accepted', async () => {
+    const { logs } = setup();
+    const app = path.join(logs, 'app.log');
+    const line = `${'q'.repeat(99)}\n`;
+    writeFileSync(app, line.repeat(5000)); // 500 000 bytes
+    // A port nobody listens on: the destination cannot deliver, so the queue fills and stays full.
+    const sink = net.createServer();
+    await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+    const deadPort = (sink.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => sink.close(() => r()));
+    process.env.DIR = dir;
+    agent = await startAgent(`
+state_dir: ${dir}/state
+shutdown_timeout: 100ms
+sources:
+  app: { type: file, paths: ["${logs}/*.log"], poll_interval: 50ms, checkpoint_interval: 50ms }
+destinations:
+  stuck:
+    type: syslog
+    address: 127.0.0.1:${deadPort}
+    batch_size: 10
+    queue: { mem_buf_length: 50 }
+pipelines:
+  p: { from: [app], to: [stuck] }
+`);
+    try {
+      await waitFor('the queue to fill', () => agent!.queues.get('stuck')!.isFull());
+      await sleep(300);
+      const accepted = agent.stats().destinations.stuck!.queue.pushed;
+      const offset = checkpoints().files[0]!.offset;
+      // The checkpoint covers exactly the lines the queue took, never more.
+      expect(offset % 100).toBe(0);
+      expect(offset / 100).toBeLessThanOrEqual(accepted);
+      expect(offset).toBeLessThan(500_000);
+    } finally {
+      await agent.stop();
+      agent = undefined;
+    }
+  });
+
+  it('keeps working when a followed file is deleted', async () => {
+    const { logs, out } = setup();
+    const a = path.join(logs, 'a.log');
+    writeFileSync(a, 'first\n');
+    await start();
+    await waitFor('first', () => readLines(out).length === 1);
+    unlinkSync(a);
+    writeFileSync(path.join(logs, 'b.log'), 'second\n');
+    await waitFor('second', () => readLines(out).length === 2);
+    expect(readLines(out)).toEqual(['first', 'second']);
+  });
+});
