@@ -31,7 +31,11 @@ function headerField(v: string | null, max: number): string {
 /** Serialises to RFC 5424. `fallbackTime` stands in for a missing or offset-less timestamp. */
 export function formatRfc5424(m: SyslogMessage, fallbackTime?: Date): string {
   let ts = m.timestamp;
-  if (ts !== null && !/(Z|[+-]\d{2}:\d{2})$/.test(ts)) ts = null; // an RFC 3164 time has no offset
+  if (ts !== null && !/(Z|[+-]\d{2}:\d{2})$/.test(ts)) {
+    // An RFC 3164 time has no offset: like syslog-ng, take it as this host's local time.
+    const local = new Date(ts);
+    ts = Number.isNaN(local.getTime()) ? null : localIso(local, ts.includes('.') ? ts.slice(ts.indexOf('.')) : '');
+  }
   if (ts === null && fallbackTime) ts = fallbackTime.toISOString();
   const bom = m.message.charCodeAt(0) === 0xfeff ? '\ufeff' : '';
   const msg = m.message.length > 0 ? ` ${bom}${m.message}` : '';
@@ -39,6 +43,19 @@ export function formatRfc5424(m: SyslogMessage, fallbackTime?: Date): string {
     `<${m.facility * 8 + m.severity}>1 ${ts ?? '-'} ${headerField(m.hostname, 255)} ` +
     `${headerField(m.appName, 48)} ${headerField(m.procId, 128)} ${headerField(m.msgId, 32)} ` +
     `${formatStructuredData(m.structuredData)}${msg}`
+  );
+}
+
+const p2 = (n: number) => (n < 10 ? `0${n}` : String(n));
+
+/** `YYYY-MM-DDThh:mm:ss[frac]±hh:mm` in this host's time zone. */
+function localIso(d: Date, frac: string): string {
+  const off = -d.getTimezoneOffset();
+  const sign = off < 0 ? '-' : '+';
+  const abs = Math.abs(off);
+  return (
+    `${d.getFullYear()}-${p2(d.getMonth() + 1)}-${p2(d.getDate())}T${p2(d.getHours())}:${p2(d.getMinutes())}:${p2(d.getSeconds())}` +
+    `${frac}${sign}${p2(Math.floor(abs / 60))}:${p2(abs % 60)}`
   );
 }
 

@@ -1,0 +1,126 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfigText } from '../../src/config/load.js';
+import { Router } from '../../src/pipeline/router.js';
+import { MemoryQueue } from '../../src/queue/memory-queue.js';
+import type { FullPolicy } from '../../src/queue/types.js';
+import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
+
+const stats = newSourceStats();
+const origin: RecordOrigin = { source: 's', from: '10.0.0.1', format: 'syslog', lenient: false, stats };
+const recs = (...raws: string[]) => raws.map((r) => new LogRecord(Buffer.from(r), Date.now(), origin));
+
+function build(pipelines: string, dests: string[] = ['a', 'b'], full: FullPolicy = 'block', max = 1000) {
+  const yaml = `
+sources:
+  s: { type: syslog_udp, address: "127.0.0.1:0" }
+  t: { type: syslog_udp, address: "127.0.0.1:0" }
+destinations:
+${dests.map((d) => `  ${d}: { type: file, path: /tmp/${d}.log }`).join('\n')}
+pipelines:
+${pipelines}
+`;
+  const { config } = parseConfigText(yaml, 't.yaml', {});
+  const queues = new Map(dests.map((d) => [d, new MemoryQueue(d, { maxRecords: max, maxBytes: 1 << 30, full })]));
+  return { router: new Router(config.pipelines, queues), queues };
+}
+
+const raw = (q: MemoryQueue) => q.take(1_000_000).map((r) => r.raw.toString());
+
+describe('Router', () => {
+  it('fans out to every destination of a pipeline', () => {
+    const { router, queues } = build('  p: { from: [s, t], to: [a, b] }');
+    router.dispatch('s', recs('<13>x', '<14>y'), stats, true);
+    expect(raw(queues.get('a')!)).toEqual(['<13>x', '<14>y']);
+    expect(raw(queues.get('b')!)).toEqual(['<13>x', '<14>y']);
+  });
+
+  it('filters on facility, severity, host, app and message, all conditions together', () => {
+    const { router, queues } = build(`
+  auth: { from: [s], where: { facility: [auth, authpriv] }, to: [a] }
+  urgent: { from: [s], where: { min_severity: err, host: "^web", app: "^nginx$", message: "timeout" }, to: [b] }
+`);
+    router.dispatch(
+      's',
+      recs(
+        '<34>1 - db01 sshd - - - auth crit', // auth.crit
+        '<83>1 - db01 sudo - - - authpriv err', // authpriv.err
+        '<11>1 - web01 nginx - - - upstream timeout', // user.err
+        '<12>1 - web01 nginx - - - upstream timeout', // user.warning: not urgent enough
+        '<11>1 - db01 nginx - - - upstream timeout', // wrong host
+        '<11>1 - web01 nginx - - - all fine', // wrong message
+        'garbage', // unparseable: user.notice, no host, no app
+      ),
+      stats,
+      true,
+    );
+    expect(raw(queues.get('a')!)).toEqual(['<34>1 - db01 sshd - - - auth crit', '<83>1 - db01 sudo - - - authpriv err']);
+    expect(raw(queues.get('b')!)).toEqual(['<11>1 - web01 nginx - - - upstream timeout']);
+  });
+
+  it('queues a record once per destination even when several pipelines lead there', () => {
+    const { router, queues } = build(`
+  one: { from: [s], where: { severity: [err] }, to: [a] }
+  two: { from: [s], where: { facility: [user] }, to: [a] }
+`);
+    router.dispatch('s', recs('<11>both match', '<13>second only', '<36>none'), stats, true);
+    expect(raw(queues.get('a')!)).toEqual(['<11>both match', '<13>second only']);
+  });
+
+  it('makes waiting sources wait on a full block queue, and drops (counting) for sources that cannot wait', async () => {
+    const { router, queues } = build('  p: { from: [s], to: [a] }', ['a'], 'block', 2);
+    const q = queues.get('a')!;
+    expect(router.dispatch('s', recs('<13>1', '<13>2'), stats, true)).toBeUndefined();
+    const s2 = newSourceStats();
+    router.dispatch('s', recs('<13>udp'), s2, false);
+    expect(s2.dropped).toEqual({ queue_full: 1 });
+    expect(q.stats().dropped).toEqual({ queue_full: 1 });
+    const wait = router.dispatch('s', recs('<13>3'), stats, true);
+    expect(wait).toBeInstanceOf(Promise);
+    let settled = false;
+    void wait!.then(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(settled).toBe(false);
+    q.ack(q.take(2).length);
+    await wait;
+    expect(raw(q)).toEqual(['<13>3']);
+  });
+});
+
+describe('MemoryQueue full policies', () => {
+  it('drop_newest keeps what is queued and counts the rest', () => {
+    const q = new MemoryQueue('q', { maxRecords: 3, maxBytes: 1 << 20, full: 'drop_newest' });
+    q.push(recs('1', '2'));
+    q.push(recs('3', '4', '5'));
+    expect(q.stats().dropped).toEqual({ queue_full: 2 });
+    expect(raw(q)).toEqual(['1', '2', '3']);
+  });
+
+  it('drop_oldest makes room by dropping the oldest waiting records, never those in flight', () => {
+    const q = new MemoryQueue('q', { maxRecords: 3, maxBytes: 1 << 20, full: 'drop_oldest' });
+    q.push(recs('1', '2', '3'));
+    expect(q.take(1).map((r) => r.raw.toString())).toEqual(['1']); // in flight
+    q.push(recs('4', '5'));
+    expect(q.stats().dropped).toEqual({ queue_full: 2 });
+    q.rewind();
+    expect(raw(q)).toEqual(['1', '4', '5']);
+  });
+
+  it('bounds bytes as well as records', () => {
+    const q = new MemoryQueue('q', { maxRecords: 100, maxBytes: 10, full: 'drop_newest' });
+    q.push(recs('aaaa', 'bbbb', 'cccc'));
+    expect(q.stats()).toMatchObject({ records: 2, bytes: 8, dropped: { queue_full: 1 } });
+  });
+
+  it('hands records out once, takes them back on rewind and frees them on ack', () => {
+    const q = new MemoryQueue('q', { maxRecords: 10, maxBytes: 1 << 20, full: 'block' });
+    q.push(recs('a', 'b', 'c'));
+    expect(q.take(2).map((r) => r.raw.toString())).toEqual(['a', 'b']);
+    expect(q.take(5).map((r) => r.raw.toString())).toEqual(['c']);
+    q.rewind();
+    expect(q.take(5).map((r) => r.raw.toString())).toEqual(['a', 'b', 'c']);
+    q.ack(2);
+    q.rewind();
+    expect(q.take(5).map((r) => r.raw.toString())).toEqual(['c']);
+    expect(q.stats()).toMatchObject({ records: 1, inFlight: 1, acked: 2, pushed: 3 });
+  });
+});
