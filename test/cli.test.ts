@@ -1,0 +1,143 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { readLines, removeDir, tempDir, waitFor } from './helpers/agent.js';
+import { runLogger } from './helpers/peers.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const cli = path.join(root, 'dist/cli.js');
+
+function sluice(args: string[]) {
+  return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 20_000, cwd: root });
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+describe('sluice CLI', () => {
+  let dir: string;
+  beforeAll(() => {
+    if (!existsSync(cli)) throw new Error(`${cli} is missing: run "npm run build" (npm test does)`);
+  });
+  afterEach(() => removeDir(dir));
+
+  it('prints its version and help', () => {
+    dir = tempDir();
+    const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
+    const v = sluice(['--version']);
+    expect(v.status).toBe(0);
+    expect(v.stdout.trim()).toBe(`sluice ${pkg.version}`);
+    const h = sluice(['--help']);
+    expect(h.status).toBe(0);
+    expect(h.stdout).toMatch(/sluice run -c FILE/);
+    expect(h.stdout).toMatch(/sluice check -c FILE/);
+    expect(sluice(['frobnicate']).status).toBe(2);
+  });
+
+  it('check validates the bundled config and prints its pipelines', () => {
+    dir = tempDir();
+    const r = sluice(['check', '-c', 'etc/sluice.yaml']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/pipeline local:/);
+    expect(r.stdout).toMatch(/from local_udp: udp:\/\/127\.0\.0\.1:5514/);
+    expect(r.stdout).toMatch(/from local_tcp: tcp:\/\/127\.0\.0\.1:5514/);
+    expect(r.stdout).toMatch(/to {3}local_file: file var\/log\/messages\.log/);
+    expect(r.stdout).toMatch(/etc\/sluice\.yaml: OK/);
+  });
+
+  it('check exits non-zero and names file, line, column and key of every error', () => {
+    dir = tempDir();
+    const bad = path.join(dir, 'bad.yaml');
+    writeFileSync(bad, 'sources:\n  u:\n    type: syslog_udp\n    address: nowhere\n    colour: blue\ndestinations: {}\npipelines:\n  p: { from: [u], to: [missing] }\n');
+    const r = sluice(['check', '-c', bad]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`${bad}:4:14: error: sources.u.address: expected host:port`);
+    expect(r.stderr).toContain(`${bad}:5:5: error: sources.u.colour: unknown key`);
+    const missing = sluice(['check', '-c', path.join(dir, 'nope.yaml')]);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/cannot read config: file not found/);
+  });
+
+  it('run refuses a bad config without starting, and exits non-zero', () => {
+    dir = tempDir();
+    const bad = path.join(dir, 'bad.yaml');
+    writeFileSync(bad, 'sources: {}\ndestinations: {}\npipelines: {}\nstate_dir: [1]\n');
+    const r = sluice(['run', '-c', bad]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/state_dir: expected string/);
+  });
+
+  it('run receives, then drains and exits 0 on SIGTERM', async () => {
+    dir = tempDir();
+    const port = await freePort();
+    const cfg = path.join(dir, 'sluice.yaml');
+    const out = path.join(dir, 'out.log');
+    writeFileSync(cfg, `
+state_dir: ${dir}/state
+log: { format: json }
+sources:
+  udp: { type: syslog_udp, address: "127.0.0.1:${port}" }
+destinations:
+  f: { type: file, path: ${out} }
+pipelines:
+  p: { from: [udp], to: [f] }
+`);
+    const child = spawn(process.execPath, [cli, 'run', '-c', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    child.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    try {
+      await waitFor('sluice to start', () => log.includes('sluice is running'));
+      runLogger(['-d', '-n', '127.0.0.1', '-P', String(port), '--rfc5424', '-t', 'clitest', 'through the CLI']);
+      await waitFor('the message in the file', () => readLines(out).length === 1);
+      expect(readLines(out)[0]).toMatch(/clitest .* through the CLI$/);
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      const lines = log.trim().split('\n').map((l) => JSON.parse(l) as { msg: string; level: number });
+      expect(lines.map((l) => l.msg)).toContain('stopping: draining in-flight records');
+      expect(lines.at(-1)!.msg).toBe('stopped');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('on SIGTERM with an unreachable destination, waits shutdown_timeout, reports what was left, exits 0', async () => {
+    dir = tempDir();
+    const [inPort, deadPort] = [await freePort(), await freePort()];
+    const cfg = path.join(dir, 'sluice.yaml');
+    writeFileSync(cfg, `
+state_dir: ${dir}/state
+log: { format: json }
+shutdown_timeout: 300ms
+sources:
+  udp: { type: syslog_udp, address: "127.0.0.1:${inPort}" }
+destinations:
+  away: { type: syslog, address: "127.0.0.1:${deadPort}" }
+pipelines:
+  p: { from: [udp], to: [away] }
+`);
+    const child = spawn(process.execPath, [cli, 'run', '-c', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    child.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    try {
+      await waitFor('sluice to start', () => log.includes('sluice is running'));
+      runLogger(['-d', '-n', '127.0.0.1', '-P', String(inPort), 'stuck message']);
+      await waitFor('a failed delivery', () => log.includes('delivery failed'));
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(log).toMatch(/"records":1,"msg":"shutdown timeout: records still queued in memory were not delivered"/);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
