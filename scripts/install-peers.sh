@@ -24,9 +24,14 @@ unpack() { # unpack PACKAGE DIR
   rm -rf "$tmp"
 }
 
-if [ ! -x "$peers/syslog-ng/usr/bin/loggen" ]; then
-  echo "install-peers: unpacking syslog-ng-core (loggen) into $peers/syslog-ng"
-  unpack syslog-ng-core "$peers/syslog-ng"
+# syslog-ng-core ships loggen and syslog-ng itself; the libraries it needs beyond a minimal
+# Debian go beside it (LD_LIBRARY_PATH), so nothing is installed system-wide.
+if [ ! -f "$peers/syslog-ng/.complete" ]; then
+  echo "install-peers: unpacking syslog-ng-core and its libraries into $peers/syslog-ng"
+  for pkg in syslog-ng-core libivykis0 libpcre3 libnet1 libjson-c5 libwrap0; do
+    unpack "$pkg" "$peers/syslog-ng"
+  done
+  touch "$peers/syslog-ng/.complete"
 fi
 
 # util-linux logger and openssl (for TLS test certificates) are ordinary packages.

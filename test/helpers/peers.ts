@@ -18,7 +18,7 @@ export function loggen(): { bin: string; env: NodeJS.ProcessEnv } {
     bin,
     env: {
       ...process.env,
-      LD_LIBRARY_PATH: [path.join(root, 'usr/lib/syslog-ng'), path.join(root, 'usr/lib/x86_64-linux-gnu')].join(':'),
+      LD_LIBRARY_PATH: [path.join(root, 'usr/lib/syslog-ng'), path.join(root, 'usr/lib/x86_64-linux-gnu'), path.join(root, 'lib/x86_64-linux-gnu')].join(':'),
       SYSLOGNG_PREFIX: path.join(root, 'usr'),
     },
   };

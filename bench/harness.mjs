@@ -1,0 +1,121 @@
+// Shared pieces of the benchmarks: peers, the sink, processes, timing.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const peers = process.env.SLUICE_PEERS_DIR || path.join(root, '.peers');
+const sng = path.join(peers, 'syslog-ng');
+
+export function tmp() {
+  return mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-'));
+}
+
+export function requirePeers() {
+  if (!existsSync(path.join(sng, 'usr/bin/loggen'))) {
+    throw new Error('loggen is missing: run "bash scripts/install-peers.sh" first');
+  }
+}
+
+export const sngEnv = () => ({
+  ...process.env,
+  LD_LIBRARY_PATH: [path.join(sng, 'usr/lib/syslog-ng'), path.join(sng, 'usr/lib/x86_64-linux-gnu'), path.join(sng, 'lib/x86_64-linux-gnu')].join(':'),
+  SYSLOGNG_PREFIX: path.join(sng, 'usr'),
+});
+
+export async function freePort() {
+  const s = net.createServer();
+  await new Promise((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address();
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+export async function waitPort(port, ms = 15_000) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const ok = await new Promise((r) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        r(true);
+      });
+      s.on('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listens on ${port} after ${ms} ms`);
+}
+
+/** Starts the line-counting sink; resolves with its port and a live count. */
+export function startSink() {
+  const child = spawn(process.execPath, [path.join(root, 'bench/sink.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const state = { count: 0, port: 0, child, countAt: [] };
+  return new Promise((resolve) => {
+    let buf = '';
+    child.stdout.on('data', (d) => {
+      buf += d.toString();
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line.startsWith('port ')) {
+          state.port = Number(line.slice(5));
+          resolve(state);
+        } else if (line.startsWith('count ')) {
+          state.count = Number(line.slice(6));
+        }
+      }
+    });
+  });
+}
+
+export function startProcess(cmd, args, env = process.env) {
+  const child = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d) => (err += d.toString()));
+  child.errText = () => err;
+  return child;
+}
+
+export async function stop(child) {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.on('exit', r));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  await exited;
+  clearTimeout(t);
+}
+
+/**
+ * Sends `n` messages of `size` bytes with loggen to `port`, and measures until the sink has counted
+ * all of them (or stops moving for 10 s). Returns msg/s over the whole delivery.
+ */
+export async function loggenRun(port, sink, n, size = 200) {
+  const base = sink.count;
+  const start = process.hrtime.bigint();
+  const loggen = spawn(path.join(sng, 'usr/bin/loggen'), ['-i', '-S', '-s', String(size), '-r', '100000000', '-n', String(n), '-Q', '127.0.0.1', String(port)], {
+    env: sngEnv(),
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let lastCount = -1;
+  let lastMove = Date.now();
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 10));
+    const got = sink.count - base;
+    if (got >= n) break;
+    if (got !== lastCount) {
+      lastCount = got;
+      lastMove = Date.now();
+    } else if (Date.now() - lastMove > 10_000) {
+      break;
+    }
+  }
+  const secs = Number(process.hrtime.bigint() - start) / 1e9;
+  loggen.kill('SIGKILL');
+  const delivered = sink.count - base;
+  return { delivered, sent: n, seconds: secs, rate: delivered / secs };
+}
