@@ -90,11 +90,15 @@ describe('parseConfigText', () => {
   });
 
   it('expands environment variables, with defaults, and leaves template macros alone', () => {
-    const text = base.replace('var/state', '${STATE:-/tmp/st}').replace('127.0.0.1:5514', '${BIND}').replace('${HOST}.log', () => '${HOST}-${SUFFIX}.log $${LITERAL}');
-    const { config } = parseConfigText(text, 'test.yaml', { BIND: '127.0.0.1:9999', SUFFIX: 'x' });
+    const text = `hostname: "$\${LITERAL}"\n${base}`
+      .replace('var/state', '${STATE:-/tmp/st}')
+      .replace('127.0.0.1:5514', '${BIND}')
+      .replace('${HOST}.log', () => '${HOST}-${SUFFIX}-${EMPTY:-dflt}.log');
+    const { config } = parseConfigText(text, 'test.yaml', { BIND: '127.0.0.1:9999', SUFFIX: 'x', EMPTY: '' });
     expect(config.state_dir).toBe('/tmp/st');
+    expect(config.hostname).toBe('${LITERAL}');
     expect(config.sources.udp_in).toMatchObject({ address: { port: 9999 } });
-    expect(config.destinations.out).toMatchObject({ path: 'var/log/${HOST}-x.log ${LITERAL}' });
+    expect(config.destinations.out).toMatchObject({ path: 'var/log/${HOST}-x-dflt.log' });
   });
 
   it('refuses a missing environment variable, naming it', () => {
