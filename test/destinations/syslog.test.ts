@@ -163,3 +163,62 @@ pipelines:
     }
   });
 });
+
+describe('syslog destination over TLS', () => {
+  it('verifies the server against its CA, presents a client certificate, and refuses an unknown CA', async () => {
+    const { makePki } = await import('../helpers/tls.js');
+    const dir = tempDir();
+    const pki = makePki(dir);
+    const otherDir = tempDir();
+    const other = makePki(otherDir);
+    const receiver = await startAgent(`
+state_dir: ${dir}/recv-state
+sources:
+  tls_in:
+    type: syslog_tcp
+    address: "127.0.0.1:0"
+    tls: { cert: ${pki.serverCert}, key: ${pki.serverKey}, client_ca: ${pki.ca} }
+destinations:
+  f: { type: file, path: ${dir}/received.log }
+pipelines:
+  p: { from: [tls_in], to: [f] }
+`);
+    const port = portOf(receiver, 'tls_in');
+    const sender = await startAgent(`
+state_dir: ${dir}/send-state
+shutdown_timeout: 300ms
+sources:
+  in: { type: syslog_tcp, address: "127.0.0.1:0" }
+destinations:
+  good:
+    type: syslog
+    address: 127.0.0.1:${port}
+    tls: { ca: ${pki.ca}, cert: ${pki.clientCert}, key: ${pki.clientKey} }
+  wrong_ca:
+    type: syslog
+    address: 127.0.0.1:${port}
+    backoff: { initial: 20ms, max: 50ms }
+    tls: { ca: ${other.ca}, cert: ${pki.clientCert}, key: ${pki.clientKey} }
+pipelines:
+  p: { from: [in], to: [good, wrong_ca] }
+`);
+    try {
+      const s = net.connect(portOf(sender, 'in'), '127.0.0.1');
+      s.write('<13>1 - - - - - - sent over TLS\n');
+      const { readLines } = await import('../helpers/agent.js');
+      await waitFor('the TLS delivery', () => readLines(`${dir}/received.log`).length === 1);
+      expect(readLines(`${dir}/received.log`)).toEqual(['<13>1 - - - - - - sent over TLS']);
+      await waitFor('the wrong CA to fail', () => sender.stats().destinations.wrong_ca!.failures >= 2);
+      expect(sender.stats().destinations.wrong_ca!.queue.records).toBe(1);
+      expect(sender.stats().destinations.wrong_ca!.reconnects).toBe(0);
+      await sleep(100);
+      expect(readLines(`${dir}/received.log`)).toHaveLength(1);
+      s.destroy();
+    } finally {
+      await sender.stop();
+      await receiver.stop();
+      removeDir(dir);
+      removeDir(otherDir);
+    }
+  });
+});

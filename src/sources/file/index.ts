@@ -30,6 +30,7 @@ export class FileSource implements Source {
   private checkpointTimer: NodeJS.Timeout | null = null;
   private initialScanDone = false;
   private stopped = false;
+  private polling = false;
   private readonly opening = new Map<string, Promise<void>>(); // by path
   private readonly rotateWait: number;
 
@@ -182,7 +183,16 @@ export class FileSource implements Source {
 
   /** Growth, rotation, truncation and deletion, checked for every followed file. */
   private async poll(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.polling) return;
+    this.polling = true;
+    try {
+      await this.pollOnce();
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  private async pollOnce(): Promise<void> {
     for (const [key, t] of [...this.tailers]) {
       if (!t.rotated) {
         const now = await statIdentity(t.path);
@@ -197,7 +207,8 @@ export class FileSource implements Source {
           }
         }
       }
-      await this.readTailer(t);
+      // Not awaited: a file waiting on a full queue must not hold up the others.
+      void this.readTailer(t);
       if (t.rotated && (await t.atEnd()) && Date.now() - t.lastActivity > this.rotateWait) {
         this.tailers.delete(key);
         this.store.delete(key);
@@ -205,8 +216,6 @@ export class FileSource implements Source {
         this.ctx.logger.info({ file: t.path }, 'finished rotated file');
       }
     }
-    // Files that appeared without an event (some file systems do not send them).
-    await Promise.all(this.opening.values());
   }
 
   private async saveCheckpoints(): Promise<void> {
@@ -224,8 +233,9 @@ export class FileSource implements Source {
     if (this.checkpointTimer) clearInterval(this.checkpointTimer);
     await this.watcher?.close();
     this.watcher = null;
-    await Promise.all(this.opening.values());
-    // Close tailers first: a read waiting on a full queue ends, and `committed` is final.
+    // Close tailers first: a read waiting on a full queue gives up (its lines stay uncommitted).
+    await Promise.all([...this.tailers.values()].map((t) => t.close()));
+    await Promise.race([Promise.all(this.opening.values()), new Promise((r) => setTimeout(r, 2000).unref())]);
     await Promise.all([...this.tailers.values()].map((t) => t.close()));
     await this.saveCheckpoints();
   }
