@@ -39,7 +39,7 @@ async function syslogNgRun(sink, diskBuffer) {
 options { keep-hostname(yes); log-fifo-size(100000); stats-freq(0); };
 source s_in { network(transport("tcp") ip("127.0.0.1") port(${port}) max-connections(10) log-iw-size(100000)); };
 destination d_sink { network("127.0.0.1" transport("tcp") port(${sink.port}) ${buffer}); };
-log { source(s_in); destination(d_sink); };
+log { source(s_in); destination(d_sink); flags(flow-control); };
 `);
   const sng = path.join(peers, 'syslog-ng');
   const child = startProcess(path.join(sng, 'usr/sbin/syslog-ng'), [

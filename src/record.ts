@@ -1,4 +1,4 @@
-import { parseSyslog, SyslogParseError, type SyslogMessage } from './parser/syslog.js';
+import { headerlessMessage, parseSyslog, SyslogParseError, type SyslogMessage } from './parser/syslog.js';
 
 /** Counters every source keeps; exposed by `Agent.stats()` and, later, as metrics. */
 export interface SourceStats {
@@ -61,15 +61,9 @@ export class LogRecord {
     const o = this.origin;
     if (o.format === 'text') {
       return {
-        facility: o.facility ?? 1,
-        severity: o.severity ?? 5,
-        timestamp: null,
+        ...headerlessMessage(o.facility ?? 1, o.severity ?? 5, this.raw.toString('utf8')),
         hostname: o.hostname ?? null,
         appName: o.appName ?? null,
-        procId: null,
-        msgId: null,
-        structuredData: null,
-        message: this.raw.toString('utf8'),
       };
     }
     try {
@@ -78,17 +72,7 @@ export class LogRecord {
       if (!(e instanceof SyslogParseError)) throw e;
       o.stats.parseErrors++;
       // Unparseable input is still delivered, whole, as the message of a user.notice record.
-      return {
-        facility: 1,
-        severity: 5,
-        timestamp: null,
-        hostname: null,
-        appName: null,
-        procId: null,
-        msgId: null,
-        structuredData: null,
-        message: this.raw.toString('utf8').replace(/\r?\n$/, ''),
-      };
+      return headerlessMessage(1, 5, this.raw.toString('utf8').replace(/\r?\n$/, ''));
     }
   }
 }

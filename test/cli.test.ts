@@ -22,6 +22,16 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+
+/** Starts `sluice run` on `cfg`; `log()` is its stderr so far. */
+function startRun(cfg: string) {
+  const child = spawn(process.execPath, [cli, 'run', '-c', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stderr.on('data', (d: Buffer) => (log += d.toString()));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return { child, exited, log: () => log };
+}
+
 describe('sluice CLI', () => {
   let dir: string;
   beforeAll(() => {
@@ -91,18 +101,15 @@ destinations:
 pipelines:
   p: { from: [udp], to: [f] }
 `);
-    const child = spawn(process.execPath, [cli, 'run', '-c', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let log = '';
-    child.stderr.on('data', (d: Buffer) => (log += d.toString()));
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const { child, exited, log } = startRun(cfg);
     try {
-      await waitFor('sluice to start', () => log.includes('sluice is running'));
+      await waitFor('sluice to start', () => log().includes('sluice is running'));
       runLogger(['-d', '-n', '127.0.0.1', '-P', String(port), '--rfc5424', '-t', 'clitest', 'through the CLI']);
       await waitFor('the message in the file', () => readLines(out).length === 1);
       expect(readLines(out)[0]).toMatch(/clitest .* through the CLI$/);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
-      const lines = log.trim().split('\n').map((l) => JSON.parse(l) as { msg: string; level: number });
+      const lines = log().trim().split('\n').map((l) => JSON.parse(l) as { msg: string; level: number });
       expect(lines.map((l) => l.msg)).toContain('stopping: draining in-flight records');
       expect(lines.at(-1)!.msg).toBe('stopped');
     } finally {
@@ -125,17 +132,14 @@ destinations:
 pipelines:
   p: { from: [udp], to: [away] }
 `);
-    const child = spawn(process.execPath, [cli, 'run', '-c', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let log = '';
-    child.stderr.on('data', (d: Buffer) => (log += d.toString()));
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const { child, exited, log } = startRun(cfg);
     try {
-      await waitFor('sluice to start', () => log.includes('sluice is running'));
+      await waitFor('sluice to start', () => log().includes('sluice is running'));
       runLogger(['-d', '-n', '127.0.0.1', '-P', String(inPort), 'stuck message']);
-      await waitFor('a failed delivery', () => log.includes('delivery failed'));
+      await waitFor('a failed delivery', () => log().includes('delivery failed'));
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
-      expect(log).toMatch(/"records":1,"msg":"shutdown timeout: records still queued in memory were not delivered"/);
+      expect(log()).toMatch(/"records":1,"msg":"shutdown timeout: records still queued in memory were not delivered"/);
     } finally {
       child.kill('SIGKILL');
     }

@@ -41,6 +41,11 @@ export class SyslogParseError extends Error {
 }
 
 const decoder = new TextDecoder('utf-8');
+
+/** A message with no header fields: only priority and text. */
+export function headerlessMessage(facility: number, severity: number, message: string): SyslogMessage {
+  return { facility, severity, timestamp: null, hostname: null, appName: null, procId: null, msgId: null, structuredData: null, message };
+}
 const NIL = '-';
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 const MONTHS_LOWER = MONTHS.map((m) => m.toLowerCase());
@@ -267,17 +272,7 @@ function parse3164(
   lenient: boolean,
   reference: Date,
 ): SyslogMessage {
-  const noHeader: SyslogMessage = {
-    facility,
-    severity,
-    timestamp: null,
-    hostname: null,
-    appName: null,
-    procId: null,
-    msgId: null,
-    structuredData: null,
-    message: text.slice(start),
-  };
+  const noHeader = headerlessMessage(facility, severity, text.slice(start));
   const ts = parseBsdTimestamp(text, start, lenient, reference);
   if (!ts) return noHeader; // RFC 3164 section 4.3.2: all after the PRI is the message
   let rest = text.slice(ts.end);
