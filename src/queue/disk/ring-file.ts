@@ -1,0 +1,484 @@
+import { crc32 } from 'node:zlib';
+import type { QueueFile } from './queue-file.js';
+
+/**
+ * The reliable queue's file: a header with two alternating slots, then a ring of records.
+ * Positions are logical byte counts that only grow; the byte on disk is DATA_START + pos % capacity.
+ * See docs/queue-format.md.
+ */
+
+export const SLOT_SIZE = 64;
+export const SLOT_OFFSETS = [0, 512] as const; // different sectors: a torn write of one leaves the other whole
+export const DATA_START = 4096;
+export const RECORD_HEADER = 24;
+export const HEADER_MAGIC = 0x48514c53; // "SLQH"
+export const RECORD_MAGIC = 0x52514c53; // "SLQR"
+export const WRAP_MAGIC = 0x57514c53; // "SLQW"
+export const FORMAT_VERSION = 1;
+const TWO32 = 2 ** 32;
+
+export interface RingHeader {
+  generation: number;
+  /** Bumped at every open: records carry the incarnation that wrote them, so stale bytes from before a crash are never adopted. */
+  incarnation: number;
+  capacity: number;
+  /** Everything before `head` is acknowledged and reusable. */
+  head: number;
+  headSeq: number;
+  /** Everything before `tail` was fsynced before this header was written. */
+  tail: number;
+  tailSeq: number;
+}
+
+export interface RingRecord {
+  seq: number;
+  payload: Buffer;
+  /** Logical position just past this record. */
+  end: number;
+}
+
+export class QueueCorruptError extends Error {
+  override readonly name = 'QueueCorruptError';
+  constructor(
+    readonly reason: string,
+    readonly position: number,
+  ) {
+    super(reason);
+  }
+}
+
+export interface RecoveryReport {
+  /** Which header slot was used; -1 when the file was new. */
+  slot: number;
+  /** Records found after the header's tail (appended and synced after the last header write). */
+  recoveredRecords: number;
+  /** Bytes of a torn last write that were discarded. */
+  tornBytes: number;
+  tornRecords: number;
+}
+
+function u64(buf: Buffer, at: number): number {
+  return buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * TWO32;
+}
+
+function putU64(buf: Buffer, at: number, v: number): void {
+  buf.writeUInt32LE(v % TWO32, at);
+  buf.writeUInt32LE(Math.floor(v / TWO32), at + 4);
+}
+
+export function encodeHeader(h: RingHeader): Buffer {
+  const b = Buffer.alloc(SLOT_SIZE);
+  b.writeUInt32LE(HEADER_MAGIC, 0);
+  b.writeUInt32LE(FORMAT_VERSION, 4);
+  putU64(b, 8, h.generation);
+  putU64(b, 16, h.capacity);
+  putU64(b, 24, h.head);
+  putU64(b, 32, h.headSeq);
+  putU64(b, 40, h.tail);
+  putU64(b, 48, h.tailSeq);
+  b.writeUInt32LE(h.incarnation, 56);
+  b.writeUInt32LE(crc32(b.subarray(0, 60)), 60);
+  return b;
+}
+
+/** The header in one slot, or a reason it is not usable. */
+export function decodeHeader(b: Buffer): RingHeader | string {
+  if (b.length < SLOT_SIZE) return 'short header';
+  if (b.readUInt32LE(0) !== HEADER_MAGIC) return 'bad magic';
+  if (b.readUInt32LE(60) !== crc32(b.subarray(0, 60))) return 'bad checksum';
+  if (b.readUInt32LE(4) !== FORMAT_VERSION) return `unknown format version ${b.readUInt32LE(4)}`;
+  return {
+    generation: u64(b, 8),
+    capacity: u64(b, 16),
+    head: u64(b, 24),
+    headSeq: u64(b, 32),
+    tail: u64(b, 40),
+    tailSeq: u64(b, 48),
+    incarnation: b.readUInt32LE(56),
+  };
+}
+
+/** Why a header's heads cannot be right for this file, or null when they can. */
+export function impossibleHeads(h: RingHeader, capacity: number): string | null {
+  if (h.capacity !== capacity) return `capacity ${h.capacity} does not match the file (${capacity})`;
+  if (h.head > h.tail) return `head ${h.head} is past tail ${h.tail}`;
+  if (h.tail - h.head > capacity) return `${h.tail - h.head} bytes between head and tail exceed the capacity`;
+  if (h.headSeq > h.tailSeq) return `head sequence ${h.headSeq} is past tail sequence ${h.tailSeq}`;
+  if (h.tailSeq - h.headSeq > h.tail - h.head) return 'more records than bytes between head and tail';
+  return null;
+}
+
+function frameCrc(frame: Buffer, payload: Buffer): number {
+  return crc32(payload, crc32(frame.subarray(4, 20)));
+}
+
+/** Writes a record frame header for `payload` into `out` at `at`. */
+export function writeFrame(out: Buffer, at: number, magic: number, seq: number, incarnation: number, payload: Buffer): void {
+  out.writeUInt32LE(magic, at);
+  out.writeUInt32LE(payload.length, at + 4);
+  putU64(out, at + 8, seq);
+  out.writeUInt32LE(incarnation, at + 16);
+  out.writeUInt32LE(frameCrc(out.subarray(at, at + RECORD_HEADER), payload), at + 20);
+}
+
+export type FrameCheck =
+  | { kind: 'record' | 'wrap'; seq: number; length: number; incarnation: number }
+  | { kind: 'invalid'; reason: string; looksTorn: boolean };
+
+/** Checks the frame at `at` in `buf` (header and, for a record, its payload which must be in `buf`). */
+export function checkFrame(buf: Buffer, at: number, capacity: number): FrameCheck {
+  if (buf.length - at < RECORD_HEADER) return { kind: 'invalid', reason: 'short frame', looksTorn: true };
+  const magic = buf.readUInt32LE(at);
+  if (magic !== RECORD_MAGIC && magic !== WRAP_MAGIC) return { kind: 'invalid', reason: 'no record magic', looksTorn: magic !== 0 };
+  const length = buf.readUInt32LE(at + 4);
+  if (length > capacity - RECORD_HEADER) return { kind: 'invalid', reason: `record length ${length} exceeds the ring`, looksTorn: true };
+  if (magic === WRAP_MAGIC && length !== 0) return { kind: 'invalid', reason: 'wrap marker with a length', looksTorn: true };
+  if (buf.length - at - RECORD_HEADER < length) return { kind: 'invalid', reason: 'record runs past the data read', looksTorn: true };
+  const payload = buf.subarray(at + RECORD_HEADER, at + RECORD_HEADER + length);
+  if (buf.readUInt32LE(at + 20) !== frameCrc(buf.subarray(at, at + RECORD_HEADER), payload)) {
+    return { kind: 'invalid', reason: 'checksum mismatch', looksTorn: true };
+  }
+  return { kind: magic === WRAP_MAGIC ? 'wrap' : 'record', seq: u64(buf, at + 8), length, incarnation: buf.readUInt32LE(at + 16) };
+}
+
+export interface RingOptions {
+  /** Data bytes in the ring (the file is DATA_START + capacity bytes). */
+  capacity: number;
+}
+
+/**
+ * The byte-level ring. Appends go to the tail; `sync()` makes them durable and then records the new
+ * tail (and the acknowledged head) in the header, in the slot the previous header did not use.
+ * Space before the head becomes reusable only once a header naming that head is on disk, so a
+ * crash can never leave the head pointing into overwritten bytes.
+ */
+export class RingFile {
+  readonly capacity: number;
+  /** Acknowledged head, in memory. */
+  head = 0;
+  headSeq = 0;
+  /** Where the next record goes, and its sequence number. */
+  tail = 0;
+  tailSeq = 0;
+  /** The head in the last durable header: space before it can be overwritten. */
+  durableHead = 0;
+  /** Everything before this position is durable. */
+  syncedTail = 0;
+  syncedTailSeq = 0;
+  private generation = 0;
+  incarnation = 1;
+  private writes: Promise<void> = Promise.resolve();
+  private writeError: Error | null = null;
+
+  private constructor(
+    private readonly file: QueueFile,
+    options: RingOptions,
+  ) {
+    this.capacity = options.capacity;
+  }
+
+  /** Creates a new empty ring, replacing whatever the file held. */
+  static async create(file: QueueFile, options: RingOptions): Promise<RingFile> {
+    const ring = new RingFile(file, options);
+    await file.truncate(0);
+    await file.truncate(DATA_START + options.capacity);
+    await ring.writeHeader();
+    await file.sync();
+    return ring;
+  }
+
+  /**
+   * Opens an existing ring: the newest valid header slot, then a scan forward from its tail for
+   * records synced after it. Throws QueueCorruptError when no header is usable or its heads are
+   * impossible; the caller rotates the file and salvages.
+   */
+  static async open(file: QueueFile, options: RingOptions): Promise<{ ring: RingFile; report: RecoveryReport }> {
+    const ring = new RingFile(file, options);
+    const size = await file.size();
+    if (size < DATA_START + options.capacity) {
+      throw new QueueCorruptError(`file is ${size} bytes, shorter than its ring (${DATA_START + options.capacity})`, 0);
+    }
+    const slots = await Promise.all(
+      SLOT_OFFSETS.map(async (off) => {
+        const b = Buffer.alloc(SLOT_SIZE);
+        await file.read(b, 0, SLOT_SIZE, off);
+        return decodeHeader(b);
+      }),
+    );
+    let best = -1;
+    for (let i = 0; i < slots.length; i++) {
+      const h = slots[i]!;
+      if (typeof h === 'string') continue;
+      if (best < 0 || h.generation > (slots[best] as RingHeader).generation) best = i;
+    }
+    if (best < 0) throw new QueueCorruptError(`no valid header (slot 0: ${slots[0] as string}; slot 1: ${slots[1] as string})`, 0);
+    const h = slots[best] as RingHeader;
+    const impossible = impossibleHeads(h, options.capacity);
+    if (impossible) throw new QueueCorruptError(`impossible header: ${impossible}`, SLOT_OFFSETS[best]!);
+    ring.generation = h.generation;
+    ring.incarnation = h.incarnation;
+    ring.head = ring.durableHead = h.head;
+    ring.headSeq = h.headSeq;
+    ring.tail = ring.syncedTail = h.tail;
+    ring.tailSeq = ring.syncedTailSeq = h.tailSeq;
+    const report: RecoveryReport = { slot: best, recoveredRecords: 0, tornBytes: 0, tornRecords: 0 };
+    await ring.scanForward(report);
+    ring.syncedTail = ring.tail;
+    ring.syncedTailSeq = ring.tailSeq;
+    // A new incarnation, on disk before anything new is written: bytes left past the tail by the
+    // previous one can never pass for records of this one.
+    ring.incarnation = (h.incarnation + 1) % TWO32;
+    await ring.writeHeader();
+    await file.sync();
+    return { ring, report };
+  }
+
+  /** Finds records written after the header's tail; stops at the first that is not the next one. */
+  private async scanForward(report: RecoveryReport): Promise<void> {
+    let want = 0;
+    for (;;) {
+      const free = this.capacity - (this.tail - this.head);
+      const phys = this.tail % this.capacity;
+      const toEnd = this.capacity - phys;
+      if (free <= 0) return;
+      if (toEnd < RECORD_HEADER) {
+        if (toEnd > free) return;
+        this.tail += toEnd; // padding too small for a frame: the next record starts the lap
+        continue;
+      }
+      const len = Math.min(toEnd, Math.max(want, 1 << 20));
+      const buf = Buffer.allocUnsafe(len);
+      const view = buf.subarray(0, await this.file.read(buf, 0, len, DATA_START + phys));
+      let at = 0;
+      let needMore = 0;
+      let wrapped = false;
+      while (view.length - at >= RECORD_HEADER) {
+        const size = RECORD_HEADER + view.readUInt32LE(at + 4);
+        if (view.readUInt32LE(at) === RECORD_MAGIC && size > view.length - at && size <= toEnd - at) {
+          needMore = size;
+          break;
+        }
+        const f = checkFrame(view, at, this.capacity);
+        if (f.kind === 'invalid') {
+          // The end of what was written. A frame that is half there is a torn write: counted and discarded.
+          if (f.looksTorn) {
+            report.tornRecords++;
+            report.tornBytes += this.tornLength(view, at);
+          }
+          return;
+        }
+        if (f.seq !== this.tailSeq || f.incarnation !== this.incarnation) return; // an older lap's or incarnation's record
+        if (f.kind === 'wrap') {
+          if (toEnd - at > this.capacity - (this.tail - this.head)) return;
+          this.tail += toEnd - at;
+          wrapped = true;
+          break;
+        }
+        if (this.tail + size - this.head > this.capacity) return;
+        this.tail += size;
+        this.tailSeq++;
+        report.recoveredRecords++;
+        at += size;
+      }
+      if (wrapped) {
+        want = 0;
+      } else if (at === 0) {
+        if (needMore === 0) return;
+        want = needMore;
+      } else {
+        want = 0;
+      }
+    }
+  }
+
+  private tornLength(view: Buffer, at: number): number {
+    if (view.length - at >= 8 && (view.readUInt32LE(at) === RECORD_MAGIC || view.readUInt32LE(at) === WRAP_MAGIC)) {
+      return Math.min(RECORD_HEADER + view.readUInt32LE(at + 4), view.length - at);
+    }
+    let end = at;
+    while (end < view.length && end - at < RECORD_HEADER && view[end] !== 0) end++;
+    return Math.max(1, end - at);
+  }
+
+  /** Free bytes: what may be appended before the tail would overwrite the durable head. */
+  freeBytes(): number {
+    return this.capacity - (this.tail - this.durableHead);
+  }
+
+  /** Bytes a payload takes in the ring. */
+  static frameSize(payloadLength: number): number {
+    return RECORD_HEADER + payloadLength;
+  }
+
+  /**
+   * Appends payloads (one batch, written with one or two writes). Returns their sequence numbers'
+   * first value and end positions, or null when they do not fit: nothing is written then.
+   */
+  append(payloads: Buffer[]): { firstSeq: number; ends: number[] } | null {
+    if (this.writeError) throw this.writeError;
+    let pos = this.tail;
+    const ends = new Array<number>(payloads.length);
+    // First pass: place every frame, with a wrap where one would cross the end.
+    const places = new Array<number>(payloads.length);
+    let wrapAt = -1; // logical position of a wrap marker or padding
+    let wrapTo = -1;
+    for (let i = 0; i < payloads.length; i++) {
+      const size = RECORD_HEADER + payloads[i]!.length;
+      if (size > this.capacity) return null;
+      const phys = pos % this.capacity;
+      if (phys + size > this.capacity) {
+        if (wrapAt >= 0) return null; // more than one lap in one batch: the caller splits batches
+        wrapAt = pos;
+        pos += this.capacity - phys;
+        wrapTo = pos;
+      }
+      places[i] = pos;
+      pos += size;
+      ends[i] = pos;
+    }
+    if (pos - this.durableHead > this.capacity) return null;
+
+    const firstSeq = this.tailSeq;
+    const segments: { pos: number; buf: Buffer }[] = [];
+    const build = (from: number, to: number, endPos: number) => {
+      // Frames i in [from, to), contiguous on disk from places[from] up to endPos.
+      const base = from < payloads.length ? places[from]! : endPos;
+      const buf = Buffer.allocUnsafe(endPos - base);
+      for (let i = from; i < to; i++) {
+        const at = places[i]! - base;
+        writeFrame(buf, at, RECORD_MAGIC, firstSeq + i, this.incarnation, payloads[i]!);
+        payloads[i]!.copy(buf, at + RECORD_HEADER);
+      }
+      return { pos: base, buf };
+    };
+    if (wrapAt < 0) {
+      if (payloads.length > 0) segments.push(build(0, payloads.length, pos));
+    } else {
+      const firstAfter = places.findIndex((p) => p >= wrapTo);
+      const beforeCount = firstAfter < 0 ? payloads.length : firstAfter;
+      if (beforeCount > 0) segments.push(build(0, beforeCount, wrapAt));
+      const toEnd = wrapTo - wrapAt;
+      if (toEnd >= RECORD_HEADER) {
+        const marker = Buffer.alloc(RECORD_HEADER);
+        writeFrame(marker, 0, WRAP_MAGIC, firstSeq + beforeCount, this.incarnation, Buffer.alloc(0));
+        segments.push({ pos: wrapAt, buf: marker });
+      }
+      if (beforeCount < payloads.length) segments.push(build(beforeCount, payloads.length, pos));
+    }
+    this.tail = pos;
+    this.tailSeq += payloads.length;
+    for (const s of segments) {
+      const phys = DATA_START + (s.pos % this.capacity);
+      this.writes = this.writes.then(() => this.file.write(s.buf, 0, s.buf.length, phys)).catch((err: Error) => {
+        this.writeError ??= err;
+      });
+    }
+    return { firstSeq, ends };
+  }
+
+  /** Resolves once every append so far has been handed to the file (written, not yet synced). */
+  async settled(): Promise<void> {
+    await this.writes;
+  }
+
+  /** Marks everything before `pos` (records before `seq`) acknowledged; durable at the next sync. */
+  setHead(pos: number, seq: number): void {
+    if (pos < this.head || pos > this.tail) throw new Error(`head ${pos} outside [${this.head}, ${this.tail}]`);
+    this.head = pos;
+    this.headSeq = seq;
+  }
+
+  /**
+   * Makes every append so far durable, then writes and syncs a header naming the new tail and the
+   * acknowledged head. Two fsyncs: a header never names data that is not on disk.
+   */
+  async sync(): Promise<void> {
+    await this.writes;
+    if (this.writeError) throw this.writeError;
+    const tail = this.tail;
+    const tailSeq = this.tailSeq;
+    const head = this.head;
+    const headSeq = this.headSeq;
+    if (tail === this.syncedTail && head === this.durableHead) return;
+    await this.file.sync();
+    this.syncedTail = tail;
+    this.syncedTailSeq = tailSeq;
+    await this.writeHeader(head, headSeq);
+    await this.file.sync();
+    this.durableHead = head;
+  }
+
+  private async writeHeader(head = this.head, headSeq = this.headSeq): Promise<void> {
+    this.generation++;
+    const h = encodeHeader({
+      generation: this.generation,
+      capacity: this.capacity,
+      head,
+      headSeq,
+      tail: this.syncedTail,
+      tailSeq: this.syncedTailSeq,
+      incarnation: this.incarnation,
+    });
+    await this.file.write(h, 0, h.length, SLOT_OFFSETS[this.generation % 2]!);
+  }
+
+  /**
+   * Reads records from `pos` (whose sequence is `seq`) up to about `maxBytes`, never past the
+   * durable tail. Throws QueueCorruptError on a record that fails its checks.
+   */
+  async read(pos: number, seq: number, maxBytes: number): Promise<RingRecord[]> {
+    const out: RingRecord[] = [];
+    const limit = this.syncedTail;
+    let want = 0;
+    while (pos < limit && maxBytes > 0) {
+      const phys = pos % this.capacity;
+      const toEnd = this.capacity - phys;
+      if (toEnd < RECORD_HEADER) {
+        pos += toEnd;
+        continue;
+      }
+      const room = Math.min(toEnd, limit - pos);
+      if (room < RECORD_HEADER) throw new QueueCorruptError(`only ${room} bytes before the tail at position ${pos}`, pos);
+      want = Math.min(room, Math.max(want, 64 * 1024, Math.min(maxBytes, 4 << 20)));
+      const buf = Buffer.allocUnsafe(want);
+      const view = buf.subarray(0, await this.file.read(buf, 0, want, DATA_START + phys));
+      let at = 0;
+      let needMore = 0;
+      while (view.length - at >= RECORD_HEADER && pos < limit && maxBytes > 0) {
+        const size = RECORD_HEADER + view.readUInt32LE(at + 4);
+        if (view.readUInt32LE(at) === RECORD_MAGIC && size > view.length - at && size <= room - at) {
+          needMore = size; // a large record: read it whole from its start
+          break;
+        }
+        const f = checkFrame(view, at, this.capacity);
+        if (f.kind === 'invalid') throw new QueueCorruptError(`record at position ${pos} (sequence ${seq}): ${f.reason}`, pos);
+        if (f.seq !== seq) throw new QueueCorruptError(`record at position ${pos} has sequence ${f.seq}, expected ${seq}`, pos);
+        if (f.kind === 'wrap') {
+          pos += toEnd - at;
+          at = -1;
+          break;
+        }
+        pos += size;
+        out.push({ seq, payload: Buffer.from(view.subarray(at + RECORD_HEADER, at + size)), end: pos });
+        seq++;
+        at += size;
+        maxBytes -= size;
+      }
+      if (at === 0) {
+        if (needMore <= want) throw new QueueCorruptError(`record at position ${pos} (sequence ${seq}) does not fit before the tail`, pos);
+        want = needMore;
+      } else {
+        want = 0;
+      }
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.sync();
+    } finally {
+      await this.file.close();
+    }
+  }
+}
