@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { buildDestination, buildQueue, buildSource } from './components.js';
+import { buildDestination, buildMemoryQueue, buildSource, openQueue } from './components.js';
 import type { SluiceConfig } from './config/schema.js';
 import type { Destination, DestinationStats } from './destinations/types.js';
 import type { Logger } from './log.js';
@@ -20,29 +20,57 @@ export class Agent {
   readonly sources = new Map<string, Source>();
   readonly destinations = new Map<string, Destination>();
   readonly queues = new Map<string, DestinationQueue>();
-  readonly router: Router;
+
+  router: Router | null = null;
   readonly stateDir: string;
+  private readonly hostname: string;
   private started = false;
 
+  /** `planOnly` builds every component without opening files or sockets (for `sluice check`). */
   constructor(
     readonly config: SluiceConfig,
     private readonly logger: Logger,
+    options: { planOnly?: boolean } = {},
   ) {
     this.stateDir = path.resolve(config.state_dir);
-    const hostname = config.hostname ?? os.hostname();
-    for (const [name, dc] of Object.entries(config.destinations)) {
-      const queue = buildQueue(name, dc.queue);
+    this.hostname = config.hostname ?? os.hostname();
+    if (options.planOnly) {
+      this.build(new Map(Object.entries(config.destinations).map(([name, dc]) => [name, buildMemoryQueue(name, dc.queue)])));
+    }
+  }
+
+  private build(queues: Map<string, DestinationQueue>): void {
+    const { config, logger, hostname } = this;
+    for (const [name, queue] of queues) {
       this.queues.set(name, queue);
-      this.destinations.set(name, buildDestination(dc, { name, queue, logger: logger.child({ destination: name }), hostname }));
+      this.destinations.set(name, buildDestination(config.destinations[name]!, { name, queue, logger: logger.child({ destination: name }), hostname }));
     }
-    this.router = new Router(config.pipelines, this.queues);
+    const router = new Router(config.pipelines, this.queues);
+    this.router = router;
     for (const [name, sc] of Object.entries(config.sources)) {
-      this.sources.set(name, buildSource(sc, { name, router: this.router, logger: logger.child({ source: name }), stateDir: this.stateDir, hostname }));
+      this.sources.set(name, buildSource(sc, { name, router, logger: logger.child({ source: name }), stateDir: this.stateDir, hostname }));
     }
+  }
+
+  /** Opens every queue (disk queues take their lock and recover), then builds the components. */
+  private async openQueues(): Promise<Map<string, DestinationQueue>> {
+    const queues = new Map<string, DestinationQueue>();
+    const statsOf = (source: string) => this.sources.get(source)?.stats;
+    try {
+      for (const [name, dc] of Object.entries(this.config.destinations)) {
+        queues.set(name, await openQueue(name, dc.queue, this.stateDir, this.logger.child({ destination: name }), statsOf));
+      }
+    } catch (err) {
+      await Promise.all([...queues.values()].map((q) => q.dispose().catch(() => undefined)));
+      throw err;
+    }
+    return queues;
   }
 
   async start(): Promise<void> {
     await mkdir(this.stateDir, { recursive: true });
+    if (this.destinations.size > 0) throw new Error('an agent starts once');
+    this.build(await this.openQueues());
     for (const d of this.destinations.values()) d.start();
     const results = await Promise.allSettled([...this.sources.values()].map((s) => s.start()));
     const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [[[...this.sources.keys()][i]!, r.reason as Error] as const] : []));
@@ -61,8 +89,13 @@ export class Agent {
     const deadline = this.config.shutdown_timeout;
     const left = await Promise.all([...this.destinations.values()].map((d) => d.stop(deadline).then((n) => [d.name, n] as const)));
     for (const [name, n] of left) {
-      if (n > 0) this.logger.error({ destination: name, records: n }, 'shutdown timeout: records still queued in memory were not delivered');
+      if (n > 0 && this.config.destinations[name]!.queue.mode === 'memory') {
+        this.logger.error({ destination: name, records: n }, 'shutdown timeout: records still queued in memory were not delivered');
+      } else if (n > 0) {
+        this.logger.info({ destination: name, records: n }, 'records stay in the disk queue for the next start');
+      }
     }
+    await Promise.all([...this.queues.values()].map((q) => q.dispose().catch((err: Error) => this.logger.error({ err }, 'closing a queue failed'))));
     this.started = false;
   }
 

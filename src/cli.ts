@@ -56,7 +56,7 @@ function describeWhere(w: NonNullable<SluiceConfig['pipelines'][string]['where']
 
 /** What `check` prints: every pipeline with its endpoints, without touching the network. */
 export function describeConfig(config: SluiceConfig): string {
-  const agent = new Agent(config, createLogger({ level: 'silent', format: 'json' }));
+  const agent = new Agent(config, createLogger({ level: 'silent', format: 'json' }), { planOnly: true });
   const lines: string[] = [`state_dir: ${agent.stateDir}`];
   for (const [name, p] of Object.entries(config.pipelines)) {
     lines.push(`pipeline ${name}:`);
@@ -66,7 +66,11 @@ export function describeConfig(config: SluiceConfig): string {
       const dc = config.destinations[d]!;
       const q = dc.queue;
       lines.push(`  to   ${d}: ${agent.destinations.get(d)!.describe()}`);
-      lines.push(`       queue ${q.mode}, up to ${q.mem_buf_length} records / ${formatSize(q.mem_buf_size)}, when full: ${q.full}`);
+      lines.push(
+        q.mode === 'memory'
+          ? `       queue memory, up to ${q.mem_buf_length} records / ${formatSize(q.mem_buf_size)}, when full: ${q.full}`
+          : `       queue reliable, ${formatSize(q.max_size)} file in ${path.join(agent.stateDir, 'queues', d)}, sync ${q.sync}${q.sync === 'interval' ? ` every ${formatDuration(q.sync_interval)}` : ''}, when full: ${q.full}`,
+      );
     }
   }
   lines.push(`shutdown_timeout: ${formatDuration(config.shutdown_timeout)}`);

@@ -2,7 +2,11 @@ import type { DestinationConfig, QueueConfig, SourceConfig } from './config/sche
 import { FileDestination } from './destinations/file/index.js';
 import { SyslogDestination } from './destinations/syslog/index.js';
 import type { Destination, DestinationContext } from './destinations/types.js';
+import path from 'node:path';
+import type { Logger } from './log.js';
+import { ReliableQueue } from './queue/disk/reliable-queue.js';
 import { MemoryQueue } from './queue/memory-queue.js';
+import type { SourceStats } from './record.js';
 import type { DestinationQueue } from './queue/types.js';
 import { FileSource } from './sources/file/index.js';
 import { SyslogTcpSource } from './sources/syslog-tcp/index.js';
@@ -35,6 +39,30 @@ export function buildDestination(config: DestinationConfig, ctx: DestinationCont
   return (DESTINATIONS[config.type] as (c: DestinationConfig, ctx: DestinationContext) => Destination)(config, ctx);
 }
 
-export function buildQueue(name: string, config: QueueConfig): DestinationQueue {
+export function buildMemoryQueue(name: string, config: QueueConfig): MemoryQueue {
   return new MemoryQueue(name, { maxRecords: config.mem_buf_length, maxBytes: config.mem_buf_size, full: config.full });
+}
+
+/** The directory of a destination's disk queue. */
+export function queueDir(stateDir: string, destination: string): string {
+  return path.join(stateDir, 'queues', destination);
+}
+
+export async function openQueue(
+  name: string,
+  config: QueueConfig,
+  stateDir: string,
+  logger: Logger,
+  statsOf: (source: string) => SourceStats | undefined,
+): Promise<DestinationQueue> {
+  if (config.mode === 'memory') return buildMemoryQueue(name, config);
+  return ReliableQueue.open(name, queueDir(stateDir, name), {
+    maxSize: config.max_size,
+    memBufSize: config.mem_buf_size,
+    sync: config.sync,
+    syncInterval: config.sync_interval,
+    full: config.full,
+    logger,
+    statsOf,
+  });
 }

@@ -98,23 +98,43 @@ export const tlsClientSchema = z
 export const queueSchema = z
   .strictObject({
     mode: z
-      .enum(['memory'])
+      .enum(['memory', 'reliable'])
       .default('memory')
-      .describe('`memory`: records wait in RAM and are lost if the process dies. Disk modes arrive with the disk-queue work.'),
+      .describe(
+        '`memory`: records wait in RAM, bounded by `mem_buf_length` and `mem_buf_size`; a crash loses them. ' +
+          '`reliable`: every record is written to `<state_dir>/queues/<destination>/queue.sq` and fsynced before its source is told it is committed; ' +
+          'it leaves the file only when the destination confirms it. A crash loses nothing committed.',
+      ),
+    max_size: size()
+      .prefault('1GiB')
+      .describe('reliable: size of the queue file, header included. Size it as ingest rate x the longest outage to ride out.'),
     mem_buf_length: z
       .int()
       .positive()
       .default(100_000)
-      .describe('Most records the queue holds. 100000 records of 200 bytes is about 20 MB, several seconds of a busy host.'),
+      .describe('memory: most records the queue holds. 100000 records of 200 bytes is about 20 MB, several seconds of a busy host.'),
     mem_buf_size: size()
       .prefault('64MiB')
-      .describe('Most message bytes the queue holds, whichever of the two limits comes first. Bounds memory when messages are large.'),
+      .describe(
+        'memory: most message bytes the queue holds, whichever of the two limits comes first. ' +
+          'reliable: bytes of records read ahead from the file into memory for the destination (the read cache).',
+      ),
+    sync: z
+      .enum(['always', 'interval', 'never'])
+      .default('interval')
+      .describe(
+        'reliable: when to fsync. `interval`: every `sync_interval`, committing every batch written since (group commit). ' +
+          '`always`: as soon as possible, still one fsync for all batches that arrived meanwhile. `never`: leave it to the kernel (a power cut can lose records; a process crash cannot).',
+      ),
+    sync_interval: duration()
+      .prefault('50ms')
+      .describe('reliable with `sync: interval`: the longest a committed batch waits for its fsync. Sources wait this long at most for their acknowledgement.'),
     full: z
       .enum(['block', 'drop_newest', 'drop_oldest'])
       .default('block')
       .describe(
         'What happens when the queue is full. `block`: TCP and file sources stop reading until there is room (UDP, which cannot wait, drops and counts). ' +
-          '`drop_newest`: the incoming records are dropped. `drop_oldest`: the oldest waiting records make room. Every drop is counted.',
+          '`drop_newest`: the incoming records are dropped. `drop_oldest`: the oldest waiting records make room (memory mode; a reliable queue never drops what it committed and drops the newest instead). Every drop is counted.',
       ),
   })
   .describe('The queue in front of this destination.');

@@ -41,32 +41,46 @@ export class Router {
 
   /**
    * Hands a batch to every queue it is routed to. With `canWait`, a full `block` queue makes the
-   * caller wait: the promise resolves once every queue has taken (and committed) its part, and the
-   * source reads nothing more meanwhile. Without it (UDP), records for a full queue are dropped and
-   * counted. Returns undefined when everything is already done.
+   * caller wait: `accepted` resolves once every queue has taken its part, and the source reads
+   * nothing more meanwhile (flow control). `committed` resolves once every part is durable (disk
+   * queues); sources that acknowledge upstream (file checkpoints) wait for it. Without `canWait`
+   * (UDP), records for a full queue are dropped and counted. Undefined when all is already done.
    */
-  dispatch(source: string, records: LogRecord[], stats: SourceStats, canWait: boolean): Promise<void> | undefined {
+  dispatch(source: string, records: LogRecord[], stats: SourceStats, canWait: boolean): Dispatch | undefined {
     const routes = this.routes.get(source);
     if (!routes || records.length === 0) return undefined;
-    let pending: Promise<void>[] | undefined;
+    let accepted: Promise<unknown>[] | undefined;
+    let committed: Promise<unknown>[] | undefined;
     for (const route of routes) {
       const batch = route.filters === null ? records : records.filter((r) => route.filters!.some((f) => f(r)));
       if (batch.length === 0) continue;
       const q = route.queue;
-      let done: Promise<void> | undefined;
       if (q.fullPolicy === 'block' && q.isFull()) {
         if (!canWait) {
           q.countDrop('queue_full', batch.length);
           countDrop(stats.dropped, 'queue_full', batch.length);
           continue;
         }
-        done = q.waitForSpace().then(() => q.push(batch));
+        const pushed = q.waitForSpace().then(() => q.push(batch));
+        (accepted ??= []).push(pushed);
+        (committed ??= []).push(pushed.then((c) => c));
       } else {
-        done = q.push(batch);
+        const c = q.push(batch);
+        if (c) (committed ??= []).push(c);
       }
-      if (done) (pending ??= []).push(done);
     }
-    if (!pending) return undefined;
-    return pending.length === 1 ? pending[0] : Promise.all(pending).then(() => undefined);
+    if (!accepted && !committed) return undefined;
+    const all = (ps: Promise<unknown>[] | undefined) => (ps ? Promise.all(ps).then(() => undefined) : undefined);
+    const result = { accepted: all(accepted), committed: all(committed) };
+    // Nobody may be listening for a failed commit (UDP, TCP): it is logged by the queue.
+    result.committed?.catch(() => undefined);
+    return result;
   }
+}
+
+export interface Dispatch {
+  /** Resolves when every queue has taken the batch (after waiting for room). */
+  accepted: Promise<void> | undefined;
+  /** Resolves when the batch is durable in every queue; rejects when a queue could not write it. */
+  committed: Promise<void> | undefined;
 }

@@ -173,6 +173,10 @@ export class MemoryQueue implements DestinationQueue {
     };
   }
 
+  async dispose(): Promise<void> {
+    await this.close();
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     this.wakeProducers();

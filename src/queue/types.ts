@@ -45,5 +45,8 @@ export interface DestinationQueue {
   waitForRecords(): Promise<void>;
 
   stats(): QueueStats;
+  /** No more pushes; wakes every waiter (the destination is about to drain and stop). */
   close(): Promise<void>;
+  /** Releases files and locks, after the destination has stopped. */
+  dispose(): Promise<void>;
 }

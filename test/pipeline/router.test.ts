@@ -74,7 +74,7 @@ describe('Router', () => {
     router.dispatch('s', recs('<13>udp'), s2, false);
     expect(s2.dropped).toEqual({ queue_full: 1 });
     expect(q.stats().dropped).toEqual({ queue_full: 1 });
-    const wait = router.dispatch('s', recs('<13>3'), stats, true);
+    const wait = router.dispatch('s', recs('<13>3'), stats, true)?.accepted;
     expect(wait).toBeInstanceOf(Promise);
     let settled = false;
     void wait!.then(() => (settled = true));

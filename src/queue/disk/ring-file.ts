@@ -144,6 +144,8 @@ export function checkFrame(buf: Buffer, at: number, capacity: number): FrameChec
 export interface RingOptions {
   /** Data bytes in the ring (the file is DATA_START + capacity bytes). */
   capacity: number;
+  /** false: `sync()` orders and publishes writes but never calls fsync (`sync: never`). */
+  fsync?: boolean;
 }
 
 /**
@@ -154,6 +156,7 @@ export interface RingOptions {
  */
 export class RingFile {
   readonly capacity: number;
+  private readonly fsync: boolean;
   /** Acknowledged head, in memory. */
   head = 0;
   headSeq = 0;
@@ -175,6 +178,7 @@ export class RingFile {
     options: RingOptions,
   ) {
     this.capacity = options.capacity;
+    this.fsync = options.fsync !== false;
   }
 
   /** Creates a new empty ring, replacing whatever the file held. */
@@ -400,11 +404,11 @@ export class RingFile {
     const head = this.head;
     const headSeq = this.headSeq;
     if (tail === this.syncedTail && head === this.durableHead) return;
-    await this.file.sync();
+    if (this.fsync) await this.file.sync();
     this.syncedTail = tail;
     this.syncedTailSeq = tailSeq;
     await this.writeHeader(head, headSeq);
-    await this.file.sync();
+    if (this.fsync) await this.file.sync();
     this.durableHead = head;
   }
 
@@ -481,4 +485,59 @@ export class RingFile {
       await this.file.close();
     }
   }
+}
+
+export interface SalvageResult {
+  /** Valid records in sequence order, one per sequence number (the newest incarnation wins). */
+  records: { seq: number; payload: Buffer }[];
+  /** Bytes of the data region that held no valid record and were not zero. */
+  unreadableBytes: number;
+}
+
+/**
+ * Reads every record whose frame is intact anywhere in the data region, whatever the header says.
+ * Used when a file is rotated for corruption. Records before `minSeq` (acknowledged) are left out.
+ */
+export async function salvageRecords(file: QueueFile, capacity: number, minSeq = 0, maxRecordBytes = 1 << 20): Promise<SalvageResult> {
+  const found = new Map<number, { incarnation: number; payload: Buffer }>();
+  const magic = Buffer.alloc(4);
+  magic.writeUInt32LE(RECORD_MAGIC, 0);
+  const chunkSize = 4 << 20;
+  let unreadableBytes = 0;
+  let pos = 0;
+  let coveredTo = 0; // bytes before this were inside a valid frame or counted
+  while (pos < capacity) {
+    const len = Math.min(chunkSize + maxRecordBytes + RECORD_HEADER, capacity - pos);
+    const buf = Buffer.alloc(len);
+    const n = await file.read(buf, 0, len, DATA_START + pos);
+    const view = buf.subarray(0, n);
+    const scanEnd = Math.min(view.length, chunkSize);
+    let at = Math.max(0, coveredTo - pos);
+    while (at < scanEnd) {
+      const hit = view.indexOf(magic, at);
+      const stop = hit < 0 || hit >= scanEnd ? scanEnd : hit;
+      for (let i = at; i < stop; i++) if (view[i] !== 0) unreadableBytes++;
+      if (stop === scanEnd) {
+        at = scanEnd;
+        break;
+      }
+      const f = checkFrame(view, hit, capacity);
+      if (f.kind === 'record') {
+        if (f.seq >= minSeq) {
+          const prev = found.get(f.seq);
+          if (!prev || prev.incarnation <= f.incarnation) {
+            found.set(f.seq, { incarnation: f.incarnation, payload: Buffer.from(view.subarray(hit + RECORD_HEADER, hit + RECORD_HEADER + f.length)) });
+          }
+        }
+        at = hit + RECORD_HEADER + f.length;
+      } else {
+        at = hit + (f.kind === 'wrap' ? RECORD_HEADER : 1);
+        if (f.kind === 'invalid') unreadableBytes++;
+      }
+    }
+    coveredTo = pos + at;
+    pos += chunkSize;
+  }
+  const records = [...found.entries()].sort((a, b) => a[0] - b[0]).map(([seq, r]) => ({ seq, payload: r.payload }));
+  return { records, unreadableBytes };
 }

@@ -2,14 +2,23 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { SyslogFrameDecoder } from '../../framing/syslog-frame-decoder.js';
 import { LogRecord, type RecordOrigin } from '../../record.js';
+import type { Dispatch } from '../../pipeline/router.js';
 import type { FileCheckpoint } from './checkpoint-store.js';
 
 export const FINGERPRINT_BYTES = 256;
+/** Reads whose lines may wait for their fsync at once, per file, before reading pauses. */
+const MAX_UNCOMMITTED_READS = 16;
 const READ_SIZE = 256 * 1024;
 
 export interface FileIdentity {
   dev: string;
   ino: string;
+}
+
+interface PendingCommit {
+  offset: number;
+  state: 'pending' | 'ok' | 'failed';
+  done: Promise<void>;
 }
 
 export function identityKey(id: FileIdentity): string {
@@ -36,8 +45,8 @@ export async function fingerprintOf(handle: FileHandle, length = FINGERPRINT_BYT
 export interface TailerOptions {
   maxLineLength: number;
   flushTimeout: number;
-  /** Hands a batch of lines on; the promise (if any) resolves once every queue has accepted them. */
-  deliver: (records: LogRecord[]) => Promise<void> | undefined;
+  /** Hands a batch of lines on (see Router.dispatch). */
+  deliver: (records: LogRecord[]) => Dispatch | undefined;
   onTruncated: (file: string, from: number) => void;
 }
 
@@ -62,6 +71,7 @@ export class FileTailer {
   private partialSince = 0;
   private closed = false;
   private truncatedSeen = 0;
+  private commits: PendingCommit[] = [];
 
   private constructor(
     public path: string,
@@ -157,13 +167,46 @@ export class FileTailer {
       this.origin.stats.truncated += this.decoder.truncated - this.truncatedSeen;
       this.truncatedSeen = this.decoder.truncated;
     }
+    let committed: Promise<void> | undefined;
     if (frames.length > 0) {
       const now = Date.now();
       const records = frames.map((f) => new LogRecord(f, now, this.origin));
-      const accepted = this.options.deliver(records);
-      if (accepted) await accepted; // flow control: no more reading until the queues took these
+      const d = this.options.deliver(records);
+      if (d?.accepted) await d.accepted; // flow control: no more reading until the queues took these
+      committed = d?.committed;
     }
-    this.committed = endOffset;
+    // The checkpoint moves past these lines once they are durable; later reads need not wait for it.
+    const entry: PendingCommit = { offset: endOffset, state: committed ? 'pending' : 'ok', done: committed ?? Promise.resolve() };
+    this.commits.push(entry);
+    if (committed) {
+      committed.then(
+        () => {
+          entry.state = 'ok';
+          this.settleCommits();
+        },
+        () => {
+          entry.state = 'failed';
+          this.settleCommits();
+        },
+      );
+    } else {
+      this.settleCommits();
+    }
+    if (this.commits.length > MAX_UNCOMMITTED_READS) await this.commits[0]!.done.catch(() => undefined);
+  }
+
+  /** Advances `committed` over the leading run of settled commits, in order. */
+  private settleCommits(): void {
+    while (this.commits.length > 0 && this.commits[0]!.state !== 'pending') {
+      const c = this.commits.shift()!;
+      if (c.state === 'failed') {
+        // A queue could not write these lines: never move past them; read them again.
+        this.commits = [];
+        this.rereadFrom(this.committed);
+        return;
+      }
+      this.committed = c.offset;
+    }
   }
 
   /** A last line without its newline is sent once it has waited `flushTimeout`. */
@@ -173,6 +216,13 @@ export class FileTailer {
     this.decoder.end(frames);
     this.partialSince = 0;
     await this.emit(frames);
+  }
+
+  private rereadFrom(offset: number): void {
+    this.readOffset = offset;
+    this.partialSince = 0;
+    const discard: Buffer[] = [];
+    this.decoder.end(discard);
   }
 
   /** copytruncate: the file shrank below what we read, or its first bytes changed. Start again at 0. */

@@ -4,6 +4,7 @@ import picomatch from 'picomatch';
 import type { z } from 'zod';
 import { FACILITY_NAMES, SEVERITY_NAMES } from '../../parser/names.js';
 import { newSourceStats, type LogRecord, type RecordOrigin } from '../../record.js';
+import type { Dispatch } from '../../pipeline/router.js';
 import type { Source, SourceContext } from '../types.js';
 import { FileCheckpointStore } from './checkpoint-store.js';
 import type { fileSourceSchema } from './config.js';
@@ -164,7 +165,7 @@ export class FileSource implements Source {
     void this.readTailer(tailer);
   }
 
-  private deliver(records: LogRecord[]): Promise<void> | undefined {
+  private deliver(records: LogRecord[]): Dispatch | undefined {
     let bytes = 0;
     for (const r of records) bytes += r.raw.length;
     this.stats.received += records.length;

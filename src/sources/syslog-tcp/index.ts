@@ -121,7 +121,8 @@ export class SyslogTcpSource implements Source {
       frames.length = 0;
       this.stats.received += batch.length;
       this.stats.receivedBytes += bytes;
-      const wait = this.ctx.router.dispatch(this.name, batch, this.stats, true);
+      // Plain syslog cannot acknowledge, so only room in the queues matters, not the fsync.
+      const wait = this.ctx.router.dispatch(this.name, batch, this.stats, true)?.accepted;
       if (wait) {
         // Flow control: read nothing more from this sender until the queues have room.
         socket.pause();

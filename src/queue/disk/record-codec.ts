@@ -1,0 +1,93 @@
+import { LogRecord, newSourceStats, type RecordOrigin, type SourceStats } from '../../record.js';
+
+/**
+ * A LogRecord as the payload of a queue record:
+ * `u16 originLength, origin, f64 receivedAt, raw bytes`, where origin is
+ * `u8 flags (1 text, 2 lenient), u8 facility, u8 severity, then source, from, hostname, appName`,
+ * each a u16 length and UTF-8. The origin of a connection or file is encoded once and reused.
+ */
+
+const TEXT = 1;
+const LENIENT = 2;
+const encodedOrigins = new WeakMap<RecordOrigin, Buffer>();
+
+function encodeOrigin(o: RecordOrigin): Buffer {
+  let b = encodedOrigins.get(o);
+  if (b) return b;
+  const strings = [o.source, o.from, o.hostname ?? '', o.appName ?? ''].map((s) => Buffer.from(s.slice(0, 4096)));
+  b = Buffer.alloc(3 + strings.reduce((n, s) => n + 2 + s.length, 0));
+  b[0] = (o.format === 'text' ? TEXT : 0) | (o.lenient ? LENIENT : 0);
+  b[1] = o.facility ?? 1;
+  b[2] = o.severity ?? 5;
+  let at = 3;
+  for (const s of strings) {
+    b.writeUInt16LE(s.length, at);
+    s.copy(b, at + 2);
+    at += 2 + s.length;
+  }
+  encodedOrigins.set(o, b);
+  return b;
+}
+
+export function encodeRecord(r: LogRecord): Buffer {
+  const origin = encodeOrigin(r.origin);
+  const out = Buffer.allocUnsafe(2 + origin.length + 8 + r.raw.length);
+  out.writeUInt16LE(origin.length, 0);
+  origin.copy(out, 2);
+  out.writeDoubleLE(r.receivedAt, 2 + origin.length);
+  r.raw.copy(out, 10 + origin.length);
+  return out;
+}
+
+export class RecordDecodeError extends Error {
+  override readonly name = 'RecordDecodeError';
+}
+
+/** Turns payloads back into LogRecords, sharing one origin object per distinct origin. */
+export class RecordDecoder {
+  private readonly origins = new Map<string, RecordOrigin>();
+
+  /** `statsOf` gives the live counters of a source by name (a source no longer configured gets its own). */
+  constructor(private readonly statsOf: (source: string) => SourceStats | undefined) {}
+
+  decode(payload: Buffer): LogRecord {
+    if (payload.length < 2) throw new RecordDecodeError('payload shorter than its origin length');
+    const originLength = payload.readUInt16LE(0);
+    if (payload.length < 2 + originLength + 8 || originLength < 11) throw new RecordDecodeError('payload shorter than its header');
+    const originBytes = payload.subarray(2, 2 + originLength);
+    const key = originBytes.toString('latin1');
+    let origin = this.origins.get(key);
+    if (!origin) {
+      origin = this.decodeOrigin(originBytes);
+      if (this.origins.size > 10_000) this.origins.clear();
+      this.origins.set(key, origin);
+    }
+    const receivedAt = payload.readDoubleLE(2 + originLength);
+    return new LogRecord(payload.subarray(10 + originLength), receivedAt, origin);
+  }
+
+  private decodeOrigin(b: Buffer): RecordOrigin {
+    const strings: string[] = [];
+    let at = 3;
+    for (let i = 0; i < 4; i++) {
+      if (at + 2 > b.length) throw new RecordDecodeError('origin is cut short');
+      const len = b.readUInt16LE(at);
+      if (at + 2 + len > b.length) throw new RecordDecodeError('origin string runs past its end');
+      strings.push(b.toString('utf8', at + 2, at + 2 + len));
+      at += 2 + len;
+    }
+    const [source, from, hostname, appName] = strings as [string, string, string, string];
+    const text = (b[0]! & TEXT) !== 0;
+    return {
+      source,
+      from,
+      format: text ? 'text' : 'syslog',
+      lenient: (b[0]! & LENIENT) !== 0,
+      stats: this.statsOf(source) ?? newSourceStats(),
+      hostname: hostname || undefined,
+      appName: appName || undefined,
+      facility: text ? b[1] : undefined,
+      severity: text ? b[2] : undefined,
+    };
+  }
+}

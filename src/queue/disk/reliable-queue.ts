@@ -1,0 +1,407 @@
+import { mkdir, rename } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from '../../log.js';
+import { countDrop, type LogRecord, type SourceStats } from '../../record.js';
+import type { DestinationQueue, FullPolicy, QueueStats } from '../types.js';
+import { DirectoryLock } from './directory-lock.js';
+import { openFsQueueFile } from './queue-file.js';
+import { encodeRecord, RecordDecoder } from './record-codec.js';
+import { DATA_START, QueueCorruptError, RECORD_HEADER, RingFile, salvageRecords } from './ring-file.js';
+
+export type SyncMode = 'always' | 'interval' | 'never';
+
+export interface ReliableQueueOptions {
+  /** Size of the queue file, header included. */
+  maxSize: number;
+  /** Bytes of records kept in memory ahead of the destination (the read cache). */
+  memBufSize: number;
+  sync: SyncMode;
+  syncInterval: number;
+  full: FullPolicy;
+  logger: Logger;
+  statsOf: (source: string) => SourceStats | undefined;
+}
+
+export const QUEUE_FILE = 'queue.sq';
+
+/** Below this many free bytes the queue reports itself full, so that a batch still fits. */
+const FULL_MARGIN = 256 * 1024;
+
+interface Waiter {
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/**
+ * The reliable mode: every record is written to the ring file and fsynced (group commit) before
+ * its producer is told it is committed; a record leaves the file only when its destination
+ * acknowledges it. A crash loses nothing that was committed.
+ */
+export class ReliableQueue implements DestinationQueue {
+  readonly fullPolicy: FullPolicy;
+  readonly file: string;
+  private ring!: RingFile;
+  private readonly decoder: RecordDecoder;
+  // Records loaded from disk, not yet handed out, with their end positions.
+  private ready: LogRecord[] = [];
+  private readyEnds: number[] = [];
+  private readyBytes = 0;
+  // Handed out, not yet acknowledged.
+  private inFlightEnds: number[] = [];
+  private inFlightHead = 0;
+  private inFlightBytes = 0;
+  private inFlightSizes: number[] = [];
+  // Next record to load from disk.
+  private loadPos = 0;
+  private loadSeq = 0;
+  private loading: Promise<void> | null = null;
+  private loadEpoch = 0;
+  private commitWaiters: Waiter[] = [];
+  private syncing: Promise<void> | null = null;
+  private syncAgain = false;
+  private syncTimer: NodeJS.Timeout | null = null;
+  private recordWaiters: (() => void)[] = [];
+  private spaceWaiters: (() => void)[] = [];
+  private pushed = 0;
+  private acked = 0;
+  private readonly dropped: Record<string, number> = {};
+  private closed = false;
+  private disposed = false;
+  private lock: DirectoryLock | null = null;
+  /** Corruption handled since start: files rotated, records salvaged and lost. */
+  readonly corruption = { rotated: 0, salvaged: 0, lostBytes: 0, tornRecords: 0 };
+
+  private constructor(
+    readonly name: string,
+    readonly dir: string,
+    private readonly options: ReliableQueueOptions,
+  ) {
+    this.fullPolicy = options.full;
+    this.file = path.join(dir, QUEUE_FILE);
+    this.decoder = new RecordDecoder(options.statsOf);
+  }
+
+  get capacity(): number {
+    return this.options.maxSize - DATA_START;
+  }
+
+  /** Opens or creates the queue in `dir`; a damaged file is rotated and salvaged, never fatal. */
+  static async open(name: string, dir: string, options: ReliableQueueOptions): Promise<ReliableQueue> {
+    const q = new ReliableQueue(name, dir, options);
+    await mkdir(dir, { recursive: true });
+    q.lock = await DirectoryLock.acquire(dir);
+    try {
+      await q.openRing();
+    } catch (err) {
+      await q.lock.release();
+      throw err;
+    }
+    if (options.sync === 'interval' || options.sync === 'never') {
+      q.syncTimer = setInterval(() => void q.syncNow().catch(() => undefined), Math.max(1, options.syncInterval));
+      q.syncTimer.unref();
+    }
+    return q;
+  }
+
+  private async openRing(): Promise<void> {
+    const fsync = this.options.sync !== 'never';
+    let file;
+    try {
+      file = await openFsQueueFile(this.file, false);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      this.ring = await RingFile.create(await openFsQueueFile(this.file, true), { capacity: this.capacity, fsync });
+      return this.resetReader();
+    }
+    try {
+      const { ring, report } = await RingFile.open(file, { capacity: this.capacity, fsync });
+      this.ring = ring;
+      if (report.tornRecords > 0) {
+        this.corruption.tornRecords += report.tornRecords;
+        this.options.logger.warn(
+          { queue: this.name, torn_records: report.tornRecords, torn_bytes: report.tornBytes },
+          'discarded a torn write at the end of the queue (a crash during an unsynced write; nothing committed was lost)',
+        );
+      }
+      if (report.recoveredRecords > 0) this.options.logger.info({ queue: this.name, records: report.recoveredRecords }, 'recovered records synced after the last header');
+    } catch (err) {
+      if (!(err instanceof QueueCorruptError)) {
+        await file.close();
+        throw err;
+      }
+      await this.rotateAndSalvage(file, err, 0);
+    }
+    this.resetReader();
+  }
+
+  /**
+   * Renames the damaged file to `<file>.corrupted-<UTC time>`, copies every valid unacknowledged
+   * record into a fresh file, and logs what was lost at error level.
+   */
+  private async rotateAndSalvage(file: Awaited<ReturnType<typeof openFsQueueFile>>, why: QueueCorruptError, minSeq: number): Promise<void> {
+    const salvage = await salvageRecords(file, this.capacity, minSeq).catch(() => ({ records: [], unreadableBytes: 0 }));
+    await file.close();
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    const corrupted = `${this.file}.corrupted-${stamp}`;
+    await rename(this.file, corrupted);
+    const ring = await RingFile.create(await openFsQueueFile(this.file, true), { capacity: this.capacity, fsync: this.options.sync !== 'never' });
+    let kept = 0;
+    for (const r of salvage.records) {
+      if (ring.append([r.payload])) kept++;
+    }
+    await ring.sync();
+    this.ring = ring;
+    this.corruption.rotated++;
+    this.corruption.salvaged += kept;
+    this.corruption.lostBytes += salvage.unreadableBytes;
+    this.options.logger.error(
+      {
+        queue: this.name,
+        reason: why.reason,
+        moved_to: corrupted,
+        records_salvaged: kept,
+        records_not_salvaged: salvage.records.length - kept,
+        unreadable_bytes: salvage.unreadableBytes,
+      },
+      'queue file is corrupt: rotated it and salvaged every valid record into a fresh file; the unreadable bytes are lost',
+    );
+  }
+
+  private resetReader(): void {
+    this.loadEpoch++;
+    this.loading = null;
+    this.ready = [];
+    this.readyEnds = [];
+    this.readyBytes = 0;
+    this.inFlightEnds = [];
+    this.inFlightSizes = [];
+    this.inFlightHead = 0;
+    this.inFlightBytes = 0;
+    this.loadPos = this.ring.head;
+    this.loadSeq = this.ring.headSeq;
+  }
+
+  isFull(): boolean {
+    return this.ring.freeBytes() < Math.min(FULL_MARGIN, this.capacity / 4);
+  }
+
+  push(records: LogRecord[]): Promise<void> | undefined {
+    if (records.length === 0 || this.closed) return undefined;
+    const payloads = records.map(encodeRecord);
+    // One write for the batch; near the end of the room (or for a batch larger than one lap), one record at a time.
+    let written = this.ring.append(payloads) ? payloads.length : 0;
+    while (written < payloads.length && this.ring.append([payloads[written]!])) written++;
+    this.pushed += written;
+    if (written < payloads.length) {
+      const rest = records.slice(written);
+      if (this.fullPolicy === 'block') {
+        // The caller saw room but the batch did not fit: wait for space and append the rest.
+        const done = this.commitPromise(written > 0);
+        return this.waitForSpace().then(async () => {
+          await done;
+          await this.push(rest);
+        });
+      }
+      // drop_newest, and drop_oldest which a disk queue cannot do without losing committed data: drop the newcomers.
+      this.countDrop('queue_full', rest.length);
+      for (const r of rest) countDrop(r.origin.stats.dropped, 'queue_full');
+    }
+    if (written === 0) return undefined;
+    return this.commitPromise(true);
+  }
+
+  /** A promise for the sync that will cover what was just appended. */
+  private commitPromise(appended: boolean): Promise<void> | undefined {
+    if (!appended) return undefined;
+    if (this.options.sync === 'never') {
+      // Readable once "synced" (no fsync in this mode): let the reader see it at the next tick.
+      this.scheduleSync(0);
+      return undefined;
+    }
+    const p = new Promise<void>((resolve, reject) => this.commitWaiters.push({ resolve, reject }));
+    if (this.options.sync === 'always') this.scheduleSync(0);
+    return p;
+  }
+
+  private scheduleSync(delay: number): void {
+    if (delay === 0) void this.syncNow().catch(() => undefined);
+  }
+
+  /** Group commit: one sync at a time; appends made while it runs are covered by the next. */
+  syncNow(): Promise<void> {
+    if (this.syncing) {
+      this.syncAgain = true;
+      return this.syncing;
+    }
+    this.syncing = (async () => {
+      do {
+        this.syncAgain = false;
+        const waiters = this.commitWaiters;
+        this.commitWaiters = [];
+        try {
+          await this.ring.sync();
+          for (const w of waiters) w.resolve();
+        } catch (err) {
+          for (const w of waiters) w.reject(err as Error);
+          this.options.logger.error({ queue: this.name, err: (err as Error).message }, 'queue write or fsync failed');
+          throw err;
+        }
+        this.wake();
+      } while (this.syncAgain || this.commitWaiters.length > 0);
+    })().finally(() => {
+      this.syncing = null;
+    });
+    return this.syncing;
+  }
+
+  private wake(): void {
+    if (this.loadPos < this.ring.syncedTail) this.startLoading();
+    if (this.spaceWaiters.length > 0 && !this.isFull()) {
+      const w = this.spaceWaiters;
+      this.spaceWaiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  private startLoading(): void {
+    if (this.loading || this.disposed) return;
+    const epoch = this.loadEpoch;
+    this.loading = this.load(epoch)
+      .catch(async (err: unknown) => {
+        if (epoch !== this.loadEpoch) return;
+        if (err instanceof QueueCorruptError) {
+          await this.handleRuntimeCorruption(err);
+        } else {
+          this.options.logger.error({ queue: this.name, err: (err as Error).message }, 'reading the queue file failed; will retry');
+        }
+      })
+      .finally(() => {
+        if (epoch === this.loadEpoch) this.loading = null;
+      });
+  }
+
+  private async load(epoch: number): Promise<void> {
+    while (epoch === this.loadEpoch && this.readyBytes < this.options.memBufSize && this.loadPos < this.ring.syncedTail) {
+      const recs = await this.ring.read(this.loadPos, this.loadSeq, Math.min(1 << 20, this.options.memBufSize));
+      if (epoch !== this.loadEpoch || recs.length === 0) return;
+      for (const r of recs) {
+        this.ready.push(this.decoder.decode(r.payload));
+        this.readyEnds.push(r.end);
+        this.readyBytes += this.ready[this.ready.length - 1]!.raw.length + RECORD_HEADER;
+      }
+      const last = recs[recs.length - 1]!;
+      this.loadPos = last.end;
+      this.loadSeq = last.seq + 1;
+      const w = this.recordWaiters;
+      this.recordWaiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  /** A record in the live region failed its checks while running: rotate, salvage what is unacknowledged, resend. */
+  private async handleRuntimeCorruption(err: QueueCorruptError): Promise<void> {
+    await this.syncNow().catch(() => undefined);
+    const old = this.ring;
+    const minSeq = old.headSeq;
+    await old.settled();
+    const file = await openFsQueueFile(this.file, false);
+    await this.rotateAndSalvage(file, err, minSeq);
+    await (old as unknown as { file: { close(): Promise<void> } }).file.close().catch(() => undefined);
+    this.resetReader();
+    this.wake();
+    const w = this.recordWaiters;
+    this.recordWaiters = [];
+    for (const f of w) f();
+  }
+
+  waitForSpace(): Promise<void> {
+    if (!this.isFull() || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.spaceWaiters.push(resolve));
+  }
+
+  countDrop(reason: string, n: number): void {
+    countDrop(this.dropped, reason, n);
+  }
+
+  take(max: number): LogRecord[] {
+    const n = Math.min(max, this.ready.length);
+    if (n === 0) {
+      this.startLoading();
+      return [];
+    }
+    const out = this.ready.splice(0, n);
+    const ends = this.readyEnds.splice(0, n);
+    for (let i = 0; i < n; i++) {
+      const size = out[i]!.raw.length;
+      this.inFlightEnds.push(ends[i]!);
+      this.inFlightSizes.push(size);
+      this.inFlightBytes += size;
+      this.readyBytes -= size + RECORD_HEADER;
+    }
+    if (this.readyBytes < this.options.memBufSize / 2) this.startLoading();
+    return out;
+  }
+
+  ack(count: number): void {
+    const available = this.inFlightEnds.length - this.inFlightHead;
+    const n = Math.min(count, available);
+    if (n === 0) return;
+    const lastIndex = this.inFlightHead + n - 1;
+    const end = this.inFlightEnds[lastIndex]!;
+    for (let i = this.inFlightHead; i <= lastIndex; i++) this.inFlightBytes -= this.inFlightSizes[i]!;
+    this.inFlightHead += n;
+    if (this.inFlightHead > 4096 && this.inFlightHead * 2 > this.inFlightEnds.length) {
+      this.inFlightEnds = this.inFlightEnds.slice(this.inFlightHead);
+      this.inFlightSizes = this.inFlightSizes.slice(this.inFlightHead);
+      this.inFlightHead = 0;
+    }
+    this.ring.setHead(end, this.ring.headSeq + n);
+    this.acked += n;
+    // The freed space is reusable once a header naming the new head is on disk.
+    if (this.spaceWaiters.length > 0 || this.options.sync === 'always') void this.syncNow().catch(() => undefined);
+  }
+
+  rewind(): void {
+    this.resetReader();
+    this.startLoading();
+  }
+
+  waitForRecords(): Promise<void> {
+    if (this.ready.length > 0 || this.closed) return Promise.resolve();
+    this.startLoading();
+    return new Promise((resolve) => this.recordWaiters.push(resolve));
+  }
+
+  stats(): QueueStats {
+    const records = this.ring.tailSeq - this.ring.headSeq;
+    return {
+      records,
+      bytes: this.ring.tail - this.ring.head,
+      inFlight: this.inFlightEnds.length - this.inFlightHead,
+      capacityRecords: Number.POSITIVE_INFINITY,
+      capacityBytes: this.capacity,
+      pushed: this.pushed,
+      acked: this.acked,
+      dropped: { ...this.dropped },
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.syncTimer) clearInterval(this.syncTimer);
+    for (const f of this.recordWaiters.splice(0)) f();
+    for (const f of this.spaceWaiters.splice(0)) f();
+  }
+
+  /** Writes the acknowledged head and closes the file; call after the destination stopped. */
+  async dispose(): Promise<void> {
+    await this.close();
+    this.disposed = true;
+    this.loadEpoch++;
+    await this.loading;
+    await this.syncNow().catch(() => undefined);
+    await this.ring.close();
+    await this.lock?.release();
+  }
+}

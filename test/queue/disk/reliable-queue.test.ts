@@ -1,0 +1,174 @@
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../../src/log.js';
+import { QueueLockedError } from '../../../src/queue/disk/directory-lock.js';
+import { QUEUE_FILE, ReliableQueue, type ReliableQueueOptions } from '../../../src/queue/disk/reliable-queue.js';
+import { LogRecord, newSourceStats, type RecordOrigin } from '../../../src/record.js';
+import { removeDir, tempDir, waitFor } from '../../helpers/agent.js';
+
+const stats = newSourceStats();
+const origin: RecordOrigin = { source: 'tcp_in', from: '192.0.2.9', format: 'syslog', lenient: true, stats };
+const textOrigin: RecordOrigin = { source: 'app', from: '/var/log/app.log', format: 'text', lenient: false, stats, hostname: 'h1', appName: 'app', facility: 3, severity: 6 };
+
+function opts(extra: Partial<ReliableQueueOptions> = {}): ReliableQueueOptions {
+  return { maxSize: 1 << 20, memBufSize: 1 << 16, sync: 'interval', syncInterval: 5, full: 'block', logger: silentLogger(), statsOf: (s) => (s === 'tcp_in' ? stats : undefined), ...extra };
+}
+
+const rec = (i: number, o = origin) => new LogRecord(Buffer.from(`<13>message ${i}`), 1_700_000_000_000 + i, o);
+
+async function takeAll(q: ReliableQueue, n: number): Promise<LogRecord[]> {
+  const out: LogRecord[] = [];
+  const deadline = Date.now() + 5000;
+  while (out.length < n && Date.now() < deadline) {
+    const got = q.take(n - out.length);
+    if (got.length === 0) await Promise.race([q.waitForRecords(), new Promise((r) => setTimeout(r, 50))]);
+    out.push(...got);
+  }
+  return out;
+}
+
+/** Everything the queue hands out until it stops producing for a moment. */
+async function takeAvailable(q: ReliableQueue): Promise<LogRecord[]> {
+  const out: LogRecord[] = [];
+  for (let idle = 0; idle < 3; ) {
+    const got = q.take(100);
+    if (got.length === 0) {
+      idle++;
+      await Promise.race([q.waitForRecords(), new Promise((r) => setTimeout(r, 10))]);
+    } else {
+      idle = 0;
+      out.push(...got);
+    }
+  }
+  return out;
+}
+
+describe('ReliableQueue', () => {
+  let dir: string;
+  afterEach(() => removeDir(dir));
+
+  it('commits after fsync, hands records out in order and frees them on ack', async () => {
+    dir = tempDir();
+    const q = await ReliableQueue.open('out', dir, opts());
+    const committed = q.push([rec(1), rec(2), rec(3, textOrigin)]);
+    expect(committed).toBeInstanceOf(Promise);
+    await committed;
+    const got = await takeAll(q, 3);
+    expect(got.map((r) => r.raw.toString())).toEqual(['<13>message 1', '<13>message 2', '<13>message 3']);
+    expect(got[0]!.receivedAt).toBe(1_700_000_000_001);
+    expect(got[0]!.origin).toMatchObject({ source: 'tcp_in', from: '192.0.2.9', format: 'syslog', lenient: true });
+    expect(got[0]!.origin.stats).toBe(stats);
+    expect(got[2]!.origin).toMatchObject({ source: 'app', format: 'text', hostname: 'h1', appName: 'app', facility: 3, severity: 6 });
+    q.ack(2);
+    expect(q.stats()).toMatchObject({ records: 1, inFlight: 1, pushed: 3, acked: 2 });
+    await q.dispose();
+  });
+
+  it('replays every unacknowledged record after a restart, in order, and not the acknowledged ones', async () => {
+    dir = tempDir();
+    let q = await ReliableQueue.open('out', dir, opts());
+    await q.push(Array.from({ length: 100 }, (_, i) => rec(i)));
+    const first = await takeAll(q, 40);
+    q.ack(30); // 30 acknowledged, 10 in flight: those are sent again
+    await q.dispose();
+    q = await ReliableQueue.open('out', dir, opts());
+    const again = await takeAll(q, 70);
+    expect(first).toHaveLength(40);
+    expect(again.map((r) => r.raw.toString())).toEqual(Array.from({ length: 70 }, (_, i) => `<13>message ${i + 30}`));
+    expect(q.take(10)).toEqual([]);
+    await q.dispose();
+  });
+
+  it('sends a rewound batch again', async () => {
+    dir = tempDir();
+    const q = await ReliableQueue.open('out', dir, opts());
+    await q.push([rec(1), rec(2)]);
+    expect((await takeAll(q, 2)).length).toBe(2);
+    q.rewind();
+    expect((await takeAll(q, 2)).map((r) => r.raw.toString())).toEqual(['<13>message 1', '<13>message 2']);
+    await q.dispose();
+  });
+
+  it('refuses a second opener with the holder\'s PID, and takes over a stale lock', async () => {
+    dir = tempDir();
+    const q = await ReliableQueue.open('out', dir, opts());
+    await expect(ReliableQueue.open('out', dir, opts())).rejects.toThrow(QueueLockedError);
+    await expect(ReliableQueue.open('out', dir, opts())).rejects.toThrow(`queue directory ${dir} is held by PID ${process.pid}`);
+    await q.dispose();
+    // A lock left by a process that is gone.
+    const dead = spawn(process.execPath, ['-e', '0']);
+    const pid = dead.pid!;
+    await new Promise((r) => dead.on('exit', r));
+    writeFileSync(path.join(dir, '.lock.pid'), `${pid}\n`);
+    const again = await ReliableQueue.open('out', dir, opts());
+    expect(readFileSync(path.join(dir, '.lock.pid'), 'utf8').trim()).toBe(String(process.pid));
+    await again.dispose();
+    expect(existsSync(path.join(dir, '.lock.pid'))).toBe(false);
+  });
+
+  it('reports full and, under drop_newest, drops and counts instead of growing', async () => {
+    dir = tempDir();
+    const q = await ReliableQueue.open('out', dir, opts({ maxSize: 4096 + 8192, full: 'drop_newest' }));
+    const big = (i: number) => new LogRecord(Buffer.alloc(1000, 0x41 + (i % 26)), 0, origin);
+    await q.push(Array.from({ length: 20 }, (_, i) => big(i)));
+    expect(q.isFull()).toBe(true);
+    const st = q.stats();
+    expect(st.pushed).toBeLessThan(20);
+    expect(st.dropped.queue_full).toBe(20 - st.pushed);
+    await q.dispose();
+  });
+
+  it('rotates a file whose header is destroyed, salvages its records and keeps going', async () => {
+    dir = tempDir();
+    let q = await ReliableQueue.open('out', dir, opts());
+    await q.push(Array.from({ length: 10 }, (_, i) => rec(i)));
+    await q.dispose();
+    const file = path.join(dir, QUEUE_FILE);
+    const bytes = readFileSync(file);
+    bytes.fill(0x5a, 0, 1024); // both header slots
+    writeFileSync(file, bytes);
+    q = await ReliableQueue.open('out', dir, opts());
+    expect(q.corruption).toMatchObject({ rotated: 1, salvaged: 10 });
+    expect(readdirSync(dir).filter((f) => f.startsWith(`${QUEUE_FILE}.corrupted-`))).toHaveLength(1);
+    expect((await takeAll(q, 10)).map((r) => r.raw.toString())).toEqual(Array.from({ length: 10 }, (_, i) => `<13>message ${i}`));
+    await q.dispose();
+  });
+
+  it('opens whatever single byte is flipped or wherever the file is cut, and returns only real records', async () => {
+    dir = tempDir();
+    const seed = await ReliableQueue.open('out', dir, opts({ maxSize: 4096 + 4096 }));
+    await seed.push(Array.from({ length: 12 }, (_, i) => rec(i)));
+    const taken = await takeAll(seed, 3);
+    seed.ack(taken.length);
+    await seed.dispose();
+    const pristine = readFileSync(path.join(dir, QUEUE_FILE));
+    const valid = new Set(Array.from({ length: 12 }, (_, i) => `<13>message ${i}`));
+    await fc.assert(
+      fc.asyncProperty(fc.nat(pristine.length - 1), fc.integer({ min: 1, max: 255 }), fc.boolean(), async (at, xor, cut) => {
+        const d = tempDir();
+        try {
+          const b = Buffer.from(pristine);
+          if (cut) writeFileSync(path.join(d, QUEUE_FILE), b.subarray(0, at));
+          else {
+            b[at]! ^= xor;
+            writeFileSync(path.join(d, QUEUE_FILE), b);
+          }
+          const q = await ReliableQueue.open('out', d, opts({ maxSize: 4096 + 4096 }));
+          const got = await takeAvailable(q);
+          for (const r of got) expect(valid.has(r.raw.toString())).toBe(true);
+          const seqs = got.map((r) => Number(r.raw.toString().split(' ')[1]));
+          expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+          await q.dispose();
+        } finally {
+          removeDir(d);
+        }
+      }),
+      { numRuns: 150 },
+    );
+  });
+});
+
+void waitFor;
