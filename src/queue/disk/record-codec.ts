@@ -29,13 +29,23 @@ function encodeOrigin(o: RecordOrigin): Buffer {
   return b;
 }
 
-export function encodeRecord(r: LogRecord): Buffer {
+/** Bytes `encodeInto` writes for `r`. */
+export function encodedSize(r: LogRecord): number {
+  return 2 + encodeOrigin(r.origin).length + 8 + r.raw.length;
+}
+
+/** Writes `r` into `out` at `at`; returns the position after it. */
+export function encodeInto(r: LogRecord, out: Buffer, at: number): number {
   const origin = encodeOrigin(r.origin);
-  const out = Buffer.allocUnsafe(2 + origin.length + 8 + r.raw.length);
-  out.writeUInt16LE(origin.length, 0);
-  origin.copy(out, 2);
-  out.writeDoubleLE(r.receivedAt, 2 + origin.length);
-  r.raw.copy(out, 10 + origin.length);
+  out.writeUInt16LE(origin.length, at);
+  origin.copy(out, at + 2);
+  out.writeDoubleLE(r.receivedAt, at + 2 + origin.length);
+  return at + 10 + origin.length + r.raw.copy(out, at + 10 + origin.length);
+}
+
+export function encodeRecord(r: LogRecord): Buffer {
+  const out = Buffer.allocUnsafe(encodedSize(r));
+  encodeInto(r, out, 0);
   return out;
 }
 

@@ -5,7 +5,7 @@ import { countDrop, type LogRecord, type SourceStats } from '../../record.js';
 import type { DestinationQueue, FullPolicy, QueueStats } from '../types.js';
 import { DirectoryLock } from './directory-lock.js';
 import { openFsQueueFile } from './queue-file.js';
-import { encodeRecord, RecordDecoder } from './record-codec.js';
+import { encodedSize, encodeInto, RecordDecoder } from './record-codec.js';
 import { DATA_START, QueueCorruptError, RECORD_HEADER, RingFile, salvageRecords } from './ring-file.js';
 
 export type SyncMode = 'always' | 'interval' | 'never';
@@ -46,6 +46,7 @@ export class ReliableQueue implements DestinationQueue {
   private ready: LogRecord[] = [];
   private readyEnds: number[] = [];
   private readyBytes = 0;
+  private readyHead = 0;
   // Handed out, not yet acknowledged.
   private inFlightEnds: number[] = [];
   private inFlightHead = 0;
@@ -172,6 +173,7 @@ export class ReliableQueue implements DestinationQueue {
     this.loading = null;
     this.ready = [];
     this.readyEnds = [];
+    this.readyHead = 0;
     this.readyBytes = 0;
     this.inFlightEnds = [];
     this.inFlightSizes = [];
@@ -187,12 +189,16 @@ export class ReliableQueue implements DestinationQueue {
 
   push(records: LogRecord[]): Promise<void> | undefined {
     if (records.length === 0 || this.closed) return undefined;
-    const payloads = records.map(encodeRecord);
+    const sizes = records.map(encodedSize);
     // One write for the batch; near the end of the room (or for a batch larger than one lap), one record at a time.
-    let written = this.ring.append(payloads) ? payloads.length : 0;
-    while (written < payloads.length && this.ring.append([payloads[written]!])) written++;
+    let written = this.ring.appendWith(sizes, (i, buf, at) => encodeInto(records[i]!, buf, at)) ? records.length : 0;
+    while (written < records.length) {
+      const r = records[written]!;
+      if (!this.ring.appendWith([sizes[written]!], (_, buf, at) => encodeInto(r, buf, at))) break;
+      written++;
+    }
     this.pushed += written;
-    if (written < payloads.length) {
+    if (written < records.length) {
       const rest = records.slice(written);
       if (this.fullPolicy === 'block') {
         // The caller saw room but the batch did not fit: wait for space and append the rest.
@@ -324,19 +330,29 @@ export class ReliableQueue implements DestinationQueue {
   }
 
   take(max: number): LogRecord[] {
-    const n = Math.min(max, this.ready.length);
+    const from = this.readyHead;
+    const n = Math.min(max, this.ready.length - from);
     if (n === 0) {
       this.startLoading();
       return [];
     }
-    const out = this.ready.splice(0, n);
-    const ends = this.readyEnds.splice(0, n);
+    const out = this.ready.slice(from, from + n);
     for (let i = 0; i < n; i++) {
       const size = out[i]!.raw.length;
-      this.inFlightEnds.push(ends[i]!);
+      this.inFlightEnds.push(this.readyEnds[from + i]!);
       this.inFlightSizes.push(size);
       this.inFlightBytes += size;
       this.readyBytes -= size + RECORD_HEADER;
+    }
+    this.readyHead += n;
+    if (this.readyHead === this.ready.length) {
+      this.ready = [];
+      this.readyEnds = [];
+      this.readyHead = 0;
+    } else if (this.readyHead > 4096 && this.readyHead * 2 > this.ready.length) {
+      this.ready = this.ready.slice(this.readyHead);
+      this.readyEnds = this.readyEnds.slice(this.readyHead);
+      this.readyHead = 0;
     }
     if (this.readyBytes < this.options.memBufSize / 2) this.startLoading();
     return out;
@@ -367,7 +383,7 @@ export class ReliableQueue implements DestinationQueue {
   }
 
   waitForRecords(): Promise<void> {
-    if (this.ready.length > 0 || this.closed) return Promise.resolve();
+    if (this.ready.length > this.readyHead || this.closed) return Promise.resolve();
     this.startLoading();
     return new Promise((resolve) => this.recordWaiters.push(resolve));
   }

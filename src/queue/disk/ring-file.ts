@@ -108,17 +108,32 @@ export function impossibleHeads(h: RingHeader, capacity: number): string | null 
   return null;
 }
 
-function frameCrc(frame: Buffer, payload: Buffer): number {
-  return crc32(payload, crc32(frame.subarray(4, 20)));
+/*
+ * Frame: u32 magic, u32 crc32, u32 payload length, u64 sequence, u32 incarnation, payload.
+ * The checksum covers everything after itself (length to the end of the payload) in one pass.
+ */
+const CRC_AT = 4;
+const LENGTH_AT = 8;
+const SEQ_AT = 12;
+const INCARNATION_AT = 20;
+
+/** Writes the frame header for a payload that is already at `at + RECORD_HEADER` in `out`. */
+export function sealFrame(out: Buffer, at: number, magic: number, seq: number, incarnation: number, length: number): void {
+  out.writeUInt32LE(magic, at);
+  out.writeUInt32LE(length, at + LENGTH_AT);
+  putU64(out, at + SEQ_AT, seq);
+  out.writeUInt32LE(incarnation, at + INCARNATION_AT);
+  out.writeUInt32LE(crc32(out.subarray(at + LENGTH_AT, at + RECORD_HEADER + length)), at + CRC_AT);
 }
 
-/** Writes a record frame header for `payload` into `out` at `at`. */
+/** Writes a whole frame (header and payload) into `out` at `at`. */
 export function writeFrame(out: Buffer, at: number, magic: number, seq: number, incarnation: number, payload: Buffer): void {
-  out.writeUInt32LE(magic, at);
-  out.writeUInt32LE(payload.length, at + 4);
-  putU64(out, at + 8, seq);
-  out.writeUInt32LE(incarnation, at + 16);
-  out.writeUInt32LE(frameCrc(out.subarray(at, at + RECORD_HEADER), payload), at + 20);
+  payload.copy(out, at + RECORD_HEADER);
+  sealFrame(out, at, magic, seq, incarnation, payload.length);
+}
+
+export function frameLength(buf: Buffer, at: number): number {
+  return buf.readUInt32LE(at + LENGTH_AT);
 }
 
 export type FrameCheck =
@@ -130,15 +145,14 @@ export function checkFrame(buf: Buffer, at: number, capacity: number): FrameChec
   if (buf.length - at < RECORD_HEADER) return { kind: 'invalid', reason: 'short frame', looksTorn: true };
   const magic = buf.readUInt32LE(at);
   if (magic !== RECORD_MAGIC && magic !== WRAP_MAGIC) return { kind: 'invalid', reason: 'no record magic', looksTorn: magic !== 0 };
-  const length = buf.readUInt32LE(at + 4);
+  const length = buf.readUInt32LE(at + LENGTH_AT);
   if (length > capacity - RECORD_HEADER) return { kind: 'invalid', reason: `record length ${length} exceeds the ring`, looksTorn: true };
   if (magic === WRAP_MAGIC && length !== 0) return { kind: 'invalid', reason: 'wrap marker with a length', looksTorn: true };
   if (buf.length - at - RECORD_HEADER < length) return { kind: 'invalid', reason: 'record runs past the data read', looksTorn: true };
-  const payload = buf.subarray(at + RECORD_HEADER, at + RECORD_HEADER + length);
-  if (buf.readUInt32LE(at + 20) !== frameCrc(buf.subarray(at, at + RECORD_HEADER), payload)) {
+  if (buf.readUInt32LE(at + CRC_AT) !== crc32(buf.subarray(at + LENGTH_AT, at + RECORD_HEADER + length))) {
     return { kind: 'invalid', reason: 'checksum mismatch', looksTorn: true };
   }
-  return { kind: magic === WRAP_MAGIC ? 'wrap' : 'record', seq: u64(buf, at + 8), length, incarnation: buf.readUInt32LE(at + 16) };
+  return { kind: magic === WRAP_MAGIC ? 'wrap' : 'record', seq: u64(buf, at + SEQ_AT), length, incarnation: buf.readUInt32LE(at + INCARNATION_AT) };
 }
 
 export interface RingOptions {
@@ -257,7 +271,7 @@ export class RingFile {
       let needMore = 0;
       let wrapped = false;
       while (view.length - at >= RECORD_HEADER) {
-        const size = RECORD_HEADER + view.readUInt32LE(at + 4);
+        const size = RECORD_HEADER + frameLength(view, at);
         if (view.readUInt32LE(at) === RECORD_MAGIC && size > view.length - at && size <= toEnd - at) {
           needMore = size;
           break;
@@ -297,7 +311,7 @@ export class RingFile {
 
   private tornLength(view: Buffer, at: number): number {
     if (view.length - at >= 8 && (view.readUInt32LE(at) === RECORD_MAGIC || view.readUInt32LE(at) === WRAP_MAGIC)) {
-      return Math.min(RECORD_HEADER + view.readUInt32LE(at + 4), view.length - at);
+      return Math.min(RECORD_HEADER + frameLength(view, at), view.length - at);
     }
     let end = at;
     while (end < view.length && end - at < RECORD_HEADER && view[end] !== 0) end++;
@@ -315,23 +329,34 @@ export class RingFile {
   }
 
   /**
-   * Appends payloads (one batch, written with one or two writes). Returns their sequence numbers'
-   * first value and end positions, or null when they do not fit: nothing is written then.
+   * Appends payloads (one batch, written with one or two writes). Returns their first sequence
+   * number and end positions, or null when they do not fit: nothing is written then.
    */
   append(payloads: Buffer[]): { firstSeq: number; ends: number[] } | null {
+    return this.appendWith(
+      payloads.map((p) => p.length),
+      (i, buf, at) => payloads[i]!.copy(buf, at),
+    );
+  }
+
+  /**
+   * Appends records of the given sizes; `fill(i, buf, at)` writes payload i straight into the
+   * write buffer, so a record is copied once on its way to disk.
+   */
+  appendWith(sizes: number[], fill: (i: number, buf: Buffer, at: number) => void): { firstSeq: number; ends: number[] } | null {
     if (this.writeError) throw this.writeError;
+    const n = sizes.length;
     let pos = this.tail;
-    const ends = new Array<number>(payloads.length);
-    // First pass: place every frame, with a wrap where one would cross the end.
-    const places = new Array<number>(payloads.length);
+    const ends = new Array<number>(n);
+    const places = new Array<number>(n);
     let wrapAt = -1; // logical position of a wrap marker or padding
     let wrapTo = -1;
-    for (let i = 0; i < payloads.length; i++) {
-      const size = RECORD_HEADER + payloads[i]!.length;
+    for (let i = 0; i < n; i++) {
+      const size = RECORD_HEADER + sizes[i]!;
       if (size > this.capacity) return null;
       const phys = pos % this.capacity;
       if (phys + size > this.capacity) {
-        if (wrapAt >= 0) return null; // more than one lap in one batch: the caller splits batches
+        if (wrapAt >= 0) return null; // more than one lap in one batch: the caller splits it
         wrapAt = pos;
         pos += this.capacity - phys;
         wrapTo = pos;
@@ -345,35 +370,33 @@ export class RingFile {
     const firstSeq = this.tailSeq;
     const segments: { pos: number; buf: Buffer }[] = [];
     const build = (from: number, to: number, endPos: number) => {
-      // Frames i in [from, to), contiguous on disk from places[from] up to endPos.
-      const base = from < payloads.length ? places[from]! : endPos;
+      const base = places[from]!;
       const buf = Buffer.allocUnsafe(endPos - base);
       for (let i = from; i < to; i++) {
         const at = places[i]! - base;
-        writeFrame(buf, at, RECORD_MAGIC, firstSeq + i, this.incarnation, payloads[i]!);
-        payloads[i]!.copy(buf, at + RECORD_HEADER);
+        fill(i, buf, at + RECORD_HEADER);
+        sealFrame(buf, at, RECORD_MAGIC, firstSeq + i, this.incarnation, sizes[i]!);
       }
       return { pos: base, buf };
     };
     if (wrapAt < 0) {
-      if (payloads.length > 0) segments.push(build(0, payloads.length, pos));
+      if (n > 0) segments.push(build(0, n, pos));
     } else {
       const firstAfter = places.findIndex((p) => p >= wrapTo);
-      const beforeCount = firstAfter < 0 ? payloads.length : firstAfter;
+      const beforeCount = firstAfter < 0 ? n : firstAfter;
       if (beforeCount > 0) segments.push(build(0, beforeCount, wrapAt));
-      const toEnd = wrapTo - wrapAt;
-      if (toEnd >= RECORD_HEADER) {
+      if (wrapTo - wrapAt >= RECORD_HEADER) {
         const marker = Buffer.alloc(RECORD_HEADER);
-        writeFrame(marker, 0, WRAP_MAGIC, firstSeq + beforeCount, this.incarnation, Buffer.alloc(0));
+        sealFrame(marker, 0, WRAP_MAGIC, firstSeq + beforeCount, this.incarnation, 0);
         segments.push({ pos: wrapAt, buf: marker });
       }
-      if (beforeCount < payloads.length) segments.push(build(beforeCount, payloads.length, pos));
+      if (beforeCount < n) segments.push(build(beforeCount, n, pos));
     }
     this.tail = pos;
-    this.tailSeq += payloads.length;
-    for (const s of segments) {
-      const phys = DATA_START + (s.pos % this.capacity);
-      this.writes = this.writes.then(() => this.file.write(s.buf, 0, s.buf.length, phys)).catch((err: Error) => {
+    this.tailSeq += n;
+    for (const seg of segments) {
+      const phys = DATA_START + (seg.pos % this.capacity);
+      this.writes = this.writes.then(() => this.file.write(seg.buf, 0, seg.buf.length, phys)).catch((err: Error) => {
         this.writeError ??= err;
       });
     }
@@ -449,7 +472,7 @@ export class RingFile {
       let at = 0;
       let needMore = 0;
       while (view.length - at >= RECORD_HEADER && pos < limit && maxBytes > 0) {
-        const size = RECORD_HEADER + view.readUInt32LE(at + 4);
+        const size = RECORD_HEADER + frameLength(view, at);
         if (view.readUInt32LE(at) === RECORD_MAGIC && size > view.length - at && size <= room - at) {
           needMore = size; // a large record: read it whole from its start
           break;
@@ -463,7 +486,7 @@ export class RingFile {
           break;
         }
         pos += size;
-        out.push({ seq, payload: Buffer.from(view.subarray(at + RECORD_HEADER, at + size)), end: pos });
+        out.push({ seq, payload: view.subarray(at + RECORD_HEADER, at + size), end: pos }); // views of this read's own buffer
         seq++;
         at += size;
         maxBytes -= size;
