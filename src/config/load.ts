@@ -183,6 +183,22 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
       used.destinations.add(d);
     });
   }
+  // DESIGN: a reliable queue fed by a source that cannot acknowledge protects records only from the moment they are queued.
+  for (const [name, pipeline] of Object.entries(config.pipelines)) {
+    for (const d of pipeline.to) {
+      if (config.destinations[d]?.queue.mode !== 'reliable') continue;
+      for (const s of pipeline.from) {
+        const type = config.sources[s]?.type;
+        if (type === 'syslog_udp' || type === 'syslog_tcp') {
+          problems.at(
+            'warning',
+            ['pipelines', name, 'from', pipeline.from.indexOf(s)],
+            `source "${s}" (${type}) cannot acknowledge its senders: the reliable queue of "${d}" keeps what it received, but a sender never learns what was lost before it (a crash, a full socket buffer)`,
+          );
+        }
+      }
+    }
+  }
   for (const kind of ['sources', 'destinations'] as const) {
     for (const name of Object.keys(config[kind])) {
       if (!used[kind].has(name)) problems.at('warning', [kind, name], `is not used by any pipeline`, true);

@@ -42,7 +42,7 @@ export const configSchema = z
     state_dir: z
       .string()
       .default('var/state')
-      .describe('Where sluice keeps its state: file checkpoints now, queues later. Relative paths are taken from the working directory.'),
+      .describe('Where sluice keeps its state: file checkpoints (`checkpoints/`) and disk queues (`queues/<destination>/`). Relative paths are taken from the working directory.'),
     hostname: z.string().optional().describe('Name this host gives its own records (file lines). Default: the system host name.'),
     log: z
       .strictObject({

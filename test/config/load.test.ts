@@ -123,3 +123,13 @@ describe('parseConfigText', () => {
     expect(p[0]).toMatchObject({ path: 'pipelines.main.where.message', line: 15, message: expect.stringMatching(/invalid regular expression/) });
   });
 });
+
+describe('reliable queues fed by sources that cannot acknowledge', () => {
+  it('are reported as a warning at the pipeline that connects them', () => {
+    const text = base.replace('    path: var/log/${HOST}.log', '    path: var/log/${HOST}.log\n    queue: { mode: reliable, max_size: 10MiB }');
+    const { config, warnings } = parseConfigText(text, 'test.yaml', {});
+    expect(config.destinations.out!.queue).toMatchObject({ mode: 'reliable', max_size: 10 * 1024 * 1024, sync: 'interval', sync_interval: 50 });
+    expect(warnings.map((w) => `${w.line}:${w.column} ${w.path}`)).toEqual(['14:12 pipelines.main.from[0]']);
+    expect(warnings[0]!.message).toMatch(/cannot acknowledge its senders/);
+  });
+});
