@@ -75,7 +75,7 @@ export abstract class QueueDrainer implements Destination {
     this.lastErrorLog = now;
     const reason = err instanceof Error ? err.message : String(err);
     this.ctx.logger.warn(
-      { destination: this.name, reason, retry_in_ms: waitMs, queued: this.queue.stats().records, repeats_suppressed: this.suppressedErrors },
+      { reason, retry_in_ms: waitMs, queued: this.queue.stats().records, repeats_suppressed: this.suppressedErrors },
       'delivery failed; records stay queued and will be retried',
     );
     this.suppressedErrors = 0;

@@ -9,6 +9,9 @@ export class SimulatedDisk {
   private current: Buffer = Buffer.alloc(0);
   private pending: { pos: number; data: Buffer }[] = [];
 
+  /** `slowWrites`: a write lands a macrotask later, as a real one does, so other work can interleave. */
+  constructor(private readonly options: { slowWrites?: boolean } = {}) {}
+
   private static apply(target: Buffer, pos: number, data: Buffer): Buffer {
     let t = target;
     if (pos + data.length > t.length) {
@@ -57,6 +60,7 @@ export class SimulatedDisk {
         return n;
       },
       write: async (buf, offset, length, position) => {
+        if (this.options.slowWrites) await new Promise((r) => setImmediate(r));
         const data = Buffer.from(buf.subarray(offset, offset + length));
         this.pending.push({ pos: position, data });
         this.current = SimulatedDisk.apply(this.current, position, data);

@@ -126,7 +126,7 @@ export class FileDestination extends QueueDrainer {
     for (const [file, f] of this.files) {
       if (f.lastUsed < cutoff) {
         this.files.delete(file);
-        await this.closeFile(f).catch((err: Error) => this.ctx.logger.warn({ destination: this.name, file, err: err.message }, 'closing an idle file failed'));
+        await this.closeFile(f).catch((err: Error) => this.ctx.logger.warn({ file, err: err.message }, 'closing an idle file failed'));
       }
     }
   }

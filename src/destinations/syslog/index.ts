@@ -96,7 +96,7 @@ export class SyslogDestination extends QueueDrainer {
     const { host, port } = this.config.address;
     if (!this.udp) {
       const s = dgram.createSocket(isIPv6(host) ? 'udp6' : 'udp4');
-      s.on('error', (err) => this.ctx.logger.warn({ destination: this.name, err: err.message }, 'UDP send error'));
+      s.on('error', (err) => this.ctx.logger.warn({ err: err.message }, "UDP send error"));
       this.udp = s;
     }
     const udp = this.udp;
@@ -138,7 +138,7 @@ export class SyslogDestination extends QueueDrainer {
         socket.off('error', onError);
         socket.setNoDelay(true);
         socket.setKeepAlive(true, 60_000);
-        socket.on('error', (err) => this.ctx.logger.debug({ destination: this.name, err: err.message }, 'connection error'));
+        socket.on('error', (err) => this.ctx.logger.debug({ err: err.message }, 'connection error'));
         socket.on('close', () => {
           if (this.socket === socket) {
             this.socket = null;
@@ -151,7 +151,7 @@ export class SyslogDestination extends QueueDrainer {
         this.socket = socket;
         this.stats.connected = true;
         this.stats.reconnects++;
-        this.ctx.logger.info({ destination: this.name, address: `${host}:${port}` }, 'connected');
+        this.ctx.logger.info({ address: `${host}:${port}` }, 'connected');
         resolve(socket);
       });
     });

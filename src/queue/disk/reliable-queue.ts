@@ -69,6 +69,8 @@ export class ReliableQueue implements DestinationQueue {
   private closed = false;
   private disposed = false;
   private lock: DirectoryLock | null = null;
+  /** Set while a corrupt file is being rotated: pushes wait for the fresh file. */
+  private rotation: Promise<void> | null = null;
   /** Corruption handled since start: files rotated, records salvaged and lost. */
   readonly corruption = { rotated: 0, salvaged: 0, lostBytes: 0, tornRecords: 0 };
 
@@ -152,6 +154,8 @@ export class ReliableQueue implements DestinationQueue {
     }
     await ring.sync();
     this.ring = ring;
+    // Positions handed out so far belong to the old file: forget them (those records are resent).
+    this.resetReader();
     this.corruption.rotated++;
     this.corruption.salvaged += kept;
     this.corruption.lostBytes += salvage.unreadableBytes;
@@ -189,6 +193,8 @@ export class ReliableQueue implements DestinationQueue {
 
   push(records: LogRecord[]): Promise<void> | undefined {
     if (records.length === 0 || this.closed) return undefined;
+    // Appends to the file being rotated would be lost with it: hold them until the fresh one is ready.
+    if (this.rotation) return this.rotation.then(() => this.push(records));
     const sizes = records.map(encodedSize);
     // One write for the batch; near the end of the room (or for a batch larger than one lap), one record at a time.
     let written = this.ring.appendWith(sizes, (i, buf, at) => encodeInto(records[i]!, buf, at)) ? records.length : 0;
@@ -276,7 +282,12 @@ export class ReliableQueue implements DestinationQueue {
       .catch(async (err: unknown) => {
         if (epoch !== this.loadEpoch) return;
         if (err instanceof QueueCorruptError) {
-          await this.handleRuntimeCorruption(err);
+          this.rotation = this.handleRuntimeCorruption(err)
+            .catch((e: unknown) => this.options.logger.error({ queue: this.name, err: (e as Error).message }, 'rotating the corrupt queue file failed'))
+            .finally(() => {
+              this.rotation = null;
+            });
+          await this.rotation;
         } else {
           this.options.logger.error({ queue: this.name, err: (err as Error).message }, 'reading the queue file failed; will retry');
         }

@@ -420,12 +420,14 @@ export class RingFile {
    * acknowledged head. Two fsyncs: a header never names data that is not on disk.
    */
   async sync(): Promise<void> {
-    await this.writes;
-    if (this.writeError) throw this.writeError;
+    // Capture what this sync covers before waiting: appends made while the writes drain are
+    // chained after them and belong to the next sync, not this one.
     const tail = this.tail;
     const tailSeq = this.tailSeq;
     const head = this.head;
     const headSeq = this.headSeq;
+    await this.writes;
+    if (this.writeError) throw this.writeError;
     if (tail === this.syncedTail && head === this.durableHead) return;
     if (this.fsync) await this.file.sync();
     this.syncedTail = tail;

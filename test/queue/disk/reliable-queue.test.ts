@@ -172,3 +172,46 @@ describe('ReliableQueue', () => {
 });
 
 void waitFor;
+
+describe('ReliableQueue, corruption found while running', () => {
+  let dir: string;
+  afterEach(() => removeDir(dir));
+
+  it('rotates, resends every valid record, and keeps what is pushed during the rotation', async () => {
+    dir = tempDir();
+    const q = await ReliableQueue.open('out', dir, opts({ memBufSize: 256 }));
+    await q.push(Array.from({ length: 20 }, (_, i) => rec(i)));
+    // Damage record 10's payload in place, behind the queue's back.
+    const file = path.join(dir, QUEUE_FILE);
+    const bytes = readFileSync(file);
+    const at = bytes.indexOf(Buffer.from('<13>message 10'));
+    expect(at).toBeGreaterThan(0);
+    const fd = await import('node:fs/promises').then((m) => m.open(file, 'r+'));
+    await fd.write(Buffer.from('X'), 0, 1, at + 5);
+    await fd.close();
+    const got: string[] = [];
+    const deadline = Date.now() + 5000;
+    let pushedDuring: Promise<void> | undefined;
+    while (q.corruption.rotated === 0 && Date.now() < deadline) {
+      const batch = q.take(4);
+      got.push(...batch.map((r) => r.raw.toString()));
+      if (batch.length === 0) await Promise.race([q.waitForRecords(), new Promise((r) => setTimeout(r, 5))]);
+      // Pushed while the damaged file is being rotated: must land in the fresh file, not the old one.
+      if ((q as unknown as { rotation: Promise<void> | null }).rotation) pushedDuring ??= q.push(Array.from({ length: 10 }, (_, i) => rec(20 + i)));
+    }
+    expect(pushedDuring).toBeInstanceOf(Promise);
+    expect(q.corruption.rotated).toBe(1);
+    await pushedDuring;
+    got.push(...(await takeAvailable(q)).map((r) => r.raw.toString()));
+    const unique = new Set(got);
+    const expected = Array.from({ length: 30 }, (_, i) => `<13>message ${i}`).filter((m) => m !== '<13>message 10');
+    for (const m of expected) expect(unique.has(m)).toBe(true);
+    expect(unique.has('<13>message 10')).toBe(false);
+    expect(readdirSync(dir).filter((f) => f.startsWith(`${QUEUE_FILE}.corrupted-`))).toHaveLength(1);
+    await q.dispose();
+    // Nothing was acknowledged: all 29 valid records are still in the fresh file.
+    const again = await ReliableQueue.open('out', dir, opts());
+    expect((await takeAvailable(again)).map((r) => r.raw.toString())).toEqual(expected);
+    await again.dispose();
+  });
+});
