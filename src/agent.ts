@@ -45,7 +45,7 @@ export class Agent {
       this.queues.set(name, queue);
       this.destinations.set(name, buildDestination(config.destinations[name]!, { name, queue, logger: logger.child({ destination: name }), hostname }));
     }
-    const router = new Router(config.pipelines, this.queues);
+    const router = new Router(config.pipelines, this.queues, { blockTimeout: (d) => config.destinations[d]!.queue.block_timeout, logger });
     this.router = router;
     for (const [name, sc] of Object.entries(config.sources)) {
       this.sources.set(name, buildSource(sc, { name, router, logger: logger.child({ source: name }), stateDir: this.stateDir, hostname }));

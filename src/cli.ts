@@ -7,6 +7,7 @@ import { Agent } from './agent.js';
 import { ConfigError, formatProblem, loadConfigFile, type LoadedConfig } from './config/load.js';
 import type { SluiceConfig } from './config/schema.js';
 import { formatDuration, formatSize } from './config/units.js';
+import { memBufLength } from './config/types.js';
 import { createLogger } from './log.js';
 
 const HELP = `sluice — a syslog shipper that does not lose logs
@@ -66,10 +67,14 @@ export function describeConfig(config: SluiceConfig): string {
       const dc = config.destinations[d]!;
       const q = dc.queue;
       lines.push(`  to   ${d}: ${agent.destinations.get(d)!.describe()}`);
+      const full = `when full: ${q.full}${q.full === 'block' ? ` (up to ${formatDuration(q.block_timeout)})` : ''}`;
+      const file = `${formatSize(q.max_size)} file in ${path.join(agent.stateDir, 'queues', d)}, sync ${q.sync}${q.sync === 'interval' ? ` every ${formatDuration(q.sync_interval)}` : ''}`;
       lines.push(
         q.mode === 'memory'
-          ? `       queue memory, up to ${q.mem_buf_length} records / ${formatSize(q.mem_buf_size)}, when full: ${q.full}`
-          : `       queue reliable, ${formatSize(q.max_size)} file in ${path.join(agent.stateDir, 'queues', d)}, sync ${q.sync}${q.sync === 'interval' ? ` every ${formatDuration(q.sync_interval)}` : ''}, when full: ${q.full}`,
+          ? `       queue memory, up to ${memBufLength(q)} records / ${formatSize(q.mem_buf_size)}, ${full}`
+          : q.mode === 'normal'
+            ? `       queue normal, ${q.qout_size} + ${memBufLength(q)} records in memory (lost by a crash), then a ${file}, ${full}`
+            : `       queue reliable, ${file}, ${full}`,
       );
     }
   }

@@ -4,7 +4,9 @@ import { SyslogDestination } from './destinations/syslog/index.js';
 import type { Destination, DestinationContext } from './destinations/types.js';
 import path from 'node:path';
 import type { Logger } from './log.js';
+import { NormalQueue } from './queue/disk/normal-queue.js';
 import { ReliableQueue } from './queue/disk/reliable-queue.js';
+import { memBufLength } from './config/types.js';
 import { MemoryQueue } from './queue/memory-queue.js';
 import type { SourceStats } from './record.js';
 import type { DestinationQueue } from './queue/types.js';
@@ -40,7 +42,7 @@ export function buildDestination(config: DestinationConfig, ctx: DestinationCont
 }
 
 export function buildMemoryQueue(name: string, config: QueueConfig): MemoryQueue {
-  return new MemoryQueue(name, { maxRecords: config.mem_buf_length, maxBytes: config.mem_buf_size, full: config.full });
+  return new MemoryQueue(name, { maxRecords: memBufLength(config), maxBytes: config.mem_buf_size, full: config.full });
 }
 
 /** The directory of a destination's disk queue. */
@@ -56,13 +58,16 @@ export async function openQueue(
   statsOf: (source: string) => SourceStats | undefined,
 ): Promise<DestinationQueue> {
   if (config.mode === 'memory') return buildMemoryQueue(name, config);
-  return ReliableQueue.open(name, queueDir(stateDir, name), {
+  const options = {
     maxSize: config.max_size,
     memBufSize: config.mem_buf_size,
     sync: config.sync,
     syncInterval: config.sync_interval,
     full: config.full,
+    prealloc: config.prealloc,
     logger,
     statsOf,
-  });
+  };
+  if (config.mode === 'reliable') return ReliableQueue.open(name, queueDir(stateDir, name), options);
+  return NormalQueue.open(name, queueDir(stateDir, name), { ...options, qoutSize: config.qout_size, memBufLength: memBufLength(config), memBytes: config.mem_buf_size });
 }

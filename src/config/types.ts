@@ -98,46 +98,80 @@ export const tlsClientSchema = z
 export const queueSchema = z
   .strictObject({
     mode: z
-      .enum(['memory', 'reliable'])
+      .enum(['memory', 'normal', 'reliable'])
       .default('memory')
       .describe(
-        '`memory`: records wait in RAM, bounded by `mem_buf_length` and `mem_buf_size`; a crash loses them. ' +
-          '`reliable`: every record is written to `<state_dir>/queues/<destination>/queue.sq` and fsynced before its source is told it is committed; ' +
-          'it leaves the file only when the destination confirms it. A crash loses nothing committed.',
+        '`memory`: records wait in RAM, bounded by `mem_buf_length` and `mem_buf_size`; a crash or a shutdown timeout loses them. ' +
+          '`normal`: records wait in RAM (`qout_size` + `mem_buf_length` records) and go to `<state_dir>/queues/<destination>/queue.sq` only when that is full; ' +
+          'a clean shutdown saves the RAM part to the disk, a crash loses at most `qout_size + mem_buf_length` records. Fast, and it rides out long outages. ' +
+          '`reliable`: every record is written to the queue file and fsynced before its source is told it is committed; ' +
+          'it leaves the file only when the destination confirms it. A crash loses nothing committed. ' +
+          'Default `memory`, because it needs no disk; choose `reliable` for anything you cannot lose.',
       ),
     max_size: size()
       .prefault('1GiB')
-      .describe('reliable: size of the queue file, header included. Size it as ingest rate x the longest outage to ride out.'),
+      .describe(
+        'normal, reliable: size of the queue file, header included (about 4.5 million records of 200 bytes). ' +
+          'Size it as ingest rate x the longest outage to ride out; see docs/operations.md.',
+      ),
+    qout_size: z
+      .int()
+      .positive()
+      .default(1000)
+      .describe('normal: records in the output buffer, ready for the destination. A thousand covers several batches in flight.'),
     mem_buf_length: z
       .int()
       .positive()
-      .default(100_000)
-      .describe('memory: most records the queue holds. 100000 records of 200 bytes is about 20 MB, several seconds of a busy host.'),
+      .optional()
+      .describe(
+        'memory: most records the queue holds (default 100000: about 20 MB of 200-byte records, several seconds of a busy host). ' +
+          'normal: records in the in-memory overflow behind the output buffer (default 10000); with `qout_size` it bounds what a crash can lose.',
+      ),
     mem_buf_size: size()
       .prefault('64MiB')
       .describe(
-        'memory: most message bytes the queue holds, whichever of the two limits comes first. ' +
-          'reliable: bytes of records read ahead from the file into memory for the destination (the read cache).',
+        'memory, normal: most message bytes held in memory, whichever of the two limits comes first. ' +
+          'reliable, normal: also the bytes of records read ahead from the file for the destination (the read cache). 64 MiB keeps a fast destination fed without costing much RAM.',
       ),
     sync: z
       .enum(['always', 'interval', 'never'])
       .default('interval')
       .describe(
-        'reliable: when to fsync. `interval`: every `sync_interval`, committing every batch written since (group commit). ' +
-          '`always`: as soon as possible, still one fsync for all batches that arrived meanwhile. `never`: leave it to the kernel (a power cut can lose records; a process crash cannot).',
+        'normal, reliable: when to fsync the queue file. `interval`: every `sync_interval`, committing every batch written since (group commit). ' +
+          '`always`: as soon as possible, still one fsync for all batches that arrived meanwhile. `never`: leave it to the kernel (a power cut can lose records; a process crash cannot). ' +
+          'Default `interval`: durable within tens of milliseconds at a fraction of the cost of `always`.',
       ),
     sync_interval: duration()
       .prefault('50ms')
-      .describe('reliable with `sync: interval`: the longest a committed batch waits for its fsync. Sources wait this long at most for their acknowledgement.'),
+      .describe('With `sync: interval`: the longest a committed batch waits for its fsync. Sources wait this long at most for their acknowledgement.'),
     full: z
       .enum(['block', 'drop_newest', 'drop_oldest'])
       .default('block')
       .describe(
-        'What happens when the queue is full. `block`: TCP and file sources stop reading until there is room (UDP, which cannot wait, drops and counts). ' +
-          '`drop_newest`: the incoming records are dropped. `drop_oldest`: the oldest waiting records make room (memory mode; a reliable queue never drops what it committed and drops the newest instead). Every drop is counted.',
+        'What happens when the queue is full. `block`: flow control, TCP and file sources stop reading until there is room, for at most `block_timeout` (UDP, which cannot wait, drops and counts). ' +
+          '`drop_newest`: the incoming records are dropped. `drop_oldest`: the oldest waiting records make room (memory mode; the disk modes never drop what they committed and drop the newest instead). ' +
+          'Every drop is counted by reason. Default `block`: nothing is dropped while the senders can wait.',
+      ),
+    block_timeout: duration()
+      .prefault('30s')
+      .describe(
+        'With `full: block`: the longest a source waits for room. After it, a TCP source drops the batch (counted as `block_timeout`) and reads on, so that a stuck destination cannot hang the applications logging to it; ' +
+          'a file source keeps waiting, since its lines are safe in the file, and logs that it is stalled. `0s` waits forever.',
+      ),
+    prealloc: z
+      .boolean()
+      .default(false)
+      .describe(
+        'normal, reliable: write the whole queue file when creating it, so that a full disk shows at start instead of during an outage. ' +
+          'Default off: creating a 1 GiB file then takes a few seconds of disk writes; without it the file is sparse and grows as it fills.',
       ),
   })
   .describe('The queue in front of this destination.');
+
+/** `mem_buf_length` as configured, or the default of the queue's mode. */
+export function memBufLength(q: { mode: string; mem_buf_length?: number | undefined }): number {
+  return q.mem_buf_length ?? (q.mode === 'normal' ? 10_000 : 100_000);
+}
 
 export const backoffSchema = z
   .strictObject({

@@ -1,4 +1,5 @@
 import type { PipelineConfig } from '../config/schema.js';
+import type { Logger } from '../log.js';
 import { countDrop, type LogRecord, type SourceStats } from '../record.js';
 import type { DestinationQueue } from '../queue/types.js';
 import { compileWhere, type RecordFilter } from './filter.js';
@@ -7,6 +8,22 @@ import { compileWhere, type RecordFilter } from './filter.js';
 interface Route {
   queue: DestinationQueue;
   filters: RecordFilter[] | null;
+  /** How long a producer waits for room in a full `block` queue; 0: forever. */
+  blockTimeout: number;
+}
+
+/**
+ * What a source does when a `block` queue is full. `no`: it cannot wait (UDP), the records are
+ * dropped. `drop_after_timeout`: it waits up to the queue's block_timeout, then drops that batch
+ * for that queue (TCP: a sender is never hung forever). `keep_waiting`: it holds its data itself
+ * (a file), so it waits on, with a warning after the timeout.
+ */
+export type WaitMode = 'no' | 'drop_after_timeout' | 'keep_waiting';
+
+export interface RouterOptions {
+  /** block_timeout of each destination's queue, in ms. */
+  blockTimeout?: (destination: string) => number;
+  logger?: Logger;
 }
 
 /**
@@ -15,8 +32,13 @@ interface Route {
  */
 export class Router {
   private readonly routes = new Map<string, Route[]>();
+  private readonly lastStallLog = new Map<DestinationQueue, number>();
 
-  constructor(pipelines: Record<string, PipelineConfig>, queues: Map<string, DestinationQueue>) {
+  constructor(
+    pipelines: Record<string, PipelineConfig>,
+    queues: Map<string, DestinationQueue>,
+    private readonly options: RouterOptions = {},
+  ) {
     for (const pipeline of Object.values(pipelines)) {
       const filter = pipeline.where ? compileWhere(pipeline.where) : null;
       for (const source of pipeline.from) {
@@ -26,7 +48,7 @@ export class Router {
           const queue = queues.get(dest);
           if (!queue) throw new Error(`pipeline refers to unknown destination ${dest}`);
           let route = routes.find((r) => r.queue === queue);
-          if (!route) routes.push((route = { queue, filters: [] }));
+          if (!route) routes.push((route = { queue, filters: [], blockTimeout: options.blockTimeout?.(dest) ?? 0 }));
           if (filter === null) route.filters = null;
           else route.filters?.push(filter);
         }
@@ -40,13 +62,14 @@ export class Router {
   }
 
   /**
-   * Hands a batch to every queue it is routed to. With `canWait`, a full `block` queue makes the
-   * caller wait: `accepted` resolves once every queue has taken its part, and the source reads
-   * nothing more meanwhile (flow control). `committed` resolves once every part is durable (disk
-   * queues); sources that acknowledge upstream (file checkpoints) wait for it. Without `canWait`
-   * (UDP), records for a full queue are dropped and counted. Undefined when all is already done.
+   * Hands a batch to every queue it is routed to. A full `block` queue makes a source that can wait
+   * wait (see WaitMode): `accepted` resolves once every queue has taken its part (or the wait gave
+   * up), and the source reads nothing more meanwhile (flow control). `committed` resolves once
+   * every part is durable (disk queues); sources that acknowledge upstream (file checkpoints) wait
+   * for it. Records a queue could not take are dropped and counted, by reason, on the queue and the
+   * source. Undefined when all is already done.
    */
-  dispatch(source: string, records: LogRecord[], stats: SourceStats, canWait: boolean): Dispatch | undefined {
+  dispatch(source: string, records: LogRecord[], stats: SourceStats, wait: WaitMode): Dispatch | undefined {
     const routes = this.routes.get(source);
     if (!routes || records.length === 0) return undefined;
     let accepted: Promise<unknown>[] | undefined;
@@ -56,12 +79,18 @@ export class Router {
       if (batch.length === 0) continue;
       const q = route.queue;
       if (q.fullPolicy === 'block' && q.isFull()) {
-        if (!canWait) {
+        if (wait === 'no') {
           q.countDrop('queue_full', batch.length);
           countDrop(stats.dropped, 'queue_full', batch.length);
           continue;
         }
-        const pushed = q.waitForSpace().then(() => q.push(batch));
+        q.countStall();
+        const pushed = this.waitForRoom(source, route, wait).then((room) => {
+          if (room) return q.push(batch);
+          q.countDrop('block_timeout', batch.length);
+          countDrop(stats.dropped, 'block_timeout', batch.length);
+          return undefined;
+        });
         (accepted ??= []).push(pushed);
         (committed ??= []).push(pushed.then((c) => c));
       } else {
@@ -75,6 +104,39 @@ export class Router {
     // Nobody may be listening for a failed commit (UDP, TCP): it is logged by the queue.
     result.committed?.catch(() => undefined);
     return result;
+  }
+
+  /** True once the queue has room; false when a `drop_after_timeout` wait ran out. */
+  private async waitForRoom(source: string, route: Route, wait: WaitMode): Promise<boolean> {
+    const q = route.queue;
+    if (route.blockTimeout <= 0) {
+      await q.waitForSpace();
+      return true;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      q.waitForSpace().then(() => false),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), route.blockTimeout))),
+    ]);
+    clearTimeout(timer);
+    if (!timedOut) return true;
+    this.logStall(source, q, wait, route.blockTimeout);
+    if (wait === 'drop_after_timeout') return false;
+    await q.waitForSpace();
+    return true;
+  }
+
+  /** At most one line per queue every 10 s: a stuck destination must not flood the log. */
+  private logStall(source: string, q: DestinationQueue, wait: WaitMode, timeout: number): void {
+    const now = Date.now();
+    if (now - (this.lastStallLog.get(q) ?? 0) < 10_000) return;
+    this.lastStallLog.set(q, now);
+    this.options.logger?.warn(
+      { source, destination: q.name, waited_ms: timeout, queued: q.stats().records },
+      wait === 'drop_after_timeout'
+        ? 'queue still full after block_timeout: dropping the batch (counted as block_timeout) so the sender is not hung'
+        : 'queue still full after block_timeout: the source keeps waiting, its data stays where it is',
+    );
   }
 }
 

@@ -1,5 +1,5 @@
 import { countDrop, type LogRecord } from '../record.js';
-import type { DestinationQueue, FullPolicy, QueueStats } from './types.js';
+import { noCorruption, type DestinationQueue, type FullPolicy, type QueueStats } from './types.js';
 
 export interface MemoryQueueOptions {
   maxRecords: number;
@@ -21,6 +21,7 @@ export class MemoryQueue implements DestinationQueue {
   private pushed = 0;
   private acked = 0;
   private readonly dropped: Record<string, number> = {};
+  private stalls = 0;
   private spaceWaiters: (() => void)[] = [];
   private recordWaiter: (() => void) | null = null;
   private closed = false;
@@ -65,9 +66,7 @@ export class MemoryQueue implements DestinationQueue {
     for (const r of records) incomingBytes += r.raw.length;
     if (this.length + records.length <= maxRecords && this.bytes + incomingBytes <= maxBytes) return records;
     if (this.fullPolicy === 'drop_newest') {
-      let n = 0;
-      let b = this.bytes;
-      while (n < records.length && this.length + n < maxRecords && b + records[n]!.raw.length <= maxBytes) b += records[n++]!.raw.length;
+      const n = this.room(records);
       if (n < records.length) this.countDrop('queue_full', records.length - n);
       return n === records.length ? records : records.slice(0, n);
     }
@@ -98,6 +97,28 @@ export class MemoryQueue implements DestinationQueue {
 
   countDrop(reason: string, n: number): void {
     countDrop(this.dropped, reason, n);
+  }
+
+  countStall(): void {
+    this.stalls++;
+  }
+
+  /** How many of `records` fit now (by count and bytes), from the first. */
+  room(records: LogRecord[]): number {
+    let n = 0;
+    let b = this.bytes;
+    while (n < records.length && this.length + n < this.options.maxRecords && b + records[n]!.raw.length <= this.options.maxBytes) b += records[n++]!.raw.length;
+    return n;
+  }
+
+  /** Every record not yet acknowledged, oldest first (handed out or not). */
+  unacked(): LogRecord[] {
+    return this.items.slice(this.head);
+  }
+
+  /** Records waiting to be taken (not handed out). */
+  get waiting(): number {
+    return this.items.length - this.readPos;
   }
 
   waitForSpace(): Promise<void> {
@@ -162,14 +183,20 @@ export class MemoryQueue implements DestinationQueue {
 
   stats(): QueueStats {
     return {
+      mode: 'memory',
       records: this.length,
       bytes: this.bytes,
+      memoryRecords: this.length,
+      diskBytes: 0,
       inFlight: this.readPos - this.head,
       capacityRecords: this.options.maxRecords,
       capacityBytes: this.options.maxBytes,
       pushed: this.pushed,
       acked: this.acked,
       dropped: { ...this.dropped },
+      stalls: this.stalls,
+      oldestReceivedAt: this.length > 0 ? this.items[this.head]!.receivedAt : null,
+      corruption: noCorruption(),
     };
   }
 

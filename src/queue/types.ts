@@ -2,10 +2,30 @@ import type { LogRecord } from '../record.js';
 
 export type FullPolicy = 'block' | 'drop_newest' | 'drop_oldest';
 
+export type QueueMode = 'memory' | 'normal' | 'reliable';
+
+/** Damaged queue files handled since start. */
+export interface CorruptionStats {
+  /** Files renamed to `.corrupted-<time>`. */
+  rotated: number;
+  /** Records copied from them into fresh files. */
+  salvaged: number;
+  /** Bytes of them that held no valid record. */
+  lostBytes: number;
+  /** Records cut short by a crash during an unsynced write, discarded at open. */
+  tornRecords: number;
+}
+
 export interface QueueStats {
+  mode: QueueMode;
   /** Records waiting, including those handed out and not yet acknowledged. */
   records: number;
+  /** Message bytes of those records. */
   bytes: number;
+  /** Of `records`, how many are only in memory (lost by a crash in `normal` and `memory` modes). */
+  memoryRecords: number;
+  /** Bytes the records occupy in the queue file (frames included). */
+  diskBytes: number;
   inFlight: number;
   capacityRecords: number;
   capacityBytes: number;
@@ -13,6 +33,15 @@ export interface QueueStats {
   acked: number;
   /** Records dropped, by reason. */
   dropped: Record<string, number>;
+  /** Times a producer found the queue full and had to wait (backpressure). */
+  stalls: number;
+  /** Wall-clock time (ms since the epoch) the oldest waiting record was received; null when empty or unknown. */
+  oldestReceivedAt: number | null;
+  corruption: CorruptionStats;
+}
+
+export function noCorruption(): CorruptionStats {
+  return { rotated: 0, salvaged: 0, lostBytes: 0, tornRecords: 0 };
 }
 
 /**
@@ -34,6 +63,8 @@ export interface DestinationQueue {
   waitForSpace(): Promise<void>;
   /** Counts records that a producer could not wait to push. */
   countDrop(reason: string, n: number): void;
+  /** Counts a producer that found the queue full and waits. */
+  countStall(): void;
 
   /** Up to `max` records not yet handed out, oldest first; empty when there are none. */
   take(max: number): LogRecord[];

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfigText, type ConfigProblem } from '../../src/config/load.js';
 import { parseDuration, parseSize } from '../../src/config/units.js';
+import { memBufLength } from '../../src/config/types.js';
 
 const base = `
 state_dir: var/state
@@ -51,7 +52,9 @@ describe('parseConfigText', () => {
     const { config, warnings } = parseConfigText(base, 'test.yaml', {});
     expect(warnings).toEqual([]);
     expect(config.sources.udp_in).toMatchObject({ type: 'syslog_udp', address: { host: '127.0.0.1', port: 5514 }, max_message_size: 65536, lenient: false });
-    expect(config.destinations.out).toMatchObject({ type: 'file', path: 'var/log/${HOST}.log', fsync: true, queue: { mode: 'memory', full: 'block', mem_buf_length: 100000, mem_buf_size: 64 * 1024 ** 2 } });
+    expect(config.destinations.out).toMatchObject({ type: 'file', path: 'var/log/${HOST}.log', fsync: true, queue: { mode: 'memory', full: 'block', qout_size: 1000, block_timeout: 30_000, prealloc: false, mem_buf_size: 64 * 1024 ** 2 } });
+    expect(memBufLength(config.destinations.out!.queue)).toBe(100_000);
+    expect(memBufLength({ mode: 'normal' })).toBe(10_000);
     expect(config.shutdown_timeout).toBe(10_000);
   });
 

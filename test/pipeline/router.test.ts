@@ -29,7 +29,7 @@ const raw = (q: MemoryQueue) => q.take(1_000_000).map((r) => r.raw.toString());
 describe('Router', () => {
   it('fans out to every destination of a pipeline', () => {
     const { router, queues } = build('  p: { from: [s, t], to: [a, b] }');
-    router.dispatch('s', recs('<13>x', '<14>y'), stats, true);
+    router.dispatch('s', recs('<13>x', '<14>y'), stats, 'drop_after_timeout');
     expect(raw(queues.get('a')!)).toEqual(['<13>x', '<14>y']);
     expect(raw(queues.get('b')!)).toEqual(['<13>x', '<14>y']);
   });
@@ -51,7 +51,7 @@ describe('Router', () => {
         'garbage', // unparseable: user.notice, no host, no app
       ),
       stats,
-      true,
+      'drop_after_timeout',
     );
     expect(raw(queues.get('a')!)).toEqual(['<34>1 - db01 sshd - - - auth crit', '<83>1 - db01 sudo - - - authpriv err']);
     expect(raw(queues.get('b')!)).toEqual(['<11>1 - web01 nginx - - - upstream timeout']);
@@ -62,19 +62,19 @@ describe('Router', () => {
   one: { from: [s], where: { severity: [err] }, to: [a] }
   two: { from: [s], where: { facility: [user] }, to: [a] }
 `);
-    router.dispatch('s', recs('<11>both match', '<13>second only', '<36>none'), stats, true);
+    router.dispatch('s', recs('<11>both match', '<13>second only', '<36>none'), stats, 'drop_after_timeout');
     expect(raw(queues.get('a')!)).toEqual(['<11>both match', '<13>second only']);
   });
 
   it('makes waiting sources wait on a full block queue, and drops (counting) for sources that cannot wait', async () => {
     const { router, queues } = build('  p: { from: [s], to: [a] }', ['a'], 'block', 2);
     const q = queues.get('a')!;
-    expect(router.dispatch('s', recs('<13>1', '<13>2'), stats, true)).toBeUndefined();
+    expect(router.dispatch('s', recs('<13>1', '<13>2'), stats, 'drop_after_timeout')).toBeUndefined();
     const s2 = newSourceStats();
-    router.dispatch('s', recs('<13>udp'), s2, false);
+    router.dispatch('s', recs('<13>udp'), s2, 'no');
     expect(s2.dropped).toEqual({ queue_full: 1 });
     expect(q.stats().dropped).toEqual({ queue_full: 1 });
-    const wait = router.dispatch('s', recs('<13>3'), stats, true)?.accepted;
+    const wait = router.dispatch('s', recs('<13>3'), stats, 'drop_after_timeout')?.accepted;
     expect(wait).toBeInstanceOf(Promise);
     let settled = false;
     void wait!.then(() => (settled = true));

@@ -160,6 +160,8 @@ export interface RingOptions {
   capacity: number;
   /** false: `sync()` orders and publishes writes but never calls fsync (`sync: never`). */
   fsync?: boolean;
+  /** `create` writes zeros over the whole data region instead of leaving a sparse file. */
+  prealloc?: boolean;
 }
 
 /**
@@ -200,6 +202,12 @@ export class RingFile {
     const ring = new RingFile(file, options);
     await file.truncate(0);
     await file.truncate(DATA_START + options.capacity);
+    if (options.prealloc) {
+      const zeros = Buffer.alloc(Math.min(options.capacity, 4 << 20));
+      for (let at = 0; at < options.capacity; at += zeros.length) {
+        await file.write(zeros, 0, Math.min(zeros.length, options.capacity - at), DATA_START + at);
+      }
+    }
     await ring.writeHeader();
     await file.sync();
     return ring;

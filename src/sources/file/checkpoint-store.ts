@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
 import path from 'node:path';
+import { writeFileAtomic } from '../../util/fs.js';
 
 export interface FileCheckpoint {
   path: string;
@@ -107,20 +107,7 @@ export class FileCheckpointStore {
 
   private async write(): Promise<void> {
     const data: CheckpointFile = { version: 1, files: this.all() };
-    const tmp = `${this.file}.tmp`;
-    const fh = await open(tmp, 'w', 0o640);
-    try {
-      await fh.writeFile(`${JSON.stringify(data, null, 1)}\n`);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, this.file);
-    const dir = await open(path.dirname(this.file), 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    await writeFileAtomic(this.file, `${JSON.stringify(data, null, 1)}\n`);
   }
+
 }

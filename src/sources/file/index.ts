@@ -170,7 +170,7 @@ export class FileSource implements Source {
     for (const r of records) bytes += r.raw.length;
     this.stats.received += records.length;
     this.stats.receivedBytes += bytes;
-    return this.ctx.router.dispatch(this.name, records, this.stats, true);
+    return this.ctx.router.dispatch(this.name, records, this.stats, 'keep_waiting');
   }
 
   private async readTailer(t: FileTailer): Promise<void> {

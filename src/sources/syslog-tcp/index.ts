@@ -122,7 +122,7 @@ export class SyslogTcpSource implements Source {
       this.stats.received += batch.length;
       this.stats.receivedBytes += bytes;
       // Plain syslog cannot acknowledge, so only room in the queues matters, not the fsync.
-      const wait = this.ctx.router.dispatch(this.name, batch, this.stats, true)?.accepted;
+      const wait = this.ctx.router.dispatch(this.name, batch, this.stats, 'drop_after_timeout')?.accepted;
       if (wait) {
         // Flow control: read nothing more from this sender until the queues have room.
         socket.pause();

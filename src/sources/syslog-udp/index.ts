@@ -99,7 +99,7 @@ export class SyslogUdpSource implements Source {
     const batch = this.pending;
     this.pending = [];
     // UDP cannot wait: a full queue drops and counts (in the router).
-    this.ctx.router.dispatch(this.name, batch, this.stats, false);
+    this.ctx.router.dispatch(this.name, batch, this.stats, 'no');
   };
 
   async stop(): Promise<void> {

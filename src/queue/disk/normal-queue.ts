@@ -1,0 +1,252 @@
+import { rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { LogRecord } from '../../record.js';
+import { MemoryQueue } from '../memory-queue.js';
+import type { CorruptionStats, DestinationQueue, FullPolicy, QueueStats } from '../types.js';
+import { openFsQueueFile } from './queue-file.js';
+import { encodedSize, encodeInto, RecordDecoder } from './record-codec.js';
+import { ReliableQueue, type ReliableQueueOptions } from './reliable-queue.js';
+import { DATA_START, QueueCorruptError, RECORD_HEADER, RingFile, salvageRecords } from './ring-file.js';
+import { fsyncDir } from '../../util/fs.js';
+
+export interface NormalQueueOptions extends ReliableQueueOptions {
+  /** Records in the output buffer, ready for the destination (handed-out ones included). */
+  qoutSize: number;
+  /** Records in the in-memory overflow behind it. */
+  memBufLength: number;
+  /** Most message bytes the two memory parts hold together. */
+  memBytes: number;
+}
+
+/** Where a clean shutdown leaves the records that were only in memory. */
+export const MEMORY_FILE = 'memory.sq';
+
+/**
+ * The normal mode: records stay in memory (the output buffer, then the overflow: at most
+ * `qoutSize + memBufLength` records) and go to the queue file only when both are full, or while
+ * older records are still in the file (order is kept). A crash loses at most the memory part; a
+ * clean shutdown writes it to `memory.sq`, which the next start reads back ahead of the file.
+ */
+export class NormalQueue implements DestinationQueue {
+  readonly fullPolicy: FullPolicy;
+  private memInFlight = 0;
+  private diskInFlight = 0;
+  private readers: (() => void)[] = [];
+  private memArmed = false;
+  private diskArmed = false;
+  private closed = false;
+  private restored = 0;
+  private readonly ownCorruption: CorruptionStats = { rotated: 0, salvaged: 0, lostBytes: 0, tornRecords: 0 };
+
+  private constructor(
+    readonly name: string,
+    readonly dir: string,
+    private readonly mem: MemoryQueue,
+    private readonly disk: ReliableQueue,
+    private readonly options: NormalQueueOptions,
+  ) {
+    this.fullPolicy = options.full;
+  }
+
+  static async open(name: string, dir: string, options: NormalQueueOptions): Promise<NormalQueue> {
+    const disk = await ReliableQueue.open(name, dir, options);
+    const mem = new MemoryQueue(name, { maxRecords: options.qoutSize + options.memBufLength, maxBytes: options.memBytes, full: 'block' });
+    const q = new NormalQueue(name, dir, mem, disk, options);
+    try {
+      await q.restoreMemory();
+    } catch (err) {
+      await disk.dispose();
+      throw err;
+    }
+    return q;
+  }
+
+  /** Records the last clean shutdown saved from memory go first: they are older than the file's. */
+  private async restoreMemory(): Promise<void> {
+    const file = path.join(this.dir, MEMORY_FILE);
+    const size = await stat(file).then(
+      (s) => s.size,
+      () => -1,
+    );
+    if (size < 0) return;
+    const capacity = size - DATA_START;
+    const decoder = new RecordDecoder(this.options.statsOf);
+    const records: LogRecord[] = [];
+    if (capacity > 0) {
+      const qf = await openFsQueueFile(file, false);
+      try {
+        const { ring } = await RingFile.open(qf, { capacity, fsync: false });
+        for (let pos = ring.head, seq = ring.headSeq; pos < ring.syncedTail; ) {
+          const recs = await ring.read(pos, seq, 4 << 20);
+          if (recs.length === 0) break;
+          for (const r of recs) records.push(decoder.decode(Buffer.from(r.payload)));
+          pos = recs[recs.length - 1]!.end;
+          seq = recs[recs.length - 1]!.seq + 1;
+        }
+      } catch (err) {
+        if (!(err instanceof QueueCorruptError)) throw err;
+        const salvage = await salvageRecords(qf, capacity).catch(() => ({ records: [], unreadableBytes: capacity }));
+        records.length = 0;
+        for (const r of salvage.records) records.push(decoder.decode(r.payload));
+        const moved = `${file}.corrupted-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+        await rename(file, moved);
+        this.ownCorruption.rotated++;
+        this.ownCorruption.salvaged += records.length;
+        this.ownCorruption.lostBytes += salvage.unreadableBytes;
+        this.options.logger.error(
+          { queue: this.name, reason: err.reason, moved_to: moved, records_salvaged: records.length, unreadable_bytes: salvage.unreadableBytes },
+          'the records saved from memory at the last shutdown are damaged: kept every valid one; the unreadable bytes are lost',
+        );
+      } finally {
+        await qf.close().catch(() => undefined);
+      }
+    }
+    if (records.length > 0) this.mem.push(records);
+    this.restored = records.length;
+    await rm(file, { force: true });
+    await fsyncDir(this.dir);
+    this.options.logger.info({ queue: this.name, records: records.length }, 'read back the records the last shutdown saved from memory');
+  }
+
+  isFull(): boolean {
+    return this.disk.isFull();
+  }
+
+  push(records: LogRecord[]): Promise<void> | undefined {
+    if (records.length === 0 || this.closed) return undefined;
+    // Memory only while the file holds nothing: a record never overtakes an older one.
+    const n = this.disk.size === 0 ? this.mem.room(records) : 0;
+    if (n > 0) {
+      this.mem.push(n === records.length ? records : records.slice(0, n));
+      this.wakeReaders();
+      if (n === records.length) return undefined;
+    }
+    return this.disk.push(n === 0 ? records : records.slice(n));
+  }
+
+  waitForSpace(): Promise<void> {
+    return this.disk.waitForSpace();
+  }
+
+  countDrop(reason: string, n: number): void {
+    this.disk.countDrop(reason, n);
+  }
+
+  countStall(): void {
+    this.disk.countStall();
+  }
+
+  take(max: number): LogRecord[] {
+    const fromMem = this.mem.take(max);
+    this.memInFlight += fromMem.length;
+    // The file's records are newer than every record in memory: only once memory has none waiting.
+    if (fromMem.length === max || this.mem.waiting > 0) return fromMem;
+    const fromDisk = this.disk.take(max - fromMem.length);
+    this.diskInFlight += fromDisk.length;
+    if (fromMem.length === 0) return fromDisk;
+    return fromDisk.length === 0 ? fromMem : fromMem.concat(fromDisk);
+  }
+
+  ack(count: number): void {
+    const m = Math.min(count, this.memInFlight);
+    if (m > 0) {
+      this.mem.ack(m);
+      this.memInFlight -= m;
+    }
+    const d = Math.min(count - m, this.diskInFlight);
+    if (d > 0) {
+      this.disk.ack(d);
+      this.diskInFlight -= d;
+    }
+  }
+
+  rewind(): void {
+    this.mem.rewind();
+    this.disk.rewind();
+    this.memInFlight = 0;
+    this.diskInFlight = 0;
+  }
+
+  waitForRecords(): Promise<void> {
+    if (this.mem.waiting > 0 || this.closed) return Promise.resolve();
+    const p = new Promise<void>((resolve) => this.readers.push(resolve));
+    if (!this.memArmed) {
+      this.memArmed = true;
+      void this.mem.waitForRecords().then(() => {
+        this.memArmed = false;
+        this.wakeReaders();
+      });
+    }
+    if (!this.diskArmed) {
+      this.diskArmed = true;
+      void this.disk.waitForRecords().then(() => {
+        this.diskArmed = false;
+        this.wakeReaders();
+      });
+    }
+    return p;
+  }
+
+  private wakeReaders(): void {
+    if (this.readers.length === 0) return;
+    const w = this.readers;
+    this.readers = [];
+    for (const f of w) f();
+  }
+
+  stats(): QueueStats {
+    const m = this.mem.stats();
+    const d = this.disk.stats();
+    const dropped = { ...d.dropped };
+    const c = d.corruption;
+    const o = this.ownCorruption;
+    return {
+      mode: 'normal',
+      records: m.records + d.records,
+      bytes: m.bytes + d.bytes,
+      memoryRecords: m.records,
+      diskBytes: d.diskBytes,
+      inFlight: m.inFlight + d.inFlight,
+      capacityRecords: Number.POSITIVE_INFINITY,
+      capacityBytes: d.capacityBytes,
+      pushed: m.pushed - this.restored + d.pushed,
+      acked: m.acked + d.acked,
+      dropped,
+      stalls: d.stalls,
+      oldestReceivedAt: m.oldestReceivedAt ?? d.oldestReceivedAt,
+      corruption: { rotated: c.rotated + o.rotated, salvaged: c.salvaged + o.salvaged, lostBytes: c.lostBytes + o.lostBytes, tornRecords: c.tornRecords },
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.mem.close();
+    await this.disk.close();
+    this.wakeReaders();
+  }
+
+  /** Saves what is only in memory to `memory.sq` (fsynced, then renamed into place), then closes the file. */
+  async dispose(): Promise<void> {
+    await this.close();
+    try {
+      await this.saveMemory();
+    } finally {
+      await this.disk.dispose();
+    }
+  }
+
+  private async saveMemory(): Promise<void> {
+    const records = this.mem.unacked();
+    if (records.length === 0) return;
+    const sizes = records.map(encodedSize);
+    const capacity = sizes.reduce((n, s) => n + RECORD_HEADER + s, 0);
+    const tmp = path.join(this.dir, `${MEMORY_FILE}.tmp`);
+    const ring = await RingFile.create(await openFsQueueFile(tmp, true), { capacity });
+    if (!ring.appendWith(sizes, (i, buf, at) => encodeInto(records[i]!, buf, at))) throw new Error('memory records do not fit their own file');
+    await ring.close(); // syncs
+    await rename(tmp, path.join(this.dir, MEMORY_FILE));
+    await fsyncDir(this.dir);
+    this.options.logger.info({ queue: this.name, records: records.length }, 'saved the records held in memory for the next start');
+  }
+}
