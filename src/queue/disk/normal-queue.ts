@@ -49,7 +49,7 @@ export class NormalQueue implements DestinationQueue {
   }
 
   static async open(name: string, dir: string, options: NormalQueueOptions): Promise<NormalQueue> {
-    const disk = await ReliableQueue.open(name, dir, options);
+    const disk = await ReliableQueue.open(name, dir, { ...options, mode: 'normal' });
     const mem = new MemoryQueue(name, { maxRecords: options.qoutSize + options.memBufLength, maxBytes: options.memBytes, full: 'block' });
     const q = new NormalQueue(name, dir, mem, disk, options);
     try {

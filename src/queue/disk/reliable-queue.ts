@@ -1,10 +1,11 @@
-import { mkdir, rename } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { fsyncDir, writeFileAtomic } from '../../util/fs.js';
 import path from 'node:path';
 import type { Logger } from '../../log.js';
 import { countDrop, type LogRecord, type SourceStats } from '../../record.js';
 import { noCorruption, type DestinationQueue, type FullPolicy, type QueueStats } from '../types.js';
 import { DirectoryLock } from './directory-lock.js';
-import { openFsQueueFile } from './queue-file.js';
+import { openFsQueueFile, type QueueFile } from './queue-file.js';
 import { encodedSize, encodeInto, RecordDecoder } from './record-codec.js';
 import { DATA_START, QueueCorruptError, RECORD_HEADER, RingFile, salvageRecords } from './ring-file.js';
 
@@ -18,6 +19,8 @@ export interface ReliableQueueOptions {
   sync: SyncMode;
   syncInterval: number;
   full: FullPolicy;
+  /** Recorded in `queue.json` for the offline tools; `normal` when this is a normal queue's file part. */
+  mode?: 'normal' | 'reliable';
   /** Write the whole file when creating it (a full disk shows at once). */
   prealloc?: boolean;
   logger: Logger;
@@ -25,6 +28,14 @@ export interface ReliableQueueOptions {
 }
 
 export const QUEUE_FILE = 'queue.sq';
+/** What the queue directory belongs to, for `sluice queue ls|info` and orphan reports. */
+export const META_FILE = 'queue.json';
+
+export interface QueueMeta {
+  destination: string;
+  mode: 'normal' | 'reliable';
+  max_size: number;
+}
 
 /** Below this many free bytes the queue reports itself full, so that a batch still fits. */
 const FULL_MARGIN = 256 * 1024;
@@ -77,6 +88,8 @@ export class ReliableQueue implements DestinationQueue {
   /** Corruption handled since start: files rotated, records salvaged and lost. */
   readonly corruption = noCorruption();
   private stalls = 0;
+  /** The ring's size: `max_size` less the header, unless an existing file could not be resized. */
+  private ringCapacity: number;
 
   private constructor(
     readonly name: string,
@@ -86,6 +99,7 @@ export class ReliableQueue implements DestinationQueue {
     this.fullPolicy = options.full;
     this.file = path.join(dir, QUEUE_FILE);
     this.decoder = new RecordDecoder(options.statsOf);
+    this.ringCapacity = options.maxSize - DATA_START;
   }
 
   /** Records in the file not yet acknowledged (handed out or not, synced or not). */
@@ -94,7 +108,7 @@ export class ReliableQueue implements DestinationQueue {
   }
 
   get capacity(): number {
-    return this.options.maxSize - DATA_START;
+    return this.ringCapacity;
   }
 
   /** Opens or creates the queue in `dir`; a damaged file is rotated and salvaged, never fatal. */
@@ -104,6 +118,7 @@ export class ReliableQueue implements DestinationQueue {
     q.lock = await DirectoryLock.acquire(dir);
     try {
       await q.openRing();
+      await q.writeMeta();
     } catch (err) {
       await q.lock.release();
       throw err;
@@ -113,6 +128,13 @@ export class ReliableQueue implements DestinationQueue {
       q.syncTimer.unref();
     }
     return q;
+  }
+
+  private async writeMeta(): Promise<void> {
+    const meta: QueueMeta = { destination: this.name, mode: this.options.mode ?? 'reliable', max_size: this.options.maxSize };
+    const text = `${JSON.stringify(meta)}\n`;
+    const file = path.join(this.dir, META_FILE);
+    if ((await readFile(file, 'utf8').catch(() => '')) !== text) await writeFileAtomic(file, text);
   }
 
   private async openRing(): Promise<void> {
@@ -125,6 +147,8 @@ export class ReliableQueue implements DestinationQueue {
       this.ring = await RingFile.create(await openFsQueueFile(this.file, true), { capacity: this.capacity, fsync, prealloc: this.options.prealloc === true });
       return this.resetReader();
     }
+    const size = await file.size();
+    if (size !== DATA_START + this.capacity && size > DATA_START) file = await this.resize(file, size);
     try {
       const { ring, report } = await RingFile.open(file, { capacity: this.capacity, fsync });
       this.ring = ring;
@@ -147,11 +171,61 @@ export class ReliableQueue implements DestinationQueue {
   }
 
   /**
+   * `max_size` changed since the file was made: copy the backlog into a file of the new size, or,
+   * when it would not fit, keep the old size for now. A file that cannot be read as a ring is left
+   * to the corruption handling.
+   */
+  private async resize(file: QueueFile, size: number): Promise<QueueFile> {
+    const oldCapacity = size - DATA_START;
+    let old: RingFile;
+    try {
+      old = (await RingFile.open(file, { capacity: oldCapacity, readOnly: true })).ring;
+    } catch (err) {
+      if (err instanceof QueueCorruptError) return file;
+      throw err;
+    }
+    const backlog = old.tail - old.head;
+    if (backlog > this.capacity - Math.min(FULL_MARGIN, this.capacity / 4)) {
+      this.ringCapacity = oldCapacity;
+      this.options.logger.warn(
+        { queue: this.name, file_bytes: size, max_size: this.options.maxSize, backlog_bytes: backlog },
+        'max_size is smaller than the backlog in the queue file: keeping the file at its size until it drains and sluice restarts',
+      );
+      return file;
+    }
+    const tmp = `${this.file}.resize`;
+    const ring = await RingFile.create(await openFsQueueFile(tmp, true), { capacity: this.capacity, prealloc: this.options.prealloc === true });
+    let copied = 0;
+    try {
+      for (let pos = old.head, seq = old.headSeq; pos < old.tail; ) {
+        const recs = await old.read(pos, seq, 4 << 20);
+        if (recs.length === 0) break;
+        if (!ring.append(recs.map((r) => r.payload))) throw new Error('resized queue file is too small for the backlog');
+        copied += recs.length;
+        pos = recs[recs.length - 1]!.end;
+        seq = recs[recs.length - 1]!.seq + 1;
+      }
+    } catch (err) {
+      await ring.close().catch(() => undefined);
+      await rm(tmp, { force: true });
+      if (err instanceof QueueCorruptError) return file; // damaged: rotated and salvaged by the caller
+      throw err;
+    }
+    await ring.close();
+    await file.close();
+    await rename(tmp, this.file);
+    await fsyncDir(this.dir);
+    this.options.logger.info({ queue: this.name, from_bytes: size, to_bytes: this.options.maxSize, records: copied }, 'max_size changed: copied the backlog into a queue file of the new size');
+    return openFsQueueFile(this.file, false);
+  }
+
+  /**
    * Renames the damaged file to `<file>.corrupted-<UTC time>`, copies every valid unacknowledged
    * record into a fresh file, and logs what was lost at error level.
    */
   private async rotateAndSalvage(file: Awaited<ReturnType<typeof openFsQueueFile>>, why: QueueCorruptError, minSeq: number): Promise<void> {
-    const salvage = await salvageRecords(file, this.capacity, minSeq).catch(() => ({ records: [], unreadableBytes: 0 }));
+    const dataBytes = Math.max(0, (await file.size().catch(() => 0)) - DATA_START);
+    const salvage = await salvageRecords(file, dataBytes, minSeq).catch(() => ({ records: [], unreadableBytes: 0 }));
     await file.close();
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const corrupted = `${this.file}.corrupted-${stamp}`;

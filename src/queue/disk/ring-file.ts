@@ -162,6 +162,8 @@ export interface RingOptions {
   fsync?: boolean;
   /** `create` writes zeros over the whole data region instead of leaving a sparse file. */
   prealloc?: boolean;
+  /** `open` only reads: no new incarnation is written (offline tools). */
+  readOnly?: boolean;
 }
 
 /**
@@ -251,6 +253,7 @@ export class RingFile {
     await ring.scanForward(report);
     ring.syncedTail = ring.tail;
     ring.syncedTailSeq = ring.tailSeq;
+    if (options.readOnly) return { ring, report };
     // A new incarnation, on disk before anything new is written: bytes left past the tail by the
     // previous one can never pass for records of this one.
     ring.incarnation = (h.incarnation + 1) % TWO32;

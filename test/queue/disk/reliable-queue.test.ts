@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -213,5 +213,30 @@ describe('ReliableQueue, corruption found while running', () => {
     const again = await ReliableQueue.open('out', dir, opts());
     expect((await takeAvailable(again)).map((r) => r.raw.toString())).toEqual(expected);
     await again.dispose();
+  });
+});
+
+describe('ReliableQueue, max_size changed', () => {
+  let dir: string;
+  afterEach(() => removeDir(dir));
+
+  it('copies the backlog into a file of the new size, or keeps the old size when the backlog would not fit', async () => {
+    dir = tempDir();
+    let q = await ReliableQueue.open('out', dir, opts({ maxSize: 1 << 20 }));
+    await q.push(Array.from({ length: 3000 }, (_, i) => rec(i)));
+    await q.dispose();
+    const file = path.join(dir, QUEUE_FILE);
+    q = await ReliableQueue.open('out', dir, opts({ maxSize: 2 << 20 }));
+    expect(statSync(file).size).toBe(2 << 20);
+    expect(q.corruption.rotated).toBe(0);
+    const taken = await takeAll(q, 100);
+    q.ack(taken.length);
+    await q.dispose();
+    // 2900 records of about 60 bytes do not fit in 64 KiB: the file keeps its size, nothing is lost.
+    q = await ReliableQueue.open('out', dir, opts({ maxSize: 64 << 10 }));
+    expect(statSync(file).size).toBe(2 << 20);
+    const rest = await takeAll(q, 2900);
+    expect(rest.map((r) => r.raw.toString())).toEqual(Array.from({ length: 2900 }, (_, i) => `<13>message ${100 + i}`));
+    await q.dispose();
   });
 });
