@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -9,12 +9,18 @@ import type { SluiceConfig } from './config/schema.js';
 import { formatDuration, formatSize } from './config/units.js';
 import { memBufLength } from './config/types.js';
 import { createLogger } from './log.js';
+import { QUEUE_HELP, queueCommand } from './cli-queue.js';
+import { inspectQueueFile } from './queue/disk/inspect.js';
+import { QUEUE_FILE } from './queue/disk/reliable-queue.js';
+import { DATA_START } from './queue/disk/ring-file.js';
+import { findOrphans } from './queue/orphans.js';
 
 const HELP = `sluice — a syslog shipper that does not lose logs
 
 Usage:
   sluice run -c FILE      run in the foreground with FILE (JSON logs on stderr; readable on a terminal)
   sluice check -c FILE    validate FILE and print the pipelines it would run; exit 1 on any error
+  sluice queue ...        inspect, salvage and drain queue files (sluice queue help)
   sluice --version        print the version
   sluice --help           print this help
 
@@ -82,6 +88,42 @@ export function describeConfig(config: SluiceConfig): string {
   return lines.join('\n');
 }
 
+/**
+ * The integrity part of `check`: every disk queue of the config is read through (checksums,
+ * heads), and queue directories no destination owns are reported.
+ */
+async function checkQueues(config: SluiceConfig): Promise<{ lines: string[]; errors: number; warnings: number }> {
+  const stateDir = path.resolve(config.state_dir);
+  const lines: string[] = [];
+  let errors = 0;
+  let warnings = 0;
+  for (const [name, dc] of Object.entries(config.destinations)) {
+    if (dc.queue.mode === 'memory') continue;
+    const file = path.join(stateDir, 'queues', name, QUEUE_FILE);
+    if (!existsSync(file)) {
+      lines.push(`queue ${name}: no file yet (created at start)`);
+      continue;
+    }
+    const info = await inspectQueueFile(file).catch((err: Error) => ({ error: err.message }));
+    if ('error' in info) {
+      errors++;
+      lines.push(`queue ${name}: ERROR cannot read ${file}: ${info.error}`);
+    } else if (info.corrupt) {
+      errors++;
+      lines.push(`queue ${name}: CORRUPT ${file}: ${info.corrupt}; at start it is renamed to .corrupted-<time> and ${info.records} valid record(s) are salvaged`);
+    } else {
+      const mismatch = info.capacity + DATA_START !== dc.queue.max_size ? `; the file is ${formatSize(info.fileBytes)}, max_size ${formatSize(dc.queue.max_size)}: resized at start` : '';
+      lines.push(`queue ${name}: ok, ${info.records + info.memoryRecords} record(s) waiting${info.lockedBy ? `, in use by PID ${info.lockedBy}` : ''}${mismatch}`);
+    }
+  }
+  for (const o of findOrphans(stateDir, Object.keys(config.destinations))) {
+    warnings++;
+    const target = config.drain_orphans[o.name];
+    lines.push(`queue ${o.name}: ORPHAN (no destination of that name) in ${o.dir}${target ? `; drained into ${target} at start` : '; drain it with `sluice queue drain` or drain_orphans'}`);
+  }
+  return { lines, errors, warnings };
+}
+
 async function run(file: string): Promise<number> {
   const loaded = load(file);
   if (!loaded) return 2;
@@ -132,6 +174,9 @@ async function main(argv: string[]): Promise<number> {
       allowPositionals: true,
       options: {
         config: { type: 'string', short: 'c' },
+        into: { type: 'string' },
+        to: { type: 'string' },
+        json: { type: 'boolean' },
         version: { type: 'boolean', short: 'V' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -157,9 +202,31 @@ async function main(argv: string[]): Promise<number> {
     case 'check': {
       const loaded = load(file);
       if (!loaded) return 1;
-      process.stdout.write(`${describeConfig(loaded.config)}\n${file}: OK${loaded.warnings.length ? ` (${loaded.warnings.length} warning(s))` : ''}\n`);
+      process.stdout.write(`${describeConfig(loaded.config)}\n`);
+      const queues = await checkQueues(loaded.config);
+      process.stdout.write(queues.lines.map((l) => `${l}\n`).join(''));
+      if (queues.errors > 0) {
+        process.stdout.write(`${file}: config OK, but ${queues.errors} queue problem(s)\n`);
+        return 1;
+      }
+      const warnings = loaded.warnings.length + queues.warnings;
+      process.stdout.write(`${file}: OK${warnings ? ` (${warnings} warning(s))` : ''}\n`);
       return 0;
     }
+    case 'queue':
+      if (positionals[1] === undefined || positionals[1] === 'help') {
+        process.stdout.write(`${QUEUE_HELP}\n`);
+        return positionals[1] === 'help' ? 0 : 2;
+      }
+      return queueCommand({
+        args: positionals.slice(1),
+        values: { ...values, config: file },
+        configGiven: values.config !== undefined,
+        loadConfig: () => load(file)?.config ?? null,
+        logger: () => createLogger({ level: 'info', format: 'auto' }),
+        out: (t) => process.stdout.write(`${t}\n`),
+        err: (t) => process.stderr.write(`${t}\n`),
+      });
     default:
       process.stderr.write(`sluice: unknown command "${command}"\n\n${HELP}\n`);
       return 2;

@@ -199,6 +199,16 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
       }
     }
   }
+  for (const [orphan, target] of Object.entries(config.drain_orphans)) {
+    if (orphan in config.destinations) {
+      problems.at('error', ['drain_orphans', orphan], `"${orphan}" is a configured destination, not an orphan: its queue is in use`, true);
+    }
+    if (!(target in config.destinations)) {
+      problems.at('error', ['drain_orphans', orphan], `no destination named "${target}"${suggest(target, config.destinations)}`);
+    } else {
+      used.destinations.add(target);
+    }
+  }
   for (const [name, dest] of Object.entries(config.destinations)) {
     const q = dest.queue;
     if (q.mode !== 'memory' && q.full === 'drop_oldest') {

@@ -58,6 +58,13 @@ export const configSchema = z
     sources: z.record(componentName, sourceSchema).describe('Named inputs; the key is the name pipelines use.'),
     destinations: z.record(componentName, destinationSchema).describe('Named outputs, each with its own queue.'),
     pipelines: z.record(componentName, pipelineSchema).describe('Named routes from sources to destinations.'),
+    drain_orphans: z
+      .record(componentName, z.string())
+      .default({})
+      .describe(
+        'Orphan queues to empty: `<old destination name>: <configured destination>`. An orphan is a queue directory under `state_dir/queues/` whose destination is no longer configured; ' +
+          'sluice reports every orphan at start and never deletes one. Listed here, its records are sent through a separate instance of the named destination, and once all are delivered its queue files are removed (and logged).',
+      ),
   })
   .describe('The sluice configuration file.');
 

@@ -1,4 +1,5 @@
 import { open, readFile, unlink } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 export class QueueLockedError extends Error {
@@ -18,6 +19,18 @@ function alive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** PID of the live process holding `dir`'s lock, or null. */
+export function lockHolder(dir: string): number | null {
+  let text = '';
+  try {
+    text = readFileSync(path.join(dir, '.lock.pid'), 'utf8');
+  } catch {
+    return null;
+  }
+  const pid = Number.parseInt(text, 10);
+  return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : null;
 }
 
 /**
