@@ -316,6 +316,7 @@ export class ReliableQueue implements DestinationQueue {
     }
     const p = new Promise<void>((resolve, reject) => this.commitWaiters.push({ resolve, reject }));
     if (this.options.sync === 'always') this.scheduleSync(0);
+    else this.syncTimer?.ref(); // a pending commit keeps the process alive until its sync
     return p;
   }
 
@@ -346,6 +347,7 @@ export class ReliableQueue implements DestinationQueue {
       } while (this.syncAgain || this.commitWaiters.length > 0);
     })().finally(() => {
       this.syncing = null;
+      if (this.commitWaiters.length === 0) this.syncTimer?.unref();
     });
     return this.syncing;
   }
