@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
@@ -238,5 +238,30 @@ describe('ReliableQueue, max_size changed', () => {
     const rest = await takeAll(q, 2900);
     expect(rest.map((r) => r.raw.toString())).toEqual(Array.from({ length: 2900 }, (_, i) => `<13>message ${100 + i}`));
     await q.dispose();
+  });
+});
+
+describe('ReliableQueue in a process with nothing else to do', () => {
+  it('keeps the process alive until a pending commit is synced', () => {
+    const dir = tempDir();
+    try {
+      const dist = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../dist');
+      const script = `
+        import { ReliableQueue } from '${dist}/queue/disk/reliable-queue.js';
+        import { LogRecord, newSourceStats } from '${dist}/record.js';
+        import { pino } from 'pino';
+        const stats = newSourceStats();
+        const q = await ReliableQueue.open('q', ${JSON.stringify(dir)}, { maxSize: 1 << 20, memBufSize: 1 << 16, sync: 'interval', syncInterval: 50, full: 'block', logger: pino({ level: 'silent' }), statsOf: () => stats });
+        await q.push([new LogRecord(Buffer.from('x'), 0, { source: 's', from: 'f', format: 'syslog', lenient: false, stats })]);
+        console.log('committed');
+        await q.dispose();
+      `;
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000, cwd: path.resolve(dist, '..') });
+      expect(r.stderr).toBe('');
+      expect(r.stdout.trim()).toBe('committed');
+      expect(r.status).toBe(0);
+    } finally {
+      removeDir(dir);
+    }
   });
 });
