@@ -1,6 +1,7 @@
 // npm run bench:backlog: how a reliable queue behaves with a large backlog.
 //  1. Recovery time: open a queue holding 1 MiB, then 1 GiB of unacknowledged 200-byte records
-//     (each after a clean close and after a simulated crash: no final header), median of 5 opens.
+//     (after a clean close), median of 5 opens; after a crash the recovery scan adds at most what was
+//     written in the last sync interval (see docs/queue-format.md, Recovery).
 //  2. Memory: fill a queue with BACKLOG_GIB (default 2) GiB while the destination is down (records
 //     are taken and rewound, as a failing destination does), and report the peak RSS.
 // Runs each part in a fresh child process so that RSS figures are its own.
