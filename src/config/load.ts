@@ -209,12 +209,6 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
       used.destinations.add(target);
     }
   }
-  for (const [name, dest] of Object.entries(config.destinations)) {
-    const q = dest.queue;
-    if (q.mode !== 'memory' && q.full === 'drop_oldest') {
-      problems.at('warning', ['destinations', name, 'queue', 'full'], `a ${q.mode} queue never drops records it has committed to disk: drop_oldest acts as drop_newest`);
-    }
-  }
   for (const kind of ['sources', 'destinations'] as const) {
     for (const name of Object.keys(config[kind])) {
       if (!used[kind].has(name)) problems.at('warning', [kind, name], `is not used by any pipeline`, true);

@@ -149,7 +149,7 @@ export const queueSchema = z
       .default('block')
       .describe(
         'What happens when the queue is full. `block`: flow control, TCP and file sources stop reading until there is room, for at most `block_timeout` (UDP, which cannot wait, drops and counts). ' +
-          '`drop_newest`: the incoming records are dropped. `drop_oldest`: the oldest waiting records make room (memory mode; the disk modes never drop what they committed and drop the newest instead). ' +
+          '`drop_newest`: the incoming records are dropped. `drop_oldest`: the oldest records not yet handed to the destination make room (in the disk modes they are removed from the file, durably, before the new ones are written; while the destination has the oldest in flight, the newest are dropped instead). ' +
           'Every drop is counted by reason. Default `block`: nothing is dropped while the senders can wait.',
       ),
     block_timeout: duration()

@@ -83,8 +83,8 @@ export class ReliableQueue implements DestinationQueue {
   private closed = false;
   private disposed = false;
   private lock: DirectoryLock | null = null;
-  /** Set while a corrupt file is being rotated: pushes wait for the fresh file. */
-  private rotation: Promise<void> | null = null;
+  /** Set while a corrupt file is rotated or the oldest records are dropped: pushes wait their turn. */
+  private rotation: Promise<unknown> | null = null;
   /** Corruption handled since start: files rotated, records salvaged and lost. */
   readonly corruption = noCorruption();
   private stalls = 0;
@@ -298,12 +298,61 @@ export class ReliableQueue implements DestinationQueue {
           await this.push(rest);
         });
       }
-      // drop_newest, and drop_oldest which a disk queue cannot do without losing committed data: drop the newcomers.
-      this.countDrop('queue_full', rest.length);
-      for (const r of rest) countDrop(r.origin.stats.dropped, 'queue_full');
+      if (this.fullPolicy === 'drop_oldest' && this.inFlightEnds.length === this.inFlightHead) {
+        const done = this.commitPromise(written > 0);
+        const gate = this.dropOldest(sizes.slice(written)).finally(() => {
+          if (this.rotation === gate) this.rotation = null;
+        });
+        this.rotation = gate;
+        return gate.then(async (freed) => {
+          await done;
+          if (freed) await this.push(rest);
+          else this.dropNewest(rest);
+        });
+      }
+      // drop_newest; also drop_oldest while the destination has the oldest records in flight.
+      this.dropNewest(rest);
     }
     if (written === 0) return undefined;
     return this.commitPromise(true);
+  }
+
+  private dropNewest(rest: LogRecord[]): void {
+    this.countDrop('queue_full', rest.length);
+    for (const r of rest) countDrop(r.origin.stats.dropped, 'queue_full');
+  }
+
+  /**
+   * drop_oldest: frees room for records of `sizes` by acknowledging the oldest records unsent, and
+   * makes that durable (the space is reusable only then). False when nothing could be freed.
+   */
+  private async dropOldest(sizes: number[]): Promise<boolean> {
+    // Room for the batch, plus one record lost to padding at the end of the lap.
+    const need = sizes.reduce((n, x) => n + RECORD_HEADER + x, 0) + RECORD_HEADER + Math.max(...sizes);
+    const want = Math.min(need - this.ring.freeBytes(), this.ring.tail - this.ring.head);
+    if (want <= 0) return true;
+    let end = this.ring.head;
+    let seq = this.ring.headSeq;
+    let dropped = 0;
+    while (end - this.ring.head < want && end < this.ring.syncedTail) {
+      const recs = await this.ring.read(end, seq, Math.max(64 * 1024, want - (end - this.ring.head)));
+      if (recs.length === 0) break;
+      for (const r of recs) {
+        end = r.end;
+        seq = r.seq + 1;
+        dropped++;
+        const origin = this.decoder.decode(r.payload).origin;
+        countDrop(origin.stats.dropped, 'queue_full');
+        if (end - this.ring.head >= want) break;
+      }
+    }
+    if (dropped === 0) return false;
+    this.ring.setHead(end, seq);
+    this.countDrop('queue_full', dropped);
+    this.resetReader(); // the read cache may hold dropped records
+    await this.syncNow();
+    this.startLoading();
+    return true;
   }
 
   /** A promise for the sync that will cover what was just appended. */

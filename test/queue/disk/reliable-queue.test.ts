@@ -265,3 +265,40 @@ describe('ReliableQueue in a process with nothing else to do', () => {
     }
   });
 });
+
+describe('ReliableQueue, full: drop_oldest', () => {
+  let dir: string;
+  afterEach(() => removeDir(dir));
+
+  it('makes room by dropping the oldest unsent records, counts them, and keeps the newest in order, durably', async () => {
+    dir = tempDir();
+    const small = opts({ maxSize: 4096 + 8192, full: 'drop_oldest' });
+    let q = await ReliableQueue.open('out', dir, small);
+    let next = 0;
+    for (let b = 0; b < 40; b++) await q.push(Array.from({ length: 10 }, () => rec(next++)));
+    const st = q.stats();
+    expect(st.dropped.queue_full).toBeGreaterThan(0);
+    expect(st.records + st.dropped.queue_full!).toBe(400);
+    const kept = st.records;
+    await q.dispose();
+    q = await ReliableQueue.open('out', dir, small);
+    const got = (await takeAll(q, kept)).map((r) => r.raw.toString());
+    // The newest `kept` records, contiguous, ending with the last one pushed.
+    expect(got).toEqual(Array.from({ length: kept }, (_, i) => `<13>message ${400 - kept + i}`));
+    await q.dispose();
+  });
+
+  it('drops the newest instead while the destination holds the oldest in flight', async () => {
+    dir = tempDir();
+    const q = await ReliableQueue.open('out', dir, opts({ maxSize: 4096 + 8192, full: 'drop_oldest' }));
+    await q.push(Array.from({ length: 50 }, (_, i) => rec(i)));
+    const inFlight = await takeAll(q, 5);
+    expect(inFlight).toHaveLength(5);
+    for (let b = 0; b < 30; b++) await q.push(Array.from({ length: 10 }, (_, i) => rec(1000 + b * 10 + i)));
+    q.ack(5);
+    const rest = (await takeAvailable(q)).map((r) => r.raw.toString());
+    expect(rest.slice(0, 45)).toEqual(Array.from({ length: 45 }, (_, i) => `<13>message ${5 + i}`));
+    expect(q.stats().dropped.queue_full).toBeGreaterThan(0);
+    await q.dispose();
+  });
+});
