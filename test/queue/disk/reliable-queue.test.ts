@@ -302,3 +302,22 @@ describe('ReliableQueue, full: drop_oldest', () => {
     await q.dispose();
   });
 });
+
+describe('ReliableQueue, prealloc', () => {
+  it('writes the whole file at creation with prealloc, and leaves it sparse without', async () => {
+    const dirs = [tempDir(), tempDir()];
+    try {
+      const size = 8 << 20;
+      for (const [i, prealloc] of [true, false].entries()) {
+        const q = await ReliableQueue.open('out', dirs[i]!, opts({ maxSize: size, prealloc }));
+        await q.dispose();
+      }
+      const allocated = dirs.map((d) => statSync(path.join(d, QUEUE_FILE)).blocks * 512);
+      expect(statSync(path.join(dirs[0]!, QUEUE_FILE)).size).toBe(size);
+      expect(allocated[0]).toBeGreaterThanOrEqual(size);
+      expect(allocated[1]).toBeLessThan(size / 2);
+    } finally {
+      for (const d of dirs) removeDir(d);
+    }
+  });
+});
