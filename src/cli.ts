@@ -28,6 +28,7 @@ Options:
   -c, --config FILE       the configuration file (default: /etc/sluice/sluice.yaml)
 
 Signals (run): SIGTERM or SIGINT drain in-flight records, up to shutdown_timeout, then exit 0.
+               SIGHUP reloads FILE: a config with errors is rejected and the running one kept.
 Docs: docs/configuration.md, docs/operations.md`;
 
 const DEFAULT_CONFIG = '/etc/sluice/sluice.yaml';
@@ -140,8 +141,44 @@ async function run(file: string): Promise<number> {
     return 1;
   }
   logger.info({ version: version(), config: path.resolve(file) }, 'sluice is running');
+  let running = config;
   return new Promise((resolve) => {
     let stopping = false;
+    let work: Promise<void> = Promise.resolve();
+
+    /**
+     * SIGHUP: the file is validated first; with errors, the running configuration stays. Otherwise
+     * the agent is stopped as for SIGTERM (sources closed, queues drained up to shutdown_timeout;
+     * disk queues keep the rest) and started again on the new configuration. If that cannot start,
+     * the previous configuration is started again.
+     */
+    const reload = async (): Promise<void> => {
+      let next: LoadedConfig;
+      try {
+        next = loadConfigFile(file);
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        for (const p of err.problems) logger.error({ problem: formatProblem(p) }, 'config problem');
+        logger.error({ config: path.resolve(file) }, 'reload rejected: the config has errors; the running configuration is kept');
+        return;
+      }
+      for (const w of next.warnings) logger.warn({ problem: formatProblem(w) }, 'config warning');
+      logger.info({ config: path.resolve(file) }, 'reloading: stopping the running pipelines, then starting the new configuration');
+      await agent.stop();
+      try {
+        const fresh = new Agent(next.config, logger);
+        await fresh.start();
+        agent = fresh;
+        running = next.config;
+        logger.info('reloaded');
+      } catch (err) {
+        logger.error({ err: (err as Error).message }, 'the new configuration cannot start; starting the previous one again');
+        const previous = new Agent(running, logger);
+        await previous.start();
+        agent = previous;
+      }
+    };
+
     const onSignal = (signal: NodeJS.Signals) => {
       if (stopping) {
         logger.warn({ signal }, 'second signal: exiting without waiting for the drain');
@@ -149,20 +186,29 @@ async function run(file: string): Promise<number> {
         return;
       }
       stopping = true;
-      logger.info({ signal, shutdown_timeout_ms: config.shutdown_timeout }, 'stopping: draining in-flight records');
-      void agent.stop().then(
-        () => {
-          logger.info('stopped');
-          resolve(0);
-        },
-        (err: Error) => {
-          logger.error({ err }, 'error while stopping');
-          resolve(0);
-        },
-      );
+      logger.info({ signal, shutdown_timeout_ms: running.shutdown_timeout }, 'stopping: draining in-flight records');
+      void work
+        .then(() => agent.stop())
+        .then(
+          () => {
+            logger.info('stopped');
+            resolve(0);
+          },
+          (err: Error) => {
+            logger.error({ err }, 'error while stopping');
+            resolve(0);
+          },
+        );
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    process.on('SIGHUP', () => {
+      if (stopping) return;
+      work = work.then(reload).catch((err: Error) => {
+        logger.fatal({ err: err.message }, 'reload failed and the previous configuration cannot start again');
+        resolve(1);
+      });
+    });
   });
 }
 

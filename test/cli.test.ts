@@ -117,6 +117,47 @@ pipelines:
     }
   });
 
+  it('SIGHUP reloads: a bad config is rejected and the running one keeps working; a good one takes over', async () => {
+    dir = tempDir();
+    const port = await freePort();
+    const cfg = path.join(dir, 'sluice.yaml');
+    const conf = (out: string) => `
+state_dir: ${dir}/state
+log: { format: json }
+shutdown_timeout: 500ms
+sources:
+  udp: { type: syslog_udp, address: "127.0.0.1:${port}" }
+destinations:
+  f: { type: file, path: ${out} }
+pipelines:
+  p: { from: [udp], to: [f] }
+`;
+    const first = path.join(dir, 'first.log');
+    const second = path.join(dir, 'second.log');
+    writeFileSync(cfg, conf(first));
+    const { child, exited, log } = startRun(cfg);
+    const send = (text: string) => runLogger(['-d', '-n', '127.0.0.1', '-P', String(port), '--rfc5424', '-t', 'hup', text]);
+    try {
+      await waitFor('sluice to start', () => log().includes('sluice is running'));
+      writeFileSync(cfg, `${conf(second)}bogus_key: 1\n`);
+      child.kill('SIGHUP');
+      await waitFor('the reload to be rejected', () => log().includes('reload rejected'));
+      send('after the bad reload');
+      await waitFor('the message in the first file', () => readLines(first).some((l) => l.endsWith('after the bad reload')));
+      writeFileSync(cfg, conf(second));
+      child.kill('SIGHUP');
+      await waitFor('the reload', () => log().includes('"msg":"reloaded"'));
+      send('after the good reload');
+      await waitFor('the message in the second file', () => existsSync(second) && readLines(second).some((l) => l.endsWith('after the good reload')));
+      expect(readLines(first).some((l) => l.endsWith('after the good reload'))).toBe(false);
+      expect(log()).toMatch(/bogus_key/);
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   it('on SIGTERM with an unreachable destination, waits shutdown_timeout, reports what was left, exits 0', async () => {
     dir = tempDir();
     const [inPort, deadPort] = [await freePort(), await freePort()];
