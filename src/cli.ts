@@ -20,6 +20,9 @@ const HELP = `sluice — a syslog shipper that does not lose logs
 Usage:
   sluice run -c FILE      run in the foreground with FILE (JSON logs on stderr; readable on a terminal)
   sluice check -c FILE    validate FILE and print the pipelines it would run; exit 1 on any error
+  sluice reload -c FILE --pid PID
+                          validate FILE, then tell the sluice with PID to reload it (SIGHUP);
+                          exit 1 without signalling when FILE has errors
   sluice queue ...        inspect, salvage and drain queue files (sluice queue help)
   sluice --version        print the version
   sluice --help           print this help
@@ -223,6 +226,7 @@ async function main(argv: string[]): Promise<number> {
         into: { type: 'string' },
         to: { type: 'string' },
         json: { type: 'boolean' },
+        pid: { type: 'string' },
         version: { type: 'boolean', short: 'V' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -257,6 +261,26 @@ async function main(argv: string[]): Promise<number> {
       }
       const warnings = loaded.warnings.length + queues.warnings;
       process.stdout.write(`${file}: OK${warnings ? ` (${warnings} warning(s))` : ''}\n`);
+      return 0;
+    }
+    case 'reload': {
+      const pid = Number(values.pid);
+      if (!Number.isInteger(pid) || pid <= 0) {
+        process.stderr.write(`sluice reload: --pid PID is missing or not a process id\n`);
+        return 2;
+      }
+      const loaded = load(file);
+      if (!loaded) {
+        process.stderr.write(`sluice reload: not signalled; PID ${pid} keeps its running configuration\n`);
+        return 1;
+      }
+      try {
+        process.kill(pid, 'SIGHUP');
+      } catch (err) {
+        process.stderr.write(`sluice reload: cannot signal PID ${pid}: ${(err as Error).message}\n`);
+        return 1;
+      }
+      process.stdout.write(`${file}: OK; asked PID ${pid} to reload it\n`);
       return 0;
     }
     case 'queue':

@@ -140,12 +140,19 @@ pipelines:
     try {
       await waitFor('sluice to start', () => log().includes('sluice is running'));
       writeFileSync(cfg, `${conf(second)}bogus_key: 1\n`);
+      // `sluice reload` validates first and does not signal a bad config (systemctl reload fails).
+      const refused = sluice(['reload', '-c', cfg, '--pid', String(child.pid)]);
+      expect(refused.status).toBe(1);
+      expect(refused.stderr).toMatch(/bogus_key/);
+      expect(log()).not.toMatch(/reload/);
+      // A plain SIGHUP with the bad file is rejected by the agent itself.
       child.kill('SIGHUP');
       await waitFor('the reload to be rejected', () => log().includes('reload rejected'));
       send('after the bad reload');
       await waitFor('the message in the first file', () => readLines(first).some((l) => l.endsWith('after the bad reload')));
       writeFileSync(cfg, conf(second));
-      child.kill('SIGHUP');
+      const accepted = sluice(['reload', '-c', cfg, '--pid', String(child.pid)]);
+      expect(accepted.status).toBe(0);
       await waitFor('the reload', () => log().includes('"msg":"reloaded"'));
       send('after the good reload');
       await waitFor('the message in the second file', () => existsSync(second) && readLines(second).some((l) => l.endsWith('after the good reload')));
