@@ -34,13 +34,31 @@ if [ ! -f "$peers/syslog-ng/.complete" ]; then
   touch "$peers/syslog-ng/.complete"
 fi
 
-# util-linux logger and openssl (for TLS test certificates) are ordinary packages.
+# util-linux logger and openssl (for TLS test certificates) are ordinary packages; so are the
+# tools of the package tests: debootstrap, and systemd for systemd-analyze.
 missing=()
 command -v logger >/dev/null 2>&1 || missing+=(bsdutils)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-peers: installing ${missing[*]}"
   apt_update
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# A clean Debian bookworm root for the package install test (minbase plus systemd, whose units
+# systemd-analyze verify needs), from the mirror in this machine's apt sources.
+if [ ! -f "$peers/bookworm.complete" ]; then
+  mirror=$(grep -h -m1 -E '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | grep -o 'https\?://[^ ]*debian/\?' | head -1)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  echo "install-peers: debootstrap bookworm into $peers/bookworm from $mirror"
+  rm -rf "$peers/bookworm"
+  PATH="$PATH:/usr/sbin:/sbin" debootstrap --variant=minbase --include=systemd bookworm "$peers/bookworm" "$mirror" >"$peers/debootstrap.log" 2>&1 || {
+    tail -20 "$peers/debootstrap.log" >&2
+    echo "install-peers: debootstrap failed (see $peers/debootstrap.log)" >&2
+    exit 1
+  }
+  touch "$peers/bookworm.complete"
 fi
 echo "install-peers: ready ($peers)"
