@@ -50,7 +50,7 @@ fi
 # A clean Debian bookworm root for the package install test (minbase plus systemd, whose units
 # systemd-analyze verify needs), from the mirror in this machine's apt sources.
 if [ ! -f "$peers/bookworm.complete" ]; then
-  mirror=$(grep -h -m1 -E '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | grep -o 'https\?://[^ ]*debian/\?' | head -1)
+  mirror=$(grep -h -m1 -E '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | grep -o 'https\?://[^ ]*debian/\?' | head -1 || true)
   mirror=${mirror:-http://deb.debian.org/debian}
   echo "install-peers: debootstrap bookworm into $peers/bookworm from $mirror"
   rm -rf "$peers/bookworm"
