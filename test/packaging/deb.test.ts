@@ -74,11 +74,13 @@ describe('the Debian package', () => {
     expect(security.status).toBe(0);
   });
 
-  it('checks its default config, and a short run receives logger messages over UDP and TCP into its file', async () => {
+  it('checks its default config, and a short run as the sluice user receives logger messages over UDP and TCP into its file', async () => {
     const check = ok(inRoot('sluice', 'check', '-c', '/etc/sluice/sluice.yaml'));
     expect(check).toMatch(/from local_udp: udp:\/\/127\.0\.0\.1:514/);
     expect(check).toMatch(/\/etc\/sluice\/sluice\.yaml: OK/);
-    const child = spawn('chroot', [root, 'sluice', 'run', '-c', '/etc/sluice/sluice.yaml'], { env: ENV, stdio: ['ignore', 'ignore', 'pipe'] });
+    // As the unit runs it: user sluice, with CAP_NET_BIND_SERVICE as its only (ambient) capability.
+    const asService = ['setpriv', '--reuid=sluice', '--regid=sluice', '--init-groups', '--inh-caps=+net_bind_service', '--ambient-caps=+net_bind_service'];
+    const child = spawn('chroot', [root, ...asService, 'sluice', 'run', '-c', '/etc/sluice/sluice.yaml'], { env: ENV, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     child.stderr.on('data', (d: Buffer) => (log += d.toString()));
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
@@ -96,7 +98,10 @@ describe('the Debian package', () => {
     } finally {
       child.kill('SIGKILL');
     }
-    expect(existsSync(path.join(root, 'var/lib/sluice/queues/local_file/queue.sq'))).toBe(true);
+    const queue = path.join(root, 'var/lib/sluice/queues/local_file/queue.sq');
+    expect(existsSync(queue)).toBe(true);
+    const owner = ok(inRoot('stat', '-c', '%U', '/var/lib/sluice/queues/local_file/queue.sq')).trim();
+    expect(owner).toBe('sluice');
   }, 60_000);
 
   it('keeps a changed conffile on reinstall; remove keeps queues and config; purge deletes them and the user', () => {
