@@ -1,6 +1,8 @@
+import { isDeepStrictEqual } from 'node:util';
 import { mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { Registry } from 'prom-client';
 import { buildDestination, buildMemoryQueue, buildSource, openQueue } from './components.js';
 import type { SluiceConfig } from './config/schema.js';
 import type { Destination, DestinationStats } from './destinations/types.js';
@@ -12,6 +14,10 @@ import { findOrphans, startDrain, type Drain } from './queue/orphans.js';
 import type { DestinationQueue, QueueStats } from './queue/types.js';
 import type { SourceStats } from './record.js';
 import type { Source } from './sources/types.js';
+import { AdminServer } from './ops/admin.js';
+import { LoadGate, type GateState } from './ops/gate.js';
+import { createMetrics } from './ops/metrics.js';
+import { version } from './version.js';
 
 export interface OrphanStats {
   dir: string;
@@ -28,6 +34,31 @@ export interface AgentStats {
   orphans: Record<string, OrphanStats>;
 }
 
+/** The body of /api/v1/stats and what `sluice stats` prints. */
+export interface AgentStatus extends AgentStats {
+  version: string;
+  pid: number;
+  /** When this was taken (ms since the epoch). */
+  time: number;
+  uptimeSeconds: number;
+  ready: boolean;
+  notReady: string[];
+  gate: GateState;
+  pipelines: Record<string, { from: string[]; to: string[]; where: boolean }>;
+  process: { rssBytes: number; heapUsedBytes: number };
+}
+
+export interface ReloadResult {
+  kept: string[];
+  started: string[];
+  restarted: string[];
+  stopped: string[];
+  errors: string[];
+}
+
+/** A reload that cannot be applied component by component (state_dir changed). */
+export class ReloadNeedsRestart extends Error {}
+
 /** Sources, queues, router and destinations built from one config, started and stopped together. */
 export class Agent {
   readonly sources = new Map<string, Source>();
@@ -38,43 +69,63 @@ export class Agent {
   readonly orphans = new Map<string, OrphanStats>();
   private readonly drains: Drain[] = [];
   readonly stateDir: string;
-  private readonly hostname: string;
+  private hostname: string;
   private started = false;
+  private readonly startedAt = Date.now();
+  readonly gate: LoadGate;
+  private admin: AdminServer | null = null;
+  private metrics: Registry | null = null;
+  /** Sources that failed to start at a reload: readiness fails while any is listed. */
+  private readonly failedSources = new Map<string, string>();
 
   /** `planOnly` builds every component without opening files or sockets (for `sluice check`). */
   constructor(
-    readonly config: SluiceConfig,
+    public config: SluiceConfig,
     private readonly logger: Logger,
     options: { planOnly?: boolean } = {},
   ) {
     this.stateDir = path.resolve(config.state_dir);
     this.hostname = config.hostname ?? os.hostname();
+    this.gate = new LoadGate(gateOptions(config), logger.child({ component: 'load_shedding' }));
     if (options.planOnly) {
       this.build(new Map(Object.entries(config.destinations).map(([name, dc]) => [name, buildMemoryQueue(name, dc.queue)])));
     }
   }
 
   private build(queues: Map<string, DestinationQueue>): void {
-    const { config, logger, hostname } = this;
-    for (const [name, queue] of queues) {
-      this.queues.set(name, queue);
-      this.destinations.set(name, buildDestination(config.destinations[name]!, { name, queue, logger: logger.child({ destination: name }), hostname }));
-    }
-    const router = new Router(config.pipelines, this.queues, { blockTimeout: (d) => config.destinations[d]!.queue.block_timeout, logger });
-    this.router = router;
-    for (const [name, sc] of Object.entries(config.sources)) {
-      this.sources.set(name, buildSource(sc, { name, router, logger: logger.child({ source: name }), stateDir: this.stateDir, hostname }));
-    }
+    for (const [name, queue] of queues) this.addDestination(name, queue);
+    this.router = new Router(this.config.pipelines, this.queues, this.routerOptions());
+    for (const name of Object.keys(this.config.sources)) this.addSource(name);
+  }
+
+  private routerOptions() {
+    const config = this.config;
+    return { blockTimeout: (d: string) => config.destinations[d]!.queue.block_timeout, logger: this.logger, gate: this.gate };
+  }
+
+  private addDestination(name: string, queue: DestinationQueue): Destination {
+    this.queues.set(name, queue);
+    const d = buildDestination(this.config.destinations[name]!, { name, queue, logger: this.logger.child({ destination: name }), hostname: this.hostname });
+    this.destinations.set(name, d);
+    return d;
+  }
+
+  private addSource(name: string): Source {
+    const s = buildSource(this.config.sources[name]!, { name, router: this.router!, logger: this.logger.child({ source: name }), stateDir: this.stateDir, hostname: this.hostname });
+    this.sources.set(name, s);
+    return s;
+  }
+
+  private openQueue(name: string): Promise<DestinationQueue> {
+    const statsOf = (source: string) => this.sources.get(source)?.stats;
+    return openQueue(name, this.config.destinations[name]!.queue, this.stateDir, this.logger.child({ destination: name }), statsOf, this.gate);
   }
 
   /** Opens every queue (disk queues take their lock and recover), then builds the components. */
   private async openQueues(): Promise<Map<string, DestinationQueue>> {
     const queues = new Map<string, DestinationQueue>();
-    const statsOf = (source: string) => this.sources.get(source)?.stats;
     try {
-      for (const [name, dc] of Object.entries(this.config.destinations)) {
-        queues.set(name, await openQueue(name, dc.queue, this.stateDir, this.logger.child({ destination: name }), statsOf));
-      }
+      for (const name of Object.keys(this.config.destinations)) queues.set(name, await this.openQueue(name));
     } catch (err) {
       await Promise.all([...queues.values()].map((q) => q.dispose().catch(() => undefined)));
       throw err;
@@ -96,7 +147,150 @@ export class Agent {
     this.started = true;
     for (const [name, s] of this.sources) this.logger.info({ source: name, listen: s.describe() }, 'source ready');
     for (const [name, d] of this.destinations) this.logger.info({ destination: name, target: d.describe() }, 'destination ready');
+    await this.startAdmin();
     await this.handleOrphans();
+  }
+
+  private async startAdmin(): Promise<void> {
+    const a = this.config.admin;
+    if (!a.enabled) return;
+    this.metrics ??= createMetrics({ stats: () => this.stats(), gate: () => this.gate.snapshot(), ready: () => this.notReady() === null });
+    const admin = new AdminServer({ metrics: this.metrics, stats: () => this.status(), notReady: () => this.notReady() }, this.logger.child({ component: 'admin' }));
+    if (await admin.start(a.address.host, a.address.port)) this.admin = admin;
+  }
+
+  /** Where the admin listener listens (host:port), or null. */
+  adminAddress(): string | null {
+    return this.admin?.address() ?? null;
+  }
+
+  /** Why the agent is not ready, or null when it is: every source runs and the gate is open. */
+  notReady(): string[] | null {
+    const reasons: string[] = [];
+    if (!this.started) reasons.push('not started');
+    if (this.gate.latched) reasons.push(`load shedding: ${this.gate.snapshot().reason}`);
+    for (const [name, why] of this.failedSources) reasons.push(`source ${name} is not running: ${why}`);
+    return reasons.length > 0 ? reasons : null;
+  }
+
+  status(): AgentStatus {
+    const mem = process.memoryUsage();
+    const notReady = this.notReady();
+    const pipelines: AgentStatus['pipelines'] = {};
+    for (const [name, p] of Object.entries(this.config.pipelines)) pipelines[name] = { from: p.from, to: p.to, where: p.where !== undefined };
+    return {
+      version: version(),
+      pid: process.pid,
+      time: Date.now(),
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      ready: notReady === null,
+      notReady: notReady ?? [],
+      gate: this.gate.snapshot(),
+      pipelines,
+      process: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed },
+      ...this.stats(),
+    };
+  }
+
+  /**
+   * Applies a new configuration without a restart: sources and destinations whose settings did
+   * not change keep running, with their connections and queues; changed ones are stopped and
+   * started again, removed ones stopped (a removed destination's disk queue stays, reported as an
+   * orphan), added ones started. Intake is held while queues are swapped, so no record is pushed
+   * into a queue that is closing. Throws ReloadNeedsRestart when state_dir changed.
+   */
+  async reload(next: SluiceConfig): Promise<ReloadResult> {
+    if (path.resolve(next.state_dir) !== this.stateDir) throw new ReloadNeedsRestart('state_dir changed');
+    const prev = this.config;
+    const result: ReloadResult = { kept: [], started: [], restarted: [], stopped: [], errors: [] };
+    const same = (kind: 'sources' | 'destinations', name: string) => isDeepStrictEqual(prev[kind][name], next[kind][name]);
+    const diff = (kind: 'sources' | 'destinations') => {
+      const old = Object.keys(prev[kind]);
+      const now = Object.keys(next[kind]);
+      return {
+        keep: old.filter((n) => n in next[kind] && same(kind, n)),
+        change: old.filter((n) => n in next[kind] && !same(kind, n)),
+        remove: old.filter((n) => !(n in next[kind])),
+        add: now.filter((n) => !(n in prev[kind])),
+      };
+    };
+    const src = diff('sources');
+    const dst = diff('destinations');
+    (this.logger as { level: string }).level = next.log.level;
+    this.gate.configure(gateOptions(next));
+    this.hostname = next.hostname ?? os.hostname();
+
+    const release = this.router!.hold();
+    try {
+      // Stop what goes away or changes: sources first (they stop reading), then destinations (drain, close the queue).
+      await Promise.all(
+        [...src.change, ...src.remove].map(async (name) => {
+          await this.sources.get(name)?.stop().catch((err: Error) => result.errors.push(`source ${name}: ${err.message}`));
+          this.sources.delete(name);
+          this.failedSources.delete(name);
+        }),
+      );
+      await Promise.all(
+        [...dst.change, ...dst.remove].map(async (name) => {
+          const d = this.destinations.get(name)!;
+          const left = await d.stop(prev.shutdown_timeout);
+          if (left > 0 && prev.destinations[name]!.queue.mode === 'memory') {
+            this.logger.error({ destination: name, records: left }, 'reload: records still queued in memory for a changed or removed destination were not delivered');
+          }
+          await this.queues.get(name)!.dispose().catch((err: Error) => result.errors.push(`queue ${name}: ${err.message}`));
+          this.destinations.delete(name);
+          this.queues.delete(name);
+        }),
+      );
+      this.config = next;
+      // Open and start what is new or changed.
+      for (const name of [...dst.change, ...dst.add]) {
+        try {
+          this.addDestination(name, await this.openQueue(name)).start();
+        } catch (err) {
+          result.errors.push(`destination ${name}: ${(err as Error).message}`);
+          this.logger.error({ destination: name, err: (err as Error).message }, 'reload: destination cannot start');
+        }
+      }
+      // Pipelines may name a destination that failed to start: route only to those that run.
+      const pipelines = Object.fromEntries(
+        Object.entries(next.pipelines).map(([n, p]) => [n, { ...p, to: p.to.filter((d) => this.queues.has(d)) }]),
+      );
+      this.router!.update(
+        Object.fromEntries(Object.entries(pipelines).filter(([, p]) => p.to.length > 0)),
+        this.queues,
+        this.routerOptions(),
+      );
+    } finally {
+      release();
+    }
+    for (const name of [...src.change, ...src.add]) {
+      const s = this.addSource(name);
+      try {
+        await s.start();
+        this.logger.info({ source: name, listen: s.describe() }, 'source ready');
+      } catch (err) {
+        this.sources.delete(name);
+        this.failedSources.set(name, (err as Error).message);
+        result.errors.push(`source ${name}: ${(err as Error).message}`);
+        this.logger.error({ source: name, err: (err as Error).message }, 'reload: source cannot start');
+      }
+    }
+    if (!isDeepStrictEqual(prev.admin, next.admin)) {
+      await this.admin?.stop();
+      this.admin = null;
+      await this.startAdmin();
+    }
+    for (const [name, d] of [...dst.remove.map((n) => [n, prev.destinations[n]!] as const)]) {
+      if (d.queue.mode !== 'memory') this.logger.warn({ destination: name }, 'reload: the removed destination leaves its disk queue behind (an orphan; nothing is deleted)');
+    }
+    this.orphans.clear();
+    await this.handleOrphans();
+    result.kept = [...src.keep.map((n) => `source ${n}`), ...dst.keep.map((n) => `destination ${n}`)];
+    result.restarted = [...src.change.map((n) => `source ${n}`), ...dst.change.map((n) => `destination ${n}`)];
+    result.started = [...src.add.map((n) => `source ${n}`), ...dst.add.map((n) => `destination ${n}`)];
+    result.stopped = [...src.remove.map((n) => `source ${n}`), ...dst.remove.map((n) => `destination ${n}`)];
+    return result;
   }
 
   /** Reports every orphan queue; drains those listed in drain_orphans. Never deletes one that is not empty. */
@@ -106,6 +300,12 @@ export class Agent {
     for (const o of orphans) {
       const target = wanted.get(o.name) ?? null;
       wanted.delete(o.name);
+      const active = this.drains.find((d) => d.orphan.name === o.name);
+      if (active) {
+        // Already being drained (since start or an earlier reload).
+        this.orphans.set(o.name, { dir: o.dir, records: active.queue.stats().records, drainingInto: active.destination.name, drained: false });
+        continue;
+      }
       const info = await inspectQueueFile(path.join(o.dir, QUEUE_FILE), true).catch(() => null);
       const stats: OrphanStats = { dir: o.dir, records: (info?.records ?? 0) + (info?.memoryRecords ?? 0), drainingInto: target, drained: false };
       this.orphans.set(o.name, stats);
@@ -143,6 +343,9 @@ export class Agent {
     }
     await drains;
     await Promise.all([...this.queues.values()].map((q) => q.dispose().catch((err: Error) => this.logger.error({ err }, 'closing a queue failed'))));
+    await this.admin?.stop();
+    this.admin = null;
+    this.gate.stop();
     this.started = false;
   }
 
@@ -157,4 +360,8 @@ export class Agent {
     for (const [name, d] of this.destinations) out.destinations[name] = { ...d.stats, address: d.describe(), queue: d.queue.stats() };
     return out;
   }
+}
+
+function gateOptions(config: SluiceConfig) {
+  return { debounce: config.load_shedding.debounce, quietWindow: config.load_shedding.quiet_window };
 }

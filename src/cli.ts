@@ -3,12 +3,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Agent } from './agent.js';
+import { Agent, ReloadNeedsRestart } from './agent.js';
 import { ConfigError, formatProblem, loadConfigFile, type LoadedConfig } from './config/load.js';
 import type { SluiceConfig } from './config/schema.js';
 import { formatDuration, formatSize } from './config/units.js';
 import { memBufLength } from './config/types.js';
 import { createLogger } from './log.js';
+import { version } from './version.js';
 import { QUEUE_HELP, queueCommand } from './cli-queue.js';
 import { inspectQueueFile } from './queue/disk/inspect.js';
 import { QUEUE_FILE } from './queue/disk/reliable-queue.js';
@@ -36,10 +37,6 @@ Docs: docs/configuration.md, docs/operations.md`;
 
 const DEFAULT_CONFIG = '/etc/sluice/sluice.yaml';
 
-function version(): string {
-  const pkg = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'package.json');
-  return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
-}
 
 function load(file: string): LoadedConfig | null {
   try {
@@ -166,7 +163,17 @@ async function run(file: string): Promise<number> {
         return;
       }
       for (const w of next.warnings) logger.warn({ problem: formatProblem(w) }, 'config warning');
-      logger.info({ config: path.resolve(file) }, 'reloading: stopping the running pipelines, then starting the new configuration');
+      try {
+        const r = await agent.reload(next.config);
+        running = next.config;
+        const summary = { kept: r.kept, restarted: r.restarted, started: r.started, stopped: r.stopped };
+        if (r.errors.length > 0) logger.error({ ...summary, errors: r.errors }, 'reloaded, with errors: the components named in errors are not running');
+        else logger.info(summary, 'reloaded');
+        return;
+      } catch (err) {
+        if (!(err instanceof ReloadNeedsRestart)) throw err;
+      }
+      logger.info({ config: path.resolve(file) }, 'reloading: state_dir changed, so every pipeline is stopped and started again');
       await agent.stop();
       try {
         const fresh = new Agent(next.config, logger);

@@ -5,7 +5,7 @@ import type { Destination, DestinationContext } from './destinations/types.js';
 import path from 'node:path';
 import type { Logger } from './log.js';
 import { NormalQueue } from './queue/disk/normal-queue.js';
-import { ReliableQueue } from './queue/disk/reliable-queue.js';
+import { ReliableQueue, type ReliableQueueOptions } from './queue/disk/reliable-queue.js';
 import { memBufLength } from './config/types.js';
 import { MemoryQueue } from './queue/memory-queue.js';
 import type { SourceStats } from './record.js';
@@ -56,9 +56,11 @@ export async function openQueue(
   stateDir: string,
   logger: Logger,
   statsOf: (source: string) => SourceStats | undefined,
+  disk?: ReliableQueueOptions['disk'],
 ): Promise<DestinationQueue> {
   if (config.mode === 'memory') return buildMemoryQueue(name, config);
   const options = {
+    disk,
     maxSize: config.max_size,
     memBufSize: config.mem_buf_size,
     sync: config.sync,

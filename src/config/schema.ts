@@ -4,7 +4,7 @@ import { syslogDestinationSchema } from '../destinations/syslog/config.js';
 import { fileSourceSchema } from '../sources/file/config.js';
 import { syslogTcpSourceSchema } from '../sources/syslog-tcp/config.js';
 import { syslogUdpSourceSchema } from '../sources/syslog-udp/config.js';
-import { duration, facilityName, regex, severityName } from './types.js';
+import { address, duration, facilityName, regex, severityName } from './types.js';
 
 /** The one schema: TypeScript types, validation and docs/configuration.md all come from it. */
 
@@ -58,6 +58,31 @@ export const configSchema = z
     sources: z.record(componentName, sourceSchema).describe('Named inputs; the key is the name pipelines use.'),
     destinations: z.record(componentName, destinationSchema).describe('Named outputs, each with its own queue.'),
     pipelines: z.record(componentName, pipelineSchema).describe('Named routes from sources to destinations.'),
+    admin: z
+      .strictObject({
+        enabled: z.boolean().default(true).describe('Serve the admin HTTP listener.'),
+        address: address()
+          .prefault('127.0.0.1:9601')
+          .describe(
+            'Where it listens: `/metrics` (Prometheus), `/healthz`, `/readyz`, `/api/v1/stats` and the status page at `/`. ' +
+              'Default loopback only: it has no authentication, so expose it only behind something that has.',
+          ),
+      })
+      .prefault({})
+      .describe('The admin HTTP listener. If its address cannot be bound, sluice logs an error and runs without it.'),
+    load_shedding: z
+      .strictObject({
+        debounce: duration()
+          .prefault('5s')
+          .describe('ENOSPC and other write failures under state_dir latch the gate when they go on this long (EIO and EROFS latch at once). Short disk-full blips do not stop intake.'),
+        quiet_window: duration()
+          .prefault('30s')
+          .describe('A latched gate opens again after this long without a write failure. `0s`: only a restart opens it.'),
+      })
+      .prefault({})
+      .describe(
+        'When the disk under state_dir fails, sluice stops accepting instead of taking records it cannot keep: TCP and file sources pause, UDP drops and counts (`load_shedding`), `/readyz` fails.',
+      ),
     drain_orphans: z
       .record(componentName, z.string())
       .default({})

@@ -7,7 +7,7 @@ import type { Destination, DestinationContext, DestinationStats } from './types.
  * it, or put it back and wait (backoff with jitter) before trying again. One batch at a time.
  */
 export abstract class QueueDrainer implements Destination {
-  readonly stats: DestinationStats = { sent: 0, delivered: 0, failures: 0, reconnectAttempts: 0, reconnects: 0, connected: false };
+  readonly stats: DestinationStats = { sent: 0, delivered: 0, failures: 0, replayed: 0, reconnectAttempts: 0, reconnects: 0, connected: false };
   readonly name: string;
   readonly queue: DestinationContext['queue'];
   protected readonly backoff: ExponentialBackoff;
@@ -17,6 +17,8 @@ export abstract class QueueDrainer implements Destination {
   private sleeping: { cancel: () => void } | null = null;
   private lastErrorLog = 0;
   private suppressedErrors = 0;
+  /** Records that were in a failed batch and will come out of the queue again. */
+  private toReplay = 0;
 
   constructor(
     protected readonly ctx: DestinationContext,
@@ -46,6 +48,11 @@ export abstract class QueueDrainer implements Destination {
         await this.queue.waitForRecords();
         continue;
       }
+      if (this.toReplay > 0) {
+        const again = Math.min(this.toReplay, batch.length);
+        this.stats.replayed += again;
+        this.toReplay -= again;
+      }
       try {
         await this.deliver(batch);
         this.queue.ack(batch.length);
@@ -53,6 +60,7 @@ export abstract class QueueDrainer implements Destination {
         this.backoff.reset();
       } catch (err) {
         this.queue.rewind();
+        this.toReplay = batch.length; // one batch at a time: exactly these come out again
         if (this.stopped) return;
         this.stats.failures++;
         const wait = this.backoff.next();

@@ -15,6 +15,8 @@ export interface DestinationStats {
   delivered: number;
   /** Failed deliveries; their records stay queued and are sent again. */
   failures: number;
+  /** Records sent again after a failed delivery (at-least-once repeats). */
+  replayed: number;
   reconnectAttempts: number;
   reconnects: number;
   connected: boolean;

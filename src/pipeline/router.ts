@@ -1,5 +1,6 @@
 import type { PipelineConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
+import type { LoadGate } from '../ops/gate.js';
 import { countDrop, type LogRecord, type SourceStats } from '../record.js';
 import type { DestinationQueue } from '../queue/types.js';
 import { compileWhere, type RecordFilter } from './filter.js';
@@ -24,6 +25,8 @@ export interface RouterOptions {
   /** block_timeout of each destination's queue, in ms. */
   blockTimeout?: (destination: string) => number;
   logger?: Logger;
+  /** The load-shedding gate: while latched, nothing is queued. */
+  gate?: LoadGate;
 }
 
 /**
@@ -34,16 +37,25 @@ export class Router {
   private readonly routes = new Map<string, Route[]>();
   private readonly lastStallLog = new Map<DestinationQueue, number>();
 
+  private held: { promise: Promise<void>; release: () => void } | null = null;
+
   constructor(
     pipelines: Record<string, PipelineConfig>,
     queues: Map<string, DestinationQueue>,
-    private readonly options: RouterOptions = {},
+    private options: RouterOptions = {},
   ) {
+    this.update(pipelines, queues, options);
+  }
+
+  /** Replaces every route at once (a reload); sources keep calling the same router. */
+  update(pipelines: Record<string, PipelineConfig>, queues: Map<string, DestinationQueue>, options: RouterOptions = this.options): void {
+    this.options = options;
+    const next = new Map<string, Route[]>();
     for (const pipeline of Object.values(pipelines)) {
       const filter = pipeline.where ? compileWhere(pipeline.where) : null;
       for (const source of pipeline.from) {
-        let routes = this.routes.get(source);
-        if (!routes) this.routes.set(source, (routes = []));
+        let routes = next.get(source);
+        if (!routes) next.set(source, (routes = []));
         for (const dest of pipeline.to) {
           const queue = queues.get(dest);
           if (!queue) throw new Error(`pipeline refers to unknown destination ${dest}`);
@@ -54,6 +66,24 @@ export class Router {
         }
       }
     }
+    this.routes.clear();
+    for (const [k, v] of next) this.routes.set(k, v);
+  }
+
+  /**
+   * Holds every batch (sources wait, UDP batches are kept in order) until the returned function is
+   * called: a reload swaps queues meanwhile, and nothing may be pushed into one being closed.
+   */
+  hold(): () => void {
+    if (this.held) return () => undefined;
+    let release!: () => void;
+    const promise = new Promise<void>((r) => (release = r));
+    this.held = { promise, release };
+    return () => {
+      const h = this.held;
+      this.held = null;
+      h?.release();
+    };
   }
 
   /** The queues a source feeds. */
@@ -70,8 +100,28 @@ export class Router {
    * source. Undefined when all is already done.
    */
   dispatch(source: string, records: LogRecord[], stats: SourceStats, wait: WaitMode): Dispatch | undefined {
+    if (this.held && records.length > 0) {
+      const later = this.held.promise.then(() => this.dispatch(source, records, stats, wait));
+      const result = { accepted: later.then((d) => d?.accepted), committed: later.then((d) => d?.committed) };
+      result.committed.catch(() => undefined);
+      return result;
+    }
     const routes = this.routes.get(source);
     if (!routes || records.length === 0) return undefined;
+    const gate = this.options.gate;
+    if (gate?.latched) {
+      if (wait === 'no') {
+        for (const route of routes) route.queue.countDrop('load_shedding', records.length);
+        countDrop(stats.dropped, 'load_shedding', records.length);
+        return undefined;
+      }
+      // Load shedding: the source waits (TCP reads and file reads pause) until the disk works again.
+      for (const route of routes) route.queue.countStall();
+      const later = gate.waitOpen().then(() => this.dispatch(source, records, stats, wait));
+      const result = { accepted: later.then((d) => d?.accepted), committed: later.then((d) => d?.committed) };
+      result.committed.catch(() => undefined);
+      return result;
+    }
     let accepted: Promise<unknown>[] | undefined;
     let committed: Promise<unknown>[] | undefined;
     for (const route of routes) {

@@ -187,6 +187,7 @@ export class MemoryQueue implements DestinationQueue {
       records: this.length,
       bytes: this.bytes,
       memoryRecords: this.length,
+      memoryBytes: this.bytes,
       diskBytes: 0,
       inFlight: this.readPos - this.head,
       capacityRecords: this.options.maxRecords,

@@ -24,6 +24,8 @@ export interface QueueStats {
   bytes: number;
   /** Of `records`, how many are only in memory (lost by a crash in `normal` and `memory` modes). */
   memoryRecords: number;
+  /** Bytes the queue holds in memory (records, or the read cache of a disk queue). */
+  memoryBytes: number;
   /** Bytes the records occupy in the queue file (frames included). */
   diskBytes: number;
   inFlight: number;

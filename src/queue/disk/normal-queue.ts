@@ -205,6 +205,7 @@ export class NormalQueue implements DestinationQueue {
       records: m.records + d.records,
       bytes: m.bytes + d.bytes,
       memoryRecords: m.records,
+      memoryBytes: m.memoryBytes + d.memoryBytes,
       diskBytes: d.diskBytes,
       inFlight: m.inFlight + d.inFlight,
       capacityRecords: Number.POSITIVE_INFINITY,

@@ -25,6 +25,8 @@ export interface ReliableQueueOptions {
   prealloc?: boolean;
   logger: Logger;
   statsOf: (source: string) => SourceStats | undefined;
+  /** Told of every failed write or fsync of the queue file, and of every sync that works (the load-shedding gate). */
+  disk?: { failed(err: Error, what: string): void; ok(): void };
 }
 
 export const QUEUE_FILE = 'queue.sq';
@@ -279,6 +281,12 @@ export class ReliableQueue implements DestinationQueue {
     if (records.length === 0 || this.closed) return undefined;
     // Appends to the file being rotated would be lost with it: hold them until the fresh one is ready.
     if (this.rotation) return this.rotation.then(() => this.push(records));
+    const failed = this.ring.failed;
+    if (failed) {
+      // The file cannot be written right now (its sync will report it and recover): refuse, counted.
+      this.countDrop('write_failed', records.length);
+      return Promise.reject(failed);
+    }
     const sizes = records.map(encodedSize);
     // One write for the batch; near the end of the room (or for a batch larger than one lap), one record at a time.
     let written = this.ring.appendWith(sizes, (i, buf, at) => encodeInto(records[i]!, buf, at)) ? records.length : 0;
@@ -387,9 +395,15 @@ export class ReliableQueue implements DestinationQueue {
         try {
           await this.ring.sync();
           for (const w of waiters) w.resolve();
+          this.options.disk?.ok();
         } catch (err) {
+          // Nothing of this group is committed: its producers hear so (a file source reads those
+          // lines again), the unsynced appends are forgotten, and the next batch writes afresh.
+          for (const w of this.commitWaiters.splice(0)) waiters.push(w);
           for (const w of waiters) w.reject(err as Error);
-          this.options.logger.error({ queue: this.name, err: (err as Error).message }, 'queue write or fsync failed');
+          await this.ring.recover();
+          this.options.logger.error({ queue: this.name, code: (err as NodeJS.ErrnoException).code, err: (err as Error).message }, 'queue write or fsync failed; the batches not yet committed were refused');
+          this.options.disk?.failed(err as Error, `queue ${this.name}`);
           throw err;
         }
         this.wake();
@@ -557,6 +571,7 @@ export class ReliableQueue implements DestinationQueue {
       // Message bytes are not tracked per record on disk; frames add RECORD_HEADER plus the origin each.
       bytes: diskBytes,
       memoryRecords: 0,
+      memoryBytes: this.readyBytes + this.inFlightBytes,
       diskBytes,
       inFlight: this.inFlightEnds.length - this.inFlightHead,
       capacityRecords: Number.POSITIVE_INFINITY,

@@ -354,6 +354,11 @@ export class RingFile {
    * Appends records of the given sizes; `fill(i, buf, at)` writes payload i straight into the
    * write buffer, so a record is copied once on its way to disk.
    */
+  /** The error of a failed write, until `recover()`; appends throw it meanwhile. */
+  get failed(): Error | null {
+    return this.writeError;
+  }
+
   appendWith(sizes: number[], fill: (i: number, buf: Buffer, at: number) => void): { firstSeq: number; ends: number[] } | null {
     if (this.writeError) throw this.writeError;
     const n = sizes.length;
@@ -412,6 +417,20 @@ export class RingFile {
       });
     }
     return { firstSeq, ends };
+  }
+
+  /**
+   * After a failed write or sync: forgets every append not yet durable (their producers were told
+   * the commit failed) and clears the error, so that writing can start again from the durable tail.
+   */
+  async recover(): Promise<void> {
+    await this.writes;
+    this.tail = this.syncedTail;
+    this.tailSeq = this.syncedTailSeq;
+    // Bytes of the failed appends may be on disk past the tail: records written from now on carry a
+    // new incarnation, so that a recovery scan can never take those for them.
+    this.incarnation = (this.incarnation + 1) % TWO32;
+    this.writeError = null;
   }
 
   /** Resolves once every append so far has been handed to the file (written, not yet synced). */

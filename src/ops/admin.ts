@@ -1,0 +1,100 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+import type { Logger } from '../log.js';
+import { STATUS_PAGE } from './status-page.js';
+
+export interface AdminHandlers {
+  metrics: Registry;
+  /** The body of /api/v1/stats. */
+  stats(): unknown;
+  /** Null when ready, else the reasons it is not. */
+  notReady(): string[] | null;
+}
+
+/**
+ * The admin HTTP listener: /metrics, /healthz, /readyz, /api/v1/stats and the status page at /.
+ * Read-only, GET and HEAD only.
+ */
+export class AdminServer {
+  private server: http.Server | null = null;
+
+  constructor(
+    private readonly handlers: AdminHandlers,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Listens; on failure logs and resolves false (sluice runs on without it). */
+  async start(host: string, port: number): Promise<boolean> {
+    const server = http.createServer((req, res) => void this.handle(req, res));
+    server.keepAliveTimeout = 5000;
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 10_000;
+    const ok = await new Promise<boolean>((resolve) => {
+      server.once('error', (err) => {
+        this.logger.error({ address: `${host}:${port}`, err: err.message }, 'admin listener cannot start; metrics, health and the status page are unavailable, logs still flow');
+        resolve(false);
+      });
+      server.listen(port, host, () => resolve(true));
+    });
+    if (!ok) return false;
+    server.on('error', (err) => this.logger.error({ err: err.message }, 'admin listener error'));
+    this.server = server;
+    this.logger.info({ admin: `http://${this.address()}` }, 'admin listener ready: /metrics /healthz /readyz /api/v1/stats /');
+    return true;
+  }
+
+  /** host:port it listens on, or null. */
+  address(): string | null {
+    const a = this.server?.address() as AddressInfo | null | undefined;
+    if (!a) return null;
+    return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const send = (code: number, type: string, body: string) => {
+      res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      send(405, 'text/plain; charset=utf-8', 'method not allowed\n');
+      return;
+    }
+    const path = (req.url ?? '/').split('?')[0];
+    try {
+      switch (path) {
+        case '/metrics':
+          send(200, this.handlers.metrics.contentType, await this.handlers.metrics.metrics());
+          return;
+        case '/healthz':
+          send(200, 'text/plain; charset=utf-8', 'ok\n');
+          return;
+        case '/readyz': {
+          const reasons = this.handlers.notReady();
+          send(reasons ? 503 : 200, 'application/json', `${JSON.stringify({ ready: !reasons, reasons: reasons ?? [] })}\n`);
+          return;
+        }
+        case '/api/v1/stats':
+          send(200, 'application/json', `${JSON.stringify(this.handlers.stats())}\n`);
+          return;
+        case '/':
+          send(200, 'text/html; charset=utf-8', STATUS_PAGE);
+          return;
+        default:
+          send(404, 'text/plain; charset=utf-8', 'not found\n');
+      }
+    } catch (err) {
+      this.logger.error({ path, err: (err as Error).message }, 'admin request failed');
+      send(500, 'text/plain; charset=utf-8', 'internal error\n');
+    }
+  }
+
+  async stop(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    if (!s) return;
+    s.closeAllConnections();
+    await new Promise<void>((r) => s.close(() => r()));
+  }
+}
