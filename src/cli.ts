@@ -11,6 +11,7 @@ import { memBufLength } from './config/types.js';
 import { createLogger } from './log.js';
 import { version } from './version.js';
 import { QUEUE_HELP, queueCommand } from './cli-queue.js';
+import { statsCommand } from './cli-stats.js';
 import { inspectQueueFile } from './queue/disk/inspect.js';
 import { QUEUE_FILE } from './queue/disk/reliable-queue.js';
 import { DATA_START } from './queue/disk/ring-file.js';
@@ -24,6 +25,8 @@ Usage:
   sluice reload -c FILE --pid PID
                           validate FILE, then tell the sluice with PID to reload it (SIGHUP);
                           exit 1 without signalling when FILE has errors
+  sluice stats [-c FILE | --url URL] [--watch [SECONDS]]
+                          the counters of a running sluice, as a table (from its admin listener)
   sluice queue ...        inspect, salvage and drain queue files (sluice queue help)
   sluice --version        print the version
   sluice --help           print this help
@@ -234,6 +237,8 @@ async function main(argv: string[]): Promise<number> {
         to: { type: 'string' },
         json: { type: 'boolean' },
         pid: { type: 'string' },
+        url: { type: 'string' },
+        watch: { type: 'boolean' },
         version: { type: 'boolean', short: 'V' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -269,6 +274,26 @@ async function main(argv: string[]): Promise<number> {
       const warnings = loaded.warnings.length + queues.warnings;
       process.stdout.write(`${file}: OK${warnings ? ` (${warnings} warning(s))` : ''}\n`);
       return 0;
+    }
+    case 'stats': {
+      let url = values.url;
+      if (!url) {
+        const loaded = load(file);
+        if (!loaded) return 1;
+        const a = loaded.config.admin;
+        if (!a.enabled) {
+          process.stderr.write(`sluice stats: the admin listener is off in ${file} (admin.enabled)\n`);
+          return 2;
+        }
+        const host = a.address.host === '0.0.0.0' ? '127.0.0.1' : a.address.host === '::' ? '[::1]' : a.address.host.includes(':') ? `[${a.address.host}]` : a.address.host;
+        url = `http://${host}:${a.address.port}`;
+      }
+      const seconds = positionals[1] !== undefined ? Number(positionals[1]) : 2;
+      if (values.watch && !(seconds > 0)) {
+        process.stderr.write(`sluice stats: --watch takes a number of seconds, got ${positionals[1]}\n`);
+        return 2;
+      }
+      return statsCommand(url, values.watch ? seconds * 1000 : null, (t) => process.stdout.write(`${t}\n`), (t) => process.stderr.write(`${t}\n`));
     }
     case 'reload': {
       const pid = Number(values.pid);

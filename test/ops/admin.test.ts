@@ -1,0 +1,164 @@
+import { spawn, spawnSync } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Agent } from '../../src/agent.js';
+import { portOf, readLines, removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const cli = path.join(root, 'dist/cli.js');
+
+async function send(port: number, lines: string[]): Promise<void> {
+  const s = net.connect(port, '127.0.0.1');
+  await new Promise<void>((r) => s.once('connect', () => r()));
+  await new Promise<void>((r) => s.end(lines.map((l) => `${l}\n`).join(''), () => r()));
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+describe('admin listener', () => {
+  let dir: string;
+  let agent: Agent | undefined;
+  afterEach(async () => {
+    await agent?.stop();
+    agent = undefined;
+    removeDir(dir);
+  });
+
+  const config = (d: string, admin = '127.0.0.1:0') => `
+state_dir: ${d}/state
+admin: { address: "${admin}" }
+sources:
+  in: { type: syslog_tcp, address: "127.0.0.1:0" }
+destinations:
+  out: { type: file, path: ${d}/out.log }
+  slow: { type: syslog, address: "127.0.0.1:9", queue: { mode: reliable, max_size: 4MiB } }
+pipelines:
+  p: { from: [in], to: [out] }
+  q: { from: [in], where: { app: "^never$" }, to: [slow] }
+`;
+
+  it('serves /healthz, /readyz, /api/v1/stats and Prometheus /metrics with the counters of every component', async () => {
+    dir = tempDir();
+    agent = await startAgent(config(dir));
+    const base = `http://${agent.adminAddress()}`;
+    await send(portOf(agent, 'in'), Array.from({ length: 25 }, (_, i) => `<13>1 - h app - - - admin ${i}`));
+    await waitFor('25 delivered', () => readLines(`${dir}/out.log`).length === 25);
+
+    const health = await fetch(`${base}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.text()).toBe('ok\n');
+    const ready = await fetch(`${base}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ ready: true, reasons: [] });
+
+    const stats = (await (await fetch(`${base}/api/v1/stats`)).json()) as {
+      ready: boolean;
+      pid: number;
+      pipelines: Record<string, { from: string[]; to: string[] }>;
+      sources: Record<string, { received: number }>;
+      destinations: Record<string, { delivered: number; queue: { mode: string; records: number } }>;
+    };
+    expect(stats.ready).toBe(true);
+    expect(stats.pid).toBe(process.pid);
+    expect(stats.pipelines.p).toMatchObject({ from: ['in'], to: ['out'] });
+    expect(stats.sources.in!.received).toBe(25);
+    expect(stats.destinations.out).toMatchObject({ delivered: 25, queue: { mode: 'memory', records: 0 } });
+    expect(stats.destinations.slow!.queue.mode).toBe('reliable');
+
+    const res = await fetch(`${base}/metrics`);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const m = await res.text();
+    expect(m).toMatch(/^sluice_source_received_records_total\{source="in"\} 25$/m);
+    expect(m).toMatch(/^sluice_destination_acked_records_total\{destination="out"\} 25$/m);
+    expect(m).toMatch(/^sluice_queue_records\{destination="out",mode="memory"\} 0$/m);
+    expect(m).toMatch(/^sluice_queue_capacity_bytes\{destination="slow",mode="reliable"\} \d+$/m);
+    expect(m).toMatch(/^sluice_queue_corrupt_files_rotated_total\{destination="slow",mode="reliable"\} 0$/m);
+    expect(m).toMatch(/^sluice_destination_connected\{destination="slow"\} 0$/m);
+    expect(m).toMatch(/^sluice_load_shedding_latched 0$/m);
+    expect(m).toMatch(/^sluice_ready 1$/m);
+    expect(m).toMatch(/^# TYPE sluice_source_received_records_total counter$/m);
+    expect(m).toMatch(/^process_resident_memory_bytes \d+/m);
+    expect(m).toMatch(/^process_cpu_seconds_total /m);
+    expect(m).toMatch(/^nodejs_eventloop_lag_seconds /m);
+
+    expect((await fetch(`${base}/nope`)).status).toBe(404);
+    const post = await fetch(`${base}/metrics`, { method: 'POST' });
+    expect(post.status).toBe(405);
+    expect(post.headers.get('allow')).toBe('GET, HEAD');
+    const page = await fetch(`${base}/`);
+    expect(page.headers.get('content-type')).toMatch(/text\/html/);
+    expect(await page.text()).toContain('<title>sluice status</title>');
+  });
+
+  it('runs on without it when its address is taken, and says so', async () => {
+    dir = tempDir();
+    const blocker = net.createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    const taken = (blocker.address() as net.AddressInfo).port;
+    try {
+      agent = await startAgent(config(dir, `127.0.0.1:${taken}`));
+      expect(agent.adminAddress()).toBeNull();
+      await send(portOf(agent, 'in'), ['<13>1 - h app - - - still flowing']);
+      await waitFor('the message', () => readLines(`${dir}/out.log`).length === 1);
+    } finally {
+      blocker.close();
+    }
+  });
+
+  it('sluice stats prints a table from a running agent, and --watch refreshes it with rates', async () => {
+    dir = tempDir();
+    const adminPort = await freePort();
+    const tcpPort = await freePort();
+    const cfg = path.join(dir, 'sluice.yaml');
+    writeFileSync(
+      cfg,
+      `state_dir: ${dir}/state
+admin: { address: "127.0.0.1:${adminPort}" }
+sources:
+  in: { type: syslog_tcp, address: "127.0.0.1:${tcpPort}" }
+destinations:
+  out: { type: file, path: ${dir}/out.log, queue: { mode: normal, max_size: 1MiB } }
+pipelines:
+  p: { from: [in], to: [out] }
+`,
+    );
+    const child = spawn(process.execPath, [cli, 'run', '-c', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    child.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    try {
+      await waitFor('sluice to start', () => log.includes('admin listener ready'));
+      await send(tcpPort, Array.from({ length: 40 }, (_, i) => `<13>1 - h app - - - stats ${i}`));
+      await waitFor('40 delivered', () => readLines(`${dir}/out.log`).length === 40);
+      const once = spawnSync(process.execPath, [cli, 'stats', '-c', cfg], { encoding: 'utf8', timeout: 20_000 });
+      expect(once.status).toBe(0);
+      expect(once.stdout).toMatch(/^sluice \S+, pid \d+, up .*, ready, rss /);
+      expect(once.stdout).toMatch(/^SOURCE\s+ADDRESS\s+MSG\/S\s+RECEIVED/m);
+      expect(once.stdout).toMatch(new RegExp(`^in\\s+tcp://127\\.0\\.0\\.1:${tcpPort}\\s+-\\s+40\\s`, 'm'));
+      expect(once.stdout).toMatch(/^out\s+idle\s+-\s+40\s+0\s+0\s+normal\s+0\s+0\.0%/m);
+      // --watch: at least two screens, the second with rates.
+      const watch = spawn(process.execPath, [cli, 'stats', '--url', `http://127.0.0.1:${adminPort}`, '--watch', '0.2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let screen = '';
+      watch.stdout.on('data', (d: Buffer) => (screen += d.toString()));
+      await waitFor('two refreshes', () => screen.split('\x1b[2J').length >= 3, 10_000);
+      watch.kill('SIGINT');
+      const last = screen.split('\x1b[2J').at(-1)!;
+      expect(last).toMatch(/^in\s+\S+\s+0\s+40\s/m); // a rate now, 0 msg/s
+      // Nothing listening: a clear error, not a stack trace.
+      const down = spawnSync(process.execPath, [cli, 'stats', '--url', `http://127.0.0.1:${await freePort()}`], { encoding: 'utf8', timeout: 20_000 });
+      expect(down.status).toBe(1);
+      expect(down.stderr).toMatch(/cannot read .*is sluice running/);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.on('exit', r));
+    }
+  });
+});
