@@ -33,6 +33,9 @@ export function lockHolder(dir: string): number | null {
   return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : null;
 }
 
+/** Lock files this process holds now: one of ours not in here is stale (left by an earlier instance). */
+const heldHere = new Set<string>();
+
 /**
  * One process per queue directory: `.lock.pid` is created exclusively and holds the owner's PID.
  * A lock whose process is gone is stale and taken over.
@@ -51,19 +54,21 @@ export class DirectoryLock {
         } finally {
           await fh.close();
         }
+        heldHere.add(file);
         return new DirectoryLock(file);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
       const pid = Number.parseInt(await readFile(file, 'utf8').catch(() => ''), 10);
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) throw new QueueLockedError(dir, pid);
-      if (pid === process.pid) throw new QueueLockedError(dir, pid); // opened twice in this process
+      if (pid === process.pid && heldHere.has(file)) throw new QueueLockedError(dir, pid); // opened twice in this process
       await unlink(file).catch(() => undefined); // stale: its process is gone
     }
     throw new Error(`could not take the lock ${file}`);
   }
 
   async release(): Promise<void> {
+    heldHere.delete(this.file);
     await unlink(this.file).catch(() => undefined);
   }
 }

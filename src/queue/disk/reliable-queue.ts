@@ -393,15 +393,18 @@ export class ReliableQueue implements DestinationQueue {
         const waiters = this.commitWaiters;
         this.commitWaiters = [];
         try {
-          await this.ring.sync();
+          const wrote = await this.ring.sync();
           for (const w of waiters) w.resolve();
-          this.options.disk?.ok();
+          if (wrote) this.options.disk?.ok();
         } catch (err) {
           // Nothing of this group is committed: its producers hear so (a file source reads those
           // lines again), the unsynced appends are forgotten, and the next batch writes afresh.
           for (const w of this.commitWaiters.splice(0)) waiters.push(w);
           for (const w of waiters) w.reject(err as Error);
+          const lost = this.ring.tailSeq - this.ring.syncedTailSeq;
           await this.ring.recover();
+          // A source that waits for commits (files) sends them again; for the others they are gone: count them.
+          if (lost > 0) this.countDrop('write_failed', lost);
           this.options.logger.error({ queue: this.name, code: (err as NodeJS.ErrnoException).code, err: (err as Error).message }, 'queue write or fsync failed; the batches not yet committed were refused');
           this.options.disk?.failed(err as Error, `queue ${this.name}`);
           throw err;
@@ -600,7 +603,11 @@ export class ReliableQueue implements DestinationQueue {
     this.loadEpoch++;
     await this.loading;
     await this.syncNow().catch(() => undefined);
-    await this.ring.close();
-    await this.lock?.release();
+    try {
+      await this.ring.close();
+    } finally {
+      // Even when the disk refuses the last header (read-only, failing), this process lets go.
+      await this.lock?.release();
+    }
   }
 }

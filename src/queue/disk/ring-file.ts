@@ -449,7 +449,8 @@ export class RingFile {
    * Makes every append so far durable, then writes and syncs a header naming the new tail and the
    * acknowledged head. Two fsyncs: a header never names data that is not on disk.
    */
-  async sync(): Promise<void> {
+  /** Returns false when there was nothing to write. */
+  async sync(): Promise<boolean> {
     // Capture what this sync covers before waiting: appends made while the writes drain are
     // chained after them and belong to the next sync, not this one.
     const tail = this.tail;
@@ -458,13 +459,14 @@ export class RingFile {
     const headSeq = this.headSeq;
     await this.writes;
     if (this.writeError) throw this.writeError;
-    if (tail === this.syncedTail && head === this.durableHead) return;
+    if (tail === this.syncedTail && head === this.durableHead) return false;
     if (this.fsync) await this.file.sync();
     this.syncedTail = tail;
     this.syncedTailSeq = tailSeq;
     await this.writeHeader(head, headSeq);
     if (this.fsync) await this.file.sync();
     this.durableHead = head;
+    return true;
   }
 
   private async writeHeader(head = this.head, headSeq = this.headSeq): Promise<void> {
