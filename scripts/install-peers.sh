@@ -42,6 +42,9 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
+# The load-shedding tests make an ext4 filesystem on a loop device.
+[ -x /sbin/mkfs.ext4 ] || [ -x /usr/sbin/mkfs.ext4 ] || missing+=(e2fsprogs)
+[ -x /sbin/losetup ] || [ -x /usr/sbin/losetup ] || missing+=(mount)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-peers: installing ${missing[*]}"
   apt_update

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Agent } from '../../src/agent.js';
 import { parseConfigText } from '../../src/config/load.js';
+import type { SluiceConfig } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/log.js';
 
 export function tempDir(prefix = 'sluice-test-'): string {
@@ -13,9 +14,9 @@ export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** Builds and starts an agent from YAML text. */
-export async function startAgent(yaml: string): Promise<Agent> {
-  const { config } = parseConfigText(yaml, 'test.yaml', process.env);
+/** Builds and starts an agent from YAML text (or a parsed config). */
+export async function startAgent(yaml: string | SluiceConfig): Promise<Agent> {
+  const config = typeof yaml === 'string' ? parseConfigText(yaml, 'test.yaml', process.env).config : yaml;
   const agent = new Agent(config, silentLogger());
   await agent.start();
   return agent;
