@@ -45,6 +45,8 @@ command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
 # The load-shedding tests make an ext4 filesystem on a loop device.
 [ -x /sbin/mkfs.ext4 ] || [ -x /usr/sbin/mkfs.ext4 ] || missing+=(e2fsprogs)
 [ -x /sbin/losetup ] || [ -x /usr/sbin/losetup ] || missing+=(mount)
+# The status page test drives Debian's Chromium with playwright-core.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-peers: installing ${missing[*]}"
   apt_update

@@ -45,7 +45,7 @@ export function formatStats(s: AgentStatus, prev?: AgentStatus): string {
         const fill = q.mode === 'memory' ? q.records / q.capacityRecords : q.diskBytes / q.capacityBytes;
         return [
           name,
-          d.connected ? 'connected' : d.failures > 0 ? 'down' : 'idle',
+          d.connected ? 'connected' : q.records > 0 && d.failures > 0 ? 'down' : d.delivered > 0 ? 'ok' : 'idle',
           rate(d.delivered, prev?.destinations[name]?.delivered),
           num(d.delivered),
           num(d.failures),

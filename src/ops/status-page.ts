@@ -72,7 +72,7 @@ function render(s) {
     num(x.truncated) + '</td><td class="n">' + num(sum(x.dropped)) + '</td><td class="n">' + num(x.connectionsAccepted) + '</td></tr>').join("");
   $("destinations").innerHTML = Object.entries(s.destinations).map(([name, d]) => {
     const q = d.queue;
-    const state = d.connected ? '<span class="badge ok">connected</span>' : d.failures > 0 ? '<span class="badge bad">down</span>' : '<span class="badge warn">idle</span>';
+    const state = d.connected ? '<span class="badge ok">connected</span>' : q.records > 0 && d.failures > 0 ? '<span class="badge bad">down</span>' : d.delivered > 0 ? '<span class="badge ok">ok</span>' : '<span class="badge warn">idle</span>';
     return '<tr data-destination="' + esc(name) + '"><td>' + esc(name) + '</td><td>' + esc(d.address) + '</td><td>' + state + '</td><td class="n">' +
       rate(d.delivered, prev && prev.destinations[name] && prev.destinations[name].delivered, secs) + '</td><td>' + esc(q.mode) + '</td><td>' + fill(q) + '</td><td class="n">' + num(q.records) +
       '</td><td>' + age(q.oldestReceivedAt === null ? null : s.time - q.oldestReceivedAt) + '</td><td class="n">' + num(d.delivered) + '</td><td class="n">' + num(d.failures) + '</td><td class="n">' + num(sum(q.dropped)) + '</td></tr>';
