@@ -8,6 +8,8 @@ export interface SourceContext {
   logger: Logger;
   stateDir: string;
   hostname: string;
+  /** Told of failed writes under state_dir (the load-shedding gate). */
+  disk?: { failed(err: Error, what: string): void };
 }
 
 export interface Source {

@@ -9,6 +9,7 @@ import type { Source, SourceContext } from '../types.js';
 import { FileCheckpointStore } from './checkpoint-store.js';
 import type { fileSourceSchema } from './config.js';
 import { FileTailer, identityKey, statIdentity } from './file-tailer.js';
+import { RateLimitedLog } from '../../log.js';
 
 type Config = z.output<typeof fileSourceSchema>;
 
@@ -21,6 +22,7 @@ const ROTATE_WAIT_MIN = 5000;
  */
 export class FileSource implements Source {
   readonly stats = newSourceStats();
+  private readonly quiet = new RateLimitedLog(1000);
   readonly name: string;
   private readonly store: FileCheckpointStore;
   private readonly tailers = new Map<string, FileTailer>(); // by device:inode
@@ -178,7 +180,7 @@ export class FileSource implements Source {
       await t.read();
     } catch (err) {
       this.stats.connectionErrors++;
-      this.ctx.logger.warn({ file: t.path, err: (err as Error).message }, 'reading file failed; will retry');
+      this.quiet.log(`read:${t.path}`, (extra) => this.ctx.logger.warn({ file: t.path, err: (err as Error).message, ...extra }, 'reading file failed; will retry'));
     }
   }
 
@@ -224,7 +226,8 @@ export class FileSource implements Source {
     try {
       await this.store.flush();
     } catch (err) {
-      this.ctx.logger.error({ file: this.store.file, err: (err as Error).message }, 'cannot write checkpoints; will retry');
+      this.ctx.disk?.failed(err as Error, `checkpoints of ${this.name}`);
+      this.quiet.log('checkpoint', (extra) => this.ctx.logger.error({ file: this.store.file, err: (err as Error).message, ...extra }, 'cannot write checkpoints; will retry'));
     }
   }
 

@@ -4,6 +4,7 @@ import tls from 'node:tls';
 import type { z } from 'zod';
 import { FramingError, SyslogFrameDecoder } from '../../framing/syslog-frame-decoder.js';
 import { LogRecord, countDrop, newSourceStats, type RecordOrigin } from '../../record.js';
+import { RateLimitedLog } from '../../log.js';
 import type { Source, SourceContext } from '../types.js';
 import type { syslogTcpSourceSchema } from './config.js';
 
@@ -19,6 +20,8 @@ function peerOf(socket: net.Socket): string {
  */
 export class SyslogTcpSource implements Source {
   readonly stats = newSourceStats();
+  /** Bad clients are logged at most once a second per kind, with the count left out. */
+  private readonly quiet = new RateLimitedLog(1000);
   readonly name: string;
   private server: net.Server | null = null;
   private readonly connections = new Set<net.Socket>();
@@ -64,7 +67,7 @@ export class SyslogTcpSource implements Source {
       );
       server.on('tlsClientError', (err, socket) => {
         this.stats.connectionErrors++;
-        this.ctx.logger.warn({ peer: socket.remoteAddress, reason: err.message }, 'TLS handshake failed; connection closed');
+        this.quiet.log('tls', (extra) => this.ctx.logger.warn({ peer: socket.remoteAddress, reason: err.message, ...extra }, 'TLS handshake failed; connection closed'));
       });
     } else {
       server = net.createServer((socket) => this.onConnection(socket));
@@ -84,7 +87,7 @@ export class SyslogTcpSource implements Source {
     const peer = peerOf(socket);
     if (this.connections.size >= this.config.max_connections) {
       this.stats.connectionsRejected++;
-      this.ctx.logger.warn({ peer, max_connections: this.config.max_connections }, 'connection refused: max_connections reached');
+      this.quiet.log('max_connections', (extra) => this.ctx.logger.warn({ peer, max_connections: this.config.max_connections, ...extra }, 'connection refused: max_connections reached'));
       socket.destroy();
       return;
     }
@@ -137,7 +140,7 @@ export class SyslogTcpSource implements Source {
     const fail = (err: unknown): void => {
       this.stats.connectionErrors++;
       const reason = err instanceof Error ? err.message : String(err);
-      this.ctx.logger.warn({ peer, reason }, 'closing connection: not valid syslog framing');
+      this.quiet.log('framing', (extra) => this.ctx.logger.warn({ peer, reason, ...extra }, 'closing connection: not valid syslog framing'));
       deliver(); // frames decoded before the bad bytes are good
       socket.destroy();
     };
