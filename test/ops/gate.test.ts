@@ -52,7 +52,7 @@ describe('load-shedding gate', () => {
 state_dir: ${fs}/state
 admin: { address: "127.0.0.1:0" }
 shutdown_timeout: 200ms
-load_shedding: { debounce: 100ms, quiet_window: 400ms }
+load_shedding: { debounce: 100ms, quiet_window: 3s }
 sources:
   in: { type: syslog_tcp, address: "127.0.0.1:0" }
 destinations:

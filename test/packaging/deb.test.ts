@@ -24,7 +24,8 @@ const ok = (r: SpawnSyncReturns<string>): string => {
 describe('the Debian package', () => {
   beforeAll(() => {
     if (!existsSync(`${template}.complete`)) throw new Error(`${template} is missing: run scripts/install-peers.sh (npm test does)`);
-    const built = spawnSync('bash', [path.join(repo, 'scripts/package-deb.sh')], { cwd: repo, encoding: 'utf8', timeout: 600_000 });
+    // npm test has built dist/ already; other test files run the CLI from it meanwhile.
+    const built = spawnSync('bash', [path.join(repo, 'scripts/package-deb.sh')], { cwd: repo, encoding: 'utf8', timeout: 600_000, env: { ...process.env, SLUICE_PACKAGE_NO_BUILD: '1' } });
     if (built.status !== 0) throw new Error(`npm run package failed: ${built.stderr}${built.stdout}`);
     root = tempDir('sluice-deb-root-');
     ok(spawnSync('cp', ['-a', `${template}/.`, root], { encoding: 'utf8' }));

@@ -108,13 +108,13 @@ pipelines:
 `,
     );
     const ls = sluice(['queue', 'ls', '-c', cfg]);
-    expect(ls.status).toBe(0);
+    expect(ls.status, ls.stdout + ls.stderr).toBe(0);
     expect(ls.stdout).toMatch(/^central\s+reliable\s+15\s.*ok$/m);
     expect(ls.stdout).toMatch(/^retired\s+reliable\s+15\s.*ok, ORPHAN$/m);
     const plain = sluice(['queue', 'ls', state]);
     expect(plain.stdout).not.toMatch(/ORPHAN/); // without a config, nothing to compare with
     let check = sluice(['check', '-c', cfg]);
-    expect(check.status).toBe(0);
+    expect(check.status, check.stdout + check.stderr).toBe(0);
     expect(check.stdout).toMatch(/queue central: ok, 15 record\(s\) waiting/);
     expect(check.stdout).toMatch(/queue retired: ORPHAN/);
     damage(central, 7);
