@@ -1,6 +1,8 @@
 import type { DestinationConfig, QueueConfig, SourceConfig } from './config/schema.js';
 import { FileDestination } from './destinations/file/index.js';
 import { SyslogDestination } from './destinations/syslog/index.js';
+import { SluiceDestination } from './destinations/sluice/index.js';
+import { SluiceSource } from './sources/sluice/index.js';
 import type { Destination, DestinationContext } from './destinations/types.js';
 import path from 'node:path';
 import type { Logger } from './log.js';
@@ -26,11 +28,13 @@ const SOURCES: SourceBuilders = {
   syslog_udp: (c, ctx) => new SyslogUdpSource(c, ctx),
   syslog_tcp: (c, ctx) => new SyslogTcpSource(c, ctx),
   file: (c, ctx) => new FileSource(c, ctx),
+  sluice: (c, ctx) => new SluiceSource(c, ctx),
 };
 
 const DESTINATIONS: DestinationBuilders = {
   syslog: (c, ctx) => new SyslogDestination(c, ctx),
   file: (c, ctx) => new FileDestination(c, ctx),
+  sluice: (c, ctx) => new SluiceDestination(c, ctx),
 };
 
 export function buildSource(config: SourceConfig, ctx: SourceContext): Source {

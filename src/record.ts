@@ -44,6 +44,8 @@ export interface RecordOrigin {
  */
 export class LogRecord {
   private parsed: SyslogMessage | undefined;
+  /** Its sequence number in a reliable queue's file (stable across restarts); -1 elsewhere. */
+  queueSeq = -1;
 
   constructor(
     readonly raw: Buffer,

@@ -4,12 +4,14 @@ import { syslogDestinationSchema } from '../destinations/syslog/config.js';
 import { fileSourceSchema } from '../sources/file/config.js';
 import { syslogTcpSourceSchema } from '../sources/syslog-tcp/config.js';
 import { syslogUdpSourceSchema } from '../sources/syslog-udp/config.js';
+import { sluiceSourceSchema } from '../sources/sluice/config.js';
+import { sluiceDestinationSchema } from '../destinations/sluice/config.js';
 import { address, duration, facilityName, regex, severityName } from './types.js';
 
 /** The one schema: TypeScript types, validation and docs/configuration.md all come from it. */
 
-export const SOURCE_SCHEMAS = [syslogUdpSourceSchema, syslogTcpSourceSchema, fileSourceSchema] as const;
-export const DESTINATION_SCHEMAS = [syslogDestinationSchema, fileDestinationSchema] as const;
+export const SOURCE_SCHEMAS = [syslogUdpSourceSchema, syslogTcpSourceSchema, fileSourceSchema, sluiceSourceSchema] as const;
+export const DESTINATION_SCHEMAS = [syslogDestinationSchema, fileDestinationSchema, sluiceDestinationSchema] as const;
 
 const componentName = z
   .string()

@@ -55,6 +55,12 @@ export interface DestinationQueue {
   readonly name: string;
   readonly fullPolicy: FullPolicy;
   /**
+   * Set when every record this queue hands out carries a `queueSeq` that stays the same across
+   * restarts: an id for those numbers (it changes when the queue file is made anew). Receivers
+   * that deduplicate (the sluice protocol) key on it.
+   */
+  readonly durableId?: string;
+  /**
    * Appends a batch. Under `drop_newest`/`drop_oldest` a full queue drops (and counts) instead of
    * growing. Returns a promise when the batch becomes committed later; undefined when it already is.
    */

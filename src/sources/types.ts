@@ -10,6 +10,8 @@ export interface SourceContext {
   hostname: string;
   /** Told of failed writes under state_dir (the load-shedding gate). */
   disk?: { failed(err: Error, what: string): void };
+  /** True while the load-shedding gate is latched: sources that can answer with an error do. */
+  shedding?: () => boolean;
 }
 
 export interface Source {

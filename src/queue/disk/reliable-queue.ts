@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { fsyncDir, writeFileAtomic } from '../../util/fs.js';
 import path from 'node:path';
@@ -37,6 +38,8 @@ export interface QueueMeta {
   destination: string;
   mode: 'normal' | 'reliable';
   max_size: number;
+  /** Names the sequence numbers of this ring file; made anew with the file (rotation, resize). */
+  ring_id?: string;
 }
 
 /** Below this many free bytes the queue reports itself full, so that a batch still fits. */
@@ -132,11 +135,28 @@ export class ReliableQueue implements DestinationQueue {
     return q;
   }
 
+  /** See DestinationQueue.durableId. */
+  durableId = '';
+
   private async writeMeta(): Promise<void> {
-    const meta: QueueMeta = { destination: this.name, mode: this.options.mode ?? 'reliable', max_size: this.options.maxSize };
-    const text = `${JSON.stringify(meta)}\n`;
     const file = path.join(this.dir, META_FILE);
-    if ((await readFile(file, 'utf8').catch(() => '')) !== text) await writeFileAtomic(file, text);
+    const old = await readFile(file, 'utf8').catch(() => '');
+    if (!this.durableId) {
+      try {
+        this.durableId = (JSON.parse(old) as QueueMeta).ring_id ?? '';
+      } catch {
+        // no metadata yet
+      }
+    }
+    this.durableId ||= randomUUID();
+    const meta: QueueMeta = { destination: this.name, mode: this.options.mode ?? 'reliable', max_size: this.options.maxSize, ring_id: this.durableId };
+    const text = `${JSON.stringify(meta)}\n`;
+    if (old !== text) await writeFileAtomic(file, text);
+  }
+
+  /** A new ring file: its sequence numbers start again, so they get a new name. */
+  private renewRingId(): void {
+    this.durableId = randomUUID();
   }
 
   private async openRing(): Promise<void> {
@@ -147,6 +167,7 @@ export class ReliableQueue implements DestinationQueue {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       this.ring = await RingFile.create(await openFsQueueFile(this.file, true), { capacity: this.capacity, fsync, prealloc: this.options.prealloc === true });
+      this.renewRingId();
       return this.resetReader();
     }
     const size = await file.size();
@@ -197,6 +218,7 @@ export class ReliableQueue implements DestinationQueue {
     }
     const tmp = `${this.file}.resize`;
     const ring = await RingFile.create(await openFsQueueFile(tmp, true), { capacity: this.capacity, prealloc: this.options.prealloc === true });
+    this.renewRingId();
     let copied = 0;
     try {
       for (let pos = old.head, seq = old.headSeq; pos < old.tail; ) {
@@ -233,6 +255,8 @@ export class ReliableQueue implements DestinationQueue {
     const corrupted = `${this.file}.corrupted-${stamp}`;
     await rename(this.file, corrupted);
     const ring = await RingFile.create(await openFsQueueFile(this.file, true), { capacity: this.capacity, fsync: this.options.sync !== 'never' });
+    this.renewRingId();
+    if (this.lock) await this.writeMeta().catch(() => undefined);
     let kept = 0;
     for (const r of salvage.records) {
       if (ring.append([r.payload])) kept++;
@@ -454,7 +478,9 @@ export class ReliableQueue implements DestinationQueue {
       const recs = await this.ring.read(this.loadPos, this.loadSeq, Math.min(1 << 20, this.options.memBufSize));
       if (epoch !== this.loadEpoch || recs.length === 0) return;
       for (const r of recs) {
-        this.ready.push(this.decoder.decode(r.payload));
+        const rec = this.decoder.decode(r.payload);
+        rec.queueSeq = r.seq;
+        this.ready.push(rec);
         this.readyEnds.push(r.end);
         this.readyBytes += this.ready[this.ready.length - 1]!.raw.length + RECORD_HEADER;
       }

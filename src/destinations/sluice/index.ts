@@ -1,0 +1,298 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import WebSocket from 'ws';
+import type { z } from 'zod';
+import { cancellableSleep, ExponentialBackoff } from '../../net/backoff.js';
+import { CLOSE, encodeBatch, parseControl, PATH, PROTOCOL_VERSION, SUBPROTOCOL, type Welcome } from '../../protocol/sluice-wire.js';
+import { encodeRecord } from '../../queue/disk/record-codec.js';
+import type { LogRecord } from '../../record.js';
+import type { Destination, DestinationContext, DestinationStats } from '../types.js';
+import type { sluiceDestinationSchema } from './config.js';
+
+type Config = z.infer<typeof sluiceDestinationSchema>;
+
+/** An error the server called terminal: retrying soon will not help. */
+class TerminalError extends Error {}
+
+interface InFlight {
+  lastSeq: number;
+  count: number;
+  sentAt: number;
+}
+
+export interface SluiceDestinationStats extends DestinationStats {
+  /** Errors the server reported (error frames and refused upgrades). */
+  serverErrors: number;
+}
+
+/**
+ * The agent end of the sluice protocol: keeps a window of batches in flight to a central server and
+ * frees queue records as the server's cumulative acks arrive.
+ */
+export class SluiceDestination implements Destination {
+  readonly stats: SluiceDestinationStats = { sent: 0, delivered: 0, failures: 0, replayed: 0, reconnectAttempts: 0, reconnects: 0, connected: false, serverErrors: 0 };
+  readonly name: string;
+  readonly queue: DestinationContext['queue'];
+  private readonly token: string | undefined;
+  private readonly backoff: ExponentialBackoff;
+  private urlIndex = 0;
+  private stopped = false;
+  private draining = false;
+  private loopDone: Promise<void> | null = null;
+  private ws: WebSocket | null = null;
+  private sleeping: ReturnType<typeof cancellableSleep> | null = null;
+  private lastErrorLog = 0;
+  private suppressed = 0;
+  /** Counter sequence for queues without durable sequence numbers. */
+  private counter = 0;
+  private readonly volatileSender = `${os.hostname()}/${randomUUID()}`;
+  /** Records that were in flight when a connection broke: the next ones sent are repeats. */
+  private toReplay = 0;
+
+  constructor(
+    private readonly config: Config,
+    private readonly ctx: DestinationContext,
+  ) {
+    this.name = ctx.name;
+    this.queue = ctx.queue;
+    this.backoff = new ExponentialBackoff(config.backoff.initial, config.backoff.max);
+    this.token = config.token_file ? readFileSync(config.token_file, 'utf8').trimEnd() : config.token;
+  }
+
+  describe(): string {
+    return `sluice ${this.config.urls.map((u) => this.url(u)).join(' | ')} (window ${this.config.window}, ${this.config.compression})`;
+  }
+
+  private url(u: string): string {
+    return /^wss?:\/\/[^/]+$/.test(u) ? `${u}${PATH}` : u;
+  }
+
+  private get sender(): string {
+    return this.queue.durableId ? `${os.hostname()}/${this.name}/${this.queue.durableId}` : this.volatileSender;
+  }
+
+  start(): void {
+    this.loopDone ??= this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      if (this.draining && this.queue.stats().records === 0) return;
+      const url = this.url(this.config.urls[this.urlIndex % this.config.urls.length]!);
+      let wait: number;
+      try {
+        this.stats.reconnectAttempts++;
+        await this.session(url);
+        wait = 0;
+      } catch (err) {
+        this.stats.connected = false;
+        this.queue.rewind();
+        if (this.stopped) return;
+        this.stats.failures++;
+        this.urlIndex++; // failover: the next URL
+        const terminal = err instanceof TerminalError;
+        wait = terminal ? this.config.terminal_backoff : this.backoff.next();
+        this.logFailure(url, err as Error, wait, terminal);
+      }
+      if (wait > 0 && !this.stopped && !this.draining) {
+        this.sleeping = cancellableSleep(wait);
+        await this.sleeping.promise;
+        this.sleeping = null;
+      } else if (this.draining) {
+        return;
+      }
+    }
+  }
+
+  private logFailure(url: string, err: Error, waitMs: number, terminal: boolean): void {
+    const now = Date.now();
+    if (!terminal && now - this.lastErrorLog < 1000) {
+      this.suppressed++;
+      return;
+    }
+    this.lastErrorLog = now;
+    const fields = { url, reason: err.message, retry_in_ms: waitMs, queued: this.queue.stats().records, repeats_suppressed: this.suppressed };
+    if (terminal) this.ctx.logger.error(fields, 'the central server refused this agent (a terminal error); records stay queued; retrying after terminal_backoff');
+    else this.ctx.logger.warn(fields, 'connection to the central server failed; records stay queued and will be sent again');
+    this.suppressed = 0;
+  }
+
+  /** One connection: handshake, then batches in a window until it breaks (throws) or draining ends (returns). */
+  private async session(url: string): Promise<void> {
+    const t = this.config.tls;
+    const options: WebSocket.ClientOptions & { servername?: string } = {
+      headers: this.token ? { authorization: `Bearer ${this.token}` } : {},
+      handshakeTimeout: this.config.connect_timeout,
+      perMessageDeflate: false,
+      maxPayload: 1 << 20,
+      ca: t?.ca ? readFileSync(t.ca) : undefined,
+      cert: t?.cert ? readFileSync(t.cert) : undefined,
+      key: t?.key ? readFileSync(t.key) : undefined,
+      servername: t?.server_name,
+      rejectUnauthorized: t ? t.verify : true,
+    };
+    const ws = new WebSocket(url, [SUBPROTOCOL], options);
+    this.ws = ws;
+    let failure: Error | null = null;
+    let wake: () => void = () => undefined;
+    const wakeUp = () => wake();
+    const inflight: InFlight[] = [];
+    let welcome: Welcome | null = null;
+    const fail = (err: Error) => {
+      failure ??= err;
+      wakeUp();
+    };
+    ws.on('unexpected-response', (_req, res) => {
+      this.stats.serverErrors++;
+      const code = res.statusCode ?? 0;
+      fail(code === 401 || code === 400 || code === 404 ? new TerminalError(`upgrade refused: HTTP ${code}`) : new Error(`upgrade refused: HTTP ${code}`));
+      res.resume();
+      ws.terminate();
+    });
+    ws.on('error', (err) => fail(err));
+    ws.on('close', (code, reason) => {
+      const why = `connection closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`;
+      fail(code === CLOSE.unauthorized || code === CLOSE.protocol ? new TerminalError(why) : new Error(why));
+    });
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (isBinary) return fail(new Error('the server sent a binary frame'));
+      let c;
+      try {
+        c = parseControl(data.toString('utf8'));
+      } catch (err) {
+        return fail(err as Error);
+      }
+      if (c.type === 'welcome') {
+        welcome = c;
+        return wakeUp();
+      }
+      if (c.type === 'error') {
+        this.stats.serverErrors++;
+        return fail(c.retryable ? new Error(`server error ${c.code}: ${c.message}`) : new TerminalError(`server error ${c.code}: ${c.message}`));
+      }
+      if (c.type === 'ack') {
+        // Cumulative: frees every batch up to seq. An ack for nothing we sent is a broken server.
+        let n = 0;
+        let records = 0;
+        while (n < inflight.length && inflight[n]!.lastSeq <= c.seq) records += inflight[n++]!.count;
+        if (n === 0 || (n < inflight.length && inflight[n - 1]!.lastSeq !== c.seq) || (n === inflight.length && inflight[n - 1]!.lastSeq !== c.seq)) {
+          return fail(new Error(`ack for sequence ${c.seq}, which matches no batch in flight`));
+        }
+        inflight.splice(0, n);
+        this.queue.ack(records);
+        this.stats.delivered += records;
+        return wakeUp();
+      }
+      fail(new Error(`unexpected ${c.type} frame from the server`));
+    });
+
+    const waitEvent = (ms: number) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ms);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+
+    try {
+      // Open and hello.
+      const deadline = Date.now() + this.config.connect_timeout;
+      await new Promise<void>((resolve) => {
+        ws.once('open', resolve);
+        wake = resolve;
+      });
+      if (failure) throw failure;
+      ws.send(JSON.stringify({ type: 'hello', versions: [PROTOCOL_VERSION], sender: this.sender, compression: this.config.compression === 'deflate' ? ['deflate'] : [] }));
+      while (!welcome && !failure && Date.now() < deadline) await waitEvent(deadline - Date.now());
+      if (failure) throw failure;
+      if (!welcome) throw new Error('no welcome from the server in connect_timeout');
+      const w = welcome as Welcome;
+      this.stats.connected = true;
+      this.stats.reconnects++;
+      this.backoff.reset();
+      const deflate = w.compression === 'deflate';
+      const window = Math.max(1, Math.min(this.config.window, w.window));
+      const durable = this.queue.durableId !== undefined;
+      let resume = durable ? w.resume : -1;
+
+      for (;;) {
+        if (failure) throw failure;
+        if (this.stopped) return;
+        if (inflight.length > 0 && Date.now() - inflight[0]!.sentAt > this.config.ack_timeout) throw new Error(`no ack in ack_timeout (${this.config.ack_timeout} ms)`);
+        if (inflight.length >= window) {
+          await waitEvent(1000);
+          continue;
+        }
+        const batch = this.takeBatch();
+        if (batch.length === 0) {
+          if (this.draining && inflight.length === 0) {
+            ws.close(CLOSE.normal, 'drained');
+            return;
+          }
+          // Draining, the queue is closed and its wait returns at once: wait for acks only.
+          if (this.draining) await waitEvent(1000);
+          else await Promise.race([this.queue.waitForRecords(), waitEvent(inflight.length > 0 ? 1000 : 5000)]);
+          continue;
+        }
+        let seqs = batch.map((r) => (durable ? r.queueSeq : this.counter++));
+        // Already committed by the server (our acks got lost before a restart): free them here.
+        if (resume >= 0 && inflight.length === 0) {
+          let k = 0;
+          while (k < batch.length && seqs[k]! <= resume) k++;
+          if (k > 0) {
+            this.queue.ack(k);
+            this.stats.delivered += k;
+            batch.splice(0, k);
+            seqs = seqs.slice(k);
+            if (batch.length === 0) continue;
+          }
+          resume = -1;
+        }
+        if (this.toReplay > 0) {
+          const again = Math.min(this.toReplay, batch.length);
+          this.stats.replayed += again;
+          this.toReplay -= again;
+        }
+        ws.send(encodeBatch(seqs[0]!, batch.map(encodeRecord), deflate));
+        inflight.push({ lastSeq: seqs[seqs.length - 1]!, count: batch.length, sentAt: Date.now() });
+        this.stats.sent += batch.length;
+      }
+    } finally {
+      this.toReplay = inflight.reduce((n, b) => n + b.count, 0);
+      this.ws = null;
+      if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.terminate();
+    }
+  }
+
+  private takeBatch(): LogRecord[] {
+    const out: LogRecord[] = [];
+    let bytes = 0;
+    while (out.length < this.config.batch_size && bytes < this.config.batch_bytes) {
+      const got = this.queue.take(Math.min(256, this.config.batch_size - out.length));
+      if (got.length === 0) break;
+      for (const r of got) {
+        out.push(r);
+        bytes += r.raw.length;
+      }
+    }
+    return out;
+  }
+
+  async stop(timeoutMs: number): Promise<number> {
+    this.draining = true;
+    this.sleeping?.cancel();
+    await this.queue.close();
+    const loop = this.loopDone ?? Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([loop, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
+    this.stopped = true;
+    this.sleeping?.cancel();
+    this.ws?.terminate();
+    await loop.catch(() => undefined);
+    this.queue.rewind();
+    return this.queue.stats().records;
+  }
+}

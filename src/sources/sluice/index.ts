@@ -1,0 +1,304 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { z } from 'zod';
+import { RateLimitedLog } from '../../log.js';
+import {
+  CLOSE,
+  decodeBatch,
+  parseControl,
+  PATH,
+  PROTOCOL_VERSION,
+  SUBPROTOCOL,
+  WireError,
+  type ErrorCode,
+  type Welcome,
+} from '../../protocol/sluice-wire.js';
+import { RecordDecoder } from '../../queue/disk/record-codec.js';
+import { countDrop, LogRecord, newSourceStats } from '../../record.js';
+import type { Source, SourceContext } from '../types.js';
+import type { sluiceSourceSchema } from './config.js';
+import { HighWaterMarks } from './hwm-store.js';
+
+type Config = z.infer<typeof sluiceSourceSchema>;
+
+const WINDOW = 32;
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+/** The central server end of the sluice protocol. See docs/protocol.md. */
+export class SluiceSource implements Source {
+  readonly stats = newSourceStats();
+  readonly name: string;
+  private server: http.Server | https.Server | null = null;
+  private readonly wss: WebSocketServer;
+  private marks: HighWaterMarks | null = null;
+  private readonly tokenDigests: Buffer[];
+  private readonly sockets = new Set<WebSocket>();
+  private readonly quiet = new RateLimitedLog(1000);
+  private stopping = false;
+  /** Batches received again and not queued a second time. */
+  duplicates = 0;
+
+  constructor(
+    private readonly config: Config,
+    private readonly ctx: SourceContext,
+  ) {
+    this.name = ctx.name;
+    this.tokenDigests = config.tokens.map(digest);
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: config.max_frame_size,
+      perMessageDeflate: false,
+      handleProtocols: (offered) => (offered.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+    });
+  }
+
+  /** The port it listens on (0 before start). */
+  get port(): number {
+    return (this.server?.address() as AddressInfo | null | undefined)?.port ?? 0;
+  }
+
+  describe(): string {
+    const a = this.server?.address() as AddressInfo | null | undefined;
+    const where = a ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : `${this.config.address.host}:${this.config.address.port}`;
+    return `${this.config.tls ? 'wss' : 'ws'}://${where}${PATH}`;
+  }
+
+  /** Constant-time: every configured token is compared, in full, whatever matches. */
+  private authorized(header: string | undefined): boolean {
+    const m = /^Bearer ([\x21-\x7e]+)$/.exec(header ?? '');
+    const given = digest(m?.[1] ?? '');
+    let ok = false;
+    for (const d of this.tokenDigests) ok = timingSafeEqual(d, given) || ok;
+    return ok && m !== null;
+  }
+
+  async start(): Promise<void> {
+    this.marks = new HighWaterMarks(this.ctx.stateDir, this.name, (reason) =>
+      this.ctx.logger.error({ reason }, 'sender high-water marks are damaged; batches agents send again may be queued twice'),
+    );
+    const t = this.config.tls;
+    // Node checks header and request timeouts every connectionsCheckingInterval (30 s by default).
+    const checking = { connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(this.config.handshake_timeout / 2))) };
+    const server = t
+      ? https.createServer({
+          ...checking,
+          cert: readFileSync(t.cert),
+          key: readFileSync(t.key),
+          ca: t.client_ca ? readFileSync(t.client_ca) : undefined,
+          requestCert: t.client_ca !== undefined,
+          rejectUnauthorized: t.client_ca !== undefined,
+          minVersion: t.min_version,
+        })
+      : http.createServer(checking);
+    // Slowloris: an upgrade whose headers do not arrive in time is cut off.
+    server.headersTimeout = this.config.handshake_timeout;
+    server.requestTimeout = this.config.handshake_timeout;
+    server.on('request', (_req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' }).end(`sluice protocol: WebSocket upgrade to ${PATH} expected\n`);
+    });
+    server.on('upgrade', (req, socket, head) => this.upgrade(req, socket, head));
+    server.on('clientError', (err, socket) => {
+      this.stats.connectionErrors++;
+      this.quiet.log('client', (extra) => this.ctx.logger.warn({ reason: err.message, ...extra }, 'closing a connection that sent no valid HTTP upgrade in time'));
+      socket.destroy();
+    });
+    server.on('tlsClientError', (err) => {
+      this.stats.connectionErrors++;
+      this.quiet.log('tls', (extra) => this.ctx.logger.warn({ reason: err.message, ...extra }, 'TLS handshake failed; connection closed'));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.config.address.port, this.config.address.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.ctx.logger.error({ err: err.message }, 'listener error'));
+    this.server = server;
+  }
+
+  private refuse(socket: Duplex, status: number, text: string, why: string): void {
+    this.stats.connectionsRejected++;
+    this.quiet.log(`refuse:${status}`, (extra) => this.ctx.logger.warn({ status, reason: why, ...extra }, 'refused a connection before reading any data'));
+    socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    socket.destroy();
+  }
+
+  private upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => undefined);
+    const url = (req.url ?? '').split('?')[0];
+    if (url !== PATH) return this.refuse(socket, 404, 'Not Found', `path ${url}`);
+    if (!this.authorized(req.headers.authorization)) return this.refuse(socket, 401, 'Unauthorized', 'missing or unknown bearer token');
+    const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
+    if (!offered.includes(SUBPROTOCOL)) return this.refuse(socket, 400, 'Bad Request', `no supported subprotocol in ${JSON.stringify(offered)}`);
+    if (this.stopping || this.ctx.shedding?.()) return this.refuse(socket, 503, 'Service Unavailable', this.stopping ? 'shutting down' : 'load shedding');
+    if (this.sockets.size >= this.config.max_connections) return this.refuse(socket, 503, 'Service Unavailable', 'max_connections reached');
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.connection(ws, req.socket.remoteAddress ?? 'unknown'));
+  }
+
+  private connection(ws: WebSocket, peer: string): void {
+    this.stats.connectionsAccepted++;
+    this.sockets.add(ws);
+    const log = this.ctx.logger.child({ peer });
+    let sender: string | null = null;
+    let chain: Promise<void> = Promise.resolve();
+    let inflight = 0;
+    let paused = false;
+    let closed = false;
+    const decoder = new RecordDecoder(() => this.stats);
+    const raw = (ws as unknown as { _socket: Duplex })._socket;
+
+    const fail = (code: number, error: ErrorCode, message: string, retryable: boolean) => {
+      if (closed) return;
+      closed = true;
+      if (!retryable) this.stats.connectionErrors++;
+      this.quiet.log(`close:${error}`, (extra) => log.warn({ sender, code, reason: message, ...extra }, 'closing an agent connection'));
+      try {
+        ws.send(JSON.stringify({ type: 'error', code: error, retryable, message }));
+      } catch {
+        // the socket may be gone already
+      }
+      ws.close(code, message.slice(0, 120));
+      setTimeout(() => ws.terminate(), 2000).unref();
+    };
+
+    const helloTimer = setTimeout(() => fail(CLOSE.handshakeTimeout, 'protocol', 'no hello within handshake_timeout', false), this.config.handshake_timeout);
+    let idleTimer: NodeJS.Timeout | null = null;
+    const touch = () => {
+      if (this.config.idle_timeout <= 0) return;
+      if (idleTimer) clearTimeout(idleTimer);
+      idleTimer = setTimeout(() => fail(CLOSE.normal, 'protocol', 'idle_timeout', true), this.config.idle_timeout);
+      idleTimer.unref();
+    };
+    touch();
+    ws.on('ping', touch);
+
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (closed) return;
+      touch();
+      if (!isBinary) {
+        let c;
+        try {
+          c = parseControl(data.toString('utf8'));
+        } catch (err) {
+          return fail(CLOSE.badFrame, 'bad_frame', (err as Error).message, false);
+        }
+        if (c.type !== 'hello') return fail(CLOSE.protocol, 'protocol', `an agent does not send ${c.type} frames`, false);
+        if (sender !== null) return fail(CLOSE.protocol, 'protocol', 'a second hello', false);
+        if (!c.versions.includes(PROTOCOL_VERSION)) return fail(CLOSE.protocol, 'version', `no common version: offered ${c.versions.join(',')}, server speaks ${PROTOCOL_VERSION}`, false);
+        clearTimeout(helloTimer);
+        sender = c.sender;
+        const welcome: Welcome = {
+          type: 'welcome',
+          version: PROTOCOL_VERSION,
+          resume: this.marks!.get(sender),
+          compression: c.compression.includes('deflate') ? 'deflate' : 'none',
+          window: WINDOW,
+          maxFrameBytes: this.config.max_frame_size,
+        };
+        ws.send(JSON.stringify(welcome));
+        log.info({ sender, resume: welcome.resume }, 'agent connected');
+        return;
+      }
+      if (sender === null) return fail(CLOSE.protocol, 'protocol', 'a batch before hello', false);
+      let batch;
+      try {
+        batch = decodeBatch(data, this.config.max_frame_size);
+      } catch (err) {
+        return fail(err instanceof WireError && /exceeds the limit/.test(err.message) ? CLOSE.tooLarge : CLOSE.badFrame, 'bad_frame', (err as Error).message, false);
+      }
+      inflight += data.length;
+      if (inflight > this.config.max_inflight_bytes && !paused) {
+        paused = true;
+        raw.pause();
+      }
+      const from = sender;
+      chain = chain.then(async () => {
+        if (closed) return;
+        try {
+          await this.commit(from, batch.firstSeq, batch.payloads, decoder);
+          if (!closed) ws.send(JSON.stringify({ type: 'ack', seq: batch.firstSeq + batch.payloads.length - 1 }));
+        } catch (err) {
+          if (err instanceof WireError) return fail(CLOSE.badFrame, 'bad_frame', err.message, false);
+          fail(CLOSE.retryLater, 'retry_later', `not committed: ${(err as Error).message}`, true);
+        } finally {
+          inflight -= data.length;
+          if (paused && inflight <= this.config.max_inflight_bytes / 2) {
+            paused = false;
+            raw.resume();
+          }
+        }
+      });
+    });
+    ws.on('error', (err) => {
+      this.quiet.log('ws-error', (extra) => log.warn({ sender, err: err.message, ...extra }, 'agent connection error'));
+      if (/max payload/i.test(err.message)) this.stats.connectionErrors++;
+    });
+    ws.on('close', () => {
+      closed = true;
+      clearTimeout(helloTimer);
+      if (idleTimer) clearTimeout(idleTimer);
+      this.sockets.delete(ws);
+    });
+  }
+
+  /**
+   * Queues the records of a batch that this sender's high-water mark does not cover, waits until
+   * every queue has them durably, then raises the mark durably. Records at or below the mark were
+   * committed before (a resend after a lost ack) and are skipped.
+   */
+  private async commit(sender: string, firstSeq: number, payloads: Buffer[], decoder: RecordDecoder): Promise<void> {
+    if (this.ctx.shedding?.()) throw new Error('load shedding: the server cannot write its queues; retry later');
+    const marks = this.marks!;
+    const lastSeq = firstSeq + payloads.length - 1;
+    const mark = marks.get(sender);
+    if (firstSeq > mark + 1 && mark >= 0) {
+      // A gap: records between the mark and this batch were never committed here. Possible only if
+      // the agent lost them (its memory queue died): take what comes, and say so.
+      this.ctx.logger.warn({ sender, expected: mark + 1, got: firstSeq }, 'sequence gap from an agent: records in between were lost on its side');
+    }
+    const skip = Math.max(0, Math.min(payloads.length, mark - firstSeq + 1));
+    if (skip > 0) {
+      this.duplicates += skip;
+      countDrop(this.stats.dropped, 'duplicate', skip);
+    }
+    if (skip === payloads.length) return;
+    const records: LogRecord[] = new Array(payloads.length - skip);
+    let bytes = 0;
+    for (let i = skip; i < payloads.length; i++) {
+      let r: LogRecord;
+      try {
+        r = decoder.decode(payloads[i]!);
+      } catch (err) {
+        throw new WireError(`record ${i}: ${(err as Error).message}`);
+      }
+      records[i - skip] = r;
+      bytes += r.raw.length;
+    }
+    this.stats.received += records.length;
+    this.stats.receivedBytes += bytes;
+    const d = this.ctx.router.dispatch(this.name, records, this.stats, 'keep_waiting');
+    if (d?.accepted) await d.accepted;
+    if (d?.committed) await d.committed;
+    await marks.commit(sender, lastSeq);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const ws of this.sockets) ws.close(CLOSE.goingAway, 'server shutting down');
+    const server = this.server;
+    this.server = null;
+    if (server) {
+      server.closeAllConnections?.();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+    for (const ws of this.sockets) ws.terminate();
+    await this.marks?.close();
+  }
+}
