@@ -34,6 +34,16 @@ if [ ! -f "$peers/syslog-ng/.complete" ]; then
   touch "$peers/syslog-ng/.complete"
 fi
 
+# rsyslog with RELP (omrelp, imrelp) for the RELP interop tests, beside syslog-ng: they conflict as
+# packages, so both are unpacked, not installed.
+if [ ! -f "$peers/rsyslog/.complete" ]; then
+  echo "install-peers: unpacking rsyslog, rsyslog-relp and their libraries into $peers/rsyslog"
+  for pkg in rsyslog rsyslog-relp librelp0 libestr0 libfastjson4 liblognorm5; do
+    unpack "$pkg" "$peers/rsyslog"
+  done
+  touch "$peers/rsyslog/.complete"
+fi
+
 # util-linux logger and openssl (for TLS test certificates) are ordinary packages; so are the
 # tools of the package tests: debootstrap, and systemd for systemd-analyze.
 missing=()

@@ -3,6 +3,8 @@ import { FileDestination } from './destinations/file/index.js';
 import { SyslogDestination } from './destinations/syslog/index.js';
 import { SluiceDestination } from './destinations/sluice/index.js';
 import { SluiceSource } from './sources/sluice/index.js';
+import { RelpSource } from './sources/relp/index.js';
+import { RelpDestination } from './destinations/relp/index.js';
 import type { Destination, DestinationContext } from './destinations/types.js';
 import path from 'node:path';
 import type { Logger } from './log.js';
@@ -29,12 +31,14 @@ const SOURCES: SourceBuilders = {
   syslog_tcp: (c, ctx) => new SyslogTcpSource(c, ctx),
   file: (c, ctx) => new FileSource(c, ctx),
   sluice: (c, ctx) => new SluiceSource(c, ctx),
+  relp: (c, ctx) => new RelpSource(c, ctx),
 };
 
 const DESTINATIONS: DestinationBuilders = {
   syslog: (c, ctx) => new SyslogDestination(c, ctx),
   file: (c, ctx) => new FileDestination(c, ctx),
   sluice: (c, ctx) => new SluiceDestination(c, ctx),
+  relp: (c, ctx) => new RelpDestination(c, ctx),
 };
 
 export function buildSource(config: SourceConfig, ctx: SourceContext): Source {

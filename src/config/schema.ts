@@ -6,12 +6,14 @@ import { syslogTcpSourceSchema } from '../sources/syslog-tcp/config.js';
 import { syslogUdpSourceSchema } from '../sources/syslog-udp/config.js';
 import { sluiceSourceSchema } from '../sources/sluice/config.js';
 import { sluiceDestinationSchema } from '../destinations/sluice/config.js';
+import { relpSourceSchema } from '../sources/relp/config.js';
+import { relpDestinationSchema } from '../destinations/relp/config.js';
 import { address, duration, facilityName, regex, severityName } from './types.js';
 
 /** The one schema: TypeScript types, validation and docs/configuration.md all come from it. */
 
-export const SOURCE_SCHEMAS = [syslogUdpSourceSchema, syslogTcpSourceSchema, fileSourceSchema, sluiceSourceSchema] as const;
-export const DESTINATION_SCHEMAS = [syslogDestinationSchema, fileDestinationSchema, sluiceDestinationSchema] as const;
+export const SOURCE_SCHEMAS = [syslogUdpSourceSchema, syslogTcpSourceSchema, fileSourceSchema, sluiceSourceSchema, relpSourceSchema] as const;
+export const DESTINATION_SCHEMAS = [syslogDestinationSchema, fileDestinationSchema, sluiceDestinationSchema, relpDestinationSchema] as const;
 
 const componentName = z
   .string()

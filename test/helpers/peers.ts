@@ -53,3 +53,52 @@ export function runLoggen(args: string[], timeoutMs = 60_000): Promise<string> {
     });
   });
 }
+
+export interface Rsyslog {
+  pid: number;
+  /** The port its imtcp input listens on, when the config has one with listenPortFileName `<dir>/imtcp.port`. */
+  imtcpPort(): Promise<number>;
+  /** Ends it: SIGTERM (clean) or SIGKILL (a crash). */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  log(): string;
+}
+
+/** Starts rsyslogd 8.2302 (unpacked from Debian's packages) in the foreground on `conf`, with its work files in `dir`. */
+export async function startRsyslog(dir: string, conf: string): Promise<Rsyslog> {
+  const root = path.join(PEERS_DIR, 'rsyslog');
+  const bin = path.join(root, 'usr/sbin/rsyslogd');
+  if (!existsSync(bin)) throw missing(`rsyslogd (${bin})`);
+  const { mkdirSync, writeFileSync, readFileSync, rmSync } = await import('node:fs');
+  mkdirSync(path.join(dir, 'work'), { recursive: true });
+  const file = path.join(dir, 'rsyslog.conf');
+  writeFileSync(file, `global(workDirectory="${path.join(dir, 'work')}")\n${conf}\n`);
+  rmSync(path.join(dir, 'imtcp.port'), { force: true });
+  const lib = path.join(root, 'usr/lib/x86_64-linux-gnu');
+  const child = spawn(bin, ['-n', '-C', '-f', file, '-i', path.join(dir, 'rsyslog.pid'), '-M', path.join(lib, 'rsyslog')], {
+    env: { ...process.env, LD_LIBRARY_PATH: lib },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  child.stdout.on('data', (d: Buffer) => (log += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (log += d.toString()));
+  const exited = new Promise<void>((r) => child.on('exit', () => r()));
+  return {
+    pid: child.pid!,
+    log: () => log,
+    imtcpPort: async () => {
+      const portFile = path.join(dir, 'imtcp.port');
+      for (let i = 0; i < 200; i++) {
+        if (existsSync(portFile)) {
+          const port = Number(readFileSync(portFile, 'utf8').trim());
+          if (port > 0) return port;
+        }
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      throw new Error(`rsyslog did not write ${portFile}: ${log}`);
+    },
+    stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
+      if (child.exitCode === null) child.kill(signal);
+      await exited;
+    },
+  };
+}
