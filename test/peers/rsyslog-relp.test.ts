@@ -1,8 +1,11 @@
+import { mkdirSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { portOf, readLines, removeDir, sleep, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 import { startRsyslog, type Rsyslog } from '../helpers/peers.js';
+import { makePki } from '../helpers/tls.js';
 
 // RELP against rsyslog 8.2302 with librelp 1.11, both directions, with restarts mid-stream.
 
@@ -134,4 +137,43 @@ pipelines:
     expect(agent.stats().destinations.r!.failures).toBeGreaterThan(0);
     await waitFor('the queue to empty', () => agent.stats().destinations.r!.queue.records === 0);
   }, 90_000);
+
+  it('over TLS both ways: rsyslog omrelp to sluice (mutual TLS), and sluice to rsyslog imrelp', async () => {
+    dir = tempDir();
+    mkdirSync(path.join(dir, 'pki'));
+    const pki = makePki(path.join(dir, 'pki'));
+    // rsyslog (gnutls) -> sluice RELP source with TLS and client certificates.
+    const inPort = await freePort();
+    agents.push(
+      await startAgent(relpSource(inPort).replace(`relp: { type: relp, address: "127.0.0.1:${inPort}" }`, `relp: { type: relp, address: "127.0.0.1:${inPort}", tls: { cert: ${pki.serverCert}, key: ${pki.serverKey}, client_ca: ${pki.ca} } }`)),
+    );
+    const tlsOut = omrelp(inPort).replace(
+      'template="raw"',
+      `template="raw" tls="on" tls.cacert="${pki.ca}" tls.mycert="${pki.clientCert}" tls.myprivkey="${pki.clientKey}" tls.authmode="certvalid"`,
+    );
+    const rs = await startRsyslog(dir, tlsOut);
+    peers.push(rs);
+    const sent = lines(0, 1000);
+    await sendTcp(await rs.imtcpPort(), sent);
+    await waitFor('1000 over TLS at sluice', () => readLines(`${dir}/got.log`).length >= 1000, 30_000);
+    expect(readLines(`${dir}/got.log`)).toEqual(sent);
+
+    // sluice RELP destination with TLS -> rsyslog imrelp with TLS.
+    const outPort = await freePort();
+    const tlsIn = imrelp(outPort).replace(
+      `input(type="imrelp" port="${outPort}" ruleset="out")`,
+      `input(type="imrelp" port="${outPort}" ruleset="out" tls="on" tls.cacert="${pki.ca}" tls.mycert="${pki.serverCert}" tls.myprivkey="${pki.serverKey}" tls.authmode="certvalid")`,
+    );
+    peers.push(await startRsyslog(path.join(dir, 'rs2'), tlsIn));
+    await sleep(300);
+    const agent = await startAgent(
+      relpDest(outPort)
+        .replace(`${dir}/state`, `${dir}/state2`)
+        .replace('window: 256,', `window: 256, tls: { ca: ${pki.ca}, cert: ${pki.clientCert}, key: ${pki.clientKey}, server_name: localhost },`),
+    );
+    agents.push(agent);
+    await sendTcp(portOf(agent, 'in'), sent);
+    await waitFor('1000 over TLS at rsyslog', () => readLines(`${dir}/rsyslog-out.log`).length >= 1000, 30_000);
+    expect(readLines(`${dir}/rsyslog-out.log`)).toEqual(sent);
+  }, 60_000);
 });
