@@ -1,0 +1,49 @@
+import { spawn } from 'node:child_process';
+import { appendFileSync, mkdirSync, readdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { readLines, removeDir, tempDir, waitFor } from './helpers/agent.js';
+import { runLogger } from './helpers/peers.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const cli = path.join(root, 'dist/cli.js');
+
+function run(cfg: string, cwd: string) {
+  const child = spawn(process.execPath, [cli, 'run', '-c', path.join(root, 'etc', cfg)], { cwd, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SLUICE_TOKEN: 'etc-test-token-0123456789' } });
+  let log = '';
+  child.stderr.on('data', (d: Buffer) => (log += d.toString()));
+  return { child, log: () => log, exited: new Promise((r) => child.on('exit', r)) };
+}
+
+// The README's "central server and agent on one machine", with the bundled configs as they are.
+describe('etc/central.yaml and etc/agent.yaml', () => {
+  it('an agent ships syslog and an application file to the central server, which files them per host', async () => {
+    const dir = tempDir();
+    mkdirSync(path.join(dir, 'var/app'), { recursive: true });
+    const central = run('central.yaml', dir);
+    const agent = run('agent.yaml', dir);
+    try {
+      await waitFor('both to run', () => central.log().includes('sluice is running') && agent.log().includes('sluice is running'), 20_000);
+      runLogger(['-n', '127.0.0.1', '-P', '5514', '-T', '--rfc5424', '-t', 'etctest', 'hello through the central server']);
+      appendFileSync(path.join(dir, 'var/app/app.log'), 'an application line\n');
+      const logs = path.join(dir, 'var/central/logs');
+      await waitFor('both at the central server', () => {
+        try {
+          const all = readdirSync(logs).flatMap((h) => readLines(path.join(logs, h, 'messages.log')));
+          return all.some((l) => l.endsWith('hello through the central server')) && all.some((l) => l.endsWith('an application line'));
+        } catch {
+          return false;
+        }
+      }, 20_000);
+      // logger names this machine in the message: that is the per-host file.
+      expect(readLines(path.join(logs, os.hostname(), 'messages.log')).some((l) => / etctest .* hello through the central server$/.test(l))).toBe(true);
+    } finally {
+      agent.child.kill('SIGTERM');
+      central.child.kill('SIGTERM');
+      await Promise.all([agent.exited, central.exited]);
+      removeDir(dir);
+    }
+  }, 60_000);
+});
