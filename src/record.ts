@@ -46,6 +46,8 @@ export class LogRecord {
   private parsed: SyslogMessage | undefined;
   /** Its sequence number in a reliable queue's file (stable across restarts); -1 elsewhere. */
   queueSeq = -1;
+  /** Its bytes in the queue record format, when it was read in that format (so it is not encoded again). */
+  encoded: Buffer | undefined = undefined;
 
   constructor(
     readonly raw: Buffer,

@@ -17,6 +17,8 @@ export interface DestinationStats {
   failures: number;
   /** Records sent again after a failed delivery (at-least-once repeats). */
   replayed: number;
+  /** Errors the receiver reported (protocol error frames, refused upgrades, RELP non-200 answers). */
+  serverErrors?: number;
   reconnectAttempts: number;
   reconnects: number;
   connected: boolean;

@@ -62,6 +62,7 @@ export class RelpDestination extends QueueDrainer {
     const results = await Promise.all(answers);
     const bad = results.find((r) => r.code !== 200);
     if (bad) {
+      this.stats.serverErrors = (this.stats.serverErrors ?? 0) + results.filter((r) => r.code !== 200).length;
       // Not taken: the whole batch is sent again on a new connection (never dropped).
       this.drop(c, new Error(`server answered ${bad.code} ${bad.text}`));
       throw new Error(`RELP server answered ${bad.code} ${bad.text}`);

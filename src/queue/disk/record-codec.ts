@@ -31,11 +31,14 @@ function encodeOrigin(o: RecordOrigin): Buffer {
 
 /** Bytes `encodeInto` writes for `r`. */
 export function encodedSize(r: LogRecord): number {
+  if (r.encoded) return r.encoded.length;
   return 2 + encodeOrigin(r.origin).length + 8 + r.raw.length;
 }
 
 /** Writes `r` into `out` at `at`; returns the position after it. */
 export function encodeInto(r: LogRecord, out: Buffer, at: number): number {
+  // A record that came from a queue file or the network in this format is copied as it is.
+  if (r.encoded) return at + r.encoded.copy(out, at);
   const origin = encodeOrigin(r.origin);
   out.writeUInt16LE(origin.length, at);
   origin.copy(out, at + 2);
@@ -44,6 +47,7 @@ export function encodeInto(r: LogRecord, out: Buffer, at: number): number {
 }
 
 export function encodeRecord(r: LogRecord): Buffer {
+  if (r.encoded) return r.encoded;
   const out = Buffer.allocUnsafe(encodedSize(r));
   encodeInto(r, out, 0);
   return out;
@@ -56,6 +60,7 @@ export class RecordDecodeError extends Error {
 /** Turns payloads back into LogRecords, sharing one origin object per distinct origin. */
 export class RecordDecoder {
   private readonly origins = new Map<string, RecordOrigin>();
+  private last: { bytes: Buffer; origin: RecordOrigin } | null = null;
 
   /** `statsOf` gives the live counters of a source by name (a source no longer configured gets its own). */
   constructor(private readonly statsOf: (source: string) => SourceStats | undefined) {}
@@ -65,15 +70,24 @@ export class RecordDecoder {
     const originLength = payload.readUInt16LE(0);
     if (payload.length < 2 + originLength + 8 || originLength < 11) throw new RecordDecodeError('payload shorter than its header');
     const originBytes = payload.subarray(2, 2 + originLength);
-    const key = originBytes.toString('latin1');
-    let origin = this.origins.get(key);
-    if (!origin) {
-      origin = this.decodeOrigin(originBytes);
-      if (this.origins.size > 10_000) this.origins.clear();
-      this.origins.set(key, origin);
+    let origin: RecordOrigin | undefined;
+    // Consecutive records mostly share their origin: compare bytes before building a map key.
+    if (this.last && this.last.bytes.equals(originBytes)) {
+      origin = this.last.origin;
+    } else {
+      const key = originBytes.toString('latin1');
+      origin = this.origins.get(key);
+      if (!origin) {
+        origin = this.decodeOrigin(originBytes);
+        if (this.origins.size > 10_000) this.origins.clear();
+        this.origins.set(key, origin);
+      }
+      this.last = { bytes: Buffer.from(originBytes), origin };
     }
     const receivedAt = payload.readDoubleLE(2 + originLength);
-    return new LogRecord(payload.subarray(10 + originLength), receivedAt, origin);
+    const r = new LogRecord(payload.subarray(10 + originLength), receivedAt, origin);
+    r.encoded = payload;
+    return r;
   }
 
   private decodeOrigin(b: Buffer): RecordOrigin {

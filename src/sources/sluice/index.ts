@@ -43,6 +43,8 @@ export class SluiceSource implements Source {
   private stopping = false;
   /** Batches received again and not queued a second time. */
   duplicates = 0;
+  /** Per sender, the highest sequence queued (committed or on its way): at or above the durable mark. */
+  private readonly dispatched = new Map<string, number>();
 
   constructor(
     private readonly config: Config,
@@ -147,7 +149,8 @@ export class SluiceSource implements Source {
     this.sockets.add(ws);
     const log = this.ctx.logger.child({ peer });
     let sender: string | null = null;
-    let chain: Promise<void> = Promise.resolve();
+    let dispatchChain: Promise<void> = Promise.resolve();
+    let ackChain: Promise<void> = Promise.resolve();
     let inflight = 0;
     let paused = false;
     let closed = false;
@@ -219,12 +222,24 @@ export class SluiceSource implements Source {
         raw.pause();
       }
       const from = sender;
-      chain = chain.then(async () => {
-        if (closed) return;
+      const lastSeq = batch.firstSeq + batch.payloads.length - 1;
+      // Batches are queued one after another (order, flow control), but their fsyncs overlap:
+      // a batch's ack waits only for its own commit and the acks before it.
+      const queued = dispatchChain.then(() => (closed ? null : this.dispatchBatch(from, batch.firstSeq, batch.payloads, decoder)));
+      dispatchChain = queued.then(
+        () => undefined,
+        () => undefined,
+      );
+      ackChain = ackChain.then(async () => {
         try {
-          await this.commit(from, batch.firstSeq, batch.payloads, decoder);
-          if (!closed) ws.send(JSON.stringify({ type: 'ack', seq: batch.firstSeq + batch.payloads.length - 1 }));
+          const q = await queued;
+          if (q) await q.committed;
+          if (closed) return;
+          await this.marks!.commit(from, lastSeq);
+          if (!closed) ws.send(JSON.stringify({ type: 'ack', seq: lastSeq }));
         } catch (err) {
+          // Not committed: forget what was queued after the durable mark, so the resend is taken.
+          this.dispatched.set(from, this.marks!.get(from));
           if (err instanceof WireError) return fail(CLOSE.badFrame, 'bad_frame', err.message, false);
           fail(CLOSE.retryLater, 'retry_later', `not committed: ${(err as Error).message}`, true);
         } finally {
@@ -249,18 +264,18 @@ export class SluiceSource implements Source {
   }
 
   /**
-   * Queues the records of a batch that this sender's high-water mark does not cover, waits until
-   * every queue has them durably, then raises the mark durably. Records at or below the mark were
-   * committed before (a resend after a lost ack) and are skipped.
+   * Queues the records of a batch that this sender's marks do not cover (the durable high-water
+   * mark, or what an earlier batch already queued), after waiting for room. Returns the commit of
+   * what it queued. Records at or below the mark were taken before (a resend after a lost ack) and
+   * are skipped.
    */
-  private async commit(sender: string, firstSeq: number, payloads: Buffer[], decoder: RecordDecoder): Promise<void> {
+  private async dispatchBatch(sender: string, firstSeq: number, payloads: Buffer[], decoder: RecordDecoder): Promise<{ committed: Promise<void> | undefined }> {
     if (this.ctx.shedding?.()) throw new Error('load shedding: the server cannot write its queues; retry later');
-    const marks = this.marks!;
     const lastSeq = firstSeq + payloads.length - 1;
-    const mark = marks.get(sender);
+    const mark = Math.max(this.marks!.get(sender), this.dispatched.get(sender) ?? -1);
     if (firstSeq > mark + 1 && mark >= 0) {
-      // A gap: records between the mark and this batch were never committed here. Possible only if
-      // the agent lost them (its memory queue died): take what comes, and say so.
+      // A gap: records between the mark and this batch never came. Possible only if the agent lost
+      // them (its memory queue died): take what comes, and say so.
       this.ctx.logger.warn({ sender, expected: mark + 1, got: firstSeq }, 'sequence gap from an agent: records in between were lost on its side');
     }
     const skip = Math.max(0, Math.min(payloads.length, mark - firstSeq + 1));
@@ -268,7 +283,7 @@ export class SluiceSource implements Source {
       this.duplicates += skip;
       countDrop(this.stats.dropped, 'duplicate', skip);
     }
-    if (skip === payloads.length) return;
+    if (skip === payloads.length) return { committed: undefined };
     const records: LogRecord[] = new Array(payloads.length - skip);
     let bytes = 0;
     for (let i = skip; i < payloads.length; i++) {
@@ -285,8 +300,8 @@ export class SluiceSource implements Source {
     this.stats.receivedBytes += bytes;
     const d = this.ctx.router.dispatch(this.name, records, this.stats, 'keep_waiting');
     if (d?.accepted) await d.accepted;
-    if (d?.committed) await d.committed;
-    await marks.commit(sender, lastSeq);
+    this.dispatched.set(sender, Math.max(lastSeq, this.dispatched.get(sender) ?? -1));
+    return { committed: d?.committed };
   }
 
   async stop(): Promise<void> {

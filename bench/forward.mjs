@@ -1,0 +1,140 @@
+// npm run bench:forward: forwarding with acknowledgements, side by side.
+//  1. loggen -> agent (TCP in, reliable queue, fsync) -> sluice protocol -> central (reliable queue,
+//     fsync) -> TCP -> line-counting sink. Target: >= 150k msg/s of 200-byte messages.
+//  2. loggen -> X -> RELP -> rsyslog 8.2302 imrelp -> omfwd TCP -> the same sink, where X is sluice
+//     (TCP in, reliable queue, RELP destination) or rsyslog's own imtcp -> omrelp. Target: sluice >= omrelp.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { freePort, loggenRun, peers, requirePeers, root, startProcess, startSink, stop, tmp, waitPort } from './harness.mjs';
+
+const N = Number(process.env.BENCH_MESSAGES ?? 1_000_000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const TOKEN = 'bench-token-0123456789abcdef';
+const cli = path.join(root, 'dist/cli.js');
+
+function sluice(dir, name, yaml) {
+  const cfg = path.join(dir, `${name}.yaml`);
+  writeFileSync(cfg, yaml);
+  return startProcess(process.execPath, [cli, 'run', '-c', cfg]);
+}
+
+async function agentToCentral(sink) {
+  const dir = tmp();
+  const centralPort = await freePort();
+  const inPort = await freePort();
+  const central = sluice(dir, 'central', `
+state_dir: ${dir}/central
+log: { level: warn, format: json }
+admin: { enabled: false }
+sources:
+  agents: { type: sluice, address: "127.0.0.1:${centralPort}", tokens: ["${TOKEN}"] }
+destinations:
+  sink: { type: syslog, address: "127.0.0.1:${sink.port}", framing: lf, queue: { mode: reliable, max_size: 2GiB, sync_interval: 50ms } }
+pipelines:
+  p: { from: [agents], to: [sink] }
+`);
+  await waitPort(centralPort);
+  const agent = sluice(dir, 'agent', `
+state_dir: ${dir}/agent
+log: { level: warn, format: json }
+admin: { enabled: false }
+sources:
+  in: { type: syslog_tcp, address: "127.0.0.1:${inPort}" }
+destinations:
+  central: { type: sluice, urls: ["ws://127.0.0.1:${centralPort}"], token: "${TOKEN}", compression: ${process.env.BENCH_COMPRESSION ?? "deflate"}, queue: { mode: reliable, max_size: 2GiB, sync_interval: 50ms } }
+pipelines:
+  p: { from: [in], to: [central] }
+`);
+  await waitPort(inPort);
+  return { port: inPort, stop: async () => { await stop(agent); await stop(central); } };
+}
+
+async function rsyslog(dir, conf) {
+  const rs = path.join(peers, 'rsyslog');
+  const lib = path.join(rs, 'usr/lib/x86_64-linux-gnu');
+  mkdirSync(path.join(dir, 'work'), { recursive: true });
+  const file = path.join(dir, 'rsyslog.conf');
+  writeFileSync(file, `global(workDirectory="${dir}/work")\n${conf}\n`);
+  return startProcess(path.join(rs, 'usr/sbin/rsyslogd'), ['-n', '-C', '-f', file, '-i', path.join(dir, 'pid'), '-M', path.join(lib, 'rsyslog')], { ...process.env, LD_LIBRARY_PATH: lib });
+}
+
+/** rsyslog imrelp forwarding everything to the sink: the receiving end of part 2. */
+async function imrelpToSink(sink) {
+  const dir = tmp();
+  const port = await freePort();
+  const child = await rsyslog(dir, `
+module(load="imrelp")
+input(type="imrelp" port="${port}" ruleset="out")
+template(name="raw" type="string" string="%rawmsg%")
+ruleset(name="out" queue.type="LinkedList" queue.size="200000") { action(type="omfwd" target="127.0.0.1" port="${sink.port}" protocol="tcp" template="raw") }
+`);
+  await waitPort(port);
+  return { port, child };
+}
+
+async function sluiceToImrelp(sink) {
+  const rx = await imrelpToSink(sink);
+  const dir = tmp();
+  const inPort = await freePort();
+  const agent = sluice(dir, 'relp', `
+state_dir: ${dir}/state
+log: { level: warn, format: json }
+admin: { enabled: false }
+sources:
+  in: { type: syslog_tcp, address: "127.0.0.1:${inPort}" }
+destinations:
+  r: { type: relp, address: "127.0.0.1:${rx.port}", window: 1024, queue: { mode: reliable, max_size: 2GiB, sync_interval: 50ms } }
+pipelines:
+  p: { from: [in], to: [r] }
+`);
+  await waitPort(inPort);
+  return { port: inPort, stop: async () => { await stop(agent); await stop(rx.child); } };
+}
+
+async function omrelpToImrelp(sink) {
+  const rx = await imrelpToSink(sink);
+  const dir = tmp();
+  const inPort = await freePort();
+  const child = await rsyslog(dir, `
+module(load="imtcp")
+module(load="omrelp")
+input(type="imtcp" port="${inPort}" ruleset="fwd")
+template(name="raw" type="string" string="%rawmsg%")
+ruleset(name="fwd" queue.type="LinkedList" queue.size="200000") { action(type="omrelp" target="127.0.0.1" port="${rx.port}" template="raw" windowSize="1024") }
+`);
+  await waitPort(inPort);
+  return { port: inPort, stop: async () => { await stop(child); await stop(rx.child); } };
+}
+
+async function measure(name, start) {
+  const sink = await startSink();
+  const rates = [];
+  try {
+    for (let i = 0; i < ROUNDS; i++) {
+      const target = await start(sink);
+      try {
+        const r = await loggenRun(target.port, sink, N);
+        if (r.delivered < r.sent) console.error(`${name}: only ${r.delivered} of ${r.sent} arrived`);
+        rates.push(r.rate);
+      } finally {
+        await target.stop();
+      }
+    }
+  } finally {
+    await stop(sink.child);
+  }
+  rates.sort((a, b) => a - b);
+  return { name, median: rates[Math.floor(rates.length / 2)], rates };
+}
+
+requirePeers();
+console.log(`forwarding benchmark: ${N} messages of 200 bytes per round, ${ROUNDS} rounds, loggen -> ... -> line-counting sink (TCP)`);
+const a = await measure('agent -> sluice protocol -> central (reliable queues, fsync both sides)', agentToCentral);
+const s = await measure('sluice RELP destination (reliable queue, fsync) -> rsyslog imrelp', sluiceToImrelp);
+const o = await measure('rsyslog 8.2302 omrelp (memory queue) -> rsyslog imrelp', omrelpToImrelp);
+console.log('');
+console.log('| pipeline | median msg/s | rounds |');
+console.log('|---|---:|---|');
+for (const r of [a, s, o]) console.log(`| ${r.name} | ${Math.round(r.median).toLocaleString('en')} | ${r.rates.map((x) => Math.round(x / 1000) + 'k').join(', ')} |`);
+console.log(`\nagent -> central: ${Math.round(a.median).toLocaleString('en')} msg/s (target >= 150,000)`);
+console.log(`RELP: sluice ${Math.round(s.median).toLocaleString('en')} msg/s = ${(s.median / o.median).toFixed(2)}x rsyslog omrelp (target >= 1x)`);
