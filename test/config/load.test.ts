@@ -78,7 +78,7 @@ describe('parseConfigText', () => {
     const p = problems(base.replace('    address: 127.0.0.1:5514\n', '').replace('type: file', 'type: kafka'));
     expect(p.map((x) => `${x.line}:${x.column} ${x.path} ${x.message}`)).toEqual([
       '5:5 sources.udp_in.address is required',
-      '8:11 destinations.out.type unknown type "kafka"; known types: syslog, file',
+      '8:11 destinations.out.type unknown type "kafka"; known types: syslog, file, sluice, relp',
     ]);
   });
 
