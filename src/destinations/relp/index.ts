@@ -2,32 +2,51 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { z } from 'zod';
+import { cancellableSleep, ExponentialBackoff } from '../../net/backoff.js';
 import { parseRsp, RELP_MAX_TXNR, RELP_OFFERS, RelpParser, relpFrame, type RelpFrame } from '../../protocol/relp.js';
-import type { LogRecord } from '../../record.js';
 import { renderRecord } from '../format.js';
-import { QueueDrainer } from '../queue-drainer.js';
-import type { DestinationContext } from '../types.js';
+import type { Destination, DestinationContext, DestinationStats } from '../types.js';
 import type { relpDestinationSchema } from './config.js';
 
 type Config = z.output<typeof relpDestinationSchema>;
 
-interface Connection {
-  socket: net.Socket;
-  nextTxnr: number;
-  waiting: Map<number, (rsp: { code: number; text: string }) => void>;
-  failure: Error | null;
+const OK = { code: 200, text: 'OK' };
+
+/** Transactions sent and not answered, oldest first. */
+interface Outstanding {
+  txnr: number;
+  /** 0 while unanswered, else the answer's code. */
+  code: number;
+  sentAt: number;
 }
 
-/** The RELP client: each batch is a window of `syslog` commands, done when every one is answered 200. */
-export class RelpDestination extends QueueDrainer {
-  private conn: Connection | null = null;
+/**
+ * The RELP client, with a sliding window as librelp has: up to `window` `syslog` commands
+ * unanswered at once; queue records are freed in order as their `200 OK` answers arrive. Any other
+ * answer, a timeout or a broken connection sends everything unanswered again on a new connection.
+ */
+export class RelpDestination implements Destination {
+  readonly stats: DestinationStats = { sent: 0, delivered: 0, failures: 0, replayed: 0, reconnectAttempts: 0, reconnects: 0, connected: false, serverErrors: 0 };
+  readonly name: string;
+  readonly queue: DestinationContext['queue'];
   private readonly tlsOptions: tls.ConnectionOptions | null;
+  private readonly backoff: ExponentialBackoff;
+  private loopDone: Promise<void> | null = null;
+  private stopped = false;
+  private draining = false;
+  private socket: net.Socket | null = null;
+  private sleeping: ReturnType<typeof cancellableSleep> | null = null;
+  private lastErrorLog = 0;
+  private suppressed = 0;
+  private toReplay = 0;
 
   constructor(
     private readonly config: Config,
-    ctx: DestinationContext,
+    private readonly ctx: DestinationContext,
   ) {
-    super(ctx, config.backoff, config.window);
+    this.name = ctx.name;
+    this.queue = ctx.queue;
+    this.backoff = new ExponentialBackoff(config.backoff.initial, config.backoff.max);
     const t = config.tls;
     this.tlsOptions = t
       ? {
@@ -44,60 +63,48 @@ export class RelpDestination extends QueueDrainer {
     return `relp${this.tlsOptions ? '+tls' : ''}://${this.config.address.host}:${this.config.address.port} (${this.config.format}, window ${this.config.window})`;
   }
 
-  protected async deliver(records: LogRecord[]): Promise<void> {
-    let c = this.conn;
-    // Reconnect well before the transaction number would wrap.
-    if (c && c.nextTxnr + records.length + 2 > RELP_MAX_TXNR) {
-      await this.closeGracefully(c);
-      c = null;
-    }
-    if (!c || c.failure || c.socket.destroyed) c = await this.connect();
-    const answers = records.map((r) => {
-      const txnr = c.nextTxnr++;
-      const p = this.request(c, txnr);
-      c.socket.write(relpFrame(txnr, 'syslog', renderRecord(r, this.config.format, this.ctx.hostname)));
-      return p;
-    });
-    this.stats.sent += records.length;
-    const results = await Promise.all(answers);
-    const bad = results.find((r) => r.code !== 200);
-    if (bad) {
-      this.stats.serverErrors = (this.stats.serverErrors ?? 0) + results.filter((r) => r.code !== 200).length;
-      // Not taken: the whole batch is sent again on a new connection (never dropped).
-      this.drop(c, new Error(`server answered ${bad.code} ${bad.text}`));
-      throw new Error(`RELP server answered ${bad.code} ${bad.text}`);
-    }
+  start(): void {
+    this.loopDone ??= this.loop();
   }
 
-  private request(c: Connection, txnr: number): Promise<{ code: number; text: string }> {
-    return new Promise((resolve, reject) => {
-      if (c.failure) return reject(c.failure);
-      const timer = setTimeout(() => this.drop(c, new Error(`no answer to transaction ${txnr} in ${this.config.response_timeout} ms`)), this.config.response_timeout);
-      timer.unref();
-      c.waiting.set(txnr, (rsp) => {
-        clearTimeout(timer);
-        if (rsp.code === -1) reject(c.failure ?? new Error('connection lost'));
-        else resolve(rsp);
-      });
-    });
-  }
-
-  /** Breaks the connection: every unanswered transaction fails (its messages are sent again). */
-  private drop(c: Connection, err: Error): void {
-    c.failure ??= err;
-    for (const f of c.waiting.values()) f({ code: -1, text: err.message });
-    c.waiting.clear();
-    c.socket.destroy();
-    if (this.conn === c) {
-      this.conn = null;
-      this.stats.connected = false;
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      if (this.draining && this.queue.stats().records === 0) return;
+      try {
+        await this.session();
+      } catch (err) {
+        this.stats.connected = false;
+        this.queue.rewind();
+        if (this.stopped || (this.draining && this.queue.stats().records === 0)) return;
+        this.stats.failures++;
+        const wait = this.backoff.next();
+        this.logFailure(err as Error, wait);
+        if (this.draining) return;
+        this.sleeping = cancellableSleep(wait);
+        await this.sleeping.promise;
+        this.sleeping = null;
+      }
     }
   }
 
-  private async connect(): Promise<Connection> {
+  private logFailure(err: Error, waitMs: number): void {
+    const now = Date.now();
+    if (now - this.lastErrorLog < 1000) {
+      this.suppressed++;
+      return;
+    }
+    this.lastErrorLog = now;
+    this.ctx.logger.warn(
+      { reason: err.message, retry_in_ms: waitMs, queued: this.queue.stats().records, repeats_suppressed: this.suppressed },
+      'RELP delivery failed; records stay queued and will be sent again',
+    );
+    this.suppressed = 0;
+  }
+
+  private connect(): Promise<net.Socket> {
     const { host, port } = this.config.address;
     this.stats.reconnectAttempts++;
-    const socket = await new Promise<net.Socket>((resolve, reject) => {
+    return new Promise<net.Socket>((resolve, reject) => {
       const s = this.tlsOptions ? tls.connect({ host, port, ...this.tlsOptions }) : net.connect({ host, port });
       const timer = setTimeout(() => s.destroy(new Error(`connect timeout after ${this.config.connect_timeout} ms`)), this.config.connect_timeout);
       s.once('error', (err) => {
@@ -109,55 +116,184 @@ export class RelpDestination extends QueueDrainer {
         resolve(s);
       });
     });
+  }
+
+  /** One RELP session; throws when it breaks, returns when draining is done. */
+  private async session(): Promise<void> {
+    const socket = await this.connect();
+    this.socket = socket;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 60_000);
-    const c: Connection = { socket, nextTxnr: 1, waiting: new Map(), failure: null };
     const parser = new RelpParser(1 << 20);
+    const outstanding: Outstanding[] = [];
+    let head = 0; // outstanding[head] is the oldest unanswered
+    let failure: Error | null = null;
+    let wake: () => void = () => undefined;
+    let openAnswer: { code: number; text: string } | null = null;
+    let closeAnswered = false;
+    const fail = (err: Error) => {
+      failure ??= err;
+      wake();
+    };
     socket.on('data', (chunk: Buffer) => {
       const frames: RelpFrame[] = [];
       try {
         parser.push(chunk, frames);
       } catch (err) {
-        return this.drop(c, new Error(`bad frame from the server: ${(err as Error).message}`));
+        return fail(new Error(`bad frame from the server: ${(err as Error).message}`));
       }
       for (const f of frames) {
-        if (f.command === 'rsp') {
-          const waiter = c.waiting.get(f.txnr);
-          if (!waiter) return this.drop(c, new Error(`answer for transaction ${f.txnr}, which is not open`));
-          c.waiting.delete(f.txnr);
-          waiter(parseRsp(f.data));
-        } else if (f.command === 'serverclose') {
-          this.drop(c, new Error('the server closed the session (serverclose)'));
+        if (f.command === 'serverclose') return fail(new Error('the server closed the session (serverclose)'));
+        if (f.command !== 'rsp') return fail(new Error(`unexpected ${f.command} from the server`));
+        // The common answer, without a regular expression.
+        const rsp = f.data.length === 6 && f.data.toString('latin1') === '200 OK' ? OK : parseRsp(f.data);
+        if (f.txnr === 1) {
+          openAnswer = rsp;
+          continue;
+        }
+        // Answers come in order in practice; find the transaction wherever it is.
+        const first = outstanding[head]?.txnr ?? -1;
+        const i = head + (f.txnr - first);
+        const o = outstanding[i];
+        if (!o || o.txnr !== f.txnr) {
+          if (f.txnr === closeTxnr) {
+            closeAnswered = true;
+            continue;
+          }
+          return fail(new Error(`answer for transaction ${f.txnr}, which is not open`));
+        }
+        o.code = rsp.code;
+        if (rsp.code !== 200) {
+          this.stats.serverErrors = (this.stats.serverErrors ?? 0) + 1;
+          return fail(new Error(`server answered ${rsp.code} ${rsp.text}`));
         }
       }
+      // Free the answered prefix, in order.
+      let n = 0;
+      while (head < outstanding.length && outstanding[head]!.code === 200) {
+        head++;
+        n++;
+      }
+      if (n > 0) {
+        this.queue.ack(n);
+        this.stats.delivered += n;
+        if (head > 4096 && head * 2 > outstanding.length) {
+          outstanding.splice(0, head);
+          head = 0;
+        }
+      }
+      wake();
     });
-    socket.on('error', (err) => this.drop(c, err));
-    socket.on('close', () => this.drop(c, new Error('connection closed by the server')));
-    const open = this.request(c, c.nextTxnr);
-    socket.write(relpFrame(c.nextTxnr++, 'open', RELP_OFFERS));
-    const rsp = await open;
-    if (rsp.code !== 200) {
-      this.drop(c, new Error(`open refused: ${rsp.code} ${rsp.text}`));
-      throw new Error(`RELP open refused: ${rsp.code} ${rsp.text}`);
+    socket.on('error', (err) => fail(err));
+    socket.on('close', () => fail(new Error('connection closed')));
+    const waitEvent = (ms: number) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ms);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    let txnr = 1;
+    let closeTxnr = -1;
+    try {
+      socket.write(relpFrame(txnr++, 'open', RELP_OFFERS));
+      const deadline = Date.now() + this.config.connect_timeout;
+      while (!openAnswer && !failure && Date.now() < deadline) await waitEvent(deadline - Date.now());
+      if (failure) throw failure;
+      const answer = openAnswer as { code: number; text: string } | null;
+      if (!answer) throw new Error('no answer to open in connect_timeout');
+      if (answer.code !== 200) throw new Error(`open refused: ${answer.code} ${answer.text}`);
+      this.stats.connected = true;
+      this.stats.reconnects++;
+      this.backoff.reset();
+      this.ctx.logger.info({ address: `${this.config.address.host}:${this.config.address.port}` }, 'RELP session open');
+
+      for (;;) {
+        if (failure) throw failure;
+        if (this.stopped) return;
+        const unanswered = outstanding.length - head;
+        if (unanswered > 0 && Date.now() - outstanding[head]!.sentAt > this.config.response_timeout) {
+          throw new Error(`no answer to transaction ${outstanding[head]!.txnr} in ${this.config.response_timeout} ms`);
+        }
+        // Reconnect well before the transaction number would wrap.
+        if (txnr + this.config.window + 2 >= RELP_MAX_TXNR) {
+          if (unanswered === 0) return this.closeSession(socket, txnr);
+          await waitEvent(1000);
+          continue;
+        }
+        const room = this.config.window - unanswered;
+        const batch = room > 0 ? this.queue.take(Math.min(room, 1024)) : [];
+        if (batch.length === 0) {
+          if (this.draining) {
+            if (unanswered === 0) {
+              closeTxnr = txnr;
+              await this.closeSession(socket, txnr, () => closeAnswered);
+              return;
+            }
+            await waitEvent(1000);
+          } else if (room <= 0 || unanswered > 0) {
+            await Promise.race([waitEvent(1000), room > 0 ? this.queue.waitForRecords() : new Promise(() => undefined)]);
+          } else {
+            await Promise.race([this.queue.waitForRecords(), waitEvent(5000)]);
+          }
+          continue;
+        }
+        const now = Date.now();
+        // The whole batch in one buffer, one write.
+        const bodies = new Array<Buffer>(batch.length);
+        const heads = new Array<string>(batch.length);
+        let total = 0;
+        for (let i = 0; i < batch.length; i++) {
+          const body = renderRecord(batch[i]!, this.config.format, this.ctx.hostname);
+          outstanding.push({ txnr, code: 0, sentAt: now });
+          bodies[i] = body;
+          heads[i] = body.length > 0 ? `${txnr++} syslog ${body.length} ` : `${txnr++} syslog 0`;
+          total += heads[i]!.length + body.length + 1;
+        }
+        const out = Buffer.allocUnsafe(total);
+        let at = 0;
+        for (let i = 0; i < batch.length; i++) {
+          at += out.write(heads[i]!, at, 'latin1');
+          at += bodies[i]!.copy(out, at);
+          out[at++] = 0x0a;
+        }
+        socket.write(out);
+        this.stats.sent += batch.length;
+        if (this.toReplay > 0) {
+          const again = Math.min(this.toReplay, batch.length);
+          this.stats.replayed += again;
+          this.toReplay -= again;
+        }
+      }
+    } finally {
+      this.toReplay = outstanding.length - head;
+      this.socket = null;
+      socket.destroy();
     }
-    this.conn = c;
-    this.stats.connected = true;
-    this.stats.reconnects++;
-    this.ctx.logger.info({ address: `${host}:${port}` }, 'RELP session open');
-    return c;
   }
 
-  private async closeGracefully(c: Connection): Promise<void> {
-    const done = this.request(c, c.nextTxnr).catch(() => undefined);
-    c.socket.write(relpFrame(c.nextTxnr++, 'close'));
-    await Promise.race([done, new Promise((r) => setTimeout(r, 2000).unref())]);
-    this.drop(c, new Error('closed'));
+  /** `close`, its answer (briefly awaited), then the socket ends. */
+  private async closeSession(socket: net.Socket, txnr: number, answered: () => boolean = () => false): Promise<void> {
+    socket.write(relpFrame(txnr, 'close'));
+    const until = Date.now() + 2000;
+    while (!answered() && Date.now() < until && !socket.destroyed) await new Promise((r) => setTimeout(r, 20));
+    socket.end();
   }
 
-  protected async release(force: boolean): Promise<void> {
-    const c = this.conn;
-    if (!c) return;
-    if (force) this.drop(c, new Error('stopped'));
-    else await this.closeGracefully(c);
+  async stop(timeoutMs: number): Promise<number> {
+    this.draining = true;
+    this.sleeping?.cancel();
+    await this.queue.close();
+    const loop = this.loopDone ?? Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([loop, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
+    this.stopped = true;
+    this.sleeping?.cancel();
+    this.socket?.destroy();
+    await loop.catch(() => undefined);
+    this.queue.rewind();
+    return this.queue.stats().records;
   }
 }
