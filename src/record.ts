@@ -48,6 +48,19 @@ export class LogRecord {
   queueSeq = -1;
   /** Its bytes in the queue record format, when it was read in that format (so it is not encoded again). */
   encoded: Buffer | undefined = undefined;
+  /**
+   * Where it sits in a stream that can be read again: a followed file (the line's offset) or an
+   * agent's queue (its sequence number). A record seen twice has the same (stream, position), so a
+   * destination that deduplicates writes it once.
+   */
+  stream: string | undefined = undefined;
+  streamPos = -1;
+
+  setStream(stream: string, pos: number): void {
+    this.stream = stream;
+    this.streamPos = pos;
+    this.encoded = undefined; // the stored form changes
+  }
 
   constructor(
     readonly raw: Buffer,

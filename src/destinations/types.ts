@@ -19,6 +19,8 @@ export interface DestinationStats {
   replayed: number;
   /** Errors the receiver reported (protocol error frames, refused upgrades, RELP non-200 answers). */
   serverErrors?: number;
+  /** exactly_once file destinations: records not written again because their stream position was. */
+  duplicatesSkipped?: number;
   reconnectAttempts: number;
   reconnects: number;
   connected: boolean;

@@ -48,6 +48,18 @@ export class SyslogFrameDecoder {
   private remaining = -1; // bytes of the current body still to come; -1 while reading the length
   private frameOversize = false;
 
+  /** LF framing: stream offset of the bytes pushed so far, and of the start of the current line. */
+  private consumed = 0;
+  private lineStart = 0;
+  /** Where `emit` reports each frame's line start, during a push that asked for positions. */
+  private positions: number[] | null = null;
+
+  /** Sets the stream offset of the next byte pushed (LF framing), for the positions `push` reports. */
+  seek(offset: number): void {
+    this.consumed = offset;
+    this.lineStart = offset;
+  }
+
   constructor(options: FrameDecoderOptions) {
     this.max = options.maxMessageSize;
     this.truncate = options.oversize === 'truncate';
@@ -60,9 +72,13 @@ export class SyslogFrameDecoder {
     return this.framing === 'octet-counting' ? this.partialLength + this.lengthDigits.length : this.partialLength;
   }
 
-  /** Appends every complete frame in `chunk` to `out`. Throws FramingError on a stream that cannot be syslog. */
-  push(chunk: Buffer, out: Buffer[]): void {
+  /**
+   * Appends every complete frame in `chunk` to `out`, and with `positions` (LF framing) the stream
+   * offset where each frame's line starts. Throws FramingError on a stream that cannot be syslog.
+   */
+  push(chunk: Buffer, out: Buffer[], positions?: number[]): void {
     if (chunk.length === 0) return;
+    this.positions = positions ?? null;
     if (this.framing === 'unknown') {
       const b = chunk[0]!;
       if (b >= 0x30 && b <= 0x39) this.framing = 'octet-counting';
@@ -74,9 +90,11 @@ export class SyslogFrameDecoder {
   }
 
   /** The peer closed: a last LF frame without its newline is still a message; a cut octet frame is not. */
-  end(out: Buffer[]): void {
+  end(out: Buffer[], positions?: number[]): void {
+    this.positions = positions ?? null;
     if (this.framing === 'lf') {
       if (this.partialLength > 0 && !this.skipping) this.emit(Buffer.concat(this.partial, this.partialLength), out);
+      this.lineStart = this.consumed; // what follows starts a new line
     } else if (this.framing === 'octet-counting' && (this.remaining > 0 || this.lengthDigits.length > 0)) {
       this.reset();
       throw new FramingError('connection closed in the middle of an octet-counted frame');
@@ -99,11 +117,14 @@ export class SyslogFrameDecoder {
     if (end > 0 && frame[end - 1] === CR) end--;
     if (end === 0) return;
     out.push(end === frame.length ? frame : frame.subarray(0, end));
+    this.positions?.push(this.lineStart);
   }
 
   private pushLf(chunk: Buffer, out: Buffer[]): void {
     let start = 0;
     const n = chunk.length;
+    const base = this.consumed;
+    this.consumed += n;
     while (start < n) {
       const nl = chunk.indexOf(LF, start);
       if (nl < 0) {
@@ -124,6 +145,7 @@ export class SyslogFrameDecoder {
       this.partial = [];
       this.partialLength = 0;
       start = nl + 1;
+      this.lineStart = base + start;
     }
   }
 

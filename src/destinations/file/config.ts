@@ -25,6 +25,14 @@ export const fileDestinationSchema = z
       .boolean()
       .default(true)
       .describe('fsync each batch before its records leave the queue, so an acknowledged record survives a power cut. Many batches share one fsync.'),
+    exactly_once: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Write a record that carries a stream position (a line of a file an agent follows, a record from an agent\'s reliable queue) at most once per file, even across crashes: ' +
+          'each file gets a `<file>.sluice-state` beside it with its committed size and the last position of every stream; a crash between a write and that state is undone at the next open ' +
+          '(the file is cut back to the committed size and the records written again). Costs a small atomic write per batch. Use it on a central server.',
+      ),
     max_open_files: z.int().positive().default(256).describe('Files kept open at once; the least recently used is closed first.'),
     idle_close: duration().prefault('1m').describe('Close a file nothing was written to for this long.'),
     file_mode: z

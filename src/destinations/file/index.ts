@@ -1,4 +1,5 @@
-import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
+import { writeFileAtomic } from '../../util/fs.js';
 import path from 'node:path';
 import type { z } from 'zod';
 import type { LogRecord } from '../../record.js';
@@ -13,7 +14,19 @@ type Config = z.output<typeof fileDestinationSchema>;
 interface OpenFile {
   handle: FileHandle;
   lastUsed: number;
+  /** exactly_once: what the state file says is committed. */
+  state: FileState | null;
+  path: string;
 }
+
+interface FileState {
+  /** Bytes of the file that are committed; anything after them was written but not recorded. */
+  size: number;
+  /** Last position written, per stream. */
+  streams: Map<string, number>;
+}
+
+const STATE_SUFFIX = '.sluice-state';
 
 const LF = Buffer.from('\n');
 const BATCH = 4096;
@@ -52,29 +65,86 @@ export class FileDestination extends QueueDrainer {
   }
 
   protected async deliver(records: LogRecord[]): Promise<void> {
-    const byFile = new Map<string, Buffer[]>();
+    const byFile = new Map<string, LogRecord[]>();
     for (const r of records) {
       const file = this.template.render(r);
-      let chunks = byFile.get(file);
-      if (!chunks) byFile.set(file, (chunks = []));
-      chunks.push(renderRecord(r, this.config.format, this.ctx.hostname), LF);
+      let list = byFile.get(file);
+      if (!list) byFile.set(file, (list = []));
+      list.push(r);
     }
-    const touched = new Set<OpenFile>();
-    for (const [file, chunks] of byFile) {
-      const f = await this.fileFor(file);
-      const data = Buffer.concat(chunks);
-      let written = 0;
-      while (written < data.length) {
-        const { bytesWritten } = await f.handle.write(data, written, data.length - written);
-        written += bytesWritten;
+    const touched: { f: OpenFile; bytes: number; marks: Map<string, number> | null }[] = [];
+    try {
+      for (const [file, list] of byFile) {
+        const f = await this.fileFor(file);
+        const marks = f.state ? new Map<string, number>() : null;
+        const chunks: Buffer[] = [];
+        for (const r of list) {
+          if (marks && r.stream !== undefined) {
+            const seen = marks.get(r.stream) ?? f.state!.streams.get(r.stream) ?? -1;
+            if (r.streamPos <= seen) {
+              this.stats.duplicatesSkipped = (this.stats.duplicatesSkipped ?? 0) + 1;
+              continue; // written before (a resend, or a line read again after a crash)
+            }
+            marks.set(r.stream, r.streamPos);
+          }
+          chunks.push(renderRecord(r, this.config.format, this.ctx.hostname), LF);
+        }
+        const data = Buffer.concat(chunks);
+        let written = 0;
+        while (written < data.length) {
+          const { bytesWritten } = await f.handle.write(data, written, data.length - written);
+          written += bytesWritten;
+        }
+        touched.push({ f, bytes: data.length, marks });
       }
-      touched.add(f);
+      this.stats.sent += records.length;
+      if (this.config.fsync) {
+        // A file evicted meanwhile was synced as it was closed.
+        const open_ = new Set(this.files.values());
+        await Promise.all(touched.filter((t) => open_.has(t.f)).map((t) => t.f.handle.datasync()));
+      }
+      // exactly_once: only now, with the lines on disk, do they count as written.
+      for (const t of touched) {
+        if (!t.f.state) continue;
+        const next: FileState = { size: t.f.state.size + t.bytes, streams: new Map(t.f.state.streams) };
+        for (const [k, v] of t.marks!) next.streams.set(k, v);
+        await writeFileAtomic(`${t.f.path}${STATE_SUFFIX}`, `${JSON.stringify({ version: 1, size: next.size, streams: Object.fromEntries(next.streams) })}\n`);
+        t.f.state = next;
+      }
+    } catch (err) {
+      // The files may hold bytes past their committed state: reopen them (and cut them back) next time.
+      for (const t of touched) {
+        if (!t.f.state) continue;
+        this.files.delete(t.f.path);
+        await t.f.handle.close().catch(() => undefined);
+      }
+      throw err;
     }
-    this.stats.sent += records.length;
-    if (this.config.fsync) {
-      // A file evicted meanwhile was synced as it was closed.
-      const open_ = new Set(this.files.values());
-      await Promise.all([...touched].filter((f) => open_.has(f)).map((f) => f.handle.datasync()));
+  }
+
+  /** exactly_once: reads `<file>.sluice-state` and cuts the file back to what it records. */
+  private async loadState(file: string, handle: FileHandle): Promise<FileState> {
+    const size = (await handle.stat()).size;
+    let text: string | null = null;
+    try {
+      text = await readFile(`${file}${STATE_SUFFIX}`, 'utf8');
+    } catch {
+      return { size, streams: new Map() };
+    }
+    try {
+      const data = JSON.parse(text) as { size: number; streams: Record<string, number> };
+      const state: FileState = { size: data.size, streams: new Map(Object.entries(data.streams)) };
+      if (size > state.size) {
+        await handle.truncate(state.size);
+        await handle.datasync();
+        this.ctx.logger.info({ file, cut_bytes: size - state.size }, 'cut back lines written after the last recorded state (a crash); they are written again');
+      } else if (size < state.size) {
+        state.size = size; // the file was rotated or shortened from outside: go on from its end
+      }
+      return state;
+    } catch (err) {
+      this.ctx.logger.error({ file, err: (err as Error).message }, 'the exactly-once state beside this file is damaged: records sent again may be written twice');
+      return { size, streams: new Map() };
     }
   }
 
@@ -107,7 +177,15 @@ export class FileDestination extends QueueDrainer {
       await mkdir(dir, { recursive: true, mode: this.dirMode });
       handle = await open(file, 'a', this.fileMode);
     }
-    const f = { handle, lastUsed: now };
+    const f: OpenFile = { handle, lastUsed: now, state: null, path: file };
+    if (this.config.exactly_once) {
+      try {
+        f.state = await this.loadState(file, handle);
+      } catch (err) {
+        await handle.close().catch(() => undefined);
+        throw err;
+      }
+    }
     this.files.set(file, f);
     return f;
   }

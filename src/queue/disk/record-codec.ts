@@ -2,10 +2,14 @@ import { LogRecord, newSourceStats, type RecordOrigin, type SourceStats } from '
 
 /**
  * A LogRecord as the payload of a queue record:
- * `u16 originLength, origin, f64 receivedAt, raw bytes`, where origin is
- * `u8 flags (1 text, 2 lenient), u8 facility, u8 severity, then source, from, hostname, appName`,
- * each a u16 length and UTF-8. The origin of a connection or file is encoded once and reused.
+ * `u16 originLength, origin, f64 receivedAt, [u16 streamLength, stream, f64 streamPos,] raw bytes`,
+ * where origin is `u8 flags (1 text, 2 lenient), u8 facility, u8 severity, then source, from,
+ * hostname, appName`, each a u16 length and UTF-8, and the stream part is there when the top bit of
+ * originLength is set. The origin of a connection or file is encoded once and reused.
  */
+
+const HAS_STREAM = 0x8000;
+const streamBytes = (r: LogRecord) => (r.stream === undefined ? 0 : 2 + Buffer.byteLength(r.stream) + 8);
 
 const TEXT = 1;
 const LENIENT = 2;
@@ -32,7 +36,7 @@ function encodeOrigin(o: RecordOrigin): Buffer {
 /** Bytes `encodeInto` writes for `r`. */
 export function encodedSize(r: LogRecord): number {
   if (r.encoded) return r.encoded.length;
-  return 2 + encodeOrigin(r.origin).length + 8 + r.raw.length;
+  return 2 + encodeOrigin(r.origin).length + 8 + streamBytes(r) + r.raw.length;
 }
 
 /** Writes `r` into `out` at `at`; returns the position after it. */
@@ -40,10 +44,17 @@ export function encodeInto(r: LogRecord, out: Buffer, at: number): number {
   // A record that came from a queue file or the network in this format is copied as it is.
   if (r.encoded) return at + r.encoded.copy(out, at);
   const origin = encodeOrigin(r.origin);
-  out.writeUInt16LE(origin.length, at);
+  out.writeUInt16LE(origin.length | (r.stream === undefined ? 0 : HAS_STREAM), at);
   origin.copy(out, at + 2);
   out.writeDoubleLE(r.receivedAt, at + 2 + origin.length);
-  return at + 10 + origin.length + r.raw.copy(out, at + 10 + origin.length);
+  let pos = at + 10 + origin.length;
+  if (r.stream !== undefined) {
+    const len = out.write(r.stream, pos + 2, 'utf8');
+    out.writeUInt16LE(len, pos);
+    out.writeDoubleLE(r.streamPos, pos + 2 + len);
+    pos += 2 + len + 8;
+  }
+  return pos + r.raw.copy(out, pos);
 }
 
 export function encodeRecord(r: LogRecord): Buffer {
@@ -67,7 +78,8 @@ export class RecordDecoder {
 
   decode(payload: Buffer): LogRecord {
     if (payload.length < 2) throw new RecordDecodeError('payload shorter than its origin length');
-    const originLength = payload.readUInt16LE(0);
+    const lengthField = payload.readUInt16LE(0);
+    const originLength = lengthField & ~HAS_STREAM;
     if (payload.length < 2 + originLength + 8 || originLength < 11) throw new RecordDecodeError('payload shorter than its header');
     const originBytes = payload.subarray(2, 2 + originLength);
     let origin: RecordOrigin | undefined;
@@ -85,7 +97,22 @@ export class RecordDecoder {
       this.last = { bytes: Buffer.from(originBytes), origin };
     }
     const receivedAt = payload.readDoubleLE(2 + originLength);
-    const r = new LogRecord(payload.subarray(10 + originLength), receivedAt, origin);
+    let rawAt = 10 + originLength;
+    let stream: string | undefined;
+    let streamPos = -1;
+    if (lengthField & HAS_STREAM) {
+      if (payload.length < rawAt + 2) throw new RecordDecodeError('stream part cut short');
+      const len = payload.readUInt16LE(rawAt);
+      if (payload.length < rawAt + 2 + len + 8) throw new RecordDecodeError('stream part cut short');
+      stream = payload.toString('utf8', rawAt + 2, rawAt + 2 + len);
+      streamPos = payload.readDoubleLE(rawAt + 2 + len);
+      rawAt += 2 + len + 8;
+    }
+    const r = new LogRecord(payload.subarray(rawAt), receivedAt, origin);
+    if (stream !== undefined) {
+      r.stream = stream;
+      r.streamPos = streamPos;
+    }
     r.encoded = payload;
     return r;
   }

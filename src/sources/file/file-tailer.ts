@@ -84,6 +84,25 @@ export class FileTailer {
     this.readOffset = offset;
     this.committed = offset;
     this.decoder = new SyslogFrameDecoder({ maxMessageSize: options.maxLineLength, oversize: 'truncate', framing: 'lf' });
+    this.decoder.seek(offset);
+  }
+
+  /**
+   * The identity of this file's lines as a stream (see LogRecord.stream): the host, device and
+   * inode, birth time, and a checksum of the first line, so a truncated or replaced file is a new
+   * stream. A line read twice (after a crash) keeps its (stream, offset).
+   */
+  private streamId: string | null = null;
+
+  private async stream(): Promise<string> {
+    if (this.streamId) return this.streamId;
+    const head = Buffer.alloc(FINGERPRINT_BYTES);
+    const { bytesRead } = await this.handle.read(head, 0, FINGERPRINT_BYTES, 0);
+    const nl = head.subarray(0, bytesRead).indexOf(0x0a);
+    const first = head.subarray(0, nl >= 0 ? nl : bytesRead);
+    const st = await this.handle.stat();
+    this.streamId = `file|${this.origin.hostname ?? ''}|${this.id.dev}:${this.id.ino}|${Math.floor(st.birthtimeMs)}|${crc32(first).toString(16)}`;
+    return this.streamId;
   }
 
   static async open(
@@ -151,15 +170,16 @@ export class FileTailer {
         this.readOffset += bytesRead;
         this.lastActivity = Date.now();
         const frames: Buffer[] = [];
-        this.decoder.push(buf.subarray(0, bytesRead), frames);
-        await this.emit(frames);
+        const positions: number[] = [];
+        this.decoder.push(buf.subarray(0, bytesRead), frames, positions);
+        await this.emit(frames, positions);
         if (this.fingerprint.bytes < FINGERPRINT_BYTES) this.fingerprint = await fingerprintOf(this.handle);
       }
       await this.flushStalePartial();
     } while (this.again && !this.closed);
   }
 
-  private async emit(frames: Buffer[]): Promise<void> {
+  private async emit(frames: Buffer[], positions: number[]): Promise<void> {
     const endOffset = this.readOffset - this.decoder.pendingBytes;
     if (this.decoder.pendingBytes === 0) this.partialSince = 0;
     else if (this.partialSince === 0) this.partialSince = Date.now();
@@ -170,7 +190,13 @@ export class FileTailer {
     let committed: Promise<void> | undefined;
     if (frames.length > 0) {
       const now = Date.now();
-      const records = frames.map((f) => new LogRecord(f, now, this.origin));
+      const stream = await this.stream();
+      const records = frames.map((f, i) => {
+        const r = new LogRecord(f, now, this.origin);
+        r.stream = stream;
+        r.streamPos = positions[i]!;
+        return r;
+      });
       const d = this.options.deliver(records);
       if (d?.accepted) await d.accepted; // flow control: no more reading until the queues took these
       committed = d?.committed;
@@ -213,9 +239,10 @@ export class FileTailer {
   private async flushStalePartial(): Promise<void> {
     if (this.partialSince === 0 || Date.now() - this.partialSince < this.options.flushTimeout) return;
     const frames: Buffer[] = [];
-    this.decoder.end(frames);
+    const positions: number[] = [];
+    this.decoder.end(frames, positions);
     this.partialSince = 0;
-    await this.emit(frames);
+    await this.emit(frames, positions);
   }
 
   private rereadFrom(offset: number): void {
@@ -223,6 +250,7 @@ export class FileTailer {
     this.partialSince = 0;
     const discard: Buffer[] = [];
     this.decoder.end(discard);
+    this.decoder.seek(offset);
   }
 
   /** copytruncate: the file shrank below what we read, or its first bytes changed. Start again at 0. */
@@ -240,6 +268,8 @@ export class FileTailer {
     this.partialSince = 0;
     const discard: Buffer[] = [];
     this.decoder.end(discard);
+    this.decoder.seek(0);
+    this.streamId = null; // a new stream
     this.fingerprint = await fingerprintOf(this.handle);
   }
 

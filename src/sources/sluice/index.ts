@@ -293,6 +293,9 @@ export class SluiceSource implements Source {
       } catch (err) {
         throw new WireError(`record ${i}: ${(err as Error).message}`);
       }
+      // The record's place in a stream that survives resends: a followed file's line keeps the
+      // agent's; anything else is this sender's sequence number.
+      if (r.stream === undefined) r.setStream(sender, firstSeq + i);
       records[i - skip] = r;
       bytes += r.raw.length;
     }
