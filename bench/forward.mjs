@@ -131,7 +131,13 @@ async function measure(name, start) {
 
 requirePeers();
 console.log(`forwarding benchmark: ${N} messages of 200 bytes per round, ${ROUNDS} rounds, loggen -> ... -> line-counting sink (TCP)`);
-const a = await measure('agent -> sluice protocol -> central (reliable queues, fsync both sides)', agentToCentral);
+const only = process.env.BENCH_ONLY; // 'central' or 'relp' to run one part
+const skip = { name: 'skipped', median: NaN, rates: [] };
+const a = only === 'relp' ? skip : await measure('agent -> sluice protocol -> central (reliable queues, fsync both sides)', agentToCentral);
+if (only === 'central') {
+  console.log(`\nagent -> central: ${Math.round(a.median).toLocaleString('en')} msg/s (target >= 150,000)`);
+  process.exit(0);
+}
 const s = await measure('sluice RELP destination (memory queue, as omrelp\'s) -> rsyslog imrelp', (k) => sluiceToImrelp(k, '{ mode: memory }'));
 const sr = await measure('sluice RELP destination (reliable queue, fsync) -> rsyslog imrelp', (k) => sluiceToImrelp(k, '{ mode: reliable, max_size: 2GiB, sync_interval: 50ms }'));
 const o = await measure('rsyslog 8.2302 omrelp (memory queue) -> rsyslog imrelp', omrelpToImrelp);

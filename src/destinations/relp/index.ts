@@ -12,6 +12,12 @@ type Config = z.output<typeof relpDestinationSchema>;
 
 const OK = { code: 200, text: 'OK' };
 
+/**
+ * Messages per socket write. librelp's server reads and answers in small steps: against rsyslog
+ * imrelp, 128 frames a write measured 163k msg/s where 1024 gave 127k (bench:forward).
+ */
+const WRITE_CHUNK = 128;
+
 /** Transactions sent and not answered, oldest first. */
 interface Outstanding {
   txnr: number;
@@ -223,7 +229,7 @@ export class RelpDestination implements Destination {
           continue;
         }
         const room = this.config.window - unanswered;
-        const batch = room > 0 ? this.queue.take(Math.min(room, 1024)) : [];
+        const batch = room > 0 ? this.queue.take(Math.min(room, WRITE_CHUNK)) : [];
         if (batch.length === 0) {
           if (this.draining) {
             if (unanswered === 0) {
