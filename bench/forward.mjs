@@ -17,7 +17,9 @@ const RELP_WINDOW = Number(process.env.BENCH_RELP_WINDOW ?? 4096);
 function sluice(dir, name, yaml) {
   const cfg = path.join(dir, `${name}.yaml`);
   writeFileSync(cfg, yaml);
-  return startProcess(process.execPath, [cli, 'run', '-c', cfg]);
+  // BENCH_PROFILE_DIR: write a CPU profile of every sluice process there.
+  const prof = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+  return startProcess(process.execPath, [...prof, cli, 'run', '-c', cfg]);
 }
 
 async function agentToCentral(sink) {

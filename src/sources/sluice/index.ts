@@ -230,12 +230,16 @@ export class SluiceSource implements Source {
         () => undefined,
         () => undefined,
       );
+      // Durable in every queue, then the mark raised durably; several batches' marks share one write.
+      // (Queues commit in order, so a later batch committed means the earlier ones are too.)
+      const durable = queued.then(async (q) => {
+        if (q) await q.committed;
+        if (!closed) await this.marks!.commit(from, lastSeq);
+      });
+      durable.catch(() => undefined);
       ackChain = ackChain.then(async () => {
         try {
-          const q = await queued;
-          if (q) await q.committed;
-          if (closed) return;
-          await this.marks!.commit(from, lastSeq);
+          await durable;
           if (!closed) ws.send(JSON.stringify({ type: 'ack', seq: lastSeq }));
         } catch (err) {
           // Not committed: forget what was queued after the durable mark, so the resend is taken.
