@@ -9,12 +9,21 @@ import { makePki } from '../helpers/tls.js';
 
 // RELP against rsyslog 8.2302 with librelp 1.11, both directions, with restarts mid-stream.
 
+/**
+ * A free port below the kernel's ephemeral range (32768 and up): a port rsyslog gives up when it is
+ * killed must not be handed to another test's listen(0) before rsyslog binds it again.
+ */
 async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 10_000);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (ok) return port;
+  }
+  throw new Error('no free port in 20000-29999');
 }
 
 async function sendTcp(port: number, lines: string[]): Promise<void> {
@@ -133,7 +142,9 @@ pipelines:
     expect(agent.stats().destinations.r!.queue.records).toBeGreaterThan(0);
     rs = await startRsyslog(dir, imrelp(port));
     peers.push(rs);
-    await waitFor('all 20000 at rsyslog', () => new Set(readLines(`${dir}/rsyslog-out.log`)).size === 20_000, 60_000);
+    await waitFor('all 20000 at rsyslog', () => new Set(readLines(`${dir}/rsyslog-out.log`)).size === 20_000, 60_000).catch((err: Error) => {
+      throw new Error(`${err.message}; got ${new Set(readLines(`${dir}/rsyslog-out.log`)).size}; agent ${JSON.stringify(agent.stats().destinations.r)}; rsyslog: ${rs.log().slice(-500)}`);
+    });
     expect(agent.stats().destinations.r!.failures).toBeGreaterThan(0);
     await waitFor('the queue to empty', () => agent.stats().destinations.r!.queue.records === 0);
   }, 90_000);

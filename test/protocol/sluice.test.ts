@@ -245,4 +245,24 @@ describe('sluice protocol: agent to central', () => {
     await sendTcp(portOf(a, 'in'), Array.from({ length: 50 }, (_, i) => msg('tls', i)));
     await waitFor('50 over wss', () => readLines(`${dir}/out/tls.log`).length === 50, 20_000);
   });
+
+  it('fails over to the next URL when the first is down', async () => {
+    dir = tempDir();
+    const c = await startAgent(central(dir));
+    agents.push(c);
+    const dead = await new Promise<number>((resolve) => {
+      const srv = net.createServer();
+      srv.listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const a = await startAgent(agentConfig(dir, portOf(c, 'agents')).replace(/urls: \["ws:\/\/127\.0\.0\.1:(\d+)"\]/, `urls: ["ws://127.0.0.1:${dead}", "ws://127.0.0.1:$1"]`));
+    agents.push(a);
+    await sendTcp(portOf(a, 'in'), Array.from({ length: 100 }, (_, i) => msg('fo', i)));
+    await waitFor('100 through the second URL', () => readLines(`${dir}/out/fo.log`).length === 100, 20_000);
+    const st = a.stats().destinations.up!;
+    expect(st.failures).toBeGreaterThanOrEqual(1); // the dead one was tried
+    expect(st.reconnects).toBeGreaterThanOrEqual(1);
+  });
 });

@@ -142,6 +142,7 @@ export class RelpDestination implements Destination {
       wake();
     };
     socket.on('data', (chunk: Buffer) => {
+      let refused: Error | null = null;
       const frames: RelpFrame[] = [];
       try {
         parser.push(chunk, frames);
@@ -171,7 +172,7 @@ export class RelpDestination implements Destination {
         o.code = rsp.code;
         if (rsp.code !== 200) {
           this.stats.serverErrors = (this.stats.serverErrors ?? 0) + 1;
-          return fail(new Error(`server answered ${rsp.code} ${rsp.text}`));
+          refused ??= new Error(`server answered ${rsp.code} ${rsp.text}`);
         }
       }
       // Free the answered prefix, in order.
@@ -188,6 +189,8 @@ export class RelpDestination implements Destination {
           head = 0;
         }
       }
+      // A refusal ends the session after the answered prefix is freed: the rest is sent again.
+      if (refused) return fail(refused);
       wake();
     });
     socket.on('error', (err) => fail(err));

@@ -1,0 +1,75 @@
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Agent } from '../../src/agent.js';
+import { RELP_OFFERS, relpFrame, RelpParser, type RelpFrame } from '../../src/protocol/relp.js';
+import { portOf, removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+
+/** A RELP server that answers `500` to the first `failFirst` messages, then `200`. */
+async function picky(failFirst: number) {
+  const got: string[] = [];
+  let refused = 0;
+  const server = net.createServer((s) => {
+    const parser = new RelpParser(1 << 20);
+    s.on('error', () => undefined);
+    s.on('data', (chunk: Buffer) => {
+      const frames: RelpFrame[] = [];
+      parser.push(chunk, frames);
+      for (const f of frames) {
+        if (f.command === 'open') s.write(relpFrame(f.txnr, 'rsp', `200 OK\n${RELP_OFFERS}`));
+        else if (f.command === 'syslog') {
+          if (refused < failFirst) {
+            refused++;
+            s.write(relpFrame(f.txnr, 'rsp', '500 try again later'));
+          } else {
+            got.push(f.data.toString());
+            s.write(relpFrame(f.txnr, 'rsp', '200 OK'));
+          }
+        } else if (f.command === 'close') {
+          s.write(relpFrame(f.txnr, 'rsp'));
+          s.end();
+        }
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as net.AddressInfo).port, got, refused: () => refused, close: () => server.close() };
+}
+
+describe('RELP destination', () => {
+  let dir: string;
+  let agent: Agent | undefined;
+  afterEach(async () => {
+    await agent?.stop();
+    agent = undefined;
+    removeDir(dir);
+  });
+
+  it('treats any answer but 200 as "send again": nothing is dropped, and the refusals are counted', async () => {
+    dir = tempDir();
+    const srv = await picky(3);
+    try {
+      agent = await startAgent(`
+state_dir: ${dir}/state
+shutdown_timeout: 200ms
+admin: { enabled: false }
+sources:
+  in: { type: syslog_tcp, address: "127.0.0.1:0" }
+destinations:
+  r: { type: relp, address: "127.0.0.1:${srv.port}", window: 4, backoff: { initial: 10ms, max: 50ms } }
+pipelines:
+  p: { from: [in], to: [r] }
+`);
+      const s = net.connect(portOf(agent, 'in'), '127.0.0.1');
+      s.end(Array.from({ length: 20 }, (_, i) => `<13>1 - h app - - - picky ${i}\n`).join(''));
+      await waitFor('every message accepted', () => new Set(srv.got).size === 20 && agent!.stats().destinations.r!.queue.records === 0, 10_000);
+      expect([...new Set(srv.got)].sort()).toEqual(Array.from({ length: 20 }, (_, i) => `<13>1 - h app - - - picky ${i}`).sort());
+      const st = agent.stats().destinations.r!;
+      expect(srv.refused()).toBe(3);
+      expect(st.serverErrors).toBeGreaterThanOrEqual(1);
+      expect(st.failures).toBeGreaterThanOrEqual(1);
+      expect(st.delivered).toBe(20);
+    } finally {
+      srv.close();
+    }
+  });
+});
