@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseRsp, RELP_OFFERS, relpFrame, RelpParser, type RelpFrame } from '../../src/protocol/relp.js';
-import { removeDir, sleep, tempDir, waitFor } from '../helpers/agent.js';
+import { removeDir, sleep, stablePort, tempDir, waitFor } from '../helpers/agent.js';
 
 // The product's promise, end to end: an agent (a followed file and a RELP source, a reliable queue,
 // the sluice protocol) and a central sluice (a reliable queue, a file written exactly once) are both
@@ -18,13 +18,7 @@ const FILE_LINES = 100_000;
 const RELP_MESSAGES = 100_000;
 const TOKEN = 'crash-test-token-0123456789';
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+const freePort = stablePort;
 
 class Proc {
   child: ChildProcess | null = null;

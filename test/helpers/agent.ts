@@ -47,3 +47,21 @@ export function portOf(agent: Agent, source: string): number {
   const s = agent.sources.get(source) as unknown as { port: number };
   return s.port;
 }
+
+/**
+ * A free port below the kernel's ephemeral range (which starts at 32768), for servers a test kills
+ * and starts again on the same port: meanwhile another test's listen(0) cannot be handed it.
+ */
+export async function stablePort(): Promise<number> {
+  const net = await import('node:net');
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 10_000);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (ok) return port;
+  }
+  throw new Error('no free port in 20000-29999');
+}

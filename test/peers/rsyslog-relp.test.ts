@@ -3,28 +3,13 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
-import { portOf, readLines, removeDir, sleep, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { portOf, readLines, removeDir, sleep, stablePort, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 import { startRsyslog, type Rsyslog } from '../helpers/peers.js';
 import { makePki } from '../helpers/tls.js';
 
 // RELP against rsyslog 8.2302 with librelp 1.11, both directions, with restarts mid-stream.
 
-/**
- * A free port below the kernel's ephemeral range (32768 and up): a port rsyslog gives up when it is
- * killed must not be handed to another test's listen(0) before rsyslog binds it again.
- */
-async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = 20_000 + Math.floor(Math.random() * 10_000);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.createServer();
-      s.once('error', () => resolve(false));
-      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-    });
-    if (ok) return port;
-  }
-  throw new Error('no free port in 20000-29999');
-}
+const freePort = stablePort;
 
 async function sendTcp(port: number, lines: string[]): Promise<void> {
   const s = net.connect(port, '127.0.0.1');

@@ -7,7 +7,7 @@ import type { Agent } from '../../src/agent.js';
 import { encodeBatch, PATH, SUBPROTOCOL } from '../../src/protocol/sluice-wire.js';
 import { encodeRecord } from '../../src/queue/disk/record-codec.js';
 import { LogRecord, newSourceStats } from '../../src/record.js';
-import { portOf, readLines, removeDir, sleep, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { portOf, readLines, removeDir, sleep, stablePort, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 import { makePki } from '../helpers/tls.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
@@ -108,8 +108,8 @@ describe('sluice protocol: agent to central', () => {
 
   it('a second token works (rotation), and a restart of the central server loses nothing', async () => {
     dir = tempDir();
-    let c = await startAgent(central(dir));
-    const port = portOf(c, 'agents');
+    const port = await stablePort(); // restarted on the same port below
+    let c = await startAgent(central(dir).replace('address: "127.0.0.1:0"', `address: "127.0.0.1:${port}"`));
     const a = await startAgent(agentConfig(dir, port, '', OTHER));
     agents.push(a);
     await sendTcp(portOf(a, 'in'), Array.from({ length: 300 }, (_, i) => msg('h', i)));
