@@ -4,7 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { readLines, removeDir, tempDir, waitFor } from './helpers/agent.js';
+import { readLines, removeDir, tempDir, waitFor, stablePort } from './helpers/agent.js';
 import { runLogger } from './helpers/peers.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -14,13 +14,7 @@ function sluice(args: string[]) {
   return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 20_000, cwd: root });
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+const freePort = stablePort;
 
 
 /** Starts `sluice run` on `cfg`; `log()` is its stderr so far. */

@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
-import { portOf, readLines, removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { portOf, readLines, removeDir, startAgent, tempDir, waitFor, stablePort } from '../helpers/agent.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'dist/cli.js');
@@ -16,13 +16,7 @@ async function send(port: number, lines: string[]): Promise<void> {
   await new Promise<void>((r) => s.end(lines.map((l) => `${l}\n`).join(''), () => r()));
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+const freePort = stablePort;
 
 describe('admin listener', () => {
   let dir: string;

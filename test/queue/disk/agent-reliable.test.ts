@@ -1,15 +1,9 @@
 import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { portOf, removeDir, startAgent, tempDir, waitFor } from '../../helpers/agent.js';
+import { portOf, removeDir, startAgent, tempDir, waitFor, stablePort } from '../../helpers/agent.js';
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+const freePort = stablePort;
 
 describe('agent with a reliable queue', () => {
   it('keeps records on disk while the receiver is down, across an agent restart, and delivers them once it is up', async () => {
