@@ -32,6 +32,21 @@ export function parseRsp(data: Buffer): { code: number; text: string } {
   return { code: Number(m[1]), text: m[2] ?? '' };
 }
 
+const COMMANDS = ['rsp', 'syslog', 'open', 'close', 'serverclose'].map((c) => ({ c, bytes: Buffer.from(c) }));
+
+/** The command string without allocating one, for the commands that come by the thousand. */
+function knownCommand(b: Buffer, from: number, to: number): string | null {
+  for (const { c, bytes } of COMMANDS) {
+    if (bytes.length === to - from && b.compare(bytes, 0, bytes.length, from, to) === 0) return c;
+  }
+  return null;
+}
+
+/** True for the data `200 OK`, the answer that comes by the thousand. */
+export function isOk(data: Buffer): boolean {
+  return data.length === 6 && data[0] === 0x32 && data[1] === 0x30 && data[2] === 0x30 && data[3] === 0x20 && data[4] === 0x4f && data[5] === 0x4b;
+}
+
 /**
  * Splits a byte stream into frames. `maxData` bounds DATALEN; anything malformed throws RelpError
  * (the caller closes that connection).
@@ -63,13 +78,15 @@ export class RelpParser {
     let i = start;
     const number = (what: string, maxDigits: number): number | null => {
       const from = i;
+      let v = 0;
       while (i < b.length && b[i]! >= 0x30 && b[i]! <= 0x39) {
+        v = v * 10 + (b[i]! - 0x30);
         i++;
         if (i - from > maxDigits) throw new RelpError(`${what} longer than ${maxDigits} digits`);
       }
       if (i === b.length) return null; // need more
       if (i === from) throw new RelpError(`expected ${what}, got byte 0x${b[i]!.toString(16)}`);
-      return Number(b.toString('latin1', from, i));
+      return v;
     };
     const txnr = number('transaction number', 9);
     if (txnr === null) return null;
@@ -84,7 +101,7 @@ export class RelpParser {
     }
     if (i === b.length) return null;
     if (b[i] !== SP || i === cmdFrom) throw new RelpError('expected a command and a space');
-    const command = b.toString('latin1', cmdFrom, i);
+    const command = knownCommand(b, cmdFrom, i) ?? b.toString('latin1', cmdFrom, i);
     i++;
     const len = number('data length', 9);
     if (len === null) return null;

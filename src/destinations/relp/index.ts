@@ -3,7 +3,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { z } from 'zod';
 import { cancellableSleep, ExponentialBackoff } from '../../net/backoff.js';
-import { parseRsp, RELP_MAX_TXNR, RELP_OFFERS, RelpParser, relpFrame, type RelpFrame } from '../../protocol/relp.js';
+import { isOk, parseRsp, RELP_MAX_TXNR, RELP_OFFERS, RelpParser, relpFrame, type RelpFrame } from '../../protocol/relp.js';
 import { renderRecord } from '../format.js';
 import type { Destination, DestinationContext, DestinationStats } from '../types.js';
 import type { relpDestinationSchema } from './config.js';
@@ -17,14 +17,6 @@ const OK = { code: 200, text: 'OK' };
  * imrelp, 128 frames a write measured 163k msg/s where 1024 gave 127k (bench:forward).
  */
 const WRITE_CHUNK = 128;
-
-/** Transactions sent and not answered, oldest first. */
-interface Outstanding {
-  txnr: number;
-  /** 0 while unanswered, else the answer's code. */
-  code: number;
-  sentAt: number;
-}
 
 /**
  * The RELP client, with a sliding window as librelp has: up to `window` `syslog` commands
@@ -131,8 +123,12 @@ export class RelpDestination implements Destination {
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 60_000);
     const parser = new RelpParser(1 << 20);
-    const outstanding: Outstanding[] = [];
-    let head = 0; // outstanding[head] is the oldest unanswered
+    // Unanswered syslog commands, oldest first, as plain number arrays (no object per message):
+    // entry i is transaction base + i; code 0 while unanswered.
+    let codes: number[] = [];
+    let sentAt: number[] = [];
+    let base = 2; // transaction 1 is the open
+    let head = 0; // codes[head] is the oldest unanswered
     let failure: Error | null = null;
     let wake: () => void = () => undefined;
     let openAnswer: { code: number; text: string } | null = null;
@@ -153,23 +149,20 @@ export class RelpDestination implements Destination {
         if (f.command === 'serverclose') return fail(new Error('the server closed the session (serverclose)'));
         if (f.command !== 'rsp') return fail(new Error(`unexpected ${f.command} from the server`));
         // The common answer, without a regular expression.
-        const rsp = f.data.length === 6 && f.data.toString('latin1') === '200 OK' ? OK : parseRsp(f.data);
+        const rsp = isOk(f.data) ? OK : parseRsp(f.data);
         if (f.txnr === 1) {
           openAnswer = rsp;
           continue;
         }
-        // Answers come in order in practice; find the transaction wherever it is.
-        const first = outstanding[head]?.txnr ?? -1;
-        const i = head + (f.txnr - first);
-        const o = outstanding[i];
-        if (!o || o.txnr !== f.txnr) {
+        const i = f.txnr - base;
+        if (i < head || i >= codes.length || codes[i] !== 0) {
           if (f.txnr === closeTxnr) {
             closeAnswered = true;
             continue;
           }
           return fail(new Error(`answer for transaction ${f.txnr}, which is not open`));
         }
-        o.code = rsp.code;
+        codes[i] = rsp.code;
         if (rsp.code !== 200) {
           this.stats.serverErrors = (this.stats.serverErrors ?? 0) + 1;
           refused ??= new Error(`server answered ${rsp.code} ${rsp.text}`);
@@ -177,15 +170,17 @@ export class RelpDestination implements Destination {
       }
       // Free the answered prefix, in order.
       let n = 0;
-      while (head < outstanding.length && outstanding[head]!.code === 200) {
+      while (head < codes.length && codes[head] === 200) {
         head++;
         n++;
       }
       if (n > 0) {
         this.queue.ack(n);
         this.stats.delivered += n;
-        if (head > 4096 && head * 2 > outstanding.length) {
-          outstanding.splice(0, head);
+        if (head > 4096 && head * 2 > codes.length) {
+          codes = codes.slice(head);
+          sentAt = sentAt.slice(head);
+          base += head;
           head = 0;
         }
       }
@@ -221,9 +216,9 @@ export class RelpDestination implements Destination {
       for (;;) {
         if (failure) throw failure;
         if (this.stopped) return;
-        const unanswered = outstanding.length - head;
-        if (unanswered > 0 && Date.now() - outstanding[head]!.sentAt > this.config.response_timeout) {
-          throw new Error(`no answer to transaction ${outstanding[head]!.txnr} in ${this.config.response_timeout} ms`);
+        const unanswered = codes.length - head;
+        if (unanswered > 0 && Date.now() - sentAt[head]! > this.config.response_timeout) {
+          throw new Error(`no answer to transaction ${base + head} in ${this.config.response_timeout} ms`);
         }
         // Reconnect well before the transaction number would wrap.
         if (txnr + this.config.window + 2 >= RELP_MAX_TXNR) {
@@ -255,7 +250,8 @@ export class RelpDestination implements Destination {
         let total = 0;
         for (let i = 0; i < batch.length; i++) {
           const body = renderRecord(batch[i]!, this.config.format, this.ctx.hostname);
-          outstanding.push({ txnr, code: 0, sentAt: now });
+          codes.push(0);
+          sentAt.push(now);
           bodies[i] = body;
           heads[i] = body.length > 0 ? `${txnr++} syslog ${body.length} ` : `${txnr++} syslog 0`;
           total += heads[i]!.length + body.length + 1;
@@ -276,7 +272,7 @@ export class RelpDestination implements Destination {
         }
       }
     } finally {
-      this.toReplay = outstanding.length - head;
+      this.toReplay = codes.length - head;
       this.socket = null;
       socket.destroy();
     }
