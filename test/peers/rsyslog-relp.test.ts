@@ -81,11 +81,13 @@ pipelines:
     expect(new Set(got)).toEqual(new Set(lines(0, 5000)));
   }, 60_000);
 
+  // A direct queue: imrelp answers 200 only after omfile has the message (with rsyslog's default
+  // in-memory main queue, a SIGKILL loses messages rsyslog itself already acknowledged).
   const imrelp = (port: number) => `
 module(load="imrelp")
 input(type="imrelp" port="${port}" ruleset="out")
 template(name="rawline" type="string" string="%rawmsg%\\n")
-ruleset(name="out") { action(type="omfile" file="${dir}/rsyslog-out.log" template="rawline") }
+ruleset(name="out" queue.type="Direct") { action(type="omfile" file="${dir}/rsyslog-out.log" template="rawline") }
 `;
   const relpDest = (port: number) => `
 state_dir: ${dir}/state
