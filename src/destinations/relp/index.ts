@@ -11,6 +11,26 @@ import type { relpDestinationSchema } from './config.js';
 type Config = z.output<typeof relpDestinationSchema>;
 
 const OK = { code: 200, text: 'OK' };
+const SYSLOG_CMD = Buffer.from(' syslog ');
+
+function digits(n: number): number {
+  let d = 1;
+  while (n >= 10) {
+    n = Math.floor(n / 10);
+    d++;
+  }
+  return d;
+}
+
+/** Writes `n` in decimal at `at`; returns the position after it. */
+function writeDigits(out: Buffer, at: number, n: number): number {
+  const d = digits(n);
+  for (let i = at + d - 1; i >= at; i--) {
+    out[i] = 0x30 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+  return at + d;
+}
 
 /**
  * Messages per socket write. librelp's server reads and answers in small steps: against rsyslog
@@ -246,21 +266,26 @@ export class RelpDestination implements Destination {
         const now = Date.now();
         // The whole batch in one buffer, one write.
         const bodies = new Array<Buffer>(batch.length);
-        const heads = new Array<string>(batch.length);
         let total = 0;
         for (let i = 0; i < batch.length; i++) {
           const body = renderRecord(batch[i]!, this.config.format, this.ctx.hostname);
           codes.push(0);
           sentAt.push(now);
           bodies[i] = body;
-          heads[i] = body.length > 0 ? `${txnr++} syslog ${body.length} ` : `${txnr++} syslog 0`;
-          total += heads[i]!.length + body.length + 1;
+          // "TXNR syslog LEN DATA\n" (or "TXNR syslog 0\n"), measured without building strings.
+          total += digits(txnr + i) + 8 + digits(body.length) + (body.length > 0 ? 1 + body.length : 0) + 1;
         }
         const out = Buffer.allocUnsafe(total);
         let at = 0;
         for (let i = 0; i < batch.length; i++) {
-          at += out.write(heads[i]!, at, 'latin1');
-          at += bodies[i]!.copy(out, at);
+          const body = bodies[i]!;
+          at = writeDigits(out, at, txnr++);
+          at += SYSLOG_CMD.copy(out, at);
+          at = writeDigits(out, at, body.length);
+          if (body.length > 0) {
+            out[at++] = 0x20;
+            at += body.copy(out, at);
+          }
           out[at++] = 0x0a;
         }
         socket.write(out);
