@@ -35,6 +35,51 @@ async function picky(failFirst: number) {
   return { port: (server.address() as net.AddressInfo).port, got, refused: () => refused, close: () => server.close() };
 }
 
+/**
+ * A RELP server that answers one message per event-loop turn, as a busy receiver does, and counts
+ * the reads that carried messages.
+ */
+async function oneAnswerAtATime() {
+  const got: string[] = [];
+  let reads = 0;
+  const server = net.createServer((s) => {
+    const parser = new RelpParser(1 << 20);
+    const pending: number[] = [];
+    let answering = false;
+    const answerNext = () => {
+      const txnr = pending.shift();
+      if (txnr === undefined || s.destroyed) {
+        answering = false;
+        return;
+      }
+      s.write(relpFrame(txnr, 'rsp', '200 OK'));
+      setImmediate(answerNext);
+    };
+    s.on('error', () => undefined);
+    s.on('data', (chunk: Buffer) => {
+      const frames: RelpFrame[] = [];
+      parser.push(chunk, frames);
+      if (frames.some((f) => f.command === 'syslog')) reads++;
+      for (const f of frames) {
+        if (f.command === 'open') s.write(relpFrame(f.txnr, 'rsp', `200 OK\n${RELP_OFFERS}`));
+        else if (f.command === 'syslog') {
+          got.push(f.data.toString());
+          pending.push(f.txnr);
+        } else if (f.command === 'close') {
+          s.write(relpFrame(f.txnr, 'rsp'));
+          s.end();
+        }
+      }
+      if (!answering && pending.length > 0) {
+        answering = true;
+        setImmediate(answerNext);
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as net.AddressInfo).port, got, reads: () => reads, close: () => server.close() };
+}
+
 describe('RELP destination', () => {
   let dir: string;
   let agent: Agent | undefined;
@@ -68,6 +113,35 @@ pipelines:
       expect(st.serverErrors).toBeGreaterThanOrEqual(1);
       expect(st.failures).toBeGreaterThanOrEqual(1);
       expect(st.delivered).toBe(20);
+    } finally {
+      srv.close();
+    }
+  });
+
+  it('refills a full window in worthwhile writes, not one message per answer', async () => {
+    dir = tempDir();
+    const srv = await oneAnswerAtATime();
+    const N = 3000;
+    try {
+      agent = await startAgent(`
+state_dir: ${dir}/state
+shutdown_timeout: 200ms
+admin: { enabled: false }
+sources:
+  in: { type: syslog_tcp, address: "127.0.0.1:0" }
+destinations:
+  r: { type: relp, address: "127.0.0.1:${srv.port}", window: 128 }
+pipelines:
+  p: { from: [in], to: [r] }
+`);
+      const s = net.connect(portOf(agent, 'in'), '127.0.0.1');
+      s.end(Array.from({ length: N }, (_, i) => `<13>1 - h app - - - refill ${i}\n`).join(''));
+      await waitFor('every message answered', () => agent!.stats().destinations.r!.delivered === N, 20_000);
+      expect(srv.got).toEqual(Array.from({ length: N }, (_, i) => `<13>1 - h app - - - refill ${i}`));
+      // The window is refilled once a quarter of it (32) is answered: about N / 32 = 94 writes.
+      // Refilling after every answer would be one write per message, about 2900.
+      expect(srv.reads()).toBeLessThanOrEqual(150);
+      expect(srv.reads()).toBeGreaterThanOrEqual(N / 128);
     } finally {
       srv.close();
     }

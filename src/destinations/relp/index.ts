@@ -3,14 +3,13 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { z } from 'zod';
 import { cancellableSleep, ExponentialBackoff } from '../../net/backoff.js';
-import { isOk, parseRsp, RELP_MAX_TXNR, RELP_OFFERS, RelpParser, relpFrame, type RelpFrame } from '../../protocol/relp.js';
+import { parseRsp, RELP_MAX_TXNR, RELP_OFFERS, RelpParser, relpFrame, type RelpFrame } from '../../protocol/relp.js';
 import { renderRecord } from '../format.js';
 import type { Destination, DestinationContext, DestinationStats } from '../types.js';
 import type { relpDestinationSchema } from './config.js';
 
 type Config = z.output<typeof relpDestinationSchema>;
 
-const OK = { code: 200, text: 'OK' };
 const SYSLOG_CMD = Buffer.from(' syslog ');
 
 function digits(n: number): number {
@@ -157,37 +156,47 @@ export class RelpDestination implements Destination {
       failure ??= err;
       wake();
     };
+    let refused: Error | null = null;
+    let broken: Error | null = null;
+    /** Records one answer; true when the session cannot go on. */
+    const answer = (txnr: number, code: number, text: string): boolean => {
+      if (txnr === 1) {
+        openAnswer = { code, text };
+        return false;
+      }
+      const i = txnr - base;
+      if (i < head || i >= codes.length || codes[i] !== 0) {
+        if (txnr === closeTxnr) {
+          closeAnswered = true;
+          return false;
+        }
+        broken = new Error(`answer for transaction ${txnr}, which is not open`);
+        return true;
+      }
+      codes[i] = code;
+      if (code !== 200) {
+        this.stats.serverErrors = (this.stats.serverErrors ?? 0) + 1;
+        refused ??= new Error(`server answered ${code} ${text}`);
+      }
+      return false;
+    };
+    // `200 OK` answers come by the thousand: they are read in place, with no frame built.
+    const onOk = (txnr: number): boolean => answer(txnr, 200, 'OK');
+    const onFrame = (f: RelpFrame): boolean => {
+      if (f.command === 'serverclose') broken = new Error('the server closed the session (serverclose)');
+      else if (f.command !== 'rsp') broken = new Error(`unexpected ${f.command} from the server`);
+      if (broken) return true;
+      const rsp = parseRsp(f.data);
+      return answer(f.txnr, rsp.code, rsp.text);
+    };
     socket.on('data', (chunk: Buffer) => {
-      let refused: Error | null = null;
-      const frames: RelpFrame[] = [];
+      refused = null;
       try {
-        parser.push(chunk, frames);
+        parser.pushAnswers(chunk, onOk, onFrame);
       } catch (err) {
         return fail(new Error(`bad frame from the server: ${(err as Error).message}`));
       }
-      for (const f of frames) {
-        if (f.command === 'serverclose') return fail(new Error('the server closed the session (serverclose)'));
-        if (f.command !== 'rsp') return fail(new Error(`unexpected ${f.command} from the server`));
-        // The common answer, without a regular expression.
-        const rsp = isOk(f.data) ? OK : parseRsp(f.data);
-        if (f.txnr === 1) {
-          openAnswer = rsp;
-          continue;
-        }
-        const i = f.txnr - base;
-        if (i < head || i >= codes.length || codes[i] !== 0) {
-          if (f.txnr === closeTxnr) {
-            closeAnswered = true;
-            continue;
-          }
-          return fail(new Error(`answer for transaction ${f.txnr}, which is not open`));
-        }
-        codes[i] = rsp.code;
-        if (rsp.code !== 200) {
-          this.stats.serverErrors = (this.stats.serverErrors ?? 0) + 1;
-          refused ??= new Error(`server answered ${rsp.code} ${rsp.text}`);
-        }
-      }
+      if (broken) return fail(broken);
       // Free the answered prefix, in order.
       let n = 0;
       while (head < codes.length && codes[head] === 200) {
@@ -220,6 +229,7 @@ export class RelpDestination implements Destination {
       });
     let txnr = 1;
     let closeTxnr = -1;
+    const refillAt = Math.max(1, Math.min(WRITE_CHUNK, this.config.window >> 2));
     try {
       socket.write(relpFrame(txnr++, 'open', RELP_OFFERS));
       const deadline = Date.now() + this.config.connect_timeout;
@@ -247,7 +257,14 @@ export class RelpDestination implements Destination {
           continue;
         }
         const room = this.config.window - unanswered;
-        const batch = room > 0 ? this.queue.take(Math.min(room, WRITE_CHUNK)) : [];
+        // With a full window, wait until a worthwhile part of it is answered before sending again:
+        // refilling after every few answers means tiny writes, and a receiver (librelp) that then
+        // spends its time on small reads while we spend ours waking up for each few answers.
+        if (room < refillAt && unanswered > 0) {
+          await waitEvent(1000);
+          continue;
+        }
+        const batch = this.queue.take(Math.min(room, WRITE_CHUNK));
         if (batch.length === 0) {
           if (this.draining) {
             if (unanswered === 0) {
@@ -256,10 +273,8 @@ export class RelpDestination implements Destination {
               return;
             }
             await waitEvent(1000);
-          } else if (room <= 0 || unanswered > 0) {
-            await Promise.race([waitEvent(1000), room > 0 ? this.queue.waitForRecords() : new Promise(() => undefined)]);
           } else {
-            await Promise.race([this.queue.waitForRecords(), waitEvent(5000)]);
+            await Promise.race([this.queue.waitForRecords(), waitEvent(unanswered > 0 ? 1000 : 5000)]);
           }
           continue;
         }
