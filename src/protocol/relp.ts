@@ -2,9 +2,12 @@
  * RELP framing as librelp 1.11 speaks it (docs/protocol.md): `TXNR SP COMMAND SP DATALEN [SP DATA] LF`,
  * DATA binary-safe, DATALEN 0 with neither the space nor data.
  */
+import { version } from '../version.js';
 
 export const RELP_MAX_TXNR = 999_999_999;
-export const RELP_OFFERS = 'relp_version=0\nrelp_software=sluice,https://example.invalid/sluice\ncommands=syslog';
+
+/** What sluice offers in `open` and answers to it: as librelp, with sluice's name and version. */
+export const RELP_OFFERS = `relp_version=0\nrelp_software=sluice,${version()}\ncommands=syslog`;
 
 export interface RelpFrame {
   txnr: number;
@@ -42,10 +45,8 @@ function knownCommand(b: Buffer, from: number, to: number): string | null {
   return null;
 }
 
-/** True for the data `200 OK`, the answer that comes by the thousand. */
-export function isOk(data: Buffer): boolean {
-  return data.length === 6 && data[0] === 0x32 && data[1] === 0x30 && data[2] === 0x30 && data[3] === 0x20 && data[4] === 0x4f && data[5] === 0x4b;
-}
+/** `TXNR` is followed by these bytes in the answer that comes by the thousand: ` rsp 6 200 OK\n`. */
+const RSP_OK_TAIL = Buffer.from(' rsp 6 200 OK\n');
 
 /**
  * Splits a byte stream into frames. `maxData` bounds DATALEN; anything malformed throws RelpError
@@ -53,6 +54,8 @@ export function isOk(data: Buffer): boolean {
  */
 export class RelpParser {
   private buf: Buffer = Buffer.alloc(0);
+  /** Where the frame that parseOne just returned ends (or where it stopped). */
+  private pos = 0;
 
   constructor(private readonly maxData: number) {}
 
@@ -62,10 +65,43 @@ export class RelpParser {
     for (;;) {
       const f = this.parseOne(at);
       if (!f) break;
-      out.push(f.frame);
-      at = f.next;
+      out.push(f);
+      at = this.pos;
     }
     this.buf = at === 0 ? this.buf : this.buf.subarray(at);
+  }
+
+  /**
+   * As push, for a client reading answers: every `TXNR rsp 6 200 OK` goes to `ok(txnr)` without
+   * building a frame, every other frame to `other`, all in the order they came. Either callback may
+   * return true to stop reading (the rest of the chunk is then dropped: the session is over).
+   */
+  pushAnswers(chunk: Buffer, ok: (txnr: number) => boolean | void, other: (f: RelpFrame) => boolean | void): void {
+    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    const b = this.buf;
+    const tail = RSP_OK_TAIL.length;
+    let at = 0;
+    for (;;) {
+      // The common answer, read in place.
+      let i = at;
+      let txnr = 0;
+      while (i < b.length && i - at < 10 && b[i]! >= 0x30 && b[i]! <= 0x39) txnr = txnr * 10 + (b[i++]! - 0x30);
+      if (i > at && i - at <= 9 && i + tail <= b.length) {
+        let j = 0;
+        while (j < tail && b[i + j] === RSP_OK_TAIL[j]) j++;
+        if (j === tail) {
+          at = i + tail;
+          if (ok(txnr)) return;
+          continue;
+        }
+      }
+      // Anything else, or a frame not complete yet.
+      const f = this.parseOne(at);
+      if (!f) break;
+      at = this.pos;
+      if (other(f)) return;
+    }
+    this.buf = at === 0 ? b : b.subarray(at);
   }
 
   /** Bytes held waiting for the rest of a frame. */
@@ -73,23 +109,30 @@ export class RelpParser {
     return this.buf.length;
   }
 
-  private parseOne(start: number): { frame: RelpFrame; next: number } | null {
+  /** A decimal number at `pos` of at most `maxDigits` digits; null when the buffer ends first. */
+  private number(what: string, maxDigits: number): number | null {
     const b = this.buf;
-    let i = start;
-    const number = (what: string, maxDigits: number): number | null => {
-      const from = i;
-      let v = 0;
-      while (i < b.length && b[i]! >= 0x30 && b[i]! <= 0x39) {
-        v = v * 10 + (b[i]! - 0x30);
-        i++;
-        if (i - from > maxDigits) throw new RelpError(`${what} longer than ${maxDigits} digits`);
-      }
-      if (i === b.length) return null; // need more
-      if (i === from) throw new RelpError(`expected ${what}, got byte 0x${b[i]!.toString(16)}`);
-      return v;
-    };
-    const txnr = number('transaction number', 9);
+    const from = this.pos;
+    let i = from;
+    let v = 0;
+    while (i < b.length && b[i]! >= 0x30 && b[i]! <= 0x39) {
+      v = v * 10 + (b[i]! - 0x30);
+      i++;
+      if (i - from > maxDigits) throw new RelpError(`${what} longer than ${maxDigits} digits`);
+    }
+    this.pos = i;
+    if (i === b.length) return null; // need more
+    if (i === from) throw new RelpError(`expected ${what}, got byte 0x${b[i]!.toString(16)}`);
+    return v;
+  }
+
+  /** The frame starting at `start`, with `pos` set past it; null when it is not complete yet. */
+  private parseOne(start: number): RelpFrame | null {
+    const b = this.buf;
+    this.pos = start;
+    const txnr = this.number('transaction number', 9);
     if (txnr === null) return null;
+    let i = this.pos;
     if (b[i] !== SP) throw new RelpError('expected a space after the transaction number');
     i++;
     const cmdFrom = i;
@@ -102,13 +145,14 @@ export class RelpParser {
     if (i === b.length) return null;
     if (b[i] !== SP || i === cmdFrom) throw new RelpError('expected a command and a space');
     const command = knownCommand(b, cmdFrom, i) ?? b.toString('latin1', cmdFrom, i);
-    i++;
-    const len = number('data length', 9);
+    this.pos = i + 1;
+    const len = this.number('data length', 9);
     if (len === null) return null;
+    i = this.pos;
     if (len > this.maxData) throw new RelpError(`data length ${len} exceeds the limit of ${this.maxData}`);
     let data: Buffer;
     if (len === 0) {
-      data = Buffer.alloc(0);
+      data = EMPTY;
     } else {
       if (b[i] !== SP) throw new RelpError('expected a space before the data');
       i++;
@@ -118,6 +162,9 @@ export class RelpParser {
     }
     if (i >= b.length) return null;
     if (b[i] !== LF) throw new RelpError('frame does not end with LF');
-    return { frame: { txnr, command, data }, next: i + 1 };
+    this.pos = i + 1;
+    return { txnr, command, data };
   }
 }
+
+const EMPTY = Buffer.alloc(0);
