@@ -148,7 +148,7 @@ export const queueSchema = z
       .enum(['block', 'drop_newest', 'drop_oldest'])
       .default('block')
       .describe(
-        'What happens when the queue is full. `block`: flow control, TCP and file sources stop reading until there is room, for at most `block_timeout` (UDP, which cannot wait, drops and counts). ' +
+        'What happens when the queue is full. `block`: flow control, TCP and file sources stop reading until there is room (in the memory mode, until a sixteenth of the queue is free, so that they read on in large steps), for at most `block_timeout` (UDP, which cannot wait, drops and counts). ' +
           '`drop_newest`: the incoming records are dropped. `drop_oldest`: the oldest records not yet handed to the destination make room (in the disk modes they are removed from the file, durably, before the new ones are written; while the destination has the oldest in flight, the newest are dropped instead). ' +
           'Every drop is counted by reason. Default `block`: nothing is dropped while the senders can wait.',
       ),

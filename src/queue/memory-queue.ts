@@ -149,7 +149,17 @@ export class MemoryQueue implements DestinationQueue {
       this.readPos -= this.head;
       this.head = 0;
     }
-    if (this.spaceWaiters.length > 0 && !this.isFull()) this.wakeProducers();
+    if (this.spaceWaiters.length > 0 && this.hasRoomToResume()) this.wakeProducers();
+  }
+
+  /**
+   * Waiting producers resume only once a sixteenth of the queue is free again, not at the first
+   * free slot: otherwise a source under flow control pauses and resumes for every acknowledgement
+   * and reads its senders in tiny steps.
+   */
+  private hasRoomToResume(): boolean {
+    const { maxRecords, maxBytes } = this.options;
+    return this.length <= maxRecords - Math.max(1, maxRecords >> 4) && this.bytes <= maxBytes - Math.max(1, maxBytes / 16);
   }
 
   rewind(): void {

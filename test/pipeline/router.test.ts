@@ -123,4 +123,19 @@ describe('MemoryQueue full policies', () => {
     expect(q.take(5).map((r) => r.raw.toString())).toEqual(['c']);
     expect(q.stats()).toMatchObject({ records: 1, inFlight: 1, acked: 2, pushed: 3 });
   });
+
+  it('lets a blocked producer go on only once a sixteenth of the queue is free, not at the first free slot', async () => {
+    const q = new MemoryQueue('q', { maxRecords: 64, maxBytes: 1 << 20, full: 'block' });
+    q.push(recs(...Array.from({ length: 64 }, (_, i) => `r${i}`)));
+    expect(q.isFull()).toBe(true);
+    let resumed = false;
+    void q.waitForSpace().then(() => (resumed = true));
+    q.take(64);
+    q.ack(3); // 61 queued: room for 3, less than 64 / 16
+    await Promise.resolve();
+    expect(resumed).toBe(false);
+    q.ack(1); // 60 queued: a sixteenth is free
+    await Promise.resolve();
+    expect(resumed).toBe(true);
+  });
 });
