@@ -3,7 +3,7 @@
 //     fsync) -> TCP -> line-counting sink. Target: >= 150k msg/s of 200-byte messages.
 //  2. loggen -> X -> RELP -> rsyslog 8.2302 imrelp -> omfwd TCP -> the same sink, where X is sluice
 //     (TCP in, reliable queue, RELP destination) or rsyslog's own imtcp -> omrelp. Target: sluice >= omrelp.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePort, loggenRun, peers, requirePeers, root, startProcess, startSink, stop, tmp, waitPort } from './harness.mjs';
 
@@ -50,7 +50,7 @@ pipelines:
   p: { from: [in], to: [central] }
 `);
   await waitPort(inPort);
-  return { port: inPort, stop: async () => { await stop(agent); await stop(central); } };
+  return { port: inPort, cpu: { sender: agent, receiver: central }, stop: async () => { await stop(agent); await stop(central); } };
 }
 
 async function rsyslog(dir, conf) {
@@ -92,7 +92,7 @@ pipelines:
   p: { from: [in], to: [r] }
 `);
   await waitPort(inPort);
-  return { port: inPort, stop: async () => { await stop(agent); await stop(rx.child); } };
+  return { port: inPort, cpu: { sender: agent, receiver: rx.child }, stop: async () => { await stop(agent); await stop(rx.child); } };
 }
 
 async function omrelpToImrelp(sink) {
@@ -107,45 +107,87 @@ template(name="raw" type="string" string="%rawmsg%")
 ruleset(name="fwd" queue.type="LinkedList" queue.size="200000") { action(type="omrelp" target="127.0.0.1" port="${rx.port}" template="raw" windowSize="${RELP_WINDOW}") }
 `);
   await waitPort(inPort);
-  return { port: inPort, stop: async () => { await stop(child); await stop(rx.child); } };
+  return { port: inPort, cpu: { sender: child, receiver: rx.child }, stop: async () => { await stop(child); await stop(rx.child); } };
 }
 
-async function measure(name, start) {
+const TICKS = 100; // USER_HZ on Linux
+/** User plus system CPU seconds a live process has used so far (Linux /proc). */
+function cpuSeconds(child) {
+  const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / TICKS;
+}
+
+function threads(child) {
+  const out = [];
+  for (const tid of readdirSync(`/proc/${child.pid}/task`)) {
+    try {
+      const comm = readFileSync(`/proc/${child.pid}/task/${tid}/comm`, 'utf8').trim();
+      const [run, wait, slices] = readFileSync(`/proc/${child.pid}/task/${tid}/schedstat`, 'utf8').trim().split(' ').map(Number);
+      if (run > 1e8) out.push(`${comm} cpu ${(run / 1e9).toFixed(2)}s wait ${(wait / 1e9).toFixed(2)}s slices ${slices}`);
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}
+
+/**
+ * Runs ROUNDS rounds of every pipeline in `entries` against one sink. The pipelines take turns
+ * round by round, each round starting with the next one, so that a machine that gets busier or
+ * quieter during the run weighs on all of them alike.
+ */
+async function measureSet(entries) {
   const sink = await startSink();
-  const rates = [];
+  const results = entries.map(({ name }) => ({ name, rates: [], senderUs: [], receiverUs: [] }));
   try {
-    for (let i = 0; i < ROUNDS; i++) {
-      const target = await start(sink);
-      try {
-        const r = await loggenRun(target.port, sink, N);
-        if (r.delivered < r.sent) console.error(`${name}: only ${r.delivered} of ${r.sent} arrived`);
-        rates.push(r.rate);
-      } finally {
-        await target.stop();
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let j = 0; j < entries.length; j++) {
+        const k = (round + j) % entries.length;
+        const res = results[k];
+        const target = await entries[k].start(sink);
+        try {
+          const before = { s: cpuSeconds(target.cpu.sender), r: cpuSeconds(target.cpu.receiver) };
+          const r = await loggenRun(target.port, sink, N);
+          if (r.delivered < r.sent) console.error(`${res.name}: only ${r.delivered} of ${r.sent} arrived`);
+          res.rates.push(r.rate);
+          // CPU time per delivered message of the sending and the receiving process, in microseconds.
+          res.senderUs.push(((cpuSeconds(target.cpu.sender) - before.s) / r.delivered) * 1e6);
+          res.receiverUs.push(((cpuSeconds(target.cpu.receiver) - before.r) / r.delivered) * 1e6);
+          if (process.env.BENCH_THREADS) {
+            // Per thread: CPU seconds, seconds spent runnable but waiting for a CPU, and time slices.
+            for (const [who, child] of Object.entries(target.cpu)) console.log(`  ${res.name} ${who}: ${threads(child).join('; ')}`);
+          }
+        } finally {
+          await target.stop();
+        }
       }
     }
   } finally {
     await stop(sink.child);
   }
-  rates.sort((a, b) => a - b);
-  return { name, median: rates[Math.floor(rates.length / 2)], rates };
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  return results.map((r) => ({ ...r, median: median(r.rates), senderUs: median(r.senderUs), receiverUs: median(r.receiverUs) }));
 }
 
 requirePeers();
 console.log(`forwarding benchmark: ${N} messages of 200 bytes per round, ${ROUNDS} rounds, loggen -> ... -> line-counting sink (TCP)`);
 const only = process.env.BENCH_ONLY; // 'central' or 'relp' to run one part
 const skip = { name: 'skipped', median: NaN, rates: [] };
-const a = only === 'relp' ? skip : await measure('agent -> sluice protocol -> central (reliable queues, fsync both sides)', agentToCentral);
+const [a] = only === 'relp' ? [skip] : await measureSet([{ name: 'agent -> sluice protocol -> central (reliable queues, fsync both sides)', start: agentToCentral }]);
 if (only === 'central') {
   console.log(`\nagent -> central: ${Math.round(a.median).toLocaleString('en')} msg/s (target >= 150,000)`);
   process.exit(0);
 }
-const s = await measure('sluice RELP destination (memory queue, as omrelp\'s) -> rsyslog imrelp', (k) => sluiceToImrelp(k, '{ mode: memory }'));
-const sr = await measure('sluice RELP destination (reliable queue, fsync) -> rsyslog imrelp', (k) => sluiceToImrelp(k, '{ mode: reliable, max_size: 2GiB, sync_interval: 50ms }'));
-const o = await measure('rsyslog 8.2302 omrelp (memory queue) -> rsyslog imrelp', omrelpToImrelp);
+const [s, sr, o] = await measureSet([
+  { name: "sluice RELP destination (memory queue, as omrelp's) -> rsyslog imrelp", start: (k) => sluiceToImrelp(k, '{ mode: memory }') },
+  { name: 'sluice RELP destination (reliable queue, fsync) -> rsyslog imrelp', start: (k) => sluiceToImrelp(k, '{ mode: reliable, max_size: 2GiB, sync_interval: 50ms }') },
+  { name: 'rsyslog 8.2302 omrelp (memory queue) -> rsyslog imrelp', start: omrelpToImrelp },
+]);
 console.log('');
-console.log('| pipeline | median msg/s | rounds |');
-console.log('|---|---:|---|');
-for (const r of [a, s, sr, o]) console.log(`| ${r.name} | ${Math.round(r.median).toLocaleString('en')} | ${r.rates.map((x) => Math.round(x / 1000) + 'k').join(', ')} |`);
+console.log('| pipeline | median msg/s | rounds, in run order | sender CPU µs/msg | receiver CPU µs/msg |');
+console.log('|---|---:|---|---:|---:|');
+const us = (x) => (x === undefined ? '' : x.toFixed(2));
+for (const r of [a, s, sr, o]) console.log(`| ${r.name} | ${Math.round(r.median).toLocaleString('en')} | ${r.rates.map((x) => Math.round(x / 1000) + 'k').join(', ')} | ${us(r.senderUs)} | ${us(r.receiverUs)} |`);
 console.log(`\nagent -> central: ${Math.round(a.median).toLocaleString('en')} msg/s (target >= 150,000)`);
 console.log(`RELP: sluice ${Math.round(s.median).toLocaleString('en')} msg/s = ${(s.median / o.median).toFixed(2)}x rsyslog omrelp, both with memory queues (target >= 1x); with a reliable queue ${(sr.median / o.median).toFixed(2)}x`);
