@@ -1,3 +1,4 @@
+import { RateLimitedLog } from '../log.js';
 import { cancellableSleep, ExponentialBackoff } from '../net/backoff.js';
 import type { LogRecord } from '../record.js';
 import type { Destination, DestinationContext, DestinationStats } from './types.js';
@@ -15,8 +16,7 @@ export abstract class QueueDrainer implements Destination {
   private draining = false;
   protected stopped = false;
   private sleeping: { cancel: () => void } | null = null;
-  private lastErrorLog = 0;
-  private suppressedErrors = 0;
+  private readonly quiet = new RateLimitedLog();
   /** Records that were in a failed batch and will come out of the queue again. */
   private toReplay = 0;
 
@@ -75,18 +75,10 @@ export abstract class QueueDrainer implements Destination {
 
   /** One line per failure, at most one a second; the lines left out are counted in the next. */
   private logFailure(err: unknown, waitMs: number): void {
-    const now = Date.now();
-    if (now - this.lastErrorLog < 1000) {
-      this.suppressedErrors++;
-      return;
-    }
-    this.lastErrorLog = now;
     const reason = err instanceof Error ? err.message : String(err);
-    this.ctx.logger.warn(
-      { reason, retry_in_ms: waitMs, queued: this.queue.stats().records, repeats_suppressed: this.suppressedErrors },
-      'delivery failed; records stay queued and will be retried',
+    this.quiet.log('failure', (extra) =>
+      this.ctx.logger.warn({ reason, retry_in_ms: waitMs, queued: this.queue.stats().records, ...extra }, 'delivery failed; records stay queued and will be retried'),
     );
-    this.suppressedErrors = 0;
   }
 
   async stop(timeoutMs: number): Promise<number> {

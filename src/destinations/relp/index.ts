@@ -1,11 +1,11 @@
-import { readFileSync } from 'node:fs';
-import net from 'node:net';
-import tls from 'node:tls';
+import type net from 'node:net';
+import type tls from 'node:tls';
 import type { z } from 'zod';
-import { cancellableSleep, ExponentialBackoff } from '../../net/backoff.js';
+import { connectStream, tlsClientOptions } from '../../net/sockets.js';
 import { parseRsp, RELP_MAX_TXNR, RELP_OFFERS, RelpParser, relpFrame, type RelpFrame } from '../../protocol/relp.js';
 import { renderRecord } from '../format.js';
-import type { Destination, DestinationContext, DestinationStats } from '../types.js';
+import { SessionDestination } from '../session-destination.js';
+import type { DestinationContext, DestinationStats } from '../types.js';
 import type { relpDestinationSchema } from './config.js';
 
 type Config = z.output<typeof relpDestinationSchema>;
@@ -42,49 +42,24 @@ const WRITE_CHUNK = 128;
  * unanswered at once; queue records are freed in order as their `200 OK` answers arrive. Any other
  * answer, a timeout or a broken connection sends everything unanswered again on a new connection.
  */
-export class RelpDestination implements Destination {
+export class RelpDestination extends SessionDestination {
   readonly stats: DestinationStats = { sent: 0, delivered: 0, failures: 0, replayed: 0, reconnectAttempts: 0, reconnects: 0, connected: false, serverErrors: 0 };
-  readonly name: string;
-  readonly queue: DestinationContext['queue'];
   private readonly tlsOptions: tls.ConnectionOptions | null;
-  private readonly backoff: ExponentialBackoff;
-  private loopDone: Promise<void> | null = null;
-  private stopped = false;
-  private draining = false;
   private socket: net.Socket | null = null;
-  private sleeping: ReturnType<typeof cancellableSleep> | null = null;
-  private lastErrorLog = 0;
-  private suppressed = 0;
-  private toReplay = 0;
 
   constructor(
     private readonly config: Config,
-    private readonly ctx: DestinationContext,
+    ctx: DestinationContext,
   ) {
-    this.name = ctx.name;
-    this.queue = ctx.queue;
-    this.backoff = new ExponentialBackoff(config.backoff.initial, config.backoff.max);
-    const t = config.tls;
-    this.tlsOptions = t
-      ? {
-          ca: t.ca ? readFileSync(t.ca) : undefined,
-          cert: t.cert ? readFileSync(t.cert) : undefined,
-          key: t.key ? readFileSync(t.key) : undefined,
-          servername: t.server_name ?? (net.isIP(config.address.host) ? undefined : config.address.host),
-          rejectUnauthorized: t.verify,
-        }
-      : null;
+    super(ctx, config.backoff);
+    this.tlsOptions = config.tls ? tlsClientOptions(config.tls, config.address.host) : null;
   }
 
   describe(): string {
     return `relp${this.tlsOptions ? '+tls' : ''}://${this.config.address.host}:${this.config.address.port} (${this.config.format}, window ${this.config.window})`;
   }
 
-  start(): void {
-    this.loopDone ??= this.loop();
-  }
-
-  private async loop(): Promise<void> {
+  protected async loop(): Promise<void> {
     while (!this.stopped) {
       if (this.draining && this.queue.stats().records === 0) return;
       try {
@@ -95,52 +70,23 @@ export class RelpDestination implements Destination {
         if (this.stopped || (this.draining && this.queue.stats().records === 0)) return;
         this.stats.failures++;
         const wait = this.backoff.next();
-        this.logFailure(err as Error, wait);
+        this.quiet.log('failure', (extra) =>
+          this.ctx.logger.warn(
+            { reason: (err as Error).message, retry_in_ms: wait, queued: this.queue.stats().records, ...extra },
+            'RELP delivery failed; records stay queued and will be sent again',
+          ),
+        );
         if (this.draining) return;
-        this.sleeping = cancellableSleep(wait);
-        await this.sleeping.promise;
-        this.sleeping = null;
+        await this.pause(wait);
       }
     }
   }
 
-  private logFailure(err: Error, waitMs: number): void {
-    const now = Date.now();
-    if (now - this.lastErrorLog < 1000) {
-      this.suppressed++;
-      return;
-    }
-    this.lastErrorLog = now;
-    this.ctx.logger.warn(
-      { reason: err.message, retry_in_ms: waitMs, queued: this.queue.stats().records, repeats_suppressed: this.suppressed },
-      'RELP delivery failed; records stay queued and will be sent again',
-    );
-    this.suppressed = 0;
-  }
-
-  private connect(): Promise<net.Socket> {
-    const { host, port } = this.config.address;
-    this.stats.reconnectAttempts++;
-    return new Promise<net.Socket>((resolve, reject) => {
-      const s = this.tlsOptions ? tls.connect({ host, port, ...this.tlsOptions }) : net.connect({ host, port });
-      const timer = setTimeout(() => s.destroy(new Error(`connect timeout after ${this.config.connect_timeout} ms`)), this.config.connect_timeout);
-      s.once('error', (err) => {
-        clearTimeout(timer);
-        reject(new Error(`cannot connect to ${host}:${port}: ${err.message}`));
-      });
-      s.once(this.tlsOptions ? 'secureConnect' : 'connect', () => {
-        clearTimeout(timer);
-        resolve(s);
-      });
-    });
-  }
-
   /** One RELP session; throws when it breaks, returns when draining is done. */
   private async session(): Promise<void> {
-    const socket = await this.connect();
+    this.stats.reconnectAttempts++;
+    const socket = await connectStream(this.config.address, this.tlsOptions, this.config.connect_timeout);
     this.socket = socket;
-    socket.setNoDelay(true);
-    socket.setKeepAlive(true, 60_000);
     const parser = new RelpParser(1 << 20);
     // Unanswered syslog commands, oldest first, as plain number arrays (no object per message):
     // entry i is transaction base + i; code 0 while unanswered.
@@ -304,12 +250,7 @@ export class RelpDestination implements Destination {
           out[at++] = 0x0a;
         }
         socket.write(out);
-        this.stats.sent += batch.length;
-        if (this.toReplay > 0) {
-          const again = Math.min(this.toReplay, batch.length);
-          this.stats.replayed += again;
-          this.toReplay -= again;
-        }
+        this.countSent(batch.length);
       }
     } finally {
       this.toReplay = codes.length - head;
@@ -326,19 +267,7 @@ export class RelpDestination implements Destination {
     socket.end();
   }
 
-  async stop(timeoutMs: number): Promise<number> {
-    this.draining = true;
-    this.sleeping?.cancel();
-    await this.queue.close();
-    const loop = this.loopDone ?? Promise.resolve();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([loop, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
-    clearTimeout(timer);
-    this.stopped = true;
-    this.sleeping?.cancel();
+  protected cut(): void {
     this.socket?.destroy();
-    await loop.catch(() => undefined);
-    this.queue.rewind();
-    return this.queue.stats().records;
   }
 }

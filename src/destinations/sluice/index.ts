@@ -3,11 +3,12 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import WebSocket from 'ws';
 import type { z } from 'zod';
-import { cancellableSleep, ExponentialBackoff } from '../../net/backoff.js';
+import { tlsClientOptions } from '../../net/sockets.js';
 import { CLOSE, encodeBatch, parseControl, PATH, PROTOCOL_VERSION, SUBPROTOCOL, type Welcome } from '../../protocol/sluice-wire.js';
 import { encodeRecord } from '../../queue/disk/record-codec.js';
 import type { LogRecord } from '../../record.js';
-import type { Destination, DestinationContext, DestinationStats } from '../types.js';
+import { SessionDestination } from '../session-destination.js';
+import type { DestinationContext, DestinationStats } from '../types.js';
 import type { sluiceDestinationSchema } from './config.js';
 
 type Config = z.infer<typeof sluiceDestinationSchema>;
@@ -30,33 +31,20 @@ export interface SluiceDestinationStats extends DestinationStats {
  * The agent end of the sluice protocol: keeps a window of batches in flight to a central server and
  * frees queue records as the server's cumulative acks arrive.
  */
-export class SluiceDestination implements Destination {
+export class SluiceDestination extends SessionDestination {
   readonly stats: SluiceDestinationStats = { sent: 0, delivered: 0, failures: 0, replayed: 0, reconnectAttempts: 0, reconnects: 0, connected: false, serverErrors: 0 };
-  readonly name: string;
-  readonly queue: DestinationContext['queue'];
   private readonly token: string | undefined;
-  private readonly backoff: ExponentialBackoff;
   private urlIndex = 0;
-  private stopped = false;
-  private draining = false;
-  private loopDone: Promise<void> | null = null;
   private ws: WebSocket | null = null;
-  private sleeping: ReturnType<typeof cancellableSleep> | null = null;
-  private lastErrorLog = 0;
-  private suppressed = 0;
   /** Counter sequence for queues without durable sequence numbers. */
   private counter = 0;
   private readonly volatileSender = `${os.hostname()}/${randomUUID()}`;
-  /** Records that were in flight when a connection broke: the next ones sent are repeats. */
-  private toReplay = 0;
 
   constructor(
     private readonly config: Config,
-    private readonly ctx: DestinationContext,
+    ctx: DestinationContext,
   ) {
-    this.name = ctx.name;
-    this.queue = ctx.queue;
-    this.backoff = new ExponentialBackoff(config.backoff.initial, config.backoff.max);
+    super(ctx, config.backoff);
     this.token = config.token_file ? readFileSync(config.token_file, 'utf8').trimEnd() : config.token;
   }
 
@@ -72,11 +60,7 @@ export class SluiceDestination implements Destination {
     return this.queue.durableId ? `${os.hostname()}/${this.name}/${this.queue.durableId}` : this.volatileSender;
   }
 
-  start(): void {
-    this.loopDone ??= this.loop();
-  }
-
-  private async loop(): Promise<void> {
+  protected async loop(): Promise<void> {
     while (!this.stopped) {
       if (this.draining && this.queue.stats().records === 0) return;
       const url = this.url(this.config.urls[this.urlIndex % this.config.urls.length]!);
@@ -96,9 +80,7 @@ export class SluiceDestination implements Destination {
         this.logFailure(url, err as Error, wait, terminal);
       }
       if (wait > 0 && !this.stopped && !this.draining) {
-        this.sleeping = cancellableSleep(wait);
-        await this.sleeping.promise;
-        this.sleeping = null;
+        await this.pause(wait);
       } else if (this.draining) {
         return;
       }
@@ -106,16 +88,10 @@ export class SluiceDestination implements Destination {
   }
 
   private logFailure(url: string, err: Error, waitMs: number, terminal: boolean): void {
-    const now = Date.now();
-    if (!terminal && now - this.lastErrorLog < 1000) {
-      this.suppressed++;
-      return;
-    }
-    this.lastErrorLog = now;
-    const fields = { url, reason: err.message, retry_in_ms: waitMs, queued: this.queue.stats().records, repeats_suppressed: this.suppressed };
+    const fields = { url, reason: err.message, retry_in_ms: waitMs, queued: this.queue.stats().records };
+    // A terminal refusal is always logged: it needs the operator.
     if (terminal) this.ctx.logger.error(fields, 'the central server refused this agent (a terminal error); records stay queued; retrying after terminal_backoff');
-    else this.ctx.logger.warn(fields, 'connection to the central server failed; records stay queued and will be sent again');
-    this.suppressed = 0;
+    else this.quiet.log('failure', (extra) => this.ctx.logger.warn({ ...fields, ...extra }, 'connection to the central server failed; records stay queued and will be sent again'));
   }
 
   /** One connection: handshake, then batches in a window until it breaks (throws) or draining ends (returns). */
@@ -126,11 +102,8 @@ export class SluiceDestination implements Destination {
       handshakeTimeout: this.config.connect_timeout,
       perMessageDeflate: false,
       maxPayload: 1 << 20,
-      ca: t?.ca ? readFileSync(t.ca) : undefined,
-      cert: t?.cert ? readFileSync(t.cert) : undefined,
-      key: t?.key ? readFileSync(t.key) : undefined,
-      servername: t?.server_name,
-      rejectUnauthorized: t ? t.verify : true,
+      // No host given: ws takes the name to check from the URL.
+      ...(t ? tlsClientOptions(t, undefined) : {}),
     };
     const ws = new WebSocket(url, [SUBPROTOCOL], options);
     this.ws = ws;
@@ -250,14 +223,9 @@ export class SluiceDestination implements Destination {
           }
           resume = -1;
         }
-        if (this.toReplay > 0) {
-          const again = Math.min(this.toReplay, batch.length);
-          this.stats.replayed += again;
-          this.toReplay -= again;
-        }
         ws.send(encodeBatch(seqs[0]!, batch.map(encodeRecord), deflate));
         inflight.push({ lastSeq: seqs[seqs.length - 1]!, count: batch.length, sentAt: Date.now() });
-        this.stats.sent += batch.length;
+        this.countSent(batch.length);
       }
     } finally {
       this.toReplay = inflight.reduce((n, b) => n + b.count, 0);
@@ -280,19 +248,7 @@ export class SluiceDestination implements Destination {
     return out;
   }
 
-  async stop(timeoutMs: number): Promise<number> {
-    this.draining = true;
-    this.sleeping?.cancel();
-    await this.queue.close();
-    const loop = this.loopDone ?? Promise.resolve();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([loop, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
-    clearTimeout(timer);
-    this.stopped = true;
-    this.sleeping?.cancel();
+  protected cut(): void {
     this.ws?.terminate();
-    await loop.catch(() => undefined);
-    this.queue.rewind();
-    return this.queue.stats().records;
   }
 }

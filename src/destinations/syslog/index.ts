@@ -1,8 +1,8 @@
 import dgram from 'node:dgram';
-import { readFileSync } from 'node:fs';
 import net, { isIPv6 } from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import type { z } from 'zod';
+import { connectStream, tlsClientOptions } from '../../net/sockets.js';
 import type { LogRecord } from '../../record.js';
 import { renderRecord } from '../format.js';
 import { QueueDrainer } from '../queue-drainer.js';
@@ -57,16 +57,7 @@ export class SyslogDestination extends QueueDrainer {
     ctx: DestinationContext,
   ) {
     super(ctx, config.backoff, config.batch_size);
-    const t = config.tls;
-    this.tlsOptions = t
-      ? {
-          ca: t.ca ? readFileSync(t.ca) : undefined,
-          cert: t.cert ? readFileSync(t.cert) : undefined,
-          key: t.key ? readFileSync(t.key) : undefined,
-          servername: t.server_name ?? (net.isIP(config.address.host) ? undefined : config.address.host),
-          rejectUnauthorized: t.verify,
-        }
-      : null;
+    this.tlsOptions = config.tls ? tlsClientOptions(config.tls, config.address.host) : null;
   }
 
   describe(): string {
@@ -120,41 +111,25 @@ export class SyslogDestination extends QueueDrainer {
     return this.connecting;
   }
 
-  private openConnection(): Promise<net.Socket> {
+  private async openConnection(): Promise<net.Socket> {
     const { host, port } = this.config.address;
     this.stats.reconnectAttempts++;
-    return new Promise((resolve, reject) => {
-      const socket = this.tlsOptions ? tls.connect({ host, port, ...this.tlsOptions }) : net.connect({ host, port });
-      const timer = setTimeout(() => {
-        socket.destroy(new Error(`connect timeout after ${this.config.connect_timeout}ms`));
-      }, this.config.connect_timeout);
-      const onError = (err: Error) => {
-        clearTimeout(timer);
-        reject(new Error(`cannot connect to ${host}:${port}: ${err.message}`));
-      };
-      socket.once('error', onError);
-      socket.once(this.tlsOptions ? 'secureConnect' : 'connect', () => {
-        clearTimeout(timer);
-        socket.off('error', onError);
-        socket.setNoDelay(true);
-        socket.setKeepAlive(true, 60_000);
-        socket.on('error', (err) => this.ctx.logger.debug({ err: err.message }, 'connection error'));
-        socket.on('close', () => {
-          if (this.socket === socket) {
-            this.socket = null;
-            this.stats.connected = false;
-          }
-        });
-        // Receivers send nothing back on plain syslog; reading keeps a half-closed peer detectable.
-        socket.on('data', () => undefined);
-        socket.on('end', () => socket.destroy());
-        this.socket = socket;
-        this.stats.connected = true;
-        this.stats.reconnects++;
-        this.ctx.logger.info({ address: `${host}:${port}` }, 'connected');
-        resolve(socket);
-      });
+    const socket = await connectStream(this.config.address, this.tlsOptions, this.config.connect_timeout);
+    socket.on('error', (err) => this.ctx.logger.debug({ err: err.message }, 'connection error'));
+    socket.on('close', () => {
+      if (this.socket === socket) {
+        this.socket = null;
+        this.stats.connected = false;
+      }
     });
+    // Receivers send nothing back on plain syslog; reading keeps a half-closed peer detectable.
+    socket.on('data', () => undefined);
+    socket.on('end', () => socket.destroy());
+    this.socket = socket;
+    this.stats.connected = true;
+    this.stats.reconnects++;
+    this.ctx.logger.info({ address: `${host}:${port}` }, 'connected');
+    return socket;
   }
 
   protected async release(force: boolean): Promise<void> {

@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { z } from 'zod';
 import { RateLimitedLog } from '../../log.js';
+import { listen, tlsServerOptions } from '../../net/sockets.js';
 import { RELP_OFFERS, RelpError, relpFrame, RelpParser, type RelpFrame } from '../../protocol/relp.js';
 import { LogRecord, newSourceStats, type RecordOrigin } from '../../record.js';
 import type { Source, SourceContext } from '../types.js';
@@ -38,32 +38,14 @@ export class RelpSource implements Source {
 
   async start(): Promise<void> {
     const t = this.config.tls;
-    const server = t
-      ? tls.createServer(
-          {
-            cert: readFileSync(t.cert),
-            key: readFileSync(t.key),
-            ca: t.client_ca ? readFileSync(t.client_ca) : undefined,
-            requestCert: t.client_ca !== undefined,
-            rejectUnauthorized: t.client_ca !== undefined,
-            minVersion: t.min_version,
-          },
-          (s) => this.connection(s),
-        )
-      : net.createServer((s) => this.connection(s));
+    const server = t ? tls.createServer(tlsServerOptions(t), (s) => this.connection(s)) : net.createServer((s) => this.connection(s));
     if (t) {
       server.on('tlsClientError', (err) => {
         this.stats.connectionErrors++;
         this.quiet.log('tls', (extra) => this.ctx.logger.warn({ reason: err.message, ...extra }, 'TLS handshake failed; connection closed'));
       });
     }
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.config.address.port, this.config.address.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(server, this.config.address);
     server.on('error', (err) => this.ctx.logger.error({ err: err.message }, 'RELP listener error'));
     this.server = server;
   }

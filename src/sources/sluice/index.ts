@@ -1,5 +1,4 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -7,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { z } from 'zod';
 import { RateLimitedLog } from '../../log.js';
+import { listen, tlsServerOptions } from '../../net/sockets.js';
 import {
   CLOSE,
   decodeBatch,
@@ -88,15 +88,7 @@ export class SluiceSource implements Source {
     // Node checks header and request timeouts every connectionsCheckingInterval (30 s by default).
     const checking = { connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(this.config.handshake_timeout / 2))) };
     const server = t
-      ? https.createServer({
-          ...checking,
-          cert: readFileSync(t.cert),
-          key: readFileSync(t.key),
-          ca: t.client_ca ? readFileSync(t.client_ca) : undefined,
-          requestCert: t.client_ca !== undefined,
-          rejectUnauthorized: t.client_ca !== undefined,
-          minVersion: t.min_version,
-        })
+      ? https.createServer({ ...checking, ...tlsServerOptions(t) })
       : http.createServer(checking);
     // Slowloris: an upgrade whose headers do not arrive in time is cut off.
     server.headersTimeout = this.config.handshake_timeout;
@@ -114,13 +106,7 @@ export class SluiceSource implements Source {
       this.stats.connectionErrors++;
       this.quiet.log('tls', (extra) => this.ctx.logger.warn({ reason: err.message, ...extra }, 'TLS handshake failed; connection closed'));
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.config.address.port, this.config.address.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(server, this.config.address);
     server.on('error', (err) => this.ctx.logger.error({ err: err.message }, 'listener error'));
     this.server = server;
   }

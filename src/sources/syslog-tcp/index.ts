@@ -1,10 +1,10 @@
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { z } from 'zod';
 import { FramingError, SyslogFrameDecoder } from '../../framing/syslog-frame-decoder.js';
 import { LogRecord, countDrop, newSourceStats, type RecordOrigin } from '../../record.js';
 import { RateLimitedLog } from '../../log.js';
+import { listen, tlsServerOptions } from '../../net/sockets.js';
 import type { Source, SourceContext } from '../types.js';
 import type { syslogTcpSourceSchema } from './config.js';
 
@@ -54,17 +54,7 @@ export class SyslogTcpSource implements Source {
     const t = this.config.tls;
     let server: net.Server;
     if (t) {
-      server = tls.createServer(
-        {
-          cert: readFileSync(t.cert),
-          key: readFileSync(t.key),
-          ca: t.client_ca ? readFileSync(t.client_ca) : undefined,
-          requestCert: t.client_ca !== undefined,
-          rejectUnauthorized: t.client_ca !== undefined,
-          minVersion: t.min_version,
-        },
-        (socket) => this.onConnection(socket),
-      );
+      server = tls.createServer(tlsServerOptions(t), (socket) => this.onConnection(socket));
       server.on('tlsClientError', (err, socket) => {
         this.stats.connectionErrors++;
         this.quiet.log('tls', (extra) => this.ctx.logger.warn({ peer: socket.remoteAddress, reason: err.message, ...extra }, 'TLS handshake failed; connection closed'));
@@ -73,13 +63,8 @@ export class SyslogTcpSource implements Source {
       server = net.createServer((socket) => this.onConnection(socket));
     }
     this.server = server;
-    return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host: this.config.address.host, port: this.config.address.port }, () => {
-        server.off('error', reject);
-        server.on('error', (err) => this.ctx.logger.error({ err }, 'TCP listener error'));
-        resolve();
-      });
+    return listen(server, this.config.address).then(() => {
+      server.on('error', (err) => this.ctx.logger.error({ err }, 'TCP listener error'));
     });
   }
 

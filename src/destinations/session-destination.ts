@@ -1,0 +1,76 @@
+import { RateLimitedLog } from '../log.js';
+import { cancellableSleep, ExponentialBackoff } from '../net/backoff.js';
+import type { Destination, DestinationContext, DestinationStats } from './types.js';
+
+/**
+ * What the windowed destinations (`relp`, `sluice`) share: one session at a time keeps records in
+ * flight until the far end answers for them. When a session breaks, everything unanswered goes back
+ * to the queue and comes out again in the next session, after a backoff with jitter.
+ */
+export abstract class SessionDestination implements Destination {
+  abstract readonly stats: DestinationStats;
+  readonly name: string;
+  readonly queue: DestinationContext['queue'];
+  protected readonly backoff: ExponentialBackoff;
+  protected stopped = false;
+  protected draining = false;
+  /** Failures are logged at most once a second, with the number left out. */
+  protected readonly quiet = new RateLimitedLog();
+  /** Records that were in flight when a session broke: the next ones sent are repeats. */
+  protected toReplay = 0;
+  private loopDone: Promise<void> | null = null;
+  private sleeping: ReturnType<typeof cancellableSleep> | null = null;
+
+  constructor(
+    protected readonly ctx: DestinationContext,
+    backoff: { initial: number; max: number },
+  ) {
+    this.name = ctx.name;
+    this.queue = ctx.queue;
+    this.backoff = new ExponentialBackoff(backoff.initial, backoff.max);
+  }
+
+  abstract describe(): string;
+  /** Runs sessions until stopped, or until draining has sent everything. */
+  protected abstract loop(): Promise<void>;
+  /** Cuts the current connection at once. */
+  protected abstract cut(): void;
+
+  start(): void {
+    this.loopDone ??= this.loop();
+  }
+
+  /** Waits `ms` before the next session; stop cuts it short. */
+  protected async pause(ms: number): Promise<void> {
+    this.sleeping = cancellableSleep(ms);
+    await this.sleeping.promise;
+    this.sleeping = null;
+  }
+
+  /** Counts `n` records sent; the first ones after a broken session are counted as replayed too. */
+  protected countSent(n: number): void {
+    this.stats.sent += n;
+    if (this.toReplay > 0) {
+      const again = Math.min(this.toReplay, n);
+      this.stats.replayed += again;
+      this.toReplay -= again;
+    }
+  }
+
+  /** Drains for at most `timeoutMs`, then cuts the connection; returns the records left queued. */
+  async stop(timeoutMs: number): Promise<number> {
+    this.draining = true;
+    this.sleeping?.cancel();
+    await this.queue.close();
+    const loop = this.loopDone ?? Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([loop, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
+    this.stopped = true;
+    this.sleeping?.cancel();
+    this.cut();
+    await loop.catch(() => undefined);
+    this.queue.rewind();
+    return this.queue.stats().records;
+  }
+}
