@@ -80,6 +80,76 @@ async function oneAnswerAtATime() {
   return { port: (server.address() as net.AddressInfo).port, got, reads: () => reads, close: () => server.close() };
 }
 
+/**
+ * A RELP server whose answers go out as librelp's do on a socket without TCP_NODELAY, facing a
+ * client kernel that delays its ACKs: answers are made one per event-loop turn; the first goes out
+ * at once, and later ones are held until the client sends more data (which carries the ACK) or,
+ * failing that, until a delayed-ACK timer fires. Counts how often that timer had to release them.
+ */
+async function nagleAnswers(delayedAckMs: number) {
+  const got: string[] = [];
+  let timerReleases = 0;
+  const server = net.createServer((s) => {
+    const parser = new RelpParser(1 << 20);
+    const pending: number[] = [];
+    let held: Buffer[] = [];
+    let inFlight = false;
+    let timer: NodeJS.Timeout | undefined;
+    const flush = () => {
+      if (held.length === 0 || s.destroyed) return;
+      s.write(Buffer.concat(held));
+      held = [];
+      inFlight = true;
+      timer = setTimeout(() => {
+        timer = undefined;
+        inFlight = false;
+        if (held.length > 0) timerReleases++;
+        flush();
+      }, delayedAckMs);
+    };
+    const send = (b: Buffer) => {
+      held.push(b);
+      if (!inFlight) flush();
+    };
+    let answering = false;
+    const answerNext = () => {
+      const txnr = pending.shift();
+      if (txnr === undefined || s.destroyed) {
+        answering = false;
+        return;
+      }
+      send(relpFrame(txnr, 'rsp', '200 OK'));
+      setImmediate(answerNext);
+    };
+    s.on('error', () => undefined);
+    s.on('close', () => clearTimeout(timer));
+    s.on('data', (chunk: Buffer) => {
+      // Data from the client acknowledges what was sent: held answers go out now.
+      clearTimeout(timer);
+      inFlight = false;
+      flush();
+      const frames: RelpFrame[] = [];
+      parser.push(chunk, frames);
+      for (const f of frames) {
+        if (f.command === 'open') send(relpFrame(f.txnr, 'rsp', `200 OK\n${RELP_OFFERS}`));
+        else if (f.command === 'syslog') {
+          got.push(f.data.toString());
+          pending.push(f.txnr);
+        } else if (f.command === 'close') {
+          s.end(Buffer.concat([...held, relpFrame(f.txnr, 'rsp')]));
+          held = [];
+        }
+      }
+      if (!answering && pending.length > 0) {
+        answering = true;
+        setImmediate(answerNext);
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as net.AddressInfo).port, got, timerReleases: () => timerReleases, close: () => server.close() };
+}
+
 describe('RELP destination', () => {
   let dir: string;
   let agent: Agent | undefined;
@@ -142,6 +212,36 @@ pipelines:
       // Refilling after every answer would be one write per message, about 2900.
       expect(srv.reads()).toBeLessThanOrEqual(150);
       expect(srv.reads()).toBeGreaterThanOrEqual(N / 128);
+    } finally {
+      srv.close();
+    }
+  });
+
+  it('does not wait for answers a Nagle-delayed server holds back: it sends what room there is', async () => {
+    dir = tempDir();
+    const srv = await nagleAnswers(500);
+    const N = 6000;
+    try {
+      agent = await startAgent(`
+state_dir: ${dir}/state
+shutdown_timeout: 200ms
+admin: { enabled: false }
+sources:
+  in: { type: syslog_tcp, address: "127.0.0.1:0" }
+destinations:
+  r: { type: relp, address: "127.0.0.1:${srv.port}", window: 1024, response_timeout: 60s }
+pipelines:
+  p: { from: [in], to: [r] }
+`);
+      const s = net.connect(portOf(agent, 'in'), '127.0.0.1');
+      s.end(Array.from({ length: N }, (_, i) => `<13>1 - h app - - - held ${i}\n`).join(''));
+      await waitFor('every message answered', () => agent!.stats().destinations.r!.delivered === N, 20_000);
+      expect(srv.got).toEqual(Array.from({ length: N }, (_, i) => `<13>1 - h app - - - held ${i}`));
+      expect(agent.stats().destinations.r!.reconnects).toBe(1);
+      // The client's next write releases held answers. Only at the very end, with nothing left to
+      // send, may the server's timer have to. A client that waited for a quarter of its window to be
+      // answered before writing again would need the timer for about every window: N / 1024 ≈ 6 times.
+      expect(srv.timerReleases()).toBeLessThanOrEqual(1);
     } finally {
       srv.close();
     }

@@ -38,6 +38,17 @@ function writeDigits(out: Buffer, at: number, n: number): number {
 const WRITE_CHUNK = 128;
 
 /**
+ * The longest the client holds back a part-empty window waiting for more answers. librelp's server
+ * socket has no TCP_NODELAY: after one small segment of answers it holds the rest until that
+ * segment is acknowledged, and Linux delays that ACK (by 40 ms) unless data goes back with it. A
+ * client that sends nothing until more answers come then moves a window per delayed ACK: at
+ * window 1024, both omrelp and this client crawled at about 23k msg/s against rsyslog imrelp and
+ * stalled. Sending what room there is after 1 ms carries the ACK and releases the answers
+ * (bench:forward, docs/protocol.md).
+ */
+const REFILL_LINGER_MS = 1;
+
+/**
  * The RELP client, with a sliding window as librelp has: up to `window` `syslog` commands
  * unanswered at once; queue records are freed in order as their `200 OK` answers arrive. Any other
  * answer, a timeout or a broken connection sends everything unanswered again on a new connection.
@@ -176,6 +187,7 @@ export class RelpDestination extends SessionDestination {
     let txnr = 1;
     let closeTxnr = -1;
     const refillAt = Math.max(1, Math.min(WRITE_CHUNK, this.config.window >> 2));
+    let roomSince = -1; // when the window, full before, got room that is not yet worth a write
     try {
       socket.write(relpFrame(txnr++, 'open', RELP_OFFERS));
       const deadline = Date.now() + this.config.connect_timeout;
@@ -206,10 +218,21 @@ export class RelpDestination extends SessionDestination {
         // With a full window, wait until a worthwhile part of it is answered before sending again:
         // refilling after every few answers means tiny writes, and a receiver (librelp) that then
         // spends its time on small reads while we spend ours waking up for each few answers.
+        // But once anything is answered, wait at most REFILL_LINGER_MS (see there).
         if (room < refillAt && unanswered > 0) {
-          await waitEvent(1000);
-          continue;
+          if (room === 0) {
+            await waitEvent(1000);
+            continue;
+          }
+          const now = performance.now();
+          if (roomSince < 0) roomSince = now;
+          const left = roomSince + REFILL_LINGER_MS - now;
+          if (left > 0) {
+            await waitEvent(Math.ceil(left));
+            continue;
+          }
         }
+        roomSince = -1;
         const batch = this.queue.take(Math.min(room, WRITE_CHUNK));
         if (batch.length === 0) {
           if (this.draining) {
