@@ -4,35 +4,85 @@ import type { Agent } from '../../src/agent.js';
 import { RELP_OFFERS, relpFrame, RelpParser, type RelpFrame } from '../../src/protocol/relp.js';
 import { portOf, removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 
-/** A RELP server that answers `500` to the first `failFirst` messages, then `200`. */
-async function picky(failFirst: number) {
-  const got: string[] = [];
-  let refused = 0;
+/** One connection of a scripted RELP server, as its script sees it. */
+interface RelpTestConnection {
+  /** A `syslog` command arrived. */
+  syslog(txnr: number, data: string): void;
+  /** Called on every read, before its frames are handled. */
+  read?(): void;
+  /** How the server's answers leave (default: written at once). */
+  send?(answer: Buffer): void;
+  /** Answers still held back, sent before the answer to `close`. */
+  held?(): Buffer[];
+}
+
+/**
+ * A RELP server for these tests: it answers `open` and `close` itself and leaves the `syslog`
+ * commands to a per-connection script.
+ */
+async function relpTestServer(script: (socket: net.Socket, send: (answer: Buffer) => void) => RelpTestConnection) {
   const server = net.createServer((s) => {
     const parser = new RelpParser(1 << 20);
+    const send = (answer: Buffer) => (conn.send ? conn.send(answer) : s.write(answer));
+    const conn = script(s, send);
     s.on('error', () => undefined);
     s.on('data', (chunk: Buffer) => {
+      conn.read?.();
       const frames: RelpFrame[] = [];
       parser.push(chunk, frames);
       for (const f of frames) {
-        if (f.command === 'open') s.write(relpFrame(f.txnr, 'rsp', `200 OK\n${RELP_OFFERS}`));
-        else if (f.command === 'syslog') {
-          if (refused < failFirst) {
-            refused++;
-            s.write(relpFrame(f.txnr, 'rsp', '500 try again later'));
-          } else {
-            got.push(f.data.toString());
-            s.write(relpFrame(f.txnr, 'rsp', '200 OK'));
-          }
-        } else if (f.command === 'close') {
-          s.write(relpFrame(f.txnr, 'rsp'));
-          s.end();
-        }
+        if (f.command === 'open') send(relpFrame(f.txnr, 'rsp', `200 OK\n${RELP_OFFERS}`));
+        else if (f.command === 'syslog') conn.syslog(f.txnr, f.data.toString());
+        else if (f.command === 'close') s.end(Buffer.concat([...(conn.held?.() ?? []), relpFrame(f.txnr, 'rsp')]));
       }
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { port: (server.address() as net.AddressInfo).port, got, refused: () => refused, close: () => server.close() };
+  return { port: (server.address() as net.AddressInfo).port, close: () => server.close() };
+}
+
+/** A RELP server that answers `500` to the first `failFirst` messages, then `200`. */
+async function picky(failFirst: number) {
+  const got: string[] = [];
+  let refused = 0;
+  const server = await relpTestServer((socket) => ({
+    syslog(txnr, data) {
+      if (refused < failFirst) {
+        refused++;
+        socket.write(relpFrame(txnr, 'rsp', '500 try again later'));
+      } else {
+        got.push(data);
+        socket.write(relpFrame(txnr, 'rsp', '200 OK'));
+      }
+    },
+  }));
+  return { ...server, got, refused: () => refused };
+}
+
+/**
+ * Answers the messages received so far one per event-loop turn, as a busy receiver does; `send`
+ * is how each answer leaves.
+ */
+function answerOnePerTurn(socket: net.Socket, got: string[], send: (answer: Buffer) => void) {
+  const pending: number[] = [];
+  let answering = false;
+  const answerNext = () => {
+    const txnr = pending.shift();
+    if (txnr === undefined || socket.destroyed) {
+      answering = false;
+      return;
+    }
+    send(relpFrame(txnr, 'rsp', '200 OK'));
+    setImmediate(answerNext);
+  };
+  return (txnr: number, data: string) => {
+    got.push(data);
+    pending.push(txnr);
+    if (!answering) {
+      answering = true;
+      setImmediate(answerNext);
+    }
+  };
 }
 
 /**
@@ -42,42 +92,19 @@ async function picky(failFirst: number) {
 async function oneAnswerAtATime() {
   const got: string[] = [];
   let reads = 0;
-  const server = net.createServer((s) => {
-    const parser = new RelpParser(1 << 20);
-    const pending: number[] = [];
-    let answering = false;
-    const answerNext = () => {
-      const txnr = pending.shift();
-      if (txnr === undefined || s.destroyed) {
-        answering = false;
-        return;
-      }
-      s.write(relpFrame(txnr, 'rsp', '200 OK'));
-      setImmediate(answerNext);
+  const server = await relpTestServer((socket, send) => {
+    const answer = answerOnePerTurn(socket, got, send);
+    let counted = false;
+    return {
+      read: () => (counted = false),
+      syslog(txnr, data) {
+        if (!counted) reads++;
+        counted = true;
+        answer(txnr, data);
+      },
     };
-    s.on('error', () => undefined);
-    s.on('data', (chunk: Buffer) => {
-      const frames: RelpFrame[] = [];
-      parser.push(chunk, frames);
-      if (frames.some((f) => f.command === 'syslog')) reads++;
-      for (const f of frames) {
-        if (f.command === 'open') s.write(relpFrame(f.txnr, 'rsp', `200 OK\n${RELP_OFFERS}`));
-        else if (f.command === 'syslog') {
-          got.push(f.data.toString());
-          pending.push(f.txnr);
-        } else if (f.command === 'close') {
-          s.write(relpFrame(f.txnr, 'rsp'));
-          s.end();
-        }
-      }
-      if (!answering && pending.length > 0) {
-        answering = true;
-        setImmediate(answerNext);
-      }
-    });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { port: (server.address() as net.AddressInfo).port, got, reads: () => reads, close: () => server.close() };
+  return { ...server, got, reads: () => reads };
 }
 
 /**
@@ -89,15 +116,14 @@ async function oneAnswerAtATime() {
 async function nagleAnswers(delayedAckMs: number) {
   const got: string[] = [];
   let timerReleases = 0;
-  const server = net.createServer((s) => {
-    const parser = new RelpParser(1 << 20);
-    const pending: number[] = [];
+  const server = await relpTestServer((socket, send) => {
     let held: Buffer[] = [];
     let inFlight = false;
     let timer: NodeJS.Timeout | undefined;
+    socket.on('close', () => clearTimeout(timer));
     const flush = () => {
-      if (held.length === 0 || s.destroyed) return;
-      s.write(Buffer.concat(held));
+      if (held.length === 0 || socket.destroyed) return;
+      socket.write(Buffer.concat(held));
       held = [];
       inFlight = true;
       timer = setTimeout(() => {
@@ -107,47 +133,26 @@ async function nagleAnswers(delayedAckMs: number) {
         flush();
       }, delayedAckMs);
     };
-    const send = (b: Buffer) => {
-      held.push(b);
-      if (!inFlight) flush();
-    };
-    let answering = false;
-    const answerNext = () => {
-      const txnr = pending.shift();
-      if (txnr === undefined || s.destroyed) {
-        answering = false;
-        return;
-      }
-      send(relpFrame(txnr, 'rsp', '200 OK'));
-      setImmediate(answerNext);
-    };
-    s.on('error', () => undefined);
-    s.on('close', () => clearTimeout(timer));
-    s.on('data', (chunk: Buffer) => {
+    return {
+      syslog: answerOnePerTurn(socket, got, send),
       // Data from the client acknowledges what was sent: held answers go out now.
-      clearTimeout(timer);
-      inFlight = false;
-      flush();
-      const frames: RelpFrame[] = [];
-      parser.push(chunk, frames);
-      for (const f of frames) {
-        if (f.command === 'open') send(relpFrame(f.txnr, 'rsp', `200 OK\n${RELP_OFFERS}`));
-        else if (f.command === 'syslog') {
-          got.push(f.data.toString());
-          pending.push(f.txnr);
-        } else if (f.command === 'close') {
-          s.end(Buffer.concat([...held, relpFrame(f.txnr, 'rsp')]));
-          held = [];
-        }
-      }
-      if (!answering && pending.length > 0) {
-        answering = true;
-        setImmediate(answerNext);
-      }
-    });
+      read() {
+        clearTimeout(timer);
+        inFlight = false;
+        flush();
+      },
+      send(answer) {
+        held.push(answer);
+        if (!inFlight) flush();
+      },
+      held() {
+        const out = held;
+        held = [];
+        return out;
+      },
+    };
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { port: (server.address() as net.AddressInfo).port, got, timerReleases: () => timerReleases, close: () => server.close() };
+  return { ...server, got, timerReleases: () => timerReleases };
 }
 
 describe('RELP destination', () => {
