@@ -3,6 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
+import type { FileSource } from '../../src/sources/file/index.js';
 import { readLines, removeDir, sleep, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 
 interface Checkpoints {
@@ -46,6 +47,10 @@ pipelines:
     const logs = path.join(dir, 'logs');
     mkdirSync(logs);
     return { logs, out: path.join(dir, 'out.log') };
+  }
+
+  function followed(): ReturnType<FileSource['followed']> {
+    return (agent!.sources.get('app') as FileSource).followed();
   }
 
   function checkpoints(): Checkpoints {
@@ -115,6 +120,45 @@ pipelines:
     await sleep(300);
     const lines = readLines(out);
     expect(lines.sort()).toEqual(['after 1', 'after 2', 'before 1', 'before 2', 'late in old file', 'written after the rename'].sort());
+  });
+
+  it('finishes a file rotated while it was stopped, to a name the globs do not match', async () => {
+    const { logs, out } = setup();
+    const app = path.join(logs, 'app.log');
+    writeFileSync(app, 'a1\na2\n');
+    await start();
+    await waitFor('first lines', () => readLines(out).length === 2);
+    await agent!.stop();
+    agent = undefined;
+    // While stopped: the writer goes on, then logrotate renames the file and a new one is created.
+    appendFileSync(app, 'a3 written after the stop\n');
+    renameSync(app, path.join(logs, 'app.log.1'));
+    writeFileSync(app, 'b1\n');
+    await start();
+    await waitFor('the rest of the rotated file and the new file', () => readLines(out).length >= 4);
+    await sleep(300);
+    expect(readLines(out).sort()).toEqual(['a1', 'a2', 'a3 written after the stop', 'b1']);
+    expect(followed()).toContainEqual(expect.objectContaining({ path: path.join(logs, 'app.log.1'), rotated: true }));
+  });
+
+  it('after a restart, leaves alone a file in the directory whose inode was checkpointed but whose first bytes changed', async () => {
+    const { logs, out } = setup();
+    const app = path.join(logs, 'app.log');
+    writeFileSync(app, 'a1\na2\n');
+    await start();
+    await waitFor('first lines', () => readLines(out).length === 2);
+    await agent!.stop();
+    agent = undefined;
+    const other = path.join(logs, 'other.txt');
+    renameSync(app, other);
+    // Same inode, other content (as when a reused inode lands on an unrelated file): not ours to read.
+    writeFileSync(other, 'unrelated 1\nunrelated 2\nunrelated 3\n', { flag: 'r+' });
+    writeFileSync(app, 'b1\n');
+    await start();
+    await waitFor('the new file', () => readLines(out).length >= 3);
+    await sleep(300);
+    expect(readLines(out)).toEqual(['a1', 'a2', 'b1']);
+    expect(followed().map((f) => f.path)).toEqual([app]);
   });
 
   it('follows copytruncate: the shrunken file is read again from its start, nothing lost or repeated', async () => {

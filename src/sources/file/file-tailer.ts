@@ -111,6 +111,8 @@ export class FileTailer {
     start: 'beginning' | 'end' | FileCheckpoint | null,
     origin: RecordOrigin,
     options: TailerOptions,
+    /** Open only if `start` (a checkpoint) still fits this file: else it is some other file, left alone. */
+    onlyToResume = false,
   ): Promise<FileTailer | null> {
     let handle: FileHandle;
     try {
@@ -127,11 +129,17 @@ export class FileTailer {
     const size = Number(s.size);
     const fp = await fingerprintOf(handle);
     let offset = 0;
+    let resumes = false;
     if (start === 'end') offset = size;
     else if (start !== null && start !== 'beginning') {
       // Resume only where the first bytes are still the ones we saw: else the inode was reused.
       const now = await fingerprintOf(handle, start.fingerprint_bytes);
-      if (now.crc === start.fingerprint && now.bytes === start.fingerprint_bytes && size >= start.offset) offset = start.offset;
+      resumes = now.crc === start.fingerprint && now.bytes === start.fingerprint_bytes && size >= start.offset;
+      if (resumes) offset = start.offset;
+    }
+    if (onlyToResume && !resumes) {
+      await handle.close();
+      return null;
     }
     const t = new FileTailer(file, id, handle, offset, origin, options);
     t.fingerprint = fp;

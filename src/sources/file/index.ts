@@ -1,4 +1,5 @@
 import { watch, type FSWatcher } from 'chokidar';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import picomatch from 'picomatch';
 import type { z } from 'zod';
@@ -6,9 +7,9 @@ import { FACILITY_NAMES, SEVERITY_NAMES } from '../../parser/names.js';
 import { newSourceStats, type LogRecord, type RecordOrigin } from '../../record.js';
 import type { Dispatch } from '../../pipeline/router.js';
 import type { Source, SourceContext } from '../types.js';
-import { FileCheckpointStore } from './checkpoint-store.js';
+import { FileCheckpointStore, type FileCheckpoint } from './checkpoint-store.js';
 import type { fileSourceSchema } from './config.js';
-import { FileTailer, identityKey, statIdentity } from './file-tailer.js';
+import { FileTailer, identityKey, statIdentity, type TailerOptions } from './file-tailer.js';
 import { RateLimitedLog } from '../../log.js';
 
 type Config = z.output<typeof fileSourceSchema>;
@@ -36,6 +37,7 @@ export class FileSource implements Source {
   private polling = false;
   private readonly opening = new Map<string, Promise<void>>(); // by path
   private readonly rotateWait: number;
+  private readonly tailerOptions: TailerOptions;
 
   constructor(
     private readonly config: Config,
@@ -47,6 +49,12 @@ export class FileSource implements Source {
     this.isIncluded = picomatch(config.paths.map(abs), { dot: true });
     this.isExcluded = config.exclude.length ? picomatch(config.exclude.map(abs), { dot: true }) : () => false;
     this.rotateWait = Math.max(ROTATE_WAIT_MIN, config.poll_interval * 5);
+    this.tailerOptions = {
+      maxLineLength: config.max_line_length,
+      flushTimeout: config.flush_timeout,
+      deliver: (records) => this.deliver(records),
+      onTruncated: (f, from) => ctx.logger.info({ file: f, offset: from }, 'file was truncated (copytruncate?); reading it again from the start'),
+    };
   }
 
   describe(): string {
@@ -66,6 +74,7 @@ export class FileSource implements Source {
     this.store.load((reason) =>
       this.ctx.logger.error({ file: this.store.file, reason }, 'checkpoint file is damaged; files will be read from the configured start'),
     );
+    await this.finishRotatedWhileStopped();
     const roots = new Map<string, number>();
     for (const pattern of this.config.paths) {
       const scan = picomatch.scan(path.isAbsolute(pattern) ? pattern : path.resolve(pattern));
@@ -134,23 +143,7 @@ export class FileSource implements Source {
     }
     const checkpoint = this.store.get(key) ?? null;
     const start = checkpoint ?? (initial && this.config.read_from === 'end' ? 'end' : 'beginning');
-    const origin: RecordOrigin = {
-      source: this.name,
-      from: file,
-      format: this.config.format,
-      lenient: this.config.lenient,
-      stats: this.stats,
-      hostname: this.ctx.hostname,
-      appName: this.config.app_name ?? path.basename(file).replace(/\.[^.]*$/, ''),
-      facility: FACILITY_NAMES.indexOf(this.config.facility),
-      severity: SEVERITY_NAMES.indexOf(this.config.severity),
-    };
-    const tailer = await FileTailer.open(file, id, start, origin, {
-      maxLineLength: this.config.max_line_length,
-      flushTimeout: this.config.flush_timeout,
-      deliver: (records) => this.deliver(records),
-      onTruncated: (f, from) => this.ctx.logger.info({ file: f, offset: from }, 'file was truncated (copytruncate?); reading it again from the start'),
-    });
+    const tailer = await FileTailer.open(file, id, start, this.originOf(file), this.tailerOptions);
     if (!tailer || this.stopped) {
       await tailer?.close();
       return;
@@ -165,6 +158,64 @@ export class FileSource implements Source {
     // Rotation: the old file is finished first, then the new one is read.
     if (after) await after.read().catch(() => undefined);
     void this.readTailer(tailer);
+  }
+
+  /** What the records of a file carry: its followed name (kept when the file is later renamed). */
+  private originOf(file: string): RecordOrigin {
+    return {
+      source: this.name,
+      from: file,
+      format: this.config.format,
+      lenient: this.config.lenient,
+      stats: this.stats,
+      hostname: this.ctx.hostname,
+      appName: this.config.app_name ?? path.basename(file).replace(/\.[^.]*$/, ''),
+      facility: FACILITY_NAMES.indexOf(this.config.facility),
+      severity: SEVERITY_NAMES.indexOf(this.config.severity),
+    };
+  }
+
+  /**
+   * Files rotated while sluice was stopped. A checkpointed file that is no longer at its name is
+   * looked for, by device and inode, in the same directory (where logrotate puts `app.log.1`); if
+   * its first bytes are still the ones checkpointed, it is finished from its checkpoint like a file
+   * rotated while running, whatever its new name, before the new file under the old name is found.
+   * Without this, the lines written between the last checkpoint and the rotation would be lost
+   * whenever the new name is not matched by `paths`.
+   */
+  private async finishRotatedWhileStopped(): Promise<void> {
+    const gone = new Map<string, FileCheckpoint>();
+    for (const e of this.store.all()) {
+      const now = await statIdentity(e.path);
+      if (!now || now.dev !== e.dev || now.ino !== e.ino) gone.set(FileCheckpointStore.key(e.dev, e.ino), e);
+    }
+    const dirs = new Set([...gone.values()].map((e) => path.dirname(e.path)));
+    for (const dir of dirs) {
+      let names: string[];
+      try {
+        names = await readdir(dir);
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        if (gone.size === 0 || this.stopped) return;
+        const file = path.join(dir, name);
+        const id = await statIdentity(file);
+        const key = id ? identityKey(id) : '';
+        const checkpoint = gone.get(key);
+        if (!id || !checkpoint) continue;
+        gone.delete(key);
+        const tailer = await FileTailer.open(file, id, checkpoint, this.originOf(checkpoint.path), this.tailerOptions, true);
+        if (!tailer) continue; // the inode was reused by some other file
+        tailer.rotated = true;
+        this.tailers.set(key, tailer);
+        this.ctx.logger.info({ file, was: checkpoint.path, offset: tailer.committed }, 'file was rotated while sluice was stopped; finishing it');
+        void this.readTailer(tailer);
+      }
+    }
+    for (const e of gone.values()) {
+      this.ctx.logger.warn({ file: e.path, offset: e.offset }, 'a followed file is gone since the last run (deleted, compressed or moved to another directory); anything written to it after the checkpoint was not read');
+    }
   }
 
   private deliver(records: LogRecord[]): Dispatch | undefined {
