@@ -53,6 +53,18 @@ pipelines:
     return (agent!.sources.get('app') as FileSource).followed();
   }
 
+  /** A run that reads logs/app.log (`a1`, `a2`) and stops. */
+  async function readTwoLinesAndStop(): Promise<{ logs: string; out: string; app: string }> {
+    const { logs, out } = setup();
+    const app = path.join(logs, 'app.log');
+    writeFileSync(app, 'a1\na2\n');
+    await start();
+    await waitFor('first lines', () => readLines(out).length === 2);
+    await agent!.stop();
+    agent = undefined;
+    return { logs, out, app };
+  }
+
   function checkpoints(): Checkpoints {
     return JSON.parse(readFileSync(path.join(dir, 'state/checkpoints/app.json'), 'utf8')) as Checkpoints;
   }
@@ -90,13 +102,7 @@ pipelines:
   });
 
   it('resumes from its checkpoint after a restart: no line lost, none repeated', async () => {
-    const { logs, out } = setup();
-    const app = path.join(logs, 'app.log');
-    writeFileSync(app, 'a1\na2\n');
-    await start();
-    await waitFor('first lines', () => readLines(out).length === 2);
-    await agent!.stop();
-    agent = undefined;
+    const { logs, out, app } = await readTwoLinesAndStop();
     expect(checkpoints().files).toEqual([expect.objectContaining({ path: app, offset: 6 })]);
     appendFileSync(app, 'b1\nb2\n');
     await start();
@@ -123,13 +129,7 @@ pipelines:
   });
 
   it('finishes a file rotated while it was stopped, to a name the globs do not match', async () => {
-    const { logs, out } = setup();
-    const app = path.join(logs, 'app.log');
-    writeFileSync(app, 'a1\na2\n');
-    await start();
-    await waitFor('first lines', () => readLines(out).length === 2);
-    await agent!.stop();
-    agent = undefined;
+    const { logs, out, app } = await readTwoLinesAndStop();
     // While stopped: the writer goes on, then logrotate renames the file and a new one is created.
     appendFileSync(app, 'a3 written after the stop\n');
     renameSync(app, path.join(logs, 'app.log.1'));
@@ -142,13 +142,7 @@ pipelines:
   });
 
   it('after a restart, leaves alone a file in the directory whose inode was checkpointed but whose first bytes changed', async () => {
-    const { logs, out } = setup();
-    const app = path.join(logs, 'app.log');
-    writeFileSync(app, 'a1\na2\n');
-    await start();
-    await waitFor('first lines', () => readLines(out).length === 2);
-    await agent!.stop();
-    agent = undefined;
+    const { logs, out, app } = await readTwoLinesAndStop();
     const other = path.join(logs, 'other.txt');
     renameSync(app, other);
     // Same inode, other content (as when a reused inode lands on an unrelated file): not ours to read.
