@@ -118,6 +118,12 @@ function cpuSeconds(child) {
   return (Number(f[11]) + Number(f[12])) / TICKS;
 }
 
+/** Peak resident memory of a live process so far, in MB (Linux /proc). */
+function peakRssMb(child) {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
 function threads(child) {
   const out = [];
   for (const tid of readdirSync(`/proc/${child.pid}/task`)) {
@@ -139,7 +145,7 @@ function threads(child) {
  */
 async function measureSet(entries) {
   const sink = await startSink();
-  const results = entries.map(({ name }) => ({ name, rates: [], senderUs: [], receiverUs: [] }));
+  const results = entries.map(({ name }) => ({ name, rates: [], senderUs: [], receiverUs: [], senderRss: [] }));
   try {
     for (let round = 0; round < ROUNDS; round++) {
       for (let j = 0; j < entries.length; j++) {
@@ -154,6 +160,7 @@ async function measureSet(entries) {
           // CPU time per delivered message of the sending and the receiving process, in microseconds.
           res.senderUs.push(((cpuSeconds(target.cpu.sender) - before.s) / r.delivered) * 1e6);
           res.receiverUs.push(((cpuSeconds(target.cpu.receiver) - before.r) / r.delivered) * 1e6);
+          res.senderRss.push(peakRssMb(target.cpu.sender));
           if (process.env.BENCH_THREADS) {
             // Per thread: CPU seconds, seconds spent runnable but waiting for a CPU, and time slices.
             for (const [who, child] of Object.entries(target.cpu)) console.log(`  ${res.name} ${who}: ${threads(child).join('; ')}`);
@@ -167,7 +174,7 @@ async function measureSet(entries) {
     await stop(sink.child);
   }
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  return results.map((r) => ({ ...r, median: median(r.rates), senderUs: median(r.senderUs), receiverUs: median(r.receiverUs) }));
+  return results.map((r) => ({ ...r, median: median(r.rates), senderUs: median(r.senderUs), receiverUs: median(r.receiverUs), senderRss: median(r.senderRss) }));
 }
 
 requirePeers();
@@ -178,9 +185,9 @@ const [a] = only === 'relp' ? [skip] : await measureSet([{ name: 'agent -> sluic
 const us = (x) => (x === undefined ? '' : x.toFixed(2));
 function table(results) {
   console.log('');
-  console.log('| pipeline | median msg/s | rounds, in run order | sender CPU µs/msg | receiver CPU µs/msg |');
-  console.log('|---|---:|---|---:|---:|');
-  for (const r of results) console.log(`| ${r.name} | ${Math.round(r.median).toLocaleString('en')} | ${r.rates.map((x) => Math.round(x / 1000) + 'k').join(', ')} | ${us(r.senderUs)} | ${us(r.receiverUs)} |`);
+  console.log('| pipeline | median msg/s | rounds, in run order | sender CPU µs/msg | receiver CPU µs/msg | sender peak RSS MB |');
+  console.log('|---|---:|---|---:|---:|---:|');
+  for (const r of results) console.log(`| ${r.name} | ${Math.round(r.median).toLocaleString('en')} | ${r.rates.map((x) => Math.round(x / 1000) + 'k').join(', ')} | ${us(r.senderUs)} | ${us(r.receiverUs)} | ${r.senderRss === undefined ? '' : Math.round(r.senderRss)} |`);
 }
 if (only === 'central') {
   table([a]);
