@@ -131,7 +131,7 @@ export const queueSchema = z
       .prefault('64MiB')
       .describe(
         'memory, normal: most message bytes held in memory, whichever of the two limits comes first. ' +
-          'reliable, normal: also the bytes of records read ahead from the file for the destination (the read cache). 64 MiB keeps a fast destination fed without costing much RAM.',
+          'reliable, normal: also caps the records read ahead from the file for the destination (the read cache) and the bytes waiting to be written, each at most 4 MiB: enough to keep a fast destination fed and the disk busy, small enough to spare the garbage collector. Sources that can wait slow down while the writes are behind.',
       ),
     sync: z
       .enum(['always', 'interval', 'never'])

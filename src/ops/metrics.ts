@@ -86,7 +86,7 @@ export function createMetrics(src: MetricsSource): Registry {
   ));
   counter('sluice_queue_pushed_records_total', 'Records appended to the queue.', ['destination', 'mode'], queues((q) => q.pushed));
   counter('sluice_queue_acked_records_total', 'Records the destination confirmed and the queue freed.', ['destination', 'mode'], queues((q) => q.acked));
-  counter('sluice_queue_backpressure_stalls_total', 'Times a source found the queue full (or the gate latched) and waited.', ['destination', 'mode'], queues((q) => q.stalls));
+  counter('sluice_queue_backpressure_stalls_total', 'Times a source found the queue full (or its disk writes behind, or the gate latched) and waited.', ['destination', 'mode'], queues((q) => q.stalls));
   counter(
     'sluice_queue_dropped_records_total',
     'Records the queue did not keep, by reason.',

@@ -146,13 +146,17 @@ export class Router {
       } else {
         const c = q.push(batch);
         if (c) (committed ??= []).push(c);
+        if (wait !== 'no' && q.congested()) {
+          // The disk is behind the sender: wait for the writes before reading more (bounded memory).
+          q.countStall();
+          (accepted ??= []).push(q.waitUncongested());
+        }
       }
     }
     if (!accepted && !committed) return undefined;
-    const all = (ps: Promise<unknown>[] | undefined) => (ps ? Promise.all(ps).then(() => undefined) : undefined);
-    const result = { accepted: all(accepted), committed: all(committed) };
+    const result = { accepted: allDone(accepted), committed: allDone(committed) };
     // Nobody may be listening for a failed commit (UDP, TCP): it is logged by the queue.
-    result.committed?.catch(() => undefined);
+    result.committed?.catch(ignore);
     return result;
   }
 
@@ -188,6 +192,15 @@ export class Router {
         : 'queue still full after block_timeout: the source keeps waiting, its data stays where it is',
     );
   }
+}
+
+// Module-level, not closures in dispatch: a closure there would keep the batch alive until its commit.
+function ignore(): undefined {
+  return undefined;
+}
+
+function allDone(ps: Promise<unknown>[] | undefined): Promise<void> | undefined {
+  return ps ? Promise.all(ps).then(ignore) : undefined;
 }
 
 export interface Dispatch {

@@ -126,6 +126,15 @@ export class MemoryQueue implements DestinationQueue {
     return new Promise((resolve) => this.spaceWaiters.push(resolve));
   }
 
+  /** Never: nothing waits to be written. */
+  congested(): boolean {
+    return false;
+  }
+
+  waitUncongested(): Promise<void> {
+    return Promise.resolve();
+  }
+
   take(max: number): LogRecord[] {
     const end = Math.min(this.items.length, this.readPos + max);
     if (end === this.readPos) return [];

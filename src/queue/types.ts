@@ -35,7 +35,7 @@ export interface QueueStats {
   acked: number;
   /** Records dropped, by reason. */
   dropped: Record<string, number>;
-  /** Times a producer found the queue full and had to wait (backpressure). */
+  /** Times a producer found the queue full (or congested) and had to wait (backpressure). */
   stalls: number;
   /** Wall-clock time (ms since the epoch) the oldest waiting record was received; null when empty or unknown. */
   oldestReceivedAt: number | null;
@@ -69,6 +69,14 @@ export interface DestinationQueue {
   isFull(): boolean;
   /** Resolves once the queue is no longer full (or is closed). */
   waitForSpace(): Promise<void>;
+  /**
+   * True while more appended data waits to be written to disk than the queue keeps in memory for
+   * that. It is not full: records are still taken, but a producer that can wait should, so that a
+   * sender faster than the disk does not fill memory. Always false for a memory queue.
+   */
+  congested(): boolean;
+  /** Resolves once the queue is no longer congested (or is closed). */
+  waitUncongested(): Promise<void>;
   /** Counts records that a producer could not wait to push. */
   countDrop(reason: string, n: number): void;
   /** Counts a producer that found the queue full and waits. */

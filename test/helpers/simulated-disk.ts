@@ -82,3 +82,19 @@ export class SimulatedDisk {
     };
   }
 }
+
+/**
+ * Holds every write of a reliable queue's file until the returned function is called, as a disk
+ * far slower than the sender would. Reaches into the queue's ring: tests only.
+ */
+export function holdQueueWrites(queue: object): () => void {
+  const file = (queue as { ring: { file: QueueFile } }).ring.file;
+  const write = file.write.bind(file);
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  file.write = async (...args) => {
+    await held;
+    return write(...args);
+  };
+  return release;
+}

@@ -1,9 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../src/config/load.js';
 import { Router } from '../../src/pipeline/router.js';
+import { silentLogger } from '../../src/log.js';
+import { ReliableQueue } from '../../src/queue/disk/reliable-queue.js';
 import { MemoryQueue } from '../../src/queue/memory-queue.js';
 import type { FullPolicy } from '../../src/queue/types.js';
 import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
+import { removeDir, tempDir } from '../helpers/agent.js';
+import { holdQueueWrites } from '../helpers/simulated-disk.js';
 
 const stats = newSourceStats();
 const origin: RecordOrigin = { source: 's', from: '10.0.0.1', format: 'syslog', lenient: false, stats };
@@ -21,7 +25,7 @@ ${pipelines}
 `;
   const { config } = parseConfigText(yaml, 't.yaml', {});
   const queues = new Map(dests.map((d) => [d, new MemoryQueue(d, { maxRecords: max, maxBytes: 1 << 30, full })]));
-  return { router: new Router(config.pipelines, queues), queues };
+  return { router: new Router(config.pipelines, queues), queues, pipelines: config.pipelines };
 }
 
 const raw = (q: MemoryQueue) => q.take(1_000_000).map((r) => r.raw.toString());
@@ -83,6 +87,33 @@ describe('Router', () => {
     q.ack(q.take(2).length);
     await wait;
     expect(raw(q)).toEqual(['<13>3']);
+  });
+
+  it('makes waiting sources wait while a disk queue is behind on its writes, without dropping; sources that cannot wait go on', async () => {
+    const dir = tempDir();
+    try {
+      const q = await ReliableQueue.open('a', dir, { maxSize: 1 << 20, memBufSize: 16 << 10, sync: 'never', syncInterval: 5, full: 'drop_newest', logger: silentLogger(), statsOf: () => undefined });
+      const router = new Router(build('  p: { from: [s], to: [a] }', ['a']).pipelines, new Map([['a', q]]));
+      const release = holdQueueWrites(q);
+      const big = (tag: string) => recs(...Array.from({ length: 20 }, (_, i) => `<13>${tag}${i} ${'z'.repeat(1000)}`));
+      const udp = newSourceStats();
+      expect(router.dispatch('s', big('u'), udp, 'no')?.accepted).toBeUndefined();
+      const wait = router.dispatch('s', big('t'), stats, 'drop_after_timeout')?.accepted;
+      expect(wait).toBeInstanceOf(Promise);
+      let settled = false;
+      void wait!.then(() => (settled = true));
+      await new Promise((r) => setTimeout(r, 30));
+      expect(settled).toBe(false);
+      expect(q.stats().stalls).toBe(1);
+      release();
+      await wait;
+      expect(q.stats().dropped).toEqual({});
+      expect(udp.dropped).toEqual({});
+      expect(q.stats().records).toBe(40);
+      await q.dispose();
+    } finally {
+      removeDir(dir);
+    }
   });
 });
 

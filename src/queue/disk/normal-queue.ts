@@ -128,6 +128,14 @@ export class NormalQueue implements DestinationQueue {
     return this.disk.waitForSpace();
   }
 
+  congested(): boolean {
+    return this.disk.congested();
+  }
+
+  waitUncongested(): Promise<void> {
+    return this.disk.waitUncongested();
+  }
+
   countDrop(reason: string, n: number): void {
     this.disk.countDrop(reason, n);
   }

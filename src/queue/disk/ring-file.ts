@@ -189,6 +189,8 @@ export class RingFile {
   private generation = 0;
   incarnation = 1;
   private writes: Promise<void> = Promise.resolve();
+  /** Bytes appended and not yet handed to the file (their buffers are in memory). */
+  unwrittenBytes = 0;
   private writeError: Error | null = null;
 
   private constructor(
@@ -410,13 +412,28 @@ export class RingFile {
     }
     this.tail = pos;
     this.tailSeq += n;
-    for (const seg of segments) {
-      const phys = DATA_START + (seg.pos % this.capacity);
-      this.writes = this.writes.then(() => this.file.write(seg.buf, 0, seg.buf.length, phys)).catch((err: Error) => {
-        this.writeError ??= err;
-      });
-    }
+    for (const seg of segments) this.scheduleWrite(seg.buf, DATA_START + (seg.pos % this.capacity));
     return { firstSeq, ends };
+  }
+
+  /**
+   * Chains one write after the others. A method of its own, so that the pending write holds only its
+   * buffer: a closure made inside appendWith would share its scope and keep `fill`, and through it
+   * the producer's records, alive until the write is done.
+   */
+  private scheduleWrite(buf: Buffer, at: number): void {
+    this.unwrittenBytes += buf.length;
+    this.writes = this.writes
+      .then(() => this.file.write(buf, 0, buf.length, at))
+      .then(
+        () => {
+          this.unwrittenBytes -= buf.length;
+        },
+        (err: Error) => {
+          this.unwrittenBytes -= buf.length;
+          this.writeError ??= err;
+        },
+      );
   }
 
   /**

@@ -8,6 +8,7 @@ import { QueueLockedError } from '../../../src/queue/disk/directory-lock.js';
 import { QUEUE_FILE, ReliableQueue, type ReliableQueueOptions } from '../../../src/queue/disk/reliable-queue.js';
 import { LogRecord, newSourceStats, type RecordOrigin } from '../../../src/record.js';
 import { removeDir, tempDir, waitFor } from '../../helpers/agent.js';
+import { holdQueueWrites } from '../../helpers/simulated-disk.js';
 
 const stats = newSourceStats();
 const origin: RecordOrigin = { source: 'tcp_in', from: '192.0.2.9', format: 'syslog', lenient: true, stats };
@@ -49,6 +50,49 @@ async function takeAvailable(q: ReliableQueue): Promise<LogRecord[]> {
 describe('ReliableQueue', () => {
   let dir: string;
   afterEach(() => removeDir(dir));
+
+  it('reads ahead at most 4 MiB of a large backlog, even with a larger mem_buf_size, and still hands out all of it', async () => {
+    dir = tempDir();
+    const q = await ReliableQueue.open('out', dir, opts({ maxSize: 64 << 20, memBufSize: 64 << 20 }));
+    const body = 'x'.repeat(1000);
+    const n = 12_000; // about 12 MB of records
+    for (let i = 0; i < n; i += 1000) {
+      await q.push(Array.from({ length: 1000 }, (_, j) => new LogRecord(Buffer.from(`<13>${String(i + j).padStart(6, '0')} ${body}`), 0, origin)));
+    }
+    const first = await takeAll(q, 1);
+    await waitFor('the read cache to fill', () => q.stats().memoryBytes > 3 << 20);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(q.stats().memoryBytes).toBeLessThanOrEqual((4 << 20) + (1 << 20));
+    const rest = await takeAll(q, n - 1);
+    expect([...first, ...rest].map((r) => Number(r.raw.subarray(4, 10).toString()))).toEqual(Array.from({ length: n }, (_, i) => i));
+    await q.close();
+  });
+
+  it('reports itself congested while more than its write-behind waits for the disk, counts those bytes as memory, and lets waiters go once written', async () => {
+    dir = tempDir();
+    const q = await ReliableQueue.open('out', dir, opts({ memBufSize: 64 << 10 }));
+    const release = holdQueueWrites(q);
+    const body = 'y'.repeat(1000);
+    const batch = (from: number) => Array.from({ length: 40 }, (_, i) => new LogRecord(Buffer.from(`<13>${from + i} ${body}`), 0, origin));
+    void q.push(batch(0)); // about 40 KB: under the 64 KiB write-behind
+    expect(q.congested()).toBe(false);
+    expect(q.isFull()).toBe(false);
+    void q.push(batch(40)); // about 80 KB waiting for the disk
+    expect(q.congested()).toBe(true);
+    expect(q.isFull()).toBe(false); // congestion is not fullness: full policies do not drop for it
+    expect(q.stats().memoryBytes).toBeGreaterThan(80_000);
+    let waited = false;
+    const wait = q.waitUncongested().then(() => (waited = true));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(waited).toBe(false);
+    release();
+    await wait;
+    expect(q.congested()).toBe(false);
+    const got = await takeAll(q, 80);
+    expect(got.map((r) => Number(r.raw.toString().split(' ')[0]!.slice(4)))).toEqual(Array.from({ length: 80 }, (_, i) => i));
+    expect(q.stats().memoryBytes).toBeLessThan(90_000); // only the records handed out remain in memory
+    await q.close();
+  });
 
   it('commits after fsync, hands records out in order and frees them on ack', async () => {
     dir = tempDir();
