@@ -4,9 +4,11 @@
 //     written in the last sync interval (see docs/queue-format.md, Recovery).
 //  2. Memory: fill a queue with BACKLOG_GIB (default 2) GiB while the destination is down (records
 //     are taken and rewound, as a failing destination does), and report the peak RSS.
+//  3. Salvage: a full 1 GiB queue file whose two header slots are destroyed is opened; the time
+//     to rotate and salvage it, and the peak RSS while doing so.
 // Runs each part in a fresh child process so that RSS figures are its own.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -79,6 +81,38 @@ async function child(kind, arg) {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  } else if (kind === 'salvage') {
+    const size = Number(arg);
+    const dir = mkdtempSync(path.join(root, 'sluice-bench-backlog-'));
+    try {
+      let q = await open(dir, size);
+      const inFlight = [];
+      while (q.stats().diskBytes < size - 8 * MiB) {
+        const c = q.push(batch);
+        if (c) inFlight.push(c);
+        if (inFlight.length >= 64) await inFlight.shift();
+      }
+      await Promise.all(inFlight);
+      const records = q.stats().records;
+      await q.dispose();
+      const fd = openSync(path.join(dir, 'queue.sq'), 'r+');
+      writeSync(fd, Buffer.alloc(1024, 0x5a), 0, 1024, 0); // both header slots
+      closeSync(fd);
+      global.gc?.();
+      const rssBefore = process.memoryUsage().rss;
+      let peak = rssBefore;
+      const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
+      const t0 = process.hrtime.bigint();
+      q = await open(dir, size);
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      clearInterval(sampler);
+      peak = Math.max(peak, process.memoryUsage().rss);
+      const salvaged = q.corruption.salvaged;
+      await q.dispose();
+      console.log(JSON.stringify({ size, records, salvaged, seconds, rssBefore, peakRss: peak }));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   } else {
     const backlog = Number(arg);
     const dir = mkdtempSync(path.join(root, 'sluice-bench-backlog-'));
@@ -133,4 +167,12 @@ if (process.argv[2]) {
   console.log(`| peak RSS while filling | ${mb(mem.fillPeakRss)} |`);
   console.log(`| peak RSS after a restart, 5 s of failed sends | ${mb(mem.reopenPeakRss)} |`);
   console.log(`| max RSS of the process | ${mb(mem.maxRss)} (target < 200 MB) |`);
+  const salv = run('salvage', String(1 * GiB));
+  console.log('');
+  console.log('| full 1 GiB queue file, both headers destroyed | value |');
+  console.log('|---|---:|');
+  console.log(`| records in it | ${salv.records.toLocaleString('en')} |`);
+  console.log(`| records salvaged | ${salv.salvaged.toLocaleString('en')} |`);
+  console.log(`| time to rotate and salvage (open) | ${salv.seconds.toFixed(1)} s |`);
+  console.log(`| peak RSS while salvaging | ${mb(salv.peakRss)} (${mb(salv.rssBefore)} before) |`);
 }

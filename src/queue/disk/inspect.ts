@@ -8,7 +8,7 @@ import { MEMORY_FILE } from './normal-queue.js';
 import { openFsQueueFile, type QueueFile } from './queue-file.js';
 import { encodeRecord, RecordDecoder } from './record-codec.js';
 import { META_FILE, QUEUE_FILE, type QueueMeta } from './reliable-queue.js';
-import { DATA_START, QueueCorruptError, RingFile, salvageRecords } from './ring-file.js';
+import { DATA_START, QueueCorruptError, RingFile, scanForSalvage } from './ring-file.js';
 
 /** Offline views of queue files, for `sluice queue ...` and `sluice check`. Nothing here writes to a queue it reads. */
 
@@ -93,14 +93,16 @@ export async function* unackedRecords(file: string, onCorrupt?: (reason: string)
         if (!(err instanceof QueueCorruptError)) throw err;
         onCorrupt?.(err.reason);
         // The rest comes from a salvage scan, past the damage.
-        const salvage = await salvageRecords(qf, ring.capacity, seq);
-        for (const r of salvage.records) yield { seq: r.seq, record: decoder.decode(r.payload) };
+        for await (const batch of (await scanForSalvage(qf, ring.capacity, seq)).batches()) {
+          for (const r of batch) yield { seq: r.seq, record: decoder.decode(Buffer.from(r.payload)) };
+        }
         return;
       }
     }
     onCorrupt?.(corrupt!);
-    const salvage = await salvageRecords(qf, Math.max(0, (await qf.size()) - DATA_START));
-    for (const r of salvage.records) yield { seq: r.seq, record: decoder.decode(r.payload) };
+    for await (const batch of (await scanForSalvage(qf, Math.max(0, (await qf.size()) - DATA_START))).batches()) {
+      for (const r of batch) yield { seq: r.seq, record: decoder.decode(Buffer.from(r.payload)) };
+    }
   } finally {
     await qf.close();
   }
@@ -203,15 +205,26 @@ export async function salvageQueueFile(file: string, intoDir: string, maxSize?: 
   const target = path.join(intoDir, QUEUE_FILE);
   if (existsSync(target)) throw new Error(`${target} exists; salvage into an empty directory`);
   await mkdir(intoDir, { recursive: true });
-  const payloads: Buffer[] = [];
   let corrupt: string | null = null;
-  for await (const { record } of unackedRecords(file, (reason) => (corrupt = reason))) payloads.push(encodeRecord(record));
-  const need = payloads.reduce((n, p) => n + RingFile.frameSize(p.length), 0);
-  const capacity = Math.max(maxSize ? maxSize - DATA_START : statSync(file).size - DATA_START, need + (1 << 16));
+  // The records of the original fit in its own data region; a smaller max_size may not hold them.
+  const capacity = maxSize ? maxSize - DATA_START : statSync(file).size - DATA_START + (1 << 16);
   const ring = await RingFile.create(await openFsQueueFile(target, true), { capacity });
-  for (let i = 0; i < payloads.length; i += 1000) {
-    if (!ring.append(payloads.slice(i, i + 1000))) throw new Error('salvaged records do not fit');
+  let records = 0;
+  let payloads: Buffer[] = [];
+  const flush = async () => {
+    if (payloads.length > 0 && !ring.append(payloads)) throw new Error(`salvaged records do not fit in ${capacity + DATA_START} bytes`);
+    records += payloads.length;
+    payloads = [];
+    if (ring.unwrittenBytes > 4 << 20) await ring.settled();
+  };
+  try {
+    for await (const { record } of unackedRecords(file, (reason) => (corrupt = reason))) {
+      payloads.push(encodeRecord(record));
+      if (payloads.length === 1000) await flush();
+    }
+    await flush();
+  } finally {
+    await ring.close();
   }
-  await ring.close();
-  return { records: payloads.length, into: target, corrupt };
+  return { records, into: target, corrupt };
 }

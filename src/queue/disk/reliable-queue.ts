@@ -8,7 +8,7 @@ import { noCorruption, type DestinationQueue, type FullPolicy, type QueueStats }
 import { DirectoryLock } from './directory-lock.js';
 import { openFsQueueFile, type QueueFile } from './queue-file.js';
 import { encodedSize, encodeInto, RecordDecoder } from './record-codec.js';
-import { DATA_START, QueueCorruptError, RECORD_HEADER, RingFile, salvageRecords } from './ring-file.js';
+import { DATA_START, QueueCorruptError, RECORD_HEADER, RingFile, scanForSalvage } from './ring-file.js';
 
 export type SyncMode = 'always' | 'interval' | 'never';
 
@@ -265,38 +265,56 @@ export class ReliableQueue implements DestinationQueue {
   }
 
   /**
-   * Renames the damaged file to `<file>.corrupted-<UTC time>`, copies every valid unacknowledged
-   * record into a fresh file, and logs what was lost at error level.
+   * Copies every valid unacknowledged record of the damaged file into a fresh file, streaming (a
+   * full 1 GiB file is not held in memory), then renames the damaged one to
+   * `<file>.corrupted-<UTC time>` and puts the fresh one in its place, and logs what was lost at
+   * error level. A crash before the renames leaves the damaged file where it was, to salvage again.
    */
   private async rotateAndSalvage(file: Awaited<ReturnType<typeof openFsQueueFile>>, why: QueueCorruptError, minSeq: number): Promise<void> {
     const dataBytes = Math.max(0, (await file.size().catch(() => 0)) - DATA_START);
-    const salvage = await salvageRecords(file, dataBytes, minSeq).catch(() => ({ records: [], unreadableBytes: 0 }));
+    const fresh = `${this.file}.salvage`;
+    const ring = await RingFile.create(await openFsQueueFile(fresh, true), { capacity: this.capacity, fsync: this.options.sync !== 'never' });
+    let kept = 0;
+    let found = 0;
+    let unreadableBytes = 0;
+    try {
+      const scan = await scanForSalvage(file, dataBytes, minSeq);
+      unreadableBytes = scan.unreadableBytes;
+      found = scan.records;
+      for await (const batch of scan.batches()) {
+        const payloads = batch.map((r) => r.payload);
+        if (ring.append(payloads)) kept += payloads.length;
+        else for (const p of payloads) if (ring.append([p])) kept++;
+        // Bounded memory: let the writes catch up now and then.
+        if (ring.unwrittenBytes > WRITE_BEHIND_MAX) await ring.settled();
+      }
+    } catch (err) {
+      // The damaged file could not be read through: keep what was copied, log below what was not.
+      this.options.logger.error({ queue: this.name, err: (err as Error).message }, 'reading the damaged queue file failed part way');
+    }
+    await ring.sync();
     await file.close();
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const corrupted = `${this.file}.corrupted-${stamp}`;
     await rename(this.file, corrupted);
-    const ring = await RingFile.create(await openFsQueueFile(this.file, true), { capacity: this.capacity, fsync: this.options.sync !== 'never' });
+    await rename(fresh, this.file);
+    await fsyncDir(this.dir);
     this.renewRingId();
     if (this.lock) await this.writeMeta().catch(() => undefined);
-    let kept = 0;
-    for (const r of salvage.records) {
-      if (ring.append([r.payload])) kept++;
-    }
-    await ring.sync();
     this.ring = ring;
     // Positions handed out so far belong to the old file: forget them (those records are resent).
     this.resetReader();
     this.corruption.rotated++;
     this.corruption.salvaged += kept;
-    this.corruption.lostBytes += salvage.unreadableBytes;
+    this.corruption.lostBytes += unreadableBytes;
     this.options.logger.error(
       {
         queue: this.name,
         reason: why.reason,
         moved_to: corrupted,
         records_salvaged: kept,
-        records_not_salvaged: salvage.records.length - kept,
-        unreadable_bytes: salvage.unreadableBytes,
+        records_not_salvaged: found - kept,
+        unreadable_bytes: unreadableBytes,
       },
       'queue file is corrupt: rotated it and salvaged every valid record into a fresh file; the unreadable bytes are lost',
     );

@@ -568,12 +568,43 @@ export interface SalvageResult {
   unreadableBytes: number;
 }
 
+/** Valid records found side by side with consecutive sequence numbers: usually one write's worth. */
+interface SalvageRun {
+  pos: number;
+  end: number;
+  firstSeq: number;
+  count: number;
+  incarnation: number;
+}
+
+/** The sequence numbers [from, to) of one run that salvage keeps. */
+interface SalvagePiece {
+  run: SalvageRun;
+  from: number;
+  to: number;
+}
+
+/** What a salvage scan found; `batches()` reads the records themselves. */
+export interface SalvageScan {
+  /** Records `batches()` yields: one per sequence number. */
+  records: number;
+  /** Bytes of the data region that held no valid record and were not zero. */
+  unreadableBytes: number;
+  /**
+   * The records in sequence order, in batches of about `batchBytes`. Each batch reads the file
+   * again into a buffer of its own, which its payloads are views of: memory stays at one batch,
+   * whatever the size of the file.
+   */
+  batches(batchBytes?: number): AsyncGenerator<{ seq: number; payload: Buffer }[]>;
+}
+
 /**
- * Reads every record whose frame is intact anywhere in the data region, whatever the header says.
- * Used when a file is rotated for corruption. Records before `minSeq` (acknowledged) are left out.
+ * Scans the whole data region for records whose frame is intact, whatever the header says, and
+ * remembers only where they are (runs of adjacent records), not the records. Used when a file is
+ * rotated for corruption. Records before `minSeq` (acknowledged) are left out.
  */
-export async function salvageRecords(file: QueueFile, capacity: number, minSeq = 0, maxRecordBytes = 1 << 20): Promise<SalvageResult> {
-  const found = new Map<number, { incarnation: number; payload: Buffer }>();
+export async function scanForSalvage(file: QueueFile, capacity: number, minSeq = 0, maxRecordBytes = 1 << 20): Promise<SalvageScan> {
+  const runs: SalvageRun[] = [];
   const magic = Buffer.alloc(4);
   magic.writeUInt32LE(RECORD_MAGIC, 0);
   const chunkSize = 4 << 20;
@@ -597,10 +628,14 @@ export async function salvageRecords(file: QueueFile, capacity: number, minSeq =
       }
       const f = checkFrame(view, hit, capacity);
       if (f.kind === 'record') {
+        const end = pos + hit + RECORD_HEADER + f.length;
         if (f.seq >= minSeq) {
-          const prev = found.get(f.seq);
-          if (!prev || prev.incarnation <= f.incarnation) {
-            found.set(f.seq, { incarnation: f.incarnation, payload: Buffer.from(view.subarray(hit + RECORD_HEADER, hit + RECORD_HEADER + f.length)) });
+          const last = runs[runs.length - 1];
+          if (last && last.end === pos + hit && last.incarnation === f.incarnation && last.firstSeq + last.count === f.seq) {
+            last.count++;
+            last.end = end;
+          } else {
+            runs.push({ pos: pos + hit, end, firstSeq: f.seq, count: 1, incarnation: f.incarnation });
           }
         }
         at = hit + RECORD_HEADER + f.length;
@@ -612,6 +647,71 @@ export async function salvageRecords(file: QueueFile, capacity: number, minSeq =
     coveredTo = pos + at;
     pos += chunkSize;
   }
-  const records = [...found.entries()].sort((a, b) => a[0] - b[0]).map(([seq, r]) => ({ seq, payload: r.payload }));
-  return { records, unreadableBytes };
+  const pieces = choosePieces(runs);
+  return {
+    records: pieces.reduce((sum, p) => sum + p.to - p.from, 0),
+    unreadableBytes,
+    batches: (batchBytes = 1 << 20) => readPieces(file, capacity, pieces, batchBytes, maxRecordBytes),
+  };
+}
+
+/**
+ * One run per sequence number. Where runs overlap (a rewrite after a failed write), the newest
+ * incarnation wins, then the later position. Overlaps are rare and shallow, so the runs covering
+ * the current number are kept in a plain list.
+ */
+function choosePieces(runs: SalvageRun[]): SalvagePiece[] {
+  const better = (a: SalvageRun, b: SalvageRun) => (a.incarnation !== b.incarnation ? a.incarnation > b.incarnation : a.pos > b.pos);
+  const byStart = [...runs].sort((a, b) => a.firstSeq - b.firstSeq);
+  const bounds = [...new Set(runs.flatMap((r) => [r.firstSeq, r.firstSeq + r.count]))].sort((a, b) => a - b);
+  const pieces: SalvagePiece[] = [];
+  let active: SalvageRun[] = [];
+  let next = 0;
+  for (let b = 0; b + 1 < bounds.length; b++) {
+    const from = bounds[b]!;
+    const to = bounds[b + 1]!;
+    active = active.filter((r) => r.firstSeq + r.count > from);
+    while (next < byStart.length && byStart[next]!.firstSeq <= from) active.push(byStart[next++]!);
+    if (active.length === 0) continue;
+    const best = active.reduce((x, y) => (better(y, x) ? y : x));
+    const last = pieces[pieces.length - 1];
+    if (last && last.run === best && last.to === from) last.to = to;
+    else pieces.push({ run: best, from, to });
+  }
+  return pieces;
+}
+
+async function* readPieces(file: QueueFile, capacity: number, pieces: SalvagePiece[], batchBytes: number, maxRecordBytes: number): AsyncGenerator<{ seq: number; payload: Buffer }[]> {
+  // Where each run has been read to: a run's pieces come in sequence order.
+  const cursors = new Map<SalvageRun, { pos: number; seq: number }>();
+  for (const piece of pieces) {
+    const c = cursors.get(piece.run) ?? { pos: piece.run.pos, seq: piece.run.firstSeq };
+    cursors.set(piece.run, c);
+    while (c.seq < piece.to) {
+      const len = Math.min(piece.run.end - c.pos, batchBytes + maxRecordBytes + RECORD_HEADER);
+      const buf = Buffer.alloc(len);
+      const view = buf.subarray(0, await file.read(buf, 0, len, DATA_START + c.pos));
+      const out: { seq: number; payload: Buffer }[] = [];
+      let at = 0;
+      while (c.seq < piece.to && (at < batchBytes || out.length === 0)) {
+        const f = checkFrame(view, at, capacity);
+        if (f.kind !== 'record' || f.seq !== c.seq) break;
+        if (c.seq >= piece.from) out.push({ seq: c.seq, payload: view.subarray(at + RECORD_HEADER, at + RECORD_HEADER + f.length) });
+        at += RECORD_HEADER + f.length;
+        c.seq++;
+      }
+      // The scan found these records intact a moment ago; a file that changed since loses the rest of the run.
+      if (at === 0) break;
+      c.pos += at;
+      if (out.length > 0) yield out;
+    }
+  }
+}
+
+/** Every record a salvage scan finds, in memory: for small files (the memory part of a normal queue). */
+export async function salvageRecords(file: QueueFile, capacity: number, minSeq = 0, maxRecordBytes = 1 << 20): Promise<SalvageResult> {
+  const scan = await scanForSalvage(file, capacity, minSeq, maxRecordBytes);
+  const records: { seq: number; payload: Buffer }[] = [];
+  for await (const batch of scan.batches()) records.push(...batch);
+  return { records, unreadableBytes: scan.unreadableBytes };
 }
