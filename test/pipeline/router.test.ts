@@ -28,6 +28,15 @@ ${pipelines}
   return { router: new Router(config.pipelines, queues), queues, pipelines: config.pipelines };
 }
 
+/** Asserts that the source is held back: `wait` is a promise, still pending a moment later. */
+async function expectHeld(wait: Promise<void> | undefined): Promise<void> {
+  expect(wait).toBeInstanceOf(Promise);
+  let settled = false;
+  void wait!.then(() => (settled = true));
+  await new Promise((r) => setTimeout(r, 20));
+  expect(settled).toBe(false);
+}
+
 const raw = (q: MemoryQueue) => q.take(1_000_000).map((r) => r.raw.toString());
 
 describe('Router', () => {
@@ -79,11 +88,7 @@ describe('Router', () => {
     expect(s2.dropped).toEqual({ queue_full: 1 });
     expect(q.stats().dropped).toEqual({ queue_full: 1 });
     const wait = router.dispatch('s', recs('<13>3'), stats, 'drop_after_timeout')?.accepted;
-    expect(wait).toBeInstanceOf(Promise);
-    let settled = false;
-    void wait!.then(() => (settled = true));
-    await new Promise((r) => setTimeout(r, 20));
-    expect(settled).toBe(false);
+    await expectHeld(wait);
     q.ack(q.take(2).length);
     await wait;
     expect(raw(q)).toEqual(['<13>3']);
@@ -99,11 +104,7 @@ describe('Router', () => {
       const udp = newSourceStats();
       expect(router.dispatch('s', big('u'), udp, 'no')?.accepted).toBeUndefined();
       const wait = router.dispatch('s', big('t'), stats, 'drop_after_timeout')?.accepted;
-      expect(wait).toBeInstanceOf(Promise);
-      let settled = false;
-      void wait!.then(() => (settled = true));
-      await new Promise((r) => setTimeout(r, 30));
-      expect(settled).toBe(false);
+      await expectHeld(wait);
       expect(q.stats().stalls).toBe(1);
       release();
       await wait;
