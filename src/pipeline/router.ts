@@ -144,6 +144,12 @@ export class Router {
         (accepted ??= []).push(pushed);
         (committed ??= []).push(pushed.then((c) => c));
       } else {
+        if (wait === 'no' && q.overloaded()) {
+          // The disk has stalled and this source cannot wait: drop, counted, rather than fill memory.
+          q.countDrop('disk_behind', batch.length);
+          countDrop(stats.dropped, 'disk_behind', batch.length);
+          continue;
+        }
         const c = q.push(batch);
         if (c) (committed ??= []).push(c);
         if (wait !== 'no' && q.congested()) {

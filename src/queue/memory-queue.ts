@@ -135,6 +135,10 @@ export class MemoryQueue implements DestinationQueue {
     return Promise.resolve();
   }
 
+  overloaded(): boolean {
+    return false;
+  }
+
   take(max: number): LogRecord[] {
     const end = Math.min(this.items.length, this.readPos + max);
     if (end === this.readPos) return [];

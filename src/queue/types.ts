@@ -77,6 +77,11 @@ export interface DestinationQueue {
   congested(): boolean;
   /** Resolves once the queue is no longer congested (or is closed). */
   waitUncongested(): Promise<void>;
+  /**
+   * So far behind on its writes (a stalled disk) that a producer that cannot wait (UDP) must drop
+   * rather than let memory grow without bound. Always false for a memory queue.
+   */
+  overloaded(): boolean;
   /** Counts records that a producer could not wait to push. */
   countDrop(reason: string, n: number): void;
   /** Counts a producer that found the queue full and waits. */

@@ -6,7 +6,7 @@ import { ReliableQueue } from '../../src/queue/disk/reliable-queue.js';
 import { MemoryQueue } from '../../src/queue/memory-queue.js';
 import type { FullPolicy } from '../../src/queue/types.js';
 import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
-import { removeDir, tempDir } from '../helpers/agent.js';
+import { removeDir, tempDir, waitFor } from '../helpers/agent.js';
 import { holdQueueWrites } from '../helpers/simulated-disk.js';
 
 const stats = newSourceStats();
@@ -111,6 +111,33 @@ describe('Router', () => {
       expect(q.stats().dropped).toEqual({});
       expect(udp.dropped).toEqual({});
       expect(q.stats().records).toBe(40);
+      await q.dispose();
+    } finally {
+      removeDir(dir);
+    }
+  });
+
+  it('drops (counting disk_behind) for sources that cannot wait once a stalled disk has 16 times the write-behind waiting, and takes them again when it catches up', async () => {
+    const dir = tempDir();
+    try {
+      const q = await ReliableQueue.open('a', dir, { maxSize: 4 << 20, memBufSize: 16 << 10, sync: 'never', syncInterval: 5, full: 'drop_newest', logger: silentLogger(), statsOf: () => undefined });
+      const router = new Router(build('  p: { from: [s], to: [a] }', ['a']).pipelines, new Map([['a', q]]));
+      const release = holdQueueWrites(q);
+      const udp = newSourceStats();
+      const batch = () => recs(...Array.from({ length: 10 }, (_, i) => `<13>${i} ${'u'.repeat(1000)}`)); // about 10 KB
+      // 16 x 16 KiB = 256 KiB may wait for the disk, about 24 batches; the rest are dropped.
+      for (let i = 0; i < 40; i++) router.dispatch('s', batch(), udp, 'no');
+      const kept = q.stats().records;
+      expect(kept).toBeGreaterThan(200);
+      expect(kept).toBeLessThan(300);
+      expect(q.stats().memoryBytes).toBeGreaterThan(256 << 10);
+      expect(q.stats().memoryBytes).toBeLessThan((256 << 10) + 12_000); // one batch past the line at most
+      expect(udp.dropped).toEqual({ disk_behind: 400 - kept });
+      expect(q.stats().dropped).toEqual({ disk_behind: 400 - kept });
+      release();
+      await waitFor('the writes', () => !q.congested());
+      router.dispatch('s', batch(), udp, 'no');
+      expect(q.stats().records).toBe(kept + 10);
       await q.dispose();
     } finally {
       removeDir(dir);

@@ -136,6 +136,10 @@ export class NormalQueue implements DestinationQueue {
     return this.disk.waitUncongested();
   }
 
+  overloaded(): boolean {
+    return this.disk.overloaded();
+  }
+
   countDrop(reason: string, n: number): void {
     this.disk.countDrop(reason, n);
   }

@@ -57,6 +57,13 @@ const READ_AHEAD_MAX = 4 << 20;
  */
 const WRITE_BEHIND_MAX = 4 << 20;
 
+/**
+ * Producers that cannot wait (UDP) go on while the queue is congested, until this many times the
+ * write-behind waits for the disk: then they drop, counted as `disk_behind`, instead of letting a
+ * stalled disk fill memory.
+ */
+const OVERLOAD_FACTOR = 16;
+
 /** Below this many free bytes the queue reports itself full, so that a batch still fits. */
 const FULL_MARGIN = 256 * 1024;
 
@@ -555,6 +562,10 @@ export class ReliableQueue implements DestinationQueue {
 
   congested(): boolean {
     return this.ring.unwrittenBytes > this.writeBehind && !this.closed;
+  }
+
+  overloaded(): boolean {
+    return this.ring.unwrittenBytes > this.writeBehind * OVERLOAD_FACTOR && !this.closed;
   }
 
   async waitUncongested(): Promise<void> {
