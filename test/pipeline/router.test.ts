@@ -37,6 +37,22 @@ async function expectHeld(wait: Promise<void> | undefined): Promise<void> {
   expect(settled).toBe(false);
 }
 
+/**
+ * A router from source s into one reliable queue (16 KiB of write-behind) whose disk holds every
+ * write until `release()`, as a stalled disk would.
+ */
+async function withHeldDisk(body: (t: { q: ReliableQueue; router: Router; release: () => void }) => Promise<void>): Promise<void> {
+  const dir = tempDir();
+  try {
+    const q = await ReliableQueue.open('a', dir, { maxSize: 4 << 20, memBufSize: 16 << 10, sync: 'never', syncInterval: 5, full: 'drop_newest', logger: silentLogger(), statsOf: () => undefined });
+    const router = new Router(build('  p: { from: [s], to: [a] }', ['a']).pipelines, new Map([['a', q]]));
+    await body({ q, router, release: holdQueueWrites(q) });
+    await q.dispose();
+  } finally {
+    removeDir(dir);
+  }
+}
+
 const raw = (q: MemoryQueue) => q.take(1_000_000).map((r) => r.raw.toString());
 
 describe('Router', () => {
@@ -95,11 +111,7 @@ describe('Router', () => {
   });
 
   it('makes waiting sources wait while a disk queue is behind on its writes, without dropping; sources that cannot wait go on', async () => {
-    const dir = tempDir();
-    try {
-      const q = await ReliableQueue.open('a', dir, { maxSize: 1 << 20, memBufSize: 16 << 10, sync: 'never', syncInterval: 5, full: 'drop_newest', logger: silentLogger(), statsOf: () => undefined });
-      const router = new Router(build('  p: { from: [s], to: [a] }', ['a']).pipelines, new Map([['a', q]]));
-      const release = holdQueueWrites(q);
+    await withHeldDisk(async ({ q, router, release }) => {
       const big = (tag: string) => recs(...Array.from({ length: 20 }, (_, i) => `<13>${tag}${i} ${'z'.repeat(1000)}`));
       const udp = newSourceStats();
       expect(router.dispatch('s', big('u'), udp, 'no')?.accepted).toBeUndefined();
@@ -111,18 +123,11 @@ describe('Router', () => {
       expect(q.stats().dropped).toEqual({});
       expect(udp.dropped).toEqual({});
       expect(q.stats().records).toBe(40);
-      await q.dispose();
-    } finally {
-      removeDir(dir);
-    }
+    });
   });
 
   it('drops (counting disk_behind) for sources that cannot wait once a stalled disk has 16 times the write-behind waiting, and takes them again when it catches up', async () => {
-    const dir = tempDir();
-    try {
-      const q = await ReliableQueue.open('a', dir, { maxSize: 4 << 20, memBufSize: 16 << 10, sync: 'never', syncInterval: 5, full: 'drop_newest', logger: silentLogger(), statsOf: () => undefined });
-      const router = new Router(build('  p: { from: [s], to: [a] }', ['a']).pipelines, new Map([['a', q]]));
-      const release = holdQueueWrites(q);
+    await withHeldDisk(async ({ q, router, release }) => {
       const udp = newSourceStats();
       const batch = () => recs(...Array.from({ length: 10 }, (_, i) => `<13>${i} ${'u'.repeat(1000)}`)); // about 10 KB
       // 16 x 16 KiB = 256 KiB may wait for the disk, about 24 batches; the rest are dropped.
@@ -138,10 +143,7 @@ describe('Router', () => {
       await waitFor('the writes', () => !q.congested());
       router.dispatch('s', batch(), udp, 'no');
       expect(q.stats().records).toBe(kept + 10);
-      await q.dispose();
-    } finally {
-      removeDir(dir);
-    }
+    });
   });
 });
 
