@@ -87,8 +87,8 @@ export async function statsCommand(url: string, watch: number | null, out: (s: s
       await new Promise((r) => setTimeout(r, watch));
       continue;
     }
-    if (watch !== null) out('\x1b[H\x1b[2J');
-    out(formatStats(s, prev));
+    // One write per screen: the clear and the table arrive together, with no blank moment between.
+    out((watch !== null ? '\x1b[H\x1b[2J' : '') + formatStats(s, prev));
     if (watch === null) return 0;
     prev = s;
     await new Promise((r) => setTimeout(r, watch));

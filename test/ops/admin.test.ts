@@ -138,13 +138,13 @@ pipelines:
       expect(once.stdout).toMatch(/^SOURCE\s+ADDRESS\s+MSG\/S\s+RECEIVED/m);
       expect(once.stdout).toMatch(new RegExp(`^in\\s+tcp://127\\.0\\.0\\.1:${tcpPort}\\s+-\\s+40\\s`, 'm'));
       expect(once.stdout).toMatch(/^out\s+ok\s+-\s+40\s+0\s+0\s+normal\s+0\s+0\.0%/m);
-      // --watch: at least two screens, the second with rates.
+      // --watch: at least two whole screens (each followed by the next one's clear), the second with rates.
       const watch = spawn(process.execPath, [cli, 'stats', '--url', `http://127.0.0.1:${adminPort}`, '--watch', '0.2'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let screen = '';
       watch.stdout.on('data', (d: Buffer) => (screen += d.toString()));
-      await waitFor('two refreshes', () => screen.split('\x1b[2J').length >= 3, 10_000);
+      await waitFor('three screens', () => screen.split('\x1b[2J').length >= 4, 10_000);
       watch.kill('SIGINT');
-      const last = screen.split('\x1b[2J').at(-1)!;
+      const last = screen.split('\x1b[2J').at(-2)!;
       expect(last).toMatch(/^in\s+\S+\s+0\s+40\s/m); // a rate now, 0 msg/s
       // Nothing listening: a clear error, not a stack trace.
       const down = spawnSync(process.execPath, [cli, 'stats', '--url', `http://127.0.0.1:${await freePort()}`], { encoding: 'utf8', timeout: 20_000 });
