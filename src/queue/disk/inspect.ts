@@ -7,7 +7,7 @@ import { lockHolder } from './directory-lock.js';
 import { MEMORY_FILE } from './normal-queue.js';
 import { openFsQueueFile, type QueueFile } from './queue-file.js';
 import { encodeRecord, RecordDecoder } from './record-codec.js';
-import { META_FILE, QUEUE_FILE, type QueueMeta } from './reliable-queue.js';
+import { META_FILE, QUEUE_FILE, type QueueMeta, WRITE_BEHIND_MAX } from './reliable-queue.js';
 import { DATA_START, QueueCorruptError, RingFile, scanForSalvage } from './ring-file.js';
 
 /** Offline views of queue files, for `sluice queue ...` and `sluice check`. Nothing here writes to a queue it reads. */
@@ -77,6 +77,9 @@ async function openReadOnly(file: string): Promise<{ qf: QueueFile; ring: RingFi
 export async function* unackedRecords(file: string, onCorrupt?: (reason: string) => void): AsyncGenerator<{ seq: number; record: LogRecord }> {
   const { qf, ring, corrupt } = await openReadOnly(file);
   try {
+    // What a salvage scan covers: the whole data region, or past the damage when the header is usable.
+    let capacity: number;
+    let minSeq = 0;
     if (ring) {
       let pos = ring.head;
       let seq = ring.headSeq;
@@ -92,15 +95,14 @@ export async function* unackedRecords(file: string, onCorrupt?: (reason: string)
       } catch (err) {
         if (!(err instanceof QueueCorruptError)) throw err;
         onCorrupt?.(err.reason);
-        // The rest comes from a salvage scan, past the damage.
-        for await (const batch of (await scanForSalvage(qf, ring.capacity, seq)).batches()) {
-          for (const r of batch) yield { seq: r.seq, record: decoder.decode(Buffer.from(r.payload)) };
-        }
-        return;
+        capacity = ring.capacity;
+        minSeq = seq;
       }
+    } else {
+      onCorrupt?.(corrupt!);
+      capacity = Math.max(0, (await qf.size()) - DATA_START);
     }
-    onCorrupt?.(corrupt!);
-    for await (const batch of (await scanForSalvage(qf, Math.max(0, (await qf.size()) - DATA_START))).batches()) {
+    for await (const batch of (await scanForSalvage(qf, capacity, minSeq)).batches()) {
       for (const r of batch) yield { seq: r.seq, record: decoder.decode(Buffer.from(r.payload)) };
     }
   } finally {
@@ -215,7 +217,7 @@ export async function salvageQueueFile(file: string, intoDir: string, maxSize?: 
     if (payloads.length > 0 && !ring.append(payloads)) throw new Error(`salvaged records do not fit in ${capacity + DATA_START} bytes`);
     records += payloads.length;
     payloads = [];
-    if (ring.unwrittenBytes > 4 << 20) await ring.settled();
+    if (ring.unwrittenBytes > WRITE_BEHIND_MAX) await ring.settled();
   };
   try {
     for await (const { record } of unackedRecords(file, (reason) => (corrupt = reason))) {

@@ -55,7 +55,7 @@ const READ_AHEAD_MAX = 4 << 20;
  * producers that can wait do (see `congested`). Without it, a sender faster than the disk filled
  * memory: 1M records from loggen into a reliable queue peaked at 760 MB of RSS.
  */
-const WRITE_BEHIND_MAX = 4 << 20;
+export const WRITE_BEHIND_MAX = 4 << 20;
 
 /**
  * Producers that cannot wait (UDP) go on while the queue is congested, until this many times the
