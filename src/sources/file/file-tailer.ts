@@ -3,7 +3,7 @@ import { crc32 } from 'node:zlib';
 import { SyslogFrameDecoder } from '../../framing/syslog-frame-decoder.js';
 import { LogRecord, type RecordOrigin } from '../../record.js';
 import type { Dispatch } from '../../pipeline/router.js';
-import type { FileCheckpoint } from './checkpoint-store.js';
+import { FileCheckpointStore, type FileCheckpoint } from './checkpoint-store.js';
 
 export const FINGERPRINT_BYTES = 256;
 /** Reads whose lines may wait for their fsync at once, per file, before reading pauses. */
@@ -21,8 +21,9 @@ interface PendingCommit {
   done: Promise<void>;
 }
 
+/** The key of a file's identity: the one its checkpoint is stored under. */
 export function identityKey(id: FileIdentity): string {
-  return `${id.dev}:${id.ino}`;
+  return FileCheckpointStore.key(id.dev, id.ino);
 }
 
 export async function statIdentity(file: string): Promise<(FileIdentity & { size: number }) | null> {

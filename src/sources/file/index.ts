@@ -99,7 +99,7 @@ export class FileSource implements Source {
     this.initialScanDone = true;
     // Checkpoints of files that are gone are dropped; those of followed files are kept current.
     for (const e of this.store.all()) {
-      const key = FileCheckpointStore.key(e.dev, e.ino);
+      const key = identityKey(e);
       if (!this.tailers.has(key)) this.store.delete(key);
     }
     await this.saveCheckpoints();
@@ -187,7 +187,8 @@ export class FileSource implements Source {
     const gone = new Map<string, FileCheckpoint>();
     for (const e of this.store.all()) {
       const now = await statIdentity(e.path);
-      if (!now || now.dev !== e.dev || now.ino !== e.ino) gone.set(FileCheckpointStore.key(e.dev, e.ino), e);
+      const key = identityKey(e);
+      if (!now || identityKey(now) !== key) gone.set(key, e);
     }
     const dirs = new Set([...gone.values()].map((e) => path.dirname(e.path)));
     for (const dir of dirs) {
