@@ -2,7 +2,17 @@
 //  1. loggen -> agent (TCP in, reliable queue, fsync) -> sluice protocol -> central (reliable queue,
 //     fsync) -> TCP -> line-counting sink. Target: >= 150k msg/s of 200-byte messages.
 //  2. loggen -> X -> RELP -> rsyslog 8.2302 imrelp -> omfwd TCP -> the same sink, where X is sluice
-//     (TCP in, reliable queue, RELP destination) or rsyslog's own imtcp -> omrelp. Target: sluice >= omrelp.
+//     (TCP in, memory or reliable queue, RELP destination) or rsyslog's own imtcp -> omrelp.
+//     Target: sluice >= omrelp. Run against two receivers, each the same for every sender:
+//     - `default`: imrelp's ruleset queue as rsyslog ships it. Its worker takes whatever is queued,
+//       often one message, and sleeps when the queue is empty, so imrelp wakes it (futex) for
+//       nearly every message. How often depends on how much CPU the sender leaves free on this
+//       shared machine: the lighter the sender, the more the receiver wakes and the more CPU
+//       per message it spends, which hides the sender's own speed.
+//     - `batched`: the same, with queue.minDequeueBatchSize (rsyslog's documented knob for this),
+//       so the worker takes at least 256 messages or waits 2 ms. The receiver then costs about
+//       the same whoever sends, and the senders' difference shows.
+//     BENCH_RELP_RECEIVER=default or batched runs one of them.
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePort, loggenRun, peers, requirePeers, root, startProcess, startSink, stop, tmp, waitPort } from './harness.mjs';
@@ -62,22 +72,28 @@ async function rsyslog(dir, conf) {
   return startProcess(path.join(rs, 'usr/sbin/rsyslogd'), ['-n', '-C', '-f', file, '-i', path.join(dir, 'pid'), '-M', path.join(lib, 'rsyslog')], { ...process.env, LD_LIBRARY_PATH: lib });
 }
 
+/** The receivers of part 2 (see the top of this file): extra parameters of imrelp's ruleset queue. */
+const RECEIVERS = {
+  default: '',
+  batched: 'queue.minDequeueBatchSize="256" queue.minDequeueBatchSize.timeout="2"',
+};
+
 /** rsyslog imrelp forwarding everything to the sink: the receiving end of part 2. */
-async function imrelpToSink(sink) {
+async function imrelpToSink(sink, receiver) {
   const dir = tmp();
   const port = await freePort();
   const child = await rsyslog(dir, `
 module(load="imrelp")
 input(type="imrelp" port="${port}" ruleset="out")
 template(name="raw" type="string" string="%rawmsg%")
-ruleset(name="out" queue.type="LinkedList" queue.size="200000") { action(type="omfwd" target="127.0.0.1" port="${sink.port}" protocol="tcp" template="raw") }
+ruleset(name="out" queue.type="LinkedList" queue.size="200000" ${RECEIVERS[receiver]}) { action(type="omfwd" target="127.0.0.1" port="${sink.port}" protocol="tcp" template="raw") }
 `);
   await waitPort(port);
   return { port, child };
 }
 
-async function sluiceToImrelp(sink, queue) {
-  const rx = await imrelpToSink(sink);
+async function sluiceToImrelp(sink, receiver, queue) {
+  const rx = await imrelpToSink(sink, receiver);
   const dir = tmp();
   const inPort = await freePort();
   const agent = sluice(dir, 'relp', `
@@ -95,8 +111,8 @@ pipelines:
   return { port: inPort, cpu: { sender: agent, receiver: rx.child }, stop: async () => { await stop(agent); await stop(rx.child); } };
 }
 
-async function omrelpToImrelp(sink) {
-  const rx = await imrelpToSink(sink);
+async function omrelpToImrelp(sink, receiver) {
+  const rx = await imrelpToSink(sink, receiver);
   const dir = tmp();
   const inPort = await freePort();
   const child = await rsyslog(dir, `
@@ -109,6 +125,8 @@ ruleset(name="fwd" queue.type="LinkedList" queue.size="200000") { action(type="o
   await waitPort(inPort);
   return { port: inPort, cpu: { sender: child, receiver: rx.child }, stop: async () => { await stop(child); await stop(rx.child); } };
 }
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const TICKS = 100; // USER_HZ on Linux
 /** User plus system CPU seconds a live process has used so far (Linux /proc). */
@@ -130,7 +148,9 @@ function threads(child) {
     try {
       const comm = readFileSync(`/proc/${child.pid}/task/${tid}/comm`, 'utf8').trim();
       const [run, wait, slices] = readFileSync(`/proc/${child.pid}/task/${tid}/schedstat`, 'utf8').trim().split(' ').map(Number);
-      if (run > 1e8) out.push(`${comm} cpu ${(run / 1e9).toFixed(2)}s wait ${(wait / 1e9).toFixed(2)}s slices ${slices}`);
+      // Voluntary switches: how often the thread went to sleep (an empty socket, a lock, a condition).
+      const sleeps = /voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/task/${tid}/status`, 'utf8'))?.[1];
+      if (run > 1e8) out.push(`${comm} cpu ${(run / 1e9).toFixed(2)}s wait ${(wait / 1e9).toFixed(2)}s slices ${slices} sleeps ${sleeps}`);
     } catch {
       // the thread ended
     }
@@ -173,7 +193,6 @@ async function measureSet(entries) {
   } finally {
     await stop(sink.child);
   }
-  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   return results.map((r) => ({ ...r, median: median(r.rates), senderUs: median(r.senderUs), receiverUs: median(r.receiverUs), senderRss: median(r.senderRss) }));
 }
 
@@ -194,11 +213,25 @@ if (only === 'central') {
   console.log(`\nagent -> central: ${Math.round(a.median).toLocaleString('en')} msg/s (target >= 150,000)`);
   process.exit(0);
 }
-const [s, sr, o] = await measureSet([
-  { name: "sluice RELP destination (memory queue, as omrelp's) -> rsyslog imrelp", start: (k) => sluiceToImrelp(k, '{ mode: memory }') },
-  { name: 'sluice RELP destination (reliable queue, fsync) -> rsyslog imrelp', start: (k) => sluiceToImrelp(k, '{ mode: reliable, max_size: 2GiB, sync_interval: 50ms }') },
-  { name: 'rsyslog 8.2302 omrelp (memory queue) -> rsyslog imrelp', start: omrelpToImrelp },
-]);
-table(only === 'relp' ? [s, sr, o] : [a, s, sr, o]);
+const receivers = process.env.BENCH_RELP_RECEIVER ? [process.env.BENCH_RELP_RECEIVER] : Object.keys(RECEIVERS);
+for (const rcv of receivers) if (!(rcv in RECEIVERS)) throw new Error(`BENCH_RELP_RECEIVER: ${rcv} is not one of ${Object.keys(RECEIVERS).join(', ')}`);
+// Every sender against every receiver, all taking turns round by round.
+const relp = await measureSet(
+  receivers.flatMap((rcv) => [
+    { name: `sluice RELP destination (memory queue, as omrelp's) -> imrelp, ${rcv} receiver`, start: (k) => sluiceToImrelp(k, rcv, '{ mode: memory }') },
+    { name: `sluice RELP destination (reliable queue, fsync) -> imrelp, ${rcv} receiver`, start: (k) => sluiceToImrelp(k, rcv, '{ mode: reliable, max_size: 2GiB, sync_interval: 50ms }') },
+    { name: `rsyslog 8.2302 omrelp (memory queue) -> imrelp, ${rcv} receiver`, start: (k) => omrelpToImrelp(k, rcv) },
+  ]),
+);
+table(only === 'relp' ? relp : [a, ...relp]);
 if (only !== 'relp') console.log(`\nagent -> central: ${Math.round(a.median).toLocaleString('en')} msg/s (target >= 150,000)`);
-console.log(`RELP: sluice ${Math.round(s.median).toLocaleString('en')} msg/s = ${(s.median / o.median).toFixed(2)}x rsyslog omrelp, both with memory queues (target >= 1x); with a reliable queue ${(sr.median / o.median).toFixed(2)}x`);
+receivers.forEach((rcv, i) => {
+  const [s, sr, o] = relp.slice(3 * i, 3 * i + 3);
+  // Also the median of the round-by-round ratios: each round's runs are minutes apart at most, so
+  // this pairs them against the machine's drift.
+  const paired = (x) => median(x.rates.map((rate, k) => rate / o.rates[k]));
+  console.log(
+    `RELP, ${rcv} receiver: sluice ${Math.round(s.median).toLocaleString('en')} msg/s = ${(s.median / o.median).toFixed(2)}x rsyslog omrelp (round by round ${paired(s).toFixed(2)}x), both with memory queues (target >= 1x); ` +
+      `with a reliable queue ${(sr.median / o.median).toFixed(2)}x (${paired(sr).toFixed(2)}x)`,
+  );
+});
