@@ -41,9 +41,21 @@ export function parseDuration(input: string | number): number | null {
   return Math.round(Number(m[1]) * DURATION_UNITS[m[2]!]!);
 }
 
+const SIZE_STEPS = [
+  ['TiB', 1024 ** 4],
+  ['GiB', 1024 ** 3],
+  ['MiB', 1024 ** 2],
+  ['KiB', 1024],
+] as const;
+
+/**
+ * A size for people, in the largest unit it reaches: `64MiB`, `1.5MiB`; rounded down to two
+ * decimals when that unit does not hold it exactly, so that it never overstates (`1023.99MiB` for
+ * a 1 GiB queue file less its header, not `1048572KiB`).
+ */
 export function formatSize(bytes: number): string {
-  for (const [unit, f] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
-    if (bytes >= f && bytes % f === 0) return `${bytes / f}${unit}`;
+  for (const [unit, f] of SIZE_STEPS) {
+    if (bytes >= f) return `${Math.floor((bytes / f) * 100) / 100}${unit}`;
   }
   return `${bytes}B`;
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfigText, type ConfigProblem } from '../../src/config/load.js';
-import { parseDuration, parseSize } from '../../src/config/units.js';
+import { formatSize, parseDuration, parseSize } from '../../src/config/units.js';
 import { memBufLength } from '../../src/config/types.js';
 
 const base = `
@@ -44,6 +44,19 @@ describe('units', () => {
     expect(parseDuration(0)).toBe(0);
     expect(parseDuration(50)).toBeNull();
     expect(parseDuration('5 fortnights')).toBeNull();
+  });
+
+  it('formats sizes in the largest unit they reach, rounded down to two decimals', () => {
+    expect(formatSize(64 * 1024 ** 2)).toBe('64MiB');
+    expect(formatSize(1536 * 1024)).toBe('1.5MiB');
+    expect(formatSize(1024 ** 3)).toBe('1GiB');
+    expect(formatSize(1024 ** 3 - 4096)).toBe('1023.99MiB');
+    expect(formatSize(5 * 1024 ** 2 + 777)).toBe('5MiB');
+    expect(formatSize(1500)).toBe('1.46KiB');
+    expect(formatSize(1023)).toBe('1023B');
+    expect(formatSize(0)).toBe('0B');
+    // A value read back never exceeds the size it came from.
+    for (const bytes of [1024 ** 3 - 4096, 5 * 1024 ** 2 + 777, 3 * 1024 ** 4 - 1]) expect(parseSize(formatSize(bytes))!).toBeLessThanOrEqual(bytes);
   });
 });
 
