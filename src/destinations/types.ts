@@ -21,6 +21,8 @@ export interface DestinationStats {
   serverErrors?: number;
   /** exactly_once file destinations: records not written again because their stream position was. */
   duplicatesSkipped?: number;
+  /** exactly_once file destinations: streams forgotten after `exactly_once_retention` without a write. */
+  streamsForgotten?: number;
   reconnectAttempts: number;
   reconnects: number;
   connected: boolean;

@@ -103,6 +103,8 @@ export function createMetrics(src: MetricsSource): Registry {
   counter('sluice_destination_acked_records_total', 'Records confirmed delivered and freed from the queue.', ['destination'], dests((x) => x.delivered));
   counter('sluice_destination_replayed_records_total', 'Records sent again after a failed delivery.', ['destination'], dests((x) => x.replayed));
   counter('sluice_destination_server_errors_total', 'Errors the receiver reported: protocol error frames, refused upgrades, RELP answers other than 200.', ['destination'], dests((x) => x.serverErrors ?? 0));
+  counter('sluice_destination_duplicates_skipped_total', 'exactly_once file destinations: records not written because their stream position already was (resends, lines read again).', ['destination'], dests((x) => x.duplicatesSkipped ?? 0));
+  counter('sluice_destination_streams_forgotten_total', 'exactly_once file destinations: streams dropped from the state after exactly_once_retention without a write.', ['destination'], dests((x) => x.streamsForgotten ?? 0));
   counter('sluice_destination_failures_total', 'Failed deliveries (errors from the server or the connection); the records stay queued.', ['destination'], dests((x) => x.failures));
   counter('sluice_destination_reconnect_attempts_total', 'Connection attempts after a failure.', ['destination'], dests((x) => x.reconnectAttempts));
   counter('sluice_destination_reconnects_total', 'Connections that succeeded.', ['destination'], dests((x) => x.reconnects));

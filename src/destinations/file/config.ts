@@ -33,6 +33,12 @@ export const fileDestinationSchema = z
           'each file gets a `<file>.sluice-state` beside it with its committed size and the last position of every stream; a crash between a write and that state is undone at the next open ' +
           '(the file is cut back to the committed size and the records written again). Costs a small atomic write per batch. Use it on a central server.',
       ),
+    exactly_once_retention: duration()
+      .prefault('7d')
+      .describe(
+        'With `exactly_once`: forget a stream nothing was written from for this long (a followed file rotated away, an agent gone), so that `<file>.sluice-state` stays small. ' +
+          'A record of a forgotten stream that still comes (an agent back after a longer outage, resending what it was never told was written) is written again: at worst a duplicate, never a loss.',
+      ),
     max_open_files: z.int().positive().default(256).describe('Files kept open at once; the least recently used is closed first.'),
     idle_close: duration().prefault('1m').describe('Close a file nothing was written to for this long.'),
     file_mode: z

@@ -24,9 +24,21 @@ interface FileState {
   size: number;
   /** Last position written, per stream. */
   streams: Map<string, number>;
+  /** When each stream was last written to this file (ms since the epoch). */
+  seen: Map<string, number>;
+  /** When streams older than the retention were last looked for. */
+  prunedAt: number;
 }
 
 const STATE_SUFFIX = '.sluice-state';
+/** Version 2 records when each stream was last written (version 1 did not; read as "now"). */
+const STATE_VERSION = 2;
+/** How often a file's state is swept for forgotten streams. */
+const PRUNE_EVERY_MS = 60_000;
+
+function emptyState(size: number): FileState {
+  return { size, streams: new Map(), seen: new Map(), prunedAt: Date.now() };
+}
 
 const LF = Buffer.from('\n');
 const BATCH = 4096;
@@ -104,11 +116,17 @@ export class FileDestination extends QueueDrainer {
         await Promise.all(touched.filter((t) => open_.has(t.f)).map((t) => t.f.handle.datasync()));
       }
       // exactly_once: only now, with the lines on disk, do they count as written.
+      const now = Date.now();
       for (const t of touched) {
         if (!t.f.state) continue;
-        const next: FileState = { size: t.f.state.size + t.bytes, streams: new Map(t.f.state.streams) };
-        for (const [k, v] of t.marks!) next.streams.set(k, v);
-        await writeFileAtomic(`${t.f.path}${STATE_SUFFIX}`, `${JSON.stringify({ version: 1, size: next.size, streams: Object.fromEntries(next.streams) })}\n`);
+        const prev = t.f.state;
+        const next: FileState = { size: prev.size + t.bytes, streams: new Map(prev.streams), seen: new Map(prev.seen), prunedAt: prev.prunedAt };
+        for (const [k, v] of t.marks!) {
+          next.streams.set(k, v);
+          next.seen.set(k, now);
+        }
+        if (now - next.prunedAt >= PRUNE_EVERY_MS) this.prune(t.f.path, next, now);
+        await writeFileAtomic(`${t.f.path}${STATE_SUFFIX}`, serializeState(next));
         t.f.state = next;
       }
     } catch (err) {
@@ -122,6 +140,26 @@ export class FileDestination extends QueueDrainer {
     }
   }
 
+  /** exactly_once: forgets the streams not written for `exactly_once_retention`. */
+  private prune(file: string, state: FileState, now: number): void {
+    state.prunedAt = now;
+    const before = now - this.config.exactly_once_retention;
+    let forgotten = 0;
+    for (const [k, at] of state.seen) {
+      if (at >= before) continue;
+      state.seen.delete(k);
+      state.streams.delete(k);
+      forgotten++;
+    }
+    if (forgotten > 0) {
+      this.stats.streamsForgotten = (this.stats.streamsForgotten ?? 0) + forgotten;
+      this.ctx.logger.info(
+        { file, forgotten, kept: state.streams.size, retention_ms: this.config.exactly_once_retention },
+        'exactly-once state: forgot streams not written for exactly_once_retention',
+      );
+    }
+  }
+
   /** exactly_once: reads `<file>.sluice-state` and cuts the file back to what it records. */
   private async loadState(file: string, handle: FileHandle): Promise<FileState> {
     const size = (await handle.stat()).size;
@@ -129,11 +167,11 @@ export class FileDestination extends QueueDrainer {
     try {
       text = await readFile(`${file}${STATE_SUFFIX}`, 'utf8');
     } catch {
-      return { size, streams: new Map() };
+      return emptyState(size);
     }
     try {
-      const data = JSON.parse(text) as { size: number; streams: Record<string, number> };
-      const state: FileState = { size: data.size, streams: new Map(Object.entries(data.streams)) };
+      const state = parseState(text);
+      this.prune(file, state, Date.now());
       if (size > state.size) {
         await handle.truncate(state.size);
         await handle.datasync();
@@ -144,7 +182,7 @@ export class FileDestination extends QueueDrainer {
       return state;
     } catch (err) {
       this.ctx.logger.error({ file, err: (err as Error).message }, 'the exactly-once state beside this file is damaged: records sent again may be written twice');
-      return { size, streams: new Map() };
+      return emptyState(size);
     }
   }
 
@@ -216,4 +254,32 @@ export class FileDestination extends QueueDrainer {
     this.files.clear();
     await Promise.all(all.map((f) => this.closeFile(f).catch(() => undefined)));
   }
+}
+
+/** `<file>.sluice-state`, version 2: `streams` maps each stream to [last position, last written ms]. */
+function serializeState(state: FileState): string {
+  const streams: Record<string, [number, number]> = {};
+  for (const [k, pos] of state.streams) streams[k] = [pos, state.seen.get(k) ?? state.prunedAt];
+  return `${JSON.stringify({ version: STATE_VERSION, size: state.size, streams })}\n`;
+}
+
+/** Reads version 2, and version 1 (`streams` maps to positions only: each is taken as seen now). */
+function parseState(text: string): FileState {
+  const data = JSON.parse(text) as { version?: unknown; size?: unknown; streams?: unknown };
+  if (typeof data.size !== 'number' || !Number.isSafeInteger(data.size) || data.size < 0) throw new Error('no valid size');
+  if (typeof data.streams !== 'object' || data.streams === null) throw new Error('no streams');
+  const now = Date.now();
+  const state: FileState = { size: data.size, streams: new Map(), seen: new Map(), prunedAt: 0 };
+  for (const [k, v] of Object.entries(data.streams as Record<string, unknown>)) {
+    if (data.version === 1 && typeof v === 'number') {
+      state.streams.set(k, v);
+      state.seen.set(k, now);
+    } else if (Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'number') {
+      state.streams.set(k, v[0]);
+      state.seen.set(k, v[1]);
+    } else {
+      throw new Error(`stream ${JSON.stringify(k).slice(0, 80)} has no valid position`);
+    }
+  }
+  return state;
 }

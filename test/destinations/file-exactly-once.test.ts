@@ -1,0 +1,132 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import pino from 'pino';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { fileDestinationSchema } from '../../src/destinations/file/config.js';
+import { FileDestination } from '../../src/destinations/file/index.js';
+import { MemoryQueue } from '../../src/queue/memory-queue.js';
+import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
+import { readLines, removeDir, tempDir } from '../helpers/agent.js';
+
+const DAY = 86_400_000;
+const origin: RecordOrigin = { source: 'agents', from: '127.0.0.1', format: 'syslog', lenient: false, stats: newSourceStats() };
+
+function record(text: string, stream: string, pos: number): LogRecord {
+  const r = new LogRecord(Buffer.from(text), Date.now(), origin);
+  r.setStream(stream, pos);
+  return r;
+}
+
+interface Harness {
+  dest: FileDestination;
+  queue: MemoryQueue;
+  logs: string[];
+  file: string;
+  /** Queues the records and waits until the destination has taken them all off the queue. */
+  send(records: LogRecord[]): Promise<void>;
+  state(): { version: number; size: number; streams: Record<string, [number, number]> };
+}
+
+function harness(dir: string, extra: Record<string, unknown> = {}): Harness {
+  const file = path.join(dir, 'central.log');
+  const logs: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(line) });
+  const queue = new MemoryQueue('central', { maxRecords: 1000, maxBytes: 1 << 20, full: 'block' });
+  const config = fileDestinationSchema.parse({ type: 'file', path: file, exactly_once: true, ...extra });
+  const dest = new FileDestination(config, { name: 'central', queue, logger, hostname: 'central-host' });
+  dest.start();
+  return {
+    dest,
+    queue,
+    logs,
+    file,
+    async send(records) {
+      const target = queue.stats().acked + records.length;
+      queue.push(records);
+      // Counted, not timed: one test freezes Date.
+      for (let i = 0; i < 500 && queue.stats().acked < target; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(queue.stats().acked).toBe(target);
+    },
+    state: () => JSON.parse(readFileSync(`${file}.sluice-state`, 'utf8')),
+  };
+}
+
+describe('file destination, exactly_once state', () => {
+  let dir: string;
+  let h: Harness | undefined;
+  afterEach(async () => {
+    vi.useRealTimers();
+    await h?.dest.stop(1000);
+    h = undefined;
+    removeDir(dir);
+  });
+
+  it('forgets streams not written for exactly_once_retention when it opens the file; a late record of one is written, a live one still deduplicates', async () => {
+    dir = tempDir();
+    const file = path.join(dir, 'central.log');
+    writeFileSync(file, 'earlier line\n');
+    const now = Date.now();
+    const streams = { gone: [10, now - 8 * DAY], live: [10, now - DAY] };
+    writeFileSync(`${file}.sluice-state`, JSON.stringify({ version: 2, size: 13, streams }));
+    h = harness(dir);
+    await h.send([record('gone 5', 'gone', 5), record('live 5', 'live', 5), record('live 11', 'live', 11), record('new 0', 'new', 0)]);
+
+    expect(readLines(file)).toEqual(['earlier line', 'gone 5', 'live 11', 'new 0']);
+    expect(h.dest.stats.duplicatesSkipped).toBe(1);
+    expect(h.dest.stats.streamsForgotten).toBe(1);
+    const state = h.state();
+    expect(state.version).toBe(2);
+    expect(Object.keys(state.streams).sort()).toEqual(['gone', 'live', 'new']); // "gone" is back, with its new position
+    expect(state.streams.gone![0]).toBe(5);
+    expect(state.streams.live![0]).toBe(11);
+    for (const [, at] of Object.values(state.streams)) expect(Math.abs(at - Date.now())).toBeLessThan(60_000);
+    expect(state.size).toBe(readFileSync(file).length);
+    expect(h.logs.some((l) => l.includes('"forgotten":1') && l.includes('forgot streams not written for exactly_once_retention'))).toBe(true);
+  });
+
+  it('while running, sweeps the state at most once a minute and drops what went quiet for longer than the retention', async () => {
+    dir = tempDir();
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const start = Date.now();
+    h = harness(dir, { exactly_once_retention: '1h' });
+    await h.send([record('a 1', 'a', 1), record('b 1', 'b', 1)]);
+    vi.setSystemTime(start + 30 * 60_000);
+    await h.send([record('b 2', 'b', 2)]);
+    expect(Object.keys(h.state().streams).sort()).toEqual(['a', 'b']);
+    // 61 minutes after "a" was last written, 31 after "b": only "a" is past the hour.
+    vi.setSystemTime(start + 61 * 60_000);
+    await h.send([record('c 1', 'c', 1)]);
+    expect(Object.keys(h.state().streams).sort()).toEqual(['b', 'c']);
+    expect(h.dest.stats.streamsForgotten).toBe(1);
+    // "b" still deduplicates; "a" no longer does.
+    await h.send([record('b 2 again', 'b', 2), record('a 1 again', 'a', 1)]);
+    expect(readLines(h.file)).toEqual(['a 1', 'b 1', 'b 2', 'c 1', 'a 1 again']);
+    expect(h.dest.stats.duplicatesSkipped).toBe(1);
+  });
+
+  it('reads a version 1 state (positions without times) and keeps deduplicating against it', async () => {
+    dir = tempDir();
+    const file = path.join(dir, 'central.log');
+    writeFileSync(file, 'x\n');
+    writeFileSync(`${file}.sluice-state`, JSON.stringify({ version: 1, size: 2, streams: { s: 3 } }));
+    h = harness(dir);
+    await h.send([record('s 2', 's', 2), record('s 4', 's', 4)]);
+    expect(readLines(file)).toEqual(['x', 's 4']);
+    const state = h.state();
+    expect(state.version).toBe(2);
+    expect(state.streams.s![0]).toBe(4);
+    expect(h.dest.stats.streamsForgotten ?? 0).toBe(0);
+  });
+
+  it('a damaged state is logged and set aside; the file is kept and writing goes on', async () => {
+    dir = tempDir();
+    const file = path.join(dir, 'central.log');
+    writeFileSync(file, 'kept\n');
+    writeFileSync(`${file}.sluice-state`, JSON.stringify({ version: 2, size: 5, streams: { s: 'three' } }));
+    h = harness(dir);
+    await h.send([record('s 1', 's', 1)]);
+    expect(readLines(file)).toEqual(['kept', 's 1']);
+    expect(h.logs.some((l) => l.includes('the exactly-once state beside this file is damaged') && l.includes('no valid position'))).toBe(true);
+    expect(h.state().streams.s![0]).toBe(1);
+  });
+});
