@@ -22,12 +22,15 @@ interface OpenFile {
 interface FileState {
   /** Bytes of the file that are committed; anything after them was written but not recorded. */
   size: number;
-  /** Last position written, per stream. */
-  streams: Map<string, number>;
-  /** When each stream was last written to this file (ms since the epoch). */
-  seen: Map<string, number>;
+  /** Per stream: the last position written, and when (ms since the epoch). */
+  streams: Map<string, StreamMark>;
   /** When streams older than the retention were last looked for. */
   prunedAt: number;
+}
+
+interface StreamMark {
+  pos: number;
+  at: number;
 }
 
 const STATE_SUFFIX = '.sluice-state';
@@ -37,7 +40,7 @@ const STATE_VERSION = 2;
 const PRUNE_EVERY_MS = 60_000;
 
 function emptyState(size: number): FileState {
-  return { size, streams: new Map(), seen: new Map(), prunedAt: Date.now() };
+  return { size, streams: new Map(), prunedAt: Date.now() };
 }
 
 const LF = Buffer.from('\n');
@@ -92,7 +95,7 @@ export class FileDestination extends QueueDrainer {
         const chunks: Buffer[] = [];
         for (const r of list) {
           if (marks && r.stream !== undefined) {
-            const seen = marks.get(r.stream) ?? f.state!.streams.get(r.stream) ?? -1;
+            const seen = marks.get(r.stream) ?? f.state!.streams.get(r.stream)?.pos ?? -1;
             if (r.streamPos <= seen) {
               this.stats.duplicatesSkipped = (this.stats.duplicatesSkipped ?? 0) + 1;
               continue; // written before (a resend, or a line read again after a crash)
@@ -120,11 +123,8 @@ export class FileDestination extends QueueDrainer {
       for (const t of touched) {
         if (!t.f.state) continue;
         const prev = t.f.state;
-        const next: FileState = { size: prev.size + t.bytes, streams: new Map(prev.streams), seen: new Map(prev.seen), prunedAt: prev.prunedAt };
-        for (const [k, v] of t.marks!) {
-          next.streams.set(k, v);
-          next.seen.set(k, now);
-        }
+        const next: FileState = { size: prev.size + t.bytes, streams: new Map(prev.streams), prunedAt: prev.prunedAt };
+        for (const [k, pos] of t.marks!) next.streams.set(k, { pos, at: now });
         if (now - next.prunedAt >= PRUNE_EVERY_MS) this.prune(t.f.path, next, now);
         await writeFileAtomic(`${t.f.path}${STATE_SUFFIX}`, serializeState(next));
         t.f.state = next;
@@ -145,9 +145,8 @@ export class FileDestination extends QueueDrainer {
     state.prunedAt = now;
     const before = now - this.config.exactly_once_retention;
     let forgotten = 0;
-    for (const [k, at] of state.seen) {
-      if (at >= before) continue;
-      state.seen.delete(k);
+    for (const [k, mark] of state.streams) {
+      if (mark.at >= before) continue;
       state.streams.delete(k);
       forgotten++;
     }
@@ -259,7 +258,7 @@ export class FileDestination extends QueueDrainer {
 /** `<file>.sluice-state`, version 2: `streams` maps each stream to [last position, last written ms]. */
 function serializeState(state: FileState): string {
   const streams: Record<string, [number, number]> = {};
-  for (const [k, pos] of state.streams) streams[k] = [pos, state.seen.get(k) ?? state.prunedAt];
+  for (const [k, mark] of state.streams) streams[k] = [mark.pos, mark.at];
   return `${JSON.stringify({ version: STATE_VERSION, size: state.size, streams })}\n`;
 }
 
@@ -269,15 +268,11 @@ function parseState(text: string): FileState {
   if (typeof data.size !== 'number' || !Number.isSafeInteger(data.size) || data.size < 0) throw new Error('no valid size');
   if (typeof data.streams !== 'object' || data.streams === null) throw new Error('no streams');
   const now = Date.now();
-  const state: FileState = { size: data.size, streams: new Map(), seen: new Map(), prunedAt: 0 };
+  const state: FileState = { size: data.size, streams: new Map(), prunedAt: 0 };
   for (const [k, v] of Object.entries(data.streams as Record<string, unknown>)) {
-    if (data.version === 1 && typeof v === 'number') {
-      state.streams.set(k, v);
-      state.seen.set(k, now);
-    } else if (Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'number') {
-      state.streams.set(k, v[0]);
-      state.seen.set(k, v[1]);
-    } else {
+    if (data.version === 1 && typeof v === 'number') state.streams.set(k, { pos: v, at: now });
+    else if (Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'number') state.streams.set(k, { pos: v[0], at: v[1] });
+    else {
       throw new Error(`stream ${JSON.stringify(k).slice(0, 80)} has no valid position`);
     }
   }
