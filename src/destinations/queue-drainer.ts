@@ -53,8 +53,11 @@ export abstract class QueueDrainer implements Destination {
         this.stats.replayed += again;
         this.toReplay -= again;
       }
+      const epoch = this.queue.epoch;
       try {
         await this.deliver(batch);
+        // Rotated meanwhile (see DestinationQueue.epoch): these come out again from the fresh file.
+        if (this.queue.epoch !== epoch) continue;
         this.queue.ack(batch.length);
         this.stats.delivered += batch.length;
         this.backoff.reset();

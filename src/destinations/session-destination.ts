@@ -17,7 +17,7 @@ export abstract class SessionDestination implements Destination {
   /** Failures are logged at most once a second, with the number left out. */
   protected readonly quiet = new RateLimitedLog();
   /** Records that were in flight when a session broke: the next ones sent are repeats. */
-  protected toReplay = 0;
+  private toReplay = 0;
   private loopDone: Promise<void> | null = null;
   private sleeping: ReturnType<typeof cancellableSleep> | null = null;
 
@@ -45,6 +45,31 @@ export abstract class SessionDestination implements Destination {
     this.sleeping = cancellableSleep(ms);
     await this.sleeping.promise;
     this.sleeping = null;
+  }
+
+  /**
+   * A session ended with `unanswered` records sent and not acknowledged: they go back to the queue
+   * ahead of any still owed from an earlier break, and the next ones sent are repeats. Added, not
+   * set: a session that fails before sending anything leaves the count as it was.
+   */
+  protected sessionEnded(unanswered: number): void {
+    this.toReplay += unanswered;
+  }
+
+  /** `n` records owed a resend were freed unsent (the far end already had them). */
+  protected skippedReplays(n: number): void {
+    this.toReplay = Math.max(0, this.toReplay - n);
+  }
+
+  /**
+   * A check for one session: it throws once the queue has forgotten what it handed out (see
+   * DestinationQueue.epoch), so that no acknowledgement of this session frees records of the next.
+   */
+  protected queueStillHolds(): () => void {
+    const epoch = this.queue.epoch;
+    return () => {
+      if (this.queue.epoch !== epoch) throw new Error('the queue file was rotated and salvaged: sending its records again in a new session');
+    };
   }
 
   /** Counts `n` records sent; the first ones after a broken session are counted as replayed too. */

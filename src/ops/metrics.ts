@@ -95,7 +95,8 @@ export function createMetrics(src: MetricsSource): Registry {
   );
   counter('sluice_queue_corrupt_files_rotated_total', 'Damaged queue files renamed to .corrupted-<time>.', ['destination', 'mode'], queues((q) => q.corruption.rotated));
   counter('sluice_queue_salvaged_records_total', 'Records copied out of damaged queue files.', ['destination', 'mode'], queues((q) => q.corruption.salvaged));
-  counter('sluice_queue_lost_bytes_total', 'Bytes of damaged queue files that held no valid record.', ['destination', 'mode'], queues((q) => q.corruption.lostBytes));
+  counter('sluice_queue_lost_records_total', 'Unacknowledged records of damaged queue files that could not be salvaged.', ['destination', 'mode'], queues((q) => q.corruption.lostRecords));
+  counter('sluice_queue_lost_bytes_total', 'Bytes of those records (when no header could be read: bytes that held no valid record).', ['destination', 'mode'], queues((q) => q.corruption.lostBytes));
   counter('sluice_queue_torn_records_total', 'Torn writes of a crash discarded when a queue file was opened.', ['destination', 'mode'], queues((q) => q.corruption.tornRecords));
 
   // Destinations.

@@ -136,7 +136,7 @@ export class Router {
         }
         q.countStall();
         const pushed = this.waitForRoom(source, route, wait).then((room) => {
-          if (room) return q.push(batch);
+          if (room) return this.countFailedCommit(q.push(batch), q, batch.length, stats, wait);
           q.countDrop('block_timeout', batch.length);
           countDrop(stats.dropped, 'block_timeout', batch.length);
           return undefined;
@@ -150,7 +150,7 @@ export class Router {
           countDrop(stats.dropped, 'disk_behind', batch.length);
           continue;
         }
-        const c = q.push(batch);
+        const c = this.countFailedCommit(q.push(batch), q, batch.length, stats, wait);
         if (c) (committed ??= []).push(c);
         if (wait !== 'no' && q.congested()) {
           // The disk is behind the sender: wait for the writes before reading more (bounded memory).
@@ -164,6 +164,20 @@ export class Router {
     // Nobody may be listening for a failed commit (UDP, TCP): it is logged by the queue.
     result.committed?.catch(ignore);
     return result;
+  }
+
+  /**
+   * A source that holds its data (`keep_waiting`: files, RELP, sluice) sends a batch whose commit
+   * failed again, so nothing is lost there. For the others (TCP, UDP) the batch is gone: counted
+   * once, on the queue and the source, as `write_failed`.
+   */
+  private countFailedCommit(c: Promise<void> | undefined, q: DestinationQueue, n: number, stats: SourceStats, wait: WaitMode): Promise<void> | undefined {
+    if (!c || wait === 'keep_waiting') return c;
+    c.catch(() => {
+      q.countDrop('write_failed', n);
+      countDrop(stats.dropped, 'write_failed', n);
+    });
+    return c;
   }
 
   /** True once the queue has room; false when a `drop_after_timeout` wait ran out. */

@@ -13,6 +13,8 @@ export interface MemoryQueueOptions {
  */
 export class MemoryQueue implements DestinationQueue {
   readonly fullPolicy: FullPolicy;
+  /** See DestinationQueue.epoch: a memory queue never forgets what it handed out. */
+  readonly epoch = 0;
   private items: LogRecord[] = [];
   private head = 0;
   private readPos = 0;

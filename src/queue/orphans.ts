@@ -6,6 +6,7 @@ import type { DestinationConfig } from '../config/schema.js';
 import type { Destination } from '../destinations/types.js';
 import type { Logger } from '../log.js';
 import { MEMORY_FILE, NormalQueue } from './disk/normal-queue.js';
+import { LOCK_FILE } from './disk/directory-lock.js';
 import { META_FILE, QUEUE_FILE, ReliableQueue, type QueueMeta } from './disk/reliable-queue.js';
 import type { DestinationQueue } from './types.js';
 
@@ -50,7 +51,7 @@ export async function openExistingQueue(name: string, dir: string, logger: Logge
  */
 export async function removeDrainedQueue(dir: string): Promise<string[]> {
   const removed: string[] = [];
-  for (const f of [QUEUE_FILE, META_FILE, MEMORY_FILE, '.lock.pid']) {
+  for (const f of [QUEUE_FILE, META_FILE, MEMORY_FILE, LOCK_FILE]) {
     if (existsSync(path.join(dir, f))) {
       await rm(path.join(dir, f), { force: true });
       removed.push(f);

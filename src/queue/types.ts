@@ -10,7 +10,9 @@ export interface CorruptionStats {
   rotated: number;
   /** Records copied from them into fresh files. */
   salvaged: number;
-  /** Bytes of them that held no valid record. */
+  /** Records they held unacknowledged (by their newest readable header) that could not be salvaged. */
+  lostRecords: number;
+  /** Bytes of those records (or, when no header could be read, bytes that held no valid record). */
   lostBytes: number;
   /** Records cut short by a crash during an unsynced write, discarded at open. */
   tornRecords: number;
@@ -43,7 +45,7 @@ export interface QueueStats {
 }
 
 export function noCorruption(): CorruptionStats {
-  return { rotated: 0, salvaged: 0, lostBytes: 0, tornRecords: 0 };
+  return { rotated: 0, salvaged: 0, lostRecords: 0, lostBytes: 0, tornRecords: 0 };
 }
 
 /**
@@ -65,6 +67,13 @@ export interface DestinationQueue {
    * growing. Returns a promise when the batch becomes committed later; undefined when it already is.
    */
   push(records: LogRecord[]): Promise<void> | undefined;
+  /**
+   * Counts the times the queue forgot, on its own, the records it had handed out (a corrupt file
+   * rotated and salvaged: they come out again from the fresh file). A destination that sees it
+   * change drops its session and rewinds instead of acknowledging: an acknowledgement counted
+   * before the change would free records it never sent.
+   */
+  readonly epoch: number;
   /** True when the queue holds as much as it may. */
   isFull(): boolean;
   /** Resolves once the queue is no longer full (or is closed). */

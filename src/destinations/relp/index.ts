@@ -115,6 +115,7 @@ export class RelpDestination extends SessionDestination {
     };
     let refused: Error | null = null;
     let broken: Error | null = null;
+    const checkQueue = this.queueStillHolds();
     /** Records one answer; true when the session cannot go on. */
     const answer = (txnr: number, code: number, text: string): boolean => {
       if (txnr === 1) {
@@ -154,6 +155,11 @@ export class RelpDestination extends SessionDestination {
         return fail(new Error(`bad frame from the server: ${(err as Error).message}`));
       }
       if (broken) return fail(broken);
+      try {
+        checkQueue();
+      } catch (err) {
+        return fail(err as Error);
+      }
       // Free the answered prefix, in order.
       let n = 0;
       while (head < codes.length && codes[head] === 200) {
@@ -204,6 +210,7 @@ export class RelpDestination extends SessionDestination {
       for (;;) {
         if (failure) throw failure;
         if (this.stopped) return;
+        checkQueue();
         const unanswered = codes.length - head;
         if (unanswered > 0 && Date.now() - sentAt[head]! > this.config.response_timeout) {
           throw new Error(`no answer to transaction ${base + head} in ${this.config.response_timeout} ms`);
@@ -276,7 +283,7 @@ export class RelpDestination extends SessionDestination {
         this.countSent(batch.length);
       }
     } finally {
-      this.toReplay = codes.length - head;
+      this.sessionEnded(codes.length - head);
       this.socket = null;
       socket.destroy();
     }

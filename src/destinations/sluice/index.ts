@@ -56,8 +56,8 @@ export class SluiceDestination extends SessionDestination {
     return /^wss?:\/\/[^/]+$/.test(u) ? `${u}${PATH}` : u;
   }
 
-  private get sender(): string {
-    return this.queue.durableId ? `${os.hostname()}/${this.name}/${this.queue.durableId}` : this.volatileSender;
+  private senderFor(ringId: string | undefined): string {
+    return ringId ? `${os.hostname()}/${this.name}/${ringId}` : this.volatileSender;
   }
 
   protected async loop(): Promise<void> {
@@ -112,6 +112,11 @@ export class SluiceDestination extends SessionDestination {
     const wakeUp = () => wake();
     const inflight: InFlight[] = [];
     let welcome: Welcome | null = null;
+    // The sequence numbers this session sends are those of the queue file it said hello for. A
+    // file rotated for corruption numbers its salvaged records anew under a new id: they must go
+    // out under that id, in a new session, or the server would take them for replays.
+    const ringId = this.queue.durableId;
+    const checkQueue = this.queueStillHolds();
     const fail = (err: Error) => {
       failure ??= err;
       wakeUp();
@@ -145,6 +150,11 @@ export class SluiceDestination extends SessionDestination {
         return fail(c.retryable ? new Error(`server error ${c.code}: ${c.message}`) : new TerminalError(`server error ${c.code}: ${c.message}`));
       }
       if (c.type === 'ack') {
+        try {
+          checkQueue();
+        } catch (err) {
+          return fail(err as Error);
+        }
         // Cumulative: frees every batch up to seq. An ack for nothing we sent is a broken server.
         let n = 0;
         let records = 0;
@@ -177,7 +187,7 @@ export class SluiceDestination extends SessionDestination {
         wake = resolve;
       });
       if (failure) throw failure;
-      ws.send(JSON.stringify({ type: 'hello', versions: [PROTOCOL_VERSION], sender: this.sender, compression: this.config.compression === 'deflate' ? ['deflate'] : [] }));
+      ws.send(JSON.stringify({ type: 'hello', versions: [PROTOCOL_VERSION], sender: this.senderFor(ringId), compression: this.config.compression === 'deflate' ? ['deflate'] : [] }));
       while (!welcome && !failure && Date.now() < deadline) await waitEvent(deadline - Date.now());
       if (failure) throw failure;
       if (!welcome) throw new Error('no welcome from the server in connect_timeout');
@@ -193,6 +203,7 @@ export class SluiceDestination extends SessionDestination {
       for (;;) {
         if (failure) throw failure;
         if (this.stopped) return;
+        checkQueue();
         if (inflight.length > 0 && Date.now() - inflight[0]!.sentAt > this.config.ack_timeout) throw new Error(`no ack in ack_timeout (${this.config.ack_timeout} ms)`);
         if (inflight.length >= window) {
           await waitEvent(1000);
@@ -217,6 +228,7 @@ export class SluiceDestination extends SessionDestination {
           if (k > 0) {
             this.queue.ack(k);
             this.stats.delivered += k;
+            this.skippedReplays(k);
             batch.splice(0, k);
             seqs = seqs.slice(k);
             if (batch.length === 0) continue;
@@ -228,7 +240,7 @@ export class SluiceDestination extends SessionDestination {
         this.countSent(batch.length);
       }
     } finally {
-      this.toReplay = inflight.reduce((n, b) => n + b.count, 0);
+      this.sessionEnded(inflight.reduce((n, b) => n + b.count, 0));
       this.ws = null;
       if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.terminate();
     }

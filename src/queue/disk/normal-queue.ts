@@ -2,11 +2,11 @@ import { rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { LogRecord } from '../../record.js';
 import { MemoryQueue } from '../memory-queue.js';
-import type { CorruptionStats, DestinationQueue, FullPolicy, QueueStats } from '../types.js';
+import { noCorruption, type CorruptionStats, type DestinationQueue, type FullPolicy, type QueueStats } from '../types.js';
 import { openFsQueueFile } from './queue-file.js';
 import { encodedSize, encodeInto, RecordDecoder } from './record-codec.js';
 import { ReliableQueue, type ReliableQueueOptions } from './reliable-queue.js';
-import { DATA_START, QueueCorruptError, RECORD_HEADER, RingFile, salvageRecords } from './ring-file.js';
+import { DATA_START, QueueCorruptError, readNewestHeader, RECORD_HEADER, RingFile, salvageRecords } from './ring-file.js';
 import { fsyncDir } from '../../util/fs.js';
 
 export interface NormalQueueOptions extends ReliableQueueOptions {
@@ -29,6 +29,11 @@ export const MEMORY_FILE = 'memory.sq';
  */
 export class NormalQueue implements DestinationQueue {
   readonly fullPolicy: FullPolicy;
+
+  /** See DestinationQueue.epoch: only the file part can be rotated. */
+  get epoch(): number {
+    return this.disk.epoch;
+  }
   private memInFlight = 0;
   private diskInFlight = 0;
   private readers: (() => void)[] = [];
@@ -36,7 +41,7 @@ export class NormalQueue implements DestinationQueue {
   private diskArmed = false;
   private closed = false;
   private restored = 0;
-  private readonly ownCorruption: CorruptionStats = { rotated: 0, salvaged: 0, lostBytes: 0, tornRecords: 0 };
+  private readonly ownCorruption: CorruptionStats = noCorruption();
 
   private constructor(
     readonly name: string,
@@ -85,6 +90,7 @@ export class NormalQueue implements DestinationQueue {
         }
       } catch (err) {
         if (!(err instanceof QueueCorruptError)) throw err;
+        const said = await readNewestHeader(qf);
         const salvage = await salvageRecords(qf, capacity).catch(() => ({ records: [], unreadableBytes: capacity }));
         records.length = 0;
         for (const r of salvage.records) records.push(decoder.decode(r.payload));
@@ -92,9 +98,18 @@ export class NormalQueue implements DestinationQueue {
         await rename(file, moved);
         this.ownCorruption.rotated++;
         this.ownCorruption.salvaged += records.length;
+        const lost = said ? Math.max(0, said.tailSeq - said.headSeq - records.length) : null;
+        this.ownCorruption.lostRecords += lost ?? 0;
         this.ownCorruption.lostBytes += salvage.unreadableBytes;
         this.options.logger.error(
-          { queue: this.name, reason: err.reason, moved_to: moved, records_salvaged: records.length, unreadable_bytes: salvage.unreadableBytes },
+          {
+            queue: this.name,
+            reason: err.reason,
+            moved_to: moved,
+            records_salvaged: records.length,
+            records_lost: lost ?? 'unknown (no readable header)',
+            unreadable_bytes: salvage.unreadableBytes,
+          },
           'the records saved from memory at the last shutdown are damaged: kept every valid one; the unreadable bytes are lost',
         );
       } finally {
@@ -227,7 +242,7 @@ export class NormalQueue implements DestinationQueue {
       dropped,
       stalls: d.stalls,
       oldestReceivedAt: m.oldestReceivedAt ?? d.oldestReceivedAt,
-      corruption: { rotated: c.rotated + o.rotated, salvaged: c.salvaged + o.salvaged, lostBytes: c.lostBytes + o.lostBytes, tornRecords: c.tornRecords },
+      corruption: { rotated: c.rotated + o.rotated, salvaged: c.salvaged + o.salvaged, lostRecords: c.lostRecords + o.lostRecords, lostBytes: c.lostBytes + o.lostBytes, tornRecords: c.tornRecords },
     };
   }
 

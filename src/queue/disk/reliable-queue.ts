@@ -8,7 +8,7 @@ import { noCorruption, type DestinationQueue, type FullPolicy, type QueueStats }
 import { DirectoryLock } from './directory-lock.js';
 import { openFsQueueFile, type QueueFile } from './queue-file.js';
 import { encodedSize, encodeInto, RecordDecoder } from './record-codec.js';
-import { DATA_START, QueueCorruptError, RECORD_HEADER, RingFile, scanForSalvage } from './ring-file.js';
+import { DATA_START, QueueCorruptError, readNewestHeader, RECORD_HEADER, RingFile, scanForSalvage } from './ring-file.js';
 
 export type SyncMode = 'always' | 'interval' | 'never';
 
@@ -79,6 +79,8 @@ interface Waiter {
  */
 export class ReliableQueue implements DestinationQueue {
   readonly fullPolicy: FullPolicy;
+  /** See DestinationQueue.epoch. */
+  epoch = 0;
   readonly file: string;
   private ring!: RingFile;
   private readonly decoder: RecordDecoder;
@@ -163,28 +165,27 @@ export class ReliableQueue implements DestinationQueue {
     return q;
   }
 
-  /** See DestinationQueue.durableId. */
-  durableId = '';
+  /** See DestinationQueue.durableId: the ring file's own id, from its header. */
+  get durableId(): string {
+    return this.ring.ringId;
+  }
 
+  /** The ring id that queue.json names: what a format 1 file, whose header has none, goes by. */
+  private async metaRingId(): Promise<string> {
+    try {
+      return (JSON.parse(await readFile(path.join(this.dir, META_FILE), 'utf8')) as QueueMeta).ring_id ?? '';
+    } catch {
+      return '';
+    }
+  }
+
+  /** queue.json, for the offline tools; the ring id in it is a copy of the header's. */
   private async writeMeta(): Promise<void> {
     const file = path.join(this.dir, META_FILE);
     const old = await readFile(file, 'utf8').catch(() => '');
-    if (!this.durableId) {
-      try {
-        this.durableId = (JSON.parse(old) as QueueMeta).ring_id ?? '';
-      } catch {
-        // no metadata yet
-      }
-    }
-    this.durableId ||= randomUUID();
     const meta: QueueMeta = { destination: this.name, mode: this.options.mode ?? 'reliable', max_size: this.options.maxSize, ring_id: this.durableId };
     const text = `${JSON.stringify(meta)}\n`;
     if (old !== text) await writeFileAtomic(file, text);
-  }
-
-  /** A new ring file: its sequence numbers start again, so they get a new name. */
-  private renewRingId(): void {
-    this.durableId = randomUUID();
   }
 
   private async openRing(): Promise<void> {
@@ -194,14 +195,13 @@ export class ReliableQueue implements DestinationQueue {
       file = await openFsQueueFile(this.file, false);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      this.ring = await RingFile.create(await openFsQueueFile(this.file, true), { capacity: this.capacity, fsync, prealloc: this.options.prealloc === true });
-      this.renewRingId();
+      this.ring = await RingFile.create(await openFsQueueFile(this.file, true), { capacity: this.capacity, fsync, prealloc: this.options.prealloc === true, ringId: randomUUID() });
       return this.resetReader();
     }
     const size = await file.size();
     if (size !== DATA_START + this.capacity && size > DATA_START) file = await this.resize(file, size);
     try {
-      const { ring, report } = await RingFile.open(file, { capacity: this.capacity, fsync });
+      const { ring, report } = await RingFile.open(file, { capacity: this.capacity, fsync, ringId: (await this.metaRingId()) || randomUUID() });
       this.ring = ring;
       if (report.tornRecords > 0) {
         this.corruption.tornRecords += report.tornRecords;
@@ -216,7 +216,7 @@ export class ReliableQueue implements DestinationQueue {
         await file.close();
         throw err;
       }
-      await this.rotateAndSalvage(file, err, 0);
+      await this.rotateAndSalvage(file, err);
     }
     this.resetReader();
   }
@@ -245,8 +245,8 @@ export class ReliableQueue implements DestinationQueue {
       return file;
     }
     const tmp = `${this.file}.resize`;
-    const ring = await RingFile.create(await openFsQueueFile(tmp, true), { capacity: this.capacity, prealloc: this.options.prealloc === true });
-    this.renewRingId();
+    // A new file: its sequence numbers start again, so it gets a new id.
+    const ring = await RingFile.create(await openFsQueueFile(tmp, true), { capacity: this.capacity, prealloc: this.options.prealloc === true, ringId: randomUUID() });
     let copied = 0;
     try {
       for (let pos = old.head, seq = old.headSeq; pos < old.tail; ) {
@@ -275,23 +275,39 @@ export class ReliableQueue implements DestinationQueue {
    * Copies every valid unacknowledged record of the damaged file into a fresh file, streaming (a
    * full 1 GiB file is not held in memory), then renames the damaged one to
    * `<file>.corrupted-<UTC time>` and puts the fresh one in its place, and logs what was lost at
-   * error level. A crash before the renames leaves the damaged file where it was, to salvage again.
+   * error level. The fresh file has a new ring id in its own header: its sequence numbers start
+   * again, and no crash can pair it with the old id. A crash before the renames leaves the damaged
+   * file where it was, to salvage again.
+   *
+   * The loss is measured against the newest readable header of the damaged file: the records and
+   * bytes it says were unacknowledged (from `from`, or its own head) less those salvaged.
    */
-  private async rotateAndSalvage(file: Awaited<ReturnType<typeof openFsQueueFile>>, why: QueueCorruptError, minSeq: number): Promise<void> {
+  private async rotateAndSalvage(file: QueueFile, why: QueueCorruptError, from?: { pos: number; seq: number }): Promise<void> {
     const dataBytes = Math.max(0, (await file.size().catch(() => 0)) - DATA_START);
+    const said = await readNewestHeader(file);
+    const minSeq = from?.seq ?? said?.headSeq ?? 0;
+    const live = said ? { records: Math.max(0, said.tailSeq - minSeq), bytes: Math.max(0, said.tail - (from?.pos ?? said.head)) } : null;
     const fresh = `${this.file}.salvage`;
-    const ring = await RingFile.create(await openFsQueueFile(fresh, true), { capacity: this.capacity, fsync: this.options.sync !== 'never' });
+    const ring = await RingFile.create(await openFsQueueFile(fresh, true), { capacity: this.capacity, fsync: this.options.sync !== 'never', ringId: randomUUID() });
     let kept = 0;
     let found = 0;
     let unreadableBytes = 0;
+    let liveKept = 0;
+    let liveKeptBytes = 0;
     try {
       const scan = await scanForSalvage(file, dataBytes, minSeq);
       unreadableBytes = scan.unreadableBytes;
       found = scan.records;
       for await (const batch of scan.batches()) {
         const payloads = batch.map((r) => r.payload);
-        if (ring.append(payloads)) kept += payloads.length;
-        else for (const p of payloads) if (ring.append([p])) kept++;
+        const fit = ring.append(payloads) ? batch : batch.filter((r) => ring.append([r.payload]) !== null);
+        kept += fit.length;
+        for (const r of fit) {
+          if (said && r.seq < said.tailSeq) {
+            liveKept++;
+            liveKeptBytes += RECORD_HEADER + r.payload.length;
+          }
+        }
         // Bounded memory: let the writes catch up now and then.
         if (ring.unwrittenBytes > WRITE_BEHIND_MAX) await ring.settled();
       }
@@ -306,14 +322,17 @@ export class ReliableQueue implements DestinationQueue {
     await rename(this.file, corrupted);
     await rename(fresh, this.file);
     await fsyncDir(this.dir);
-    this.renewRingId();
-    if (this.lock) await this.writeMeta().catch(() => undefined);
+    // One step: from here on records, positions and the id are the fresh file's.
     this.ring = ring;
-    // Positions handed out so far belong to the old file: forget them (those records are resent).
-    this.resetReader();
+    this.resetReader(); // positions handed out so far belong to the old file: those records are sent again
+    this.epoch++;
+    if (this.lock) await this.writeMeta().catch(() => undefined);
+    const lostRecords = live ? Math.max(0, live.records - liveKept) : null;
+    const lostBytes = live ? (lostRecords === 0 ? 0 : Math.max(0, live.bytes - liveKeptBytes)) : unreadableBytes;
     this.corruption.rotated++;
     this.corruption.salvaged += kept;
-    this.corruption.lostBytes += unreadableBytes;
+    this.corruption.lostRecords += lostRecords ?? 0;
+    this.corruption.lostBytes += lostBytes;
     this.options.logger.error(
       {
         queue: this.name,
@@ -321,9 +340,12 @@ export class ReliableQueue implements DestinationQueue {
         moved_to: corrupted,
         records_salvaged: kept,
         records_not_salvaged: found - kept,
+        // Unknown only when neither header slot can be read: then nothing says what the file held.
+        records_lost: lostRecords ?? 'unknown (no readable header)',
+        bytes_lost: lostBytes,
         unreadable_bytes: unreadableBytes,
       },
-      'queue file is corrupt: rotated it and salvaged every valid record into a fresh file; the unreadable bytes are lost',
+      'queue file is corrupt: rotated it and salvaged every valid record into a fresh file; what could not be salvaged is lost',
     );
   }
 
@@ -353,9 +375,13 @@ export class ReliableQueue implements DestinationQueue {
     if (this.rotation) return this.rotation.then(() => this.push(records));
     const failed = this.ring.failed;
     if (failed) {
-      // The file cannot be written right now (its sync will report it and recover): refuse, counted.
-      this.countDrop('write_failed', records.length);
+      // The file cannot be written right now (its sync will report it and recover): refuse. The
+      // producer hears it; one that cannot send again has the router count the loss.
       return Promise.reject(failed);
+    }
+    // Empty, with nothing loaded or in flight: start the next lap at offset 0 (see restartLap).
+    if (this.loadPos === this.ring.tail && this.ready.length === this.readyHead && this.inFlightEnds.length === this.inFlightHead && this.ring.restartLap()) {
+      this.loadPos = this.ring.tail;
     }
     const sizes = records.map(encodedSize);
     // One write for the batch; near the end of the room (or for a batch larger than one lap), one record at a time.
@@ -473,8 +499,10 @@ export class ReliableQueue implements DestinationQueue {
           for (const w of waiters) w.reject(err as Error);
           const lost = this.ring.tailSeq - this.ring.syncedTailSeq;
           await this.ring.recover();
-          // A source that waits for commits (files) sends them again; for the others they are gone: count them.
-          if (lost > 0) this.countDrop('write_failed', lost);
+          // Each producer hears of its failed commit: one that can send again (files, RELP, sluice)
+          // does, and the router counts the loss for those that cannot (TCP, UDP). With `sync:
+          // never` nobody waits for a commit, so the loss is counted here.
+          if (lost > 0 && this.options.sync === 'never') this.countDrop('write_failed', lost);
           this.options.logger.error({ queue: this.name, code: (err as NodeJS.ErrnoException).code, err: (err as Error).message }, 'queue write or fsync failed; the batches not yet committed were refused');
           this.options.disk?.failed(err as Error, `queue ${this.name}`);
           throw err;
@@ -543,12 +571,11 @@ export class ReliableQueue implements DestinationQueue {
   private async handleRuntimeCorruption(err: QueueCorruptError): Promise<void> {
     await this.syncNow().catch(() => undefined);
     const old = this.ring;
-    const minSeq = old.headSeq;
+    const from = { pos: old.head, seq: old.headSeq };
     await old.settled();
     const file = await openFsQueueFile(this.file, false);
-    await this.rotateAndSalvage(file, err, minSeq);
+    await this.rotateAndSalvage(file, err, from);
     await (old as unknown as { file: { close(): Promise<void> } }).file.close().catch(() => undefined);
-    this.resetReader();
     this.wake();
     const w = this.recordWaiters;
     this.recordWaiters = [];

@@ -7,14 +7,16 @@ import type { QueueFile } from './queue-file.js';
  * See docs/queue-format.md.
  */
 
-export const SLOT_SIZE = 64;
+/** Bytes of one header slot as written now (format 2); format 1 slots are 64 bytes. */
+export const SLOT_SIZE = 96;
+const SLOT_SIZE_V1 = 64;
 export const SLOT_OFFSETS = [0, 512] as const; // different sectors: a torn write of one leaves the other whole
 export const DATA_START = 4096;
 export const RECORD_HEADER = 24;
 export const HEADER_MAGIC = 0x48514c53; // "SLQH"
 export const RECORD_MAGIC = 0x52514c53; // "SLQR"
 export const WRAP_MAGIC = 0x57514c53; // "SLQW"
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
 const TWO32 = 2 ** 32;
 
 export interface RingHeader {
@@ -28,6 +30,11 @@ export interface RingHeader {
   /** Everything before `tail` was fsynced before this header was written. */
   tail: number;
   tailSeq: number;
+  /**
+   * Names this file's sequence numbers (16 bytes, written as a UUID): made with the file, so a file
+   * and its id cannot be parted by a crash. Empty when a format 1 header had none.
+   */
+  ringId: string;
 }
 
 export interface RingRecord {
@@ -66,6 +73,16 @@ function putU64(buf: Buffer, at: number, v: number): void {
   buf.writeUInt32LE(Math.floor(v / TWO32), at + 4);
 }
 
+const uuidBytes = (id: string): Buffer => {
+  const hex = id.replace(/-/g, '');
+  return /^[0-9a-f]{32}$/i.test(hex) ? Buffer.from(hex, 'hex') : Buffer.alloc(16);
+};
+const uuidText = (b: Buffer): string => {
+  if (b.every((x) => x === 0)) return '';
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+};
+
 export function encodeHeader(h: RingHeader): Buffer {
   const b = Buffer.alloc(SLOT_SIZE);
   b.writeUInt32LE(HEADER_MAGIC, 0);
@@ -77,16 +94,20 @@ export function encodeHeader(h: RingHeader): Buffer {
   putU64(b, 40, h.tail);
   putU64(b, 48, h.tailSeq);
   b.writeUInt32LE(h.incarnation, 56);
-  b.writeUInt32LE(crc32(b.subarray(0, 60)), 60);
+  uuidBytes(h.ringId).copy(b, 60);
+  b.writeUInt32LE(crc32(b.subarray(0, SLOT_SIZE - 4)), SLOT_SIZE - 4);
   return b;
 }
 
 /** The header in one slot, or a reason it is not usable. */
 export function decodeHeader(b: Buffer): RingHeader | string {
-  if (b.length < SLOT_SIZE) return 'short header';
+  if (b.length < SLOT_SIZE_V1) return 'short header';
   if (b.readUInt32LE(0) !== HEADER_MAGIC) return 'bad magic';
-  if (b.readUInt32LE(60) !== crc32(b.subarray(0, 60))) return 'bad checksum';
-  if (b.readUInt32LE(4) !== FORMAT_VERSION) return `unknown format version ${b.readUInt32LE(4)}`;
+  const version = b.readUInt32LE(4);
+  const size = version === 1 ? SLOT_SIZE_V1 : SLOT_SIZE;
+  if (b.length < size) return 'short header';
+  if (b.readUInt32LE(size - 4) !== crc32(b.subarray(0, size - 4))) return 'bad checksum';
+  if (version !== 1 && version !== FORMAT_VERSION) return `unknown format version ${version}`;
   return {
     generation: u64(b, 8),
     capacity: u64(b, 16),
@@ -95,7 +116,34 @@ export function decodeHeader(b: Buffer): RingHeader | string {
     tail: u64(b, 40),
     tailSeq: u64(b, 48),
     incarnation: b.readUInt32LE(56),
+    ringId: version === 1 ? '' : uuidText(b.subarray(60, 76)),
   };
+}
+
+function newestSlot(slots: (RingHeader | string)[]): number {
+  let best = -1;
+  for (let i = 0; i < slots.length; i++) {
+    const h = slots[i]!;
+    if (typeof h === 'string') continue;
+    if (best < 0 || h.generation > (slots[best] as RingHeader).generation) best = i;
+  }
+  return best;
+}
+
+/**
+ * The newest readable header slot of a file, whatever the file's size and whether its heads make
+ * sense: what the file held before it was damaged, so that salvage can say how much was lost.
+ */
+export async function readNewestHeader(file: QueueFile): Promise<RingHeader | null> {
+  const slots = await Promise.all(
+    SLOT_OFFSETS.map(async (off) => {
+      const b = Buffer.alloc(SLOT_SIZE);
+      const n = await file.read(b, 0, SLOT_SIZE, off).catch(() => 0);
+      return decodeHeader(b.subarray(0, n));
+    }),
+  );
+  const best = newestSlot(slots);
+  return best < 0 ? null : (slots[best] as RingHeader);
 }
 
 /** Why a header's heads cannot be right for this file, or null when they can. */
@@ -138,19 +186,19 @@ export function frameLength(buf: Buffer, at: number): number {
 
 export type FrameCheck =
   | { kind: 'record' | 'wrap'; seq: number; length: number; incarnation: number }
-  | { kind: 'invalid'; reason: string; looksTorn: boolean };
+  | { kind: 'invalid'; reason: string };
 
 /** Checks the frame at `at` in `buf` (header and, for a record, its payload which must be in `buf`). */
 export function checkFrame(buf: Buffer, at: number, capacity: number): FrameCheck {
-  if (buf.length - at < RECORD_HEADER) return { kind: 'invalid', reason: 'short frame', looksTorn: true };
+  if (buf.length - at < RECORD_HEADER) return { kind: 'invalid', reason: 'short frame' };
   const magic = buf.readUInt32LE(at);
-  if (magic !== RECORD_MAGIC && magic !== WRAP_MAGIC) return { kind: 'invalid', reason: 'no record magic', looksTorn: magic !== 0 };
+  if (magic !== RECORD_MAGIC && magic !== WRAP_MAGIC) return { kind: 'invalid', reason: 'no record magic' };
   const length = buf.readUInt32LE(at + LENGTH_AT);
-  if (length > capacity - RECORD_HEADER) return { kind: 'invalid', reason: `record length ${length} exceeds the ring`, looksTorn: true };
-  if (magic === WRAP_MAGIC && length !== 0) return { kind: 'invalid', reason: 'wrap marker with a length', looksTorn: true };
-  if (buf.length - at - RECORD_HEADER < length) return { kind: 'invalid', reason: 'record runs past the data read', looksTorn: true };
+  if (length > capacity - RECORD_HEADER) return { kind: 'invalid', reason: `record length ${length} exceeds the ring` };
+  if (magic === WRAP_MAGIC && length !== 0) return { kind: 'invalid', reason: 'wrap marker with a length' };
+  if (buf.length - at - RECORD_HEADER < length) return { kind: 'invalid', reason: 'record runs past the data read' };
   if (buf.readUInt32LE(at + CRC_AT) !== crc32(buf.subarray(at + LENGTH_AT, at + RECORD_HEADER + length))) {
-    return { kind: 'invalid', reason: 'checksum mismatch', looksTorn: true };
+    return { kind: 'invalid', reason: 'checksum mismatch' };
   }
   return { kind: magic === WRAP_MAGIC ? 'wrap' : 'record', seq: u64(buf, at + SEQ_AT), length, incarnation: buf.readUInt32LE(at + INCARNATION_AT) };
 }
@@ -158,6 +206,8 @@ export function checkFrame(buf: Buffer, at: number, capacity: number): FrameChec
 export interface RingOptions {
   /** Data bytes in the ring (the file is DATA_START + capacity bytes). */
   capacity: number;
+  /** The id a new file gets (`create`), or the one an `open`ed format 1 file, which has none, takes on. */
+  ringId?: string;
   /** false: `sync()` orders and publishes writes but never calls fsync (`sync: never`). */
   fsync?: boolean;
   /** `create` writes zeros over the whole data region instead of leaving a sparse file. */
@@ -188,6 +238,8 @@ export class RingFile {
   syncedTailSeq = 0;
   private generation = 0;
   incarnation = 1;
+  /** See RingHeader.ringId. */
+  ringId = '';
   private writes: Promise<void> = Promise.resolve();
   /** Bytes appended and not yet handed to the file (their buffers are in memory). */
   unwrittenBytes = 0;
@@ -199,6 +251,7 @@ export class RingFile {
   ) {
     this.capacity = options.capacity;
     this.fsync = options.fsync !== false;
+    this.ringId = options.ringId ?? '';
   }
 
   /** Creates a new empty ring, replacing whatever the file held. */
@@ -231,22 +284,18 @@ export class RingFile {
     const slots = await Promise.all(
       SLOT_OFFSETS.map(async (off) => {
         const b = Buffer.alloc(SLOT_SIZE);
-        await file.read(b, 0, SLOT_SIZE, off);
-        return decodeHeader(b);
+        const n = await file.read(b, 0, SLOT_SIZE, off);
+        return decodeHeader(b.subarray(0, n));
       }),
     );
-    let best = -1;
-    for (let i = 0; i < slots.length; i++) {
-      const h = slots[i]!;
-      if (typeof h === 'string') continue;
-      if (best < 0 || h.generation > (slots[best] as RingHeader).generation) best = i;
-    }
+    const best = newestSlot(slots);
     if (best < 0) throw new QueueCorruptError(`no valid header (slot 0: ${slots[0] as string}; slot 1: ${slots[1] as string})`, 0);
     const h = slots[best] as RingHeader;
     const impossible = impossibleHeads(h, options.capacity);
     if (impossible) throw new QueueCorruptError(`impossible header: ${impossible}`, SLOT_OFFSETS[best]!);
     ring.generation = h.generation;
     ring.incarnation = h.incarnation;
+    if (h.ringId) ring.ringId = h.ringId;
     ring.head = ring.durableHead = h.head;
     ring.headSeq = h.headSeq;
     ring.tail = ring.syncedTail = h.tail;
@@ -291,8 +340,10 @@ export class RingFile {
         }
         const f = checkFrame(view, at, this.capacity);
         if (f.kind === 'invalid') {
-          // The end of what was written. A frame that is half there is a torn write: counted and discarded.
-          if (f.looksTorn) {
+          // The end of what was written. A frame of this incarnation with the next sequence number
+          // that fails its checks is a torn write: counted and discarded. Anything else here (the
+          // middle of an older lap's record, zeros) is old bytes, not a loss.
+          if (this.isOwnNextFrame(view, at)) {
             report.tornRecords++;
             report.tornBytes += this.tornLength(view, at);
           }
@@ -320,6 +371,15 @@ export class RingFile {
         want = 0;
       }
     }
+  }
+
+  private isOwnNextFrame(view: Buffer, at: number): boolean {
+    const magic = view.readUInt32LE(at);
+    return (
+      (magic === RECORD_MAGIC || magic === WRAP_MAGIC) &&
+      view.readUInt32LE(at + INCARNATION_AT) === this.incarnation &&
+      u64(view, at + SEQ_AT) === this.tailSeq
+    );
   }
 
   private tornLength(view: Buffer, at: number): number {
@@ -386,30 +446,33 @@ export class RingFile {
     if (pos - this.durableHead > this.capacity) return null;
 
     const firstSeq = this.tailSeq;
+    // One write per run of records that are side by side on disk. A run ends at the wrap, and also
+    // where a record ends exactly at the ring's end: the next one starts the lap at offset 0, so a
+    // single write would run past the end of the file.
     const segments: { pos: number; buf: Buffer }[] = [];
-    const build = (from: number, to: number, endPos: number) => {
+    const build = (from: number, to: number) => {
       const base = places[from]!;
-      const buf = Buffer.allocUnsafe(endPos - base);
+      const buf = Buffer.allocUnsafe(ends[to - 1]! - base);
       for (let i = from; i < to; i++) {
         const at = places[i]! - base;
         fill(i, buf, at + RECORD_HEADER);
         sealFrame(buf, at, RECORD_MAGIC, firstSeq + i, this.incarnation, sizes[i]!);
       }
-      return { pos: base, buf };
+      segments.push({ pos: base, buf });
     };
-    if (wrapAt < 0) {
-      if (n > 0) segments.push(build(0, n, pos));
-    } else {
-      const firstAfter = places.findIndex((p) => p >= wrapTo);
-      const beforeCount = firstAfter < 0 ? n : firstAfter;
-      if (beforeCount > 0) segments.push(build(0, beforeCount, wrapAt));
-      if (wrapTo - wrapAt >= RECORD_HEADER) {
+    let from = 0;
+    for (let i = 0; i < n; i++) {
+      if (i > from && (places[i] !== ends[i - 1] || places[i]! % this.capacity === 0)) {
+        build(from, i);
+        from = i;
+      }
+      if (places[i] === wrapTo && wrapTo - wrapAt >= RECORD_HEADER) {
         const marker = Buffer.alloc(RECORD_HEADER);
-        sealFrame(marker, 0, WRAP_MAGIC, firstSeq + beforeCount, this.incarnation, 0);
+        sealFrame(marker, 0, WRAP_MAGIC, firstSeq + i, this.incarnation, 0);
         segments.push({ pos: wrapAt, buf: marker });
       }
-      if (beforeCount < n) segments.push(build(beforeCount, n, pos));
     }
+    if (n > 0) build(from, n);
     this.tail = pos;
     this.tailSeq += n;
     for (const seg of segments) this.scheduleWrite(seg.buf, DATA_START + (seg.pos % this.capacity));
@@ -455,6 +518,20 @@ export class RingFile {
     await this.writes;
   }
 
+  /**
+   * An empty ring whose emptiness is on disk starts its next record at offset 0 of the data region
+   * instead of where the last one ended. Space near the start has been written before: a sparse
+   * file on a full disk can take records again there once it has drained, where growing into the
+   * holes further on fails. Returns true when it moved.
+   */
+  restartLap(): boolean {
+    const empty = this.head === this.tail && this.headSeq === this.tailSeq;
+    const settled = this.tail === this.syncedTail && this.head === this.durableHead && this.unwrittenBytes === 0 && !this.writeError;
+    if (!empty || !settled || this.tail % this.capacity === 0) return false;
+    this.tail = this.head = this.tail + this.capacity - (this.tail % this.capacity);
+    return true;
+  }
+
   /** Marks everything before `pos` (records before `seq`) acknowledged; durable at the next sync. */
   setHead(pos: number, seq: number): void {
     if (pos < this.head || pos > this.tail) throw new Error(`head ${pos} outside [${this.head}, ${this.tail}]`);
@@ -496,6 +573,7 @@ export class RingFile {
       tail: this.syncedTail,
       tailSeq: this.syncedTailSeq,
       incarnation: this.incarnation,
+      ringId: this.ringId,
     });
     await this.file.write(h, 0, h.length, SLOT_OFFSETS[this.generation % 2]!);
   }

@@ -274,6 +274,9 @@ export class FileTailer {
     this.options.onTruncated(this.path, this.readOffset);
     this.readOffset = 0;
     this.committed = 0;
+    // Commits still in flight are for offsets in the old content: when they settle they must not
+    // move the checkpoint of the new content past lines not yet read.
+    this.commits = [];
     this.partialSince = 0;
     const discard: Buffer[] = [];
     this.decoder.end(discard);

@@ -74,7 +74,7 @@ export class FileSource implements Source {
     this.store.load((reason) =>
       this.ctx.logger.error({ file: this.store.file, reason }, 'checkpoint file is damaged; files will be read from the configured start'),
     );
-    await this.finishRotatedWhileStopped();
+    await this.finishMovedFiles(this.unfollowedCheckpoints(), false);
     const roots = new Map<string, number>();
     for (const pattern of this.config.paths) {
       const scan = picomatch.scan(path.isAbsolute(pattern) ? pattern : path.resolve(pattern));
@@ -97,11 +97,12 @@ export class FileSource implements Source {
     await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
     await Promise.all(this.opening.values());
     this.initialScanDone = true;
-    // Checkpoints of files that are gone are dropped; those of followed files are kept current.
-    for (const e of this.store.all()) {
-      const key = identityKey(e);
-      if (!this.tailers.has(key)) this.store.delete(key);
-    }
+    // A checkpointed file that is still not followed was renamed while the scan ran (after the
+    // look above, before the scan reached it): look for it again. Only a file found nowhere loses
+    // its checkpoint.
+    const missed = this.unfollowedCheckpoints();
+    await this.finishMovedFiles(missed, true);
+    for (const key of missed.keys()) if (!this.tailers.has(key)) this.store.delete(key);
     await this.saveCheckpoints();
     this.pollTimer = setInterval(() => void this.poll(), this.config.poll_interval);
     this.checkpointTimer = setInterval(() => void this.saveCheckpoints(), this.config.checkpoint_interval);
@@ -124,15 +125,23 @@ export class FileSource implements Source {
     for (const t of this.tailers.values()) if (t.path === p) void this.readTailer(t);
   }
 
+  /** Follows the file at `file`; when its name moves on to another file while it is opened, follows that one. */
   private async follow(file: string, initial: boolean, after?: FileTailer): Promise<void> {
+    for (let attempt = 0; attempt < 3 && !this.stopped; attempt++) {
+      if (await this.followOnce(file, initial, after)) return;
+    }
+  }
+
+  /** False when the name pointed at another file by the time it was opened: try again. */
+  private async followOnce(file: string, initial: boolean, after?: FileTailer): Promise<boolean> {
     const id = await statIdentity(file);
-    if (!id || this.stopped) return;
+    if (!id || this.stopped) return true;
     const key = identityKey(id);
     const known = this.tailers.get(key);
     if (known) {
       // The same file under a new name (renamed, and the new name matches too).
       known.path = file;
-      return;
+      return true;
     }
     // A new file under a followed name: the old one was rotated and is finished first.
     const previous = [...this.tailers.values()].find((t) => t.path === file && !t.rotated);
@@ -144,13 +153,13 @@ export class FileSource implements Source {
     const checkpoint = this.store.get(key) ?? null;
     const start = checkpoint ?? (initial && this.config.read_from === 'end' ? 'end' : 'beginning');
     const tailer = await FileTailer.open(file, id, start, this.originOf(file), this.tailerOptions);
-    if (!tailer || this.stopped) {
-      await tailer?.close();
-      return;
+    if (!tailer) {
+      if (previous && after === previous) previous.rotated = false; // not rotated after all: the poll looks again
+      return (await statIdentity(file)) === null;
     }
-    if (this.tailers.has(key)) {
+    if (this.stopped || this.tailers.has(key)) {
       await tailer.close();
-      return;
+      return true;
     }
     this.tailers.set(key, tailer);
     this.store.set(key, tailer.checkpoint());
@@ -158,6 +167,7 @@ export class FileSource implements Source {
     // Rotation: the old file is finished first, then the new one is read.
     if (after) await after.read().catch(() => undefined);
     void this.readTailer(tailer);
+    return true;
   }
 
   /** What the records of a file carry: its followed name (kept when the file is later renamed). */
@@ -175,19 +185,30 @@ export class FileSource implements Source {
     };
   }
 
-  /**
-   * Files rotated while sluice was stopped. A checkpointed file that is no longer at its name is
-   * looked for, by device and inode, in the same directory (where logrotate puts `app.log.1`); if
-   * its first bytes are still the ones checkpointed, it is finished from its checkpoint like a file
-   * rotated while running, whatever its new name, before the new file under the old name is found.
-   * Without this, the lines written between the last checkpoint and the rotation would be lost
-   * whenever the new name is not matched by `paths`.
-   */
-  private async finishRotatedWhileStopped(): Promise<void> {
-    const gone = new Map<string, FileCheckpoint>();
+  /** Checkpoints no tailer holds. */
+  private unfollowedCheckpoints(): Map<string, FileCheckpoint> {
+    const out = new Map<string, FileCheckpoint>();
     for (const e of this.store.all()) {
-      const now = await statIdentity(e.path);
       const key = identityKey(e);
+      if (!this.tailers.has(key)) out.set(key, e);
+    }
+    return out;
+  }
+
+  /**
+   * Files renamed while sluice was stopped, or while it started. A checkpointed file that is not
+   * followed is looked for, by device and inode, in the same directory (where logrotate puts
+   * `app.log.1`); if its first bytes are still the ones checkpointed, it is finished from its
+   * checkpoint like a file rotated while running, whatever its new name. It runs before the scan,
+   * so an old file is finished before the new file under its name is found, and again after it,
+   * for a file renamed while the scan ran. Without it, the
+   * lines written between the last checkpoint and the rename would be lost whenever the new name is
+   * not matched by `paths`.
+   */
+  private async finishMovedFiles(candidates: Map<string, FileCheckpoint>, last: boolean): Promise<void> {
+    const gone = new Map<string, FileCheckpoint>();
+    for (const [key, e] of candidates) {
+      const now = await statIdentity(e.path);
       if (!now || identityKey(now) !== key) gone.set(key, e);
     }
     const dirs = new Set([...gone.values()].map((e) => path.dirname(e.path)));
@@ -204,17 +225,18 @@ export class FileSource implements Source {
         const id = await statIdentity(file);
         const key = id ? identityKey(id) : '';
         const checkpoint = gone.get(key);
-        if (!id || !checkpoint) continue;
+        if (!id || !checkpoint || this.tailers.has(key)) continue;
         gone.delete(key);
         const tailer = await FileTailer.open(file, id, checkpoint, this.originOf(checkpoint.path), this.tailerOptions, true);
         if (!tailer) continue; // the inode was reused by some other file
-        tailer.rotated = true;
+        // Renamed to a name `paths` matches: followed as it is now, not finished as rotated.
+        tailer.rotated = !this.matches(file);
         this.tailers.set(key, tailer);
-        this.ctx.logger.info({ file, was: checkpoint.path, offset: tailer.committed }, 'file was rotated while sluice was stopped; finishing it');
+        this.ctx.logger.info({ file, was: checkpoint.path, offset: tailer.committed }, 'file was renamed while sluice was stopped or starting; finishing it');
         void this.readTailer(tailer);
       }
     }
-    for (const e of gone.values()) {
+    for (const e of last ? gone.values() : []) {
       this.ctx.logger.warn({ file: e.path, offset: e.offset }, 'a followed file is gone since the last run (deleted, compressed or moved to another directory); anything written to it after the checkpoint was not read');
     }
   }
