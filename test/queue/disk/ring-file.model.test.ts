@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { QueueCorruptError, RingFile } from '../../../src/queue/disk/ring-file.js';
+import { DATA_START, QueueCorruptError, RECORD_HEADER, RingFile } from '../../../src/queue/disk/ring-file.js';
 import { SimulatedDisk } from '../../helpers/simulated-disk.js';
 
 type Op =
@@ -35,9 +35,11 @@ async function readAll(ring: RingFile) {
 
 describe('RingFile against a model, with crashes', () => {
   it('never loses a synced, unacknowledged record and never returns garbage', async () => {
+    // Fixed-size records line up with the previous lap's, the hardest case for telling old from new;
+    // frames whose size divides the capacity end exactly at the ring's end, lap after lap.
+    const dividing = [64, 128, 256, 512].map((f) => f - RECORD_HEADER);
     await fc.assert(
-      // Fixed-size records line up with the previous lap's, the hardest case for telling old from new.
-      fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 120 }), fc.option(fc.constantFrom(0, 40, 100, 500)), async (ops, fixed) => {
+      fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 120 }), fc.option(fc.constantFrom(0, 40, 100, 500, ...dividing)), async (ops, fixed) => {
         const disk = new SimulatedDisk();
         let ring = await RingFile.create(disk.file(), { capacity: CAPACITY });
         // The model: payload size of every record by sequence; what is synced; what is acknowledged.
@@ -82,6 +84,9 @@ describe('RingFile against a model, with crashes', () => {
             ackedSeq = durableAckSeq = ring.headSeq;
             syncedSeq = ring.tailSeq;
           }
+          // Nothing is ever written past the ring's end.
+          await ring.settled();
+          expect(disk.bytes().length).toBe(DATA_START + CAPACITY);
           // Whatever is durable and unacknowledged reads back exactly.
           const recs = await readAll(ring);
           expect(recs.map((r) => r.seq)).toEqual(Array.from({ length: recs.length }, (_, i) => ring.headSeq + i));
@@ -106,6 +111,26 @@ describe('RingFile against a model, with crashes', () => {
 });
 
 describe('RingFile crash cases', () => {
+  it('writes a batch that crosses the ring\'s end exactly at a record boundary in two places, not past the end', async () => {
+    const disk = new SimulatedDisk();
+    const ring = await RingFile.create(disk.file(), { capacity: 1000 });
+    const p = (seq: number) => payloadFor(seq, 100 - RECORD_HEADER);
+    ring.append(Array.from({ length: 8 }, (_, i) => p(i)));
+    await ring.sync();
+    const first = await readAll(ring);
+    ring.setHead(first.at(-1)!.end, 8);
+    await ring.sync();
+    // Records 8 and 9 fill the lap exactly; 10 and 11 start the next one at offset 0.
+    expect(ring.append([p(8), p(9), p(10), p(11)])).not.toBeNull();
+    await ring.sync();
+    expect(disk.bytes().length).toBe(DATA_START + 1000);
+    const recs = await readAll(ring);
+    expect(recs.map((r) => r.seq)).toEqual([8, 9, 10, 11]);
+    for (const r of recs) expect(r.payload.equals(p(r.seq))).toBe(true);
+    const { ring: back } = await RingFile.open(disk.file(), { capacity: 1000 });
+    expect((await readAll(back)).map((r) => r.seq)).toEqual([8, 9, 10, 11]);
+  });
+
   const fill = (ring: RingFile, n: number, size: number) => ring.append(Array.from({ length: n }, (_, i) => payloadFor(ring.tailSeq + i, size)));
 
   it('does not reuse space whose acknowledgement is not on disk yet', async () => {
