@@ -141,6 +141,42 @@ pipelines:
     expect(followed()).toContainEqual(expect.objectContaining({ path: path.join(logs, 'app.log.1'), rotated: true }));
   });
 
+  it('loses nothing when the file is renamed at any moment while sluice starts, with thousands of old files beside it', async () => {
+    const { logs, out } = setup();
+    // Old rotated files make the start's directory scan take a while: the rename lands inside it.
+    for (let i = 0; i < 3000; i++) writeFileSync(path.join(logs, `app.log.old${i}`), 'x\n');
+    const app = path.join(logs, 'app.log');
+    let written = 0;
+    const write = (n: number) => {
+      let text = '';
+      for (let k = 0; k < n; k++) text += `line ${written++}\n`;
+      appendFileSync(app, text);
+    };
+    write(100);
+    await start();
+    await waitFor('the first lines', () => readLines(out).length === 100);
+    // One rename per round, at a seeded moment within the time a start takes (measured by the last one).
+    let startMs = 400;
+    let seed = 15;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let round = 0; round < 6; round++) {
+      await agent!.stop();
+      agent = undefined;
+      write(1500); // written while sluice is stopped: its checkpoint is behind these
+      const t0 = Date.now();
+      const starting = start().then(() => (startMs = Date.now() - t0));
+      await sleep(Math.floor(rand() * startMs));
+      renameSync(app, path.join(logs, `app.log.${round}`)); // a name the globs do not match
+      write(10); // the new file
+      await starting;
+      await waitFor(`all ${written} lines after round ${round}`, () => readLines(out).length >= written, 20_000);
+    }
+    await sleep(300);
+    const lines = readLines(out);
+    expect(lines.length).toBe(written);
+    expect(new Set(lines).size).toBe(written);
+  }, 120_000);
+
   it('after a restart, leaves alone a file in the directory whose inode was checkpointed but whose first bytes changed', async () => {
     const { logs, out, app } = await readTwoLinesAndStop();
     const other = path.join(logs, 'other.txt');

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, utimesSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -151,6 +151,37 @@ describe('ReliableQueue', () => {
     expect(readFileSync(path.join(dir, '.lock.pid'), 'utf8').split('\n')[0]).toBe(String(process.pid));
     await again.dispose();
     expect(existsSync(path.join(dir, '.lock.pid'))).toBe(false);
+  });
+
+  it('takes over a lock left by a power loss whose PID now belongs to another live process, and refuses one whose holder still runs', async () => {
+    dir = tempDir();
+    const other = spawn('sleep', ['30']);
+    try {
+      const pid = other.pid!;
+      await waitFor('the process to start', () => existsSync(`/proc/${pid}/stat`));
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+      const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+      const lock = path.join(dir, '.lock.pid');
+      const opensOver = async (text: string, mtime?: Date) => {
+        writeFileSync(lock, text);
+        if (mtime) utimesSync(lock, mtime, mtime);
+        const q = await ReliableQueue.open('out', dir, opts());
+        expect(readFileSync(lock, 'utf8').split('\n')[0]).toBe(String(process.pid));
+        await q.dispose();
+      };
+      // Written in an earlier boot: whatever now runs under that PID is not its holder.
+      await opensOver(`${pid}\nstart=${start}\nboot=00000000-0000-0000-0000-000000000000\n`);
+      // This boot, but the PID's process started at another time: a reused PID.
+      await opensOver(`${pid}\nstart=${Number(start) + 1}\nboot=${boot}\n`);
+      // A lock from before start times were recorded, older than the process now at its PID.
+      await opensOver(`${pid}\n`, new Date(Date.now() - 3_600_000));
+      // The holder named exactly (this boot, its start time): refused, naming it.
+      writeFileSync(lock, `${pid}\nstart=${start}\nboot=${boot}\n`);
+      await expect(ReliableQueue.open('out', dir, opts())).rejects.toThrow(`is held by PID ${pid}`);
+    } finally {
+      other.kill();
+    }
   });
 
   it('reports full and, under drop_newest, drops and counts instead of growing', async () => {
