@@ -379,10 +379,6 @@ export class ReliableQueue implements DestinationQueue {
       // producer hears it; one that cannot send again has the router count the loss.
       return Promise.reject(failed);
     }
-    // Empty, with nothing loaded or in flight: start the next lap at offset 0 (see restartLap).
-    if (this.loadPos === this.ring.tail && this.ready.length === this.readyHead && this.inFlightEnds.length === this.inFlightHead && this.ring.restartLap()) {
-      this.loadPos = this.ring.tail;
-    }
     const sizes = records.map(encodedSize);
     // One write for the batch; near the end of the room (or for a batch larger than one lap), one record at a time.
     let written = this.ring.appendWith(sizes, (i, buf, at) => encodeInto(records[i]!, buf, at)) ? records.length : 0;
@@ -548,6 +544,11 @@ export class ReliableQueue implements DestinationQueue {
   }
 
   private async load(epoch: number): Promise<void> {
+    // Only an empty ring's move to the next lap puts its head past what was loaded (see restartLap).
+    if (this.loadPos < this.ring.head) {
+      this.loadPos = this.ring.head;
+      this.loadSeq = this.ring.headSeq;
+    }
     while (epoch === this.loadEpoch && this.readyBytes < this.readAhead && this.loadPos < this.ring.syncedTail) {
       const recs = await this.ring.read(this.loadPos, this.loadSeq, Math.min(1 << 20, this.readAhead));
       if (epoch !== this.loadEpoch || recs.length === 0) return;

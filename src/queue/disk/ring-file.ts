@@ -519,17 +519,19 @@ export class RingFile {
   }
 
   /**
-   * An empty ring whose emptiness is on disk starts its next record at offset 0 of the data region
-   * instead of where the last one ended. Space near the start has been written before: a sparse
-   * file on a full disk can take records again there once it has drained, where growing into the
-   * holes further on fails. Returns true when it moved.
+   * An empty ring whose emptiness is on disk moves its head and tail to the start of the next lap,
+   * so the next record goes to offset 0 of the data region instead of where the last one ended.
+   * Space near the start has been written before: a sparse file on a full disk takes records again
+   * there once it has drained, where growing into the holes further on fails. Done only inside a
+   * sync, which writes a header naming the new position before any record there can be read: a
+   * crash can never leave records past the lap start that recovery, scanning from the header's
+   * old tail, would not find (their sequence numbers would be handed out twice).
    */
-  restartLap(): boolean {
+  private restartLap(): void {
     const empty = this.head === this.tail && this.headSeq === this.tailSeq;
     const settled = this.tail === this.syncedTail && this.head === this.durableHead && this.unwrittenBytes === 0 && !this.writeError;
-    if (!empty || !settled || this.tail % this.capacity === 0) return false;
+    if (!empty || !settled || this.tail % this.capacity === 0) return;
     this.tail = this.head = this.tail + this.capacity - (this.tail % this.capacity);
-    return true;
   }
 
   /** Marks everything before `pos` (records before `seq`) acknowledged; durable at the next sync. */
@@ -547,6 +549,7 @@ export class RingFile {
   async sync(): Promise<boolean> {
     // Capture what this sync covers before waiting: appends made while the writes drain are
     // chained after them and belong to the next sync, not this one.
+    this.restartLap();
     const tail = this.tail;
     const tailSeq = this.tailSeq;
     const head = this.head;

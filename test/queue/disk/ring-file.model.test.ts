@@ -111,6 +111,30 @@ describe('RingFile against a model, with crashes', () => {
 });
 
 describe('RingFile crash cases', () => {
+  it('does not take the rest of an older lap\'s record past a clean shutdown\'s tail for a torn write', async () => {
+    const disk = new SimulatedDisk();
+    let ring = await RingFile.create(disk.file(), { capacity: 1000 });
+    // Lap one: 300-byte frames, all acknowledged. Lap two: 130-byte frames, kept, so the tail stops
+    // inside an old record.
+    ring.append([300, 300, 300].map((f, i) => payloadFor(i, f - RECORD_HEADER)));
+    await ring.sync();
+    const recs = await readAll(ring);
+    ring.setHead(recs.at(-1)!.end, 3);
+    await ring.sync();
+    ring.append([130, 130, 130, 130, 130].map((f, i) => payloadFor(3 + i, f - RECORD_HEADER)));
+    await ring.sync();
+    expect(ring.tail % 1000).toBe(650);
+    for (let round = 0; round < 3; round++) {
+      await ring.close();
+      const opened = await RingFile.open(disk.file(), { capacity: 1000 });
+      expect(opened.report.tornRecords).toBe(0);
+      expect(opened.report.tornBytes).toBe(0);
+      ring = opened.ring;
+      expect((await readAll(ring)).map((r) => r.seq)).toEqual([3, 4, 5, 6, 7]);
+    }
+    await ring.close();
+  });
+
   it('writes a batch that crosses the ring\'s end exactly at a record boundary in two places, not past the end', async () => {
     const disk = new SimulatedDisk();
     const ring = await RingFile.create(disk.file(), { capacity: 1000 });

@@ -1,0 +1,128 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { sleep } from '../helpers/agent.js';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const cli = process.env.SLUICE_CLI ?? path.join(root, 'dist/cli.js');
+
+/** A seeded generator (mulberry32): the same SEED gives the same run of choices. */
+export function seeded(seed: number): { next(): number; int(lo: number, hi: number): number; pick<T>(xs: readonly T[]): T; chance(p: number): boolean } {
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return {
+    next,
+    int: (lo, hi) => lo + Math.floor(next() * (hi - lo + 1)),
+    pick: (xs) => xs[Math.floor(next() * xs.length)]!,
+    chance: (p) => next() < p,
+  };
+}
+
+/** One sluice process (`sluice run`), killed and started again at will; its JSON log is kept. */
+export class SluiceProcess {
+  private child: ChildProcess | null = null;
+  /** Every log line it wrote, across all its lives. */
+  readonly logLines: string[] = [];
+  private partial = '';
+  kills = 0;
+  starts = 0;
+
+  constructor(private readonly config: string) {}
+
+  get running(): boolean {
+    return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  start(): void {
+    const child = spawn(process.execPath, [cli, 'run', '-c', this.config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr!.on('data', (d: Buffer) => {
+      const text = this.partial + d.toString();
+      const lines = text.split('\n');
+      this.partial = lines.pop()!;
+      this.logLines.push(...lines);
+    });
+    this.child = child;
+    this.starts++;
+  }
+
+  async kill(): Promise<void> {
+    const c = this.child;
+    if (!c || !this.running) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGKILL');
+    await exited;
+    this.kills++;
+  }
+
+  async stop(): Promise<void> {
+    const c = this.child;
+    if (!c || !this.running) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGTERM');
+    const t = setTimeout(() => c.kill('SIGKILL'), 20_000);
+    await exited;
+    clearTimeout(t);
+  }
+
+  /** Log entries (parsed JSON) whose message matches. */
+  logged(msg: RegExp): Record<string, unknown>[] {
+    const out: Record<string, unknown>[] = [];
+    for (const l of this.logLines) {
+      if (!l.startsWith('{')) continue;
+      try {
+        const o = JSON.parse(l) as Record<string, unknown>;
+        if (typeof o.msg === 'string' && msg.test(o.msg)) out.push(o);
+      } catch {
+        // a line cut by a kill
+      }
+    }
+    return out;
+  }
+}
+
+/** Mounts a tmpfs of `mib` MiB at `dir` (root only: says so loudly otherwise). */
+export function mountTmpfs(dir: string, mib: number): void {
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m`, 'tmpfs', dir], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`mount -t tmpfs failed (the full-disk scenario needs root): ${r.stderr}`);
+}
+
+export function unmount(dir: string): void {
+  spawnSync('umount', ['-l', dir]);
+}
+
+/** Counts each `L<number> ` line in a file: number -> times seen. */
+export function countLines(file: string): Map<number, number> {
+  const seen = new Map<number, number>();
+  if (!existsSync(file)) return seen;
+  for (const l of readFileSync(file, 'latin1').split('\n')) {
+    const m = /^L(\d+) /.exec(l);
+    if (m) seen.set(Number(m[1]), (seen.get(Number(m[1])) ?? 0) + 1);
+  }
+  return seen;
+}
+
+/** Waits until `count()` stops changing for `quietMs` or reaches `want`; gives up after `timeoutMs`. */
+export async function settle(count: () => number, want: number, quietMs: number, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let last = -1;
+  let since = Date.now();
+  while (Date.now() < deadline) {
+    const n = count();
+    if (n >= want) return n;
+    if (n !== last) {
+      last = n;
+      since = Date.now();
+    } else if (Date.now() - since > quietMs) {
+      return n;
+    }
+    await sleep(200);
+  }
+  return count();
+}
