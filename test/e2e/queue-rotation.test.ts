@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { QUEUE_FILE } from '../../src/queue/disk/reliable-queue.js';
-import { portOf, readLines, removeDir, stablePort, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { centralYaml, portOf, readLines, removeDir, stablePort, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 
 // A reliable queue rotated for corruption while its sluice-protocol session to the central is open:
 // the salvaged records are numbered anew under a new ring id, and must reach the central under that
@@ -26,15 +26,7 @@ describe('a queue rotated while its destination is connected', () => {
     dir = tempDir();
     const port = await stablePort();
     const out = path.join(dir, 'central.log');
-    const central = `state_dir: ${dir}/central
-admin: { enabled: false }
-sources:
-  agents: { type: sluice, address: "127.0.0.1:${port}", tokens: ["${TOKEN}"] }
-destinations:
-  store: { type: file, path: ${out}, format: raw, exactly_once: true, queue: { mode: reliable, max_size: 64MiB, sync_interval: 5ms } }
-pipelines:
-  p: { from: [agents], to: [store] }
-`;
+    const central = centralYaml({ stateDir: `${dir}/central`, port, token: TOKEN, out });
     // A read cache of 4 KiB: the queue reads its backlog from the file as the session sends it,
     // so damage far in the file is found while the session is open.
     const agentYaml = `state_dir: ${dir}/agent

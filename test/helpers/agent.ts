@@ -65,3 +65,19 @@ export async function stablePort(): Promise<number> {
   }
   throw new Error('no free port in 20000-29999');
 }
+
+/**
+ * A central sluice's config: the sluice protocol on 127.0.0.1:`port` into a file written exactly
+ * once (`out`, raw), through a reliable queue.
+ */
+export function centralYaml(o: { stateDir: string; port: number; token: string; out: string; log?: string }): string {
+  return `state_dir: ${o.stateDir}
+${o.log ? `log: ${o.log}\n` : ''}admin: { enabled: false }
+sources:
+  agents: { type: sluice, address: "127.0.0.1:${o.port}", tokens: ["${o.token}"] }
+destinations:
+  store: { type: file, path: ${o.out}, format: raw, exactly_once: true, queue: { mode: reliable, max_size: 256MiB, sync_interval: 10ms } }
+pipelines:
+  p: { from: [agents], to: [store] }
+`;
+}

@@ -1,7 +1,7 @@
 import { appendFileSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, renameSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { removeDir, sleep, stablePort, tempDir } from '../helpers/agent.js';
+import { centralYaml, removeDir, sleep, stablePort, tempDir } from '../helpers/agent.js';
 import { countLines, mountTmpfs, seeded, settle, SluiceProcess, unmount } from './harness.js';
 
 // The promise under attack: an agent follows files into a small reliable queue (it wraps every
@@ -77,19 +77,7 @@ async function run(s: Scenario, seed: number): Promise<Figures> {
   if (s.events.includes('restart-rename')) for (let i = 0; i < 2000; i++) writeFileSync(path.join(logs, `app.log.old${i}`), 'old\n');
   const port = await stablePort();
   const out = path.join(dir, 'central.log');
-  writeFileSync(
-    path.join(dir, 'central.yaml'),
-    `state_dir: ${dir}/central
-log: { level: info, format: json }
-admin: { enabled: false }
-sources:
-  agents: { type: sluice, address: "127.0.0.1:${port}", tokens: ["${TOKEN}"] }
-destinations:
-  store: { type: file, path: ${out}, format: raw, exactly_once: true, queue: { mode: reliable, max_size: 256MiB, sync_interval: 10ms } }
-pipelines:
-  p: { from: [agents], to: [store] }
-`,
-  );
+  writeFileSync(path.join(dir, 'central.yaml'), centralYaml({ stateDir: `${dir}/central`, port, token: TOKEN, out, log: '{ level: info, format: json }' }));
   writeFileSync(
     path.join(dir, 'agent.yaml'),
     `state_dir: ${agentState}
