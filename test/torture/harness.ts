@@ -33,6 +33,9 @@ export class SluiceProcess {
   private partial = '';
   kills = 0;
   starts = 0;
+  /** Exits nobody asked for: the code or signal and the last lines it logged. */
+  readonly crashes: string[] = [];
+  private expectExit = false;
 
   constructor(private readonly config: string) {}
 
@@ -48,6 +51,10 @@ export class SluiceProcess {
       this.partial = lines.pop()!;
       this.logLines.push(...lines);
     });
+    child.once('exit', (code, signal) => {
+      if (!this.expectExit) this.crashes.push(`exit ${code ?? signal}: ${this.logLines.slice(-5).join(' | ').slice(0, 2000)} ${this.partial.slice(0, 2000)}`);
+      this.expectExit = false;
+    });
     this.child = child;
     this.starts++;
   }
@@ -56,6 +63,7 @@ export class SluiceProcess {
     const c = this.child;
     if (!c || !this.running) return;
     const exited = new Promise((r) => c.once('exit', r));
+    this.expectExit = true;
     c.kill('SIGKILL');
     await exited;
     this.kills++;
@@ -65,6 +73,7 @@ export class SluiceProcess {
     const c = this.child;
     if (!c || !this.running) return;
     const exited = new Promise((r) => c.once('exit', r));
+    this.expectExit = true;
     c.kill('SIGTERM');
     const t = setTimeout(() => c.kill('SIGKILL'), 20_000);
     await exited;

@@ -1,4 +1,4 @@
-import { appendFileSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, renameSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { centralYaml, removeDir, sleep, stablePort, tempDir } from '../helpers/agent.js';
@@ -124,6 +124,23 @@ pipelines:
     figures.damage++;
   };
   const filler = path.join(agentState, 'filler');
+  // sluice can only keep the lines of a file it has seen: a file renamed away before the agent ever
+  // followed it is not its to finish. So a rotation waits until the agent's checkpoints name the
+  // file under its name (the agent may be down or starting meanwhile).
+  const checkpoints = path.join(agentState, 'checkpoints/app.json');
+  const agentKnows = async (file: string) => {
+    const ino = String(statSync(file).ino);
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
+      try {
+        if ((JSON.parse(readFileSync(checkpoints, 'utf8')) as { files: { ino: string }[] }).files.some((f) => f.ino === ino)) return;
+      } catch {
+        // not written yet, or being replaced
+      }
+      await sleep(20);
+    }
+    throw new Error(`the agent did not follow ${file} within 20 s (agent ${agent.running ? 'running' : 'not running'}; crashes: ${agent.crashes.join(' || ')})`);
+  };
   try {
     central.start();
     agent.start();
@@ -150,10 +167,12 @@ pipelines:
       lap++;
       eventLog.push(`${e}@${written}`);
       if (e === 'rename') {
+        await agentKnows(app);
         renameSync(app, path.join(logs, `app.log.${lap}`));
         writeFileSync(app, '');
         figures.rotations++;
       } else if (e === 'copytruncate') {
+        await agentKnows(app);
         paused = true;
         const before = countLines(app);
         copyFileSync(app, path.join(logs, `app.copy.${lap}`)); // not matched by the globs: the copy is not read
@@ -168,10 +187,12 @@ pipelines:
         if (e !== 'kill-central') agent.start();
         if (e !== 'kill-agent') central.start();
       } else if (e === 'restart-rename') {
+        // While the agent starts (0.2-1.5 s of process start and directory scan): it knows the file
+        // from its checkpoint.
+        await agentKnows(app).catch(() => undefined);
         await agent.kill();
         await sleep(rng.int(0, 200));
         agent.start();
-        // While the agent starts (0.2-1.5 s of process start and directory scan).
         await sleep(rng.int(0, 1500));
         renameSync(app, path.join(logs, `app.log.${lap}`));
         writeFileSync(app, '');
@@ -219,9 +240,12 @@ pipelines:
     figures.duplicates = [...seen.values()].filter((c) => c > 1).length;
     figures.lostCounted = agent.logged(/queue file is corrupt/).reduce((sum, o) => sum + (typeof o.records_lost === 'number' ? o.records_lost : 0), 0);
     const unknown = agent.logged(/queue file is corrupt/).filter((o) => typeof o.records_lost !== 'number').length;
-    const report = { scenario: s.name, seed, ...figures, unknownLoss: unknown, firstMissing: unexplained.slice(0, 10), seen: seen.size, ranges: ranges(unexplained), events: eventLog.slice(0, 30), warn: [...agent.logLines, ...central.logLines].filter((l) => /"level":(40|50)/.test(l) && !/ECONNREFUSED|1006/.test(l)).slice(0, 8).map((l) => l.slice(0, 400)) };
+    const report = { scenario: s.name, seed, ...figures, unknownLoss: unknown, crashes: agent.crashes.length + central.crashes.length, firstMissing: unexplained.slice(0, 10), seen: seen.size, ranges: ranges(unexplained), events: eventLog.slice(0, 30), warn: [...agent.logLines, ...central.logLines].filter((l) => /"level":(40|50)/.test(l) && !/ECONNREFUSED|1006/.test(l)).slice(0, 8).map((l) => l.slice(0, 400)) };
     console.log(`torture ${JSON.stringify(report)}`);
-    if (process.env.TORTURE_KEEP) console.log(agent.logLines.slice(0, 40).map((l) => l.slice(0, 250)).join('\n'));
+    if (process.env.TORTURE_KEEP) console.log(central.logLines.filter((l) => !/ECONNREFUSED|1006/.test(l)).map((l) => `C ${l.slice(0, 260)}`).join('\n'));
+    if (process.env.TORTURE_KEEP) console.log(agent.logLines.filter((l) => !/ECONNREFUSED|1006/.test(l)).map((l) => l.slice(0, 260)).join('\n'));
+    // Neither process died on its own.
+    expect([...agent.crashes, ...central.crashes], JSON.stringify(report)).toEqual([]);
     // Nothing twice at the exactly-once central.
     expect(figures.duplicates, JSON.stringify(report)).toBe(0);
     // Every line not cut by copytruncate arrived, unless a damaged queue file lost it and said so.

@@ -112,6 +112,8 @@ export class ReliableQueue implements DestinationQueue {
   private closed = false;
   private disposed = false;
   private lock: DirectoryLock | null = null;
+  /** Set while the rest of a batch waits for room (`full: block`): later pushes wait behind it. */
+  private waitingRest: Promise<void> | null = null;
   /** Set while a corrupt file is rotated or the oldest records are dropped: pushes wait their turn. */
   private rotation: Promise<unknown> | null = null;
   /** Corruption handled since start: files rotated, records salvaged and lost. */
@@ -373,6 +375,8 @@ export class ReliableQueue implements DestinationQueue {
     if (records.length === 0 || this.closed) return undefined;
     // Appends to the file being rotated would be lost with it: hold them until the fresh one is ready.
     if (this.rotation) return this.rotation.then(() => this.push(records));
+    // Behind the rest of a batch still waiting for room: records of one stream stay in order.
+    if (this.waitingRest) return this.waitingRest.then(() => this.push(records));
     const failed = this.ring.failed;
     if (failed) {
       // The file cannot be written right now (its sync will report it and recover): refuse. The
@@ -391,12 +395,21 @@ export class ReliableQueue implements DestinationQueue {
     if (written < records.length) {
       const rest = records.slice(written);
       if (this.fullPolicy === 'block') {
-        // The caller saw room but the batch did not fit: wait for space and append the rest.
+        // The caller saw room but the batch did not fit: wait for space and append the rest. Every
+        // push made meanwhile waits behind it: appended first, a later batch of the same file
+        // would reach the destination before these lines, and an exactly-once receiver, which
+        // keeps the highest position of each stream, would then drop them as already written.
         const done = this.commitPromise(written > 0);
-        return this.waitForSpace().then(async () => {
-          await done;
-          await this.push(rest);
+        let release!: () => void;
+        const gate = new Promise<void>((r) => (release = r));
+        this.waitingRest = gate;
+        const restCommitted = this.waitForSpace().then(() => {
+          if (this.waitingRest === gate) this.waitingRest = null;
+          const c = this.push(rest); // appended now (or waiting again, holding the ones behind)
+          release();
+          return c;
         });
+        return Promise.all([done, restCommitted]).then(() => undefined);
       }
       if (this.fullPolicy === 'drop_oldest' && this.inFlightEnds.length === this.inFlightHead) {
         const done = this.commitPromise(written > 0);

@@ -9,7 +9,7 @@ import type { Dispatch } from '../../pipeline/router.js';
 import type { Source, SourceContext } from '../types.js';
 import { FileCheckpointStore, type FileCheckpoint } from './checkpoint-store.js';
 import type { fileSourceSchema } from './config.js';
-import { FileTailer, identityKey, statIdentity, type TailerOptions } from './file-tailer.js';
+import { FileTailer, identityKey, statIdentity, type FileIdentity, type TailerOptions } from './file-tailer.js';
 import { RateLimitedLog } from '../../log.js';
 
 type Config = z.output<typeof fileSourceSchema>;
@@ -196,20 +196,29 @@ export class FileSource implements Source {
   }
 
   /**
-   * Files renamed while sluice was stopped, or while it started. A checkpointed file that is not
-   * followed is looked for, by device and inode, in the same directory (where logrotate puts
-   * `app.log.1`); if its first bytes are still the ones checkpointed, it is finished from its
-   * checkpoint like a file rotated while running, whatever its new name. It runs before the scan,
-   * so an old file is finished before the new file under its name is found, and again after it,
-   * for a file renamed while the scan ran. Without it, the
-   * lines written between the last checkpoint and the rename would be lost whenever the new name is
-   * not matched by `paths`.
+   * Files an earlier run followed that the scan will not pick up. A checkpointed file still at the
+   * name it was checkpointed under, a name the globs do not match, is a rotated file that run was
+   * finishing when it stopped: it is finished. One no longer at its name was renamed while sluice
+   * was stopped or starting: it is looked for, by device and inode, in the same directory (where
+   * logrotate puts `app.log.1`) and finished, whatever its new name. Either way only if its first
+   * bytes are still the ones checkpointed. This runs before the scan, so an old file is finished
+   * before the new file under its name is found, and again after it (`last`), for a file renamed
+   * while the scan ran. Without it, the lines after the checkpoint would be lost whenever the
+   * file's name is not matched by `paths`.
    */
   private async finishMovedFiles(candidates: Map<string, FileCheckpoint>, last: boolean): Promise<void> {
     const gone = new Map<string, FileCheckpoint>();
     for (const [key, e] of candidates) {
+      if (this.stopped) return;
       const now = await statIdentity(e.path);
-      if (!now || identityKey(now) !== key) gone.set(key, e);
+      if (!now || identityKey(now) !== key) {
+        gone.set(key, e);
+        continue;
+      }
+      // Still at the name it was checkpointed under. A name the globs match is the scan's to
+      // follow; any other is a rotated file that an earlier run was finishing when it stopped.
+      if (this.matches(e.path) && !last) continue;
+      await this.resumeFile(e.path, now, e);
     }
     const dirs = new Set([...gone.values()].map((e) => path.dirname(e.path)));
     for (const dir of dirs) {
@@ -227,18 +236,32 @@ export class FileSource implements Source {
         const checkpoint = gone.get(key);
         if (!id || !checkpoint || this.tailers.has(key)) continue;
         gone.delete(key);
-        const tailer = await FileTailer.open(file, id, checkpoint, this.originOf(checkpoint.path), this.tailerOptions, true);
-        if (!tailer) continue; // the inode was reused by some other file
-        // Renamed to a name `paths` matches: followed as it is now, not finished as rotated.
-        tailer.rotated = !this.matches(file);
-        this.tailers.set(key, tailer);
-        this.ctx.logger.info({ file, was: checkpoint.path, offset: tailer.committed }, 'file was renamed while sluice was stopped or starting; finishing it');
-        void this.readTailer(tailer);
+        await this.resumeFile(file, id, checkpoint);
       }
     }
     for (const e of last ? gone.values() : []) {
       this.ctx.logger.warn({ file: e.path, offset: e.offset }, 'a followed file is gone since the last run (deleted, compressed or moved to another directory); anything written to it after the checkpoint was not read');
     }
+  }
+
+  /**
+   * Finishes a file found by its checkpoint's identity, from that checkpoint, if its first bytes are
+   * still the ones checkpointed (else the inode was reused by some other file, left alone). Under a
+   * name the globs match it is followed as it is now; under any other it is finished as rotated.
+   */
+  private async resumeFile(file: string, id: FileIdentity, checkpoint: FileCheckpoint): Promise<void> {
+    const key = identityKey(id);
+    if (this.tailers.has(key)) return;
+    const tailer = await FileTailer.open(file, id, checkpoint, this.originOf(checkpoint.path), this.tailerOptions, true);
+    if (!tailer) return;
+    if (this.stopped || this.tailers.has(key)) {
+      await tailer.close();
+      return;
+    }
+    tailer.rotated = !this.matches(file);
+    this.tailers.set(key, tailer);
+    this.ctx.logger.info({ file, was: checkpoint.path, offset: tailer.committed }, 'finishing a file an earlier run followed: renamed while sluice was stopped or starting, or not finished when it stopped');
+    void this.readTailer(tailer);
   }
 
   private deliver(records: LogRecord[]): Dispatch | undefined {
