@@ -177,6 +177,44 @@ pipelines:
     expect(new Set(lines).size).toBe(written);
   }, 120_000);
 
+  it('finishes, at the next start, a rotated file that the last run was still finishing when it stopped', async () => {
+    const { logs, out } = setup();
+    const app = path.join(logs, 'app.log');
+    let text = '';
+    for (let i = 0; i < 20_000; i++) text += `line ${i} ${'p'.repeat(150)}\n`;
+    writeFileSync(app, text);
+    // A destination that cannot be reached and a small queue: the file cannot be read to its end.
+    const blocked = `
+destinations:
+  f: { type: sluice, urls: ["ws://127.0.0.1:1"], token: "t", queue: { mode: reliable, max_size: 69632 } }
+`;
+    const draining = `
+destinations:
+  f: { type: file, path: "\${DIR}/out.log", exactly_once: true, queue: { mode: reliable, max_size: 69632 } }
+`;
+    const run = async (dest: string) => {
+      process.env.DIR = dir;
+      agent = await startAgent(yaml('').replace(/\ndestinations:\n.*\n/, dest));
+    };
+    await run(blocked);
+    await waitFor('the file followed', () => followed().length === 1);
+    renameSync(app, path.join(logs, 'app.log.1')); // a name the globs do not match
+    writeFileSync(app, 'after 1\n');
+    await waitFor('the rotation seen', () => followed().some((f) => f.rotated));
+    await agent!.stop();
+    // The next run finds the old file under its new name and goes on finishing it, and stops too.
+    await run(blocked);
+    await waitFor('the rotated file resumed', () => followed().some((f) => f.path.endsWith('app.log.1')));
+    await agent!.stop();
+    // The run after that must still finish it: its checkpoint now names it as app.log.1.
+    await run(draining);
+    await waitFor('every line', () => readLines(out).length >= 20_001, 30_000);
+    await sleep(300);
+    const lines = readLines(out);
+    expect(lines.length).toBe(20_001);
+    expect(new Set(lines).size).toBe(20_001);
+  }, 90_000);
+
   it('after a restart, leaves alone a file in the directory whose inode was checkpointed but whose first bytes changed', async () => {
     const { logs, out, app } = await readTwoLinesAndStop();
     const other = path.join(logs, 'other.txt');

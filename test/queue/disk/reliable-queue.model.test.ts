@@ -208,4 +208,36 @@ describe('ReliableQueue against a model, with kills and exact fits at the ring\'
       removeDir(dir);
     }
   });
+
+  it('keeps batches in order when one waits for room: a later batch never overtakes the rest of an earlier one', async () => {
+    const dir = tempDir();
+    try {
+      const q = await ReliableQueue.open('m', dir, { ...options(), full: 'block' });
+      let next = 0;
+      const batch = (n: number) => Array.from({ length: n }, () => recordOfFrame(next++, 256));
+      // 24 of 32 slots taken and handed out; then a batch of 30 fits only in part (8), and its rest
+      // needs room more than once; the next batch waits for room meanwhile, as the router does.
+      await q.push(batch(24));
+      const got = (await takeUpTo(q, 24)).map(idOf);
+      expect(got).toHaveLength(24);
+      const partial = q.push(batch(30));
+      // The next batch of the same source, held by the router until the full queue has room.
+      const next4 = batch(4);
+      const later = q.waitForSpace().then(() => q.push(next4));
+      // Room comes back a little at a time, as a destination acknowledges.
+      let acked = 0;
+      for (let round = 0; round < 50 && got.length < 58; round++) {
+        const n = Math.min(10, got.length - acked);
+        q.ack(n);
+        acked += n;
+        await sleep(5);
+        got.push(...(await takeUpTo(q, 100)).map(idOf));
+      }
+      await Promise.all([partial, later]);
+      expect(got).toEqual(Array.from({ length: 58 }, (_, i) => i));
+      await q.dispose();
+    } finally {
+      removeDir(dir);
+    }
+  });
 });
