@@ -25,7 +25,11 @@ export function seeded(seed: number): { next(): number; int(lo: number, hi: numb
   };
 }
 
-/** One sluice process (`sluice run`), killed and started again at will; its JSON log is kept. */
+/**
+ * One sluice process (`sluice run`), killed and started again at will; its JSON log is kept. One
+ * that exits on its own is started again half a second later, as systemd's Restart=on-failure does,
+ * and the exit is recorded.
+ */
 export class SluiceProcess {
   private child: ChildProcess | null = null;
   /** Every log line it wrote, across all its lives. */
@@ -36,6 +40,7 @@ export class SluiceProcess {
   /** Exits nobody asked for: the code or signal and the last lines it logged. */
   readonly crashes: string[] = [];
   private expectExit = false;
+  private restartTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly config: string) {}
 
@@ -44,6 +49,7 @@ export class SluiceProcess {
   }
 
   start(): void {
+    this.cancelRestart();
     const child = spawn(process.execPath, [cli, 'run', '-c', this.config], { stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr!.on('data', (d: Buffer) => {
       const text = this.partial + d.toString();
@@ -52,7 +58,13 @@ export class SluiceProcess {
       this.logLines.push(...lines);
     });
     child.once('exit', (code, signal) => {
-      if (!this.expectExit) this.crashes.push(`exit ${code ?? signal}: ${this.logLines.slice(-5).join(' | ').slice(0, 2000)} ${this.partial.slice(0, 2000)}`);
+      if (!this.expectExit) {
+        this.crashes.push(`exit ${code ?? signal}: ${this.logLines.slice(-3).join(' | ').slice(0, 2000)} ${this.partial.slice(0, 2000)}`);
+        this.restartTimer = setTimeout(() => {
+          this.restartTimer = null;
+          if (!this.running) this.start();
+        }, 500);
+      }
       this.expectExit = false;
     });
     this.child = child;
@@ -60,6 +72,7 @@ export class SluiceProcess {
   }
 
   async kill(): Promise<void> {
+    this.cancelRestart();
     const c = this.child;
     if (!c || !this.running) return;
     const exited = new Promise((r) => c.once('exit', r));
@@ -69,7 +82,13 @@ export class SluiceProcess {
     this.kills++;
   }
 
+  private cancelRestart(): void {
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+  }
+
   async stop(): Promise<void> {
+    this.cancelRestart();
     const c = this.child;
     if (!c || !this.running) return;
     const exited = new Promise((r) => c.once('exit', r));

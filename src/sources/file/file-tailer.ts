@@ -167,9 +167,11 @@ export class FileTailer {
   private async readLoop(): Promise<void> {
     do {
       this.again = false;
-      await this.checkTruncation();
       for (;;) {
         if (this.closed) return;
+        // Before every chunk, not once a pass: a read that waited on a full queue may come back to
+        // a file that was cut (copytruncate) and has grown past this offset again meanwhile.
+        await this.checkTruncation();
         // Size the buffer to what is there: queued lines keep their read buffer alive.
         const want = Math.min(READ_SIZE, (await this.handle.stat()).size - this.readOffset);
         if (want <= 0) break;

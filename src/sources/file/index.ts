@@ -164,9 +164,10 @@ export class FileSource implements Source {
     this.tailers.set(key, tailer);
     this.store.set(key, tailer.checkpoint());
     this.ctx.logger.info({ file, offset: tailer.committed, resumed: checkpoint !== null && tailer.committed > 0 }, 'following file');
-    // Rotation: the old file is finished first, then the new one is read.
-    if (after) await after.read().catch(() => undefined);
-    void this.readTailer(tailer);
+    // Rotation: the old file is finished first, then the new one is read. Not awaited: the old
+    // file's read may wait a long time on a full queue, and while this follow is under way its
+    // name is `opening`, so a further rotation of that name would not be followed.
+    void (after ? after.read().catch(() => undefined) : Promise.resolve()).then(() => this.readTailer(tailer));
     return true;
   }
 
@@ -296,11 +297,13 @@ export class FileSource implements Source {
     for (const [key, t] of [...this.tailers]) {
       if (!t.rotated) {
         const now = await statIdentity(t.path);
-        if (!now || identityKey(now) !== key) {
+        // A follow of this name is under way (a file that just appeared): look again at the next poll.
+        const busy = now !== null && this.opening.has(t.path);
+        if ((!now || identityKey(now) !== key) && !busy) {
           t.rotated = true;
           t.lastActivity = Date.now();
           this.ctx.logger.info({ file: t.path }, 'file was rotated or removed; finishing the old file');
-          if (now && this.matches(t.path) && !this.opening.has(t.path)) {
+          if (now && this.matches(t.path)) {
             const file = t.path;
             const work = this.follow(file, false, t).finally(() => this.opening.delete(file));
             this.opening.set(file, work);
