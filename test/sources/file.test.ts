@@ -65,6 +65,14 @@ pipelines:
     return { logs, out, app };
   }
 
+  function checkpointsHave(ino: string): boolean {
+    try {
+      return checkpoints().files.some((f) => f.ino === ino);
+    } catch {
+      return false;
+    }
+  }
+
   function checkpoints(): Checkpoints {
     return JSON.parse(readFileSync(path.join(dir, 'state/checkpoints/app.json'), 'utf8')) as Checkpoints;
   }
@@ -214,6 +222,25 @@ destinations:
     expect(lines.length).toBe(20_001);
     expect(new Set(lines).size).toBe(20_001);
   }, 90_000);
+
+  it('follows every new file under a followed name while an older one is still being finished behind a full queue', async () => {
+    const { logs } = setup();
+    const app = path.join(logs, 'app.log');
+    writeFileSync(app, `${'x'.repeat(150)}\n`.repeat(20_000));
+    process.env.DIR = dir;
+    // A destination that cannot be reached and a small queue: the first file cannot be finished.
+    agent = await startAgent(
+      yaml('').replace(/\ndestinations:\n.*\n/, '\ndestinations:\n  f: { type: sluice, urls: ["ws://127.0.0.1:1"], token: "t", queue: { mode: reliable, max_size: 69632 } }\n'),
+    );
+    await waitFor('the file followed', () => followed().length === 1);
+    const inode = (f: string) => String(statSync(f).ino);
+    for (let i = 1; i <= 3; i++) {
+      renameSync(app, path.join(logs, `app.log.${i}`));
+      writeFileSync(app, `new ${i}\n`);
+      const ino = inode(app);
+      await waitFor(`file ${i + 1} followed`, () => (agent!.sources.get('app') as FileSource).followed().some((f) => f.path === app && !f.rotated) && checkpointsHave(ino), 5000);
+    }
+  }, 60_000);
 
   it('after a restart, leaves alone a file in the directory whose inode was checkpointed but whose first bytes changed', async () => {
     const { logs, out, app } = await readTwoLinesAndStop();
