@@ -193,6 +193,49 @@ pipelines:
     }
   });
 
+  it('counts as replayed every record sent again, also when a reconnect in between fails before sending', async () => {
+    dir = tempDir();
+    const got: string[] = [];
+    let connections = 0;
+    // First session: no answers at all (response_timeout ends it with every message in flight).
+    // Second: the connection is cut before the open is answered. Third: everything answered.
+    const srv = await relpTestServer((socket) => {
+      const n = ++connections;
+      if (n === 2) socket.destroy();
+      return {
+        syslog(txnr, data) {
+          if (n >= 3) {
+            got.push(data);
+            socket.write(relpFrame(txnr, 'rsp', '200 OK'));
+          }
+        },
+      };
+    });
+    try {
+      agent = await startAgent(`
+state_dir: ${dir}/state
+shutdown_timeout: 200ms
+admin: { enabled: false }
+sources:
+  in: { type: syslog_tcp, address: "127.0.0.1:0" }
+destinations:
+  r: { type: relp, address: "127.0.0.1:${srv.port}", window: 64, response_timeout: 300ms, backoff: { initial: 10ms, max: 20ms } }
+pipelines:
+  p: { from: [in], to: [r] }
+`);
+      const s = net.connect(portOf(agent, 'in'), '127.0.0.1');
+      s.end(Array.from({ length: 20 }, (_, i) => `<13>1 - h app - - - again ${i}\n`).join(''));
+      await waitFor('every message answered', () => got.length === 20 && agent!.stats().destinations.r!.queue.records === 0, 10_000);
+      const st = agent.stats().destinations.r!;
+      expect(connections).toBeGreaterThanOrEqual(3);
+      expect(st.delivered).toBe(20);
+      expect(st.sent).toBe(40);
+      expect(st.replayed).toBe(20);
+    } finally {
+      srv.close();
+    }
+  });
+
   it('refills a full window in worthwhile writes, not one message per answer', async () => {
     dir = tempDir();
     const srv = await oneAnswerAtATime();
