@@ -100,6 +100,11 @@ pipelines:
     // The batches whose write failed before the latch are counted, not silently gone.
     expect(q.dropped.write_failed).toBeGreaterThan(0);
     expect(q.pushed - q.dropped.write_failed!).toBe(q.records);
+    // Counted once, where the records were lost: the TCP source that cannot send them again says
+    // so too, and everything it received is either in the queue or counted lost.
+    const src = agent.stats().sources.in!;
+    expect(src.dropped.write_failed).toBe(q.dropped.write_failed);
+    expect(src.received).toBe(q.records + q.dropped.write_failed!);
     await agent.stop();
     agent = undefined;
     // Whatever was committed is intact on disk.
