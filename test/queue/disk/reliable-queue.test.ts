@@ -248,6 +248,41 @@ describe('ReliableQueue', () => {
 
 void waitFor;
 
+describe('ReliableQueue, what a damaged file lost is what is counted', () => {
+  let dir: string;
+  afterEach(() => removeDir(dir));
+
+  it('counts, record for record, what a file cut short lost: inside the header area, and inside the records', async () => {
+    dir = tempDir();
+    const seed = await ReliableQueue.open('out', dir, opts({ maxSize: 1 << 20 }));
+    await seed.push(Array.from({ length: 500 }, (_, i) => rec(i)));
+    const acked = await takeAll(seed, 20);
+    seed.ack(acked.length);
+    await seed.dispose();
+    const pristine = readFileSync(path.join(dir, QUEUE_FILE));
+    // Cut after both header slots but before the records; then at seeded places inside the records.
+    let x = 7;
+    const cuts = [700, 4096, ...Array.from({ length: 6 }, () => 4096 + ((x = (x * 48271) % 2147483647) % 20_000))];
+    for (const cut of cuts) {
+      const d = tempDir();
+      try {
+        writeFileSync(path.join(d, QUEUE_FILE), pristine.subarray(0, cut));
+        const q = await ReliableQueue.open('out', d, opts({ maxSize: 1 << 20 }));
+        const got = (await takeAvailable(q)).map((r) => r.raw.toString());
+        const c = q.stats().corruption;
+        expect(c.rotated, `cut at ${cut}`).toBe(1);
+        // 480 records were unacknowledged: each is either handed out now or counted lost.
+        expect(got.length + c.lostRecords, `cut at ${cut}`).toBe(480);
+        if (cut <= 4096) expect(c.lostRecords).toBe(480);
+        else expect(c.lostBytes).toBeGreaterThan(0);
+        await q.dispose();
+      } finally {
+        removeDir(d);
+      }
+    }
+  });
+});
+
 describe('ReliableQueue, corruption found while running', () => {
   let dir: string;
   afterEach(() => removeDir(dir));
