@@ -519,7 +519,7 @@ export class RingFile {
   }
 
   /**
-   * An empty ring whose emptiness is on disk moves its head and tail to the start of the next lap,
+   * An empty ring moves its head and tail to the start of the next lap,
    * so the next record goes to offset 0 of the data region instead of where the last one ended.
    * Space near the start has been written before: a sparse file on a full disk takes records again
    * there once it has drained, where growing into the holes further on fails. Done only inside a
@@ -529,7 +529,9 @@ export class RingFile {
    */
   private restartLap(): void {
     const empty = this.head === this.tail && this.headSeq === this.tailSeq;
-    const settled = this.tail === this.syncedTail && this.head === this.durableHead && this.unwrittenBytes === 0 && !this.writeError;
+    // Nothing appended since the last sync. The acknowledgements need not be on disk yet: the header
+    // this sync writes makes them durable together with the move.
+    const settled = this.tail === this.syncedTail && this.unwrittenBytes === 0 && !this.writeError;
     if (!empty || !settled || this.tail % this.capacity === 0) return;
     this.tail = this.head = this.tail + this.capacity - (this.tail % this.capacity);
   }

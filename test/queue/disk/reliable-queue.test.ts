@@ -283,6 +283,32 @@ describe('ReliableQueue, what a damaged file lost is what is counted', () => {
   });
 });
 
+describe('ReliableQueue on a full disk', () => {
+  it('takes records again once it has drained, while the disk stays full (into blocks its file already holds)', async () => {
+    const fs = tempDir();
+    const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', fs], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`mount failed (this test needs root): ${r.stderr}`);
+    try {
+      const q = await ReliableQueue.open('out', path.join(fs, 'q'), opts({ maxSize: 1 << 20, sync: 'always' }));
+      const big = (i: number) => new LogRecord(Buffer.from(`<13>message ${i} ${'z'.repeat(900)}`), 0, origin);
+      // 300 KB written (the file's first blocks), all delivered.
+      await q.push(Array.from({ length: 300 }, (_, i) => big(i)));
+      q.ack((await takeAll(q, 300)).length);
+      await new Promise((res) => setTimeout(res, 50));
+      // Fill what is left of the disk.
+      spawnSync('dd', ['if=/dev/zero', `of=${path.join(fs, 'filler')}`, 'bs=64k'], { encoding: 'utf8' });
+      // Still full: the next records go to the start of the file, which it already holds.
+      await q.push(Array.from({ length: 50 }, (_, i) => big(1000 + i)));
+      const again = await takeAll(q, 50);
+      expect(again.map((x) => x.raw.toString().split(' ')[1])).toEqual(Array.from({ length: 50 }, (_, i) => String(1000 + i)));
+      await q.dispose();
+    } finally {
+      spawnSync('umount', ['-l', fs]);
+      removeDir(fs);
+    }
+  });
+});
+
 describe('ReliableQueue, corruption found while running', () => {
   let dir: string;
   afterEach(() => removeDir(dir));
