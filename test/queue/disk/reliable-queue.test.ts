@@ -283,6 +283,36 @@ describe('ReliableQueue, what a damaged file lost is what is counted', () => {
   });
 });
 
+describe('ReliableQueue ring id', () => {
+  let dir: string;
+  afterEach(() => removeDir(dir));
+
+  it('takes its ring id from the file\'s header: a salvaged file never goes by the old id, whatever queue.json says', async () => {
+    dir = tempDir();
+    const q1 = await ReliableQueue.open('out', dir, opts());
+    await q1.push(Array.from({ length: 10 }, (_, i) => rec(i)));
+    const oldId = q1.durableId;
+    await q1.dispose();
+    // Damage both header slots: the next open rotates the file and salvages its records.
+    const file = path.join(dir, QUEUE_FILE);
+    const b = readFileSync(file);
+    b.fill(0xab, 0, 1024);
+    writeFileSync(file, b);
+    const q2 = await ReliableQueue.open('out', dir, opts());
+    const newId = q2.durableId;
+    expect(newId).not.toBe(oldId);
+    expect(newId).toMatch(/^[0-9a-f-]{36}$/);
+    await q2.dispose();
+    // A crash between the renames and the queue.json write leaves the old id there.
+    const meta = path.join(dir, 'queue.json');
+    writeFileSync(meta, readFileSync(meta, 'utf8').replace(newId, oldId));
+    const q3 = await ReliableQueue.open('out', dir, opts());
+    expect(q3.durableId).toBe(newId);
+    expect((await takeAll(q3, 10)).map((r) => r.raw.toString())).toEqual(Array.from({ length: 10 }, (_, i) => `<13>message ${i}`));
+    await q3.dispose();
+  });
+});
+
 describe('ReliableQueue on a full disk', () => {
   it('takes records again once it has drained, while the disk stays full (into blocks its file already holds)', async () => {
     const fs = tempDir();
