@@ -148,8 +148,10 @@ pipelines:
     const writer = (async () => {
       while (writing) {
         if (!paused) {
+          // Bursts, about 1,700 lines a second on average: what the tiny queue can ship, so that a
+          // run of minutes ends with a backlog it can drain, not hours of it.
           let text = '';
-          const n = rng.int(1, 300);
+          const n = rng.int(1, 100);
           for (let k = 0; k < n; k++) text += line();
           try {
             appendFileSync(app, text);
@@ -157,7 +159,7 @@ pipelines:
             written -= n; // not written (cannot happen on this disk, but never count a line that is not there)
           }
         }
-        await sleep(rng.int(1, 15));
+        await sleep(rng.int(10, 50));
       }
     })();
     const deadline = Date.now() + SECONDS * 1000;
