@@ -155,6 +155,21 @@ async function nagleAnswers(delayedAckMs: number) {
   return { ...server, got, timerReleases: () => timerReleases };
 }
 
+/** An agent that takes syslog over TCP and sends it to a RELP destination at `port` with `options`. */
+function startRelpAgent(dir: string, port: number, options: string): Promise<Agent> {
+  return startAgent(`
+state_dir: ${dir}/state
+shutdown_timeout: 200ms
+admin: { enabled: false }
+sources:
+  in: { type: syslog_tcp, address: "127.0.0.1:0" }
+destinations:
+  r: { type: relp, address: "127.0.0.1:${port}", ${options} }
+pipelines:
+  p: { from: [in], to: [r] }
+`);
+}
+
 describe('RELP destination', () => {
   let dir: string;
   let agent: Agent | undefined;
@@ -168,17 +183,7 @@ describe('RELP destination', () => {
     dir = tempDir();
     const srv = await picky(3);
     try {
-      agent = await startAgent(`
-state_dir: ${dir}/state
-shutdown_timeout: 200ms
-admin: { enabled: false }
-sources:
-  in: { type: syslog_tcp, address: "127.0.0.1:0" }
-destinations:
-  r: { type: relp, address: "127.0.0.1:${srv.port}", window: 4, backoff: { initial: 10ms, max: 50ms } }
-pipelines:
-  p: { from: [in], to: [r] }
-`);
+      agent = await startRelpAgent(dir, srv.port, 'window: 4, backoff: { initial: 10ms, max: 50ms }');
       const s = net.connect(portOf(agent, 'in'), '127.0.0.1');
       s.end(Array.from({ length: 20 }, (_, i) => `<13>1 - h app - - - picky ${i}\n`).join(''));
       await waitFor('every message accepted', () => new Set(srv.got).size === 20 && agent!.stats().destinations.r!.queue.records === 0, 10_000);
@@ -212,17 +217,7 @@ pipelines:
       };
     });
     try {
-      agent = await startAgent(`
-state_dir: ${dir}/state
-shutdown_timeout: 200ms
-admin: { enabled: false }
-sources:
-  in: { type: syslog_tcp, address: "127.0.0.1:0" }
-destinations:
-  r: { type: relp, address: "127.0.0.1:${srv.port}", window: 64, response_timeout: 300ms, backoff: { initial: 10ms, max: 20ms } }
-pipelines:
-  p: { from: [in], to: [r] }
-`);
+      agent = await startRelpAgent(dir, srv.port, 'window: 64, response_timeout: 300ms, backoff: { initial: 10ms, max: 20ms }');
       const s = net.connect(portOf(agent, 'in'), '127.0.0.1');
       s.end(Array.from({ length: 20 }, (_, i) => `<13>1 - h app - - - again ${i}\n`).join(''));
       await waitFor('every message answered', () => got.length === 20 && agent!.stats().destinations.r!.queue.records === 0, 10_000);

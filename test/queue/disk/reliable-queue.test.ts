@@ -248,7 +248,7 @@ describe('ReliableQueue', () => {
 
 void waitFor;
 
-describe('ReliableQueue, what a damaged file lost is what is counted', () => {
+describe('ReliableQueue, damaged files: what is counted lost, and the ring id', () => {
   let dir: string;
   afterEach(() => removeDir(dir));
 
@@ -281,11 +281,6 @@ describe('ReliableQueue, what a damaged file lost is what is counted', () => {
       }
     }
   });
-});
-
-describe('ReliableQueue ring id', () => {
-  let dir: string;
-  afterEach(() => removeDir(dir));
 
   it('takes its ring id from the file\'s header: a salvaged file never goes by the old id, whatever queue.json says', async () => {
     dir = tempDir();
