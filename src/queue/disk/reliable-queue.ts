@@ -403,13 +403,19 @@ export class ReliableQueue implements DestinationQueue {
         let release!: () => void;
         const gate = new Promise<void>((r) => (release = r));
         this.waitingRest = gate;
-        const restCommitted = this.waitForSpace().then(() => {
-          if (this.waitingRest === gate) this.waitingRest = null;
-          const c = this.push(rest); // appended now (or waiting again, holding the ones behind)
-          release();
-          return c;
-        });
-        return Promise.all([done, restCommitted]).then(() => undefined);
+        return (async () => {
+          let c: Promise<void> | undefined;
+          try {
+            await this.waitForSpace();
+            await done; // when the part written failed, the rest is not appended: the producer hears of the whole batch
+            this.waitingRest = null;
+            c = this.push(rest); // appended now (or waiting again, behind a gate of its own)
+          } finally {
+            if (this.waitingRest === gate) this.waitingRest = null;
+            release();
+          }
+          await c;
+        })();
       }
       if (this.fullPolicy === 'drop_oldest' && this.inFlightEnds.length === this.inFlightHead) {
         const done = this.commitPromise(written > 0);
