@@ -242,6 +242,29 @@ destinations:
     }
   }, 60_000);
 
+  it('does not let a rotated file go (and its checkpoint with it) while lines read from it still wait for their commit', async () => {
+    const { logs, out } = setup();
+    const app = path.join(logs, 'app.log');
+    // One read's worth (under 256 KiB), more than the small queue holds: once read, the file is at
+    // its end while most of its lines still wait for room, uncommitted.
+    writeFileSync(app, Array.from({ length: 1200 }, (_, i) => `line ${i} ${'p'.repeat(150)}\n`).join(''));
+    const blocked = '\ndestinations:\n  f: { type: sluice, urls: ["ws://127.0.0.1:1"], token: "t", queue: { mode: reliable, max_size: 69632 } }\n';
+    const draining = '\ndestinations:\n  f: { type: file, path: "\${DIR}/out.log", exactly_once: true, queue: { mode: reliable, max_size: 69632 } }\n';
+    process.env.DIR = dir;
+    agent = await startAgent(yaml('').replace(/\ndestinations:\n.*\n/, blocked));
+    await waitFor('the file followed', () => followed().length === 1);
+    renameSync(app, path.join(logs, 'app.log.1'));
+    writeFileSync(app, 'after\n');
+    // Longer than a rotated file is kept open once read to its end (5 s).
+    await sleep(6500);
+    expect(followed().some((f) => f.path === app && f.rotated && f.committed < 1200 * 160)).toBe(true);
+    await agent!.stop();
+    agent = await startAgent(yaml('').replace(/\ndestinations:\n.*\n/, draining));
+    await waitFor('every line', () => readLines(out).length >= 1201, 20_000);
+    await sleep(300);
+    expect(new Set(readLines(out)).size).toBe(1201);
+  }, 60_000);
+
   it('after a restart, leaves alone a file in the directory whose inode was checkpointed but whose first bytes changed', async () => {
     const { logs, out, app } = await readTwoLinesAndStop();
     const other = path.join(logs, 'other.txt');

@@ -287,11 +287,15 @@ export class FileTailer {
     this.fingerprint = await fingerprintOf(this.handle);
   }
 
-  /** True once everything in the file has been read. */
+  /**
+   * True once everything in the file has been read and committed: a rotated file let go before its
+   * last lines are committed would take its checkpoint with it, and a stop or a failed write then
+   * loses those lines.
+   */
   async atEnd(): Promise<boolean> {
     if (this.closed) return true;
     const s = await this.handle.stat();
-    return s.size <= this.readOffset && this.reading === null;
+    return s.size <= this.readOffset && this.reading === null && this.commits.length === 0;
   }
 
   checkpoint(): FileCheckpoint {
