@@ -36,6 +36,8 @@ export class FileSource implements Source {
   private stopped = false;
   private polling = false;
   private readonly opening = new Map<string, Promise<void>>(); // by path
+  /** Followed names whose file went away with no new one in its place yet: each poll looks for one. */
+  private readonly vanished = new Set<string>();
   private readonly rotateWait: number;
   private readonly tailerOptions: TailerOptions;
 
@@ -122,7 +124,15 @@ export class FileSource implements Source {
   }
 
   private onChange(p: string): void {
-    for (const t of this.tailers.values()) if (t.path === p) void this.readTailer(t);
+    let current = false;
+    for (const t of this.tailers.values()) {
+      if (t.path !== p) continue;
+      current ||= !t.rotated;
+      void this.readTailer(t);
+    }
+    // A name whose file was renamed away and created again at once: chokidar reports that as a
+    // change of the name, not an add, so the new file is followed from here.
+    if (!current && this.initialScanDone) this.onAdd(p);
   }
 
   /** Follows the file at `file`; when its name moves on to another file while it is opened, follows that one. */
@@ -294,12 +304,19 @@ export class FileSource implements Source {
   }
 
   private async pollOnce(): Promise<void> {
+    for (const p of [...this.vanished]) {
+      if (this.opening.has(p) || !(await statIdentity(p))) continue;
+      this.vanished.delete(p);
+      this.onAdd(p);
+    }
     for (const [key, t] of [...this.tailers]) {
       if (!t.rotated) {
         const now = await statIdentity(t.path);
         // A follow of this name is under way (a file that just appeared): look again at the next poll.
         const busy = now !== null && this.opening.has(t.path);
         if ((!now || identityKey(now) !== key) && !busy) {
+          // Gone from its name (renamed, and no new file there yet): the name is looked at again.
+          if (!now && this.matches(t.path)) this.vanished.add(t.path);
           t.rotated = true;
           t.lastActivity = Date.now();
           this.ctx.logger.info({ file: t.path }, 'file was rotated or removed; finishing the old file');
