@@ -236,17 +236,7 @@ describe('RELP destination', () => {
     const srv = await oneAnswerAtATime();
     const N = 3000;
     try {
-      agent = await startAgent(`
-state_dir: ${dir}/state
-shutdown_timeout: 200ms
-admin: { enabled: false }
-sources:
-  in: { type: syslog_tcp, address: "127.0.0.1:0" }
-destinations:
-  r: { type: relp, address: "127.0.0.1:${srv.port}", window: 128 }
-pipelines:
-  p: { from: [in], to: [r] }
-`);
+      agent = await startRelpAgent(dir, srv.port, 'window: 128');
       const s = net.connect(portOf(agent, 'in'), '127.0.0.1');
       s.end(Array.from({ length: N }, (_, i) => `<13>1 - h app - - - refill ${i}\n`).join(''));
       await waitFor('every message answered', () => agent!.stats().destinations.r!.delivered === N, 20_000);
@@ -265,17 +255,7 @@ pipelines:
     const srv = await nagleAnswers(500);
     const N = 6000;
     try {
-      agent = await startAgent(`
-state_dir: ${dir}/state
-shutdown_timeout: 200ms
-admin: { enabled: false }
-sources:
-  in: { type: syslog_tcp, address: "127.0.0.1:0" }
-destinations:
-  r: { type: relp, address: "127.0.0.1:${srv.port}", window: 1024, response_timeout: 60s }
-pipelines:
-  p: { from: [in], to: [r] }
-`);
+      agent = await startRelpAgent(dir, srv.port, 'window: 1024, response_timeout: 60s');
       const s = net.connect(portOf(agent, 'in'), '127.0.0.1');
       s.end(Array.from({ length: N }, (_, i) => `<13>1 - h app - - - held ${i}\n`).join(''));
       await waitFor('every message answered', () => agent!.stats().destinations.r!.delivered === N, 20_000);
