@@ -65,6 +65,12 @@ function ranges(xs: number[]): string[] {
   return out;
 }
 
+/** The events logged within 5,000 lines of the first missing one (each is `event@lines written`). */
+function nearLoss(events: string[], first: number | undefined): string[] {
+  if (first === undefined) return [];
+  return events.filter((e) => Math.abs(Number(e.split('@')[1]) - first) < 5000);
+}
+
 async function run(s: Scenario, seed: number): Promise<Figures> {
   const rng = seeded(seed);
   const dir = tempDir('sluice-torture-');
@@ -243,7 +249,7 @@ pipelines:
     figures.duplicates = [...seen.values()].filter((c) => c > 1).length;
     figures.lostCounted = agent.logged(/queue file is corrupt/).reduce((sum, o) => sum + (typeof o.records_lost === 'number' ? o.records_lost : 0), 0);
     const unknown = agent.logged(/queue file is corrupt/).filter((o) => typeof o.records_lost !== 'number').length;
-    const report = { scenario: s.name, seed, ...figures, unknownLoss: unknown, crashes: agent.crashes.length + central.crashes.length, firstMissing: unexplained.slice(0, 10), seen: seen.size, ranges: ranges(unexplained), events: eventLog.slice(0, 30), warn: [...agent.logLines, ...central.logLines].filter((l) => /"level":(40|50)/.test(l) && !/ECONNREFUSED|1006/.test(l)).slice(0, 8).map((l) => l.slice(0, 400)) };
+    const report = { scenario: s.name, seed, ...figures, unknownLoss: unknown, crashes: agent.crashes.length + central.crashes.length, firstMissing: unexplained.slice(0, 10), seen: seen.size, ranges: ranges(unexplained), events: eventLog.slice(0, 30), eventsNearLoss: nearLoss(eventLog, unexplained[0]), warn: [...agent.logLines, ...central.logLines].filter((l) => /"level":(40|50)/.test(l) && !/ECONNREFUSED|1006/.test(l)).slice(0, 8).map((l) => l.slice(0, 400)) };
     console.log(`torture ${JSON.stringify(report)}`);
     // Neither process died on its own, but for an agent that could not start on a full disk.
     expect([...agent.crashes, ...central.crashes].filter((c) => !(s.tmpfs && /cannot start.*ENOSPC|ENOSPC.*cannot start/.test(c))), JSON.stringify(report)).toEqual([]);
