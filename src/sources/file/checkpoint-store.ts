@@ -11,6 +11,11 @@ export interface FileCheckpoint {
   fingerprint_bytes: number;
   /** Byte offset just past the last line every queue has accepted. */
   offset: number;
+  /**
+   * The file's birth time (ms), where the filesystem keeps one: with the same device and inode, the
+   * same birth time is the same file, even when its first bytes changed (copytruncate).
+   */
+  birth?: number;
 }
 
 interface CheckpointFile {

@@ -62,6 +62,8 @@ export class FileTailer {
   /** Offset just past the last line that every queue accepted: what the checkpoint records. */
   committed: number;
   fingerprint = { crc: '', bytes: 0 };
+  /** Birth time (ms) of the file; 0 where the filesystem keeps none. */
+  birth = 0;
   /** The path no longer names this file (renamed or deleted): finish it, then close. */
   rotated = false;
   /** When the file last grew, or when it was last read to its end after rotation. */
@@ -128,22 +130,28 @@ export class FileTailer {
       return null;
     }
     const size = Number(s.size);
+    const birth = Number(s.birthtimeMs);
     const fp = await fingerprintOf(handle);
     let offset = 0;
     let resumes = false;
+    let sameFile = false;
     if (start === 'end') offset = size;
     else if (start !== null && start !== 'beginning') {
       // Resume only where the first bytes are still the ones we saw: else the inode was reused.
       const now = await fingerprintOf(handle, start.fingerprint_bytes);
       resumes = now.crc === start.fingerprint && now.bytes === start.fingerprint_bytes && size >= start.offset;
       if (resumes) offset = start.offset;
+      // Other first bytes but the same birth: the file was cut (copytruncate) and written again, not
+      // replaced by another one on a reused inode. Read from its start, as a truncation seen live.
+      sameFile = birth > 0 && start.birth === birth;
     }
-    if (onlyToResume && !resumes) {
+    if (onlyToResume && !resumes && !sameFile) {
       await handle.close();
       return null;
     }
     const t = new FileTailer(file, id, handle, offset, origin, options);
     t.fingerprint = fp;
+    t.birth = birth;
     return t;
   }
 
@@ -306,6 +314,7 @@ export class FileTailer {
       fingerprint: this.fingerprint.crc,
       fingerprint_bytes: this.fingerprint.bytes,
       offset: this.committed,
+      ...(this.birth > 0 ? { birth: this.birth } : {}),
     };
   }
 
