@@ -130,18 +130,23 @@ function newestSlot(slots: (RingHeader | string)[]): number {
   return best;
 }
 
+/** Both header slots, each decoded or the reason it is not usable (a short file reads short slots). */
+function readSlots(file: QueueFile): Promise<(RingHeader | string)[]> {
+  return Promise.all(
+    SLOT_OFFSETS.map(async (off) => {
+      const b = Buffer.alloc(SLOT_SIZE);
+      const n = await file.read(b, 0, SLOT_SIZE, off);
+      return decodeHeader(b.subarray(0, n));
+    }),
+  );
+}
+
 /**
  * The newest readable header slot of a file, whatever the file's size and whether its heads make
  * sense: what the file held before it was damaged, so that salvage can say how much was lost.
  */
 export async function readNewestHeader(file: QueueFile): Promise<RingHeader | null> {
-  const slots = await Promise.all(
-    SLOT_OFFSETS.map(async (off) => {
-      const b = Buffer.alloc(SLOT_SIZE);
-      const n = await file.read(b, 0, SLOT_SIZE, off).catch(() => 0);
-      return decodeHeader(b.subarray(0, n));
-    }),
-  );
+  const slots = await readSlots(file).catch(() => []);
   const best = newestSlot(slots);
   return best < 0 ? null : (slots[best] as RingHeader);
 }
@@ -281,13 +286,7 @@ export class RingFile {
     if (size < DATA_START + options.capacity) {
       throw new QueueCorruptError(`file is ${size} bytes, shorter than its ring (${DATA_START + options.capacity})`, 0);
     }
-    const slots = await Promise.all(
-      SLOT_OFFSETS.map(async (off) => {
-        const b = Buffer.alloc(SLOT_SIZE);
-        const n = await file.read(b, 0, SLOT_SIZE, off);
-        return decodeHeader(b.subarray(0, n));
-      }),
-    );
+    const slots = await readSlots(file);
     const best = newestSlot(slots);
     if (best < 0) throw new QueueCorruptError(`no valid header (slot 0: ${slots[0] as string}; slot 1: ${slots[1] as string})`, 0);
     const h = slots[best] as RingHeader;
