@@ -71,32 +71,33 @@ export class SluiceProcess {
     this.starts++;
   }
 
+  /** SIGKILL, as a crash or power loss would. */
   async kill(): Promise<void> {
+    if (await this.end('SIGKILL')) this.kills++;
+  }
+
+  /** SIGTERM: a clean shutdown (SIGKILL after 20 s). */
+  async stop(): Promise<void> {
+    await this.end('SIGTERM');
+  }
+
+  /** Sends `signal` and waits for the exit; false when nothing was running. */
+  private async end(signal: NodeJS.Signals): Promise<boolean> {
     this.cancelRestart();
     const c = this.child;
-    if (!c || !this.running) return;
+    if (!c || !this.running) return false;
     const exited = new Promise((r) => c.once('exit', r));
     this.expectExit = true;
-    c.kill('SIGKILL');
+    c.kill(signal);
+    const t = signal === 'SIGKILL' ? undefined : setTimeout(() => c.kill('SIGKILL'), 20_000);
     await exited;
-    this.kills++;
+    clearTimeout(t);
+    return true;
   }
 
   private cancelRestart(): void {
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = null;
-  }
-
-  async stop(): Promise<void> {
-    this.cancelRestart();
-    const c = this.child;
-    if (!c || !this.running) return;
-    const exited = new Promise((r) => c.once('exit', r));
-    this.expectExit = true;
-    c.kill('SIGTERM');
-    const t = setTimeout(() => c.kill('SIGKILL'), 20_000);
-    await exited;
-    clearTimeout(t);
   }
 
   /** Log entries (parsed JSON) whose message matches. */
