@@ -12,10 +12,10 @@ import { countLines, mountTmpfs, seeded, settle, SluiceProcess, unmount } from '
 // each at the central exactly once, and every missing line one that a damaged queue file lost and
 // the agent counted (records_lost) or that copytruncate cut before the agent read it.
 //
-// `npm test` runs each scenario for a few seconds; `npm run torture` for minutes
+// `npm run torture` runs each scenario for minutes; without TORTURE_SECONDS, a few seconds each
 // (TORTURE_SECONDS per scenario, SEED to repeat a run).
 
-// npm test: a few seconds a scenario, one fixed seed (SEED= to vary it); npm run torture: minutes, a new seed each run.
+// Without TORTURE_SECONDS: 5 s a scenario and one fixed seed (SEED= to vary it); npm run torture: minutes, a new seed each run.
 const SECONDS = Number(process.env.TORTURE_SECONDS ?? 5);
 const SEED = Number(process.env.SEED ?? (process.env.TORTURE_SECONDS ? Math.floor(Math.random() * 2 ** 31) : 20261129));
 const TOKEN = 'torture-token-0123456789abcdef';
