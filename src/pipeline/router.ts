@@ -135,14 +135,16 @@ export class Router {
           continue;
         }
         q.countStall();
+        // The commit travels in a box: returned bare, it would be adopted, and `accepted` would
+        // wait for the fsync and reject when the write failed (a source then skipped the batch).
         const pushed = this.waitForRoom(source, route, wait).then((room) => {
-          if (room) return this.countFailedCommit(q.push(batch), q, batch.length, stats, wait);
+          if (room) return { commit: this.countFailedCommit(q.push(batch), q, batch.length, stats, wait) };
           q.countDrop('block_timeout', batch.length);
           countDrop(stats.dropped, 'block_timeout', batch.length);
-          return undefined;
+          return { commit: undefined };
         });
         (accepted ??= []).push(pushed);
-        (committed ??= []).push(pushed.then((c) => c));
+        (committed ??= []).push(pushed.then(unbox));
       } else {
         if (wait === 'no' && q.overloaded()) {
           // The disk has stalled and this source cannot wait: drop, counted, rather than fill memory.
@@ -217,6 +219,10 @@ export class Router {
 // Module-level, not closures in dispatch: a closure there would keep the batch alive until its commit.
 function ignore(): undefined {
   return undefined;
+}
+
+function unbox(b: { commit: Promise<void> | undefined }): Promise<void> | undefined {
+  return b.commit;
 }
 
 function allDone(ps: Promise<unknown>[] | undefined): Promise<void> | undefined {

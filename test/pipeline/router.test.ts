@@ -110,6 +110,25 @@ describe('Router', () => {
     expect(raw(q)).toEqual(['<13>3']);
   });
 
+  it('after waiting for room, tells taken from durable: a batch whose write then fails is accepted, and only its commit fails', async () => {
+    const { router, queues } = build('  p: { from: [s], to: [a] }', ['a'], 'block', 2);
+    const q = queues.get('a')!;
+    router.dispatch('s', recs('<13>1', '<13>2'), stats, 'keep_waiting');
+    // From here on, every batch is taken and then its write fails (a full disk).
+    const push = q.push.bind(q);
+    (q as { push: (batch: LogRecord[]) => Promise<void> | undefined }).push = (batch) => {
+      push(batch);
+      return new Promise<void>((_, reject) => setTimeout(() => reject(new Error('ENOSPC')), 5));
+    };
+    const d = router.dispatch('s', recs('<13>3'), stats, 'keep_waiting')!;
+    await expectHeld(d.accepted);
+    q.ack(q.take(2).length);
+    // `accepted` says the queue took the batch (the source may read on); the failure is the commit's
+    // to report, so that the source sends the batch again rather than skip it.
+    await expect(d.accepted).resolves.toBeUndefined();
+    await expect(d.committed).rejects.toThrow('ENOSPC');
+  });
+
   it('makes waiting sources wait while a disk queue is behind on its writes, without dropping; sources that cannot wait go on', async () => {
     await withHeldDisk(async ({ q, router, release }) => {
       const big = (tag: string) => recs(...Array.from({ length: 20 }, (_, i) => `<13>${tag}${i} ${'z'.repeat(1000)}`));

@@ -75,6 +75,11 @@ export class FileTailer {
   private closed = false;
   private truncatedSeen = 0;
   private commits: PendingCommit[] = [];
+  /**
+   * Bumped whenever reading starts again at another offset (a failed commit, a truncation): a read
+   * or a hand-over under way across that await belongs to the old position and is discarded.
+   */
+  private generation = 0;
 
   private constructor(
     public path: string,
@@ -180,13 +185,18 @@ export class FileTailer {
         // Before every chunk, not once a pass: a read that waited on a full queue may come back to
         // a file that was cut (copytruncate) and has grown past this offset again meanwhile.
         await this.checkTruncation();
+        const generation = this.generation;
+        const at = this.readOffset;
         // Size the buffer to what is there: queued lines keep their read buffer alive.
-        const want = Math.min(READ_SIZE, (await this.handle.stat()).size - this.readOffset);
+        const want = Math.min(READ_SIZE, (await this.handle.stat()).size - at);
+        if (generation !== this.generation) continue;
         if (want <= 0) break;
         const buf = Buffer.allocUnsafe(want);
-        const { bytesRead } = await this.handle.read(buf, 0, want, this.readOffset);
+        const { bytesRead } = await this.handle.read(buf, 0, want, at);
+        // Rewound while reading (a commit failed): these bytes are read again from the new offset.
+        if (generation !== this.generation) continue;
         if (bytesRead === 0) break;
-        this.readOffset += bytesRead;
+        this.readOffset = at + bytesRead;
         this.lastActivity = Date.now();
         const frames: Buffer[] = [];
         const positions: number[] = [];
@@ -199,6 +209,7 @@ export class FileTailer {
   }
 
   private async emit(frames: Buffer[], positions: number[]): Promise<void> {
+    const generation = this.generation;
     const endOffset = this.readOffset - this.decoder.pendingBytes;
     if (this.decoder.pendingBytes === 0) this.partialSince = 0;
     else if (this.partialSince === 0) this.partialSince = Date.now();
@@ -208,18 +219,28 @@ export class FileTailer {
     }
     let committed: Promise<void> | undefined;
     if (frames.length > 0) {
-      const now = Date.now();
-      const stream = await this.stream();
-      const records = frames.map((f, i) => {
-        const r = new LogRecord(f, now, this.origin);
-        r.stream = stream;
-        r.streamPos = positions[i]!;
-        return r;
-      });
-      const d = this.options.deliver(records);
-      if (d?.accepted) await d.accepted; // flow control: no more reading until the queues took these
-      committed = d?.committed;
+      try {
+        const now = Date.now();
+        const stream = await this.stream();
+        const records = frames.map((f, i) => {
+          const r = new LogRecord(f, now, this.origin);
+          r.stream = stream;
+          r.streamPos = positions[i]!;
+          return r;
+        });
+        const d = this.options.deliver(records);
+        if (d?.accepted) await d.accepted; // flow control: no more reading until the queues took these
+        committed = d?.committed;
+      } catch (err) {
+        // These lines were read but not handed on: the next read must start before them, not after
+        // (the read offset is already past them, and a later commit would move the checkpoint over them).
+        if (generation === this.generation) this.rereadFrom(this.committed);
+        throw err;
+      }
     }
+    // Reading was rewound meanwhile (an earlier batch's commit failed): these lines are read and
+    // sent again; their commit must not move the checkpoint past the earlier lines not yet resent.
+    if (generation !== this.generation) return;
     // The checkpoint moves past these lines once they are durable; later reads need not wait for it.
     const entry: PendingCommit = { offset: endOffset, state: committed ? 'pending' : 'ok', done: committed ?? Promise.resolve() };
     this.commits.push(entry);
@@ -246,7 +267,6 @@ export class FileTailer {
       const c = this.commits.shift()!;
       if (c.state === 'failed') {
         // A queue could not write these lines: never move past them; read them again.
-        this.commits = [];
         this.rereadFrom(this.committed);
         return;
       }
@@ -265,6 +285,8 @@ export class FileTailer {
   }
 
   private rereadFrom(offset: number): void {
+    this.generation++;
+    this.commits = [];
     this.readOffset = offset;
     this.partialSince = 0;
     const discard: Buffer[] = [];
@@ -282,6 +304,7 @@ export class FileTailer {
     }
     if (!truncated) return;
     this.options.onTruncated(this.path, this.readOffset);
+    this.generation++;
     this.readOffset = 0;
     this.committed = 0;
     // Commits still in flight are for offsets in the old content: when they settle they must not
