@@ -98,3 +98,18 @@ export function holdQueueWrites(queue: object): () => void {
   };
   return release;
 }
+
+/**
+ * Makes the writes of a reliable queue's file fail with ENOSPC while `failing` is set, as a full
+ * disk would. Reaches into the queue's ring: tests only.
+ */
+export function failQueueWrites(queue: object): { failing: boolean } {
+  const file = (queue as { ring: { file: QueueFile } }).ring.file;
+  const write = file.write.bind(file);
+  const control = { failing: false };
+  file.write = async (...args) => {
+    if (control.failing) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    return write(...args);
+  };
+  return control;
+}

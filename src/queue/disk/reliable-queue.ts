@@ -399,26 +399,41 @@ export class ReliableQueue implements DestinationQueue {
         // push made meanwhile waits behind it: appended first, a later batch of the same file
         // would reach the destination before these lines, and an exactly-once receiver, which
         // keeps the highest position of each stream, would then drop them as already written.
+        //
+        // When the part written fails its commit, the rest is not appended (the producer hears of
+        // the whole batch and sends it again), and neither is any push waiting behind it: appended
+        // now, a later batch of that file would reach the receiver before the resent one, which
+        // would then be dropped as already written.
         const done = this.commitPromise(written > 0);
+        done?.catch(() => undefined); // heard below, once there is room; not unhandled meanwhile
         let release!: () => void;
-        const gate = new Promise<void>((r) => (release = r));
+        let refuse!: (err: Error) => void;
+        const gate = new Promise<void>((resolve, reject) => {
+          release = resolve;
+          refuse = reject;
+        });
+        gate.catch(() => undefined);
         this.waitingRest = gate;
         return (async () => {
           let c: Promise<void> | undefined;
           try {
             await this.waitForSpace();
-            await done; // when the part written failed, the rest is not appended: the producer hears of the whole batch
+            await done;
             this.waitingRest = null;
             c = this.push(rest); // appended now (or waiting again, behind a gate of its own)
+            release();
+          } catch (err) {
+            refuse(err as Error);
+            throw err;
           } finally {
             if (this.waitingRest === gate) this.waitingRest = null;
-            release();
           }
           await c;
         })();
       }
       if (this.fullPolicy === 'drop_oldest' && this.inFlightEnds.length === this.inFlightHead) {
         const done = this.commitPromise(written > 0);
+        done?.catch(() => undefined); // heard once the oldest are dropped; not unhandled meanwhile
         const gate = this.dropOldest(sizes.slice(written)).finally(() => {
           if (this.rotation === gate) this.rotation = null;
         });

@@ -9,6 +9,7 @@ import { QUEUE_FILE, ReliableQueue, type ReliableQueueOptions } from '../../../s
 import { DATA_START, RECORD_HEADER } from '../../../src/queue/disk/ring-file.js';
 import { LogRecord, newSourceStats, type RecordOrigin } from '../../../src/record.js';
 import { removeDir, sleep, tempDir } from '../../helpers/agent.js';
+import { failQueueWrites } from '../../helpers/simulated-disk.js';
 
 // The whole reliable queue against a model: random pushes, takes, acknowledgements, rewinds,
 // clean reopens and kills (the process gone without a word: no last sync, no header, the lock left
@@ -207,6 +208,45 @@ describe('ReliableQueue against a model, with kills and exact fits at the ring\'
       const again = await ReliableQueue.open('m', dir, options());
       expect((await takeUpTo(again, 100)).map(idOf)).toEqual(got);
       await again.dispose();
+    } finally {
+      removeDir(dir);
+    }
+  });
+
+  it('refuses the batches waiting behind one whose written part failed its commit: none overtakes the batch sent again', async () => {
+    const dir = tempDir();
+    try {
+      const q = await ReliableQueue.open('m', dir, { ...options(), full: 'block' });
+      const disk = failQueueWrites(q);
+      let next = 0;
+      const batch = (n: number) => Array.from({ length: n }, () => recordOfFrame(next++, 256));
+      // 28 of 32 slots taken and handed out: the queue is full (less than a quarter free).
+      await q.push(batch(28));
+      expect(await takeUpTo(q, 28)).toHaveLength(28);
+      // The disk fills up: the 4 records of the next batch that fit are not written, its rest waits
+      // for room, and the batch after it waits behind. The failed write is forgotten (the queue is
+      // still full) long before room comes.
+      disk.failing = true;
+      const partial = q.push(batch(30));
+      const later = q.push(batch(4));
+      partial?.catch(() => undefined);
+      later?.catch(() => undefined);
+      await sleep(50); // a few syncs: the first one fails
+      disk.failing = false;
+      q.ack(28); // room again
+      await expect(partial).rejects.toThrow('ENOSPC');
+      // The later batch is refused too, not appended ahead of the first one's resend.
+      await expect(later).rejects.toThrow('ENOSPC');
+      expect(await takeUpTo(q, 100)).toEqual([]);
+      // The producer sends both again, in order, and both arrive, in order.
+      next = 28;
+      await q.push(batch(30));
+      const resent = (await takeUpTo(q, 100)).map(idOf);
+      q.ack(resent.length);
+      await q.push(batch(4));
+      resent.push(...(await takeUpTo(q, 100)).map(idOf));
+      expect(resent).toEqual(Array.from({ length: 34 }, (_, i) => 28 + i));
+      await q.dispose();
     } finally {
       removeDir(dir);
     }
