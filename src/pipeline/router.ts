@@ -98,10 +98,16 @@ export class Router {
    * every part is durable (disk queues); sources that acknowledge upstream (file checkpoints) wait
    * for it. Records a queue could not take are dropped and counted, by reason, on the queue and the
    * source. Undefined when all is already done.
+   *
+   * `withdrawn`: a source that reads its data again when an earlier batch failed (a file) aborts it
+   * to take back batches still waiting here (a latched gate, a reload, a full queue): pushed after
+   * the earlier batch failed, they would reach the receiver before it is sent again. A withdrawn
+   * batch is not queued and not counted as dropped: its source has it.
    */
-  dispatch(source: string, records: LogRecord[], stats: SourceStats, wait: WaitMode): Dispatch | undefined {
+  dispatch(source: string, records: LogRecord[], stats: SourceStats, wait: WaitMode, withdrawn?: AbortSignal): Dispatch | undefined {
+    if (withdrawn?.aborted) return undefined;
     if (this.held && records.length > 0) {
-      const later = this.held.promise.then(() => this.dispatch(source, records, stats, wait));
+      const later = this.held.promise.then(() => this.dispatch(source, records, stats, wait, withdrawn));
       const result = { accepted: later.then((d) => d?.accepted), committed: later.then((d) => d?.committed) };
       result.committed.catch(() => undefined);
       return result;
@@ -117,7 +123,7 @@ export class Router {
       }
       // Load shedding: the source waits (TCP reads and file reads pause) until the disk works again.
       for (const route of routes) route.queue.countStall();
-      const later = gate.waitOpen().then(() => this.dispatch(source, records, stats, wait));
+      const later = gate.waitOpen().then(() => this.dispatch(source, records, stats, wait, withdrawn));
       const result = { accepted: later.then((d) => d?.accepted), committed: later.then((d) => d?.committed) };
       result.committed.catch(() => undefined);
       return result;
@@ -138,6 +144,7 @@ export class Router {
         // The commit travels in a box: returned bare, it would be adopted, and `accepted` would
         // wait for the fsync and reject when the write failed (a source then skipped the batch).
         const pushed = this.waitForRoom(source, route, wait).then((room) => {
+          if (withdrawn?.aborted) return { commit: undefined };
           if (room) return { commit: this.countFailedCommit(q.push(batch), q, batch.length, stats, wait) };
           q.countDrop('block_timeout', batch.length);
           countDrop(stats.dropped, 'block_timeout', batch.length);

@@ -129,6 +129,22 @@ describe('Router', () => {
     await expect(d.committed).rejects.toThrow('ENOSPC');
   });
 
+  it('takes back a batch still waiting for room when its source withdraws it: not queued, not counted as dropped', async () => {
+    const { router, queues } = build('  p: { from: [s], to: [a] }', ['a'], 'block', 2);
+    const q = queues.get('a')!;
+    router.dispatch('s', recs('<13>1', '<13>2'), stats, 'keep_waiting');
+    const withdrawn = new AbortController();
+    const d = router.dispatch('s', recs('<13>3'), stats, 'keep_waiting', withdrawn.signal)!;
+    await expectHeld(d.accepted);
+    withdrawn.abort(); // the file source will read these lines again
+    q.ack(q.take(2).length);
+    await d.accepted;
+    expect(q.take(10)).toEqual([]);
+    expect(q.stats().dropped).toEqual({});
+    expect(router.dispatch('s', recs('<13>4'), stats, 'keep_waiting', withdrawn.signal)).toBeUndefined();
+    expect(q.take(10)).toEqual([]);
+  });
+
   it('makes waiting sources wait while a disk queue is behind on its writes, without dropping; sources that cannot wait go on', async () => {
     await withHeldDisk(async ({ q, router, release }) => {
       const big = (tag: string) => recs(...Array.from({ length: 20 }, (_, i) => `<13>${tag}${i} ${'z'.repeat(1000)}`));

@@ -46,8 +46,8 @@ export async function fingerprintOf(handle: FileHandle, length = FINGERPRINT_BYT
 export interface TailerOptions {
   maxLineLength: number;
   flushTimeout: number;
-  /** Hands a batch of lines on (see Router.dispatch). */
-  deliver: (records: LogRecord[]) => Dispatch | undefined;
+  /** Hands a batch of lines on (see Router.dispatch); `withdrawn` aborts when they will be read again. */
+  deliver: (records: LogRecord[], withdrawn: AbortSignal) => Dispatch | undefined;
   onTruncated: (file: string, from: number) => void;
 }
 
@@ -80,6 +80,8 @@ export class FileTailer {
    * or a hand-over under way across that await belongs to the old position and is discarded.
    */
   private generation = 0;
+  /** Aborted when reading starts again before lines already handed on: takes back those not yet queued. */
+  private handedOn = new AbortController();
 
   private constructor(
     public path: string,
@@ -228,7 +230,7 @@ export class FileTailer {
           r.streamPos = positions[i]!;
           return r;
         });
-        const d = this.options.deliver(records);
+        const d = this.options.deliver(records, this.handedOn.signal);
         if (d?.accepted) await d.accepted; // flow control: no more reading until the queues took these
         committed = d?.committed;
       } catch (err) {
@@ -286,6 +288,10 @@ export class FileTailer {
 
   private rereadFrom(offset: number): void {
     this.generation++;
+    // Every line from `offset` on is read and sent again: batches of them still waiting to be
+    // queued must not be, or they would reach the receiver ahead of the earlier lines sent again.
+    this.handedOn.abort();
+    this.handedOn = new AbortController();
     this.commits = [];
     this.readOffset = offset;
     this.partialSince = 0;

@@ -54,7 +54,7 @@ export class FileSource implements Source {
     this.tailerOptions = {
       maxLineLength: config.max_line_length,
       flushTimeout: config.flush_timeout,
-      deliver: (records) => this.deliver(records),
+      deliver: (records, withdrawn) => this.deliver(records, withdrawn),
       onTruncated: (f, from) => ctx.logger.info({ file: f, offset: from }, 'file was truncated (copytruncate?); reading it again from the start'),
     };
   }
@@ -275,12 +275,12 @@ export class FileSource implements Source {
     void this.readTailer(tailer);
   }
 
-  private deliver(records: LogRecord[]): Dispatch | undefined {
+  private deliver(records: LogRecord[], withdrawn: AbortSignal): Dispatch | undefined {
     let bytes = 0;
     for (const r of records) bytes += r.raw.length;
     this.stats.received += records.length;
     this.stats.receivedBytes += bytes;
-    return this.ctx.router.dispatch(this.name, records, this.stats, 'keep_waiting');
+    return this.ctx.router.dispatch(this.name, records, this.stats, 'keep_waiting', withdrawn);
   }
 
   private async readTailer(t: FileTailer): Promise<void> {
