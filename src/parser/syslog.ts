@@ -283,7 +283,8 @@ function parse3164(
     tag = null;
     const sp = rest.indexOf(' ');
     const host = sp < 0 ? rest : rest.slice(0, sp);
-    if (host.length === 0 || !isPrintUsAscii(host)) return noHeader;
+    // RFC 3164 names no limit; RFC 5424's 255 (and DNS's) holds for any host name.
+    if (host.length === 0 || host.length > MAX_HOSTNAME || !isPrintUsAscii(host)) return noHeader;
     hostname = host;
     rest = sp < 0 ? '' : rest.slice(sp + 1);
     tag = (lenient ? BSD_TAG_LENIENT : BSD_TAG).exec(rest);

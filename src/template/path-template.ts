@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { facilityName, severityName } from '../parser/names.js';
 import type { LogRecord } from '../record.js';
@@ -24,6 +25,25 @@ export function safeComponent(value: string): string {
   const v = value.replace(/[/\\\x00-\x1f\x7f]/g, '_');
   if (v === '' || v === '.' || v === '..') return '_';
   return v;
+}
+
+/** The longest file name (one path component) Linux file systems take, in bytes (NAME_MAX). */
+export const NAME_MAX = 255;
+
+/**
+ * One path component cut to NAME_MAX bytes: the head (whole characters) and a short extension are
+ * kept, with a hash of the whole name between them, so two long names that share their first 240
+ * bytes still land in two files. Names that fit are returned as they are.
+ */
+export function capComponent(name: string): string {
+  if (Buffer.byteLength(name) <= NAME_MAX) return name;
+  const hash = `~${createHash('sha256').update(name).digest('hex').slice(0, 12)}`;
+  const ext = /\.[A-Za-z0-9_-]{1,10}$/.exec(name)?.[0] ?? '';
+  let head = Buffer.from(name.slice(0, name.length - ext.length)).subarray(0, NAME_MAX - hash.length - Buffer.byteLength(ext)).toString();
+  // A multi-byte character cut in two decodes as U+FFFD: drop it.
+  if (head.endsWith('\ufffd')) head = head.slice(0, -1);
+  while (Buffer.byteLength(head) + hash.length + Buffer.byteLength(ext) > NAME_MAX) head = head.slice(0, -1);
+  return head + hash + ext;
 }
 
 const pad = (n: number) => (n < 10 ? `0${n}` : String(n));
@@ -64,7 +84,9 @@ export class PathTemplate {
     const when = new Date(r.receivedAt);
     let out = '';
     for (const p of this.parts) out += 'macro' in p ? safeComponent(this.value(p.macro, r, m, when)) : p.literal;
-    const full = path.resolve(out);
+    // A component over the file system's limit would fail the write with ENAMETOOLONG, for this
+    // record every time: cut it (the literal parts of the template were checked when it was loaded).
+    const full = path.resolve(out.split('/').map(capComponent).join('/'));
     if (!full.startsWith(this.baseDir + path.sep)) {
       // Unreachable with safe components; kept so that a future macro cannot open a hole.
       return path.join(this.baseDir, '_unsafe_path');

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
-import { PathTemplate, safeComponent, TemplateError } from '../../src/template/path-template.js';
+import { capComponent, NAME_MAX, PathTemplate, safeComponent, TemplateError } from '../../src/template/path-template.js';
 import { portOf, readLines, removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 
 const origin: RecordOrigin = { source: 'src', from: '192.0.2.7', format: 'syslog', lenient: false, stats: newSourceStats() };
@@ -32,6 +32,24 @@ describe('PathTemplate', () => {
     expect(safeComponent('..')).toBe('_');
     expect(safeComponent('a/b')).toBe('a_b');
     expect(safeComponent('x\u0000y')).toBe('x_y');
+  });
+
+  it('cuts every component to the file system limit, keeping the extension, and keeps two long names apart', () => {
+    const t = new PathTemplate('/logs/${HOST}/${PROGRAM}.log');
+    const a = 'h'.repeat(300);
+    const b = `${'h'.repeat(299)}x`;
+    const pa = t.render(rec(`<13>Feb 29 10:00:00 ${a} app: x`));
+    const pb = t.render(rec(`<13>Feb 29 10:00:00 ${b} app: x`));
+    for (const p of [pa, pb]) for (const c of p.split('/')) expect(Buffer.byteLength(c)).toBeLessThanOrEqual(NAME_MAX);
+    expect(pa.split('/')[2]).not.toBe(pb.split('/')[2]);
+    expect(pa.split('/')[2]!.startsWith('h'.repeat(200))).toBe(true);
+    // A component made of a macro and a literal is cut as a whole; the extension stays.
+    const long = new PathTemplate('/logs/${HOST}.log').render(rec(`<13>Feb 29 10:00:00 ${'é'.repeat(200)} app: x`));
+    const name = path.basename(long);
+    expect(Buffer.byteLength(name)).toBeLessThanOrEqual(NAME_MAX);
+    expect(name.endsWith('.log')).toBe(true);
+    expect(name).not.toContain('\ufffd');
+    expect(capComponent('short.log')).toBe('short.log');
   });
 
   it('refuses unknown macros', () => {

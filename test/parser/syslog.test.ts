@@ -168,6 +168,14 @@ describe('RFC 3164', () => {
     expect(m).toMatchObject({ timestamp: '2024-02-05T17:32:18', hostname: '10.0.0.99', appName: 'sshd', procId: '1234', message: 'Accepted publickey' });
   });
 
+  it('takes no hostname longer than 255 characters: the whole text after the priority is the message', () => {
+    const text = `Oct 11 22:14:15 ${'h'.repeat(256)} app: x`;
+    for (const lenient of [false, true]) {
+      expect(parseSyslog(`<13>${text}`, { referenceDate: ref, lenient })).toMatchObject({ hostname: null, appName: null, message: text });
+    }
+    expect(parseSyslog(`<13>Oct 11 22:14:15 ${'h'.repeat(255)} app: x`, { referenceDate: ref }).hostname).toHaveLength(255);
+  });
+
   it('takes a tag right after the timestamp as having no hostname', () => {
     const m = parseSyslog('<13>Oct 11 22:14:15 cron[99]: job done', { referenceDate: ref });
     expect(m).toMatchObject({ hostname: null, appName: 'cron', procId: '99', message: 'job done' });
