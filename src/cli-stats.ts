@@ -21,7 +21,7 @@ export function formatStats(s: AgentStatus, prev?: AgentStatus): string {
   const out = [`sluice ${s.version}, pid ${s.pid}, up ${age(s.uptimeSeconds * 1000)}, ${state}, rss ${bytes(s.process.rssBytes)}`, ''];
   out.push(
     table(
-      ['SOURCE', 'ADDRESS', 'MSG/S', 'RECEIVED', 'BYTES', 'PARSE_ERR', 'OVERSIZE', 'DROPPED', 'CONNS'],
+      ['SOURCE', 'ADDRESS', 'MSG/S', 'RECEIVED', 'BYTES', 'PARSE_ERR', 'OVERSIZE', 'DROPPED', 'REPAIRED', 'CONNS'],
       Object.entries(s.sources).map(([name, x]) => [
         name,
         x.address,
@@ -31,9 +31,10 @@ export function formatStats(s: AgentStatus, prev?: AgentStatus): string {
         num(x.parseErrors),
         num(x.truncated),
         Object.keys(x.dropped).length ? Object.entries(x.dropped).map(([r, n]) => `${r}=${num(n)}`).join(',') : '0',
+        Object.keys(x.repaired ?? {}).length ? Object.entries(x.repaired).map(([r, n]) => `${r}=${num(n)}`).join(',') : '0',
         num(x.connectionsAccepted),
       ]),
-      new Set([2, 3, 4, 5, 6, 8]),
+      new Set([2, 3, 4, 5, 6, 9]),
     ),
   );
   out.push('');

@@ -8,13 +8,15 @@ export interface SourceStats {
   truncated: number;
   /** Records dropped, by reason (`oversize`, `queue_full`, ...). */
   dropped: Record<string, number>;
+  /** Records taken in with a field the rest of sluice cannot use, set right, by reason (`invalid_time`, ...). */
+  repaired: Record<string, number>;
   connectionsAccepted: number;
   connectionsRejected: number;
   connectionErrors: number;
 }
 
 export function newSourceStats(): SourceStats {
-  return { received: 0, receivedBytes: 0, parseErrors: 0, truncated: 0, dropped: {}, connectionsAccepted: 0, connectionsRejected: 0, connectionErrors: 0 };
+  return { received: 0, receivedBytes: 0, parseErrors: 0, truncated: 0, dropped: {}, repaired: {}, connectionsAccepted: 0, connectionsRejected: 0, connectionErrors: 0 };
 }
 
 export function countDrop(dropped: Record<string, number>, reason: string, n = 1): void {

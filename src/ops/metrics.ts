@@ -67,6 +67,12 @@ export function createMetrics(src: MetricsSource): Registry {
     ['source', 'reason'],
     byReason((s) => Object.entries(s.sources).map(([source, x]) => [{ source }, x.dropped])),
   );
+  counter(
+    'sluice_source_repaired_records_total',
+    'Records taken in with a field sluice cannot use (a receive time that is not a time, a stream position that is not one), set right and kept, by reason.',
+    ['source', 'reason'],
+    byReason((s) => Object.entries(s.sources).map(([source, x]) => [{ source }, x.repaired ?? {}])),
+  );
   counter('sluice_source_connections_total', 'TCP/TLS connections, by result (accepted, rejected over max_connections, error).', ['source', 'result'], (s) =>
     Object.entries(s.sources).flatMap(([source, x]) => [
       [{ source, result: 'accepted' }, x.connectionsAccepted],

@@ -158,6 +158,34 @@ describe('sluice protocol: agent to central', () => {
     expect(c.stats().sources.agents!.dropped.duplicate).toBe(5);
   });
 
+  it('sets right a record whose receive time is not a time (NaN), counts it, and the records after it are written', async () => {
+    dir = tempDir();
+    const config = central(dir).replace('hosts: { type: file, path:', 'hosts: { type: file, format: rfc5424, path:');
+    expect(config).toContain('format: rfc5424');
+    const c = await startAgent(config);
+    agents.push(c);
+    const url = `ws://127.0.0.1:${portOf(c, 'agents')}${PATH}`;
+    const origin = { source: 'in', from: '10.0.0.1', format: 'syslog' as const, lenient: false, stats: newSourceStats() };
+    const times = [1_767_225_600_000, Number.NaN, Number.POSITIVE_INFINITY, -5, 1e300, 1_767_225_600_000];
+    // No timestamp of their own: the formatter writes the receive time.
+    const payloads = times.map((t, i) => encodeRecord(new LogRecord(Buffer.from(`<13>1 - bad app - - - message ${i}`), t, origin)));
+    const ws = new WebSocket(url, [SUBPROTOCOL], { headers: { authorization: `Bearer ${TOKEN}` } });
+    const got: unknown[] = [];
+    ws.on('message', (d: Buffer) => got.push(JSON.parse(d.toString())));
+    await new Promise((r) => ws.once('open', r));
+    ws.send(JSON.stringify({ type: 'hello', versions: [1], sender: 'nan-sender', compression: [] }));
+    await waitFor('welcome', () => got.length === 1);
+    ws.send(encodeBatch(0, payloads, false));
+    await waitFor('the ack', () => got.length === 2);
+    ws.close();
+    expect(got[1]).toEqual({ type: 'ack', seq: 5 });
+    await waitFor('6 lines', () => readLines(`${dir}/out/bad.log`).length === 6);
+    const lines = readLines(`${dir}/out/bad.log`);
+    expect(lines.map((l) => l.replace(/^.* - - - /, ''))).toEqual(times.map((_, i) => `message ${i}`));
+    expect(c.stats().sources.agents!.repaired).toEqual({ invalid_time: 4 });
+    expect(c.stats().destinations.hosts!.failures).toBe(0);
+  });
+
   it('closes misbehaving clients with a reason, and keeps serving good ones', async () => {
     dir = tempDir();
     const c = await startAgent(central(dir));

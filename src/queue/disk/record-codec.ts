@@ -1,4 +1,4 @@
-import { LogRecord, newSourceStats, type RecordOrigin, type SourceStats } from '../../record.js';
+import { countDrop, LogRecord, newSourceStats, type RecordOrigin, type SourceStats } from '../../record.js';
 
 /**
  * A LogRecord as the payload of a queue record:
@@ -68,6 +68,30 @@ export class RecordDecodeError extends Error {
   override readonly name = 'RecordDecodeError';
 }
 
+/** The latest receive time taken as it is: the end of year 9999 (what a Date can print as ISO 8601). */
+export const MAX_TIME = 253402300799999;
+
+/**
+ * Checks the fields the rest of sluice relies on, in a record that came from outside this process
+ * (a queue file, a peer's sluice-protocol batch): a receive time that is not a time (NaN, infinite,
+ * negative, past year 9999) becomes the time it is read, and a stream position that is not a whole
+ * non-negative number drops the stream (the record is then written even if seen before). Each
+ * repair is counted on the record's source, by reason. The record is then encoded anew.
+ */
+function repaired(r: LogRecord, receivedAt: number, stream: string | undefined, streamPos: number): LogRecord {
+  let time = receivedAt;
+  if (!(time >= 0 && time <= MAX_TIME)) {
+    time = Date.now();
+    countDrop(r.origin.stats.repaired, 'invalid_time');
+  }
+  const out = new LogRecord(r.raw, time, r.origin); // not `encoded`: written anew, as repaired
+  if (stream !== undefined) {
+    if (Number.isSafeInteger(streamPos) && streamPos >= 0) out.setStream(stream, streamPos);
+    else countDrop(r.origin.stats.repaired, 'invalid_stream_position');
+  }
+  return out;
+}
+
 /** Turns payloads back into LogRecords, sharing one origin object per distinct origin. */
 export class RecordDecoder {
   private readonly origins = new Map<string, RecordOrigin>();
@@ -109,6 +133,9 @@ export class RecordDecoder {
       rawAt += 2 + len + 8;
     }
     const r = new LogRecord(payload.subarray(rawAt), receivedAt, origin);
+    if (!(receivedAt >= 0 && receivedAt <= MAX_TIME) || (stream !== undefined && !(Number.isSafeInteger(streamPos) && streamPos >= 0))) {
+      return repaired(r, receivedAt, stream, streamPos);
+    }
     if (stream !== undefined) {
       r.stream = stream;
       r.streamPos = streamPos;
@@ -129,16 +156,19 @@ export class RecordDecoder {
     }
     const [source, from, hostname, appName] = strings as [string, string, string, string];
     const text = (b[0]! & TEXT) !== 0;
+    const stats = this.statsOf(source) ?? newSourceStats();
+    // A text line's facility and severity outside syslog's ranges (a damaged or forged origin).
+    if (text && (b[1]! > 23 || b[2]! > 7)) countDrop(stats.repaired, 'invalid_priority');
     return {
       source,
       from,
       format: text ? 'text' : 'syslog',
       lenient: (b[0]! & LENIENT) !== 0,
-      stats: this.statsOf(source) ?? newSourceStats(),
+      stats,
       hostname: hostname || undefined,
       appName: appName || undefined,
-      facility: text ? b[1] : undefined,
-      severity: text ? b[2] : undefined,
+      facility: text ? Math.min(b[1]!, 23) : undefined,
+      severity: text ? Math.min(b[2]!, 7) : undefined,
     };
   }
 }
