@@ -4,8 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
 import { buildDestination, buildMemoryQueue, buildSource, openQueue } from './components.js';
-import type { SluiceConfig } from './config/schema.js';
-import type { Destination, DestinationStats } from './destinations/types.js';
+import type { QueueConfig, SluiceConfig } from './config/schema.js';
+import { deadLetterFile, DestinationDeadLetters, DropDeadLetters, FileDeadLetters } from './destinations/dead-letters.js';
+import type { Destination, DestinationStats, SetAsideOptions } from './destinations/types.js';
 import type { Logger } from './log.js';
 import { Router } from './pipeline/router.js';
 import { inspectQueueFile } from './queue/disk/inspect.js';
@@ -105,9 +106,22 @@ export class Agent {
 
   private addDestination(name: string, queue: DestinationQueue): Destination {
     this.queues.set(name, queue);
-    const d = buildDestination(this.config.destinations[name]!, { name, queue, logger: this.logger.child({ destination: name }), hostname: this.hostname });
+    const config = this.config.destinations[name]!;
+    const logger = this.logger.child({ destination: name });
+    const d = buildDestination(config, { name, queue, logger, hostname: this.hostname, setAside: this.setAsideFor(name, config.queue, logger) });
     this.destinations.set(name, d);
     return d;
+  }
+
+  /** Where a destination's set-aside records go (its queue's `dead_letter`), counted in its stats. */
+  private setAsideFor(name: string, q: QueueConfig, logger: Logger): SetAsideOptions {
+    const sink =
+      q.dead_letter === 'drop'
+        ? new DropDeadLetters(logger)
+        : q.dead_letter === 'file'
+          ? new FileDeadLetters(deadLetterFile(this.stateDir, name), name, logger)
+          : new DestinationDeadLetters(q.dead_letter, (n) => this.queues.get(n), name, logger, this.hostname);
+    return { sink, maxAge: q.max_age, maxRecordAttempts: q.max_record_attempts };
   }
 
   private addSource(name: string): Source {

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { appendFileSync, mkdirSync, readdirSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,6 +40,38 @@ describe('etc/central.yaml and etc/agent.yaml', () => {
       }, 20_000);
       // logger names this machine in the message: that is the per-host file.
       expect(readLines(path.join(logs, os.hostname(), 'messages.log')).some((l) => / etctest .* hello through the central server$/.test(l))).toBe(true);
+    } finally {
+      agent.child.kill('SIGTERM');
+      central.child.kill('SIGTERM');
+      await Promise.all([agent.exited, central.exited]);
+      removeDir(dir);
+    }
+  }, 60_000);
+
+  it('a message with a 300-character host name stops nothing: it and the 50 after it reach the central server', async () => {
+    const dir = tempDir();
+    const central = run('central.yaml', dir);
+    const agent = run('agent.yaml', dir);
+    try {
+      await waitFor('both to run', () => central.log().includes('sluice is running') && agent.log().includes('sluice is running'), 20_000);
+      const s = net.connect(5514, '127.0.0.1');
+      await new Promise((r) => s.once('connect', r));
+      s.write(`<13>Oct 11 22:14:15 ${'h'.repeat(300)} app: the long one\n`);
+      for (let i = 0; i < 50; i++) s.write(`<13>Oct 11 22:14:15 normalhost app: after ${i}\n`);
+      await new Promise<void>((r) => s.end(() => r()));
+      const logs = path.join(dir, 'var/central/logs');
+      const all = () => {
+        try {
+          return readdirSync(logs).flatMap((h) => readLines(path.join(logs, h, 'messages.log')));
+        } catch {
+          return [];
+        }
+      };
+      await waitFor('all 51 at the central server', () => all().length >= 51, 20_000);
+      expect(all().filter((l) => / app: after \d+$/.test(l))).toHaveLength(50);
+      expect(all().filter((l) => l.endsWith('app: the long one'))).toHaveLength(1);
+      // Nothing was set aside: the long name is not a host name, and the line went to the sender's file.
+      expect(readLines(path.join(logs, '127.0.0.1', 'messages.log')).some((l) => l.endsWith('app: the long one'))).toBe(true);
     } finally {
       agent.child.kill('SIGTERM');
       central.child.kill('SIGTERM');

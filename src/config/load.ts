@@ -209,6 +209,13 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
       used.destinations.add(target);
     }
   }
+  for (const [name, d] of Object.entries(config.destinations)) {
+    const to = d.queue.dead_letter;
+    if (to === 'file' || to === 'drop') continue;
+    if (to === name) problems.at('error', ['destinations', name, 'queue', 'dead_letter'], 'a destination cannot be its own dead-letter target');
+    else if (!(to in config.destinations)) problems.at('error', ['destinations', name, 'queue', 'dead_letter'], `no destination named "${to}"${suggest(to, config.destinations)}`);
+    else used.destinations.add(to);
+  }
   for (const kind of ['sources', 'destinations'] as const) {
     for (const name of Object.keys(config[kind])) {
       if (!used[kind].has(name)) problems.at('warning', [kind, name], `is not used by any pipeline`, true);

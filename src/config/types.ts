@@ -158,6 +158,29 @@ export const queueSchema = z
         'With `full: block`: the longest a source waits for room. After it, a TCP source drops the batch (counted as `block_timeout`) and reads on, so that a stuck destination cannot hang the applications logging to it; ' +
           'a file source keeps waiting, since its lines are safe in the file, and logs that it is stalled. `0s` waits forever.',
       ),
+    max_age: duration()
+      .prefault('0s')
+      .describe(
+        'Records older than this (since they were received) are not sent: they are set aside as dead letters with reason `expired`, for logs that are worthless after a while. ' +
+          '`0s` (the default): records wait as long as it takes.',
+      ),
+    max_record_attempts: z
+      .int()
+      .positive()
+      .default(5)
+      .describe(
+        'A record whose delivery fails in a way that may be its own doing (a name the file system refuses, an encoding error, a receiver that closes the session each time it is sent) is retried alone; ' +
+          'after this many failures in a row it is set aside as a dead letter and the queue goes on. Failures of the destination as a whole (network, disk full, permissions) are retried for ever and never counted here.',
+      ),
+    dead_letter: z
+      .string()
+      .regex(/^(file|drop|[A-Za-z0-9][A-Za-z0-9_.-]*)$/, 'expected file, drop or the name of a destination')
+      .default('file')
+      .describe(
+        'Where records set aside go. `file`: JSON lines in `<state_dir>/dead-letters/<destination>.jsonl`, fsynced before the records leave the queue (at most 256 MiB; beyond, dropped and counted). ' +
+          '`drop`: dropped, counted as `dead_letter_dropped` and logged once a reason every 10 s. The name of another destination: each record goes there as its dead-letter JSON line. ' +
+          'See docs/operations.md for the format and `sluice queue dead-letters`.',
+      ),
     prealloc: z
       .boolean()
       .default(false)

@@ -1,14 +1,19 @@
 import { RateLimitedLog } from '../log.js';
 import { cancellableSleep, ExponentialBackoff } from '../net/backoff.js';
 import type { LogRecord } from '../record.js';
+import { DropDeadLetters, type DeadLetter } from './dead-letters.js';
+import { isRecordShaped, reasonOf, type Rejected } from './failures.js';
 import type { Destination, DestinationContext, DestinationStats } from './types.js';
+
+/** `max_record_attempts` when none is configured. */
+export const DEFAULT_MAX_RECORD_ATTEMPTS = 5;
 
 /**
  * The send loop every destination shares: take a batch from the queue, deliver it, acknowledge
  * it, or put it back and wait (backoff with jitter) before trying again. One batch at a time.
  */
 export abstract class QueueDrainer implements Destination {
-  readonly stats: DestinationStats = { sent: 0, delivered: 0, failures: 0, replayed: 0, reconnectAttempts: 0, reconnects: 0, connected: false };
+  readonly stats: DestinationStats = { sent: 0, delivered: 0, failures: 0, replayed: 0, reconnectAttempts: 0, reconnects: 0, connected: false, deadLettered: {}, deadLetterDropped: 0 };
   readonly name: string;
   readonly queue: DestinationContext['queue'];
   protected readonly backoff: ExponentialBackoff;
@@ -19,6 +24,11 @@ export abstract class QueueDrainer implements Destination {
   private readonly quiet = new RateLimitedLog();
   /** Records that were in a failed batch and will come out of the queue again. */
   private toReplay = 0;
+  /** After a failure that may be a record's, the records of that batch left to send one at a time. */
+  private isolate = 0;
+  /** The record sent alone that failed last, and how often in a row. Cleared by a success. */
+  private suspect: { record: LogRecord; attempts: number } | null = null;
+  private dropSink: DropDeadLetters | null = null;
 
   constructor(
     protected readonly ctx: DestinationContext,
@@ -31,8 +41,12 @@ export abstract class QueueDrainer implements Destination {
   }
 
   abstract describe(): string;
-  /** Delivers the batch or throws; on success its records leave the queue. */
-  protected abstract deliver(records: LogRecord[]): Promise<void>;
+  /**
+   * Delivers the batch or throws; on success its records leave the queue. Records it can never
+   * deliver (a path the file system refuses, a message it cannot encode) are returned, not thrown:
+   * they are set aside as dead letters and the rest of the batch counts as delivered.
+   */
+  protected abstract deliver(records: LogRecord[]): Promise<Rejected[] | void>;
   /** Releases sockets and files; `force` cuts short anything in progress. */
   protected abstract release(force: boolean): Promise<void>;
 
@@ -42,7 +56,7 @@ export abstract class QueueDrainer implements Destination {
 
   private async loop(): Promise<void> {
     while (!this.stopped) {
-      const batch = this.queue.take(this.batchSize);
+      const batch = this.queue.take(this.isolate > 0 ? 1 : this.batchSize);
       if (batch.length === 0) {
         if (this.draining) return;
         await this.queue.waitForRecords();
@@ -55,17 +69,28 @@ export abstract class QueueDrainer implements Destination {
       }
       const epoch = this.queue.epoch;
       try {
-        await this.deliver(batch);
+        const { live, expired } = this.splitExpired(batch);
+        const rejected = live.length > 0 ? ((await this.deliver(live)) ?? []) : [];
+        const letters: DeadLetter[] = expired.map((record) => ({ record, reason: 'expired', error: `older than max_age (${this.ctx.setAside!.maxAge} ms)`, attempts: 0 }));
+        for (const r of rejected) letters.push({ ...r, attempts: 1 + (this.suspect && this.isSuspect(r.record) ? this.suspect.attempts : 0) });
+        // Set aside (durably) before the batch leaves the queue: a crash in between sends it again.
+        if (letters.length > 0) await this.setAside(letters);
         // Rotated meanwhile (see DestinationQueue.epoch): these come out again from the fresh file.
         if (this.queue.epoch !== epoch) continue;
         this.queue.ack(batch.length);
-        this.stats.delivered += batch.length;
+        this.stats.delivered += batch.length - letters.length;
         this.backoff.reset();
+        this.suspect = null;
+        this.isolate = Math.max(0, this.isolate - batch.length);
       } catch (err) {
+        if (this.stopped) {
+          this.queue.rewind();
+          return;
+        }
+        this.stats.failures++;
+        if (await this.blame(batch, err, epoch)) continue;
         this.queue.rewind();
         this.toReplay = batch.length; // one batch at a time: exactly these come out again
-        if (this.stopped) return;
-        this.stats.failures++;
         const wait = this.backoff.next();
         this.logFailure(err, wait);
         const sleep = cancellableSleep(wait);
@@ -74,6 +99,61 @@ export abstract class QueueDrainer implements Destination {
         this.sleeping = null;
       }
     }
+  }
+
+  /** Records older than the queue's `max_age`, set aside unsent. */
+  private splitExpired(batch: LogRecord[]): { live: LogRecord[]; expired: LogRecord[] } {
+    const maxAge = this.ctx.setAside?.maxAge ?? 0;
+    if (maxAge <= 0) return { live: batch, expired: [] };
+    const before = Date.now() - maxAge;
+    if (!batch.some((r) => r.receivedAt < before)) return { live: batch, expired: [] };
+    return { live: batch.filter((r) => r.receivedAt >= before), expired: batch.filter((r) => r.receivedAt < before) };
+  }
+
+  private isSuspect(r: LogRecord): boolean {
+    const s = this.suspect;
+    return s !== null && (s.record === r || (s.record.queueSeq >= 0 && s.record.queueSeq === r.queueSeq));
+  }
+
+  /**
+   * A failure that may be a record's (see isRecordShaped): a batch of several is sent again one
+   * record at a time, so that the one to blame is found; a record alone that fails so
+   * `max_record_attempts` times in a row is set aside and the queue goes on. True when the record
+   * was set aside (acknowledged): the loop goes on at once.
+   */
+  private async blame(batch: LogRecord[], err: unknown, epoch: number): Promise<boolean> {
+    if (!isRecordShaped(err)) {
+      this.suspect = null;
+      return false;
+    }
+    if (batch.length > 1) {
+      this.isolate = batch.length;
+      this.suspect = null;
+      return false;
+    }
+    const r = batch[0]!;
+    if (this.suspect && this.isSuspect(r)) this.suspect.attempts++;
+    else this.suspect = { record: r, attempts: 1 };
+    const max = this.ctx.setAside?.maxRecordAttempts ?? DEFAULT_MAX_RECORD_ATTEMPTS;
+    if (this.suspect.attempts < max) return false;
+    try {
+      await this.setAside([{ record: r, reason: reasonOf(err), error: err instanceof Error ? err.message : String(err), attempts: this.suspect.attempts }]);
+    } catch (e) {
+      this.ctx.logger.error({ err: (e as Error).message }, 'cannot set a record aside as a dead letter; it stays queued');
+      return false;
+    }
+    this.suspect = null;
+    this.isolate = Math.max(0, this.isolate - 1);
+    if (this.queue.epoch !== epoch) return true; // rotated: it comes out again from the fresh file
+    this.queue.ack(1);
+    this.backoff.reset();
+    return true;
+  }
+
+  /** Hands records to the dead-letter target (or drops and counts them when there is none). */
+  protected async setAside(letters: DeadLetter[]): Promise<void> {
+    this.dropSink ??= new DropDeadLetters(this.ctx.logger);
+    await (this.ctx.setAside?.sink ?? this.dropSink).put(letters, this.stats);
   }
 
   /** One line per failure, at most one a second; the lines left out are counted in the next. */

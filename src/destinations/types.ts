@@ -1,14 +1,26 @@
 import type { Logger } from '../log.js';
 import type { DestinationQueue } from '../queue/types.js';
+import type { DeadLetterSink, DeadLetterStats } from './dead-letters.js';
+
+/** How a destination sets records aside (see DeadLetter). */
+export interface SetAsideOptions {
+  sink: DeadLetterSink;
+  /** Records older than this (ms since they were received) are set aside unsent; 0: never. */
+  maxAge: number;
+  /** A record that failed this many times in a row, alone, is set aside. */
+  maxRecordAttempts: number;
+}
 
 export interface DestinationContext {
   name: string;
   queue: DestinationQueue;
   logger: Logger;
   hostname: string;
+  /** Absent (tools, orphan drains): set-aside records are dropped, counted and logged. */
+  setAside?: SetAsideOptions;
 }
 
-export interface DestinationStats {
+export interface DestinationStats extends DeadLetterStats {
   /** Records handed to the network or the file system. */
   sent: number;
   /** Records confirmed delivered (written and, where configured, fsynced) and freed from the queue. */

@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { z } from 'zod';
 import type { LogRecord } from '../../record.js';
 import { PathTemplate } from '../../template/path-template.js';
+import { PER_RECORD_FS, type Rejected } from '../failures.js';
 import { renderRecord } from '../format.js';
 import { QueueDrainer } from '../queue-drainer.js';
 import type { DestinationContext } from '../types.js';
@@ -79,10 +80,17 @@ export class FileDestination extends QueueDrainer {
     super.start();
   }
 
-  protected async deliver(records: LogRecord[]): Promise<void> {
+  protected async deliver(records: LogRecord[]): Promise<Rejected[]> {
     const byFile = new Map<string, LogRecord[]>();
+    const rejected: Rejected[] = [];
     for (const r of records) {
-      const file = this.template.render(r);
+      let file: string;
+      try {
+        file = this.template.render(r);
+      } catch (err) {
+        rejected.push({ record: r, reason: 'encoding', error: `path template: ${(err as Error).message}` });
+        continue;
+      }
       let list = byFile.get(file);
       if (!list) byFile.set(file, (list = []));
       list.push(r);
@@ -90,7 +98,17 @@ export class FileDestination extends QueueDrainer {
     const touched: { f: OpenFile; bytes: number; marks: Map<string, number> | null }[] = [];
     try {
       for (const [file, list] of byFile) {
-        const f = await this.fileFor(file);
+        let f: OpenFile;
+        try {
+          f = await this.fileFor(file);
+        } catch (err) {
+          // A name this file system refuses (too long, a component that is a file) is refused for
+          // these records every time: they are set aside, the other files of the batch are written.
+          const code = (err as NodeJS.ErrnoException).code;
+          if (!code || !PER_RECORD_FS.has(code)) throw err;
+          for (const r of list) rejected.push({ record: r, reason: code, error: (err as Error).message });
+          continue;
+        }
         const marks = f.state ? new Map<string, number>() : null;
         const chunks: Buffer[] = [];
         for (const r of list) {
@@ -100,9 +118,16 @@ export class FileDestination extends QueueDrainer {
               this.stats.duplicatesSkipped = (this.stats.duplicatesSkipped ?? 0) + 1;
               continue; // written before (a resend, or a line read again after a crash)
             }
-            marks.set(r.stream, r.streamPos);
           }
-          chunks.push(renderRecord(r, this.config.format, this.ctx.hostname), LF);
+          let line: Buffer;
+          try {
+            line = renderRecord(r, this.config.format, this.ctx.hostname);
+          } catch (err) {
+            rejected.push({ record: r, reason: 'encoding', error: (err as Error).message });
+            continue;
+          }
+          if (marks && r.stream !== undefined) marks.set(r.stream, r.streamPos);
+          chunks.push(line, LF);
         }
         const data = Buffer.concat(chunks);
         let written = 0;
@@ -112,7 +137,7 @@ export class FileDestination extends QueueDrainer {
         }
         touched.push({ f, bytes: data.length, marks });
       }
-      this.stats.sent += records.length;
+      this.stats.sent += records.length - rejected.length;
       if (this.config.fsync) {
         // A file evicted meanwhile was synced as it was closed.
         const open_ = new Set(this.files.values());
@@ -129,6 +154,7 @@ export class FileDestination extends QueueDrainer {
         await writeFileAtomic(`${t.f.path}${STATE_SUFFIX}`, serializeState(next));
         t.f.state = next;
       }
+      return rejected;
     } catch (err) {
       // The files may hold bytes past their committed state: reopen them (and cut them back) next time.
       for (const t of touched) {

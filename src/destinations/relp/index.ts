@@ -3,6 +3,9 @@ import type tls from 'node:tls';
 import type { z } from 'zod';
 import { connectStream, tlsClientOptions } from '../../net/sockets.js';
 import { parseRsp, RELP_MAX_TXNR, RELP_OFFERS, RelpParser, relpFrame, type RelpFrame } from '../../protocol/relp.js';
+import type { LogRecord } from '../../record.js';
+import { DropDeadLetters } from '../dead-letters.js';
+import { RecordError } from '../failures.js';
 import { renderRecord } from '../format.js';
 import { SessionDestination } from '../session-destination.js';
 import type { DestinationContext, DestinationStats } from '../types.js';
@@ -54,9 +57,20 @@ const REFILL_LINGER_MS = 1;
  * answer, a timeout or a broken connection sends everything unanswered again on a new connection.
  */
 export class RelpDestination extends SessionDestination {
-  readonly stats: DestinationStats = { sent: 0, delivered: 0, failures: 0, replayed: 0, reconnectAttempts: 0, reconnects: 0, connected: false, serverErrors: 0 };
+  readonly stats: DestinationStats = { sent: 0, delivered: 0, failures: 0, replayed: 0, reconnectAttempts: 0, reconnects: 0, connected: false, serverErrors: 0, deadLettered: {}, deadLetterDropped: 0 };
   private readonly tlsOptions: tls.ConnectionOptions | null;
   private socket: net.Socket | null = null;
+  /**
+   * A session the receiver ended while records were unanswered (it closed or reset the connection,
+   * sent serverclose, or refused a record): the first record sent in the next session may be the
+   * cause. From then on records go one at a time (window 1) for as many as were unanswered, so that
+   * the one to blame is known; one that ends the session `max_record_attempts` times in a row is
+   * set aside as a dead letter (rsyslog's omrelp would resend it for ever).
+   */
+  private blameNext = false;
+  private isolate = 0;
+  private suspect: { record: LogRecord; attempts: number } | null = null;
+  private lastBreak = '';
 
   constructor(
     private readonly config: Config,
@@ -80,6 +94,11 @@ export class RelpDestination extends SessionDestination {
         this.queue.rewind();
         if (this.stopped || (this.draining && this.queue.stats().records === 0)) return;
         this.stats.failures++;
+        if (this.receiverEnded) {
+          this.blameNext = true;
+          this.isolate = Math.max(this.isolate, this.receiverEnded);
+          this.lastBreak = (err as Error).message;
+        }
         const wait = this.backoff.next();
         this.quiet.log('failure', (extra) =>
           this.ctx.logger.warn(
@@ -93,8 +112,45 @@ export class RelpDestination extends SessionDestination {
     }
   }
 
+  /** Records unanswered when the receiver itself ended the last session (see `blameNext`); 0 otherwise. */
+  private receiverEnded = 0;
+
+  /**
+   * The first record of a session after the receiver ended the last one: counted against it, and
+   * set aside once it has ended `max_record_attempts` sessions in a row. True when it was set aside
+   * (and acknowledged): take the next.
+   */
+  private async blameFirst(r: LogRecord): Promise<boolean> {
+    if (!this.blameNext) return false;
+    this.blameNext = false;
+    const same = this.suspect !== null && (this.suspect.record === r || (r.queueSeq >= 0 && this.suspect.record.queueSeq === r.queueSeq));
+    if (!same) {
+      this.suspect = { record: r, attempts: 1 };
+      return false;
+    }
+    // `attempts` counts its sends alone; each ended the session.
+    const s = this.suspect!;
+    if (s.attempts < (this.ctx.setAside?.maxRecordAttempts ?? 5)) {
+      s.attempts++;
+      return false;
+    }
+    await this.setAside(r, 'receiver_closed_session', `the receiver ended the session each time this record was sent alone (${s.attempts} times); last: ${this.lastBreak}`, s.attempts);
+    return true;
+  }
+
+  private async setAside(r: LogRecord, reason: string, error: string, attempts: number): Promise<void> {
+    await (this.ctx.setAside?.sink ?? new DropDeadLetters(this.ctx.logger)).put([{ record: r, reason, error, attempts }], this.stats);
+    this.queue.ack(1);
+    this.suspect = null;
+    this.isolate = Math.max(0, this.isolate - 1);
+  }
+
   /** One RELP session; throws when it breaks, returns when draining is done. */
   private async session(): Promise<void> {
+    this.receiverEnded = 0;
+    let opened = false;
+    let byReceiver = false;
+    let notSent = 0;
     this.stats.reconnectAttempts++;
     const socket = await connectStream(this.config.address, this.tlsOptions, this.config.connect_timeout);
     this.socket = socket;
@@ -135,13 +191,17 @@ export class RelpDestination extends SessionDestination {
       if (code !== 200) {
         this.stats.serverErrors = (this.stats.serverErrors ?? 0) + 1;
         refused ??= new Error(`server answered ${code} ${text}`);
+        byReceiver = true;
       }
       return false;
     };
     // `200 OK` answers come by the thousand: they are read in place, with no frame built.
     const onOk = (txnr: number): boolean => answer(txnr, 200, 'OK');
     const onFrame = (f: RelpFrame): boolean => {
-      if (f.command === 'serverclose') broken = new Error('the server closed the session (serverclose)');
+      if (f.command === 'serverclose') {
+        broken = new Error('the server closed the session (serverclose)');
+        byReceiver = true;
+      }
       else if (f.command !== 'rsp') broken = new Error(`unexpected ${f.command} from the server`);
       if (broken) return true;
       const rsp = parseRsp(f.data);
@@ -169,6 +229,8 @@ export class RelpDestination extends SessionDestination {
       if (n > 0) {
         this.queue.ack(n);
         this.stats.delivered += n;
+        if (this.isolate > 0) this.isolate = Math.max(0, this.isolate - n);
+        this.suspect = null;
         if (head > 4096 && head * 2 > codes.length) {
           codes = codes.slice(head);
           sentAt = sentAt.slice(head);
@@ -180,8 +242,14 @@ export class RelpDestination extends SessionDestination {
       if (refused) return fail(refused);
       wake();
     });
-    socket.on('error', (err) => fail(err));
-    socket.on('close', () => fail(new Error('connection closed')));
+    socket.on('error', (err) => {
+      if ((err as NodeJS.ErrnoException).code === 'ECONNRESET' || (err as NodeJS.ErrnoException).code === 'EPIPE') byReceiver = true;
+      fail(err);
+    });
+    socket.on('close', () => {
+      byReceiver = true;
+      fail(new Error('connection closed by the receiver'));
+    });
     const waitEvent = (ms: number) =>
       new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, ms);
@@ -203,6 +271,7 @@ export class RelpDestination extends SessionDestination {
       if (!answer) throw new Error('no answer to open in connect_timeout');
       if (answer.code !== 200) throw new Error(`open refused: ${answer.code} ${answer.text}`);
       this.stats.connected = true;
+      opened = true;
       this.stats.reconnects++;
       this.backoff.reset();
       this.ctx.logger.info({ address: `${this.config.address.host}:${this.config.address.port}` }, 'RELP session open');
@@ -221,7 +290,7 @@ export class RelpDestination extends SessionDestination {
           await waitEvent(1000);
           continue;
         }
-        const room = this.config.window - unanswered;
+        const room = (this.isolate > 0 ? 1 : this.config.window) - unanswered;
         // With a full window, wait until a worthwhile part of it is answered before sending again:
         // refilling after every few answers means tiny writes, and a receiver (librelp) that then
         // spends its time on small reads while we spend ours waking up for each few answers.
@@ -240,7 +309,15 @@ export class RelpDestination extends SessionDestination {
           }
         }
         roomSince = -1;
+        if (room <= 0) {
+          await waitEvent(1000);
+          continue;
+        }
         const batch = this.queue.take(Math.min(room, WRITE_CHUNK));
+        if (batch.length > 0 && unanswered === 0 && (await this.blameFirst(batch[0]!))) {
+          this.queue.rewind(); // the rest of the batch (none in isolation) comes out again
+          continue;
+        }
         if (batch.length === 0) {
           if (this.draining) {
             if (unanswered === 0) {
@@ -257,9 +334,22 @@ export class RelpDestination extends SessionDestination {
         const now = Date.now();
         // The whole batch in one buffer, one write.
         const bodies = new Array<Buffer>(batch.length);
+        try {
+          for (let i = 0; i < batch.length; i++) bodies[i] = renderRecord(batch[i]!, this.config.format, this.ctx.hostname);
+        } catch (err) {
+          // Alone, with nothing before it unanswered: set aside at once. Else the session ends and
+          // the records go one at a time until it is alone.
+          if (batch.length === 1 && unanswered === 0) {
+            await this.setAside(batch[0]!, 'encoding', (err as Error).message, 1);
+            continue;
+          }
+          notSent = batch.length;
+          byReceiver = true; // not the receiver's doing, but blamed the same way: on a record
+          throw new RecordError('encoding', `a record cannot be encoded: ${(err as Error).message}`);
+        }
         let total = 0;
         for (let i = 0; i < batch.length; i++) {
-          const body = renderRecord(batch[i]!, this.config.format, this.ctx.hostname);
+          const body = bodies[i]!;
           codes.push(0);
           sentAt.push(now);
           bodies[i] = body;
@@ -284,6 +374,7 @@ export class RelpDestination extends SessionDestination {
       }
     } finally {
       this.sessionEnded(codes.length - head);
+      if (opened && byReceiver) this.receiverEnded = codes.length - head + notSent;
       this.socket = null;
       socket.destroy();
     }

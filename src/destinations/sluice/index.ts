@@ -32,7 +32,7 @@ export interface SluiceDestinationStats extends DestinationStats {
  * frees queue records as the server's cumulative acks arrive.
  */
 export class SluiceDestination extends SessionDestination {
-  readonly stats: SluiceDestinationStats = { sent: 0, delivered: 0, failures: 0, replayed: 0, reconnectAttempts: 0, reconnects: 0, connected: false, serverErrors: 0 };
+  readonly stats: SluiceDestinationStats = { sent: 0, delivered: 0, failures: 0, replayed: 0, reconnectAttempts: 0, reconnects: 0, connected: false, serverErrors: 0, deadLettered: {}, deadLetterDropped: 0 };
   private readonly token: string | undefined;
   private urlIndex = 0;
   private ws: WebSocket | null = null;

@@ -4,6 +4,7 @@ import type tls from 'node:tls';
 import type { z } from 'zod';
 import { connectStream, tlsClientOptions } from '../../net/sockets.js';
 import type { LogRecord } from '../../record.js';
+import type { Rejected } from '../failures.js';
 import { renderRecord } from '../format.js';
 import { QueueDrainer } from '../queue-drainer.js';
 import type { DestinationContext } from '../types.js';
@@ -66,21 +67,34 @@ export class SyslogDestination extends QueueDrainer {
     return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port} (${this.config.format}${this.config.transport === 'tcp' ? `, ${this.config.framing}` : ''})`;
   }
 
-  private render(records: LogRecord[]): Buffer[] {
-    const out = new Array<Buffer>(records.length);
-    for (let i = 0; i < records.length; i++) out[i] = renderRecord(records[i]!, this.config.format, this.ctx.hostname);
-    return out;
+  /** The records as messages; one that cannot be encoded is set aside (returned in `rejected`). */
+  private render(records: LogRecord[]): { messages: Buffer[]; rejected: Rejected[] } {
+    const messages: Buffer[] = [];
+    const rejected: Rejected[] = [];
+    for (const r of records) {
+      try {
+        messages.push(renderRecord(r, this.config.format, this.ctx.hostname));
+      } catch (err) {
+        rejected.push({ record: r, reason: 'encoding', error: (err as Error).message });
+      }
+    }
+    return { messages, rejected };
   }
 
-  protected async deliver(records: LogRecord[]): Promise<void> {
-    const messages = this.render(records);
-    if (this.config.transport === 'udp') return this.sendUdp(messages);
+  protected async deliver(records: LogRecord[]): Promise<Rejected[]> {
+    const { messages, rejected } = this.render(records);
+    if (messages.length === 0) return rejected;
+    if (this.config.transport === 'udp') {
+      await this.sendUdp(messages);
+      return rejected;
+    }
     const socket = this.socket ?? (await this.connect());
     const payload = encodeBatch(messages, this.config.framing);
     await new Promise<void>((resolve, reject) => {
       socket.write(payload, (err) => (err ? reject(err) : resolve()));
     });
-    this.stats.sent += records.length;
+    this.stats.sent += messages.length;
+    return rejected;
   }
 
   private async sendUdp(messages: Buffer[]): Promise<void> {

@@ -1,0 +1,88 @@
+import { mkdirSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Agent } from '../../src/agent.js';
+import { deadLetterFile, readDeadLetters } from '../../src/destinations/dead-letters.js';
+import { portOf, readLines, removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+
+async function send(port: number, lines: string[]): Promise<void> {
+  const s = net.connect(port, '127.0.0.1');
+  await new Promise((r) => s.once('connect', r));
+  s.write(lines.map((l) => `${l}\n`).join(''));
+  await new Promise<void>((r) => s.end(() => r()));
+}
+
+const line = (host: string, i: number) => `<13>1 2026-01-01T00:00:00Z ${host} app - - - message ${i}`;
+
+function config(dir: string, queue: string, extra = ''): string {
+  return `
+state_dir: ${dir}/state
+admin: { enabled: false }
+shutdown_timeout: 1s
+sources:
+  in: { type: syslog_tcp, address: "127.0.0.1:0" }
+destinations:
+  hosts:
+    type: file
+    path: "${dir}/out/\${HOST}.log"
+    queue: ${queue}
+${extra}
+pipelines:
+  p: { from: [in], to: [hosts] }
+`;
+}
+
+describe('dead letters', () => {
+  let dir: string;
+  let agent: Agent | undefined;
+  afterEach(async () => {
+    await agent?.stop();
+    agent = undefined;
+    removeDir(dir);
+  });
+
+  // Host "bad" names a directory: every write of its records fails with EISDIR, for ever.
+  const traffic = () => Array.from({ length: 60 }, (_, i) => line(i % 10 === 3 ? 'bad' : 'good', i));
+
+  it('sets aside the records a file destination can never write, with their reason, and writes all the others in order', async () => {
+    dir = tempDir();
+    mkdirSync(path.join(dir, 'out/bad.log'), { recursive: true });
+    for (const queue of ['{ mode: memory }', '{ mode: reliable, max_size: 4MiB, sync_interval: 5ms }']) {
+      removeDir(path.join(dir, 'state'));
+      agent = await startAgent(config(dir, queue));
+      await send(portOf(agent, 'in'), traffic());
+      const file = deadLetterFile(`${dir}/state`, 'hosts');
+      await waitFor('54 good lines and 6 dead letters', () => agent!.stats().destinations.hosts!.delivered === 54 && agent!.stats().destinations.hosts!.deadLettered.EISDIR === 6);
+      expect(readLines(`${dir}/out/good.log`).slice(-54).map((l) => l.split(' ').at(-1))).toEqual(traffic().flatMap((l, i) => (i % 10 === 3 ? [] : [String(i)])));
+      const { letters, unreadable } = await readDeadLetters(file);
+      expect(unreadable).toBe(0);
+      expect(letters.slice(-6).map((l) => [l.reason, l.destination, l.source, l.message])).toEqual(
+        [3, 13, 23, 33, 43, 53].map((i) => ['EISDIR', 'hosts', 'in', line('bad', i)]),
+      );
+      expect(letters.at(-1)!.error).toMatch(/EISDIR/);
+      expect(agent.stats().destinations.hosts!.deadLetterDropped).toBe(0);
+      expect(agent.stats().destinations.hosts!.queue.records).toBe(0);
+      await agent.stop();
+      agent = undefined;
+    }
+  });
+
+  it('with dead_letter: drop, drops and counts them; with another destination, sends them there as JSON lines', async () => {
+    dir = tempDir();
+    mkdirSync(path.join(dir, 'out/bad.log'), { recursive: true });
+    agent = await startAgent(config(dir, '{ dead_letter: drop }'));
+    await send(portOf(agent, 'in'), traffic());
+    await waitFor('54 good lines', () => agent!.stats().destinations.hosts!.delivered === 54);
+    await waitFor('6 dropped', () => agent!.stats().destinations.hosts!.deadLetterDropped === 6);
+    expect(agent.stats().destinations.hosts!.deadLettered).toEqual({ EISDIR: 6 });
+    await agent.stop();
+
+    agent = await startAgent(config(dir, '{ dead_letter: parked }', `  parked: { type: file, path: "${dir}/parked.jsonl" }`));
+    await send(portOf(agent, 'in'), traffic());
+    await waitFor('6 parked', () => readLines(`${dir}/parked.jsonl`).length === 6);
+    const parked = readLines(`${dir}/parked.jsonl`).map((l) => JSON.parse(l) as { reason: string; message: string; destination: string });
+    expect(parked.map((p) => [p.reason, p.destination, p.message])).toEqual([3, 13, 23, 33, 43, 53].map((i) => ['EISDIR', 'hosts', line('bad', i)]));
+    expect(agent.stats().destinations.hosts!.deadLetterDropped).toBe(0);
+  });
+});
