@@ -2,6 +2,7 @@ import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { RELP_OFFERS, relpFrame, RelpParser, type RelpFrame } from '../../src/protocol/relp.js';
+import { deadLetterFile, readDeadLetters } from '../../src/destinations/dead-letters.js';
 import { portOf, removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 
 /** One connection of a scripted RELP server, as its script sees it. */
@@ -193,6 +194,56 @@ describe('RELP destination', () => {
       expect(st.serverErrors).toBeGreaterThanOrEqual(1);
       expect(st.failures).toBeGreaterThanOrEqual(1);
       expect(st.delivered).toBe(20);
+    } finally {
+      srv.close();
+    }
+  });
+
+  it('sets aside a message the receiver ends the session on each time (as librelp receive -o abort does), and delivers all the others', async () => {
+    dir = tempDir();
+    const got: string[] = [];
+    let sessions = 0;
+    // Answers each message at once, but closes the connection, without a word, on the poisoned one.
+    const srv = await relpTestServer((socket) => {
+      sessions++;
+      return {
+        syslog(txnr, data) {
+          if (data.includes('POISON')) return void socket.destroy();
+          got.push(data);
+          socket.write(relpFrame(txnr, 'rsp', '200 OK'));
+        },
+      };
+    });
+    try {
+      agent = await startAgent(`
+state_dir: ${dir}/state
+shutdown_timeout: 200ms
+admin: { enabled: false }
+sources:
+  in: { type: syslog_tcp, address: "127.0.0.1:0" }
+destinations:
+  r: { type: relp, address: "127.0.0.1:${srv.port}", window: 128, backoff: { initial: 10ms, max: 50ms }, queue: { mode: reliable, max_size: 4MiB, sync_interval: 5ms, max_record_attempts: 3 } }
+pipelines:
+  p: { from: [in], to: [r] }
+`);
+      const msgs = ['first', ...Array.from({ length: 30 }, (_, i) => `before ${i}`), 'POISON', ...Array.from({ length: 50 }, (_, i) => `after ${i}`)];
+      const s = net.connect(portOf(agent, 'in'), '127.0.0.1');
+      s.end(msgs.map((m) => `<13>1 - h app - - - ${m}\n`).join(''));
+      await new Promise<void>((r) => s.once('close', () => r()));
+      await waitFor('the others delivered and the poisoned one set aside', () => {
+        const st = agent!.stats().destinations.r!;
+        return st.delivered === msgs.length - 1 && st.deadLettered.receiver_closed_session === 1;
+      }, 15_000);
+      const texts = got.map((g) => g.replace('<13>1 - h app - - - ', ''));
+      expect(new Set(texts)).toEqual(new Set(msgs.filter((m) => m !== 'POISON')));
+      // Sent again only while the one to blame was looked for: not again and again.
+      expect(texts.filter((t) => t === 'first').length).toBeLessThanOrEqual(2);
+      expect(texts.indexOf('after 0')).toBeGreaterThan(texts.lastIndexOf('before 29'));
+      const st = agent.stats().destinations.r!;
+      expect(st.deadLettered).toEqual({ receiver_closed_session: 1 });
+      const { letters } = await readDeadLetters(deadLetterFile(`${dir}/state`, 'r'));
+      expect(letters.map((l) => [l.reason, l.message, l.attempts])).toEqual([['receiver_closed_session', '<13>1 - h app - - - POISON', 3]]);
+      expect(sessions).toBeLessThanOrEqual(6);
     } finally {
       srv.close();
     }
