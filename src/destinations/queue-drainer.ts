@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { RateLimitedLog } from '../log.js';
 import { cancellableSleep, ExponentialBackoff } from '../net/backoff.js';
 import type { LogRecord } from '../record.js';
@@ -68,6 +69,9 @@ export abstract class QueueDrainer implements Destination {
         this.toReplay -= again;
       }
       const epoch = this.queue.epoch;
+      // Expired records at the head go at once, whether or not the destination is up (they are
+      // set aside because it was down for too long).
+      if (await this.setAsideExpiredHead(batch, epoch)) continue;
       try {
         const { live, expired } = this.splitExpired(batch);
         const rejected = live.length > 0 ? ((await this.deliver(live)) ?? []) : [];
@@ -108,6 +112,27 @@ export abstract class QueueDrainer implements Destination {
     const before = Date.now() - maxAge;
     if (!batch.some((r) => r.receivedAt < before)) return { live: batch, expired: [] };
     return { live: batch.filter((r) => r.receivedAt >= before), expired: batch.filter((r) => r.receivedAt < before) };
+  }
+
+  /** True when the batch began with expired records: they were set aside and acknowledged, the rest put back. */
+  private async setAsideExpiredHead(batch: LogRecord[], epoch: number): Promise<boolean> {
+    const maxAge = this.ctx.setAside?.maxAge ?? 0;
+    if (maxAge <= 0) return false;
+    const before = Date.now() - maxAge;
+    let n = 0;
+    while (n < batch.length && batch[n]!.receivedAt < before) n++;
+    if (n === 0) return false;
+    try {
+      await this.setAside(batch.slice(0, n).map((record) => ({ record, reason: 'expired', error: `older than max_age (${maxAge} ms)`, attempts: 0 })));
+    } catch (err) {
+      this.queue.rewind();
+      this.logFailure(err, 0);
+      await sleep(1000);
+      return true;
+    }
+    if (this.queue.epoch === epoch) this.queue.ack(n);
+    this.queue.rewind(); // the rest of the batch comes out again
+    return true;
   }
 
   private isSuspect(r: LogRecord): boolean {

@@ -1,5 +1,6 @@
 import { RateLimitedLog } from '../log.js';
 import { cancellableSleep, ExponentialBackoff } from '../net/backoff.js';
+import { DropDeadLetters } from './dead-letters.js';
 import type { Destination, DestinationContext, DestinationStats } from './types.js';
 
 /**
@@ -20,6 +21,7 @@ export abstract class SessionDestination implements Destination {
   private toReplay = 0;
   private loopDone: Promise<void> | null = null;
   private sleeping: ReturnType<typeof cancellableSleep> | null = null;
+  private dropSink: DropDeadLetters | null = null;
 
   constructor(
     protected readonly ctx: DestinationContext,
@@ -70,6 +72,38 @@ export abstract class SessionDestination implements Destination {
     return () => {
       if (this.queue.epoch !== epoch) throw new Error('the queue file was rotated and salvaged: sending its records again in a new session');
     };
+  }
+
+  /**
+   * Between sessions (nothing in flight): records older than the queue's `max_age` at its head are
+   * set aside as `expired`, so that an outage longer than that does not keep them.
+   */
+  protected async expireHead(): Promise<void> {
+    const maxAge = this.ctx.setAside?.maxAge ?? 0;
+    if (maxAge <= 0) return;
+    for (;;) {
+      const batch = this.queue.take(256);
+      if (batch.length === 0) return;
+      const before = Date.now() - maxAge;
+      let n = 0;
+      while (n < batch.length && batch[n]!.receivedAt < before) n++;
+      try {
+        if (n > 0) {
+          this.dropSink ??= new DropDeadLetters(this.ctx.logger);
+          await (this.ctx.setAside?.sink ?? this.dropSink).put(
+            batch.slice(0, n).map((record) => ({ record, reason: 'expired', error: `older than max_age (${maxAge} ms)`, attempts: 0 })),
+            this.stats,
+          );
+          this.queue.ack(n);
+        }
+      } catch (err) {
+        this.ctx.logger.error({ err: (err as Error).message }, 'cannot set expired records aside as dead letters; they stay queued');
+        n = 0;
+      } finally {
+        this.queue.rewind();
+      }
+      if (n < batch.length) return;
+    }
   }
 
   /** Counts `n` records sent; the first ones after a broken session are counted as replayed too. */

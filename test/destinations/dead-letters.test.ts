@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { deadLetterFile, readDeadLetters } from '../../src/destinations/dead-letters.js';
 import { portOf, readLines, removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
@@ -65,6 +65,53 @@ describe('dead letters', () => {
       expect(agent.stats().destinations.hosts!.queue.records).toBe(0);
       await agent.stop();
       agent = undefined;
+    }
+  });
+
+  it('max_age: records that waited longer than it are set aside as expired, unsent; younger ones are delivered (frozen clock)', async () => {
+    dir = tempDir();
+    // A receiver that is down: the syslog destination retries (connection refused is the destination's, not a record's).
+    const port = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (probe.address() as net.AddressInfo).port;
+        probe.close(() => resolve(p));
+      });
+    });
+    const t0 = new Date('2026-03-01T00:00:00Z').getTime();
+    vi.useFakeTimers({ toFake: ['Date'], now: t0 });
+    try {
+      agent = await startAgent(`
+state_dir: ${dir}/state
+admin: { enabled: false }
+shutdown_timeout: 1s
+sources:
+  in: { type: syslog_tcp, address: "127.0.0.1:0" }
+destinations:
+  down: { type: syslog, address: "127.0.0.1:${port}", framing: lf, backoff: { initial: 10ms, max: 20ms }, queue: { mode: reliable, max_size: 4MiB, sync_interval: 5ms, max_age: 1d } }
+pipelines:
+  p: { from: [in], to: [down] }
+`);
+      await send(portOf(agent, 'in'), Array.from({ length: 5 }, (_, i) => line('old', i)));
+      await waitFor('5 queued', () => agent!.stats().destinations.down!.queue.records === 5);
+      vi.setSystemTime(t0 + 86_400_000 + 1); // a day and a millisecond later
+      await send(portOf(agent, 'in'), Array.from({ length: 3 }, (_, i) => line('new', i)));
+      await waitFor('5 expired', () => agent!.stats().destinations.down!.deadLettered.expired === 5);
+      // The young ones still wait for the receiver: never set aside for its outage.
+      expect(agent.stats().destinations.down!.queue.records).toBe(3);
+      const got: string[] = [];
+      const receiver = net.createServer((c) => c.on('data', (d: Buffer) => got.push(...d.toString().split('\n').filter(Boolean))));
+      await new Promise<void>((r) => receiver.listen(port, '127.0.0.1', r));
+      try {
+        await waitFor('the 3 young ones delivered', () => got.length === 3, 10_000);
+        expect(got).toEqual([0, 1, 2].map((i) => line('new', i)));
+      } finally {
+        receiver.close();
+      }
+      const { letters } = await readDeadLetters(deadLetterFile(`${dir}/state`, 'down'));
+      expect(letters.map((l) => [l.reason, l.attempts, l.message])).toEqual([0, 1, 2, 3, 4].map((i) => ['expired', 0, line('old', i)]));
+      expect(letters[0]!.received_at).toBe('2026-03-01T00:00:00.000Z');
+    } finally {
+      vi.useRealTimers();
     }
   });
 

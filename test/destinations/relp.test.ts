@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { RELP_OFFERS, relpFrame, RelpParser, type RelpFrame } from '../../src/protocol/relp.js';
 import { deadLetterFile, readDeadLetters } from '../../src/destinations/dead-letters.js';
@@ -246,6 +246,26 @@ pipelines:
       expect(sessions).toBeLessThanOrEqual(6);
     } finally {
       srv.close();
+    }
+  });
+
+  it('max_age: while the receiver is down, records that waited longer are set aside as expired (frozen clock)', async () => {
+    dir = tempDir();
+    const t0 = new Date('2026-03-01T00:00:00Z').getTime();
+    vi.useFakeTimers({ toFake: ['Date'], now: t0 });
+    try {
+      // Port 9 (discard) is closed on a test machine: every connect is refused.
+      agent = await startRelpAgent(dir, 9, 'backoff: { initial: 10ms, max: 20ms }, queue: { mode: reliable, max_size: 4MiB, sync_interval: 5ms, max_age: 1h }');
+      const s = net.connect(portOf(agent, 'in'), '127.0.0.1');
+      s.end(Array.from({ length: 5 }, (_, i) => `<13>1 - h app - - - old ${i}\n`).join(''));
+      await waitFor('5 queued', () => agent!.stats().destinations.r!.queue.records === 5);
+      vi.setSystemTime(t0 + 3_600_001);
+      await waitFor('5 expired', () => agent!.stats().destinations.r!.deadLettered.expired === 5);
+      expect(agent.stats().destinations.r!.queue.records).toBe(0);
+      const { letters } = await readDeadLetters(deadLetterFile(`${dir}/state`, 'r'));
+      expect(letters.map((l) => l.message)).toEqual([0, 1, 2, 3, 4].map((i) => `<13>1 - h app - - - old ${i}`));
+    } finally {
+      vi.useRealTimers();
     }
   });
 

@@ -24,8 +24,9 @@ export async function startAgent(yaml: string | SluiceConfig): Promise<Agent> {
 
 /** Polls `check` every 20 ms until it returns true, failing after `timeoutMs`. */
 export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  // The monotonic clock: a test may freeze or move Date.
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
     if (await check()) return;
     await new Promise((r) => setTimeout(r, 20));
   }

@@ -86,6 +86,7 @@ export class RelpDestination extends SessionDestination {
 
   protected async loop(): Promise<void> {
     while (!this.stopped) {
+      await this.expireHead();
       if (this.draining && this.queue.stats().records === 0) return;
       try {
         await this.session();

@@ -62,6 +62,7 @@ export class SluiceDestination extends SessionDestination {
 
   protected async loop(): Promise<void> {
     while (!this.stopped) {
+      await this.expireHead();
       if (this.draining && this.queue.stats().records === 0) return;
       const url = this.url(this.config.urls[this.urlIndex % this.config.urls.length]!);
       let wait: number;
