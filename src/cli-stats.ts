@@ -40,7 +40,7 @@ export function formatStats(s: AgentStatus, prev?: AgentStatus): string {
   out.push('');
   out.push(
     table(
-      ['DESTINATION', 'STATE', 'MSG/S', 'DELIVERED', 'FAILURES', 'REPLAYED', 'QUEUE', 'RECORDS', 'FILL', 'OLDEST', 'DROPPED'],
+      ['DESTINATION', 'STATE', 'MSG/S', 'DELIVERED', 'FAILURES', 'REPLAYED', 'DEAD_LETTERS', 'QUEUE', 'RECORDS', 'FILL', 'OLDEST', 'DROPPED'],
       Object.entries(s.destinations).map(([name, d]) => {
         const q = d.queue;
         const fill = q.mode === 'memory' ? q.records / q.capacityRecords : q.diskBytes / q.capacityBytes;
@@ -51,6 +51,7 @@ export function formatStats(s: AgentStatus, prev?: AgentStatus): string {
           num(d.delivered),
           num(d.failures),
           num(d.replayed),
+          num(sum(d.deadLettered ?? {})),
           q.mode,
           num(q.records),
           `${(100 * (fill || 0)).toFixed(1)}%`,
@@ -58,7 +59,7 @@ export function formatStats(s: AgentStatus, prev?: AgentStatus): string {
           num(sum(q.dropped)),
         ];
       }),
-      new Set([2, 3, 4, 5, 7, 8, 10]),
+      new Set([2, 3, 4, 5, 6, 8, 9, 11]),
     ),
   );
   const orphans = Object.entries(s.orphans);

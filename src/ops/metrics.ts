@@ -112,6 +112,13 @@ export function createMetrics(src: MetricsSource): Registry {
   counter('sluice_destination_server_errors_total', 'Errors the receiver reported: protocol error frames, refused upgrades, RELP answers other than 200.', ['destination'], dests((x) => x.serverErrors ?? 0));
   counter('sluice_destination_duplicates_skipped_total', 'exactly_once file destinations: records not written because their stream position already was (resends, lines read again).', ['destination'], dests((x) => x.duplicatesSkipped ?? 0));
   counter('sluice_destination_streams_forgotten_total', 'exactly_once file destinations: streams dropped from the state after exactly_once_retention without a write.', ['destination'], dests((x) => x.streamsForgotten ?? 0));
+  counter(
+    'sluice_destination_dead_letters_total',
+    'Records set aside instead of delivered, by reason: a path the file system refuses (ENAMETOOLONG, EISDIR, ...), encoding, attempts, receiver_closed_session, expired (max_age).',
+    ['destination', 'reason'],
+    byReason((s) => Object.entries(s.destinations).map(([destination, x]) => [{ destination }, x.deadLettered ?? {}])),
+  );
+  counter('sluice_destination_dead_letter_dropped_total', 'Of the records set aside, those dropped because no dead-letter target took them (dead_letter: drop, or a full dead-letter file).', ['destination'], dests((x) => x.deadLetterDropped ?? 0));
   counter('sluice_destination_failures_total', 'Failed deliveries (errors from the server or the connection); the records stay queued.', ['destination'], dests((x) => x.failures));
   counter('sluice_destination_reconnect_attempts_total', 'Connection attempts after a failure.', ['destination'], dests((x) => x.reconnectAttempts));
   counter('sluice_destination_reconnects_total', 'Connections that succeeded.', ['destination'], dests((x) => x.reconnects));

@@ -37,7 +37,7 @@ export const STATUS_PAGE = `<!doctype html>
 <table><thead><tr><th>source</th><th>listening on</th><th>msg/s</th><th>received</th><th>parse errors</th><th>oversize</th><th>dropped</th><th>connections</th></tr></thead>
 <tbody id="sources" data-testid="sources"></tbody></table>
 <h2>Destinations and queues</h2>
-<table><thead><tr><th>destination</th><th>target</th><th>state</th><th>msg/s</th><th>queue</th><th>fill</th><th>records</th><th>oldest</th><th>delivered</th><th>failures</th><th>dropped</th></tr></thead>
+<table><thead><tr><th>destination</th><th>target</th><th>state</th><th>msg/s</th><th>queue</th><th>fill</th><th>records</th><th>oldest</th><th>delivered</th><th>failures</th><th>dead letters</th><th>dropped</th></tr></thead>
 <tbody id="destinations" data-testid="destinations"></tbody></table>
 <div id="orphans-box" hidden><h2>Orphan queues</h2><table><thead><tr><th>queue</th><th>directory</th><th>records</th><th>draining into</th></tr></thead><tbody id="orphans" data-testid="orphans"></tbody></table></div>
 <script>
@@ -75,7 +75,7 @@ function render(s) {
     const state = d.connected ? '<span class="badge ok">connected</span>' : q.records > 0 && d.failures > 0 ? '<span class="badge bad">down</span>' : d.delivered > 0 ? '<span class="badge ok">ok</span>' : '<span class="badge warn">idle</span>';
     return '<tr data-destination="' + esc(name) + '"><td>' + esc(name) + '</td><td>' + esc(d.address) + '</td><td>' + state + '</td><td class="n">' +
       rate(d.delivered, prev && prev.destinations[name] && prev.destinations[name].delivered, secs) + '</td><td>' + esc(q.mode) + '</td><td>' + fill(q) + '</td><td class="n">' + num(q.records) +
-      '</td><td>' + age(q.oldestReceivedAt === null ? null : s.time - q.oldestReceivedAt) + '</td><td class="n">' + num(d.delivered) + '</td><td class="n">' + num(d.failures) + '</td><td class="n">' + num(sum(q.dropped)) + '</td></tr>';
+      '</td><td>' + age(q.oldestReceivedAt === null ? null : s.time - q.oldestReceivedAt) + '</td><td class="n">' + num(d.delivered) + '</td><td class="n">' + num(d.failures) + '</td><td class="n">' + num(sum(d.deadLettered || {})) + '</td><td class="n">' + num(sum(q.dropped)) + '</td></tr>';
   }).join("");
   const orphans = Object.entries(s.orphans);
   $("orphans-box").hidden = orphans.length === 0;
