@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { SluiceConfig } from './config/schema.js';
@@ -6,6 +6,8 @@ import { formatSize } from './config/units.js';
 import type { Logger } from './log.js';
 import { inspectQueueFile, listQueueDirs, queueFilePath, salvageQueueFile, unackedRecords, type QueueFileInfo } from './queue/disk/inspect.js';
 import { startDrain } from './queue/orphans.js';
+import { buildDestination, buildMemoryQueue } from './components.js';
+import { FileDeadLetters, fromLine, readDeadLetters } from './destinations/dead-letters.js';
 
 /** `sluice queue ls|info|cat|salvage|drain`: offline tools for queue directories, like syslog-ng's dqtool. */
 
@@ -16,7 +18,12 @@ export const QUEUE_HELP = `Queue tools (they never change a queue they only read
   sluice queue salvage FILE|DIR --into DIR
                                         copy every valid unacknowledged record into a fresh queue in DIR
   sluice queue drain DIR --to DESTINATION -c FILE
-                                        send an orphan queue through DESTINATION of FILE, then remove its files`;
+                                        send an orphan queue through DESTINATION of FILE, then remove its files
+  sluice queue dead-letters FILE|STATE_DIR [--json]
+                                        the records destinations set aside, with reason, attempts and time
+  sluice queue dead-letters FILE --resend --to DESTINATION -c FILE
+                                        send them again through DESTINATION (once the cause is fixed); the file
+                                        is kept as FILE.resent-<time>, and what fails again is set aside anew`;
 
 const time = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString());
 
@@ -46,7 +53,7 @@ function table(rows: string[][]): string {
 
 export interface QueueCommandContext {
   args: string[];
-  values: { into?: string; to?: string; json?: boolean; config?: string };
+  values: { into?: string; to?: string; json?: boolean; config?: string; resend?: boolean };
   /** Loads -c FILE (printing its problems); null when it is invalid. */
   loadConfig: () => SluiceConfig | null;
   configGiven: boolean;
@@ -168,8 +175,90 @@ export async function queueCommand(ctx: QueueCommandContext): Promise<number> {
       ctx.out(`stopped with ${result.left} record(s) left in ${abs}`);
       return 1;
     }
+    case 'dead-letters':
+      return deadLettersCommand(ctx, need);
     default:
       ctx.err(`sluice queue: unknown or missing subcommand${sub ? ` "${sub}"` : ''}\n\n${QUEUE_HELP}`);
       return 2;
   }
+}
+
+/** `sluice queue dead-letters`: lists a dead-letter file (or every one under a state directory), or sends one again. */
+async function deadLettersCommand(ctx: QueueCommandContext, need: (what: string) => string | null): Promise<number> {
+  const target = need('FILE or STATE_DIR');
+  if (!target) return 2;
+  const abs = path.resolve(target);
+  if (!existsSync(abs)) {
+    ctx.err(`sluice queue dead-letters: ${abs} does not exist`);
+    return 2;
+  }
+  const files = statSync(abs).isDirectory()
+    ? [path.join(abs, 'dead-letters'), abs].filter((d) => existsSync(d) && statSync(d).isDirectory()).slice(0, 1).flatMap((d) => readdirSync(d).filter((f) => f.endsWith('.jsonl')).map((f) => path.join(d, f)))
+    : [abs];
+  if (ctx.values.resend) {
+    if (files.length !== 1 || files[0] !== abs) {
+      ctx.err('sluice queue dead-letters --resend: name one dead-letter file');
+      return 2;
+    }
+    return resendDeadLetters(ctx, abs);
+  }
+  for (const file of files) {
+    const { letters, unreadable } = await readDeadLetters(file);
+    if (ctx.values.json) {
+      for (const l of letters) ctx.out(JSON.stringify(l));
+      continue;
+    }
+    const reasons = new Map<string, number>();
+    for (const l of letters) reasons.set(l.reason, (reasons.get(l.reason) ?? 0) + 1);
+    ctx.out(`${file}: ${letters.length} record(s)${reasons.size ? ` (${[...reasons].map(([r, n]) => `${r} ${n}`).join(', ')})` : ''}${unreadable ? `, ${unreadable} unreadable line(s)` : ''}`);
+    if (letters.length === 0) continue;
+    const rows = [['TIME', 'DESTINATION', 'REASON', 'ATTEMPTS', 'SOURCE', 'MESSAGE']];
+    for (const l of letters) rows.push([l.time, l.destination, l.reason, String(l.attempts), l.source, (l.message ?? `(base64) ${l.message_base64 ?? ''}`).slice(0, 80)]);
+    ctx.out(table(rows));
+  }
+  return 0;
+}
+
+async function resendDeadLetters(ctx: QueueCommandContext, file: string): Promise<number> {
+  if (!ctx.values.to) {
+    ctx.err(`sluice queue dead-letters --resend: --to DESTINATION is missing\n\n${QUEUE_HELP}`);
+    return 2;
+  }
+  const config = ctx.loadConfig();
+  if (!config) return 1;
+  const destConfig = config.destinations[ctx.values.to];
+  if (!destConfig) {
+    ctx.err(`sluice queue dead-letters: no destination "${ctx.values.to}" in ${ctx.values.config}`);
+    return 2;
+  }
+  const { letters, unreadable } = await readDeadLetters(file);
+  // The file is kept, renamed: what fails again is set aside anew under the original name.
+  const kept = `${file}.resent-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  renameSync(file, kept);
+  const logger = ctx.logger();
+  const queue = buildMemoryQueue(`${ctx.values.to}<-dead-letters`, { ...destConfig.queue, mem_buf_length: Math.max(letters.length, 1), mem_buf_size: 1 << 30 });
+  const name = path.basename(file, '.jsonl');
+  const destination = buildDestination(destConfig, {
+    name: `${ctx.values.to}<-dead-letters`,
+    queue,
+    logger,
+    hostname: config.hostname ?? os.hostname(),
+    setAside: { sink: new FileDeadLetters(file, name, logger), maxAge: 0, maxRecordAttempts: destConfig.queue.max_record_attempts },
+  });
+  queue.push(letters.map(fromLine));
+  ctx.out(`sending ${letters.length} dead letter(s) from ${file} through ${ctx.values.to} (${destination.describe()})${unreadable ? `; ${unreadable} unreadable line(s) skipped` : ''}`);
+  destination.start();
+  let interrupted = false;
+  const stop = () => {
+    interrupted = true;
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  while (!interrupted && queue.stats().records > 0) await new Promise((r) => setTimeout(r, 100));
+  process.off('SIGINT', stop);
+  process.off('SIGTERM', stop);
+  const left = await destination.stop(config.shutdown_timeout);
+  const again = Object.values(destination.stats.deadLettered).reduce((a, b) => a + b, 0);
+  ctx.out(`delivered ${destination.stats.delivered}, set aside again ${again}${again ? ` (in ${file})` : ''}, left ${left}${left ? " (they are still in the kept file)" : ""}; the original is kept as ${kept}`);
+  return left === 0 ? 0 : 1;
 }

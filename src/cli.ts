@@ -236,6 +236,7 @@ async function main(argv: string[]): Promise<number> {
         into: { type: 'string' },
         to: { type: 'string' },
         json: { type: 'boolean' },
+        resend: { type: 'boolean' },
         pid: { type: 'string' },
         url: { type: 'string' },
         watch: { type: 'boolean' },

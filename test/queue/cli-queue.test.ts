@@ -1,9 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { FileDeadLetters } from '../../src/destinations/dead-letters.js';
 import { silentLogger } from '../../src/log.js';
 import { QUEUE_FILE, ReliableQueue } from '../../src/queue/disk/reliable-queue.js';
 import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
@@ -45,6 +46,31 @@ const expected = (from: number, to: number, skip = -1) => Array.from({ length: t
 describe('sluice queue tools', () => {
   let dir: string;
   afterEach(() => removeDir(dir));
+
+  it('dead-letters lists what destinations set aside, and --resend sends it again once the cause is fixed', async () => {
+    dir = tempDir();
+    const state = path.join(dir, 'state');
+    const file = path.join(state, 'dead-letters', 'hosts.jsonl');
+    const stats = { deadLettered: {}, deadLetterDropped: 0 };
+    const rec = (i: number) => new LogRecord(Buffer.from(`<13>1 - bad app - - - parked ${i}`), T0 + i, origin);
+    await new FileDeadLetters(file, 'hosts', silentLogger()).put([0, 1, 2].map((i) => ({ record: rec(i), reason: 'EISDIR', error: 'EISDIR: illegal operation on a directory', attempts: 1 })), stats);
+    const ls = sluice(['queue', 'dead-letters', state]);
+    expect(ls.status).toBe(0);
+    expect(ls.stdout).toContain(`${file}: 3 record(s) (EISDIR 3)`);
+    expect(ls.stdout).toContain('<13>1 - bad app - - - parked 2');
+    const json = sluice(['queue', 'dead-letters', file, '--json']).stdout.trim().split('\n').map((l) => JSON.parse(l) as { reason: string; received_at: string });
+    expect(json.map((j) => [j.reason, j.received_at])).toEqual([0, 1, 2].map((i) => ['EISDIR', new Date(T0 + i).toISOString()]));
+    // The cause (out/bad.log was a directory) is gone: the records go through the destination again.
+    const config = path.join(dir, 'sluice.yaml');
+    writeFileSync(config, `state_dir: ${state}\nsources: {}\ndestinations:\n  hosts: { type: file, path: "${dir}/out/\${HOST}.log" }\npipelines: {}\n`);
+    const resend = sluice(['queue', 'dead-letters', file, '--resend', '--to', 'hosts', '-c', config]);
+    expect(resend.stderr).toBe('');
+    expect(resend.stdout).toMatch(/delivered 3, set aside again 0, left 0/);
+    expect(resend.status).toBe(0);
+    expect(readFileSync(path.join(dir, 'out/bad.log'), 'utf8').trim().split('\n')).toEqual([0, 1, 2].map((i) => `<13>1 - bad app - - - parked ${i}`));
+    expect(existsSync(file)).toBe(false);
+    expect(readdirSync(path.join(state, 'dead-letters')).filter((f) => f.startsWith('hosts.jsonl.resent-'))).toHaveLength(1);
+  });
 
   it('info and cat read a queue without changing it', async () => {
     dir = tempDir();
