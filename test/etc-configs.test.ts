@@ -18,65 +18,57 @@ function run(cfg: string, cwd: string) {
   return { child, log: () => log, exited: new Promise((r) => child.on('exit', r)) };
 }
 
-// The README's "central server and agent on one machine", with the bundled configs as they are.
+/**
+ * The README's "central server and agent on one machine", with the bundled configs as they are,
+ * run in a fresh directory; `body` gets the directory and every line filed at the central server.
+ */
+async function withBundledPair(body: (dir: string, filed: () => string[]) => Promise<void>): Promise<void> {
+  const dir = tempDir();
+  mkdirSync(path.join(dir, 'var/app'), { recursive: true });
+  const central = run('central.yaml', dir);
+  const agent = run('agent.yaml', dir);
+  const logs = path.join(dir, 'var/central/logs');
+  const filed = () => {
+    try {
+      return readdirSync(logs).flatMap((h) => readLines(path.join(logs, h, 'messages.log')));
+    } catch {
+      return [];
+    }
+  };
+  try {
+    await waitFor('both to run', () => central.log().includes('sluice is running') && agent.log().includes('sluice is running'), 20_000);
+    await body(dir, filed);
+  } finally {
+    agent.child.kill('SIGTERM');
+    central.child.kill('SIGTERM');
+    await Promise.all([agent.exited, central.exited]);
+    removeDir(dir);
+  }
+}
+
 describe('etc/central.yaml and etc/agent.yaml', () => {
   it('an agent ships syslog and an application file to the central server, which files them per host', async () => {
-    const dir = tempDir();
-    mkdirSync(path.join(dir, 'var/app'), { recursive: true });
-    const central = run('central.yaml', dir);
-    const agent = run('agent.yaml', dir);
-    try {
-      await waitFor('both to run', () => central.log().includes('sluice is running') && agent.log().includes('sluice is running'), 20_000);
+    await withBundledPair(async (dir, filed) => {
       runLogger(['-n', '127.0.0.1', '-P', '5514', '-T', '--rfc5424', '-t', 'etctest', 'hello through the central server']);
       appendFileSync(path.join(dir, 'var/app/app.log'), 'an application line\n');
-      const logs = path.join(dir, 'var/central/logs');
-      await waitFor('both at the central server', () => {
-        try {
-          const all = readdirSync(logs).flatMap((h) => readLines(path.join(logs, h, 'messages.log')));
-          return all.some((l) => l.endsWith('hello through the central server')) && all.some((l) => l.endsWith('an application line'));
-        } catch {
-          return false;
-        }
-      }, 20_000);
+      await waitFor('both at the central server', () => filed().some((l) => l.endsWith('hello through the central server')) && filed().some((l) => l.endsWith('an application line')), 20_000);
       // logger names this machine in the message: that is the per-host file.
-      expect(readLines(path.join(logs, os.hostname(), 'messages.log')).some((l) => / etctest .* hello through the central server$/.test(l))).toBe(true);
-    } finally {
-      agent.child.kill('SIGTERM');
-      central.child.kill('SIGTERM');
-      await Promise.all([agent.exited, central.exited]);
-      removeDir(dir);
-    }
+      expect(readLines(path.join(dir, 'var/central/logs', os.hostname(), 'messages.log')).some((l) => / etctest .* hello through the central server$/.test(l))).toBe(true);
+    });
   }, 60_000);
 
   it('a message with a 300-character host name stops nothing: it and the 50 after it reach the central server', async () => {
-    const dir = tempDir();
-    const central = run('central.yaml', dir);
-    const agent = run('agent.yaml', dir);
-    try {
-      await waitFor('both to run', () => central.log().includes('sluice is running') && agent.log().includes('sluice is running'), 20_000);
+    await withBundledPair(async (dir, filed) => {
       const s = net.connect(5514, '127.0.0.1');
       await new Promise((r) => s.once('connect', r));
       s.write(`<13>Oct 11 22:14:15 ${'h'.repeat(300)} app: the long one\n`);
       for (let i = 0; i < 50; i++) s.write(`<13>Oct 11 22:14:15 normalhost app: after ${i}\n`);
       await new Promise<void>((r) => s.end(() => r()));
-      const logs = path.join(dir, 'var/central/logs');
-      const all = () => {
-        try {
-          return readdirSync(logs).flatMap((h) => readLines(path.join(logs, h, 'messages.log')));
-        } catch {
-          return [];
-        }
-      };
-      await waitFor('all 51 at the central server', () => all().length >= 51, 20_000);
-      expect(all().filter((l) => / app: after \d+$/.test(l))).toHaveLength(50);
-      expect(all().filter((l) => l.endsWith('app: the long one'))).toHaveLength(1);
+      await waitFor('all 51 at the central server', () => filed().length >= 51, 20_000);
+      expect(filed().filter((l) => / app: after \d+$/.test(l))).toHaveLength(50);
+      expect(filed().filter((l) => l.endsWith('app: the long one'))).toHaveLength(1);
       // Nothing was set aside: the long name is not a host name, and the line went to the sender's file.
-      expect(readLines(path.join(logs, '127.0.0.1', 'messages.log')).some((l) => l.endsWith('app: the long one'))).toBe(true);
-    } finally {
-      agent.child.kill('SIGTERM');
-      central.child.kill('SIGTERM');
-      await Promise.all([agent.exited, central.exited]);
-      removeDir(dir);
-    }
+      expect(readLines(path.join(dir, 'var/central/logs', '127.0.0.1', 'messages.log')).some((l) => l.endsWith('app: the long one'))).toBe(true);
+    });
   }, 60_000);
 });

@@ -15,7 +15,8 @@ async function send(port: number, lines: string[]): Promise<void> {
 
 const line = (host: string, i: number) => `<13>1 2026-01-01T00:00:00Z ${host} app - - - message ${i}`;
 
-function config(dir: string, queue: string, extra = ''): string {
+/** An agent from TCP into one destination `name` (`hosts`: files per host, with `queue`), plus `extra` destinations. */
+function config(dir: string, queue: string, extra = '', name = 'hosts', destination = `{ type: file, path: "${dir}/out/\${HOST}.log", queue: ${queue} }`): string {
   return `
 state_dir: ${dir}/state
 admin: { enabled: false }
@@ -23,13 +24,10 @@ shutdown_timeout: 1s
 sources:
   in: { type: syslog_tcp, address: "127.0.0.1:0" }
 destinations:
-  hosts:
-    type: file
-    path: "${dir}/out/\${HOST}.log"
-    queue: ${queue}
+  ${name}: ${destination}
 ${extra}
 pipelines:
-  p: { from: [in], to: [hosts] }
+  p: { from: [in], to: [${name}] }
 `;
 }
 
@@ -80,17 +78,9 @@ describe('dead letters', () => {
     const t0 = new Date('2026-03-01T00:00:00Z').getTime();
     vi.useFakeTimers({ toFake: ['Date'], now: t0 });
     try {
-      agent = await startAgent(`
-state_dir: ${dir}/state
-admin: { enabled: false }
-shutdown_timeout: 1s
-sources:
-  in: { type: syslog_tcp, address: "127.0.0.1:0" }
-destinations:
-  down: { type: syslog, address: "127.0.0.1:${port}", framing: lf, backoff: { initial: 10ms, max: 20ms }, queue: { mode: reliable, max_size: 4MiB, sync_interval: 5ms, max_age: 1d } }
-pipelines:
-  p: { from: [in], to: [down] }
-`);
+      agent = await startAgent(
+        config(dir, '', '', 'down', `{ type: syslog, address: "127.0.0.1:${port}", framing: lf, backoff: { initial: 10ms, max: 20ms }, queue: { mode: reliable, max_size: 4MiB, sync_interval: 5ms, max_age: 1d } }`),
+      );
       await send(portOf(agent, 'in'), Array.from({ length: 5 }, (_, i) => line('old', i)));
       await waitFor('5 queued', () => agent!.stats().destinations.down!.queue.records === 5);
       vi.setSystemTime(t0 + 86_400_000 + 1); // a day and a millisecond later

@@ -215,17 +215,7 @@ describe('RELP destination', () => {
       };
     });
     try {
-      agent = await startAgent(`
-state_dir: ${dir}/state
-shutdown_timeout: 200ms
-admin: { enabled: false }
-sources:
-  in: { type: syslog_tcp, address: "127.0.0.1:0" }
-destinations:
-  r: { type: relp, address: "127.0.0.1:${srv.port}", window: 128, backoff: { initial: 10ms, max: 50ms }, queue: { mode: reliable, max_size: 4MiB, sync_interval: 5ms, max_record_attempts: 3 } }
-pipelines:
-  p: { from: [in], to: [r] }
-`);
+      agent = await startRelpAgent(dir, srv.port, 'window: 128, backoff: { initial: 10ms, max: 50ms }, queue: { mode: reliable, max_size: 4MiB, sync_interval: 5ms, max_record_attempts: 3 }');
       const msgs = ['first', ...Array.from({ length: 30 }, (_, i) => `before ${i}`), 'POISON', ...Array.from({ length: 50 }, (_, i) => `after ${i}`)];
       const s = net.connect(portOf(agent, 'in'), '127.0.0.1');
       s.end(msgs.map((m) => `<13>1 - h app - - - ${m}\n`).join(''));
