@@ -137,7 +137,7 @@ pipelines:
       expect(once.stdout).toMatch(/^sluice \S+, pid \d+, up .*, ready, rss /);
       expect(once.stdout).toMatch(/^SOURCE\s+ADDRESS\s+MSG\/S\s+RECEIVED/m);
       expect(once.stdout).toMatch(new RegExp(`^in\\s+tcp://127\\.0\\.0\\.1:${tcpPort}\\s+-\\s+40\\s`, 'm'));
-      expect(once.stdout).toMatch(/^out\s+ok\s+-\s+40\s+0\s+0\s+normal\s+0\s+0\.0%/m);
+      expect(once.stdout).toMatch(/^out\s+ok\s+-\s+40\s+0\s+0\s+0\s+normal\s+0\s+0\.0%/m);
       // --watch: at least two whole screens (each followed by the next one's clear), the second with rates.
       const watch = spawn(process.execPath, [cli, 'stats', '--url', `http://127.0.0.1:${adminPort}`, '--watch', '0.2'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let screen = '';

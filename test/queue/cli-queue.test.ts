@@ -62,7 +62,7 @@ describe('sluice queue tools', () => {
     expect(json.map((j) => [j.reason, j.received_at])).toEqual([0, 1, 2].map((i) => ['EISDIR', new Date(T0 + i).toISOString()]));
     // The cause (out/bad.log was a directory) is gone: the records go through the destination again.
     const config = path.join(dir, 'sluice.yaml');
-    writeFileSync(config, `state_dir: ${state}\nsources: {}\ndestinations:\n  hosts: { type: file, path: "${dir}/out/\${HOST}.log" }\npipelines: {}\n`);
+    writeFileSync(config, `state_dir: ${state}\nsources:\n  in: { type: syslog_udp, address: "127.0.0.1:0" }\ndestinations:\n  hosts: { type: file, path: "${dir}/out/\${HOST}.log" }\npipelines:\n  p: { from: [in], to: [hosts] }\n`);
     const resend = sluice(['queue', 'dead-letters', file, '--resend', '--to', 'hosts', '-c', config]);
     expect(resend.stderr).toBe('');
     expect(resend.stdout).toMatch(/delivered 3, set aside again 0, left 0/);
