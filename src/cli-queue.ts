@@ -192,9 +192,9 @@ async function deadLettersCommand(ctx: QueueCommandContext, need: (what: string)
     ctx.err(`sluice queue dead-letters: ${abs} does not exist`);
     return 2;
   }
-  const files = statSync(abs).isDirectory()
-    ? [path.join(abs, 'dead-letters'), abs].filter((d) => existsSync(d) && statSync(d).isDirectory()).slice(0, 1).flatMap((d) => readdirSync(d).filter((f) => f.endsWith('.jsonl')).map((f) => path.join(d, f)))
-    : [abs];
+  // A state directory (its dead-letters/ inside), the dead-letters directory itself, or one file.
+  const dir = statSync(abs).isDirectory() ? (existsSync(path.join(abs, 'dead-letters')) ? path.join(abs, 'dead-letters') : abs) : null;
+  const files = dir ? readdirSync(dir).filter((f) => f.endsWith('.jsonl')).map((f) => path.join(dir, f)) : [abs];
   if (ctx.values.resend) {
     if (files.length !== 1 || files[0] !== abs) {
       ctx.err('sluice queue dead-letters --resend: name one dead-letter file');

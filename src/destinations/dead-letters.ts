@@ -218,3 +218,62 @@ export class DestinationDeadLetters implements DeadLetterSink {
     logSetAside(this.log, this.logger, letters, `destination ${this.target}`);
   }
 }
+
+/** What a destination is told about setting records aside (see SetAsideOptions). */
+interface SetAsideContext {
+  logger: Logger;
+  setAside?: { sink: DeadLetterSink; maxAge: number; maxRecordAttempts: number };
+}
+
+/** `max_record_attempts` when none is configured. */
+export const DEFAULT_MAX_RECORD_ATTEMPTS = 5;
+
+/**
+ * A destination's way to set records aside: its configured sink (or, in tools and orphan drains
+ * that have none, dropped and counted), counted in its stats, and its `max_age` and
+ * `max_record_attempts`.
+ */
+export class SetAside {
+  private readonly sink: DeadLetterSink;
+
+  constructor(
+    private readonly ctx: SetAsideContext,
+    private readonly stats: () => DeadLetterStats,
+  ) {
+    this.sink = ctx.setAside?.sink ?? new DropDeadLetters(ctx.logger);
+  }
+
+  get maxRecordAttempts(): number {
+    return this.ctx.setAside?.maxRecordAttempts ?? DEFAULT_MAX_RECORD_ATTEMPTS;
+  }
+
+  put(letters: DeadLetter[]): Promise<void> {
+    return this.sink.put(letters, this.stats());
+  }
+
+  /** The records older than `max_age` (none when it is off), as dead letters with reason `expired`. */
+  expired(records: LogRecord[]): DeadLetter[] {
+    const before = this.expiredBefore();
+    if (before === -Infinity) return []; // the common case, on every batch: nothing to look at
+    return this.asExpired(records.filter((r) => r.receivedAt < before));
+  }
+
+  /** Of records oldest first, the expired ones at the head, up to the first that is not. */
+  expiredHead(records: LogRecord[]): DeadLetter[] {
+    const before = this.expiredBefore();
+    let n = 0;
+    while (n < records.length && records[n]!.receivedAt < before) n++;
+    return this.asExpired(records.slice(0, n));
+  }
+
+  /** Records received before this have expired; -Infinity while `max_age` is off. */
+  private expiredBefore(): number {
+    const maxAge = this.ctx.setAside?.maxAge ?? 0;
+    return maxAge > 0 ? Date.now() - maxAge : -Infinity;
+  }
+
+  private asExpired(records: LogRecord[]): DeadLetter[] {
+    const error = `older than max_age (${this.ctx.setAside?.maxAge ?? 0} ms)`;
+    return records.map((record) => ({ record, reason: 'expired', error, attempts: 0 }));
+  }
+}

@@ -1,27 +1,10 @@
 import type { LogRecord } from '../record.js';
 
 /**
- * Error codes that say the destination as a whole cannot take anything right now (its network, its
- * peer, its disk): the batch is retried after a backoff, for as long as it takes, and no record is
- * ever blamed for them. Any other failure may be the record's: see QueueDrainer.
- */
-const DESTINATION_WIDE = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN',
-  'EAI_AGAIN', 'ENOTFOUND', 'EADDRNOTAVAIL', 'ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EACCES', 'EPERM', 'EMFILE', 'ENFILE',
-  'EBUSY', 'EAGAIN', 'ENOMEM', 'ESTALE', 'ERR_TLS_CERT_ALTNAME_INVALID', 'ERR_SSL_WRONG_VERSION_NUMBER',
-  'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'CERT_HAS_EXPIRED',
-]);
-
-/**
  * File-system codes that one record's path earns every time, whatever the state of the disk: the
  * name is too long, a component is a file, the name is a directory, the bytes are not a valid name.
  */
 export const PER_RECORD_FS = new Set(['ENAMETOOLONG', 'ENOTDIR', 'EISDIR', 'EILSEQ', 'EINVAL', 'ELOOP', 'EFBIG']);
-
-export function isDestinationWide(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | null)?.code;
-  return typeof code === 'string' && DESTINATION_WIDE.has(code);
-}
 
 /** Thrown by a destination that knows the record it was sending caused the failure. */
 export class RecordError extends Error {
@@ -53,6 +36,11 @@ export function reasonOf(err: unknown): string {
   const code = (err as NodeJS.ErrnoException | null)?.code;
   if (typeof code === 'string') return code;
   return 'encoding';
+}
+
+/** The same queued record, whether handed out again as the same object (memory) or read again (disk). */
+export function sameRecord(a: LogRecord, b: LogRecord): boolean {
+  return a === b || (a.queueSeq >= 0 && a.queueSeq === b.queueSeq);
 }
 
 /** A record a destination can never deliver, with why: set aside, the rest of its batch goes on. */

@@ -2,12 +2,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { RateLimitedLog } from '../log.js';
 import { cancellableSleep, ExponentialBackoff } from '../net/backoff.js';
 import type { LogRecord } from '../record.js';
-import { DropDeadLetters, type DeadLetter } from './dead-letters.js';
-import { isRecordShaped, reasonOf, type Rejected } from './failures.js';
+import { SetAside, type DeadLetter } from './dead-letters.js';
+import { isRecordShaped, reasonOf, sameRecord, type Rejected } from './failures.js';
 import type { Destination, DestinationContext, DestinationStats } from './types.js';
-
-/** `max_record_attempts` when none is configured. */
-export const DEFAULT_MAX_RECORD_ATTEMPTS = 5;
 
 /**
  * The send loop every destination shares: take a batch from the queue, deliver it, acknowledge
@@ -29,7 +26,7 @@ export abstract class QueueDrainer implements Destination {
   private isolate = 0;
   /** The record sent alone that failed last, and how often in a row. Cleared by a success. */
   private suspect: { record: LogRecord; attempts: number } | null = null;
-  private dropSink: DropDeadLetters | null = null;
+  private readonly aside: SetAside;
 
   constructor(
     protected readonly ctx: DestinationContext,
@@ -39,6 +36,7 @@ export abstract class QueueDrainer implements Destination {
     this.name = ctx.name;
     this.queue = ctx.queue;
     this.backoff = new ExponentialBackoff(backoff.initial, backoff.max);
+    this.aside = new SetAside(ctx, () => this.stats);
   }
 
   abstract describe(): string;
@@ -73,12 +71,14 @@ export abstract class QueueDrainer implements Destination {
       // set aside because it was down for too long).
       if (await this.setAsideExpiredHead(batch, epoch)) continue;
       try {
-        const { live, expired } = this.splitExpired(batch);
+        // Expired records further in (received out of order) are set aside unsent too.
+        const letters: DeadLetter[] = this.aside.expired(batch);
+        const gone = new Set(letters.map((l) => l.record));
+        const live = gone.size > 0 ? batch.filter((r) => !gone.has(r)) : batch;
         const rejected = live.length > 0 ? ((await this.deliver(live)) ?? []) : [];
-        const letters: DeadLetter[] = expired.map((record) => ({ record, reason: 'expired', error: `older than max_age (${this.ctx.setAside!.maxAge} ms)`, attempts: 0 }));
-        for (const r of rejected) letters.push({ ...r, attempts: 1 + (this.suspect && this.isSuspect(r.record) ? this.suspect.attempts : 0) });
+        for (const r of rejected) letters.push({ ...r, attempts: 1 + (this.suspect && sameRecord(this.suspect.record, r.record) ? this.suspect.attempts : 0) });
         // Set aside (durably) before the batch leaves the queue: a crash in between sends it again.
-        if (letters.length > 0) await this.setAside(letters);
+        if (letters.length > 0) await this.aside.put(letters);
         // Rotated meanwhile (see DestinationQueue.epoch): these come out again from the fresh file.
         if (this.queue.epoch !== epoch) continue;
         this.queue.ack(batch.length);
@@ -105,39 +105,21 @@ export abstract class QueueDrainer implements Destination {
     }
   }
 
-  /** Records older than the queue's `max_age`, set aside unsent. */
-  private splitExpired(batch: LogRecord[]): { live: LogRecord[]; expired: LogRecord[] } {
-    const maxAge = this.ctx.setAside?.maxAge ?? 0;
-    if (maxAge <= 0) return { live: batch, expired: [] };
-    const before = Date.now() - maxAge;
-    if (!batch.some((r) => r.receivedAt < before)) return { live: batch, expired: [] };
-    return { live: batch.filter((r) => r.receivedAt >= before), expired: batch.filter((r) => r.receivedAt < before) };
-  }
-
   /** True when the batch began with expired records: they were set aside and acknowledged, the rest put back. */
   private async setAsideExpiredHead(batch: LogRecord[], epoch: number): Promise<boolean> {
-    const maxAge = this.ctx.setAside?.maxAge ?? 0;
-    if (maxAge <= 0) return false;
-    const before = Date.now() - maxAge;
-    let n = 0;
-    while (n < batch.length && batch[n]!.receivedAt < before) n++;
-    if (n === 0) return false;
+    const expired = this.aside.expiredHead(batch);
+    if (expired.length === 0) return false;
     try {
-      await this.setAside(batch.slice(0, n).map((record) => ({ record, reason: 'expired', error: `older than max_age (${maxAge} ms)`, attempts: 0 })));
+      await this.aside.put(expired);
     } catch (err) {
       this.queue.rewind();
       this.logFailure(err, 0);
       await sleep(1000);
       return true;
     }
-    if (this.queue.epoch === epoch) this.queue.ack(n);
+    if (this.queue.epoch === epoch) this.queue.ack(expired.length);
     this.queue.rewind(); // the rest of the batch comes out again
     return true;
-  }
-
-  private isSuspect(r: LogRecord): boolean {
-    const s = this.suspect;
-    return s !== null && (s.record === r || (s.record.queueSeq >= 0 && s.record.queueSeq === r.queueSeq));
   }
 
   /**
@@ -157,12 +139,11 @@ export abstract class QueueDrainer implements Destination {
       return false;
     }
     const r = batch[0]!;
-    if (this.suspect && this.isSuspect(r)) this.suspect.attempts++;
+    if (this.suspect && sameRecord(this.suspect.record, r)) this.suspect.attempts++;
     else this.suspect = { record: r, attempts: 1 };
-    const max = this.ctx.setAside?.maxRecordAttempts ?? DEFAULT_MAX_RECORD_ATTEMPTS;
-    if (this.suspect.attempts < max) return false;
+    if (this.suspect.attempts < this.aside.maxRecordAttempts) return false;
     try {
-      await this.setAside([{ record: r, reason: reasonOf(err), error: err instanceof Error ? err.message : String(err), attempts: this.suspect.attempts }]);
+      await this.aside.put([{ record: r, reason: reasonOf(err), error: err instanceof Error ? err.message : String(err), attempts: this.suspect.attempts }]);
     } catch (e) {
       this.ctx.logger.error({ err: (e as Error).message }, 'cannot set a record aside as a dead letter; it stays queued');
       return false;
@@ -173,12 +154,6 @@ export abstract class QueueDrainer implements Destination {
     this.queue.ack(1);
     this.backoff.reset();
     return true;
-  }
-
-  /** Hands records to the dead-letter target (or drops and counts them when there is none). */
-  protected async setAside(letters: DeadLetter[]): Promise<void> {
-    this.dropSink ??= new DropDeadLetters(this.ctx.logger);
-    await (this.ctx.setAside?.sink ?? this.dropSink).put(letters, this.stats);
   }
 
   /** One line per failure, at most one a second; the lines left out are counted in the next. */

@@ -1,6 +1,6 @@
 import { RateLimitedLog } from '../log.js';
 import { cancellableSleep, ExponentialBackoff } from '../net/backoff.js';
-import { DropDeadLetters } from './dead-letters.js';
+import { SetAside } from './dead-letters.js';
 import type { Destination, DestinationContext, DestinationStats } from './types.js';
 
 /**
@@ -21,7 +21,7 @@ export abstract class SessionDestination implements Destination {
   private toReplay = 0;
   private loopDone: Promise<void> | null = null;
   private sleeping: ReturnType<typeof cancellableSleep> | null = null;
-  private dropSink: DropDeadLetters | null = null;
+  private asideOf: SetAside | null = null;
 
   constructor(
     protected readonly ctx: DestinationContext,
@@ -33,6 +33,11 @@ export abstract class SessionDestination implements Destination {
   }
 
   abstract describe(): string;
+
+  /** Where this destination sets records aside (made on first use: `stats` is the subclass's). */
+  protected get aside(): SetAside {
+    return (this.asideOf ??= new SetAside(this.ctx, () => this.stats));
+  }
   /** Runs sessions until stopped, or until draining has sent everything. */
   protected abstract loop(): Promise<void>;
   /** Cuts the current connection at once. */
@@ -79,30 +84,22 @@ export abstract class SessionDestination implements Destination {
    * set aside as `expired`, so that an outage longer than that does not keep them.
    */
   protected async expireHead(): Promise<void> {
-    const maxAge = this.ctx.setAside?.maxAge ?? 0;
-    if (maxAge <= 0) return;
     for (;;) {
       const batch = this.queue.take(256);
       if (batch.length === 0) return;
-      const before = Date.now() - maxAge;
-      let n = 0;
-      while (n < batch.length && batch[n]!.receivedAt < before) n++;
+      const expired = this.aside.expiredHead(batch);
       try {
-        if (n > 0) {
-          this.dropSink ??= new DropDeadLetters(this.ctx.logger);
-          await (this.ctx.setAside?.sink ?? this.dropSink).put(
-            batch.slice(0, n).map((record) => ({ record, reason: 'expired', error: `older than max_age (${maxAge} ms)`, attempts: 0 })),
-            this.stats,
-          );
-          this.queue.ack(n);
+        if (expired.length > 0) {
+          await this.aside.put(expired);
+          this.queue.ack(expired.length);
         }
       } catch (err) {
         this.ctx.logger.error({ err: (err as Error).message }, 'cannot set expired records aside as dead letters; they stay queued');
-        n = 0;
+        return;
       } finally {
         this.queue.rewind();
       }
-      if (n < batch.length) return;
+      if (expired.length < batch.length) return;
     }
   }
 

@@ -4,8 +4,7 @@ import type { z } from 'zod';
 import { connectStream, tlsClientOptions } from '../../net/sockets.js';
 import { parseRsp, RELP_MAX_TXNR, RELP_OFFERS, RelpParser, relpFrame, type RelpFrame } from '../../protocol/relp.js';
 import type { LogRecord } from '../../record.js';
-import { DropDeadLetters } from '../dead-letters.js';
-import { RecordError } from '../failures.js';
+import { RecordError, sameRecord } from '../failures.js';
 import { renderRecord } from '../format.js';
 import { SessionDestination } from '../session-destination.js';
 import type { DestinationContext, DestinationStats } from '../types.js';
@@ -124,14 +123,13 @@ export class RelpDestination extends SessionDestination {
   private async blameFirst(r: LogRecord): Promise<boolean> {
     if (!this.blameNext) return false;
     this.blameNext = false;
-    const same = this.suspect !== null && (this.suspect.record === r || (r.queueSeq >= 0 && this.suspect.record.queueSeq === r.queueSeq));
-    if (!same) {
+    if (!this.suspect || !sameRecord(this.suspect.record, r)) {
       this.suspect = { record: r, attempts: 1 };
       return false;
     }
     // `attempts` counts its sends alone; each ended the session.
-    const s = this.suspect!;
-    if (s.attempts < (this.ctx.setAside?.maxRecordAttempts ?? 5)) {
+    const s = this.suspect;
+    if (s.attempts < this.aside.maxRecordAttempts) {
       s.attempts++;
       return false;
     }
@@ -140,7 +138,7 @@ export class RelpDestination extends SessionDestination {
   }
 
   private async setAside(r: LogRecord, reason: string, error: string, attempts: number): Promise<void> {
-    await (this.ctx.setAside?.sink ?? new DropDeadLetters(this.ctx.logger)).put([{ record: r, reason, error, attempts }], this.stats);
+    await this.aside.put([{ record: r, reason, error, attempts }]);
     this.queue.ack(1);
     this.suspect = null;
     this.isolate = Math.max(0, this.isolate - 1);
@@ -353,7 +351,6 @@ export class RelpDestination extends SessionDestination {
           const body = bodies[i]!;
           codes.push(0);
           sentAt.push(now);
-          bodies[i] = body;
           // "TXNR syslog LEN DATA\n" (or "TXNR syslog 0\n"), measured without building strings.
           total += digits(txnr + i) + 8 + digits(body.length) + (body.length > 0 ? 1 + body.length : 0) + 1;
         }

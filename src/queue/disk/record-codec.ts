@@ -71,6 +71,9 @@ export class RecordDecodeError extends Error {
 /** The latest receive time taken as it is: the end of year 9999 (what a Date can print as ISO 8601). */
 export const MAX_TIME = 253402300799999;
 
+const isTime = (t: number) => t >= 0 && t <= MAX_TIME; // false for NaN too
+const isPosition = (p: number) => Number.isSafeInteger(p) && p >= 0;
+
 /**
  * Checks the fields the rest of sluice relies on, in a record that came from outside this process
  * (a queue file, a peer's sluice-protocol batch): a receive time that is not a time (NaN, infinite,
@@ -80,13 +83,13 @@ export const MAX_TIME = 253402300799999;
  */
 function repaired(r: LogRecord, receivedAt: number, stream: string | undefined, streamPos: number): LogRecord {
   let time = receivedAt;
-  if (!(time >= 0 && time <= MAX_TIME)) {
+  if (!isTime(time)) {
     time = Date.now();
     countDrop(r.origin.stats.repaired, 'invalid_time');
   }
   const out = new LogRecord(r.raw, time, r.origin); // not `encoded`: written anew, as repaired
   if (stream !== undefined) {
-    if (Number.isSafeInteger(streamPos) && streamPos >= 0) out.setStream(stream, streamPos);
+    if (isPosition(streamPos)) out.setStream(stream, streamPos);
     else countDrop(r.origin.stats.repaired, 'invalid_stream_position');
   }
   return out;
@@ -133,7 +136,7 @@ export class RecordDecoder {
       rawAt += 2 + len + 8;
     }
     const r = new LogRecord(payload.subarray(rawAt), receivedAt, origin);
-    if (!(receivedAt >= 0 && receivedAt <= MAX_TIME) || (stream !== undefined && !(Number.isSafeInteger(streamPos) && streamPos >= 0))) {
+    if (!isTime(receivedAt) || (stream !== undefined && !isPosition(streamPos))) {
       return repaired(r, receivedAt, stream, streamPos);
     }
     if (stream !== undefined) {
