@@ -1,7 +1,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { checkFrame, DATA_START, RECORD_HEADER, RECORD_MAGIC, WRAP_MAGIC } from '../../src/queue/disk/ring-file.js';
 import { sleep } from '../helpers/agent.js';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -162,4 +163,80 @@ export async function settle(count: () => number, want: number, quietMs: number,
     await sleep(200);
   }
   return count();
+}
+
+/**
+ * The text of line `n`: its number twice (`L<n> #<n># `), so that a byte flipped anywhere in a
+ * damaged queue record leaves one copy readable and the loss can be traced to that record.
+ */
+export function lineHead(n: number): string {
+  return `L${n} #${n}# `;
+}
+
+/**
+ * True when the bytes [from, to) between two valid frames begin as a record did (its magic, at
+ * most one byte of it flipped): a record that damage made unreadable. Bytes that begin anywhere
+ * else are the leftovers of an older lap's record, overwritten in part once it was acknowledged.
+ */
+function damagedRecordAt(data: Buffer, from: number, to: number): boolean {
+  if (to - from < RECORD_HEADER) return false;
+  let differ = 0;
+  for (let i = 0; i < 4; i++) if (data[from + i] !== (RECORD_MAGIC >>> (8 * i)) % 256) differ++;
+  return differ <= 1;
+}
+
+/** Where each missing line was last seen in the agent's queue files. */
+export interface LossAccount {
+  /** In a record that failed its checks in a rotated-away (`.corrupted-`) file: lost to damage. */
+  damaged: number[];
+  /** Nowhere in a damaged record: the loss is not one a damaged queue file explains. */
+  unexplained: number[];
+  /** Of the unexplained: found in an intact record of a rotated-away file, or of the live file. */
+  intactInRotated: number[];
+  intactInLive: number[];
+}
+
+/**
+ * Accounts for each missing line, record by record: reads every queue file in `queueDir`, finds
+ * the frames that pass their checks, and reads the line numbers in the bytes between them (the
+ * records that damage made unreadable, and leftovers of older laps). A missing line is explained
+ * only by a damaged record of a rotated-away file: the salvage could not keep it.
+ */
+export function accountLosses(queueDir: string, missing: readonly number[]): LossAccount {
+  const want = new Set(missing);
+  const inDamaged = new Set<number>();
+  const intactRotated = new Set<number>();
+  const intactLive = new Set<number>();
+  const numbers = (text: string, into: Set<number>) => {
+    for (const m of text.matchAll(/L(\d+) #|#(\d+)# /g)) {
+      const n = Number(m[1] ?? m[2]);
+      if (want.has(n)) into.add(n);
+    }
+  };
+  const files = existsSync(queueDir) ? readdirSync(queueDir).filter((f) => /^queue\.sq(\.corrupted-.*)?$/.test(f)) : [];
+  for (const f of files) {
+    const rotated = f !== 'queue.sq';
+    const data = readFileSync(path.join(queueDir, f)).subarray(DATA_START);
+    let gapFrom = 0;
+    for (let at = 0; at + RECORD_HEADER <= data.length; ) {
+      const magic = data.readUInt32LE(at);
+      const frame = magic === RECORD_MAGIC || magic === WRAP_MAGIC ? checkFrame(data, at, data.length) : null;
+      if (!frame || frame.kind === 'invalid') {
+        at++;
+        continue;
+      }
+      const end = at + RECORD_HEADER + (frame.kind === 'record' ? frame.length : 0);
+      if (rotated && damagedRecordAt(data, gapFrom, at)) numbers(data.toString('latin1', gapFrom, at), inDamaged);
+      if (frame.kind === 'record') numbers(data.toString('latin1', at + RECORD_HEADER, end), rotated ? intactRotated : intactLive);
+      gapFrom = at = end;
+    }
+    if (rotated && damagedRecordAt(data, gapFrom, data.length)) numbers(data.toString('latin1', gapFrom), inDamaged);
+  }
+  const unexplained = missing.filter((n) => !inDamaged.has(n));
+  return {
+    damaged: missing.filter((n) => inDamaged.has(n)),
+    unexplained,
+    intactInRotated: unexplained.filter((n) => intactRotated.has(n)),
+    intactInLive: unexplained.filter((n) => intactLive.has(n)),
+  };
 }

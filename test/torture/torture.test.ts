@@ -2,15 +2,16 @@ import { appendFileSync, closeSync, copyFileSync, existsSync, mkdirSync, openSyn
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { centralYaml, removeDir, sleep, stablePort, tempDir } from '../helpers/agent.js';
-import { countLines, mountTmpfs, seeded, settle, SluiceProcess, unmount } from './harness.js';
+import { accountLosses, countLines, lineHead, mountTmpfs, seeded, settle, SluiceProcess, unmount } from './harness.js';
 
 // The promise under attack: an agent follows files into a small reliable queue (it wraps every
 // fraction of a second) and ships to a central that writes them exactly once. Seeded adversaries
 // rotate the file (rename, copytruncate), rename it while the agent starts, SIGKILL the agent, the
 // central or both, damage the agent's queue file while it runs and while it is stopped, and fill
 // the disk under the agent's state. At the end every line is checked against what was written:
-// each at the central exactly once, and every missing line one that a damaged queue file lost and
-// the agent counted (records_lost) or that copytruncate cut before the agent read it.
+// each at the central exactly once, and every missing line one that copytruncate cut before the
+// agent read it, or one whose record damage made unreadable in a queue file the agent rotated away
+// (found there, line by line) and counted (records_lost).
 //
 // `npm run torture` runs each scenario for minutes; without TORTURE_SECONDS, a few seconds each
 // (TORTURE_SECONDS per scenario, SEED to repeat a run).
@@ -50,6 +51,8 @@ interface Figures {
   drains: number;
   lostCounted: number;
   missing: number;
+  /** Of the missing: found in a damaged record of a rotated-away queue file. */
+  lostToDamage: number;
   duplicates: number;
   cutByCopytruncate: number;
   /** Lines written but not yet at the central when the adversary stopped, and how long shipping them took. */
@@ -110,7 +113,7 @@ pipelines:
   );
   const central = new SluiceProcess(path.join(dir, 'central.yaml'));
   const agent = new SluiceProcess(path.join(dir, 'agent.yaml'));
-  const figures: Figures = { lines: 0, kills: 0, rotations: 0, startupRenames: 0, damage: 0, fullDisk: 0, drains: 0, lostCounted: 0, missing: 0, duplicates: 0, cutByCopytruncate: 0, backlog: 0, settleSeconds: 0 };
+  const figures: Figures = { lines: 0, kills: 0, rotations: 0, startupRenames: 0, damage: 0, fullDisk: 0, drains: 0, lostCounted: 0, missing: 0, lostToDamage: 0, duplicates: 0, cutByCopytruncate: 0, backlog: 0, settleSeconds: 0 };
   // Lines that copytruncate may cut before the agent reads them: those in the file when it was cut.
   const cuttable = new Set<number>();
   const fixedPad = rng.int(20, 300);
@@ -120,8 +123,8 @@ pipelines:
   let paused = false;
   const line = () => {
     const n = written++;
-    const pad = s.lines === 'fixed' ? fixedPad - String(n).length : rng.pick([0, 1, 2, 13, 64, 100, 233, 500, rng.int(0, 900)]);
-    return `L${n} ${'p'.repeat(Math.max(0, pad))}\n`;
+    const pad = s.lines === 'fixed' ? fixedPad - 2 * String(n).length : rng.pick([0, 1, 2, 13, 64, 100, 233, 500, rng.int(0, 900)]);
+    return `${lineHead(n)}${'p'.repeat(Math.max(0, pad))}\n`;
   };
   const ringFile = path.join(agentState, 'queues/central/queue.sq');
   const damage = () => {
@@ -256,10 +259,14 @@ pipelines:
     figures.cutByCopytruncate = missing.filter((n) => cuttable.has(n)).length;
     const unexplained = missing.filter((n) => !cuttable.has(n));
     figures.missing = unexplained.length;
+    // Line by line: each missing line must be in a record that damage made unreadable in a queue
+    // file the agent rotated away; any other is a loss nothing allows.
+    const account = accountLosses(path.join(agentState, 'queues/central'), unexplained);
+    figures.lostToDamage = account.damaged.length;
     figures.duplicates = [...seen.values()].filter((c) => c > 1).length;
     figures.lostCounted = agent.logged(/queue file is corrupt/).reduce((sum, o) => sum + (typeof o.records_lost === 'number' ? o.records_lost : 0), 0);
     const unknown = agent.logged(/queue file is corrupt/).filter((o) => typeof o.records_lost !== 'number').length;
-    const report = { scenario: s.name, seed, ...figures, unknownLoss: unknown, crashes: agent.crashes.length + central.crashes.length, firstMissing: unexplained.slice(0, 10), seen: seen.size, ranges: ranges(unexplained), events: eventLog.slice(0, 30), eventsNearLoss: nearLoss(eventLog, unexplained[0]), warn: [...agent.logLines, ...central.logLines].filter((l) => /"level":(40|50)/.test(l) && !/ECONNREFUSED|1006/.test(l)).slice(0, 8).map((l) => l.slice(0, 400)) };
+    const report = { scenario: s.name, seed, ...figures, unknownLoss: unknown, crashes: agent.crashes.length + central.crashes.length, firstMissing: unexplained.slice(0, 10), seen: seen.size, ranges: ranges(unexplained), notDamaged: { count: account.unexplained.length, ranges: ranges(account.unexplained), intactInRotated: account.intactInRotated.length, intactInLive: account.intactInLive.length }, events: eventLog.slice(0, 30), eventsNearLoss: nearLoss(eventLog, unexplained[0]), warn: [...agent.logLines, ...central.logLines].filter((l) => /"level":(40|50)/.test(l) && !/ECONNREFUSED|1006/.test(l)).slice(0, 8).map((l) => l.slice(0, 400)) };
     console.log(`torture ${JSON.stringify(report)}`);
     // Neither process died on its own, but for an agent that could not start on a full disk.
     expect([...agent.crashes, ...central.crashes].filter((c) => !(s.tmpfs && /cannot start.*ENOSPC|ENOSPC.*cannot start/.test(c))), JSON.stringify(report)).toEqual([]);
@@ -267,6 +274,7 @@ pipelines:
     expect(figures.duplicates, JSON.stringify(report)).toBe(0);
     // Every line not cut by copytruncate arrived, unless a damaged queue file lost it and said so.
     expect(unknown, JSON.stringify(report)).toBe(0);
+    expect(account.unexplained, JSON.stringify(report)).toEqual([]);
     expect(figures.missing, JSON.stringify(report)).toBeLessThanOrEqual(figures.lostCounted);
     if (!s.events.some((e) => e.startsWith('damage'))) expect(figures.missing, JSON.stringify(report)).toBe(0);
     return figures;
