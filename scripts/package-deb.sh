@@ -39,6 +39,7 @@ rm -rf "$cache/package"
 # The application and its production dependencies.
 app="$stage/usr/lib/sluice/app"
 cp -r dist "$app/dist"
+mkdir -p "$app/bin" && cp bin/openssl.cnf "$app/bin/"
 rm -f "$app/dist/"*.deb
 cp package.json package-lock.json "$app/"
 (cd "$app" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --silent)

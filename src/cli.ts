@@ -16,6 +16,7 @@ import { inspectQueueFile } from './queue/disk/inspect.js';
 import { QUEUE_FILE } from './queue/disk/reliable-queue.js';
 import { DATA_START } from './queue/disk/ring-file.js';
 import { findOrphans } from './queue/orphans.js';
+import { OPENSSL_CONFIG, relaunchWithoutTickets, ticketsOff, tlsListeners } from './net/tls-tickets.js';
 
 const HELP = `sluice — a syslog shipper that does not lose logs
 
@@ -128,11 +129,35 @@ async function checkQueues(config: SluiceConfig): Promise<{ lines: string[]; err
   return { lines, errors, warnings };
 }
 
+/** TLS listeners in a process whose OpenSSL sends session tickets: say what that risks. */
+function warnTickets(logger: ReturnType<typeof createLogger>, config: SluiceConfig): void {
+  const sources = tlsListeners(config);
+  if (sources.length === 0) return;
+  logger.warn(
+    { sources, openssl_config: OPENSSL_CONFIG },
+    'TLS 1.3 session tickets are on: a client that never reads (loggen, many appliances) can lose what it sent last when it closes; start sluice with bin/sluice, or node --openssl-config=<that file>',
+  );
+}
+
 async function run(file: string): Promise<number> {
   const loaded = load(file);
   if (!loaded) return 2;
   const { config } = loaded;
   const logger = createLogger(config.log);
+  if (tlsListeners(config).length > 0 && !ticketsOff()) {
+    if (!process.env.SLUICE_RELAUNCHED) {
+      // Started without bin/sluice (node dist/cli.js): OpenSSL reads its settings only at start.
+      logger.info({ sources: tlsListeners(config), openssl_config: OPENSSL_CONFIG }, 'TLS listeners: starting node again with TLS 1.3 session tickets off (use bin/sluice to start in one process)');
+      process.env.SLUICE_RELAUNCHED = '1';
+      return relaunchWithoutTickets();
+    }
+    warnTickets(logger, config);
+  }
+  if (process.env.SLUICE_RELAUNCHED && process.channel) {
+    // Started by relaunchWithoutTickets: stop cleanly when that process dies.
+    process.channel.unref();
+    process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+  }
   process.on('uncaughtException', (err) => logger.error({ err }, 'unexpected error; sluice keeps running'));
   process.on('unhandledRejection', (err) => logger.error({ err }, 'unexpected rejection; sluice keeps running'));
   let agent: Agent;
@@ -166,6 +191,7 @@ async function run(file: string): Promise<number> {
         return;
       }
       for (const w of next.warnings) logger.warn({ problem: formatProblem(w) }, 'config warning');
+      if (!ticketsOff()) warnTickets(logger, next.config);
       try {
         const r = await agent.reload(next.config);
         running = next.config;

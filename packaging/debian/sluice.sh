@@ -1,3 +1,4 @@
 #!/bin/sh
-# sluice, with the Node.js runtime the package bundles.
-exec /usr/lib/sluice/bin/node /usr/lib/sluice/app/dist/cli.js "$@"
+# sluice, with the Node.js runtime the package bundles, and sluice's OpenSSL settings (TLS 1.3
+# session tickets off: see /usr/lib/sluice/app/bin/openssl.cnf).
+exec /usr/lib/sluice/bin/node --openssl-config=/usr/lib/sluice/app/bin/openssl.cnf /usr/lib/sluice/app/dist/cli.js "$@"

@@ -44,6 +44,9 @@ describe('the Debian package', () => {
     expect(out).toMatch(new RegExp(`Setting up sluice \\(${version.replace(/\./g, '\\.')}\\)`));
     expect(ok(inRoot('sluice', '--version')).trim()).toBe(`sluice ${version}`);
     expect(ok(inRoot('/usr/lib/sluice/bin/node', '--version')).trim()).toMatch(/^v24\./);
+    // The command starts node with sluice's OpenSSL settings: no TLS 1.3 session tickets.
+    expect(readFileSync(path.join(root, 'usr/bin/sluice'), 'utf8')).toContain('--openssl-config=/usr/lib/sluice/app/bin/openssl.cnf');
+    expect(readFileSync(path.join(root, 'usr/lib/sluice/app/bin/openssl.cnf'), 'utf8')).toMatch(/^NumTickets = 0$/m);
     expect(ok(inRoot('getent', 'passwd', 'sluice'))).toMatch(/^sluice:x:\d+:\d+:.*:\/var\/lib\/sluice:\/usr\/sbin\/nologin$/m);
     expect(ok(inRoot('dpkg-query', '-W', '-f', '${Conffiles}', 'sluice'))).toContain('/etc/sluice/sluice.yaml');
     for (const f of ['/etc/sluice/sluice.yaml', '/lib/systemd/system/sluice.service', '/usr/share/doc/sluice/configuration.md']) {
