@@ -145,7 +145,7 @@ export class Router {
         // wait for the fsync and reject when the write failed (a source then skipped the batch).
         const pushed = this.waitForRoom(source, route, wait).then((room) => {
           if (withdrawn?.aborted) return { commit: undefined };
-          if (room) return { commit: this.countFailedCommit(q.push(batch), q, batch.length, stats, wait) };
+          if (room) return { commit: this.countFailedCommit(q.push(batch, wait === 'keep_waiting'), q, batch.length, stats, wait) };
           q.countDrop('block_timeout', batch.length);
           countDrop(stats.dropped, 'block_timeout', batch.length);
           return { commit: undefined };
@@ -159,7 +159,7 @@ export class Router {
           countDrop(stats.dropped, 'disk_behind', batch.length);
           continue;
         }
-        const c = this.countFailedCommit(q.push(batch), q, batch.length, stats, wait);
+        const c = this.countFailedCommit(q.push(batch, wait === 'keep_waiting'), q, batch.length, stats, wait);
         if (c) (committed ??= []).push(c);
         if (wait !== 'no' && q.congested()) {
           // The disk is behind the sender: wait for the writes before reading more (bounded memory).

@@ -65,8 +65,11 @@ export interface DestinationQueue {
   /**
    * Appends a batch. Under `drop_newest`/`drop_oldest` a full queue drops (and counts) instead of
    * growing. Returns a promise when the batch becomes committed later; undefined when it already is.
+   * `awaited`: the producer waits for that commit before it acknowledges upstream (RELP answers, the
+   * sluice protocol's acks, file checkpoints); a disk queue then commits as soon as appends pause
+   * instead of at the next `sync_interval`, so a sender waiting with a full window is not held.
    */
-  push(records: LogRecord[]): Promise<void> | undefined;
+  push(records: LogRecord[], awaited?: boolean): Promise<void> | undefined;
   /**
    * Counts the times the queue forgot, on its own, the records it had handed out (a corrupt file
    * rotated and salvaged: they come out again from the fresh file). A destination that sees it

@@ -127,7 +127,7 @@ export class NormalQueue implements DestinationQueue {
     return this.disk.isFull();
   }
 
-  push(records: LogRecord[]): Promise<void> | undefined {
+  push(records: LogRecord[], awaited = false): Promise<void> | undefined {
     if (records.length === 0 || this.closed) return undefined;
     // Memory only while the file holds nothing: a record never overtakes an older one.
     const n = this.disk.size === 0 ? this.mem.room(records) : 0;
@@ -136,7 +136,7 @@ export class NormalQueue implements DestinationQueue {
       this.wakeReaders();
       if (n === records.length) return undefined;
     }
-    return this.disk.push(n === 0 ? records : records.slice(n));
+    return this.disk.push(n === 0 ? records : records.slice(n), awaited);
   }
 
   waitForSpace(): Promise<void> {

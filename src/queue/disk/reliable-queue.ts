@@ -64,6 +64,9 @@ export const WRITE_BEHIND_MAX = 4 << 20;
  */
 const OVERLOAD_FACTOR = 16;
 
+/** A pause in awaited appends this long starts the sync they wait for (see syncWhenQuiet). */
+const QUIET_MS = 1;
+
 /** Below this many free bytes the queue reports itself full, so that a batch still fits. */
 const FULL_MARGIN = 256 * 1024;
 
@@ -104,6 +107,7 @@ export class ReliableQueue implements DestinationQueue {
   private syncing: Promise<void> | null = null;
   private syncAgain = false;
   private syncTimer: NodeJS.Timeout | null = null;
+  private quietTimer: NodeJS.Timeout | null = null;
   private recordWaiters: (() => void)[] = [];
   private spaceWaiters: (() => void)[] = [];
   private pushed = 0;
@@ -371,12 +375,13 @@ export class ReliableQueue implements DestinationQueue {
     return this.ring.freeBytes() < Math.min(FULL_MARGIN, this.capacity / 4);
   }
 
-  push(records: LogRecord[]): Promise<void> | undefined {
+  push(records: LogRecord[], awaited = false): Promise<void> | undefined {
     if (records.length === 0 || this.closed) return undefined;
     // Appends to the file being rotated would be lost with it: hold them until the fresh one is ready.
-    if (this.rotation) return this.rotation.then(() => this.push(records));
+    if (this.rotation) return this.rotation.then(() => this.push(records, awaited));
     // Behind the rest of a batch still waiting for room: records of one stream stay in order.
-    if (this.waitingRest) return this.waitingRest.then(() => this.push(records));
+    if (this.waitingRest) return this.waitingRest.then(() => this.push(records, awaited));
+    if (awaited) this.syncWhenQuiet();
     const failed = this.ring.failed;
     if (failed) {
       // The file cannot be written right now (its sync will report it and recover): refuse. The
@@ -420,7 +425,7 @@ export class ReliableQueue implements DestinationQueue {
             await this.waitForSpace();
             await done;
             this.waitingRest = null;
-            c = this.push(rest); // appended now (or waiting again, behind a gate of its own)
+            c = this.push(rest, awaited); // appended now (or waiting again, behind a gate of its own)
             release();
           } catch (err) {
             refuse(err as Error);
@@ -440,7 +445,7 @@ export class ReliableQueue implements DestinationQueue {
         this.rotation = gate;
         return gate.then(async (freed) => {
           await done;
-          if (freed) await this.push(rest);
+          if (freed) await this.push(rest, awaited);
           else this.dropNewest(rest);
         });
       }
@@ -503,6 +508,24 @@ export class ReliableQueue implements DestinationQueue {
     return p;
   }
 
+  /**
+   * `sync: interval`, a producer waiting for its commit: sync once appends pause for QUIET_MS (each
+   * awaited push moves it back), not at the next interval. A sender with a window, all of it
+   * waiting, then waits about one fsync, not half an interval; producers that keep appending still
+   * share the interval's one fsync.
+   */
+  private syncWhenQuiet(): void {
+    if (this.options.sync !== 'interval') return;
+    if (this.quietTimer) {
+      this.quietTimer.refresh();
+      return;
+    }
+    this.quietTimer = setTimeout(() => {
+      this.quietTimer = null;
+      void this.syncNow().catch(() => undefined);
+    }, QUIET_MS);
+  }
+
   private scheduleSync(delay: number): void {
     if (delay === 0) void this.syncNow().catch(() => undefined);
   }
@@ -519,7 +542,10 @@ export class ReliableQueue implements DestinationQueue {
         const waiters = this.commitWaiters;
         this.commitWaiters = [];
         try {
-          const wrote = await this.ring.sync();
+          // Committed once the records are on disk: the header that follows need not be waited for.
+          const wrote = await this.ring.sync(() => {
+            for (const w of waiters) w.resolve();
+          });
           for (const w of waiters) w.resolve();
           if (wrote) this.options.disk?.ok();
         } catch (err) {
@@ -739,6 +765,8 @@ export class ReliableQueue implements DestinationQueue {
     if (this.closed) return;
     this.closed = true;
     if (this.syncTimer) clearInterval(this.syncTimer);
+    if (this.quietTimer) clearTimeout(this.quietTimer);
+    this.quietTimer = null;
     for (const f of this.recordWaiters.splice(0)) f();
     for (const f of this.spaceWaiters.splice(0)) f();
   }

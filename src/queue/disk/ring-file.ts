@@ -246,6 +246,13 @@ export class RingFile {
   /** See RingHeader.ringId. */
   ringId = '';
   private writes: Promise<void> = Promise.resolve();
+  /**
+   * Bumped when the tail moves to a lap start or the incarnation changes: records appended after
+   * that are found by a recovery scan only once a header written after it is durable.
+   */
+  private layoutChanges = 0;
+  /** The layoutChanges that the durable header accounts for. */
+  private headerLayout = 0;
   /** Bytes appended and not yet handed to the file (their buffers are in memory). */
   unwrittenBytes = 0;
   private writeError: Error | null = null;
@@ -509,6 +516,7 @@ export class RingFile {
     // Bytes of the failed appends may be on disk past the tail: records written from now on carry a
     // new incarnation, so that a recovery scan can never take those for them.
     this.incarnation = (this.incarnation + 1) % TWO32;
+    this.layoutChanges++;
     this.writeError = null;
   }
 
@@ -533,6 +541,7 @@ export class RingFile {
     const settled = this.tail === this.syncedTail && this.unwrittenBytes === 0 && !this.writeError;
     if (!empty || !settled || this.tail % this.capacity === 0) return;
     this.tail = this.head = this.tail + this.capacity - (this.tail % this.capacity);
+    this.layoutChanges++;
   }
 
   /** Marks everything before `pos` (records before `seq`) acknowledged; durable at the next sync. */
@@ -546,24 +555,37 @@ export class RingFile {
    * Makes every append so far durable, then writes and syncs a header naming the new tail and the
    * acknowledged head. Two fsyncs: a header never names data that is not on disk.
    */
-  /** Returns false when there was nothing to write. */
-  async sync(): Promise<boolean> {
+  /**
+   * Returns false when there was nothing to write.
+   *
+   * `onDataDurable` is called as soon as the appends are on disk, before the header: a crash then
+   * finds them by the recovery scan from the durable header's tail (see `open`). Only while that
+   * header still fits the file (no move to a lap start, no new incarnation since it was written):
+   * otherwise the scan would not reach them, and it is called after the header.
+   */
+  async sync(onDataDurable?: () => void): Promise<boolean> {
     // Capture what this sync covers before waiting: appends made while the writes drain are
     // chained after them and belong to the next sync, not this one.
     this.restartLap();
+    const layout = this.layoutChanges;
     const tail = this.tail;
     const tailSeq = this.tailSeq;
     const head = this.head;
     const headSeq = this.headSeq;
     await this.writes;
     if (this.writeError) throw this.writeError;
-    if (tail === this.syncedTail && head === this.durableHead) return false;
+    // Also with nothing new: a header naming a new incarnation (after a failed write) or a new lap
+    // must reach the disk, or bytes of the failed appends could pass for records after a restart.
+    if (tail === this.syncedTail && head === this.durableHead && this.headerLayout === layout) return false;
     if (this.fsync) await this.file.sync();
     this.syncedTail = tail;
     this.syncedTailSeq = tailSeq;
+    if (this.headerLayout === layout) onDataDurable?.();
     await this.writeHeader(head, headSeq);
     if (this.fsync) await this.file.sync();
+    this.headerLayout = layout;
     this.durableHead = head;
+    onDataDurable?.();
     return true;
   }
 

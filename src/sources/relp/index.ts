@@ -13,6 +13,26 @@ type Config = z.infer<typeof relpSourceSchema>;
 /** Frames waiting for their commit on one connection before the server stops reading it. */
 const MAX_PENDING = 4096;
 
+/**
+ * What an `open` offers that makes a session impossible, as librelp 1.11 answers it (an error
+ * `rsp`, then `serverclose`), or null: no `syslog` among `commands`, or a `relp_version` that is
+ * not a number. A higher version is answered with ours (0), as librelp does.
+ */
+export function refuseOpen(data: Buffer): string | null {
+  let version: string | null = null;
+  let commands: string[] = [];
+  for (const line of data.toString('latin1').split('\n')) {
+    const eq = line.indexOf('=');
+    const name = eq < 0 ? line : line.slice(0, eq);
+    const values = eq < 0 ? [] : line.slice(eq + 1).split(',').filter((v) => v.length > 0);
+    if (name === 'relp_version') version = values[0] ?? '';
+    else if (name === 'commands') commands = values;
+  }
+  if (version !== null && !/^\d+$/.test(version)) return '500 error: relp_version is not a number';
+  if (!commands.includes('syslog')) return '500 required command not supported by client';
+  return null;
+}
+
 /** The RELP server. */
 export class RelpSource implements Source {
   readonly stats = newSourceStats();
@@ -67,62 +87,105 @@ export class RelpSource implements Source {
     const origin: RecordOrigin = { source: this.name, from: peer, format: 'syslog', lenient: this.config.lenient, stats: this.stats };
     const parser = new RelpParser(this.config.max_message_size);
     let opened = false;
-    let chain: Promise<void> = Promise.resolve();
+    // Batches are queued one after another (order, flow control), but their commits overlap: a
+    // batch's answers wait only for its own commit and the answers before it, so a sender with a
+    // window of any size is held by the fsync rate, not by one fsync per batch (group commit).
+    let dispatchChain: Promise<void> = Promise.resolve();
+    let answerChain: Promise<void> = Promise.resolve();
     let pending = 0;
     let paused = false;
-    let dead = false;
+    /** No more input is taken: the connection is being closed. */
+    let closing = false;
+    // Answers due in one turn of the event loop (a group commit answers many batches at once) leave
+    // in one write.
+    let corked = false;
+    const uncork = () => {
+      corked = false;
+      socket.uncork();
+    };
     const send = (b: Buffer) => {
-      if (!dead && !socket.destroyed) socket.write(b);
+      if (socket.destroyed || !socket.writable) return;
+      if (!corked) {
+        corked = true;
+        socket.cork();
+        process.nextTick(uncork);
+      }
+      socket.write(b);
+    };
+    /** After every answer already due: `serverclose`, then the connection ends. */
+    const end = () => {
+      flush();
+      answerChain = answerChain.then(() => {
+        send(relpFrame(0, 'serverclose'));
+        socket.end();
+        setTimeout(() => socket.destroy(), 1000).unref();
+      });
     };
     const closeWith = (reason: string) => {
-      if (dead) return;
-      dead = true;
+      if (closing) return;
+      closing = true;
       this.stats.connectionErrors++;
       this.quiet.log('bad', (extra) => this.ctx.logger.warn({ peer, reason, ...extra }, 'closing RELP connection'));
-      send(relpFrame(0, 'serverclose'));
-      socket.end();
-      setTimeout(() => socket.destroy(), 1000).unref();
+      end();
+    };
+    const answer = (txnr: number, text: string) => {
+      answerChain = answerChain.then(() => send(relpFrame(txnr, 'rsp', text)));
     };
 
-    const handle = (frames: RelpFrame[]) => {
-      // Consecutive syslog frames are committed as one batch, then answered in order.
-      let batch: RelpFrame[] = [];
-      const flush = () => {
-        if (batch.length === 0) return;
-        const these = batch;
-        batch = [];
-        const now = Date.now();
-        let bytes = 0;
-        const records = these.map((f) => {
-          bytes += f.data.length;
-          return new LogRecord(f.data, now, origin);
-        });
-        this.stats.received += records.length;
-        this.stats.receivedBytes += bytes;
-        pending += these.length;
-        if (pending > MAX_PENDING && !paused) {
-          paused = true;
-          socket.pause();
+    // Syslog frames that arrive together (in one read, or in reads of the same turn of the event
+    // loop) are committed as one batch, then answered in order: a sender that writes one frame at a
+    // time as its window frees still gives batches worth a commit.
+    let batch: RelpFrame[] = [];
+    let flushScheduled = false;
+    const flush = () => {
+      if (batch.length === 0) return;
+      const these = batch;
+      batch = [];
+      const now = Date.now();
+      let bytes = 0;
+      const records = these.map((f) => {
+        bytes += f.data.length;
+        return new LogRecord(f.data, now, origin);
+      });
+      this.stats.received += records.length;
+      this.stats.receivedBytes += bytes;
+      pending += these.length;
+      if (pending > MAX_PENDING && !paused) {
+        paused = true;
+        socket.pause();
+      }
+      const queued = dispatchChain.then(async () => {
+        if (this.ctx.shedding?.()) throw new Error('load shedding: the server cannot write its queues');
+        const d = this.ctx.router.dispatch(this.name, records, this.stats, 'keep_waiting');
+        if (d?.accepted) await d.accepted;
+        return { committed: d?.committed };
+      });
+      dispatchChain = queued.then(
+        () => undefined,
+        () => undefined,
+      );
+      const committed = queued.then(async (q) => {
+        await q.committed;
+      });
+      committed.catch(() => undefined);
+      answerChain = answerChain.then(async () => {
+        let text = '200 OK';
+        try {
+          await committed;
+        } catch (err) {
+          text = `500 not committed, send again: ${(err as Error).message}`.slice(0, 200);
         }
-        chain = chain.then(async () => {
-          let answer = '200 OK';
-          try {
-            if (this.ctx.shedding?.()) throw new Error('load shedding: the server cannot write its queues');
-            const d = this.ctx.router.dispatch(this.name, records, this.stats, 'keep_waiting');
-            if (d?.accepted) await d.accepted;
-            if (d?.committed) await d.committed;
-          } catch (err) {
-            answer = `500 not committed, send again: ${(err as Error).message}`.slice(0, 200);
-          }
-          for (const f of these) send(relpFrame(f.txnr, 'rsp', answer));
-          pending -= these.length;
-          if (paused && pending < MAX_PENDING / 2) {
-            paused = false;
-            socket.resume();
-          }
-        });
-      };
+        for (const f of these) send(relpFrame(f.txnr, 'rsp', text));
+        pending -= these.length;
+        if (paused && pending < MAX_PENDING / 2) {
+          paused = false;
+          socket.resume();
+        }
+      });
+    };
+    const handle = (frames: RelpFrame[]) => {
       for (const f of frames) {
+        if (closing) return;
         if (f.command === 'syslog') {
           if (!opened) return closeWith('syslog before open');
           batch.push(f);
@@ -130,27 +193,38 @@ export class RelpSource implements Source {
         }
         flush();
         if (f.command === 'open') {
+          if (opened) {
+            answer(f.txnr, '200 connection already open - ignored');
+            continue;
+          }
+          const refused = refuseOpen(f.data);
+          if (refused) {
+            answer(f.txnr, refused);
+            closeWith(`open refused: ${refused}`);
+            return;
+          }
           opened = true;
-          const txnr = f.txnr;
-          chain = chain.then(() => send(relpFrame(txnr, 'rsp', `200 OK\n${RELP_OFFERS}`)));
+          answer(f.txnr, `200 OK\n${RELP_OFFERS}`);
         } else if (f.command === 'close') {
-          const txnr = f.txnr;
-          chain = chain.then(() => {
-            send(relpFrame(txnr, 'rsp'));
-            send(relpFrame(0, 'serverclose'));
-            dead = true;
-            socket.end();
-          });
+          answer(f.txnr, '');
+          closing = true;
+          end();
+          return;
         } else {
-          const txnr = f.txnr;
-          chain = chain.then(() => send(relpFrame(txnr, 'rsp', `500 command ${f.command} not supported`)));
+          answer(f.txnr, `500 command ${f.command} not supported`);
         }
       }
-      flush();
+      if (batch.length > 0 && !flushScheduled) {
+        flushScheduled = true;
+        setImmediate(() => {
+          flushScheduled = false;
+          flush();
+        });
+      }
     };
 
     socket.on('data', (chunk: Buffer) => {
-      if (dead) return;
+      if (closing) return;
       const frames: RelpFrame[] = [];
       try {
         parser.push(chunk, frames);
@@ -162,7 +236,7 @@ export class RelpSource implements Source {
     });
     socket.on('error', () => undefined);
     socket.on('close', () => {
-      dead = true;
+      closing = true;
       this.sockets.delete(socket);
     });
   }

@@ -7,6 +7,8 @@ type Op =
   | { op: 'append'; sizes: number[] }
   | { op: 'ack'; n: number }
   | { op: 'sync' }
+  | { op: 'syncCrash' }
+  | { op: 'failWrite' }
   | { op: 'reopen' }
   | { op: 'crash'; torn: number; keep: boolean[] };
 
@@ -14,6 +16,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ op: fc.constant('append' as const), sizes: fc.array(fc.integer({ min: 0, max: 300 }), { minLength: 1, maxLength: 8 }) }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('ack' as const), n: fc.integer({ min: 1, max: 10 }) }) },
   { weight: 3, arbitrary: fc.constant({ op: 'sync' as const }) },
+  { weight: 2, arbitrary: fc.constant({ op: 'syncCrash' as const }) },
+  { weight: 1, arbitrary: fc.constant({ op: 'failWrite' as const }) },
   { weight: 1, arbitrary: fc.constant({ op: 'reopen' as const }) },
   {
     weight: 2,
@@ -41,9 +45,26 @@ describe('RingFile against a model, with crashes', () => {
     await fc.assert(
       fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 120 }), fc.option(fc.constantFrom(0, 40, 100, 500, ...dividing)), async (ops, fixed) => {
         const disk = new SimulatedDisk();
-        let ring = await RingFile.create(disk.file(), { capacity: CAPACITY });
+        // Each ring gets a file of its own: once it is "dead" (a crash), what it still writes is dropped.
+        let generation = 0;
+        let failNext = false; // the next write fails (EIO), as a disk error would
+        const fileFor = () => {
+          const mine = ++generation;
+          const f = disk.file();
+          const write = (...a: Parameters<typeof f.write>) => {
+            if (mine !== generation) return Promise.resolve();
+            if (failNext) {
+              failNext = false;
+              return Promise.reject(Object.assign(new Error('EIO'), { code: 'EIO' }));
+            }
+            return f.write(...a);
+          };
+          return { ...f, write, sync: () => (mine === generation ? f.sync() : Promise.resolve()) };
+        };
+        let ring = await RingFile.create(fileFor(), { capacity: CAPACITY });
         // The model: payload size of every record by sequence; what is synced; what is acknowledged.
         const sizes = new Map<number, number>();
+        const failed = new Map<number, number[]>(); // sizes once appended at a sequence whose write failed
         let syncedSeq = 0; // records < syncedSeq were durable at the last completed sync
         let ackedSeq = 0; // records < ackedSeq are acknowledged (in memory)
         let durableAckSeq = 0; // the acknowledged head at the last completed sync
@@ -64,17 +85,56 @@ describe('RingFile against a model, with crashes', () => {
             await ring.sync();
             syncedSeq = ring.tailSeq;
             durableAckSeq = ackedSeq;
+          } else if (o.op === 'failWrite') {
+            // A write fails: the sync says so, and the appends not yet durable are forgotten (their
+            // producers hear of it); what comes next carries a new incarnation.
+            failNext = true;
+            const r = ring.append([payloadFor(ring.tailSeq, fixed ?? 10)]);
+            if (r) sizes.set(r.firstSeq, fixed ?? 10);
+            await ring.sync().then(
+              () => undefined,
+              () => undefined,
+            );
+            failNext = false;
+            if (ring.failed) await ring.recover();
+            // Appends whose commit failed may still come back after a crash, before a header with the
+            // new incarnation is on disk: whole and as written (the producer was told they failed and
+            // sent them again: a duplicate, never a loss or garbage).
+            for (const [seq, size] of [...sizes.entries()]) {
+              if (seq < ring.tailSeq) continue;
+              failed.set(seq, [...(failed.get(seq) ?? []), size]);
+              sizes.delete(seq);
+            }
+            syncedSeq = ring.syncedTailSeq;
+          } else if (o.op === 'syncCrash') {
+            // Power fails the moment the sync says its records are durable (before its header, when
+            // it says so early): every record it called durable must come back.
+            let durable = -1;
+            await ring.sync(() => {
+              if (durable >= 0) return;
+              durable = ring.syncedTailSeq;
+              disk.crash(() => 0);
+              generation++;
+            });
+            if (durable < 0) continue; // nothing to write: no crash
+            ({ ring } = await RingFile.open(fileFor(), { capacity: CAPACITY }));
+            expect(ring.tailSeq).toBeGreaterThanOrEqual(durable);
+            expect(ring.headSeq).toBeGreaterThanOrEqual(durableAckSeq);
+            expect(ring.headSeq).toBeLessThanOrEqual(ackedSeq);
+            for (const seq of [...sizes.keys()]) if (seq >= ring.tailSeq) sizes.delete(seq);
+            ackedSeq = durableAckSeq = ring.headSeq;
+            syncedSeq = ring.tailSeq;
           } else if (o.op === 'reopen') {
             await ring.close();
             syncedSeq = ring.tailSeq;
             durableAckSeq = ackedSeq;
-            ({ ring } = await RingFile.open(disk.file(), { capacity: CAPACITY }));
+            ({ ring } = await RingFile.open(fileFor(), { capacity: CAPACITY }));
             expect(ring.headSeq).toBe(ackedSeq);
             expect(ring.tailSeq).toBe(syncedSeq);
           } else {
             await ring.settled(); // the writes reach the page cache; the crash decides what the disk keeps
             disk.crash((len) => Math.floor(len * o.torn), (i) => o.keep[i] ?? false);
-            ({ ring } = await RingFile.open(disk.file(), { capacity: CAPACITY }));
+            ({ ring } = await RingFile.open(fileFor(), { capacity: CAPACITY }));
             // The head may go back (acknowledgements not yet on disk are replayed), never forward.
             expect(ring.headSeq).toBeGreaterThanOrEqual(durableAckSeq);
             expect(ring.headSeq).toBeLessThanOrEqual(ackedSeq);
@@ -90,7 +150,10 @@ describe('RingFile against a model, with crashes', () => {
           // Whatever is durable and unacknowledged reads back exactly.
           const recs = await readAll(ring);
           expect(recs.map((r) => r.seq)).toEqual(Array.from({ length: recs.length }, (_, i) => ring.headSeq + i));
-          for (const r of recs) expect(r.payload.equals(payloadFor(r.seq, sizes.get(r.seq)!))).toBe(true);
+          for (const r of recs) {
+            const could = [sizes.get(r.seq), ...(failed.get(r.seq) ?? [])].filter((x) => x !== undefined);
+            expect(could.some((size) => r.payload.equals(payloadFor(r.seq, size))), `record ${r.seq}`).toBe(true);
+          }
           expect(recs.length).toBe(ring.syncedTailSeq - ring.headSeq);
         }
       }),
