@@ -10,8 +10,11 @@ export const syslogUdpSourceSchema = z
       .describe('Longest message kept. A datagram cannot exceed 65507 bytes, so larger values change nothing.'),
     oversize: z.enum(['truncate', 'drop']).default('truncate').describe('What to do with a longer datagram: cut it to `max_message_size`, or drop it. Both are counted.'),
     receive_buffer_size: size()
-      .optional()
-      .describe('SO_RCVBUF for the socket. A larger kernel buffer absorbs bursts while the agent is busy; the kernel caps it at net.core.rmem_max.'),
+      .prefault('4MiB')
+      .describe(
+        'SO_RCVBUF for the socket: a kernel buffer that absorbs bursts while the agent is busy (rsyslog and syslog-ng users raise theirs for the same reason). ' +
+          'The kernel caps it at net.core.rmem_max (a warning says so); what the kernel still drops is counted as `dropped{reason="kernel_buffer"}`.',
+      ),
     lenient: z.boolean().default(false).describe('Parse with leniency for common real-world deviations (see docs/configuration.md, "Parsing").'),
   })
   .describe('Syslog over UDP (RFC 5426): one message per datagram. UDP cannot be acknowledged or slowed down, so a full queue drops and counts.');

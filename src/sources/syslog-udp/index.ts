@@ -1,5 +1,7 @@
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
+import { RateLimitedLog } from '../../log.js';
+import { kernelUdpDrops } from '../../net/udp-drops.js';
 import { LogRecord, countDrop, newSourceStats, type RecordOrigin } from '../../record.js';
 import type { Source, SourceContext } from '../types.js';
 import type { syslogUdpSourceSchema } from './config.js';
@@ -10,6 +12,8 @@ type Config = z.output<typeof syslogUdpSourceSchema>;
 // A datagram cannot be larger than this (65535 - 8 UDP - 20 IPv4 header).
 const MAX_DATAGRAM = 65507;
 const MAX_ORIGINS = 10_000;
+/** How often the kernel's drop counter for the socket is read. */
+const KERNEL_DROPS_INTERVAL = 1000;
 
 /** Syslog over UDP (RFC 5426): one message per datagram, batched per event-loop turn. */
 export class SyslogUdpSource implements Source {
@@ -20,6 +24,10 @@ export class SyslogUdpSource implements Source {
   private flushScheduled = false;
   private readonly origins = new Map<string, RecordOrigin>();
   private readonly maxSize: number;
+  private dropsTimer: NodeJS.Timeout | null = null;
+  /** The kernel's drop count for the socket when last read. */
+  private kernelDrops: number | null = null;
+  private readonly quiet = new RateLimitedLog(10_000);
 
   constructor(
     private readonly config: Config,
@@ -49,16 +57,48 @@ export class SyslogUdpSource implements Source {
       socket.bind(port, host, () => {
         socket.off('error', reject);
         socket.on('error', (err) => this.ctx.logger.error({ err }, 'UDP socket error'));
-        if (this.config.receive_buffer_size !== undefined) {
-          try {
-            socket.setRecvBufferSize(this.config.receive_buffer_size);
-          } catch (err) {
-            this.ctx.logger.warn({ err }, 'could not set receive_buffer_size');
+        try {
+          socket.setRecvBufferSize(this.config.receive_buffer_size);
+          // Linux doubles what it is asked for, and caps the request at net.core.rmem_max.
+          const got = socket.getRecvBufferSize();
+          if (got < this.config.receive_buffer_size) {
+            this.ctx.logger.warn(
+              { asked: this.config.receive_buffer_size, got },
+              'the kernel gave the UDP socket a smaller receive buffer than receive_buffer_size: raise net.core.rmem_max to absorb bursts',
+            );
           }
+        } catch (err) {
+          this.ctx.logger.warn({ err: (err as Error).message }, 'could not set receive_buffer_size');
         }
+        // A new socket: its counter starts at 0 (a burst before the first read counts too).
+        this.kernelDrops = 0;
+        this.dropsTimer = setInterval(() => void this.readKernelDrops(), KERNEL_DROPS_INTERVAL);
+        this.dropsTimer.unref();
         resolve();
       });
     });
+  }
+
+  /**
+   * Datagrams the kernel dropped because the socket's buffer was full (the agent was behind) are
+   * counted as `dropped{reason="kernel_buffer"}`, read from the kernel's per-socket counter.
+   */
+  private async readKernelDrops(): Promise<void> {
+    const s = this.socket;
+    if (!s) return;
+    const a = s.address();
+    const now = await kernelUdpDrops(a.address, a.port);
+    if (now === null || this.socket !== s) return;
+    const before = this.kernelDrops;
+    this.kernelDrops = now;
+    if (before === null || now <= before) return;
+    countDrop(this.stats.dropped, 'kernel_buffer', now - before);
+    this.quiet.log('kernel', (extra) =>
+      this.ctx.logger.warn(
+        { dropped: now - before, total: this.stats.dropped.kernel_buffer, receive_buffer_bytes: s.getRecvBufferSize(), ...extra },
+        'the kernel dropped UDP datagrams: the socket buffer was full (a burst, or sluice behind); counted as kernel_buffer',
+      ),
+    );
   }
 
   private originFor(address: string): RecordOrigin {
@@ -103,6 +143,9 @@ export class SyslogUdpSource implements Source {
   };
 
   async stop(): Promise<void> {
+    if (this.dropsTimer) clearInterval(this.dropsTimer);
+    this.dropsTimer = null;
+    await this.readKernelDrops();
     const s = this.socket;
     this.socket = null;
     if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
