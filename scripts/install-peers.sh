@@ -44,6 +44,20 @@ if [ ! -f "$peers/rsyslog/.complete" ]; then
   touch "$peers/rsyslog/.complete"
 fi
 
+# librelp's client and server as test tools: relp-send and relp-receive (scripts/relp-tools), built
+# with gcc against Debian's librelp-dev headers and the librelp0 unpacked for rsyslog above.
+tools_src="$here/scripts/relp-tools"
+if [ ! -x "$peers/relp-tools/relp-send" ] || [ "$tools_src/relp-send.c" -nt "$peers/relp-tools/relp-send" ] || [ "$tools_src/relp-receive.c" -nt "$peers/relp-tools/relp-receive" ]; then
+  echo "install-peers: building relp-send and relp-receive against librelp-dev into $peers/relp-tools"
+  command -v gcc >/dev/null 2>&1 || { apt_update; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null; }
+  [ -f "$peers/librelp-dev/usr/include/librelp.h" ] || unpack librelp-dev "$peers/librelp-dev"
+  mkdir -p "$peers/relp-tools"
+  lib="$peers/rsyslog/usr/lib/x86_64-linux-gnu"
+  for tool in relp-send relp-receive; do
+    gcc -O2 -Wall -Werror -o "$peers/relp-tools/$tool" "$tools_src/$tool.c" -I"$peers/librelp-dev/usr/include" -L"$lib" -l:librelp.so.0 -Wl,-rpath,"$lib"
+  done
+fi
+
 # util-linux logger and openssl (for TLS test certificates) are ordinary packages; so are the
 # tools of the package tests: debootstrap, and systemd for systemd-analyze.
 missing=()

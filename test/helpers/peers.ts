@@ -102,3 +102,28 @@ export async function startRsyslog(dir: string, conf: string): Promise<Rsyslog> 
     },
   };
 }
+
+/** relp-send and relp-receive, built against librelp-dev by scripts/install-peers.sh. */
+export function relpTool(name: 'relp-send' | 'relp-receive'): string {
+  const bin = path.join(PEERS_DIR, 'relp-tools', name);
+  if (!existsSync(bin)) throw missing(`${name} (${bin})`);
+  return bin;
+}
+
+/** Runs relp-send: COUNT messages of SIZE bytes over one session with WINDOW; resolves with its exit code and output. */
+export function runRelpSend(port: number, count: number, window = 128, size = 200, timeoutMs = 120_000): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(relpTool('relp-send'), ['127.0.0.1', String(port), String(count), String(window), String(size)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`relp-send did not finish in ${timeoutMs} ms: ${out}`));
+    }, timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+}
