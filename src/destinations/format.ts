@@ -17,8 +17,15 @@ export function renderRecord(r: LogRecord, format: OutputFormat, localHost: stri
     case 'raw':
       return r.raw;
     case 'rfc5424':
-      return Buffer.from(formatRfc5424(withHost(r), new Date(r.receivedAt)));
-    case 'rfc3164':
-      return Buffer.from(formatRfc3164(withHost(r), new Date(r.receivedAt), localHost));
+    case 'rfc3164': {
+      const m = withHost(r);
+      const when = new Date(r.receivedAt);
+      const bytes = m.messageBytes;
+      if (!bytes) return Buffer.from(format === 'rfc5424' ? formatRfc5424(m, when) : formatRfc3164(m, when, localHost));
+      // MSG that is not UTF-8 goes out as the bytes that came in, after a header of its own.
+      const empty = { ...m, message: '', bom: false };
+      if (format === 'rfc3164') return Buffer.concat([Buffer.from(formatRfc3164(empty, when, localHost)), bytes]);
+      return Buffer.concat([Buffer.from(formatRfc5424(empty, when)), Buffer.from(m.bom === true ? ' \ufeff' : ' '), bytes]);
+    }
   }
 }

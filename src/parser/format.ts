@@ -37,8 +37,8 @@ export function formatRfc5424(m: SyslogMessage, fallbackTime?: Date): string {
     ts = Number.isNaN(local.getTime()) ? null : localIso(local, ts.includes('.') ? ts.slice(ts.indexOf('.')) : '');
   }
   if (ts === null && fallbackTime) ts = fallbackTime.toISOString();
-  const bom = m.message.charCodeAt(0) === 0xfeff ? '\ufeff' : '';
-  const msg = m.message.length > 0 ? ` ${bom}${m.message}` : '';
+  const bom = m.bom === true ? '\ufeff' : '';
+  const msg = m.message.length > 0 || bom ? ` ${bom}${m.message}` : '';
   return (
     `<${m.facility * 8 + m.severity}>1 ${ts ?? '-'} ${headerField(m.hostname, 255)} ` +
     `${headerField(m.appName, 48)} ${headerField(m.procId, 128)} ${headerField(m.msgId, 32)} ` +

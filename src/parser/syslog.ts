@@ -2,6 +2,7 @@
  * Strict RFC 5424 / RFC 3164 parser, with opt-in leniency for real-world BSD deviations.
  * No dependencies; framing (octet counting, LF) is done by the transport decoders.
  */
+import { isIPv6 } from 'node:net';
 
 export type SdParams = Record<string, string | string[]>;
 export type StructuredData = Record<string, SdParams>;
@@ -16,7 +17,16 @@ export interface SyslogMessage {
   procId: string | null;
   msgId: string | null;
   structuredData: StructuredData | null;
+  /**
+   * MSG as text. Bytes that are not valid UTF-8 (Latin-1 from an old device, or anything after a
+   * BOM that lied) are kept one character per byte (U+0000 to U+00FF), never replaced by U+FFFD:
+   * filters see `ü` for Latin-1's 0xFC, and `messageBytes` holds the bytes themselves.
+   */
   message: string;
+  /** Set when MSG is not valid UTF-8: its bytes, as received, which re-formatting writes unchanged. */
+  messageBytes?: Buffer;
+  /** RFC 5424: MSG began with a UTF-8 BOM (not part of `message`); re-formatting writes it again. */
+  bom?: boolean;
 }
 
 export interface ParseOptions {
@@ -40,7 +50,8 @@ export class SyslogParseError extends Error {
   }
 }
 
-const decoder = new TextDecoder('utf-8');
+const decoder = new TextDecoder('utf-8', { fatal: true });
+const BOM_LATIN1 = '\u00ef\u00bb\u00bf';
 
 /** A message with no header fields: only priority and text. */
 export function headerlessMessage(facility: number, severity: number, message: string): SyslogMessage {
@@ -67,7 +78,31 @@ const BSD_TAG = /^([^\s[\]:]+)(?:\[([^\]\s]*)\])?:(?: |$)/;
 const BSD_TAG_LENIENT = /^([^\s[\]:]+)(?:\[([^\]\s]*)\])?:/;
 
 export function parseSyslog(input: string | Buffer | Uint8Array, options: ParseOptions = {}): SyslogMessage {
-  let text = typeof input === 'string' ? input : decoder.decode(input);
+  if (typeof input === 'string') return parseText(input, options);
+  let text: string;
+  try {
+    text = decoder.decode(input);
+  } catch {
+    // Not UTF-8: one character per byte, so that nothing is replaced and the bytes can be written back.
+    const m = parseText(Buffer.from(input.buffer, input.byteOffset, input.byteLength).toString('latin1'), options);
+    if (isRfc5424(input) && m.message.startsWith(BOM_LATIN1)) {
+      m.message = m.message.slice(BOM_LATIN1.length);
+      m.bom = true;
+    }
+    m.messageBytes = Buffer.from(m.message, 'latin1');
+    return m;
+  }
+  return parseText(text, options);
+}
+
+/** `<PRI>1 `: the RFC 5424 version field after the PRI. */
+function isRfc5424(b: Uint8Array): boolean {
+  const close = b.indexOf(0x3e /* > */);
+  return close > 0 && close <= 4 && b[close + 1] === 0x31 && b[close + 2] === 0x20;
+}
+
+function parseText(input: string, options: ParseOptions): SyslogMessage {
+  let text = input;
   // One trailing LF or CRLF belongs to the transport, not the message.
   if (text.endsWith('\r\n')) text = text.slice(0, -2);
   else if (text.endsWith('\n')) text = text.slice(0, -1);
@@ -164,9 +199,13 @@ function parse5424(
   if (pos < text.length) {
     if (text.charCodeAt(pos) !== 0x20) throw new SyslogParseError('expected a space after STRUCTURED-DATA', pos);
     message = text.slice(pos + 1);
-    if (message.charCodeAt(0) === 0xfeff) message = message.slice(1);
   }
-  return { facility, severity, timestamp, hostname, appName, procId, msgId, structuredData, message };
+  const m: SyslogMessage = { facility, severity, timestamp, hostname, appName, procId, msgId, structuredData, message };
+  if (message.charCodeAt(0) === 0xfeff) {
+    m.message = message.slice(1);
+    m.bom = true;
+  }
+  return m;
 }
 
 function check5424Timestamp(ts: string, at: number, lenient: boolean): string {
@@ -278,7 +317,9 @@ function parse3164(
   let rest = text.slice(ts.end);
 
   let hostname: string | null = null;
-  let tag = (lenient ? BSD_TAG_LENIENT : BSD_TAG).exec(rest);
+  // Leniently a tag needs no space after its colon, so an IPv6 host (`0000:BABA:...`) would pass
+  // for one: an address first is the host.
+  let tag = lenient && isIPv6(rest.slice(0, rest.indexOf(' ') >>> 0)) ? null : (lenient ? BSD_TAG_LENIENT : BSD_TAG).exec(rest);
   if (!tag || tag[1]!.length > MAX_TAG) {
     tag = null;
     const sp = rest.indexOf(' ');

@@ -46,6 +46,7 @@ describe('RFC 5424', () => {
       msgId: 'ID47',
       structuredData: null,
       message: "'su root' failed for lonvick on /dev/pts/8",
+      bom: true, // not part of the text; written again when the message is re-formatted
     });
     const m = parseSyslog('<165>1 2003-10-11T22:14:15.003000-07:00 192.0.2.1 myproc 8710 - - %% It\'s time to make the do-nuts.');
     expect(m.timestamp).toBe('2003-10-11T22:14:15.003000-07:00');
