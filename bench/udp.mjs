@@ -1,0 +1,152 @@
+// npm run bench:udp: UDP in -> memory queue -> TCP out to a counting sink, paced at steady rates
+// (bench/udp-pace.c: every millisecond its share, 200-byte datagrams), and once in loggen's bursts,
+// for sluice, rsyslog 8.2302 and syslog-ng 3.38 one after another. Reports the share delivered at
+// each rate, the highest rate with under 0.5% lost, and CPU time per message. Peers are tuned as
+// their documentation advises for UDP throughput:
+// - rsyslog imudp (https://www.rsyslog.com/doc/configuration/modules/imudp.html): threads="2",
+//   batchSize="256", rcvbufSize="4m"; the omfwd action on a LinkedList queue with
+//   queue.dequeueBatchSize="1024" (https://www.rsyslog.com/doc/concepts/queues.html).
+// - syslog-ng network(transport("udp")) (syslog-ng OSE 3.38 admin guide, "udp()" and "Flow-control"):
+//   so-rcvbuf(4194304), log-fetch-limit(1000), log-iw-size(100000); log-fifo-size(1000000).
+// - sluice: receive_buffer_size 4 MiB (its default), memory queue.
+// Linux caps socket buffers at net.core.rmem_max; all three ask for the same 4 MiB.
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { freePort, peers, requirePeers, root, sngEnv, startProcess, startSink, stop, tmp } from './harness.mjs';
+
+const RATES = (process.env.BENCH_RATES ?? '50000,100000,200000,300000,400000').split(',').map(Number);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const pace = path.join(tmp(), 'udp-pace');
+execFileSync('gcc', ['-O2', '-o', pace, path.join(root, 'bench/udp-pace.c')]);
+
+const cpuTicks = (pid) => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return Number(f[11]) + Number(f[12]); // utime + stime, in clock ticks (1/100 s)
+};
+
+async function sluice(sink) {
+  const dir = tmp();
+  const port = await freePort();
+  const cfg = path.join(dir, 'sluice.yaml');
+  writeFileSync(cfg, `
+state_dir: ${dir}/state
+log: { level: error, format: json }
+admin: { enabled: false }
+sources:
+  in: { type: syslog_udp, address: "127.0.0.1:${port}", receive_buffer_size: 4MiB }
+destinations:
+  sink: { type: syslog, address: "127.0.0.1:${sink.port}", framing: lf, queue: { mode: memory } }
+pipelines:
+  p: { from: [in], to: [sink] }
+`);
+  const child = startProcess(process.execPath, ['--openssl-config', path.join(root, 'bin/openssl.cnf'), path.join(root, 'dist/cli.js'), 'run', '-c', cfg]);
+  return { port, child };
+}
+
+async function rsyslog(sink) {
+  const dir = tmp();
+  const port = await freePort();
+  const rs = path.join(peers, 'rsyslog');
+  const lib = path.join(rs, 'usr/lib/x86_64-linux-gnu');
+  const file = path.join(dir, 'rsyslog.conf');
+  writeFileSync(file, `global(workDirectory="${dir}")
+module(load="imudp" threads="2" batchSize="256")
+input(type="imudp" address="127.0.0.1" port="${port}" rcvbufSize="4m")
+action(type="omfwd" target="127.0.0.1" port="${sink.port}" protocol="tcp" template="RSYSLOG_ForwardFormat"
+       queue.type="LinkedList" queue.size="1000000" queue.dequeueBatchSize="1024")
+`);
+  const child = startProcess(path.join(rs, 'usr/sbin/rsyslogd'), ['-n', '-C', '-f', file, '-i', path.join(dir, 'pid'), '-M', path.join(lib, 'rsyslog')], { ...process.env, LD_LIBRARY_PATH: lib });
+  return { port, child };
+}
+
+async function syslogNg(sink) {
+  const dir = tmp();
+  const port = await freePort();
+  const cfg = path.join(dir, 'syslog-ng.conf');
+  writeFileSync(cfg, `@version: 3.38
+options { keep-hostname(yes); log-fifo-size(1000000); stats-freq(0); };
+source s_in { network(transport("udp") ip("127.0.0.1") port(${port}) so-rcvbuf(4194304) log-fetch-limit(1000) log-iw-size(100000)); };
+destination d_sink { network("127.0.0.1" transport("tcp") port(${sink.port})); };
+log { source(s_in); destination(d_sink); };
+`);
+  const sng = path.join(peers, 'syslog-ng');
+  const child = startProcess(path.join(sng, 'usr/sbin/syslog-ng'), [
+    '-F', '-f', cfg, '-R', path.join(dir, 'persist'), '-p', path.join(dir, 'pid'), '-c', path.join(dir, 'ctl'), '--no-caps',
+    `--module-path=${path.join(sng, 'usr/lib/syslog-ng/3.38')}`,
+  ], sngEnv());
+  return { port, child };
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until the sink's count stops moving for 1.5 s (or reaches `want`). */
+async function settle(sink, want) {
+  let last = -1;
+  let since = Date.now();
+  for (;;) {
+    await sleep(50);
+    if (sink.count >= want) return;
+    if (sink.count !== last) {
+      last = sink.count;
+      since = Date.now();
+    } else if (Date.now() - since > 1500) return;
+  }
+}
+
+function run(cmd, args, env = process.env) {
+  return new Promise((resolve) => {
+    const c = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    c.stdout.on('data', (d) => (out += d));
+    c.stderr.on('data', (d) => (out += d));
+    c.on('exit', () => resolve(out));
+  });
+}
+
+async function measure(name, start) {
+  const sink = await startSink();
+  const target = await start(sink);
+  await sleep(1500);
+  const rows = [];
+  try {
+    for (const rate of RATES) {
+      const base = sink.count;
+      const cpu0 = cpuTicks(target.child.pid);
+      const out = await run(pace, ['127.0.0.1', String(target.port), String(rate), String(SECONDS)]);
+      const sent = Number(/sent=(\d+)/.exec(out)?.[1] ?? 0);
+      await settle(sink, base + sent);
+      const got = sink.count - base;
+      const cpu = (cpuTicks(target.child.pid) - cpu0) * 10_000 / Math.max(1, got); // µs per message
+      rows.push({ load: `${rate.toLocaleString('en')}/s paced`, rate, delivered: got / sent, cpu });
+    }
+    // loggen's bursts: -D (UDP), about 60k msg/s on average, for SECONDS.
+    const base = sink.count;
+    const cpu0 = cpuTicks(target.child.pid);
+    const out = await run(path.join(peers, 'syslog-ng/usr/bin/loggen'), ['-i', '-D', '-s', '200', '-r', '60000', '-I', String(SECONDS), '127.0.0.1', String(target.port)], sngEnv());
+    const sent = Number([...out.matchAll(/count=(\d+)/g)].at(-1)?.[1] ?? 0); // the summary is the last line
+    await settle(sink, base + sent);
+    const got = sink.count - base;
+    rows.push({ load: 'loggen -D -r 60000 (bursts)', rate: 0, delivered: got / Math.max(1, sent), cpu: (cpuTicks(target.child.pid) - cpu0) * 10_000 / Math.max(1, got) });
+  } finally {
+    await stop(target.child);
+    await stop(sink.child);
+  }
+  const clean = rows.filter((r) => r.rate > 0 && r.delivered >= 0.995).map((r) => r.rate);
+  return { name, rows, best: clean.length ? Math.max(...clean) : 0 };
+}
+
+requirePeers();
+console.log(`UDP benchmark: 200-byte datagrams, ${SECONDS} s per rate, udp-pace (or loggen) -> X -> TCP sink`);
+const results = [];
+for (const [name, start] of [['sluice', sluice], ['rsyslog 8.2302 (imudp threads=2)', rsyslog], ['syslog-ng 3.38', syslogNg]]) {
+  results.push(await measure(name, start));
+}
+console.log(`\n| load | ${results.map((r) => r.name).join(' | ')} |`);
+console.log(`|---|${results.map(() => '---:').join('|')}|`);
+for (let i = 0; i < results[0].rows.length; i++) {
+  console.log(`| ${results[0].rows[i].load} | ${results.map((r) => `${(r.rows[i].delivered * 100).toFixed(1)}% (${r.rows[i].cpu.toFixed(2)} µs/msg)`).join(' | ')} |`);
+}
+const bestPeer = Math.max(...results.slice(1).map((r) => r.best));
+console.log(`| highest paced rate with < 0.5% lost | ${results.map((r) => r.best.toLocaleString('en')).join(' | ')} |`);
+console.log(`\nsluice: ${(results[0].best / Math.max(1, bestPeer)).toFixed(2)}x the best peer's highest loss-free rate`);
