@@ -556,7 +556,7 @@ export class RingFile {
    * acknowledged head. Two fsyncs: a header never names data that is not on disk.
    */
   /**
-   * Returns false when there was nothing to write.
+   * Returns false when no record or acknowledgement was made durable.
    *
    * `onDataDurable` is called as soon as the appends are on disk, before the header: a crash then
    * finds them by the recovery scan from the durable header's tail (see `open`). Only while that
@@ -576,7 +576,8 @@ export class RingFile {
     if (this.writeError) throw this.writeError;
     // Also with nothing new: a header naming a new incarnation (after a failed write) or a new lap
     // must reach the disk, or bytes of the failed appends could pass for records after a restart.
-    if (tail === this.syncedTail && head === this.durableHead && this.headerLayout === layout) return false;
+    const moved = tail !== this.syncedTail || head !== this.durableHead;
+    if (!moved && this.headerLayout === layout) return false;
     if (this.fsync) await this.file.sync();
     this.syncedTail = tail;
     this.syncedTailSeq = tailSeq;
@@ -586,7 +587,8 @@ export class RingFile {
     this.headerLayout = layout;
     this.durableHead = head;
     onDataDurable?.();
-    return true;
+    // A header alone (a new incarnation) is not news that the disk takes records again.
+    return moved;
   }
 
   private async writeHeader(head = this.head, headSeq = this.headSeq): Promise<void> {
