@@ -208,7 +208,8 @@ export function accountLosses(queueDir: string, missing: readonly number[]): Los
   const intactRotated = new Set<number>();
   const intactLive = new Set<number>();
   const numbers = (text: string, into: Set<number>) => {
-    for (const m of text.matchAll(/L(\d+) #|#(\d+)# /g)) {
+    // The two copies share no byte: one flipped byte leaves the other whole.
+    for (const m of text.matchAll(/L(\d+) |#(\d+)#/g)) {
       const n = Number(m[1] ?? m[2]);
       if (want.has(n)) into.add(n);
     }
