@@ -117,7 +117,8 @@ async function measure(name, start) {
       const sent = Number(/sent=(\d+)/.exec(out)?.[1] ?? 0);
       await settle(sink, base + sent);
       const got = sink.count - base;
-      const cpu = (cpuTicks(target.child.pid) - cpu0) * 10_000 / Math.max(1, got); // µs per message
+      const cpu = ((cpuTicks(target.child.pid) - cpu0) * 10_000) / Math.max(1, got); // µs per message (a tick is 10 ms)
+      if (process.env.BENCH_DEBUG) console.error(name, rate, "ticks", cpuTicks(target.child.pid) - cpu0, "got", got, "sent", sent);
       rows.push({ load: `${rate.toLocaleString('en')}/s paced`, rate, delivered: got / sent, cpu });
     }
     // loggen's bursts: -D (UDP), about 60k msg/s on average, for SECONDS.
