@@ -753,12 +753,40 @@ export async function scanForSalvage(file: QueueFile, capacity: number, minSeq =
     coveredTo = pos + at;
     pos += chunkSize;
   }
-  const pieces = choosePieces(runs);
+  const pieces = choosePieces(withoutSuperseded(runs, await readNewestHeader(file).catch(() => null)));
   return {
     records: pieces.reduce((sum, p) => sum + p.to - p.from, 0),
     unreadableBytes,
     batches: (batchBytes = 1 << 20) => readPieces(file, capacity, pieces, batchBytes, maxRecordBytes),
   };
+}
+
+/**
+ * Leaves out records that a later incarnation superseded: bytes an earlier process wrote past what
+ * became durable (a crash, a failed write, a damaged record that stopped the recovery scan). A new
+ * incarnation starts at the durable tail and numbers its records on from there, so a record of
+ * incarnation i at sequence s is stale once some later incarnation has a record at or before s,
+ * or when the newest header (whose incarnation started at or before its tail) names a later
+ * incarnation and s is at or past its tail. Kept, such a record would be sent again ahead of the
+ * lines before it, which its source reads again from an older checkpoint: an exactly-once receiver
+ * would then drop those as already written.
+ */
+function withoutSuperseded(runs: SalvageRun[], header: RingHeader | null): SalvageRun[] {
+  const firstSeen = new Map<number, number>();
+  for (const r of runs) firstSeen.set(r.incarnation, Math.min(firstSeen.get(r.incarnation) ?? Number.POSITIVE_INFINITY, r.firstSeq));
+  const cut = new Map<number, number>();
+  for (const i of firstSeen.keys()) {
+    let c = Number.POSITIVE_INFINITY;
+    for (const [j, first] of firstSeen) if (j > i && first < c) c = first;
+    if (header && i < header.incarnation && header.tailSeq < c) c = header.tailSeq;
+    cut.set(i, c);
+  }
+  const out: SalvageRun[] = [];
+  for (const r of runs) {
+    const keep = Math.min(r.count, cut.get(r.incarnation)! - r.firstSeq);
+    if (keep > 0) out.push(keep === r.count ? r : { ...r, count: keep });
+  }
+  return out;
 }
 
 /**

@@ -17,7 +17,7 @@ const REGION = 6000;
  * memory at once, which is what the real scan must not do.
  */
 function modelSalvage(region: Buffer, minSeq: number): { seq: number; payload: string }[] {
-  const found = new Map<number, { incarnation: number; payload: string }>();
+  const frames: { seq: number; incarnation: number; payload: string }[] = [];
   const magic = Buffer.alloc(4);
   magic.writeUInt32LE(RECORD_MAGIC, 0);
   let at = 0;
@@ -26,14 +26,20 @@ function modelSalvage(region: Buffer, minSeq: number): { seq: number; payload: s
     if (hit < 0) break;
     const f = checkFrame(region, hit, REGION);
     if (f.kind === 'record') {
-      const prev = found.get(f.seq);
-      if (f.seq >= minSeq && (!prev || prev.incarnation <= f.incarnation)) {
-        found.set(f.seq, { incarnation: f.incarnation, payload: region.subarray(hit + RECORD_HEADER, hit + RECORD_HEADER + f.length).toString('hex') });
-      }
+      if (f.seq >= minSeq) frames.push({ seq: f.seq, incarnation: f.incarnation, payload: region.subarray(hit + RECORD_HEADER, hit + RECORD_HEADER + f.length).toString('hex') });
       at = hit + RECORD_HEADER + f.length;
     } else {
       at = hit + 1;
     }
+  }
+  // A later incarnation starts where the durable records ended: one that has a record at or before
+  // seq s supersedes every earlier incarnation's record from s on.
+  const superseded = (r: { seq: number; incarnation: number }) => frames.some((o) => o.incarnation > r.incarnation && o.seq <= r.seq);
+  const found = new Map<number, { incarnation: number; payload: string }>();
+  for (const r of frames) {
+    if (superseded(r)) continue;
+    const prev = found.get(r.seq);
+    if (!prev || prev.incarnation <= r.incarnation) found.set(r.seq, r);
   }
   return [...found.entries()].sort((a, b) => a[0] - b[0]).map(([seq, r]) => ({ seq, payload: r.payload }));
 }
@@ -114,5 +120,38 @@ describe('ReliableQueue salvage', () => {
     }
     expect(got).toEqual(Array.from({ length: 3000 }, (_, i) => `<13>record ${i}`));
     await q.dispose();
+  });
+});
+
+describe('salvage after a recovery that stopped at a damaged record', () => {
+  it('leaves out the older incarnation\'s records past that point: they would overtake the lines read again', async () => {
+    const { RingFile } = await import('../../../src/queue/disk/ring-file.js');
+    const disk = new SimulatedDisk();
+    const CAP = 4096;
+    const p = (tag: string) => Buffer.from(tag.padEnd(50, '.'));
+    let ring = await RingFile.create(disk.file(), { capacity: CAP });
+    ring.append([0, 1, 2, 3, 4].map((i) => p(`a${i}`)));
+    await ring.sync(); // the header names seq 5 as the tail
+    ring.append([5, 6, 7, 8, 9].map((i) => p(`a${i}`)));
+    await ring.settled(); // written, never synced (their producer never heard of a commit)
+    disk.crash((len) => len, () => true); // the process dies; the page cache keeps every write
+    // A flipped byte in seq 5: the recovery scan takes it for a torn write and stops there.
+    const bytes = Buffer.from(disk.bytes());
+    const at = bytes.indexOf(Buffer.from('a5....'));
+    bytes[at + 3] ^= 0x55;
+    disk.setBytes(bytes);
+    ({ ring } = await RingFile.open(disk.file(), { capacity: CAP }));
+    expect(ring.tailSeq).toBe(5);
+    // Before the new incarnation writes anything, its header alone (tail 5) says they are stale.
+    const early: number[] = [];
+    for await (const batch of (await scanForSalvage(disk.file(), CAP, 0)).batches()) for (const r of batch) early.push(r.seq);
+    expect(early).toEqual([0, 1, 2, 3, 4]);
+    // The next process (a new incarnation) writes fewer records there than the old one had.
+    ring.append([p('b5'), p('b6')]);
+    await ring.sync();
+    const scan = await scanForSalvage(disk.file(), CAP, 0);
+    const got: string[] = [];
+    for await (const batch of scan.batches()) for (const r of batch) got.push(`${r.seq}:${r.payload.toString().replace(/\.+$/, '')}`);
+    expect(got).toEqual(['0:a0', '1:a1', '2:a2', '3:a3', '4:a4', '5:b5', '6:b6']);
   });
 });
