@@ -1,4 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { afterEach } from 'vitest';
 import os from 'node:os';
 import path from 'node:path';
 import { Agent } from '../../src/agent.js';
@@ -20,6 +21,29 @@ export async function startAgent(yaml: string | SluiceConfig): Promise<Agent> {
   const agent = new Agent(config, silentLogger());
   await agent.start();
   return agent;
+}
+
+/**
+ * For a describe block whose tests each start one agent in a directory of their own: `fresh()` makes
+ * the directory, `start(yaml)` the agent; both are stopped and removed after each test.
+ */
+export function agentPerTest(): { fresh(): string; start(yaml: string): Promise<Agent>; readonly agent: Agent } {
+  let dir: string | null = null;
+  let agent: Agent | null = null;
+  afterEach(async () => {
+    await agent?.stop();
+    agent = null;
+    if (dir) removeDir(dir);
+    dir = null;
+  });
+  return {
+    fresh: () => (dir = tempDir()),
+    start: async (yaml) => (agent = await startAgent(yaml)),
+    get agent() {
+      if (!agent) throw new Error('no agent started in this test');
+      return agent;
+    },
+  };
 }
 
 /** Polls `check` every 20 ms until it returns true, failing after `timeoutMs`. */

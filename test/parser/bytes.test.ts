@@ -1,12 +1,11 @@
 import net from 'node:net';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { Agent } from '../../src/agent.js';
+import { describe, expect, it } from 'vitest';
 import { renderRecord } from '../../src/destinations/format.js';
 import { parseSyslog } from '../../src/parser/syslog.js';
 import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
-import { portOf, removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { agentPerTest, portOf, waitFor } from '../helpers/agent.js';
 
 const origin: RecordOrigin = { source: 't', from: '192.0.2.9', format: 'syslog', lenient: false, stats: newSourceStats() };
 const bytes = (...parts: (string | number[])[]) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))));
@@ -57,18 +56,12 @@ describe('the parser keeps the bytes of a message that is not UTF-8', () => {
 });
 
 describe('through an agent: TCP in, a filter on MSG, format rfc5424 out', () => {
-  let dir: string;
-  let agent: Agent | null = null;
-  afterEach(async () => {
-    await agent?.stop();
-    agent = null;
-    removeDir(dir);
-  });
+  const t = agentPerTest();
 
   it('a Latin-1 message matches /fondü/ and reaches the file byte for byte', async () => {
-    dir = tempDir();
+    const dir = t.fresh();
     const out = path.join(dir, 'out.log');
-    agent = await startAgent(`
+    const agent = await t.start(`
 state_dir: ${dir}/state
 sources:
   tcp: { type: syslog_tcp, address: "127.0.0.1:0" }
@@ -89,7 +82,7 @@ pipelines:
         return false;
       }
     });
-    await waitFor('both read', () => agent!.stats().sources.tcp!.received === 2);
+    await waitFor('both read', () => agent.stats().sources.tcp!.received === 2);
     expect(readFileSync(out).equals(Buffer.concat([latin1, Buffer.from('\n')]))).toBe(true);
   });
 });

@@ -2,8 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Agent } from '../../src/agent.js';
-import { portOf, readLines, removeDir, sleep, stablePort, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { agentPerTest, portOf, readLines, sleep, stablePort, waitFor } from '../helpers/agent.js';
 import { relpTool, runRelpSend } from '../helpers/peers.js';
 
 /** The relp-send sequence numbers in a file, in the order they appear. */
@@ -37,21 +36,17 @@ async function stop(child: ChildProcess | null, signal: NodeJS.Signals = 'SIGTER
 // librelp's own client and server (relp-send, relp-receive: scripts/relp-tools, built against
 // Debian's librelp-dev) against the sluice RELP source and destination.
 describe('RELP with librelp 1.11 (real peer: relp-send and relp-receive)', () => {
-  let dir: string;
-  let agent: Agent | null = null;
+  const t = agentPerTest();
   let receiver: ChildProcess | null = null;
   afterEach(async () => {
-    await agent?.stop();
-    agent = null;
     await stop(receiver, 'SIGKILL');
     receiver = null;
-    removeDir(dir);
   });
 
   it('relp-send, window 128: 50,000 messages into the default reliable queue, each answered only once committed, all in order', async () => {
-    dir = tempDir();
+    const dir = t.fresh();
     const out = path.join(dir, 'out.log');
-    agent = await startAgent(`
+    const agent = await t.start(`
 state_dir: ${dir}/state
 sources:
   relp: { type: relp, address: "127.0.0.1:0" }
@@ -70,9 +65,9 @@ pipelines:
   });
 
   it('a frame over max_message_size ends only that session, with serverclose, and is counted', async () => {
-    dir = tempDir();
+    const dir = t.fresh();
     const out = path.join(dir, 'out.log');
-    agent = await startAgent(`
+    const agent = await t.start(`
 state_dir: ${dir}/state
 sources:
   relp: { type: relp, address: "127.0.0.1:0", max_message_size: 1KiB }
@@ -84,7 +79,7 @@ pipelines:
     const port = portOf(agent, 'relp');
     // librelp's client is not told that its messages were refused: relp-send says "sent" either way.
     await runRelpSend(port, 5, 1, 4000, 60_000);
-    await waitFor('the oversized session closed and counted', () => agent!.stats().sources.relp!.connectionErrors >= 1);
+    await waitFor('the oversized session closed and counted', () => agent.stats().sources.relp!.connectionErrors >= 1);
     expect(agent.stats().sources.relp!.received).toBe(0);
     // The source still serves other sessions.
     const ok = await runRelpSend(port, 100, 16, 200);
@@ -94,7 +89,7 @@ pipelines:
   });
 
   it('the sluice RELP destination to relp-receive: all arrive in order; a receiver killed mid-stream loses nothing', async () => {
-    dir = tempDir();
+    const dir = t.fresh();
     const port = await stablePort();
     const got = path.join(dir, 'got.log');
     const input = path.join(dir, 'in.log');
@@ -102,7 +97,7 @@ pipelines:
     const lines = Array.from({ length: 20_000 }, (_, i) => `<13>Jan  1 00:00:00 h app: seq=${i} ${'x'.repeat(100)}`);
     const { appendFileSync, writeFileSync } = await import('node:fs');
     writeFileSync(input, '');
-    agent = await startAgent(`
+    const agent = await t.start(`
 state_dir: ${dir}/state
 sources:
   app: { type: file, paths: ["${input}"], read_from: beginning, poll_interval: 20ms }

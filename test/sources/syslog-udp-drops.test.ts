@@ -1,9 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { Agent } from '../../src/agent.js';
+import { describe, expect, it } from 'vitest';
 import { procAddress } from '../../src/net/udp-drops.js';
-import { portOf, readLines, removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { agentPerTest, portOf, readLines, waitFor } from '../helpers/agent.js';
 
 const N = 4000;
 
@@ -11,18 +10,12 @@ const N = 4000;
 // socket's own drop counter. The flood comes while this process (the agent's) is blocked, so the
 // smallest receive buffer overflows; then every datagram sent is either received or counted.
 describe('UDP: datagrams the kernel drops are counted', () => {
-  let dir: string;
-  let agent: Agent | null = null;
-  afterEach(async () => {
-    await agent?.stop();
-    agent = null;
-    removeDir(dir);
-  });
+  const t = agentPerTest();
 
   it('received plus dropped{kernel_buffer} equals what was sent, and /metrics shows it', async () => {
-    dir = tempDir();
+    const dir = t.fresh();
     const out = path.join(dir, 'out.log');
-    agent = await startAgent(`
+    const agent = await t.start(`
 state_dir: ${dir}/state
 admin: { address: "127.0.0.1:0" }
 sources:
@@ -45,7 +38,7 @@ pipelines:
       next();`;
     const r = spawnSync(process.execPath, ['-e', sender], { timeout: 30_000 });
     expect(r.status).toBe(0);
-    const stats = () => agent!.stats().sources.udp!;
+    const stats = () => agent.stats().sources.udp!;
     await waitFor('every datagram received or counted', () => stats().received + (stats().dropped.kernel_buffer ?? 0) >= N, 10_000);
     const dropped = stats().dropped.kernel_buffer ?? 0;
     expect(dropped).toBeGreaterThan(0);

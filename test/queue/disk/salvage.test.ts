@@ -138,7 +138,7 @@ describe('salvage after a recovery that stopped at a damaged record', () => {
     // A flipped byte in seq 5: the recovery scan takes it for a torn write and stops there.
     const bytes = Buffer.from(disk.bytes());
     const at = bytes.indexOf(Buffer.from('a5....'));
-    bytes[at + 3] ^= 0x55;
+    bytes[at + 3] = bytes[at + 3]! ^ 0x55;
     disk.setBytes(bytes);
     ({ ring } = await RingFile.open(disk.file(), { capacity: CAP }));
     expect(ring.tailSeq).toBe(5);
