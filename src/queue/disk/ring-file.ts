@@ -243,6 +243,8 @@ export class RingFile {
   syncedTailSeq = 0;
   private generation = 0;
   incarnation = 1;
+  /** The first incarnation of this process's block (see open and recover). */
+  private incarnationBase = 1;
   /** See RingHeader.ringId. */
   ringId = '';
   private writes: Promise<void> = Promise.resolve();
@@ -312,8 +314,11 @@ export class RingFile {
     ring.syncedTailSeq = ring.tailSeq;
     if (options.readOnly) return { ring, report };
     // A new incarnation, on disk before anything new is written: bytes left past the tail by the
-    // previous one can never pass for records of this one.
-    ring.incarnation = (h.incarnation + 1) % TWO32;
+    // previous one can never pass for records of this one. A whole block of them: the previous
+    // process may have used incarnations past its last header (a failed write moves to the next
+    // one, see recover) whose bytes are on disk; this process starts past all of those.
+    ring.incarnation = (h.incarnation + INCARNATION_BLOCK) % TWO32;
+    ring.incarnationBase = ring.incarnation;
     await ring.writeHeader();
     await file.sync();
     return { ring, report };
@@ -518,6 +523,17 @@ export class RingFile {
     this.incarnation = (this.incarnation + 1) % TWO32;
     this.layoutChanges++;
     this.writeError = null;
+    if ((this.incarnation - this.incarnationBase + TWO32) % TWO32 >= INCARNATION_BLOCK - 1) {
+      // The last of this process's block: a header must name it before anything is written with it,
+      // so that the next process's block starts past it. While the disk refuses, appends do too.
+      try {
+        await this.writeHeader();
+        if (this.fsync) await this.file.sync();
+        this.incarnationBase = this.incarnation;
+      } catch (err) {
+        this.writeError = err as Error;
+      }
+    }
   }
 
   /** Resolves once every append so far has been handed to the file (written, not yet synced). */
@@ -761,6 +777,15 @@ export async function scanForSalvage(file: QueueFile, capacity: number, minSeq =
   };
 }
 
+/** Each open takes a block of this many incarnations; a failed write moves to the next in it. */
+export const INCARNATION_BLOCK = 1 << 16;
+
+/** `a` came after `b`: serial-number order (RFC 1982), so the counter may wrap around 2^32. */
+export function newerIncarnation(a: number, b: number): boolean {
+  const d = (a - b + TWO32) % TWO32;
+  return d !== 0 && d < TWO32 / 2;
+}
+
 /**
  * Leaves out records that a later incarnation superseded: bytes an earlier process wrote past what
  * became durable (a crash, a failed write, a damaged record that stopped the recovery scan). A new
@@ -777,8 +802,8 @@ function withoutSuperseded(runs: SalvageRun[], header: RingHeader | null): Salva
   const cut = new Map<number, number>();
   for (const i of firstSeen.keys()) {
     let c = Number.POSITIVE_INFINITY;
-    for (const [j, first] of firstSeen) if (j > i && first < c) c = first;
-    if (header && i < header.incarnation && header.tailSeq < c) c = header.tailSeq;
+    for (const [j, first] of firstSeen) if (newerIncarnation(j, i) && first < c) c = first;
+    if (header && newerIncarnation(header.incarnation, i) && header.tailSeq < c) c = header.tailSeq;
     cut.set(i, c);
   }
   const out: SalvageRun[] = [];
@@ -795,7 +820,7 @@ function withoutSuperseded(runs: SalvageRun[], header: RingHeader | null): Salva
  * the current number are kept in a plain list.
  */
 function choosePieces(runs: SalvageRun[]): SalvagePiece[] {
-  const better = (a: SalvageRun, b: SalvageRun) => (a.incarnation !== b.incarnation ? a.incarnation > b.incarnation : a.pos > b.pos);
+  const better = (a: SalvageRun, b: SalvageRun) => (a.incarnation !== b.incarnation ? newerIncarnation(a.incarnation, b.incarnation) : a.pos > b.pos);
   const byStart = [...runs].sort((a, b) => a.firstSeq - b.firstSeq);
   const bounds = [...new Set(runs.flatMap((r) => [r.firstSeq, r.firstSeq + r.count]))].sort((a, b) => a - b);
   const pieces: SalvagePiece[] = [];
