@@ -319,7 +319,7 @@ function parse3164(
   let hostname: string | null = null;
   // Leniently a tag needs no space after its colon, so an IPv6 host (`0000:BABA:...`) would pass
   // for one: an address first is the host.
-  let tag = lenient && isIPv6(rest.slice(0, rest.indexOf(' ') >>> 0)) ? null : (lenient ? BSD_TAG_LENIENT : BSD_TAG).exec(rest);
+  let tag = lenient && ipv6First(rest) ? null : (lenient ? BSD_TAG_LENIENT : BSD_TAG).exec(rest);
   if (!tag || tag[1]!.length > MAX_TAG) {
     tag = null;
     const sp = rest.indexOf(' ');
@@ -351,6 +351,15 @@ function parse3164(
     structuredData: null,
     message: rest,
   };
+}
+
+/** The first word is an IPv6 address (two colons before the first space, checked before the full test). */
+function ipv6First(rest: string): boolean {
+  const end = rest.indexOf(' ') >>> 0;
+  const c1 = rest.indexOf(':');
+  if (c1 < 0 || c1 > end) return false;
+  const c2 = rest.indexOf(':', c1 + 1);
+  return c2 >= 0 && c2 < end && isIPv6(rest.slice(0, end));
 }
 
 function pad2(n: number): string {
