@@ -29,7 +29,7 @@ fi
 
 rm -rf "$stage"
 mkdir -p "$stage/DEBIAN" "$stage/usr/lib/sluice/bin" "$stage/usr/lib/sluice/app" "$stage/usr/bin" \
-  "$stage/etc/sluice" "$stage/lib/systemd/system" "$stage/usr/share/doc/sluice"
+  "$stage/etc/sluice" "$stage/lib/systemd/system" "$stage/usr/share/doc/sluice" "$stage/usr/lib/sysctl.d"
 
 # The runtime: only the node binary from the registry package.
 tar -xzf "$tarball" -C "$cache" package/bin/node
@@ -48,6 +48,7 @@ rm -f "$app/package-lock.json"
 install -m 0755 packaging/debian/sluice.sh "$stage/usr/bin/sluice"
 install -m 0644 packaging/debian/sluice.yaml "$stage/etc/sluice/sluice.yaml"
 install -m 0644 packaging/debian/sluice.service "$stage/lib/systemd/system/sluice.service"
+install -m 0644 packaging/debian/60-sluice.conf "$stage/usr/lib/sysctl.d/60-sluice.conf"
 install -m 0644 README.md docs/*.md "$stage/usr/share/doc/sluice/"
 cat > "$stage/usr/share/doc/sluice/copyright" <<COPYRIGHT
 sluice $version. The bundled Node.js runtime ($NODE_VERSION) is under the MIT license and the

@@ -49,6 +49,8 @@ describe('the Debian package', () => {
     expect(readFileSync(path.join(root, 'usr/lib/sluice/app/bin/openssl.cnf'), 'utf8')).toMatch(/^NumTickets = 0$/m);
     expect(ok(inRoot('getent', 'passwd', 'sluice'))).toMatch(/^sluice:x:\d+:\d+:.*:\/var\/lib\/sluice:\/usr\/sbin\/nologin$/m);
     expect(ok(inRoot('dpkg-query', '-W', '-f', '${Conffiles}', 'sluice'))).toContain('/etc/sluice/sluice.yaml');
+    // UDP sockets may have the 4 MiB receive buffer they ask for, from the next boot on.
+    expect(readFileSync(path.join(root, 'usr/lib/sysctl.d/60-sluice.conf'), 'utf8')).toMatch(/^net\.core\.rmem_max = 4194304$/m);
     for (const f of ['/etc/sluice/sluice.yaml', '/lib/systemd/system/sluice.service', '/usr/share/doc/sluice/configuration.md']) {
       expect(existsSync(path.join(root, f))).toBe(true);
     }
