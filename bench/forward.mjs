@@ -15,28 +15,20 @@
 //     BENCH_RELP_RECEIVER=default or batched runs one of them.
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { freePort, loggenRun, peers, requirePeers, root, startProcess, startSink, stop, tmp, waitPort } from './harness.mjs';
+import { freePort, loggenRun, peers, requirePeers, startProcess, startSink, startSluice, stop, tmp, waitPort } from './harness.mjs';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 1_000_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const TOKEN = 'bench-token-0123456789abcdef';
-const cli = path.join(root, 'dist/cli.js');
 // The same RELP window (messages unanswered at once) for sluice and omrelp.
 const RELP_WINDOW = Number(process.env.BENCH_RELP_WINDOW ?? 4096);
 
-function sluice(dir, name, yaml) {
-  const cfg = path.join(dir, `${name}.yaml`);
-  writeFileSync(cfg, yaml);
-  // BENCH_PROFILE_DIR: write a CPU profile of every sluice process there.
-  const prof = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
-  return startProcess(process.execPath, [...prof, cli, 'run', '-c', cfg]);
-}
 
 async function agentToCentral(sink) {
   const dir = tmp();
   const centralPort = await freePort();
   const inPort = await freePort();
-  const central = sluice(dir, 'central', `
+  const central = startSluice(dir, 'central', `
 state_dir: ${dir}/central
 log: { level: warn, format: json }
 admin: { enabled: false }
@@ -48,7 +40,7 @@ pipelines:
   p: { from: [agents], to: [sink] }
 `);
   await waitPort(centralPort);
-  const agent = sluice(dir, 'agent', `
+  const agent = startSluice(dir, 'agent', `
 state_dir: ${dir}/agent
 log: { level: warn, format: json }
 admin: { enabled: false }
@@ -96,7 +88,7 @@ async function sluiceToImrelp(sink, receiver, queue) {
   const rx = await imrelpToSink(sink, receiver);
   const dir = tmp();
   const inPort = await freePort();
-  const agent = sluice(dir, 'relp', `
+  const agent = startSluice(dir, 'relp', `
 state_dir: ${dir}/state
 log: { level: warn, format: json }
 admin: { enabled: false }

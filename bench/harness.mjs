@@ -1,6 +1,6 @@
 // Shared pieces of the benchmarks: peers, the sink, processes, timing.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -71,6 +71,17 @@ export function startSink() {
       }
     });
   });
+}
+
+/**
+ * Writes `yaml` to `<dir>/<name>.yaml` and starts `sluice run` on it. BENCH_PROFILE_DIR: each sluice
+ * process writes a CPU profile there.
+ */
+export function startSluice(dir, name, yaml) {
+  const cfg = path.join(dir, `${name}.yaml`);
+  writeFileSync(cfg, yaml);
+  const prof = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+  return startProcess(process.execPath, [...prof, path.join(root, 'dist/cli.js'), 'run', '-c', cfg]);
 }
 
 export function startProcess(cmd, args, env = process.env) {

@@ -2,7 +2,7 @@
 // syslog-ng's loggen; the same load through syslog-ng 3.38 and straight into the sink, side by side.
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { freePort, loggenRun, peers, requirePeers, root, sngEnv, startProcess, startSink, stop, tmp, waitPort } from './harness.mjs';
+import { freePort, loggenRun, peers, requirePeers, sngEnv, startProcess, startSink, startSluice, stop, tmp, waitPort } from './harness.mjs';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 2_000_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -10,8 +10,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 async function sluiceRun(sink, queue = '{ mode: memory }') {
   const dir = tmp();
   const port = await freePort();
-  const cfg = path.join(dir, 'sluice.yaml');
-  writeFileSync(cfg, `
+  const child = startSluice(dir, 'sluice', `
 state_dir: ${dir}/state
 log: { level: warn, format: json }
 sources:
@@ -25,7 +24,6 @@ destinations:
 pipelines:
   p: { from: [in], to: [sink] }
 `);
-  const child = startProcess(process.execPath, [path.join(root, 'dist/cli.js'), 'run', '-c', cfg]);
   await waitPort(port);
   return { port, stop: () => stop(child) };
 }

@@ -13,7 +13,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { freePort, peers, requirePeers, root, sngEnv, startProcess, startSink, stop, tmp } from './harness.mjs';
+import { freePort, peers, requirePeers, root, sngEnv, startProcess, startSink, startSluice, stop, tmp } from './harness.mjs';
 
 const RATES = (process.env.BENCH_RATES ?? '50000,100000,200000,300000,400000').split(',').map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -28,8 +28,7 @@ const cpuTicks = (pid) => {
 async function sluice(sink) {
   const dir = tmp();
   const port = await freePort();
-  const cfg = path.join(dir, 'sluice.yaml');
-  writeFileSync(cfg, `
+  const child = startSluice(dir, 'sluice', `
 state_dir: ${dir}/state
 log: { level: error, format: json }
 admin: { enabled: false }
@@ -40,7 +39,6 @@ destinations:
 pipelines:
   p: { from: [in], to: [sink] }
 `);
-  const child = startProcess(process.execPath, [path.join(root, 'dist/cli.js'), 'run', '-c', cfg]);
   return { port, child };
 }
 
