@@ -34,9 +34,11 @@ export function runLogger(args: string[]): void {
   execFileSync(loggerBin(), args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
 }
 
-/** Runs loggen; resolves with its stderr summary. */
-export function runLoggen(args: string[], timeoutMs = 60_000): Promise<string> {
-  const { bin, env } = loggen();
+/**
+ * Runs a peer's tool to its end; resolves with its exit code and everything it wrote. Rejects when
+ * it is still running after `timeoutMs` (it is killed).
+ */
+function runTool(name: string, bin: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(bin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -44,14 +46,21 @@ export function runLoggen(args: string[], timeoutMs = 60_000): Promise<string> {
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`loggen did not finish in ${timeoutMs} ms: ${out}`));
+      reject(new Error(`${name} did not finish in ${timeoutMs} ms: ${out}`));
     }, timeoutMs);
     child.on('exit', (code) => {
       clearTimeout(timer);
-      if (code === 0) resolve(out);
-      else reject(new Error(`loggen exited with ${code}: ${out}`));
+      resolve({ code, out });
     });
   });
+}
+
+/** Runs loggen; resolves with its stderr summary. */
+export async function runLoggen(args: string[], timeoutMs = 60_000): Promise<string> {
+  const { bin, env } = loggen();
+  const { code, out } = await runTool('loggen', bin, args, env, timeoutMs);
+  if (code !== 0) throw new Error(`loggen exited with ${code}: ${out}`);
+  return out;
 }
 
 export interface Rsyslog {
@@ -112,18 +121,5 @@ export function relpTool(name: 'relp-send' | 'relp-receive'): string {
 
 /** Runs relp-send: COUNT messages of SIZE bytes over one session with WINDOW; resolves with its exit code and output. */
 export function runRelpSend(port: number, count: number, window = 128, size = 200, timeoutMs = 120_000): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(relpTool('relp-send'), ['127.0.0.1', String(port), String(count), String(window), String(size)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`relp-send did not finish in ${timeoutMs} ms: ${out}`));
-    }, timeoutMs);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    });
-  });
+  return runTool('relp-send', relpTool('relp-send'), ['127.0.0.1', String(port), String(count), String(window), String(size)], process.env, timeoutMs);
 }

@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import pino from 'pino';
+import { silentLogger } from '../../src/log.js';
 import { relpFrame, RelpParser, type RelpFrame } from '../../src/protocol/relp.js';
 import type { LogRecord } from '../../src/record.js';
 import type { Router } from '../../src/pipeline/router.js';
@@ -33,7 +33,7 @@ async function source() {
   const src = new RelpSource(relpSourceSchema.parse({ type: 'relp', address: '127.0.0.1:0', max_message_size: '1KiB' }), {
     name: 'relp',
     router,
-    logger: pino({ level: 'silent' }),
+    logger: silentLogger(),
     stateDir: '/nonexistent',
     hostname: 'test',
   });
