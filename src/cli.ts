@@ -144,10 +144,11 @@ async function run(file: string): Promise<number> {
   if (!loaded) return 2;
   const { config } = loaded;
   const logger = createLogger(config.log);
-  if (tlsListeners(config).length > 0 && !ticketsOff()) {
+  const listeners = tlsListeners(config);
+  if (listeners.length > 0 && !ticketsOff()) {
     if (!process.env.SLUICE_RELAUNCHED) {
       // Started without bin/sluice (node dist/cli.js): OpenSSL reads its settings only at start.
-      logger.info({ sources: tlsListeners(config), openssl_config: OPENSSL_CONFIG }, 'TLS listeners: starting node again with TLS 1.3 session tickets off (use bin/sluice to start in one process)');
+      logger.info({ sources: listeners, openssl_config: OPENSSL_CONFIG }, 'TLS listeners: starting node again with TLS 1.3 session tickets off (use bin/sluice to start in one process)');
       process.env.SLUICE_RELAUNCHED = '1';
       return relaunchWithoutTickets();
     }

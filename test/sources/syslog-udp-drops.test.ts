@@ -55,3 +55,27 @@ pipelines:
     expect(procAddress('fe80::1')).toBe('000080FE000000000000000001000000');
   });
 });
+
+describe('UDP: a source whose port is taken', () => {
+  it('fails to start, and stops without reading a counter for a socket it never bound', async () => {
+    const { SyslogUdpSource } = await import('../../src/sources/syslog-udp/index.js');
+    const { syslogUdpSourceSchema } = await import('../../src/sources/syslog-udp/config.js');
+    const { silentLogger } = await import('../../src/log.js');
+    const dgram = await import('node:dgram');
+    const taken = dgram.createSocket('udp4');
+    await new Promise<void>((r) => taken.bind(0, '127.0.0.1', r));
+    try {
+      const src = new SyslogUdpSource(syslogUdpSourceSchema.parse({ type: 'syslog_udp', address: `127.0.0.1:${taken.address().port}` }), {
+        name: 'udp',
+        router: {} as never,
+        logger: silentLogger(),
+        stateDir: '/nonexistent',
+        hostname: 'test',
+      });
+      await expect(src.start()).rejects.toThrow(/EADDRINUSE/);
+      await expect(src.stop()).resolves.toBeUndefined();
+    } finally {
+      taken.close();
+    }
+  });
+});

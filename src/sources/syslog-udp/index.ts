@@ -85,13 +85,14 @@ export class SyslogUdpSource implements Source {
    */
   private async readKernelDrops(): Promise<void> {
     const s = this.socket;
-    if (!s) return;
+    // Not bound yet (or never: a port taken): nothing to read, and no address to find it by.
+    if (!s || this.kernelDrops === null) return;
     const a = s.address();
     const now = await kernelUdpDrops(a.address, a.port);
     if (now === null || this.socket !== s) return;
     const before = this.kernelDrops;
     this.kernelDrops = now;
-    if (before === null || now <= before) return;
+    if (now <= before) return;
     countDrop(this.stats.dropped, 'kernel_buffer', now - before);
     this.quiet.log('kernel', (extra) =>
       this.ctx.logger.warn(
