@@ -15,7 +15,7 @@
 //     BENCH_RELP_RECEIVER=default or batched runs one of them.
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { freePort, loggenRun, peers, requirePeers, startProcess, startSink, startSluice, stop, tmp, waitPort } from './harness.mjs';
+import { freePort, loggenRun, median, peers, requirePeers, startProcess, startSink, startSluice, stop, tmp, waitPort } from './harness.mjs';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 1_000_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -118,7 +118,7 @@ ruleset(name="fwd" queue.type="LinkedList" queue.size="200000") { action(type="o
   return { port: inPort, cpu: { sender: child, receiver: rx.child }, stop: async () => { await stop(child); await stop(rx.child); } };
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
 
 const TICKS = 100; // USER_HZ on Linux
 /** User plus system CPU seconds a live process has used so far (Linux /proc). */

@@ -130,3 +130,28 @@ export async function loggenRun(port, sink, n, size = 200) {
   const delivered = sink.count - base;
   return { delivered, sent: n, seconds: secs, rate: delivered / secs };
 }
+
+export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** Runs `cmd` to its exit (killed after `timeoutMs`); resolves with its exit code, output and wall time in seconds. */
+export function runTimed(cmd, args, timeoutMs, env = process.env) {
+  return new Promise((resolve) => {
+    const start = process.hrtime.bigint();
+    const c = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    c.stdout.on('data', (d) => (out += d));
+    c.stderr.on('data', (d) => (out += d));
+    const t = setTimeout(() => c.kill('SIGKILL'), timeoutMs);
+    c.on('exit', (code) => {
+      clearTimeout(t);
+      resolve({ code, out, seconds: Number(process.hrtime.bigint() - start) / 1e9 });
+    });
+  });
+}
+
+/** Waits until the sink has counted `want` (or `ms` pass); resolves with its count. */
+export async function waitCount(sink, want, ms) {
+  const deadline = Date.now() + ms;
+  while (sink.count < want && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  return sink.count;
+}
