@@ -137,7 +137,7 @@ export const queueSchema = z
       .enum(['always', 'interval', 'never'])
       .default('interval')
       .describe(
-        'normal, reliable: when to fsync the queue file. `interval`: every `sync_interval`, committing every batch written since (group commit). ' +
+        'normal, reliable: when to fsync the queue file. `interval`: every `sync_interval`, committing every batch written since (group commit); a batch whose source waits to acknowledge it (RELP, sluice, files) is fsynced at once, with whatever else arrived meanwhile. ' +
           '`always`: as soon as possible, still one fsync for all batches that arrived meanwhile. `never`: leave it to the kernel (a power cut can lose records; a process crash cannot). ' +
           'Default `interval`: durable within tens of milliseconds at a fraction of the cost of `always`.',
       ),
