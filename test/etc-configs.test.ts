@@ -11,8 +11,11 @@ import { runLogger } from './helpers/peers.js';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const cli = path.join(root, 'dist/cli.js');
 
-function run(cfg: string, cwd: string) {
-  const child = spawn(process.execPath, [cli, 'run', '-c', path.join(root, 'etc', cfg)], { cwd, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SLUICE_TOKEN: 'etc-test-token-0123456789' } });
+/** `token` null: SLUICE_TOKEN is not set. */
+function run(cfg: string, cwd: string, token: string | null = 'etc-test-token-0123456789') {
+  const env: NodeJS.ProcessEnv = { ...process.env, SLUICE_TOKEN: token ?? undefined };
+  if (token === null) delete env.SLUICE_TOKEN;
+  const child = spawn(process.execPath, [cli, 'run', '-c', path.join(root, 'etc', cfg)], { cwd, stdio: ['ignore', 'ignore', 'pipe'], env });
   let log = '';
   child.stderr.on('data', (d: Buffer) => (log += d.toString()));
   return { child, log: () => log, exited: new Promise((r) => child.on('exit', r)) };
@@ -47,6 +50,22 @@ async function withBundledPair(body: (dir: string, filed: () => string[]) => Pro
 }
 
 describe('etc/central.yaml and etc/agent.yaml', () => {
+  it('refuse to start without SLUICE_TOKEN, or with a short one, naming it: no token is published in them', async () => {
+    const dir = tempDir();
+    try {
+      for (const cfg of ['central.yaml', 'agent.yaml']) {
+        const unset = run(cfg, dir, null);
+        expect(await unset.exited).toBe(2); // a config error
+        expect(unset.log()).toContain('environment variable SLUICE_TOKEN is not set');
+      }
+      const short = run('central.yaml', dir, 'short');
+      expect(await short.exited).toBe(2);
+      expect(short.log()).toContain('a token has at least 16 characters');
+    } finally {
+      removeDir(dir);
+    }
+  });
+
   it('an agent ships syslog and an application file to the central server, which files them per host', async () => {
     await withBundledPair(async (dir, filed) => {
       runLogger(['-n', '127.0.0.1', '-P', '5514', '-T', '--rfc5424', '-t', 'etctest', 'hello through the central server']);
