@@ -169,7 +169,7 @@ export class Agent {
     const a = this.config.admin;
     if (!a.enabled) return;
     this.metrics ??= createMetrics({ stats: () => this.stats(), gate: () => this.gate.snapshot(), ready: () => this.notReady() === null });
-    const admin = new AdminServer({ metrics: this.metrics, stats: () => this.status(), notReady: () => this.notReady() }, this.logger.child({ component: 'admin' }));
+    const admin = new AdminServer({ metrics: this.metrics, stats: () => this.status(), notReady: () => this.notReady() }, this.logger.child({ component: 'admin' }), a.allowed_hosts);
     if (await admin.start(a.address.host, a.address.port)) this.admin = admin;
   }
 

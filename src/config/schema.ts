@@ -71,6 +71,13 @@ export const configSchema = z
             'Where it listens: `/metrics` (Prometheus), `/healthz`, `/readyz`, `/api/v1/stats` and the status page at `/`. ' +
               'Default loopback only: it has no authentication, so expose it only behind something that has.',
           ),
+        allowed_hosts: z
+          .array(z.string().min(1))
+          .default([])
+          .describe(
+            'Host names the listener answers besides IP addresses, `localhost` and `*.localhost` (matched against the request\'s Host header, without port). ' +
+              'Any other name is refused with 421, so that a web page cannot read the listener through DNS rebinding. Add the names Prometheus or a browser use to reach it.',
+          ),
       })
       .prefault({})
       .describe('The admin HTTP listener. If its address cannot be bound, sluice logs an error and runs without it.'),

@@ -1,5 +1,5 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../log.js';
 import { STATUS_PAGE } from './status-page.js';
@@ -12,21 +12,56 @@ export interface AdminHandlers {
   notReady(): string[] | null;
 }
 
+/** The host name of a Host header (lower case, without port or IPv6 brackets), or null when malformed. */
+export function hostName(header: string): string | null {
+  const h = header.trim().toLowerCase();
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']');
+    if (end < 0) return null;
+    const rest = h.slice(end + 1);
+    if (rest !== '' && !/^:\d{1,5}$/.test(rest)) return null;
+    return h.slice(1, end);
+  }
+  const m = /^([^:]+)(?::\d{1,5})?$/.exec(h);
+  return m ? m[1]!.replace(/\.$/, '') : null;
+}
+
+/**
+ * Whether a request's Host header may be answered. A page in a browser on this host can reach the
+ * listener through DNS rebinding (a name of the attacker's that resolves to 127.0.0.1), and would
+ * send that name as Host. So only names that cannot be rebound are answered: IP literals,
+ * `localhost` and `*.localhost` (browsers resolve those to loopback themselves), and the names in
+ * `allowed`. A request without Host (HTTP/1.0 tools) is not a browser's and is answered.
+ */
+export function hostAllowed(header: string | undefined, allowed: ReadonlySet<string>): boolean {
+  if (header === undefined) return true;
+  const name = hostName(header);
+  if (name === null || name === '') return false;
+  return isIP(name) !== 0 || name === 'localhost' || name.endsWith('.localhost') || allowed.has(name);
+}
+
 /**
  * The admin HTTP listener: /metrics, /healthz, /readyz, /api/v1/stats and the status page at /.
  * Read-only, GET and HEAD only.
  */
 export class AdminServer {
   private server: http.Server | null = null;
+  private readonly allowedHosts: ReadonlySet<string>;
+  private refused = 0;
 
   constructor(
     private readonly handlers: AdminHandlers,
     private readonly logger: Logger,
-  ) {}
+    allowedHosts: readonly string[] = [],
+  ) {
+    this.allowedHosts = new Set(allowedHosts.map((h) => h.toLowerCase().replace(/\.$/, '')));
+  }
 
   /** Listens; on failure logs and resolves false (sluice runs on without it). */
   async start(host: string, port: number): Promise<boolean> {
-    const server = http.createServer((req, res) => void this.handle(req, res));
+    // Node checks the header and request timeouts only every connectionsCheckingInterval (30 s by
+    // default): a client that never finishes its headers would hold a connection 30 s, not 10.
+    const server = http.createServer({ connectionsCheckingInterval: 1000 }, (req, res) => void this.handle(req, res));
     server.keepAliveTimeout = 5000;
     server.headersTimeout = 10_000;
     server.requestTimeout = 10_000;
@@ -56,6 +91,14 @@ export class AdminServer {
       res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
+    if (!hostAllowed(req.headers.host, this.allowedHosts)) {
+      // Logged once, then every 1000th: a page that keeps trying must not flood the log.
+      if (this.refused++ % 1000 === 0) {
+        this.logger.warn({ host: req.headers.host, refused: this.refused }, 'admin request refused: its Host is not loopback, an IP address or in admin.allowed_hosts (DNS rebinding)');
+      }
+      send(421, 'text/plain; charset=utf-8', 'unknown host: add it to admin.allowed_hosts\n');
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       send(405, 'text/plain; charset=utf-8', 'method not allowed\n');

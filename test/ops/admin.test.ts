@@ -1,10 +1,12 @@
 import { spawn, spawnSync } from 'node:child_process';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
+import { hostAllowed } from '../../src/ops/admin.js';
 import { portOf, readLines, removeDir, startAgent, tempDir, waitFor, stablePort } from '../helpers/agent.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -93,6 +95,49 @@ pipelines:
     expect(await page.text()).toContain('<title>sluice status</title>');
   });
 
+  it('answers only Host names that cannot be rebound: IP literals, localhost and admin.allowed_hosts (421 for others)', async () => {
+    dir = tempDir();
+    agent = await startAgent(config(dir).replace('admin: {', 'admin: { allowed_hosts: [metrics.example.net],'));
+    const [, port] = /:(\d+)$/.exec(agent.adminAddress()!)!;
+    const get = (host: string | null, path = '/api/v1/stats') =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const headers: Record<string, string> = host === null ? {} : { host };
+        const req = http.get({ host: '127.0.0.1', port: Number(port), path, headers, setHost: host !== null }, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+      });
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, 'LOCALHOST', `[::1]:${port}`, `prom.localhost:${port}`, `metrics.example.net:${port}`, 'Metrics.Example.Net.', '10.1.2.3']) {
+      const r = await get(host);
+      expect(r.status, host).toBe(200);
+      expect(JSON.parse(r.body)).toHaveProperty('pid', process.pid);
+    }
+    for (const host of [`attacker.example:${port}`, 'localhost.attacker.example', 'example.net', 'a:b:c', '[::1']) {
+      for (const path of ['/api/v1/stats', '/metrics', '/']) {
+        const r = await get(host, path);
+        expect(r.status, `${host} ${path}`).toBe(421);
+        expect(r.body).not.toContain('pid');
+      }
+    }
+  });
+
+  it('closes a connection whose headers never finish after headersTimeout (10 s), not after Node\'s 30 s check interval', async () => {
+    dir = tempDir();
+    agent = await startAgent(config(dir));
+    const [, port] = /:(\d+)$/.exec(agent.adminAddress()!)!;
+    const s = net.connect(Number(port), '127.0.0.1');
+    s.on('error', () => undefined);
+    await new Promise<void>((r) => s.once('connect', () => r()));
+    s.resume(); // read the server's 408 and its end
+    s.write('GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n'); // and nothing more
+    const closed = new Promise<boolean>((r) => s.once('close', () => r(true)));
+    const deadline = new Promise<boolean>((r) => setTimeout(() => r(false), 20_000).unref());
+    expect(await Promise.race([closed, deadline])).toBe(true);
+    s.destroy();
+  }, 30_000);
+
   it('runs on without it when its address is taken, and says so', async () => {
     dir = tempDir();
     const blocker = net.createServer();
@@ -154,5 +199,28 @@ pipelines:
       child.kill('SIGTERM');
       await new Promise((r) => child.on('exit', r));
     }
+  });
+});
+
+describe('hostAllowed', () => {
+  const names = new Set(['logs.example.org']);
+  it.each([
+    ['127.0.0.1:9601', true],
+    ['192.0.2.7', true],
+    ['[2001:db8::1]:9601', true],
+    ['localhost', true],
+    ['a.b.localhost:80', true],
+    ['logs.example.org:9601', true],
+    ['evil.example', false],
+    ['localhost.evil.example', false],
+    ['logs.example.org.evil.example', false],
+    ['[2001:db8::1', false],
+    ['host:port', false],
+    ['', false],
+  ])('%s -> %s', (host, ok) => {
+    expect(hostAllowed(host, names)).toBe(ok);
+  });
+  it('answers a request without Host (not a browser)', () => {
+    expect(hostAllowed(undefined, names)).toBe(true);
   });
 });
