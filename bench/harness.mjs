@@ -103,15 +103,20 @@ export async function stop(child) {
 
 /**
  * Sends `n` messages of `size` bytes with loggen to `port`, and measures until the sink has counted
- * all of them (or stops moving for 10 s). Returns msg/s over the whole delivery.
+ * all of them (or stops moving for 10 s). Returns msg/s over the whole delivery, and what loggen
+ * says it sent. `-I`: loggen stops after 10 s by default whatever `-n` says, which cut long rounds
+ * short and made them look like stalls.
  */
 export async function loggenRun(port, sink, n, size = 200) {
   const base = sink.count;
   const start = process.hrtime.bigint();
-  const loggen = spawn(path.join(sng, 'usr/bin/loggen'), ['-i', '-S', '-s', String(size), '-r', '100000000', '-n', String(n), '-Q', '127.0.0.1', String(port)], {
+  const loggen = spawn(path.join(sng, 'usr/bin/loggen'), ['-i', '-S', '-s', String(size), '-r', '100000000', '-I', '3600', '-n', String(n), '-Q', '127.0.0.1', String(port)], {
     env: sngEnv(),
     stdio: ['ignore', 'ignore', 'pipe'],
   });
+  let report = '';
+  loggen.stderr.on('data', (d) => (report += d));
+  const exited = new Promise((r) => loggen.on('exit', r));
   let lastCount = -1;
   let lastMove = process.hrtime.bigint();
   for (;;) {
@@ -126,9 +131,12 @@ export async function loggenRun(port, sink, n, size = 200) {
     if (got >= n) break;
   }
   const secs = Number(lastMove - start) / 1e9;
-  loggen.kill('SIGKILL');
+  if (loggen.exitCode === null) loggen.kill('SIGKILL');
+  await exited;
   const delivered = sink.count - base;
-  return { delivered, sent: n, seconds: secs, rate: delivered / secs };
+  // loggen's last line: "average rate = ..., count=N, ...".
+  const sent = Number([...report.matchAll(/count=(\d+)/g)].at(-1)?.[1] ?? NaN);
+  return { delivered, sent: Number.isNaN(sent) ? n : sent, asked: n, seconds: secs, rate: delivered / secs };
 }
 
 export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
