@@ -1,6 +1,6 @@
 // Shared pieces of the benchmarks: peers, the sink, processes, timing.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,7 +34,7 @@ export async function freePort() {
   return port;
 }
 
-export async function waitPort(port, ms = 15_000) {
+export async function waitPort(port, ms = 15_000, child = null) {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     const ok = await new Promise((r) => {
@@ -47,7 +47,7 @@ export async function waitPort(port, ms = 15_000) {
     if (ok) return;
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`nothing listens on ${port} after ${ms} ms`);
+  throw new Error(`nothing listens on ${port} after ${ms} ms${child ? `: ${child.errText?.() ?? ''}` : ''}`);
 }
 
 /** Starts the line-counting sink; resolves with its port and a live count. */
@@ -162,4 +162,54 @@ export async function waitCount(sink, want, ms) {
   const deadline = Date.now() + ms;
   while (sink.count < want && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   return sink.count;
+}
+
+/**
+ * CPU time of every thread of `pid`, in µs, from the scheduler's own accounting
+ * (/proc/PID/task/TID/schedstat, nanoseconds on a CPU). utime + stime in clock ticks is sampled at
+ * 100 Hz and, on a VM with steal time, charged every process about the same ~10 µs/msg.
+ */
+export function cpuMicros(pid) {
+  let ns = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return ns / 1000;
+}
+
+/** Peak resident memory of a live process so far, in MB (VmHWM). */
+export function peakRssMb(pid) {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** Resident memory of a live process now, in MB (VmRSS). */
+export function rssMb(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** Starts rsyslogd 8.2302 from .peers on `conf` (workDirectory is `dir`/work). */
+export function startRsyslog(dir, conf) {
+  const rs = path.join(peers, 'rsyslog');
+  const lib = path.join(rs, 'usr/lib/x86_64-linux-gnu');
+  const work = path.join(dir, 'work');
+  if (!existsSync(work)) mkdirSync(work);
+  const file = path.join(dir, 'rsyslog.conf');
+  writeFileSync(file, `global(workDirectory="${work}")\n${conf}\n`);
+  return startProcess(path.join(rs, 'usr/sbin/rsyslogd'), ['-n', '-C', '-f', file, '-i', path.join(dir, 'pid'), '-M', path.join(lib, 'rsyslog')], { ...process.env, LD_LIBRARY_PATH: lib });
+}
+
+/** Starts syslog-ng 3.38 from .peers on `conf` (a whole config, @version included). */
+export function startSyslogNg(dir, conf) {
+  const cfg = path.join(dir, 'syslog-ng.conf');
+  writeFileSync(cfg, conf);
+  return startProcess(path.join(sng, 'usr/sbin/syslog-ng'), [
+    '-F', '-f', cfg, '-R', path.join(dir, 'persist'), '-p', path.join(dir, 'pid'), '-c', path.join(dir, 'ctl'), '--no-caps',
+    `--module-path=${path.join(sng, 'usr/lib/syslog-ng/3.38')}`,
+  ], sngEnv());
 }

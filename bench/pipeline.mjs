@@ -1,89 +1,227 @@
-// npm run bench: TCP in -> memory queue -> TCP out to a counting sink, 200-byte messages from
-// syslog-ng's loggen; the same load through syslog-ng 3.38 and straight into the sink, side by side.
-import { writeFileSync } from 'node:fs';
+// npm run bench (part 1 of 3; udp.mjs and relp.mjs follow): sluice, rsyslog 8.2302 and syslog-ng 3.38
+// side by side, each tuned as its documentation advises for throughput, taking turns round by round.
+//
+// TCP: loggen (one connection, BENCH_MESSAGES of 200 bytes, -I so that -n decides) -> X -> TCP out
+// to a line-counting sink, in three queue modes:
+// - memory: sluice `mode: memory`; rsyslog imptcp, LinkedList queues; syslog-ng without disk-buffer.
+// - normal (memory, the disk for what overflows): sluice `mode: normal`; rsyslog LinkedList with a
+//   queue.filename (disk-assisted); syslog-ng disk-buffer(reliable(no)).
+// - reliable (disk): sluice `mode: reliable` (fsync every 50 ms, the default); rsyslog a Disk queue
+//   (no fsync: queue.syncQueueFiles is off by default); syslog-ng disk-buffer(reliable(yes)) (no
+//   fsync either).
+// File tailing: BENCH_FILE_LINES lines of 200 bytes written before X starts, read from the start.
+//
+// Tuning, and where it comes from:
+// - rsyslog: imptcp (https://www.rsyslog.com/doc/configuration/modules/imptcp.html) rather than
+//   imtcp for throughput; main and action queues LinkedList with queue.size="1000000" and
+//   queue.dequeueBatchSize="1024" (https://www.rsyslog.com/doc/concepts/queues.html, "Performance":
+//   larger dequeue batches). Disk-assisted: the same queue with queue.filename and
+//   queue.maxDiskSpace; Disk: queue.type="Disk". imfile in inotify mode
+//   (https://www.rsyslog.com/doc/configuration/modules/imfile.html).
+// - syslog-ng (OSE 3.38 administration guide, "Managing incoming and outgoing messages with
+//   flow-control" and "Tuning syslog-ng"): log-fetch-limit(1000) and log-iw-size(100000) on the
+//   source, log-fifo-size(1000000) on the destination, flags(flow-control) so nothing is dropped;
+//   disk-buffer() with mem-buf-length(10000) (reliable(no)) or mem-buf-size(163840000) (reliable(yes))
+//   and disk-buf-size(1G). file() with follow-freq(1) and log-fetch-limit(1000).
+// - sluice: defaults, but for the queue mode under test.
+//
+// Per row: median msg/s, CPU time per message of X (all its threads, /proc schedstat) and X's peak
+// RSS, and the ratio of sluice to the best peer. BENCH_ONLY=regex runs only matching rows,
+// BENCH_ROUNDS rounds (default 3), BENCH_PEERS=sluice,rsyslog a subset of the peers.
+import { appendFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { freePort, loggenRun, peers, requirePeers, sngEnv, startProcess, startSink, startSluice, stop, tmp, waitPort } from './harness.mjs';
+import {
+  cpuMicros, freePort, loggenRun, median, peakRssMb, requirePeers, rssMb, startRsyslog, startSink, startSluice, startSyslogNg, stop, tmp, waitCount, waitPort,
+} from './harness.mjs';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 2_000_000);
+const FILE_LINES = Number(process.env.BENCH_FILE_LINES ?? 1_000_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY) : null;
 
-async function sluiceRun(sink, queue = '{ mode: memory }') {
-  const dir = tmp();
-  const port = await freePort();
-  const child = startSluice(dir, 'sluice', `
+const sluiceQueues = {
+  memory: '{ mode: memory }',
+  normal: '{ mode: normal, max_size: 2GiB }',
+  reliable: '{ mode: reliable, max_size: 2GiB }',
+};
+
+function sluiceConfig(dir, source, sink, mode) {
+  return `
 state_dir: ${dir}/state
 log: { level: warn, format: json }
+admin: { enabled: false }
 sources:
-  in: { type: syslog_tcp, address: "127.0.0.1:${port}" }
+  in: ${source}
 destinations:
-  sink:
-    type: syslog
-    address: 127.0.0.1:${sink.port}
-    framing: lf
-    queue: ${queue}
+  sink: { type: syslog, address: "127.0.0.1:${sink.port}", framing: lf, queue: ${sluiceQueues[mode]} }
 pipelines:
   p: { from: [in], to: [sink] }
-`);
-  await waitPort(port);
-  return { port, stop: () => stop(child) };
+`;
 }
 
-async function syslogNgRun(sink, diskBuffer) {
-  const dir = tmp();
-  const port = await freePort();
-  const cfg = path.join(dir, 'syslog-ng.conf');
-  const buffer = diskBuffer ? `disk-buffer(reliable(${diskBuffer === 'reliable' ? 'yes' : 'no'}) dir("${dir}") disk-buf-size(1073741824))` : '';
-  writeFileSync(cfg, `@version: 3.38
-options { keep-hostname(yes); log-fifo-size(100000); stats-freq(0); };
-source s_in { network(transport("tcp") ip("127.0.0.1") port(${port}) max-connections(10) log-iw-size(100000)); };
-destination d_sink { network("127.0.0.1" transport("tcp") port(${sink.port}) ${buffer}); };
+const rsQueue = {
+  memory: 'queue.type="LinkedList" queue.size="1000000" queue.dequeueBatchSize="1024"',
+  normal: 'queue.type="LinkedList" queue.size="1000000" queue.dequeueBatchSize="1024" queue.filename="da" queue.maxDiskSpace="2g" queue.saveOnShutdown="on"',
+  reliable: 'queue.type="Disk" queue.filename="dq" queue.maxDiskSpace="2g" queue.maxFileSize="64m" queue.dequeueBatchSize="1024"',
+};
+
+function rsyslogConfig(input, sink, mode) {
+  return `main_queue(queue.type="LinkedList" queue.size="1000000" queue.dequeueBatchSize="1024")
+${input}
+action(type="omfwd" target="127.0.0.1" port="${sink.port}" protocol="tcp" template="RSYSLOG_ForwardFormat" ${rsQueue[mode]})`;
+}
+
+const sngBuffer = (dir, mode) =>
+  mode === 'memory'
+    ? ''
+    : mode === 'normal'
+      ? `disk-buffer(reliable(no) mem-buf-length(10000) disk-buf-size(1073741824) dir("${dir}"))`
+      : `disk-buffer(reliable(yes) mem-buf-size(163840000) disk-buf-size(1073741824) dir("${dir}"))`;
+
+function syslogNgConfig(dir, source, sink, mode) {
+  return `@version: 3.38
+options { keep-hostname(yes); stats-freq(0); };
+source s_in { ${source}; };
+destination d_sink { network("127.0.0.1" transport("tcp") port(${sink.port}) log-fifo-size(1000000) ${sngBuffer(dir, mode)}); };
 log { source(s_in); destination(d_sink); flags(flow-control); };
-`);
-  const sng = path.join(peers, 'syslog-ng');
-  const child = startProcess(path.join(sng, 'usr/sbin/syslog-ng'), [
-    '-F', '-f', cfg, '-R', path.join(dir, 'persist'), '-p', path.join(dir, 'pid'), '-c', path.join(dir, 'ctl'), '--no-caps',
-    `--module-path=${path.join(sng, 'usr/lib/syslog-ng/3.38')}`,
-  ], sngEnv());
-  await waitPort(port);
-  return { port, stop: () => stop(child) };
+`;
 }
 
-async function measure(name, start) {
-  const sink = await startSink();
-  const rates = [];
+/** TCP in: each starter resolves with the port to send to and the process. */
+const tcp = {
+  sluice: async (sink, mode) => {
+    const dir = tmp();
+    const port = await freePort();
+    const child = startSluice(dir, 'sluice', sluiceConfig(dir, `{ type: syslog_tcp, address: "127.0.0.1:${port}" }`, sink, mode));
+    await waitPort(port, 15_000, child);
+    return { port, child };
+  },
+  rsyslog: async (sink, mode) => {
+    const dir = tmp();
+    const port = await freePort();
+    const child = startRsyslog(dir, rsyslogConfig(`module(load="imptcp")\ninput(type="imptcp" port="${port}" address="127.0.0.1")`, sink, mode));
+    await waitPort(port, 15_000, child);
+    return { port, child };
+  },
+  'syslog-ng': async (sink, mode) => {
+    const dir = tmp();
+    const port = await freePort();
+    const child = startSyslogNg(dir, syslogNgConfig(dir, `network(transport("tcp") ip("127.0.0.1") port(${port}) max-connections(10) log-fetch-limit(1000) log-iw-size(100000))`, sink, mode));
+    await waitPort(port, 15_000, child);
+    return { port, child };
+  },
+};
+
+/** File in: the file is written first; each starter begins reading it from the start. */
+const file = {
+  sluice: (sink, f) => {
+    const dir = tmp();
+    return { child: startSluice(dir, 'sluice', sluiceConfig(dir, `{ type: file, paths: ["${f}"], read_from: beginning }`, sink, 'memory')) };
+  },
+  rsyslog: (sink, f) => {
+    const dir = tmp();
+    return { child: startRsyslog(dir, rsyslogConfig(`module(load="imfile" mode="inotify")\ninput(type="imfile" file="${f}" tag="app" freshStartTail="off")`, sink, 'memory')) };
+  },
+  'syslog-ng': (sink, f) => {
+    const dir = tmp();
+    return { child: startSyslogNg(dir, syslogNgConfig(dir, `file("${f}" follow-freq(1) log-fetch-limit(1000) flags(no-parse))`, sink, 'memory')) };
+  },
+};
+
+// BENCH_PEERS=sluice (or a list) runs only those, for a quick before-and-after of sluice alone.
+const PEERS = ['sluice', 'rsyslog', 'syslog-ng'].filter((p) => !process.env.BENCH_PEERS || process.env.BENCH_PEERS.split(',').includes(p));
+const NAMES = { sluice: 'sluice', rsyslog: 'rsyslog 8.2302', 'syslog-ng': 'syslog-ng 3.38' };
+const rows = [
+  ...['memory', 'normal', 'reliable'].map((mode) => ({ row: `TCP, ${mode} queue`, run: (peer, sink) => tcpRound(peer, sink, mode) })),
+  { row: 'file tailing (memory queue)', run: (peer, sink) => fileRound(peer, sink) },
+].filter((r) => !only || only.test(r.row));
+
+async function measured(child, sink, body) {
+  const cpu0 = cpuMicros(child.pid);
+  const base = sink.count;
+  const r = await body();
+  const got = sink.count - base;
+  return { ...r, cpuUs: (cpuMicros(child.pid) - cpu0) / Math.max(1, got), peakMb: peakRssMb(child.pid) };
+}
+
+async function tcpRound(peer, sink, mode) {
+  const t = await tcp[peer](sink, mode);
   try {
-    for (let i = 0; i < ROUNDS; i++) {
-      const target = await start(sink);
-      try {
-        const r = await loggenRun(target.port, sink, N);
-        if (r.delivered < r.sent) console.error(`${name}: only ${r.delivered} of ${r.sent} arrived`);
-        rates.push(r.rate);
-      } finally {
-        await target.stop();
-      }
-    }
+    const idleMb = rssMb(t.child.pid);
+    const r = await measured(t.child, sink, () => loggenRun(t.port, sink, N));
+    if (r.delivered < r.sent || r.sent < r.asked) console.error(`${peer} ${mode}: loggen sent ${r.sent} of ${r.asked}, ${r.delivered} arrived`);
+    return { rate: r.rate, cpuUs: r.cpuUs, peakMb: r.peakMb, idleMb };
   } finally {
-    await stop(sink.child);
+    await stop(t.child);
   }
-  rates.sort((a, b) => a - b);
-  return { name, median: rates[Math.floor(rates.length / 2)], rates };
+}
+
+let fileDir = null;
+/** One file of FILE_LINES 200-byte lines, written once and read by every peer in turn. */
+function testFile() {
+  if (fileDir) return path.join(fileDir, 'app.log');
+  fileDir = tmp();
+  mkdirSync(fileDir, { recursive: true });
+  const f = path.join(fileDir, 'app.log');
+  const pad = 'x'.repeat(160);
+  const chunk = 10_000;
+  for (let i = 0; i < FILE_LINES; i += chunk) {
+    let s = '';
+    for (let j = i; j < Math.min(FILE_LINES, i + chunk); j++) s += `line ${String(j).padStart(10, '0')} ${pad}\n`.padEnd(200, 'y');
+    appendFileSync(f, s);
+  }
+  return f;
+}
+
+async function fileRound(peer, sink) {
+  const f = testFile();
+  const base = sink.count;
+  const start = process.hrtime.bigint();
+  const t = file[peer](sink, f);
+  try {
+    const r = await measured(t.child, sink, async () => {
+      const got = await waitCount(sink, base + FILE_LINES, 300_000);
+      return { delivered: got - base };
+    });
+    const secs = Number(process.hrtime.bigint() - start) / 1e9;
+    if (r.delivered < FILE_LINES) console.error(`${peer} file: ${r.delivered} of ${FILE_LINES} arrived`);
+    return { rate: r.delivered / secs, cpuUs: r.cpuUs, peakMb: r.peakMb };
+  } finally {
+    await stop(t.child);
+  }
 }
 
 requirePeers();
-console.log(`pipeline benchmark: ${N} messages of 200 bytes per round, ${ROUNDS} rounds, loggen -> X -> line-counting sink (TCP)`);
-const results = [];
-results.push(await measure('loggen -> sink (no relay)', async (sink) => ({ port: sink.port, stop: async () => {} })));
-results.push(await measure('sluice (memory queue)', sluiceRun));
-results.push(await measure('syslog-ng 3.38 (no disk-buffer)', (s) => syslogNgRun(s, null)));
-results.push(await measure('syslog-ng 3.38 (disk-buffer reliable(no))', (s) => syslogNgRun(s, 'normal')));
-results.push(await measure('sluice (reliable queue, fsync every 50ms)', (s) => sluiceRun(s, '{ mode: reliable, max_size: 1GiB, sync: interval, sync_interval: 50ms }')));
-results.push(await measure('syslog-ng 3.38 (disk-buffer reliable(yes), no fsync)', (s) => syslogNgRun(s, 'reliable')));
-const sluice = results[1].median;
-console.log('');
-console.log('| pipeline | median msg/s | rounds | sluice (memory) ÷ this |');
-console.log('|---|---:|---|---:|');
-for (const r of results) {
-  console.log(`| ${r.name} | ${Math.round(r.median).toLocaleString('en')} | ${r.rates.map((x) => Math.round(x / 1000) + 'k').join(', ')} | ${(sluice / r.median).toFixed(2)} |`);
+console.log(`pipeline benchmark: TCP ${N.toLocaleString('en')} messages and a file of ${FILE_LINES.toLocaleString('en')} lines, 200 bytes each, ${ROUNDS} rounds, the peers taking turns`);
+const results = new Map(rows.map((r) => [r.row, new Map(PEERS.map((p) => [p, []]))]));
+const sink = await startSink();
+try {
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const { row, run } of rows) {
+      // Each round starts with the next peer, so a machine that gets busier or quieter weighs on all alike.
+      for (let k = 0; k < PEERS.length; k++) {
+        const peer = PEERS[(k + round) % PEERS.length];
+        results.get(row).get(peer).push(await run(peer, sink));
+      }
+    }
+  }
+} finally {
+  await stop(sink.child);
 }
-console.log(`\nsluice, memory queue: ${Math.round(sluice).toLocaleString('en')} msg/s (target >= 300,000)`);
-console.log(`sluice, reliable queue: ${Math.round(results[4].median).toLocaleString('en')} msg/s = ${(results[4].median / results[5].median).toFixed(2)}x syslog-ng reliable(yes) (target >= 2x)`);
+
+const fmt = (xs, key, digits = 0) => {
+  const v = median(xs.map((x) => x[key]).filter((x) => x !== undefined && !Number.isNaN(x)));
+  return v === undefined ? '' : v.toFixed(digits);
+};
+console.log(`\n| row | ${PEERS.map((p) => NAMES[p]).join(' | ')} | sluice ÷ best peer |`);
+console.log(`|---|${PEERS.map(() => '---:').join('|')}|---:|`);
+for (const [row, byPeer] of results) {
+  const rate = (p) => median(byPeer.get(p).map((x) => x.rate));
+  const cells = PEERS.map((p) => {
+    const xs = byPeer.get(p);
+    return `${Math.round(rate(p)).toLocaleString('en')} msg/s, ${fmt(xs, 'cpuUs', 2)} µs/msg, peak ${fmt(xs, 'peakMb')} MB${xs[0]?.idleMb !== undefined ? `, idle ${fmt(xs, 'idleMb')} MB` : ''}`;
+  });
+  const peers = PEERS.filter((p) => p !== 'sluice');
+  const ratio = PEERS.includes('sluice') && peers.length > 0 ? (rate('sluice') / Math.max(...peers.map(rate))).toFixed(2) : '';
+  console.log(`| ${row} | ${cells.join(' | ')} | ${ratio} |`);
+}

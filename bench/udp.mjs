@@ -11,31 +11,14 @@
 // - sluice: receive_buffer_size 4 MiB (its default), memory queue.
 // Linux caps socket buffers at net.core.rmem_max; all three ask for the same 4 MiB.
 import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { freePort, peers, requirePeers, root, sngEnv, startProcess, startSink, startSluice, stop, tmp } from './harness.mjs';
+import { cpuMicros, freePort, peers, requirePeers, root, sngEnv, startProcess, startSink, startSluice, stop, tmp } from './harness.mjs';
 
 const RATES = (process.env.BENCH_RATES ?? '50000,100000,200000,300000,400000').split(',').map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const pace = path.join(tmp(), 'udp-pace');
 execFileSync('gcc', ['-O2', '-o', pace, path.join(root, 'bench/udp-pace.c')]);
-
-/**
- * CPU time of every thread of `pid`, in µs, from the scheduler's own accounting
- * (/proc/PID/task/TID/schedstat, nanoseconds on a CPU). utime + stime in clock ticks is sampled at
- * 100 Hz and, on this VM with steal time, charged every process about the same ~10 µs/msg.
- */
-const cpuMicros = (pid) => {
-  let ns = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      // the thread ended between the listing and the read
-    }
-  }
-  return ns / 1000;
-};
 
 async function sluice(sink) {
   const dir = tmp();

@@ -39,6 +39,11 @@ export class MemoryQueue implements DestinationQueue {
     return this.items.length - this.head;
   }
 
+  /** Message bytes of the records held (handed out or not). */
+  get heldBytes(): number {
+    return this.bytes;
+  }
+
   isFull(): boolean {
     return this.length >= this.options.maxRecords || this.bytes >= this.options.maxBytes;
   }

@@ -23,9 +23,16 @@ export const MEMORY_FILE = 'memory.sq';
 
 /**
  * The normal mode: records stay in memory (the output buffer, then the overflow: at most
- * `qoutSize + memBufLength` records) and go to the queue file only when both are full, or while
- * older records are still in the file (order is kept). A crash loses at most the memory part; a
- * clean shutdown writes it to `memory.sq`, which the next start reads back ahead of the file.
+ * `qoutSize + memBufLength` records) and go to the queue file only when memory is full. A crash
+ * loses at most the memory part; a clean shutdown writes it to `memory.sq`, which the next start
+ * reads back ahead of the file.
+ *
+ * Order is kept with three parts, handed out in this order: `mem` (older than anything in the
+ * file), the file, and `back` (newer than anything in the file: records that came while the file
+ * still held some, and memory had room). Once the file is empty, `back` joins `mem`, and the queue
+ * is all memory again: a burst that overflowed costs disk writes for the overflow only, not for
+ * everything after it. When memory fills while the file holds records, `back` goes to the file
+ * first (it is older than what comes next), then the new records.
  */
 export class NormalQueue implements DestinationQueue {
   readonly fullPolicy: FullPolicy;
@@ -41,6 +48,12 @@ export class NormalQueue implements DestinationQueue {
   private diskArmed = false;
   private closed = false;
   private restored = 0;
+  /** Records newer than every record in the file, not handed out yet (see the class comment). */
+  private back: LogRecord[] = [];
+  private backBytes = 0;
+  /** Records accepted into `back`, and those of them since moved to `mem` or the file (for `pushed`). */
+  private backPushed = 0;
+  private backMoved = 0;
   private readonly ownCorruption: CorruptionStats = noCorruption();
 
   private constructor(
@@ -129,14 +142,61 @@ export class NormalQueue implements DestinationQueue {
 
   push(records: LogRecord[], awaited = false): Promise<void> | undefined {
     if (records.length === 0 || this.closed) return undefined;
-    // Memory only while the file holds nothing: a record never overtakes an older one.
-    const n = this.disk.size === 0 ? this.mem.room(records) : 0;
-    if (n > 0) {
-      this.mem.push(n === records.length ? records : records.slice(0, n));
-      this.wakeReaders();
-      if (n === records.length) return undefined;
+    if (this.disk.size === 0) {
+      this.backToMemory();
+      const n = this.mem.room(records);
+      if (n > 0) {
+        this.mem.push(n === records.length ? records : records.slice(0, n));
+        this.wakeReaders();
+        if (n === records.length) return undefined;
+      }
+      return this.disk.push(n === 0 ? records : records.slice(n), awaited);
     }
-    return this.disk.push(n === 0 ? records : records.slice(n), awaited);
+    // The file holds records: these go behind them, in memory while it has room.
+    const n = this.backRoom(records);
+    if (n === records.length) {
+      this.toBack(records);
+      return undefined;
+    }
+    // Memory is full: what waits behind the file goes into it first, then this batch.
+    const toFile = this.takeBack();
+    this.backMoved += toFile.length;
+    for (const r of records) toFile.push(r);
+    return this.disk.push(toFile, awaited);
+  }
+
+  /** How many of `records` fit in memory behind the file (memory's bounds cover `mem` and `back` together). */
+  private backRoom(records: LogRecord[]): number {
+    const maxRecords = this.options.qoutSize + this.options.memBufLength;
+    const used = this.mem.length + this.back.length;
+    let bytes = this.mem.heldBytes + this.backBytes;
+    let n = 0;
+    while (n < records.length && used + n < maxRecords && bytes + records[n]!.raw.length <= this.options.memBytes) bytes += records[n++]!.raw.length;
+    return n;
+  }
+
+  private toBack(records: LogRecord[]): void {
+    for (const r of records) {
+      this.back.push(r);
+      this.backBytes += r.raw.length;
+    }
+    this.backPushed += records.length;
+  }
+
+  private takeBack(): LogRecord[] {
+    const b = this.back;
+    this.back = [];
+    this.backBytes = 0;
+    return b;
+  }
+
+  /** The file is empty: `back` is next in line, and joins memory's output. */
+  private backToMemory(): void {
+    if (this.back.length === 0 || this.disk.size !== 0) return;
+    const b = this.takeBack();
+    this.backMoved += b.length;
+    this.mem.push(b);
+    this.wakeReaders();
   }
 
   waitForSpace(): Promise<void> {
@@ -164,6 +224,7 @@ export class NormalQueue implements DestinationQueue {
   }
 
   take(max: number): LogRecord[] {
+    if (this.back.length > 0 && this.mem.waiting === 0) this.backToMemory();
     const fromMem = this.mem.take(max);
     this.memInFlight += fromMem.length;
     // The file's records are newer than every record in memory: only once memory has none waiting.
@@ -184,6 +245,8 @@ export class NormalQueue implements DestinationQueue {
     if (d > 0) {
       this.disk.ack(d);
       this.diskInFlight -= d;
+      // The file's last records are acknowledged: what waited behind them is next.
+      this.backToMemory();
     }
   }
 
@@ -195,6 +258,7 @@ export class NormalQueue implements DestinationQueue {
   }
 
   waitForRecords(): Promise<void> {
+    this.backToMemory();
     if (this.mem.waiting > 0 || this.closed) return Promise.resolve();
     const p = new Promise<void>((resolve) => this.readers.push(resolve));
     if (!this.memArmed) {
@@ -229,15 +293,16 @@ export class NormalQueue implements DestinationQueue {
     const o = this.ownCorruption;
     return {
       mode: 'normal',
-      records: m.records + d.records,
-      bytes: m.bytes + d.bytes,
-      memoryRecords: m.records,
-      memoryBytes: m.memoryBytes + d.memoryBytes,
+      records: m.records + this.back.length + d.records,
+      bytes: m.bytes + this.backBytes + d.bytes,
+      memoryRecords: m.records + this.back.length,
+      memoryBytes: m.memoryBytes + this.backBytes + d.memoryBytes,
       diskBytes: d.diskBytes,
       inFlight: m.inFlight + d.inFlight,
       capacityRecords: Number.POSITIVE_INFINITY,
       capacityBytes: d.capacityBytes,
-      pushed: m.pushed - this.restored + d.pushed,
+      // Records that moved from `back` to `mem` or the file were counted when `back` took them.
+      pushed: m.pushed - this.restored + d.pushed + this.backPushed - this.backMoved,
       acked: m.acked + d.acked,
       dropped,
       stalls: d.stalls,
@@ -254,10 +319,17 @@ export class NormalQueue implements DestinationQueue {
     this.wakeReaders();
   }
 
-  /** Saves what is only in memory to `memory.sq` (fsynced, then renamed into place), then closes the file. */
+  /**
+   * Saves what is only in memory to `memory.sq` (fsynced, then renamed into place), then closes the
+   * file. What waited behind the file's records goes into the file, behind them.
+   */
   async dispose(): Promise<void> {
+    const back = this.takeBack();
+    this.backMoved += back.length;
+    const spilled = back.length > 0 ? this.disk.push(back) : undefined;
     await this.close();
     try {
+      await spilled;
       await this.saveMemory();
     } finally {
       await this.disk.dispose();

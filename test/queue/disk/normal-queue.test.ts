@@ -60,10 +60,12 @@ describe('NormalQueue', () => {
     await spilled;
     expect(q.stats()).toMatchObject({ records: 40, memoryRecords: 15 });
     expect(q.stats().diskBytes).toBeGreaterThan(0);
-    // While older records are in the file, new ones go behind them, even with room in memory.
+    // While older records are in the file, new ones wait behind them in memory, which has room again.
     const got = await drain(q, 5);
     expect(texts(got)).toEqual(expected(0, 5));
-    await q.push(range(40, 45).map(rec));
+    const diskBytes = q.stats().diskBytes;
+    expect(q.push(range(40, 45).map(rec))).toBeUndefined();
+    expect(q.stats()).toMatchObject({ records: 40, memoryRecords: 15, diskBytes });
     const rest = await drain(q, 40);
     expect(texts(rest)).toEqual(expected(5, 45));
     expect(q.stats()).toMatchObject({ records: 0, memoryRecords: 0, acked: 45, pushed: 45 });
