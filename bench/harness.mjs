@@ -52,8 +52,10 @@ export async function waitPort(port, ms = 15_000, child = null) {
 
 /** Starts the line-counting sink; resolves with its port and a live count. */
 export function startSink() {
-  const child = spawn(process.execPath, [path.join(root, 'bench/sink.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const state = { count: 0, port: 0, child, countAt: [] };
+  const child = spawn(process.execPath, [path.join(root, 'bench/sink.mjs')], { stdio: ['pipe', 'pipe', 'inherit'] });
+  // stall(every, ms): the sink stops reading every `every` ms for `ms` ms; stall() reads steadily again.
+  const stall = (every, ms) => child.stdin.write(every ? `stall ${every} ${ms}\n` : 'steady\n');
+  const state = { count: 0, port: 0, child, countAt: [], stall };
   return new Promise((resolve) => {
     let buf = '';
     child.stdout.on('data', (d) => {
@@ -212,4 +214,14 @@ export function startSyslogNg(dir, conf) {
     '-F', '-f', cfg, '-R', path.join(dir, 'persist'), '-p', path.join(dir, 'pid'), '-c', path.join(dir, 'ctl'), '--no-caps',
     `--module-path=${path.join(sng, 'usr/lib/syslog-ng/3.38')}`,
   ], sngEnv());
+}
+
+/** Bytes a live process has caused to be written to storage so far, in MB (/proc/PID/io write_bytes). */
+export function writtenMb(pid) {
+  try {
+    const m = /write_bytes:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/io`, 'utf8'));
+    return m ? Number(m[1]) / 1e6 : NaN;
+  } catch {
+    return NaN;
+  }
 }

@@ -25,13 +25,14 @@
 //   and disk-buf-size(1G). file() with follow-freq(1) and log-fetch-limit(1000).
 // - sluice: defaults, but for the queue mode under test.
 //
-// Per row: median msg/s, CPU time per message of X (all its threads, /proc schedstat) and X's peak
-// RSS, and the ratio of sluice to the best peer. BENCH_ONLY=regex runs only matching rows,
+// Per row: median msg/s, CPU time per message of X (all its threads, /proc schedstat), X's peak
+// RSS (and its RSS once listening, for TCP), what X wrote to disk during the round (/proc/PID/io),
+// and the ratio of sluice to the best peer. BENCH_ONLY=regex runs only matching rows,
 // BENCH_ROUNDS rounds (default 3), BENCH_PEERS=sluice,rsyslog a subset of the peers.
 import { appendFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import {
-  cpuMicros, freePort, loggenRun, median, peakRssMb, requirePeers, rssMb, startRsyslog, startSink, startSluice, startSyslogNg, stop, tmp, waitCount, waitPort,
+  cpuMicros, freePort, loggenRun, median, peakRssMb, requirePeers, rssMb, startRsyslog, startSink, startSluice, startSyslogNg, stop, tmp, waitCount, waitPort, writtenMb,
 } from './harness.mjs';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 2_000_000);
@@ -41,7 +42,8 @@ const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY) : null;
 
 const sluiceQueues = {
   memory: '{ mode: memory }',
-  normal: '{ mode: normal, max_size: 2GiB }',
+  // BENCH_NORMAL_QUEUE: another normal queue, e.g. a small memory part that bursts overflow.
+  normal: process.env.BENCH_NORMAL_QUEUE ?? '{ mode: normal, max_size: 2GiB }',
   reliable: '{ mode: reliable, max_size: 2GiB }',
 };
 
@@ -133,15 +135,29 @@ const PEERS = ['sluice', 'rsyslog', 'syslog-ng'].filter((p) => !process.env.BENC
 const NAMES = { sluice: 'sluice', rsyslog: 'rsyslog 8.2302', 'syslog-ng': 'syslog-ng 3.38' };
 const rows = [
   ...['memory', 'normal', 'reliable'].map((mode) => ({ row: `TCP, ${mode} queue`, run: (peer, sink) => tcpRound(peer, sink, mode) })),
+  // The destination keeps up on average but stops reading for 300 ms every second: memory overflows
+  // in each stall, and a normal queue should use the disk for that overflow only.
+  ...['memory', 'normal'].map((mode) => ({
+    row: `TCP, ${mode} queue, sink stalls 300 ms in 1000`,
+    run: async (peer, sink) => {
+      sink.stall(Number(process.env.BENCH_STALL_EVERY ?? 1000), Number(process.env.BENCH_STALL_MS ?? 300));
+      try {
+        return await tcpRound(peer, sink, mode);
+      } finally {
+        sink.stall();
+      }
+    },
+  })),
   { row: 'file tailing (memory queue)', run: (peer, sink) => fileRound(peer, sink) },
 ].filter((r) => !only || only.test(r.row));
 
 async function measured(child, sink, body) {
   const cpu0 = cpuMicros(child.pid);
+  const w0 = writtenMb(child.pid);
   const base = sink.count;
   const r = await body();
   const got = sink.count - base;
-  return { ...r, cpuUs: (cpuMicros(child.pid) - cpu0) / Math.max(1, got), peakMb: peakRssMb(child.pid) };
+  return { ...r, cpuUs: (cpuMicros(child.pid) - cpu0) / Math.max(1, got), peakMb: peakRssMb(child.pid), diskMb: writtenMb(child.pid) - w0 };
 }
 
 async function tcpRound(peer, sink, mode) {
@@ -150,7 +166,7 @@ async function tcpRound(peer, sink, mode) {
     const idleMb = rssMb(t.child.pid);
     const r = await measured(t.child, sink, () => loggenRun(t.port, sink, N));
     if (r.delivered < r.sent || r.sent < r.asked) console.error(`${peer} ${mode}: loggen sent ${r.sent} of ${r.asked}, ${r.delivered} arrived`);
-    return { rate: r.rate, cpuUs: r.cpuUs, peakMb: r.peakMb, idleMb };
+    return { rate: r.rate, cpuUs: r.cpuUs, peakMb: r.peakMb, idleMb, diskMb: r.diskMb };
   } finally {
     await stop(t.child);
   }
@@ -219,7 +235,8 @@ for (const [row, byPeer] of results) {
   const rate = (p) => median(byPeer.get(p).map((x) => x.rate));
   const cells = PEERS.map((p) => {
     const xs = byPeer.get(p);
-    return `${Math.round(rate(p)).toLocaleString('en')} msg/s, ${fmt(xs, 'cpuUs', 2)} µs/msg, peak ${fmt(xs, 'peakMb')} MB${xs[0]?.idleMb !== undefined ? `, idle ${fmt(xs, 'idleMb')} MB` : ''}`;
+    const disk = xs[0]?.diskMb !== undefined ? `, ${fmt(xs, 'diskMb')} MB written` : '';
+    return `${Math.round(rate(p)).toLocaleString('en')} msg/s, ${fmt(xs, 'cpuUs', 2)} µs/msg, peak ${fmt(xs, 'peakMb')} MB${xs[0]?.idleMb !== undefined ? `, idle ${fmt(xs, 'idleMb')} MB` : ''}${disk}`;
   });
   const peers = PEERS.filter((p) => p !== 'sluice');
   const ratio = PEERS.includes('sluice') && peers.length > 0 ? (rate('sluice') / Math.max(...peers.map(rate))).toFixed(2) : '';
