@@ -17,7 +17,6 @@ import type { SourceStats } from './record.js';
 import type { Source } from './sources/types.js';
 import { AdminServer } from './ops/admin.js';
 import { LoadGate, type GateState } from './ops/gate.js';
-import { createMetrics } from './ops/metrics.js';
 import { version } from './version.js';
 
 export interface OrphanStats {
@@ -75,7 +74,8 @@ export class Agent {
   private readonly startedAt = Date.now();
   readonly gate: LoadGate;
   private admin: AdminServer | null = null;
-  private metrics: Registry | null = null;
+  /** Built at the first scrape: prom-client is loaded only when someone reads /metrics. */
+  private metrics: Promise<Registry> | null = null;
   /** Sources that failed to start at a reload: readiness fails while any is listed. */
   private readonly failedSources = new Map<string, string>();
 
@@ -168,8 +168,11 @@ export class Agent {
   private async startAdmin(): Promise<void> {
     const a = this.config.admin;
     if (!a.enabled) return;
-    this.metrics ??= createMetrics({ stats: () => this.stats(), gate: () => this.gate.snapshot(), ready: () => this.notReady() === null });
-    const admin = new AdminServer({ metrics: this.metrics, stats: () => this.status(), notReady: () => this.notReady() }, this.logger.child({ component: 'admin' }), a.allowed_hosts);
+    const metrics = () =>
+      (this.metrics ??= import('./ops/metrics.js').then((m) =>
+        m.createMetrics({ stats: () => this.stats(), gate: () => this.gate.snapshot(), ready: () => this.notReady() === null }),
+      ));
+    const admin = new AdminServer({ metrics, stats: () => this.status(), notReady: () => this.notReady() }, this.logger.child({ component: 'admin' }), a.allowed_hosts);
     if (await admin.start(a.address.host, a.address.port)) this.admin = admin;
   }
 

@@ -55,7 +55,7 @@ export interface QueueCommandContext {
   args: string[];
   values: { into?: string; to?: string; json?: boolean; config?: string; resend?: boolean };
   /** Loads -c FILE (printing its problems); null when it is invalid. */
-  loadConfig: () => SluiceConfig | null;
+  loadConfig: () => Promise<SluiceConfig | null>;
   configGiven: boolean;
   logger: () => Logger;
   out: (s: string) => void;
@@ -74,7 +74,7 @@ export async function queueCommand(ctx: QueueCommandContext): Promise<number> {
       let stateDir = target;
       let configured: Set<string> | null = null;
       if (!stateDir || ctx.configGiven) {
-        const config = ctx.loadConfig();
+        const config = await ctx.loadConfig();
         if (!config) return 1;
         stateDir ??= config.state_dir;
         configured = new Set(Object.keys(config.destinations));
@@ -148,7 +148,7 @@ export async function queueCommand(ctx: QueueCommandContext): Promise<number> {
         ctx.err(`sluice queue drain: --to DESTINATION is missing\n\n${QUEUE_HELP}`);
         return 2;
       }
-      const config = ctx.loadConfig();
+      const config = await ctx.loadConfig();
       if (!config) return 1;
       const destConfig = config.destinations[ctx.values.to];
       if (!destConfig) {
@@ -224,7 +224,7 @@ async function resendDeadLetters(ctx: QueueCommandContext, file: string): Promis
     ctx.err(`sluice queue dead-letters --resend: --to DESTINATION is missing\n\n${QUEUE_HELP}`);
     return 2;
   }
-  const config = ctx.loadConfig();
+  const config = await ctx.loadConfig();
   if (!config) return 1;
   const destConfig = config.destinations[ctx.values.to];
   if (!destConfig) {

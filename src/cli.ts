@@ -4,10 +4,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Agent, ReloadNeedsRestart } from './agent.js';
-import { ConfigError, formatProblem, loadConfigFile, type LoadedConfig } from './config/load.js';
+import { loadConfigIsolated } from './config/load-isolated.js';
+import { ConfigError, formatProblem, type LoadedConfig } from './config/problems.js';
 import type { SluiceConfig } from './config/schema.js';
 import { formatDuration, formatSize } from './config/units.js';
-import { memBufLength } from './config/types.js';
+import { memBufLength } from './config/defaults.js';
 import { createLogger } from './log.js';
 import { version } from './version.js';
 import { QUEUE_HELP, queueCommand } from './cli-queue.js';
@@ -42,9 +43,9 @@ Docs: docs/configuration.md, docs/operations.md`;
 const DEFAULT_CONFIG = '/etc/sluice/sluice.yaml';
 
 
-function load(file: string): LoadedConfig | null {
+async function load(file: string): Promise<LoadedConfig | null> {
   try {
-    const loaded = loadConfigFile(file);
+    const loaded = await loadConfigIsolated(file);
     for (const w of loaded.warnings) process.stderr.write(`${formatProblem(w)}\n`);
     return loaded;
   } catch (err) {
@@ -140,7 +141,7 @@ function warnTickets(logger: ReturnType<typeof createLogger>, config: SluiceConf
 }
 
 async function run(file: string): Promise<number> {
-  const loaded = load(file);
+  const loaded = await load(file);
   if (!loaded) return 2;
   const { config } = loaded;
   const logger = createLogger(config.log);
@@ -184,7 +185,7 @@ async function run(file: string): Promise<number> {
     const reload = async (): Promise<void> => {
       let next: LoadedConfig;
       try {
-        next = loadConfigFile(file);
+        next = await loadConfigIsolated(file);
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err;
         for (const p of err.problems) logger.error({ problem: formatProblem(p) }, 'config problem');
@@ -290,7 +291,7 @@ async function main(argv: string[]): Promise<number> {
     case 'run':
       return run(file);
     case 'check': {
-      const loaded = load(file);
+      const loaded = await load(file);
       if (!loaded) return 1;
       process.stdout.write(`${describeConfig(loaded.config)}\n`);
       const queues = await checkQueues(loaded.config);
@@ -306,7 +307,7 @@ async function main(argv: string[]): Promise<number> {
     case 'stats': {
       let url = values.url;
       if (!url) {
-        const loaded = load(file);
+        const loaded = await load(file);
         if (!loaded) return 1;
         const a = loaded.config.admin;
         if (!a.enabled) {
@@ -329,7 +330,7 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write(`sluice reload: --pid PID is missing or not a process id\n`);
         return 2;
       }
-      const loaded = load(file);
+      const loaded = await load(file);
       if (!loaded) {
         process.stderr.write(`sluice reload: not signalled; PID ${pid} keeps its running configuration\n`);
         return 1;
@@ -352,7 +353,7 @@ async function main(argv: string[]): Promise<number> {
         args: positionals.slice(1),
         values: { ...values, config: file },
         configGiven: values.config !== undefined,
-        loadConfig: () => load(file)?.config ?? null,
+        loadConfig: async () => (await load(file))?.config ?? null,
         logger: () => createLogger({ level: 'info', format: 'auto' }),
         out: (t) => process.stdout.write(`${t}\n`),
         err: (t) => process.stderr.write(`${t}\n`),

@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { Logger } from './log.js';
 import { NormalQueue } from './queue/disk/normal-queue.js';
 import { ReliableQueue, type ReliableQueueOptions } from './queue/disk/reliable-queue.js';
-import { memBufLength } from './config/types.js';
+import { memBufLength } from './config/defaults.js';
 import { MemoryQueue } from './queue/memory-queue.js';
 import type { SourceStats } from './record.js';
 import type { DestinationQueue } from './queue/types.js';

@@ -1,5 +1,6 @@
+import { createRequire } from 'node:module';
 import { pino, type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
 
 export type { Logger };
 
@@ -26,6 +27,8 @@ export function createLogger(options: LogOptions, destination: pino.DestinationS
   };
   if (destination) return pino(base, destination);
   if (usePretty) {
+    // Loaded only for a terminal: a service logging JSON never pays for it.
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
     return pino(base, pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY === true, ignore: 'pid' }));
   }
   return pino(base, pino.destination({ dest: 2, sync: true }));

@@ -2,34 +2,10 @@ import { readFileSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { isTemplateMacro } from '../template/macros.js';
-import { configSchema, TEMPLATE_KEYS, type SluiceConfig } from './schema.js';
+import { ConfigError, type ConfigProblem, type LoadedConfig } from './problems.js';
+import { configSchema, TEMPLATE_KEYS } from './schema.js';
 
-export interface ConfigProblem {
-  severity: 'error' | 'warning';
-  file: string;
-  line: number;
-  column: number;
-  /** Key path such as `sources.local_tcp.max_message_size`; empty for the whole file. */
-  path: string;
-  message: string;
-}
-
-export function formatProblem(p: ConfigProblem): string {
-  return `${p.file}:${p.line}:${p.column}: ${p.severity}: ${p.path ? `${p.path}: ` : ''}${p.message}`;
-}
-
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-  constructor(readonly problems: ConfigProblem[]) {
-    super(problems.map(formatProblem).join('\n'));
-  }
-}
-
-export interface LoadedConfig {
-  file: string;
-  config: SluiceConfig;
-  warnings: ConfigProblem[];
-}
+export { ConfigError, formatProblem, type ConfigProblem, type LoadedConfig } from './problems.js';
 
 type Path = (string | number)[];
 

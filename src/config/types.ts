@@ -191,10 +191,7 @@ export const queueSchema = z
   })
   .describe('The queue in front of this destination.');
 
-/** `mem_buf_length` as configured, or the default of the queue's mode. */
-export function memBufLength(q: { mode: string; mem_buf_length?: number | undefined }): number {
-  return q.mem_buf_length ?? (q.mode === 'normal' ? 10_000 : 100_000);
-}
+export { memBufLength } from './defaults.js';
 
 export const backoffSchema = z
   .strictObject({

@@ -5,7 +5,8 @@ import type { Logger } from '../log.js';
 import { STATUS_PAGE } from './status-page.js';
 
 export interface AdminHandlers {
-  metrics: Registry;
+  /** The Prometheus registry, built on first use. */
+  metrics(): Promise<Registry>;
   /** The body of /api/v1/stats. */
   stats(): unknown;
   /** Null when ready, else the reasons it is not. */
@@ -107,9 +108,11 @@ export class AdminServer {
     const path = (req.url ?? '/').split('?')[0];
     try {
       switch (path) {
-        case '/metrics':
-          send(200, this.handlers.metrics.contentType, await this.handlers.metrics.metrics());
+        case '/metrics': {
+          const registry = await this.handlers.metrics();
+          send(200, registry.contentType, await registry.metrics());
           return;
+        }
         case '/healthz':
           send(200, 'text/plain; charset=utf-8', 'ok\n');
           return;

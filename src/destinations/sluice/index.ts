@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
 import type { z } from 'zod';
 import { tlsClientOptions } from '../../net/sockets.js';
 import { CLOSE, encodeBatch, parseControl, PATH, PROTOCOL_VERSION, SUBPROTOCOL, type Welcome } from '../../protocol/sluice-wire.js';
@@ -106,7 +106,9 @@ export class SluiceDestination extends SessionDestination {
       // No host given: ws takes the name to check from the URL.
       ...(t ? tlsClientOptions(t, undefined) : {}),
     };
-    const ws = new WebSocket(url, [SUBPROTOCOL], options);
+    // Loaded here, not at start-up: only configs that use the sluice protocol pay for `ws`.
+    const { default: WebSocketClient } = await import('ws');
+    const ws = new WebSocketClient(url, [SUBPROTOCOL], options);
     this.ws = ws;
     let failure: Error | null = null;
     let wake: () => void = () => undefined;
@@ -243,7 +245,7 @@ export class SluiceDestination extends SessionDestination {
     } finally {
       this.sessionEnded(inflight.reduce((n, b) => n + b.count, 0));
       this.ws = null;
-      if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.terminate();
+      if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.terminate();
     }
   }
 

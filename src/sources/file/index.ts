@@ -1,4 +1,4 @@
-import { watch, type FSWatcher } from 'chokidar';
+import type { FSWatcher } from 'chokidar';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import picomatch from 'picomatch';
@@ -85,6 +85,8 @@ export class FileSource implements Source {
       roots.set(base, Math.max(roots.get(base) ?? 0, depth));
     }
     const depth = Math.max(...roots.values());
+    // Loaded here: only configs that tail files pay for chokidar.
+    const { watch } = await import('chokidar');
     const watcher = watch([...roots.keys()], {
       ignoreInitial: false,
       persistent: true,

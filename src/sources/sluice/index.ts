@@ -3,7 +3,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
+import type { WebSocket, WebSocketServer } from 'ws';
 import type { z } from 'zod';
 import { RateLimitedLog } from '../../log.js';
 import { listen, tlsServerOptions } from '../../net/sockets.js';
@@ -35,7 +35,8 @@ export class SluiceSource implements Source {
   readonly stats = newSourceStats();
   readonly name: string;
   private server: http.Server | https.Server | null = null;
-  private readonly wss: WebSocketServer;
+  /** Created at start: `ws` is loaded only by configs that use the sluice protocol. */
+  private wss: WebSocketServer | null = null;
   private marks: HighWaterMarks | null = null;
   private readonly tokenDigests: Buffer[];
   private readonly sockets = new Set<WebSocket>();
@@ -52,12 +53,6 @@ export class SluiceSource implements Source {
   ) {
     this.name = ctx.name;
     this.tokenDigests = config.tokens.map(digest);
-    this.wss = new WebSocketServer({
-      noServer: true,
-      maxPayload: config.max_frame_size,
-      perMessageDeflate: false,
-      handleProtocols: (offered) => (offered.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
-    });
   }
 
   /** The port it listens on (0 before start). */
@@ -81,6 +76,13 @@ export class SluiceSource implements Source {
   }
 
   async start(): Promise<void> {
+    const { WebSocketServer } = await import('ws');
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: this.config.max_frame_size,
+      perMessageDeflate: false,
+      handleProtocols: (offered) => (offered.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+    });
     this.marks = new HighWaterMarks(this.ctx.stateDir, this.name, (reason) =>
       this.ctx.logger.error({ reason }, 'sender high-water marks are damaged; batches agents send again may be queued twice'),
     );
@@ -127,7 +129,9 @@ export class SluiceSource implements Source {
     if (!offered.includes(SUBPROTOCOL)) return this.refuse(socket, 400, 'Bad Request', `no supported subprotocol in ${JSON.stringify(offered)}`);
     if (this.stopping || this.ctx.shedding?.()) return this.refuse(socket, 503, 'Service Unavailable', this.stopping ? 'shutting down' : 'load shedding');
     if (this.sockets.size >= this.config.max_connections) return this.refuse(socket, 503, 'Service Unavailable', 'max_connections reached');
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.connection(ws, req.socket.remoteAddress ?? 'unknown'));
+    const wss = this.wss;
+    if (!wss) return this.refuse(socket, 503, 'Service Unavailable', 'not started');
+    wss.handleUpgrade(req, socket, head, (ws) => this.connection(ws, req.socket.remoteAddress ?? 'unknown'));
   }
 
   private connection(ws: WebSocket, peer: string): void {
