@@ -83,7 +83,8 @@ export function startSluice(dir, name, yaml) {
   const cfg = path.join(dir, `${name}.yaml`);
   writeFileSync(cfg, yaml);
   const prof = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
-  return startProcess(process.execPath, [...prof, path.join(root, 'dist/cli.js'), 'run', '-c', cfg]);
+  // The V8 flags bin/sluice and the Debian launcher give it.
+  return startProcess(process.execPath, ['--max-semi-space-size=8', ...prof, path.join(root, 'dist/cli.js'), 'run', '-c', cfg]);
 }
 
 export function startProcess(cmd, args, env = process.env) {
