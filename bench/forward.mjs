@@ -13,9 +13,8 @@
 //       so the worker takes at least 256 messages or waits 2 ms. The receiver then costs about
 //       the same whoever sends, and the senders' difference shows.
 //     BENCH_RELP_RECEIVER=default or batched runs one of them.
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { freePort, loggenRun, median, peers, requirePeers, startProcess, startSink, startSluice, stop, tmp, waitPort } from './harness.mjs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { freePort, loggenRun, median, requirePeers, startRsyslog, startSink, startSluice, stop, tmp, waitPort } from './harness.mjs';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 1_000_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -55,14 +54,7 @@ pipelines:
   return { port: inPort, cpu: { sender: agent, receiver: central }, stop: async () => { await stop(agent); await stop(central); } };
 }
 
-async function rsyslog(dir, conf) {
-  const rs = path.join(peers, 'rsyslog');
-  const lib = path.join(rs, 'usr/lib/x86_64-linux-gnu');
-  mkdirSync(path.join(dir, 'work'), { recursive: true });
-  const file = path.join(dir, 'rsyslog.conf');
-  writeFileSync(file, `global(workDirectory="${dir}/work")\n${conf}\n`);
-  return startProcess(path.join(rs, 'usr/sbin/rsyslogd'), ['-n', '-C', '-f', file, '-i', path.join(dir, 'pid'), '-M', path.join(lib, 'rsyslog')], { ...process.env, LD_LIBRARY_PATH: lib });
-}
+const rsyslog = async (dir, conf) => startRsyslog(dir, conf);
 
 /** The receivers of part 2 (see the top of this file): extra parameters of imrelp's ruleset queue. */
 const RECEIVERS = {

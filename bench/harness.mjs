@@ -226,3 +226,18 @@ export function writtenMb(pid) {
     return NaN;
   }
 }
+
+/** A sluice config with one source (`source`, a YAML flow map) forwarding to the sink over TCP on `queue`. */
+export function relayConfig(dir, source, sink, queue, level = 'warn') {
+  return `
+state_dir: ${dir}/state
+log: { level: ${level}, format: json }
+admin: { enabled: false }
+sources:
+  in: ${source}
+destinations:
+  sink: { type: syslog, address: "127.0.0.1:${sink.port}", framing: lf, queue: ${queue} }
+pipelines:
+  p: { from: [in], to: [sink] }
+`;
+}

@@ -32,7 +32,7 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import {
-  cpuMicros, freePort, loggenRun, median, peakRssMb, requirePeers, rssMb, startRsyslog, startSink, startSluice, startSyslogNg, stop, tmp, waitCount, waitPort, writtenMb,
+  cpuMicros, freePort, loggenRun, median, peakRssMb, relayConfig, requirePeers, rssMb, startRsyslog, startSink, startSluice, startSyslogNg, stop, tmp, waitCount, waitPort, writtenMb,
 } from './harness.mjs';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 2_000_000);
@@ -47,19 +47,7 @@ const sluiceQueues = {
   reliable: '{ mode: reliable, max_size: 2GiB }',
 };
 
-function sluiceConfig(dir, source, sink, mode) {
-  return `
-state_dir: ${dir}/state
-log: { level: warn, format: json }
-admin: { enabled: false }
-sources:
-  in: ${source}
-destinations:
-  sink: { type: syslog, address: "127.0.0.1:${sink.port}", framing: lf, queue: ${sluiceQueues[mode]} }
-pipelines:
-  p: { from: [in], to: [sink] }
-`;
-}
+const sluiceConfig = (dir, source, sink, mode) => relayConfig(dir, source, sink, sluiceQueues[mode]);
 
 const rsQueue = {
   memory: 'queue.type="LinkedList" queue.size="1000000" queue.dequeueBatchSize="1024"',

@@ -12,9 +12,8 @@
 //   it is shown both ways. queue.dequeueBatchSize="1024" as rsyslog's queue docs advise for
 //   throughput (https://www.rsyslog.com/doc/concepts/queues.html).
 // syslog-ng OSE has no RELP source (RELP is in syslog-ng PE only), so it has no row here.
-import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { freePort, median, peers, runTimed, startProcess, startSink, startSluice, stop, tmp, waitCount, waitPort } from './harness.mjs';
+import { freePort, median, peers, relayConfig, runTimed, startRsyslog, startSink, startSluice, stop, tmp, waitCount, waitPort } from './harness.mjs';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 50_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -24,37 +23,20 @@ const relpSend = path.join(peers, 'relp-tools', 'relp-send');
 async function sluice(sink, queue) {
   const dir = tmp();
   const port = await freePort();
-  const child = startSluice(dir, 'sluice', `
-state_dir: ${dir}/state
-log: { level: warn, format: json }
-admin: { enabled: false }
-sources:
-  in: { type: relp, address: "127.0.0.1:${port}" }
-destinations:
-  sink: { type: syslog, address: "127.0.0.1:${sink.port}", framing: lf, queue: ${queue} }
-pipelines:
-  p: { from: [in], to: [sink] }
-`);
-  await waitPort(port);
+  const child = startSluice(dir, 'sluice', relayConfig(dir, `{ type: relp, address: "127.0.0.1:${port}" }`, sink, queue));
+  await waitPort(port, 15_000, child);
   return { port, stop: () => stop(child) };
 }
 
 async function rsyslog(sink, queue) {
   const dir = tmp();
   const port = await freePort();
-  const rs = path.join(peers, 'rsyslog');
-  const lib = path.join(rs, 'usr/lib/x86_64-linux-gnu');
-  mkdirSync(path.join(dir, 'work'));
-  const file = path.join(dir, 'rsyslog.conf');
-  writeFileSync(file, `global(workDirectory="${dir}/work")
-module(load="imrelp")
+  const child = startRsyslog(dir, `module(load="imrelp")
 input(type="imrelp" port="${port}" address="127.0.0.1" ruleset="out")
 ruleset(name="out" ${queue} queue.dequeueBatchSize="1024") {
   action(type="omfwd" target="127.0.0.1" port="${sink.port}" protocol="tcp" template="RSYSLOG_ForwardFormat")
-}
-`);
-  const child = startProcess(path.join(rs, 'usr/sbin/rsyslogd'), ['-n', '-C', '-f', file, '-i', path.join(dir, 'pid'), '-M', path.join(lib, 'rsyslog')], { ...process.env, LD_LIBRARY_PATH: lib });
-  await waitPort(port);
+}`);
+  await waitPort(port, 15_000, child);
   return { port, stop: () => stop(child) };
 }
 

@@ -11,9 +11,8 @@
 // - sluice: receive_buffer_size 4 MiB (its default), memory queue.
 // Linux caps socket buffers at net.core.rmem_max; all three ask for the same 4 MiB.
 import { execFileSync, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { cpuMicros, freePort, peers, requirePeers, root, sngEnv, startProcess, startSink, startSluice, stop, tmp } from './harness.mjs';
+import { cpuMicros, freePort, peers, relayConfig, requirePeers, root, sngEnv, startRsyslog, startSink, startSluice, startSyslogNg, stop, tmp } from './harness.mjs';
 
 const RATES = (process.env.BENCH_RATES ?? '50000,100000,200000,300000,400000').split(',').map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -23,51 +22,29 @@ execFileSync('gcc', ['-O2', '-o', pace, path.join(root, 'bench/udp-pace.c')]);
 async function sluice(sink) {
   const dir = tmp();
   const port = await freePort();
-  const child = startSluice(dir, 'sluice', `
-state_dir: ${dir}/state
-log: { level: error, format: json }
-admin: { enabled: false }
-sources:
-  in: { type: syslog_udp, address: "127.0.0.1:${port}", receive_buffer_size: 4MiB }
-destinations:
-  sink: { type: syslog, address: "127.0.0.1:${sink.port}", framing: lf, queue: { mode: memory } }
-pipelines:
-  p: { from: [in], to: [sink] }
-`);
+  const child = startSluice(dir, 'sluice', relayConfig(dir, `{ type: syslog_udp, address: "127.0.0.1:${port}", receive_buffer_size: 4MiB }`, sink, '{ mode: memory }', 'error'));
   return { port, child };
 }
 
 async function rsyslog(sink) {
   const dir = tmp();
   const port = await freePort();
-  const rs = path.join(peers, 'rsyslog');
-  const lib = path.join(rs, 'usr/lib/x86_64-linux-gnu');
-  const file = path.join(dir, 'rsyslog.conf');
-  writeFileSync(file, `global(workDirectory="${dir}")
-module(load="imudp" threads="2" batchSize="256")
+  const child = startRsyslog(dir, `module(load="imudp" threads="2" batchSize="256")
 input(type="imudp" address="127.0.0.1" port="${port}" rcvbufSize="4m")
 action(type="omfwd" target="127.0.0.1" port="${sink.port}" protocol="tcp" template="RSYSLOG_ForwardFormat"
-       queue.type="LinkedList" queue.size="1000000" queue.dequeueBatchSize="1024")
-`);
-  const child = startProcess(path.join(rs, 'usr/sbin/rsyslogd'), ['-n', '-C', '-f', file, '-i', path.join(dir, 'pid'), '-M', path.join(lib, 'rsyslog')], { ...process.env, LD_LIBRARY_PATH: lib });
+       queue.type="LinkedList" queue.size="1000000" queue.dequeueBatchSize="1024")`);
   return { port, child };
 }
 
 async function syslogNg(sink) {
   const dir = tmp();
   const port = await freePort();
-  const cfg = path.join(dir, 'syslog-ng.conf');
-  writeFileSync(cfg, `@version: 3.38
+  const child = startSyslogNg(dir, `@version: 3.38
 options { keep-hostname(yes); log-fifo-size(1000000); stats-freq(0); };
 source s_in { network(transport("udp") ip("127.0.0.1") port(${port}) so-rcvbuf(4194304) log-fetch-limit(1000) log-iw-size(100000)); };
 destination d_sink { network("127.0.0.1" transport("tcp") port(${sink.port})); };
 log { source(s_in); destination(d_sink); };
 `);
-  const sng = path.join(peers, 'syslog-ng');
-  const child = startProcess(path.join(sng, 'usr/sbin/syslog-ng'), [
-    '-F', '-f', cfg, '-R', path.join(dir, 'persist'), '-p', path.join(dir, 'pid'), '-c', path.join(dir, 'ctl'), '--no-caps',
-    `--module-path=${path.join(sng, 'usr/lib/syslog-ng/3.38')}`,
-  ], sngEnv());
   return { port, child };
 }
 
