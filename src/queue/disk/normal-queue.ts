@@ -51,9 +51,6 @@ export class NormalQueue implements DestinationQueue {
   /** Records newer than every record in the file, not handed out yet (see the class comment). */
   private back: LogRecord[] = [];
   private backBytes = 0;
-  /** Records accepted into `back`, and those of them since moved to `mem` or the file (for `pushed`). */
-  private backPushed = 0;
-  private backMoved = 0;
   private readonly ownCorruption: CorruptionStats = noCorruption();
 
   private constructor(
@@ -160,7 +157,6 @@ export class NormalQueue implements DestinationQueue {
     }
     // Memory is full: what waits behind the file goes into it first, then this batch.
     const toFile = this.takeBack();
-    this.backMoved += toFile.length;
     for (const r of records) toFile.push(r);
     return this.disk.push(toFile, awaited);
   }
@@ -180,7 +176,6 @@ export class NormalQueue implements DestinationQueue {
       this.back.push(r);
       this.backBytes += r.raw.length;
     }
-    this.backPushed += records.length;
   }
 
   private takeBack(): LogRecord[] {
@@ -194,7 +189,6 @@ export class NormalQueue implements DestinationQueue {
   private backToMemory(): void {
     if (this.back.length === 0 || this.disk.size !== 0) return;
     const b = this.takeBack();
-    this.backMoved += b.length;
     this.mem.push(b);
     this.wakeReaders();
   }
@@ -301,8 +295,8 @@ export class NormalQueue implements DestinationQueue {
       inFlight: m.inFlight + d.inFlight,
       capacityRecords: Number.POSITIVE_INFINITY,
       capacityBytes: d.capacityBytes,
-      // Records that moved from `back` to `mem` or the file were counted when `back` took them.
-      pushed: m.pushed - this.restored + d.pushed + this.backPushed - this.backMoved,
+      // A record moved from `back` to `mem` or the file is counted there; only those still in `back` are added.
+      pushed: m.pushed - this.restored + d.pushed + this.back.length,
       acked: m.acked + d.acked,
       dropped,
       stalls: d.stalls,
@@ -325,7 +319,6 @@ export class NormalQueue implements DestinationQueue {
    */
   async dispose(): Promise<void> {
     const back = this.takeBack();
-    this.backMoved += back.length;
     const spilled = back.length > 0 ? this.disk.push(back) : undefined;
     await this.close();
     try {

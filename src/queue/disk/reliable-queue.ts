@@ -545,8 +545,6 @@ export class ReliableQueue implements DestinationQueue {
         this.commitWaiters = [];
         try {
           // Committed once the records are on disk: the header that follows need not be waited for.
-          // Not a lazy sync (RingFile.sync's lazyHeader): a torture run lost lines after a kill and a
-          // full disk with it, not yet explained; every group commit writes its header until it is.
           const wrote = await this.ring.sync(() => {
             for (const w of waiters) w.resolve();
           });

@@ -18,8 +18,6 @@ export const RECORD_MAGIC = 0x52514c53; // "SLQR"
 export const WRAP_MAGIC = 0x57514c53; // "SLQW"
 export const FORMAT_VERSION = 2;
 const TWO32 = 2 ** 32;
-/** The oldest a header gets while lazy syncs skip it (see RingFile.sync). */
-export const HEADER_MAX_AGE_MS = 200;
 
 export interface RingHeader {
   generation: number;
@@ -257,8 +255,6 @@ export class RingFile {
   private layoutChanges = 0;
   /** The layoutChanges that the durable header accounts for. */
   private headerLayout = 0;
-  /** When the last header was written (Date.now()). */
-  private headerWrittenAt = 0;
   /** Bytes appended and not yet handed to the file (their buffers are in memory). */
   unwrittenBytes = 0;
   private writeError: Error | null = null;
@@ -404,16 +400,6 @@ export class RingFile {
     let end = at;
     while (end < view.length && end - at < RECORD_HEADER && view[end] !== 0) end++;
     return Math.max(1, end - at);
-  }
-
-  /**
-   * A lazy sync (see `sync`) still writes the header when the last one is HEADER_MAX_AGE_MS old, or
-   * when the space it would free may be needed (the ring is over half full): room is counted from
-   * the durable head, so acknowledged records stay unusable space until a header names the head
-   * past them.
-   */
-  private headerDue(): boolean {
-    return Date.now() - this.headerWrittenAt >= HEADER_MAX_AGE_MS || (this.head !== this.durableHead && this.freeBytes() < this.capacity / 2);
   }
 
   /** Free bytes: what may be appended before the tail would overwrite the durable head. */
@@ -585,11 +571,6 @@ export class RingFile {
    * Makes every append so far durable, then writes and syncs a header naming the new tail and the
    * acknowledged head. Two fsyncs: a header never names data that is not on disk.
    *
-   * `lazyHeader`: once the data is durable, the header may wait (see `headerDue`): the records are
-   * committed without it, found after a crash by the recovery scan from the last header's tail,
-   * which then covers at most HEADER_MAX_AGE_MS of appends. Group commit then costs one fsync, not
-   * two; the acknowledged head becomes durable (and its space reusable) with the next header.
-   *
    * Returns false when no record or acknowledgement was made durable.
    *
    * `onDataDurable` is called as soon as the appends are on disk, before the header: a crash then
@@ -597,7 +578,7 @@ export class RingFile {
    * header still fits the file (no move to a lap start, no new incarnation since it was written):
    * otherwise the scan would not reach them, and it is called after the header.
    */
-  async sync(onDataDurable?: () => void, lazyHeader = false): Promise<boolean> {
+  async sync(onDataDurable?: () => void): Promise<boolean> {
     // Capture what this sync covers before waiting: appends made while the writes drain are
     // chained after them and belong to the next sync, not this one.
     this.restartLap();
@@ -616,12 +597,8 @@ export class RingFile {
     if (this.fsync && tail !== this.syncedTail) await this.file.sync();
     this.syncedTail = tail;
     this.syncedTailSeq = tailSeq;
-    if (this.headerLayout === layout) {
-      onDataDurable?.();
-      if (lazyHeader && !this.headerDue()) return moved;
-    }
+    if (this.headerLayout === layout) onDataDurable?.();
     await this.writeHeader(head, headSeq);
-    this.headerWrittenAt = Date.now();
     if (this.fsync) await this.file.sync();
     this.headerLayout = layout;
     this.durableHead = head;

@@ -6,8 +6,8 @@ import { SimulatedDisk } from '../../helpers/simulated-disk.js';
 type Op =
   | { op: 'append'; sizes: number[] }
   | { op: 'ack'; n: number }
-  | { op: 'sync'; lazy: boolean }
-  | { op: 'syncCrash'; lazy?: boolean }
+  | { op: 'sync' }
+  | { op: 'syncCrash' }
   | { op: 'failWrite' }
   | { op: 'reopen' }
   | { op: 'crash'; torn: number; keep: boolean[] };
@@ -15,8 +15,8 @@ type Op =
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ op: fc.constant('append' as const), sizes: fc.array(fc.integer({ min: 0, max: 300 }), { minLength: 1, maxLength: 8 }) }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('ack' as const), n: fc.integer({ min: 1, max: 10 }) }) },
-  { weight: 3, arbitrary: fc.record({ op: fc.constant('sync' as const), lazy: fc.boolean() }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('syncCrash' as const), lazy: fc.boolean() }) },
+  { weight: 3, arbitrary: fc.constant({ op: 'sync' as const }) },
+  { weight: 2, arbitrary: fc.constant({ op: 'syncCrash' as const }) },
   { weight: 1, arbitrary: fc.constant({ op: 'failWrite' as const }) },
   { weight: 1, arbitrary: fc.constant({ op: 'reopen' as const }) },
   {
@@ -94,10 +94,9 @@ describe('RingFile against a model, with crashes', () => {
               ackedSeq = ring.headSeq;
             }
           } else if (o.op === 'sync') {
-            // A lazy sync commits the records, and may leave the header (the durable head) for later.
-            await ring.sync(undefined, o.lazy);
+            await ring.sync();
             syncedSeq = ring.tailSeq;
-            if (!o.lazy) durableAckSeq = ackedSeq;
+            durableAckSeq = ackedSeq;
           } else if (o.op === 'failWrite') {
             // A write fails: the sync says so, and the appends not yet durable are forgotten (their
             // producers hear of it); what comes next carries a new incarnation.
@@ -128,7 +127,7 @@ describe('RingFile against a model, with crashes', () => {
               durable = ring.syncedTailSeq;
               disk.crash(() => 0);
               generation++;
-            }, o.lazy);
+            });
             if (durable < 0) continue; // nothing to write: no crash
             await reopenAfterCrash(Math.max(durable, syncedSeq));
           } else if (o.op === 'reopen') {
