@@ -14,7 +14,7 @@
 //       the same whoever sends, and the senders' difference shows.
 //     BENCH_RELP_RECEIVER=default or batched runs one of them.
 import { readdirSync, readFileSync } from 'node:fs';
-import { freePort, loggenRun, median, requirePeers, startRsyslog, startSink, startSluice, stop, tmp, waitPort } from './harness.mjs';
+import { freePort, loggenRun, median, peakRssMb, requirePeers, startRsyslog, startSink, startSluice, stop, tmp, waitPort } from './harness.mjs';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 1_000_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -54,7 +54,6 @@ pipelines:
   return { port: inPort, cpu: { sender: agent, receiver: central }, stop: async () => { await stop(agent); await stop(central); } };
 }
 
-const rsyslog = async (dir, conf) => startRsyslog(dir, conf);
 
 /** The receivers of part 2 (see the top of this file): extra parameters of imrelp's ruleset queue. */
 const RECEIVERS = {
@@ -66,7 +65,7 @@ const RECEIVERS = {
 async function imrelpToSink(sink, receiver) {
   const dir = tmp();
   const port = await freePort();
-  const child = await rsyslog(dir, `
+  const child = startRsyslog(dir, `
 module(load="imrelp")
 input(type="imrelp" port="${port}" ruleset="out")
 template(name="raw" type="string" string="%rawmsg%")
@@ -99,7 +98,7 @@ async function omrelpToImrelp(sink, receiver) {
   const rx = await imrelpToSink(sink, receiver);
   const dir = tmp();
   const inPort = await freePort();
-  const child = await rsyslog(dir, `
+  const child = startRsyslog(dir, `
 module(load="imtcp")
 module(load="omrelp")
 input(type="imtcp" port="${inPort}" ruleset="fwd")
@@ -120,11 +119,6 @@ function cpuSeconds(child) {
   return (Number(f[11]) + Number(f[12])) / TICKS;
 }
 
-/** Peak resident memory of a live process so far, in MB (Linux /proc). */
-function peakRssMb(child) {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
 
 function threads(child) {
   const out = [];
@@ -164,7 +158,7 @@ async function measureSet(entries) {
           // CPU time per delivered message of the sending and the receiving process, in microseconds.
           res.senderUs.push(((cpuSeconds(target.cpu.sender) - before.s) / r.delivered) * 1e6);
           res.receiverUs.push(((cpuSeconds(target.cpu.receiver) - before.r) / r.delivered) * 1e6);
-          res.senderRss.push(peakRssMb(target.cpu.sender));
+          res.senderRss.push(peakRssMb(target.cpu.sender.pid));
           if (process.env.BENCH_THREADS) {
             // Per thread: CPU seconds, seconds spent runnable but waiting for a CPU, and time slices.
             for (const [who, child] of Object.entries(target.cpu)) console.log(`  ${res.name} ${who}: ${threads(child).join('; ')}`);

@@ -29,7 +29,7 @@
 // RSS (and its RSS once listening, for TCP), what X wrote to disk during the round (/proc/PID/io),
 // and the ratio of sluice to the best peer. BENCH_ONLY=regex runs only matching rows,
 // BENCH_ROUNDS rounds (default 3), BENCH_PEERS=sluice,rsyslog a subset of the peers.
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { appendFileSync } from 'node:fs';
 import path from 'node:path';
 import {
   cpuMicros, freePort, loggenRun, median, peakRssMb, relayConfig, requirePeers, rssMb, startRsyslog, startSink, startSluice, startSyslogNg, stop, tmp, waitCount, waitPort, writtenMb,
@@ -165,7 +165,6 @@ let fileDir = null;
 function testFile() {
   if (fileDir) return path.join(fileDir, 'app.log');
   fileDir = tmp();
-  mkdirSync(fileDir, { recursive: true });
   const f = path.join(fileDir, 'app.log');
   const pad = 'x'.repeat(160);
   const chunk = 10_000;

@@ -10,9 +10,9 @@
 //   so-rcvbuf(4194304), log-fetch-limit(1000), log-iw-size(100000); log-fifo-size(1000000).
 // - sluice: receive_buffer_size 4 MiB (its default), memory queue.
 // Linux caps socket buffers at net.core.rmem_max; all three ask for the same 4 MiB.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { cpuMicros, freePort, peers, relayConfig, requirePeers, root, sngEnv, startRsyslog, startSink, startSluice, startSyslogNg, stop, tmp } from './harness.mjs';
+import { cpuMicros, freePort, peers, relayConfig, requirePeers, root, runTimed, sngEnv, startRsyslog, startSink, startSluice, startSyslogNg, stop, tmp } from './harness.mjs';
 
 const RATES = (process.env.BENCH_RATES ?? '50000,100000,200000,300000,400000').split(',').map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -64,15 +64,8 @@ async function settle(sink, want) {
   }
 }
 
-function run(cmd, args, env = process.env) {
-  return new Promise((resolve) => {
-    const c = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    c.stdout.on('data', (d) => (out += d));
-    c.stderr.on('data', (d) => (out += d));
-    c.on('exit', () => resolve(out));
-  });
-}
+/** Runs a sender to its end; resolves with its output. */
+const run = async (cmd, args, env = process.env) => (await runTimed(cmd, args, SECONDS * 1000 + 120_000, env)).out;
 
 async function measure(name, start) {
   const sink = await startSink();
