@@ -1,4 +1,4 @@
-import type { QueueFile } from '../../src/queue/disk/queue-file.js';
+import { openFsQueueFile, type QueueFile } from '../../src/queue/disk/queue-file.js';
 
 /**
  * A disk for crash tests: reads see every write (like the page cache), `sync` makes them durable,
@@ -84,32 +84,71 @@ export class SimulatedDisk {
 }
 
 /**
- * Holds every write of a reliable queue's file until the returned function is called, as a disk
- * far slower than the sender would. Reaches into the queue's ring: tests only.
+ * A real file system under a reliable queue (pass `open` as its `openFile`) with faults on demand:
+ * writes held as on a stalled disk, writes failing as on a full one, fsyncs failing as on a broken
+ * one, and a kill: from then on nothing the old queue does reaches the files (the writes already
+ * issued do, as they reach the page cache when a process dies).
  */
-export function holdQueueWrites(queue: object): () => void {
-  const file = (queue as { ring: { file: QueueFile } }).ring.file;
-  const write = file.write.bind(file);
-  let release!: () => void;
-  const held = new Promise<void>((r) => (release = r));
-  file.write = async (...args) => {
-    await held;
-    return write(...args);
-  };
-  return release;
-}
+export class FaultyDisk {
+  /** An error code for every write while set (ENOSPC: a full disk). */
+  failWrites: string | null = null;
+  /** An error code for every fsync while set (EIO: a disk that lost data). */
+  failSyncs: string | null = null;
+  private held: Promise<void> | null = null;
+  private release: (() => void) | null = null;
+  private files: { file: QueueFile; dead: boolean }[] = [];
 
-/**
- * Makes the writes of a reliable queue's file fail with ENOSPC while `failing` is set, as a full
- * disk would. Reaches into the queue's ring: tests only.
- */
-export function failQueueWrites(queue: object): { failing: boolean } {
-  const file = (queue as { ring: { file: QueueFile } }).ring.file;
-  const write = file.write.bind(file);
-  const control = { failing: false };
-  file.write = async (...args) => {
-    if (control.failing) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-    return write(...args);
+  readonly open = async (file: string, create: boolean): Promise<QueueFile> => {
+    const real = await openFsQueueFile(file, create);
+    const entry = { file: real, dead: false };
+    this.files.push(entry);
+    const alive = () => {
+      if (entry.dead) throw Object.assign(new Error('the process was killed'), { code: 'EKILLED' });
+    };
+    const fault = (code: string, op: string) => Object.assign(new Error(`${code}: injected fault, ${op}`), { code });
+    return {
+      read: async (...a) => (alive(), real.read(...a)),
+      write: async (...a) => {
+        alive();
+        if (this.held) await this.held;
+        alive();
+        if (this.failWrites) throw fault(this.failWrites, 'write');
+        return real.write(...a);
+      },
+      sync: async () => {
+        alive();
+        if (this.failSyncs) throw fault(this.failSyncs, 'fsync');
+        return real.sync();
+      },
+      size: async () => (alive(), real.size()),
+      truncate: async (n) => (alive(), real.truncate(n)),
+      close: async () => {
+        if (entry.dead) return;
+        entry.dead = true;
+        await real.close();
+      },
+    };
   };
-  return control;
+
+  /** Holds every write until `releaseWrites()`, as a disk far slower than the sender would. */
+  holdWrites(): void {
+    this.held ??= new Promise<void>((r) => (this.release = r));
+  }
+
+  releaseWrites(): void {
+    this.release?.();
+    this.held = null;
+    this.release = null;
+  }
+
+  /** The process dies: every file is closed under the queue, and nothing it does later reaches them. */
+  async kill(): Promise<void> {
+    this.releaseWrites();
+    await new Promise((r) => setTimeout(r, 20)); // writes and a sync under way finish, as they would in the kernel
+    for (const f of this.files.splice(0)) {
+      if (f.dead) continue;
+      f.dead = true;
+      await f.file.close();
+    }
+  }
 }

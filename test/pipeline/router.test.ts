@@ -7,7 +7,7 @@ import { MemoryQueue } from '../../src/queue/memory-queue.js';
 import type { FullPolicy } from '../../src/queue/types.js';
 import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
 import { removeDir, tempDir, waitFor } from '../helpers/agent.js';
-import { holdQueueWrites } from '../helpers/simulated-disk.js';
+import { FaultyDisk } from '../helpers/simulated-disk.js';
 
 const stats = newSourceStats();
 const origin: RecordOrigin = { source: 's', from: '10.0.0.1', format: 'syslog', lenient: false, stats };
@@ -44,9 +44,11 @@ async function expectHeld(wait: Promise<void> | undefined): Promise<void> {
 async function withHeldDisk(body: (t: { q: ReliableQueue; router: Router; release: () => void }) => Promise<void>): Promise<void> {
   const dir = tempDir();
   try {
-    const q = await ReliableQueue.open('a', dir, { maxSize: 4 << 20, memBufSize: 16 << 10, sync: 'never', syncInterval: 5, full: 'drop_newest', logger: silentLogger(), statsOf: () => undefined });
+    const disk = new FaultyDisk();
+    const q = await ReliableQueue.open('a', dir, { maxSize: 4 << 20, memBufSize: 16 << 10, sync: 'never', syncInterval: 5, full: 'drop_newest', logger: silentLogger(), statsOf: () => undefined, openFile: disk.open });
     const router = new Router(build('  p: { from: [s], to: [a] }', ['a']).pipelines, new Map([['a', q]]));
-    await body({ q, router, release: holdQueueWrites(q) });
+    disk.holdWrites();
+    await body({ q, router, release: () => disk.releaseWrites() });
     await q.dispose();
   } finally {
     removeDir(dir);

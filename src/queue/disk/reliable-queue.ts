@@ -28,6 +28,8 @@ export interface ReliableQueueOptions {
   statsOf: (source: string) => SourceStats | undefined;
   /** Told of every failed write or fsync of the queue file, and of every sync that works (the load-shedding gate). */
   disk?: { failed(err: Error, what: string): void; ok(): void };
+  /** Opens the queue's files (the ring, and the fresh file of a resize or salvage): the real file system unless a test puts a faulty disk under the queue. */
+  openFile?: (path: string, create: boolean) => Promise<QueueFile>;
 }
 
 export const QUEUE_FILE = 'queue.sq';
@@ -123,6 +125,7 @@ export class ReliableQueue implements DestinationQueue {
   private stalls = 0;
   /** The ring's size: `max_size` less the header, unless an existing file could not be resized. */
   private ringCapacity: number;
+  private readonly openFile: (path: string, create: boolean) => Promise<QueueFile>;
   /** Bytes of records read ahead of the destination at most. */
   private readonly readAhead: number;
   /** Appended bytes waiting for their write, above which the queue is congested. */
@@ -134,6 +137,7 @@ export class ReliableQueue implements DestinationQueue {
     private readonly options: ReliableQueueOptions,
   ) {
     this.fullPolicy = options.full;
+    this.openFile = options.openFile ?? openFsQueueFile;
     this.file = path.join(dir, QUEUE_FILE);
     this.decoder = new RecordDecoder(options.statsOf);
     this.ringCapacity = options.maxSize - DATA_START;
@@ -196,10 +200,10 @@ export class ReliableQueue implements DestinationQueue {
     const fsync = this.options.sync !== 'never';
     let file;
     try {
-      file = await openFsQueueFile(this.file, false);
+      file = await this.openFile(this.file, false);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      this.ring = await RingFile.create(await openFsQueueFile(this.file, true), { capacity: this.capacity, fsync, prealloc: this.options.prealloc === true, ringId: randomUUID() });
+      this.ring = await RingFile.create(await this.openFile(this.file, true), { capacity: this.capacity, fsync, prealloc: this.options.prealloc === true, ringId: randomUUID() });
       return this.resetReader();
     }
     const size = await file.size();
@@ -250,7 +254,7 @@ export class ReliableQueue implements DestinationQueue {
     }
     const tmp = `${this.file}.resize`;
     // A new file: its sequence numbers start again, so it gets a new id.
-    const ring = await RingFile.create(await openFsQueueFile(tmp, true), { capacity: this.capacity, prealloc: this.options.prealloc === true, ringId: randomUUID() });
+    const ring = await RingFile.create(await this.openFile(tmp, true), { capacity: this.capacity, prealloc: this.options.prealloc === true, ringId: randomUUID() });
     let copied = 0;
     try {
       for (let pos = old.head, seq = old.headSeq; pos < old.tail; ) {
@@ -272,7 +276,7 @@ export class ReliableQueue implements DestinationQueue {
     await rename(tmp, this.file);
     await fsyncDir(this.dir);
     this.options.logger.info({ queue: this.name, from_bytes: size, to_bytes: this.options.maxSize, records: copied }, 'max_size changed: copied the backlog into a queue file of the new size');
-    return openFsQueueFile(this.file, false);
+    return this.openFile(this.file, false);
   }
 
   /**
@@ -292,7 +296,7 @@ export class ReliableQueue implements DestinationQueue {
     const minSeq = from?.seq ?? said?.headSeq ?? 0;
     const live = said ? { records: Math.max(0, said.tailSeq - minSeq), bytes: Math.max(0, said.tail - (from?.pos ?? said.head)) } : null;
     const fresh = `${this.file}.salvage`;
-    const ring = await RingFile.create(await openFsQueueFile(fresh, true), { capacity: this.capacity, fsync: this.options.sync !== 'never', ringId: randomUUID() });
+    const ring = await RingFile.create(await this.openFile(fresh, true), { capacity: this.capacity, fsync: this.options.sync !== 'never', ringId: randomUUID() });
     let kept = 0;
     let found = 0;
     let unreadableBytes = 0;
@@ -572,6 +576,8 @@ export class ReliableQueue implements DestinationQueue {
     })().finally(() => {
       this.syncing = null;
       if (this.commitWaiters.length === 0) this.syncTimer?.unref();
+      // A failed sync ends its loop early: commits asked for meanwhile (after its recovery) still get theirs.
+      else if (this.syncAgain || this.options.sync === 'always') void this.syncNow().catch(() => undefined);
     });
     return this.syncing;
   }
@@ -638,7 +644,7 @@ export class ReliableQueue implements DestinationQueue {
     const old = this.ring;
     const from = { pos: old.head, seq: old.headSeq };
     await old.settled();
-    const file = await openFsQueueFile(this.file, false);
+    const file = await this.openFile(this.file, false);
     await this.rotateAndSalvage(file, err, from);
     await (old as unknown as { file: { close(): Promise<void> } }).file.close().catch(() => undefined);
     this.wake();

@@ -593,13 +593,21 @@ export class RingFile {
     // must reach the disk, or bytes of the failed appends could pass for records after a restart.
     const moved = tail !== this.syncedTail || head !== this.durableHead;
     if (!moved && this.headerLayout === layout) return false;
-    // Nothing appended since the last sync: the data is on disk already, only the head moved.
-    if (this.fsync && tail !== this.syncedTail) await this.file.sync();
-    this.syncedTail = tail;
-    this.syncedTailSeq = tailSeq;
-    if (this.headerLayout === layout) onDataDurable?.();
-    await this.writeHeader(head, headSeq);
-    if (this.fsync) await this.file.sync();
+    try {
+      // Nothing appended since the last sync: the data is on disk already, only the head moved.
+      if (this.fsync && tail !== this.syncedTail) await this.file.sync();
+      this.syncedTail = tail;
+      this.syncedTailSeq = tailSeq;
+      if (this.headerLayout === layout) onDataDurable?.();
+      await this.writeHeader(head, headSeq);
+      if (this.fsync) await this.file.sync();
+    } catch (err) {
+      // As after a failed write: appends are refused until `recover()` forgets the ones not
+      // durable. Taken meanwhile, they would be forgotten with them after their producers were
+      // promised a commit by the next sync.
+      this.writeError ??= err as Error;
+      throw err;
+    }
     this.headerLayout = layout;
     this.durableHead = head;
     onDataDurable?.();

@@ -9,7 +9,7 @@ import { QUEUE_FILE, ReliableQueue, type ReliableQueueOptions } from '../../../s
 import { DATA_START, RECORD_HEADER } from '../../../src/queue/disk/ring-file.js';
 import { LogRecord, newSourceStats, type RecordOrigin } from '../../../src/record.js';
 import { removeDir, sleep, tempDir } from '../../helpers/agent.js';
-import { failQueueWrites } from '../../helpers/simulated-disk.js';
+import { FaultyDisk } from '../../helpers/simulated-disk.js';
 
 // The whole reliable queue against a model: random pushes, takes, acknowledgements, rewinds,
 // clean reopens and kills (the process gone without a word: no last sync, no header, the lock left
@@ -63,7 +63,8 @@ function opsWith(frameArb: fc.Arbitrary<number>): fc.Arbitrary<Op[]> {
   return fc.array(op, { minLength: 60, maxLength: 150 });
 }
 
-const options = (): ReliableQueueOptions => ({
+const options = (disk?: FaultyDisk): ReliableQueueOptions => ({
+  openFile: disk?.open,
   maxSize: DATA_START + CAPACITY,
   memBufSize: 1 << 16,
   sync: 'interval',
@@ -90,13 +91,15 @@ async function takeUpTo(q: ReliableQueue, n: number): Promise<LogRecord[]> {
 }
 
 /** A kill -9: no last sync and no header write; the writes already issued reach the page cache. */
-async function kill(q: ReliableQueue, dir: string): Promise<void> {
-  await q.close();
-  const ring = (q as unknown as { ring: { settled(): Promise<void>; file: { close(): Promise<void> } } }).ring;
-  await ring.settled();
-  await sleep(20); // a sync under way finishes, as it would have before the process died
-  await ring.file.close();
-  unlinkSync(path.join(dir, LOCK_FILE)); // a dead process's lock (this process would be taken for its holder)
+async function kill(q: ReliableQueue, disk: FaultyDisk, dir: string): Promise<void> {
+  await disk.kill();
+  await q.dispose(); // its timers stop; nothing it tries now reaches the file
+  // A dead process's lock (this process would be taken for its holder). The dead queue let go of it.
+  try {
+    unlinkSync(path.join(dir, LOCK_FILE));
+  } catch {
+    // released
+  }
 }
 
 describe('ReliableQueue against a model, with kills and exact fits at the ring\'s end', () => {
@@ -106,7 +109,8 @@ describe('ReliableQueue against a model, with kills and exact fits at the ring\'
       // (an empty ring starts its next lap at offset 0) and the tail goes round and round its end.
       fc.asyncProperty(fc.oneof(opsWith(alignedFrame), opsWith(anyFrame)), fc.boolean(), async (ops, keep) => {
         const dir = tempDir();
-        let q = await ReliableQueue.open('m', dir, options());
+        let disk = new FaultyDisk();
+        let q = await ReliableQueue.open('m', dir, options(disk));
         // The model: ids in queue order; `acked` of them acknowledged, `handed` handed out, `committed` durable.
         let list: number[] = [];
         let acked = 0;
@@ -145,16 +149,18 @@ describe('ReliableQueue against a model, with kills and exact fits at the ring\'
             } else if (o.op === 'reopen') {
               await Promise.all(pending.splice(0));
               await q.dispose();
-              q = await ReliableQueue.open('m', dir, options());
+              disk = new FaultyDisk();
+              q = await ReliableQueue.open('m', dir, options(disk));
               list = list.slice(acked);
               acked = handed = 0;
               committed = list.length;
               expect(q.size).toBe(list.length);
             } else {
-              await kill(q, dir);
               // Commits under way when the process died never come: neither kept nor reported.
               for (const p of pending.splice(0)) p.catch(() => undefined);
-              q = await ReliableQueue.open('m', dir, options());
+              await kill(q, disk, dir);
+              disk = new FaultyDisk();
+              q = await ReliableQueue.open('m', dir, options(disk));
               // What comes back is one run of the list: it may start before the acknowledged point
               // (acknowledgements not yet synced) and must reach at least the last commit.
               const back = (await takeUpTo(q, 10_000)).map(idOf);
@@ -216,8 +222,8 @@ describe('ReliableQueue against a model, with kills and exact fits at the ring\'
   it('refuses the batches waiting behind one whose written part failed its commit: none overtakes the batch sent again', async () => {
     const dir = tempDir();
     try {
-      const q = await ReliableQueue.open('m', dir, { ...options(), full: 'block' });
-      const disk = failQueueWrites(q);
+      const disk = new FaultyDisk();
+      const q = await ReliableQueue.open('m', dir, { ...options(disk), full: 'block' });
       let next = 0;
       const batch = (n: number) => Array.from({ length: n }, () => recordOfFrame(next++, 256));
       // 28 of 32 slots taken and handed out: the queue is full (less than a quarter free).
@@ -226,13 +232,13 @@ describe('ReliableQueue against a model, with kills and exact fits at the ring\'
       // The disk fills up: the 4 records of the next batch that fit are not written, its rest waits
       // for room, and the batch after it waits behind. The failed write is forgotten (the queue is
       // still full) long before room comes.
-      disk.failing = true;
+      disk.failWrites = 'ENOSPC';
       const partial = q.push(batch(30));
       const later = q.push(batch(4));
       partial?.catch(() => undefined);
       later?.catch(() => undefined);
       await sleep(50); // a few syncs: the first one fails
-      disk.failing = false;
+      disk.failWrites = null;
       q.ack(28); // room again
       await expect(partial).rejects.toThrow('ENOSPC');
       // The later batch is refused too, not appended ahead of the first one's resend.

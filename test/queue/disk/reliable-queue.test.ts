@@ -8,7 +8,7 @@ import { QueueLockedError } from '../../../src/queue/disk/directory-lock.js';
 import { QUEUE_FILE, ReliableQueue, type ReliableQueueOptions } from '../../../src/queue/disk/reliable-queue.js';
 import { LogRecord, newSourceStats, type RecordOrigin } from '../../../src/record.js';
 import { removeDir, tempDir, waitFor } from '../../helpers/agent.js';
-import { holdQueueWrites } from '../../helpers/simulated-disk.js';
+import { FaultyDisk } from '../../helpers/simulated-disk.js';
 
 const stats = newSourceStats();
 const origin: RecordOrigin = { source: 'tcp_in', from: '192.0.2.9', format: 'syslog', lenient: true, stats };
@@ -70,8 +70,10 @@ describe('ReliableQueue', () => {
 
   it('reports itself congested while more than its write-behind waits for the disk, counts those bytes as memory, and lets waiters go once written', async () => {
     dir = tempDir();
-    const q = await ReliableQueue.open('out', dir, opts({ memBufSize: 64 << 10 }));
-    const release = holdQueueWrites(q);
+    const disk = new FaultyDisk();
+    const q = await ReliableQueue.open('out', dir, opts({ memBufSize: 64 << 10, openFile: disk.open }));
+    disk.holdWrites();
+    const release = () => disk.releaseWrites();
     const body = 'y'.repeat(1000);
     const batch = (from: number) => Array.from({ length: 40 }, (_, i) => new LogRecord(Buffer.from(`<13>${from + i} ${body}`), 0, origin));
     void q.push(batch(0)); // about 40 KB: under the 64 KiB write-behind
@@ -330,6 +332,48 @@ describe('ReliableQueue on a full disk', () => {
     } finally {
       spawnSync('umount', ['-l', fs]);
       removeDir(fs);
+    }
+  });
+});
+
+describe('ReliableQueue on a disk whose fsync fails', () => {
+  it('refuses what producers push while it recovers from a failed fsync: every commit it reports holds, record for record', async () => {
+    const dir = tempDir();
+    try {
+      const disk = new FaultyDisk();
+      const q = await ReliableQueue.open('out', dir, opts({ sync: 'always', openFile: disk.open }));
+      const committed: number[] = [];
+      const refused: number[] = [];
+      const push = (ids: number[]) => {
+        const c = q.push(ids.map((i) => rec(i)));
+        return (c ?? Promise.resolve()).then(
+          () => void committed.push(...ids),
+          () => void refused.push(...ids),
+        );
+      };
+      await push([0, 1]);
+      // The disk fails the next fsync. A producer that pushes again as soon as it hears of the
+      // failure (in the same turn of the event loop) pushes while the queue still recovers.
+      disk.failSyncs = 'EIO';
+      const resent: Promise<void>[] = [];
+      const first = q.push([rec(2), rec(3)]);
+      await first!.then(
+        () => void committed.push(2, 3),
+        () => {
+          refused.push(2, 3);
+          disk.failSyncs = null;
+          resent.push(push([4, 5]));
+        },
+      );
+      await Promise.all(resent);
+      await push([6]);
+      expect(refused).toContain(2);
+      // What the queue holds is exactly what it said was committed, in order.
+      const held = (await takeAvailable(q)).map((r) => Number(r.raw.toString().split(' ')[1]));
+      expect(held).toEqual(committed.sort((a, b) => a - b));
+      await q.dispose();
+    } finally {
+      removeDir(dir);
     }
   });
 });
