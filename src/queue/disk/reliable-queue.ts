@@ -561,6 +561,8 @@ export class ReliableQueue implements DestinationQueue {
           for (const w of waiters) w.reject(err as Error);
           const lost = this.ring.tailSeq - this.ring.syncedTailSeq;
           await this.ring.recover();
+          // A reader that followed the empty ring to its next lap follows it back (nothing was read there).
+          if (this.loadPos > this.ring.tail) this.resetReader();
           // Each producer hears of its failed commit: one that can send again (files, RELP, sluice)
           // does, and the router counts the loss for those that cannot (TCP, UDP). With `sync:
           // never` nobody waits for a commit, so the loss is counted here.

@@ -518,6 +518,10 @@ export class RingFile {
     await this.writes;
     this.tail = this.syncedTail;
     this.tailSeq = this.syncedTailSeq;
+    // The failed sync had moved an empty ring to its next lap (see restartLap), and no header names
+    // the move: the ring stays where it was, empty. Left at the lap start, the head would lie ahead
+    // of every record appended from now on, and none of them would ever be read.
+    if (this.head > this.tail) this.head = this.tail;
     // Bytes of the failed appends may be on disk past the tail: records written from now on carry a
     // new incarnation, so that a recovery scan can never take those for them.
     this.incarnation = (this.incarnation + 1) % TWO32;

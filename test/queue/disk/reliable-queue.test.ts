@@ -376,6 +376,37 @@ describe('ReliableQueue on a disk whose fsync fails', () => {
       removeDir(dir);
     }
   });
+
+  it('hands out what is committed after a sync failed just as the drained ring moved to its next lap', async () => {
+    const dir = tempDir();
+    try {
+      const disk = new FaultyDisk();
+      const q = await ReliableQueue.open('out', dir, opts({ syncInterval: 60_000, openFile: disk.open }));
+      const id = (r: LogRecord) => Number(r.raw.toString().split(' ')[1]);
+      // Part of a lap written and drained: the ring is empty, its tail in the middle of the lap.
+      const first = q.push(Array.from({ length: 50 }, (_, i) => rec(i)));
+      await q.syncNow();
+      await first;
+      q.ack((await takeAll(q, 50)).length);
+      // The sync that makes the acknowledgement durable moves the empty ring to the start of its
+      // next lap, and fails (a disk error).
+      disk.failSyncs = 'EIO';
+      await expect(q.syncNow()).rejects.toThrow('EIO');
+      disk.failSyncs = null;
+      // What is pushed now is committed and must come out.
+      const again = q.push([rec(100), rec(101), rec(102)]);
+      await q.syncNow();
+      await again;
+      expect((await takeAvailable(q)).map(id)).toEqual([100, 101, 102]);
+      await q.dispose();
+      // And after a restart.
+      const reopened = await ReliableQueue.open('out', dir, opts());
+      expect((await takeAvailable(reopened)).map(id)).toEqual([100, 101, 102]);
+      await reopened.dispose();
+    } finally {
+      removeDir(dir);
+    }
+  });
 });
 
 describe('ReliableQueue, corruption found while running', () => {

@@ -9,6 +9,7 @@ type Op =
   | { op: 'sync' }
   | { op: 'syncCrash' }
   | { op: 'failWrite' }
+  | { op: 'failSync'; which: number }
   | { op: 'reopen' }
   | { op: 'crash'; torn: number; keep: boolean[] };
 
@@ -18,6 +19,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 3, arbitrary: fc.constant({ op: 'sync' as const }) },
   { weight: 2, arbitrary: fc.constant({ op: 'syncCrash' as const }) },
   { weight: 1, arbitrary: fc.constant({ op: 'failWrite' as const }) },
+  // The data's fsync fails, or the header's.
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('failSync' as const), which: fc.constantFrom(1, 2) }) },
   { weight: 1, arbitrary: fc.constant({ op: 'reopen' as const }) },
   {
     weight: 2,
@@ -48,6 +51,7 @@ describe('RingFile against a model, with crashes', () => {
         // Each ring gets a file of its own: once it is "dead" (a crash), what it still writes is dropped.
         let generation = 0;
         let failNext = false; // the next write fails (EIO), as a disk error would
+        let failSyncIn = 0; // the fsync this many from now fails (EIO)
         const fileFor = () => {
           const mine = ++generation;
           const f = disk.file();
@@ -59,7 +63,12 @@ describe('RingFile against a model, with crashes', () => {
             }
             return f.write(...a);
           };
-          return { ...f, write, sync: () => (mine === generation ? f.sync() : Promise.resolve()) };
+          const sync = () => {
+            if (mine !== generation) return Promise.resolve();
+            if (failSyncIn > 0 && --failSyncIn === 0) return Promise.reject(Object.assign(new Error('EIO'), { code: 'EIO' }));
+            return f.sync();
+          };
+          return { ...f, write, sync };
         };
         let ring = await RingFile.create(fileFor(), { capacity: CAPACITY });
         // The model: payload size of every record by sequence; what is synced; what is acknowledged.
@@ -97,17 +106,28 @@ describe('RingFile against a model, with crashes', () => {
             await ring.sync();
             syncedSeq = ring.tailSeq;
             durableAckSeq = ackedSeq;
-          } else if (o.op === 'failWrite') {
-            // A write fails: the sync says so, and the appends not yet durable are forgotten (their
-            // producers hear of it); what comes next carries a new incarnation.
-            failNext = true;
-            const r = ring.append([payloadFor(ring.tailSeq, fixed ?? 10)]);
-            if (r) sizes.set(r.firstSeq, fixed ?? 10);
-            await ring.sync().then(
-              () => undefined,
-              () => undefined,
+          } else if (o.op === 'failWrite' || o.op === 'failSync') {
+            // A write or an fsync fails: the sync says so, and the appends not yet durable are
+            // forgotten (their producers hear of it); what comes next carries a new incarnation.
+            if (o.op === 'failWrite') failNext = true;
+            else failSyncIn = o.which;
+            // A write fails on an append; an fsync also where there is none, when the sync only
+            // moves an empty ring to its next lap or writes a header.
+            if (o.op === 'failWrite') {
+              const r = ring.append([payloadFor(ring.tailSeq, fixed ?? 10)]);
+              if (r) sizes.set(r.firstSeq, fixed ?? 10);
+            }
+            // Records the sync says are durable (before a header whose fsync then fails) must
+            // survive a crash; the others of a failed sync need not: their producers hear it failed.
+            let durableEarly = -1;
+            const synced = await ring.sync(() => void (durableEarly = ring.syncedTailSeq)).then(
+              () => true,
+              () => false,
             );
             failNext = false;
+            failSyncIn = 0;
+            if (synced) durableAckSeq = ackedSeq;
+            syncedSeq = synced ? ring.syncedTailSeq : Math.max(syncedSeq, durableEarly);
             if (ring.failed) await ring.recover();
             // Appends whose commit failed may still come back after a crash, before a header with the
             // new incarnation is on disk: whole and as written (the producer was told they failed and
@@ -117,7 +137,6 @@ describe('RingFile against a model, with crashes', () => {
               failed.set(seq, [...(failed.get(seq) ?? []), size]);
               sizes.delete(seq);
             }
-            syncedSeq = ring.syncedTailSeq;
           } else if (o.op === 'syncCrash') {
             // Power fails the moment the sync says its records are durable (before its header, when
             // it says so early): every record it called durable must come back.
