@@ -10,7 +10,7 @@ import type { Destination, DestinationStats, SetAsideOptions } from './destinati
 import type { Logger } from './log.js';
 import { Router } from './pipeline/router.js';
 import { inspectQueueFile } from './queue/disk/inspect.js';
-import { QUEUE_FILE } from './queue/disk/reliable-queue.js';
+import { QueueLayout } from './queue/layout.js';
 import { findOrphans, startDrain, type Drain } from './queue/orphans.js';
 import type { DestinationQueue, QueueStats } from './queue/types.js';
 import type { SourceStats } from './record.js';
@@ -323,7 +323,7 @@ export class Agent {
         this.orphans.set(o.name, { dir: o.dir, records: active.queue.stats().records, drainingInto: active.destination.name, drained: false });
         continue;
       }
-      const info = await inspectQueueFile(path.join(o.dir, QUEUE_FILE), true).catch(() => null);
+      const info = await inspectQueueFile(new QueueLayout(o.dir).ring, true).catch(() => null);
       const stats: OrphanStats = { dir: o.dir, records: (info?.records ?? 0) + (info?.memoryRecords ?? 0), drainingInto: target, drained: false };
       this.orphans.set(o.name, stats);
       if (!target) {
@@ -334,7 +334,7 @@ export class Agent {
         continue;
       }
       try {
-        const drain = await startDrain(o, target, this.config.destinations[target]!, this.logger, this.hostname);
+        const drain = await startDrain(o, target, (name, queue, logger) => buildDestination(this.config.destinations[target]!, { name, queue, logger, hostname: this.hostname }), this.logger);
         stats.records = drain.initial;
         this.drains.push(drain);
         void drain.done.then((r) => (stats.drained = r.drained));

@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, renameSync, statSync } from 'node:fs';
+import { queuesRoot } from './queue/layout.js';
 import os from 'node:os';
 import path from 'node:path';
 import type { SluiceConfig } from './config/schema.js';
@@ -81,7 +82,7 @@ export async function queueCommand(ctx: QueueCommandContext): Promise<number> {
       }
       const entries = await listQueueDirs(path.resolve(stateDir));
       if (entries.length === 0) {
-        ctx.out(`no queues under ${path.join(path.resolve(stateDir), 'queues')}`);
+        ctx.out(`no queues under ${queuesRoot(path.resolve(stateDir))}`);
         return 0;
       }
       const rows = [['QUEUE', 'MODE', 'RECORDS', 'BYTES', 'FILL', 'OLDEST', 'STATUS']];
@@ -160,7 +161,7 @@ export async function queueCommand(ctx: QueueCommandContext): Promise<number> {
         ctx.err(`sluice queue drain: ${abs} does not exist`);
         return 2;
       }
-      const drain = await startDrain({ name: path.basename(abs), dir: abs }, ctx.values.to, destConfig, ctx.logger(), config.hostname ?? os.hostname());
+      const drain = await startDrain({ name: path.basename(abs), dir: abs }, ctx.values.to, (name, queue, logger) => buildDestination(destConfig, { name, queue, logger, hostname: config.hostname ?? os.hostname() }), ctx.logger());
       ctx.out(`draining ${drain.initial} record(s) from ${abs} into ${ctx.values.to} (${drain.destination.describe()})`);
       const stop = () => void drain.stop(config.shutdown_timeout);
       process.once('SIGINT', stop);

@@ -14,7 +14,7 @@ import { version } from './version.js';
 import { QUEUE_HELP, queueCommand } from './cli-queue.js';
 import { statsCommand } from './cli-stats.js';
 import { inspectQueueFile } from './queue/disk/inspect.js';
-import { QUEUE_FILE } from './queue/disk/reliable-queue.js';
+import { QueueLayout, queueDir } from './queue/layout.js';
 import { DATA_START } from './queue/disk/ring-file.js';
 import { findOrphans } from './queue/orphans.js';
 import { OPENSSL_CONFIG, relaunchWithoutTickets, ticketsOff, tlsListeners } from './net/tls-tickets.js';
@@ -80,7 +80,7 @@ export function describeConfig(config: SluiceConfig): string {
       const q = dc.queue;
       lines.push(`  to   ${d}: ${agent.destinations.get(d)!.describe()}`);
       const full = `when full: ${q.full}${q.full === 'block' ? ` (up to ${formatDuration(q.block_timeout)})` : ''}`;
-      const file = `${formatSize(q.max_size)} file in ${path.join(agent.stateDir, 'queues', d)}, sync ${q.sync}${q.sync === 'interval' ? ` every ${formatDuration(q.sync_interval)}` : ''}`;
+      const file = `${formatSize(q.max_size)} file in ${queueDir(agent.stateDir, d)}, sync ${q.sync}${q.sync === 'interval' ? ` every ${formatDuration(q.sync_interval)}` : ''}`;
       lines.push(
         q.mode === 'memory'
           ? `       queue memory, up to ${memBufLength(q)} records / ${formatSize(q.mem_buf_size)}, ${full}`
@@ -105,7 +105,7 @@ async function checkQueues(config: SluiceConfig): Promise<{ lines: string[]; err
   let warnings = 0;
   for (const [name, dc] of Object.entries(config.destinations)) {
     if (dc.queue.mode === 'memory') continue;
-    const file = path.join(stateDir, 'queues', name, QUEUE_FILE);
+    const file = QueueLayout.of(stateDir, name).ring;
     if (!existsSync(file)) {
       lines.push(`queue ${name}: no file yet (created at start)`);
       continue;

@@ -6,7 +6,7 @@ import { SluiceSource } from './sources/sluice/index.js';
 import { RelpSource } from './sources/relp/index.js';
 import { RelpDestination } from './destinations/relp/index.js';
 import type { Destination, DestinationContext } from './destinations/types.js';
-import path from 'node:path';
+import { queueDir } from './queue/layout.js';
 import type { Logger } from './log.js';
 import { NormalQueue } from './queue/disk/normal-queue.js';
 import { ReliableQueue, type ReliableQueueOptions } from './queue/disk/reliable-queue.js';
@@ -53,10 +53,6 @@ export function buildMemoryQueue(name: string, config: QueueConfig): MemoryQueue
   return new MemoryQueue(name, { maxRecords: memBufLength(config), maxBytes: config.mem_buf_size, full: config.full });
 }
 
-/** The directory of a destination's disk queue. */
-export function queueDir(stateDir: string, destination: string): string {
-  return path.join(stateDir, 'queues', destination);
-}
 
 export async function openQueue(
   name: string,
@@ -64,11 +60,11 @@ export async function openQueue(
   stateDir: string,
   logger: Logger,
   statsOf: (source: string) => SourceStats | undefined,
-  disk?: ReliableQueueOptions['disk'],
+  diskHealth?: ReliableQueueOptions['diskHealth'],
 ): Promise<DestinationQueue> {
   if (config.mode === 'memory') return buildMemoryQueue(name, config);
   const options = {
-    disk,
+    diskHealth,
     maxSize: config.max_size,
     memBufSize: config.mem_buf_size,
     sync: config.sync,

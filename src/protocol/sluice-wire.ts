@@ -3,7 +3,7 @@ import { deflateRawSync, inflateRawSync } from 'node:zlib';
 /**
  * The sluice protocol's frames (docs/protocol.md). Control frames are JSON text frames; batches are
  * binary: a 24-byte header, then the records, each `u32 length` + a queue record payload
- * (src/queue/disk/record-codec.ts), optionally deflated as a whole.
+ * (src/protocol/record-codec.ts), optionally deflated as a whole.
  */
 
 export const SUBPROTOCOL = 'sluice.v1';

@@ -1,13 +1,12 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { buildDestination } from '../components.js';
-import type { DestinationConfig } from '../config/schema.js';
 import type { Destination } from '../destinations/types.js';
 import type { Logger } from '../log.js';
-import { MEMORY_FILE, NormalQueue } from './disk/normal-queue.js';
-import { LOCK_FILE } from './disk/directory-lock.js';
-import { META_FILE, QUEUE_FILE, ReliableQueue, type QueueMeta } from './disk/reliable-queue.js';
+import { NormalQueue } from './disk/normal-queue.js';
+import { ReliableQueue } from './disk/reliable-queue.js';
+import { readMetaSync, type QueueMeta } from './disk/queue-directory.js';
+import { QUEUE_FILES, QueueLayout, queuesRoot } from './layout.js';
 import type { DestinationQueue } from './types.js';
 
 /** Queue directories left by destinations that are no longer configured, and how to empty them. */
@@ -19,27 +18,27 @@ export interface Orphan {
 
 /** Directories under `<stateDir>/queues/` holding a queue file that no configured destination owns. */
 export function findOrphans(stateDir: string, configured: Iterable<string>): Orphan[] {
-  const root = path.join(stateDir, 'queues');
+  const root = queuesRoot(stateDir);
   if (!existsSync(root)) return [];
   const known = new Set(configured);
   return readdirSync(root)
     .filter((name) => !known.has(name))
     .map((name) => ({ name, dir: path.join(root, name) }))
-    .filter((o) => statSync(o.dir).isDirectory() && (existsSync(path.join(o.dir, QUEUE_FILE)) || existsSync(path.join(o.dir, MEMORY_FILE))));
+    .filter((o) => {
+      const l = new QueueLayout(o.dir);
+      return statSync(o.dir).isDirectory() && (existsSync(l.ring) || existsSync(l.memory));
+    });
 }
 
 /** Opens a queue directory as what it was (normal or reliable, at its file's size), taking its lock. */
 export async function openExistingQueue(name: string, dir: string, logger: Logger): Promise<DestinationQueue> {
-  let meta: Partial<QueueMeta> = {};
-  try {
-    meta = JSON.parse(readFileSync(path.join(dir, META_FILE), 'utf8')) as QueueMeta;
-  } catch {
-    // No metadata (an older sluice, or a salvaged file): a reliable queue of the file's size.
-  }
-  const file = path.join(dir, QUEUE_FILE);
+  const layout = new QueueLayout(dir);
+  // No metadata (an older sluice, or a salvaged file): a reliable queue of the file's size.
+  const meta: Partial<QueueMeta> = readMetaSync(dir) ?? {};
+  const file = layout.ring;
   const maxSize = existsSync(file) ? statSync(file).size : (meta.max_size ?? 1 << 20);
   const options = { maxSize, memBufSize: 16 << 20, sync: 'interval' as const, syncInterval: 50, full: 'block' as const, logger, statsOf: () => undefined };
-  if (meta.mode === 'normal' || existsSync(path.join(dir, MEMORY_FILE))) {
+  if (meta.mode === 'normal' || existsSync(layout.memory)) {
     return NormalQueue.open(name, dir, { ...options, qoutSize: 1000, memBufLength: 10_000, memBytes: 64 << 20 });
   }
   return ReliableQueue.open(name, dir, options);
@@ -51,7 +50,7 @@ export async function openExistingQueue(name: string, dir: string, logger: Logge
  */
 export async function removeDrainedQueue(dir: string): Promise<string[]> {
   const removed: string[] = [];
-  for (const f of [QUEUE_FILE, META_FILE, MEMORY_FILE, LOCK_FILE]) {
+  for (const f of QUEUE_FILES) {
     if (existsSync(path.join(dir, f))) {
       await rm(path.join(dir, f), { force: true });
       removed.push(f);
@@ -76,21 +75,21 @@ export interface Drain {
 }
 
 /**
- * Sends everything in an orphan queue through a new instance of `destConfig` (its own connection),
+ * Sends everything in an orphan queue through a new instance of a destination (its own connection),
  * freeing records as that destination confirms them. Once empty, the directory is removed (and
  * logged): its records were delivered, so nothing is lost by it.
  */
 export async function startDrain(
   orphan: Orphan,
   destName: string,
-  destConfig: DestinationConfig,
+  /** A new instance of the destination `destName`, sending from `queue` (built by the caller: this layer knows no destination types). */
+  makeDestination: (name: string, queue: DestinationQueue, logger: Logger) => Destination,
   logger: Logger,
-  hostname: string,
   pollMs = 100,
 ): Promise<Drain> {
   const log = logger.child({ orphan: orphan.name, into: destName });
   const queue = await openExistingQueue(orphan.name, orphan.dir, log);
-  const destination = buildDestination(destConfig, { name: `${destName}<-${orphan.name}`, queue, logger: log, hostname });
+  const destination = makeDestination(`${destName}<-${orphan.name}`, queue, log);
   const initial = queue.stats().records;
   log.info({ records: initial, dir: orphan.dir }, 'draining an orphan queue');
   destination.start();

@@ -3,7 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
-import { QUEUE_FILE } from '../../src/queue/disk/reliable-queue.js';
+import { QUEUE_FILE } from '../../src/queue/layout.js';
 import { centralYaml, portOf, readLines, removeDir, stablePort, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 
 // A reliable queue rotated for corruption while its sluice-protocol session to the central is open:

@@ -94,11 +94,14 @@ export class FaultyDisk {
   failWrites: string | null = null;
   /** An error code for every fsync while set (EIO: a disk that lost data). */
   failSyncs: string | null = null;
+  /** Called as each file is opened, before the queue gets it (a test acts at a moment the queue chooses). */
+  onOpen: ((file: string, create: boolean) => void) | null = null;
   private held: Promise<void> | null = null;
   private release: (() => void) | null = null;
   private files: { file: QueueFile; dead: boolean }[] = [];
 
   readonly open = async (file: string, create: boolean): Promise<QueueFile> => {
+    this.onOpen?.(file, create);
     const real = await openFsQueueFile(file, create);
     const entry = { file: real, dead: false };
     this.files.push(entry);

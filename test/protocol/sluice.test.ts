@@ -5,7 +5,7 @@ import WebSocket from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { encodeBatch, PATH, SUBPROTOCOL } from '../../src/protocol/sluice-wire.js';
-import { encodeRecord } from '../../src/queue/disk/record-codec.js';
+import { encodeRecord } from '../../src/protocol/record-codec.js';
 import { LogRecord, newSourceStats } from '../../src/record.js';
 import { portOf, readLines, removeDir, sleep, stablePort, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 import { makePki } from '../helpers/tls.js';

@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileDeadLetters } from '../../src/destinations/dead-letters.js';
 import { silentLogger } from '../../src/log.js';
-import { QUEUE_FILE, ReliableQueue } from '../../src/queue/disk/reliable-queue.js';
+import { ReliableQueue } from '../../src/queue/disk/reliable-queue.js';
+import { QUEUE_FILE } from '../../src/queue/layout.js';
 import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
 import { removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 

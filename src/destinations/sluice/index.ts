@@ -5,7 +5,7 @@ import type WebSocket from 'ws';
 import type { z } from 'zod';
 import { tlsClientOptions } from '../../net/sockets.js';
 import { CLOSE, encodeBatch, parseControl, PATH, PROTOCOL_VERSION, SUBPROTOCOL, type Welcome } from '../../protocol/sluice-wire.js';
-import { encodeRecord } from '../../queue/disk/record-codec.js';
+import { encodeRecord } from '../../protocol/record-codec.js';
 import type { LogRecord } from '../../record.js';
 import { SessionDestination } from '../session-destination.js';
 import type { DestinationContext, DestinationStats } from '../types.js';

@@ -2,7 +2,7 @@ import { open, readFile, unlink } from 'node:fs/promises';
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 
-export const LOCK_FILE = '.lock.pid';
+import { QueueLayout } from '../layout.js';
 
 export class QueueLockedError extends Error {
   override readonly name = 'QueueLockedError';
@@ -107,7 +107,7 @@ function holds(id: ProcessIdentity, file: string): boolean {
 
 /** PID of the live process holding `dir`'s lock, or null. */
 export function lockHolder(dir: string): number | null {
-  const file = path.join(dir, LOCK_FILE);
+  const file = new QueueLayout(dir).lock;
   const text = readText(file);
   const id = text === null ? null : parseLock(text);
   return id && holds(id, file) ? id.pid : null;
@@ -124,7 +124,7 @@ export class DirectoryLock {
   private constructor(readonly file: string) {}
 
   static async acquire(dir: string): Promise<DirectoryLock> {
-    const file = path.join(dir, LOCK_FILE);
+    const file = new QueueLayout(dir).lock;
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
         const fh = await open(file, 'wx', 0o640);

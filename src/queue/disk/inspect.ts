@@ -4,11 +4,13 @@ import path from 'node:path';
 import type { LogRecord } from '../../record.js';
 import { newSourceStats } from '../../record.js';
 import { lockHolder } from './directory-lock.js';
-import { MEMORY_FILE } from './normal-queue.js';
 import { openFsQueueFile, type QueueFile } from './queue-file.js';
-import { encodeRecord, RecordDecoder } from './record-codec.js';
-import { META_FILE, QUEUE_FILE, type QueueMeta, WRITE_BEHIND_MAX } from './reliable-queue.js';
-import { DATA_START, QueueCorruptError, RingFile, scanForSalvage } from './ring-file.js';
+import { encodeRecord, RecordDecoder } from '../../protocol/record-codec.js';
+import { QUEUE_FILE, QueueLayout, queuesRoot } from '../layout.js';
+import { WRITE_BEHIND_MAX } from './reliable-queue.js';
+import { readMetaSync, type QueueMeta } from './queue-directory.js';
+import { DATA_START, QueueCorruptError, RingFile } from './ring-file.js';
+import { scanForSalvage } from './salvage.js';
 
 /** Offline views of queue files, for `sluice queue ...` and `sluice check`. Nothing here writes to a queue it reads. */
 
@@ -42,16 +44,9 @@ export interface QueueFileInfo {
 
 /** `FILE` may be the queue file itself or its directory. */
 export function queueFilePath(fileOrDir: string): string {
-  return existsSync(fileOrDir) && statSync(fileOrDir).isDirectory() ? path.join(fileOrDir, QUEUE_FILE) : fileOrDir;
+  return existsSync(fileOrDir) && statSync(fileOrDir).isDirectory() ? new QueueLayout(fileOrDir).ring : fileOrDir;
 }
 
-function readMeta(dir: string): QueueMeta | null {
-  try {
-    return JSON.parse(readFileSync(path.join(dir, META_FILE), 'utf8')) as QueueMeta;
-  } catch {
-    return null;
-  }
-}
 
 const decoder = new RecordDecoder(() => newSourceStats());
 
@@ -117,7 +112,7 @@ export async function* unackedRecords(file: string, onCorrupt?: (reason: string)
 export async function inspectQueueFile(fileOrDir: string, quick = false): Promise<QueueFileInfo> {
   const file = queueFilePath(fileOrDir);
   const dir = path.dirname(file);
-  const meta = readMeta(dir);
+  const meta = readMetaSync(dir);
   const fileBytes = statSync(file).size;
   const info: QueueFileInfo = {
     file,
@@ -136,7 +131,7 @@ export async function inspectQueueFile(fileOrDir: string, quick = false): Promis
     tornRecords: 0,
     oldestReceivedAt: null,
     newestReceivedAt: null,
-    memoryRecords: await countMemoryRecords(path.join(dir, MEMORY_FILE)),
+    memoryRecords: await countMemoryRecords(new QueueLayout(dir).memory),
     lockedBy: lockHolder(dir),
   };
   const { qf, ring, corrupt, report } = await openReadOnly(file);
@@ -179,17 +174,17 @@ export interface QueueDirEntry {
 
 /** Every queue directory under `<stateDir>/queues/`. */
 export async function listQueueDirs(stateDir: string, quick = false): Promise<QueueDirEntry[]> {
-  const root = path.join(stateDir, 'queues');
+  const root = queuesRoot(stateDir);
   if (!existsSync(root)) return [];
   const out: QueueDirEntry[] = [];
   for (const name of readdirSync(root).sort()) {
     const dir = path.join(root, name);
     if (!statSync(dir).isDirectory()) continue;
     const files = readdirSync(dir);
-    const entry: QueueDirEntry = { name, dir, info: null, corruptedFiles: files.filter((f) => f.includes('.corrupted-')), error: null };
+    const entry: QueueDirEntry = { name, dir, info: null, corruptedFiles: files.filter((f) => QueueLayout.isCorrupted(f)), error: null };
     if (files.includes(QUEUE_FILE)) {
       try {
-        entry.info = await inspectQueueFile(path.join(dir, QUEUE_FILE), quick);
+        entry.info = await inspectQueueFile(new QueueLayout(dir).ring, quick);
       } catch (err) {
         entry.error = (err as Error).message;
       }
@@ -204,7 +199,7 @@ export async function listQueueDirs(stateDir: string, quick = false): Promise<Qu
  * must not hold one), leaving the original untouched. Returns what was kept and what was not.
  */
 export async function salvageQueueFile(file: string, intoDir: string, maxSize?: number): Promise<{ records: number; into: string; corrupt: string | null }> {
-  const target = path.join(intoDir, QUEUE_FILE);
+  const target = new QueueLayout(intoDir).ring;
   if (existsSync(target)) throw new Error(`${target} exists; salvage into an empty directory`);
   await mkdir(intoDir, { recursive: true });
   let corrupt: string | null = null;

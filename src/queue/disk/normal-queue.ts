@@ -1,12 +1,14 @@
 import { rename, rm, stat } from 'node:fs/promises';
+import { QueueLayout } from '../layout.js';
 import path from 'node:path';
 import type { LogRecord } from '../../record.js';
 import { MemoryQueue } from '../memory-queue.js';
 import { noCorruption, type CorruptionStats, type DestinationQueue, type FullPolicy, type QueueStats } from '../types.js';
 import { openFsQueueFile } from './queue-file.js';
-import { encodedSize, encodeInto, RecordDecoder } from './record-codec.js';
+import { encodedSize, encodeInto, RecordDecoder } from '../../protocol/record-codec.js';
 import { ReliableQueue, type ReliableQueueOptions } from './reliable-queue.js';
-import { DATA_START, QueueCorruptError, readNewestHeader, RECORD_HEADER, RingFile, salvageRecords } from './ring-file.js';
+import { DATA_START, QueueCorruptError, readNewestHeader, RECORD_HEADER, RingFile } from './ring-file.js';
+import { salvageRecords } from './salvage.js';
 import { fsyncDir } from '../../util/fs.js';
 
 export interface NormalQueueOptions extends ReliableQueueOptions {
@@ -19,7 +21,6 @@ export interface NormalQueueOptions extends ReliableQueueOptions {
 }
 
 /** Where a clean shutdown leaves the records that were only in memory. */
-export const MEMORY_FILE = 'memory.sq';
 
 /**
  * The normal mode: records stay in memory (the output buffer, then the overflow: at most
@@ -78,7 +79,7 @@ export class NormalQueue implements DestinationQueue {
 
   /** Records the last clean shutdown saved from memory go first: they are older than the file's. */
   private async restoreMemory(): Promise<void> {
-    const file = path.join(this.dir, MEMORY_FILE);
+    const file = new QueueLayout(this.dir).memory;
     const size = await stat(file).then(
       (s) => s.size,
       () => -1,
@@ -104,7 +105,7 @@ export class NormalQueue implements DestinationQueue {
         const salvage = await salvageRecords(qf, capacity).catch(() => ({ records: [], unreadableBytes: capacity }));
         records.length = 0;
         for (const r of salvage.records) records.push(decoder.decode(r.payload));
-        const moved = `${file}.corrupted-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+        const moved = QueueLayout.corrupted(file);
         await rename(file, moved);
         this.ownCorruption.rotated++;
         this.ownCorruption.salvaged += records.length;
@@ -334,11 +335,11 @@ export class NormalQueue implements DestinationQueue {
     if (records.length === 0) return;
     const sizes = records.map(encodedSize);
     const capacity = sizes.reduce((n, s) => n + RECORD_HEADER + s, 0);
-    const tmp = path.join(this.dir, `${MEMORY_FILE}.tmp`);
+    const tmp = `${new QueueLayout(this.dir).memory}.tmp`;
     const ring = await RingFile.create(await openFsQueueFile(tmp, true), { capacity });
     if (!ring.appendWith(sizes, (i, buf, at) => encodeInto(records[i]!, buf, at))) throw new Error('memory records do not fit their own file');
     await ring.close(); // syncs
-    await rename(tmp, path.join(this.dir, MEMORY_FILE));
+    await rename(tmp, new QueueLayout(this.dir).memory);
     await fsyncDir(this.dir);
     this.options.logger.info({ queue: this.name, records: records.length }, 'saved the records held in memory for the next start');
   }

@@ -1,16 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, rename, rm } from 'node:fs/promises';
-import { fsyncDir, writeFileAtomic } from '../../util/fs.js';
-import path from 'node:path';
+import { rm } from 'node:fs/promises';
 import type { Logger } from '../../log.js';
+import { encodedSize, encodeInto, RecordDecoder } from '../../protocol/record-codec.js';
 import { countDrop, type LogRecord, type SourceStats } from '../../record.js';
+import { QueueLayout } from '../layout.js';
 import { noCorruption, type DestinationQueue, type FullPolicy, type QueueStats } from '../types.js';
-import { DirectoryLock } from './directory-lock.js';
+import { GroupCommit, type SyncMode } from './group-commit.js';
+import { QueueDirectory } from './queue-directory.js';
 import { openFsQueueFile, type QueueFile } from './queue-file.js';
-import { encodedSize, encodeInto, RecordDecoder } from './record-codec.js';
-import { DATA_START, QueueCorruptError, readNewestHeader, RECORD_HEADER, RingFile, scanForSalvage } from './ring-file.js';
+import { ReadCache } from './read-cache.js';
+import { DATA_START, QueueCorruptError, RECORD_HEADER, RingFile } from './ring-file.js';
+import { copyBacklog, salvageInto } from './salvage.js';
 
-export type SyncMode = 'always' | 'interval' | 'never';
+export type { SyncMode } from './group-commit.js';
 
 export interface ReliableQueueOptions {
   /** Size of the queue file, header included. */
@@ -27,21 +29,9 @@ export interface ReliableQueueOptions {
   logger: Logger;
   statsOf: (source: string) => SourceStats | undefined;
   /** Told of every failed write or fsync of the queue file, and of every sync that works (the load-shedding gate). */
-  disk?: { failed(err: Error, what: string): void; ok(): void };
+  diskHealth?: { failed(err: Error, what: string): void; ok(): void };
   /** Opens the queue's files (the ring, and the fresh file of a resize or salvage): the real file system unless a test puts a faulty disk under the queue. */
   openFile?: (path: string, create: boolean) => Promise<QueueFile>;
-}
-
-export const QUEUE_FILE = 'queue.sq';
-/** What the queue directory belongs to, for `sluice queue ls|info` and orphan reports. */
-export const META_FILE = 'queue.json';
-
-export interface QueueMeta {
-  destination: string;
-  mode: 'normal' | 'reliable';
-  max_size: number;
-  /** Names the sequence numbers of this ring file; made anew with the file (rotation, resize). */
-  ring_id?: string;
 }
 
 /**
@@ -69,15 +59,15 @@ const OVERLOAD_FACTOR = 16;
 /** Below this many free bytes the queue reports itself full, so that a batch still fits. */
 const FULL_MARGIN = 256 * 1024;
 
-interface Waiter {
-  resolve: () => void;
-  reject: (err: Error) => void;
-}
-
 /**
  * The reliable mode: every record is written to the ring file and fsynced (group commit) before
  * its producer is told it is committed; a record leaves the file only when its destination
  * acknowledges it. A crash loses nothing that was committed.
+ *
+ * Composed of parts that each hold one idea: the locked directory (QueueDirectory), the ring
+ * (RingFile), the group commit (GroupCommit), the records between the file and the destination
+ * (ReadCache) and the salvage of a damaged file (salvage.ts). What stays here is how they meet:
+ * pushes and the full policies, acknowledgements, rotation, and the figures.
  */
 export class ReliableQueue implements DestinationQueue {
   readonly fullPolicy: FullPolicy;
@@ -85,49 +75,28 @@ export class ReliableQueue implements DestinationQueue {
   epoch = 0;
   readonly file: string;
   private ring!: RingFile;
+  private directory!: QueueDirectory;
+  private readonly commits: GroupCommit;
+  private readonly cache: ReadCache;
   private readonly decoder: RecordDecoder;
-  // Records loaded from disk, not yet handed out, with their end positions.
-  private ready: LogRecord[] = [];
-  private readyEnds: number[] = [];
-  private readyBytes = 0;
-  private readyHead = 0;
-  // Handed out, not yet acknowledged.
-  private inFlightEnds: number[] = [];
-  private inFlightHead = 0;
-  private inFlightBytes = 0;
-  private inFlightSizes: number[] = [];
-  private inFlightTimes: number[] = [];
-  // Next record to load from disk.
-  private loadPos = 0;
-  private loadSeq = 0;
-  private loading: Promise<void> | null = null;
-  private loadEpoch = 0;
-  private commitWaiters: Waiter[] = [];
-  private syncing: Promise<void> | null = null;
-  private syncAgain = false;
-  private syncTimer: NodeJS.Timeout | null = null;
-  /** A syncSoon is scheduled. */
-  private syncScheduled = false;
-  private recordWaiters: (() => void)[] = [];
+  private readonly layout: QueueLayout;
+  private readonly openFile: (path: string, create: boolean) => Promise<QueueFile>;
   private spaceWaiters: (() => void)[] = [];
   private pushed = 0;
   private acked = 0;
   private readonly dropped: Record<string, number> = {};
   private closed = false;
-  private disposed = false;
-  private lock: DirectoryLock | null = null;
   /** Set while the rest of a batch waits for room (`full: block`): later pushes wait behind it. */
   private waitingRest: Promise<void> | null = null;
-  /** Set while a corrupt file is rotated or the oldest records are dropped: pushes wait their turn. */
-  private rotation: Promise<unknown> | null = null;
+  /** Set while a corrupt file is rotated: pushes wait for the fresh file. */
+  private rotating: Promise<void> | null = null;
+  /** Set while the oldest records are dropped for room (`full: drop_oldest`): pushes wait their turn. */
+  private droppingOldest: Promise<unknown> | null = null;
   /** Corruption handled since start: files rotated, records salvaged and lost. */
   readonly corruption = noCorruption();
   private stalls = 0;
   /** The ring's size: `max_size` less the header, unless an existing file could not be resized. */
   private ringCapacity: number;
-  private readonly openFile: (path: string, create: boolean) => Promise<QueueFile>;
-  /** Bytes of records read ahead of the destination at most. */
-  private readonly readAhead: number;
   /** Appended bytes waiting for their write, above which the queue is congested. */
   private readonly writeBehind: number;
 
@@ -138,11 +107,34 @@ export class ReliableQueue implements DestinationQueue {
   ) {
     this.fullPolicy = options.full;
     this.openFile = options.openFile ?? openFsQueueFile;
-    this.file = path.join(dir, QUEUE_FILE);
+    this.layout = new QueueLayout(dir);
+    this.file = this.layout.ring;
     this.decoder = new RecordDecoder(options.statsOf);
     this.ringCapacity = options.maxSize - DATA_START;
-    this.readAhead = Math.min(options.memBufSize, READ_AHEAD_MAX);
     this.writeBehind = Math.min(options.memBufSize, WRITE_BEHIND_MAX);
+    this.cache = new ReadCache({
+      ring: () => this.ring,
+      decode: (payload) => this.decoder.decode(payload),
+      readAhead: Math.min(options.memBufSize, READ_AHEAD_MAX),
+      corrupt: (err) => this.rotateWhileRunning(err),
+      readFailed: (err) => this.options.logger.error({ queue: this.name, err: err.message }, 'reading the queue file failed; will retry'),
+    });
+    this.commits = new GroupCommit(options.sync, options.syncInterval, {
+      ring: () => this.ring,
+      synced: (wrote) => {
+        if (wrote) this.options.diskHealth?.ok();
+        this.wake();
+      },
+      failed: (err, lost) => {
+        this.cache.followRing();
+        // Each producer hears of its failed commit: one that can send again (files, RELP, sluice)
+        // does, and the router counts the loss for those that cannot (TCP, UDP). With `sync:
+        // never` nobody waits for a commit, so the loss is counted here.
+        if (lost > 0 && this.options.sync === 'never') this.countDrop('write_failed', lost);
+        this.options.logger.error({ queue: this.name, code: (err as NodeJS.ErrnoException).code, err: err.message }, 'queue write or fsync failed; the batches not yet committed were refused');
+        this.options.diskHealth?.failed(err, `queue ${this.name}`);
+      },
+    });
   }
 
   /** Records in the file not yet acknowledged (handed out or not, synced or not). */
@@ -157,18 +149,14 @@ export class ReliableQueue implements DestinationQueue {
   /** Opens or creates the queue in `dir`; a damaged file is rotated and salvaged, never fatal. */
   static async open(name: string, dir: string, options: ReliableQueueOptions): Promise<ReliableQueue> {
     const q = new ReliableQueue(name, dir, options);
-    await mkdir(dir, { recursive: true });
-    q.lock = await DirectoryLock.acquire(dir);
+    q.directory = await QueueDirectory.open(dir);
     try {
       await q.openRing();
       await q.writeMeta();
     } catch (err) {
-      await q.lock.release();
+      q.commits.stop();
+      await q.directory.release();
       throw err;
-    }
-    if (options.sync === 'interval' || options.sync === 'never') {
-      q.syncTimer = setInterval(() => void q.syncNow().catch(() => undefined), Math.max(1, options.syncInterval));
-      q.syncTimer.unref();
     }
     return q;
   }
@@ -178,38 +166,28 @@ export class ReliableQueue implements DestinationQueue {
     return this.ring.ringId;
   }
 
-  /** The ring id that queue.json names: what a format 1 file, whose header has none, goes by. */
-  private async metaRingId(): Promise<string> {
-    try {
-      return (JSON.parse(await readFile(path.join(this.dir, META_FILE), 'utf8')) as QueueMeta).ring_id ?? '';
-    } catch {
-      return '';
-    }
+  /** queue.json, for the offline tools; the ring id in it is a copy of the header's. */
+  private writeMeta(): Promise<void> {
+    return this.directory.writeMeta({ destination: this.name, mode: this.options.mode ?? 'reliable', max_size: this.options.maxSize, ring_id: this.durableId });
   }
 
-  /** queue.json, for the offline tools; the ring id in it is a copy of the header's. */
-  private async writeMeta(): Promise<void> {
-    const file = path.join(this.dir, META_FILE);
-    const old = await readFile(file, 'utf8').catch(() => '');
-    const meta: QueueMeta = { destination: this.name, mode: this.options.mode ?? 'reliable', max_size: this.options.maxSize, ring_id: this.durableId };
-    const text = `${JSON.stringify(meta)}\n`;
-    if (old !== text) await writeFileAtomic(file, text);
+  private get fsync(): boolean {
+    return this.options.sync !== 'never';
   }
 
   private async openRing(): Promise<void> {
-    const fsync = this.options.sync !== 'never';
     let file;
     try {
       file = await this.openFile(this.file, false);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      this.ring = await RingFile.create(await this.openFile(this.file, true), { capacity: this.capacity, fsync, prealloc: this.options.prealloc === true, ringId: randomUUID() });
-      return this.resetReader();
+      this.ring = await RingFile.create(await this.openFile(this.file, true), { capacity: this.capacity, fsync: this.fsync, prealloc: this.options.prealloc === true, ringId: randomUUID() });
+      return this.cache.reset();
     }
     const size = await file.size();
     if (size !== DATA_START + this.capacity && size > DATA_START) file = await this.resize(file, size);
     try {
-      const { ring, report } = await RingFile.open(file, { capacity: this.capacity, fsync, ringId: (await this.metaRingId()) || randomUUID() });
+      const { ring, report } = await RingFile.open(file, { capacity: this.capacity, fsync: this.fsync, ringId: (await this.directory.ringId()) || randomUUID() });
       this.ring = ring;
       if (report.tornRecords > 0) {
         this.corruption.tornRecords += report.tornRecords;
@@ -226,7 +204,7 @@ export class ReliableQueue implements DestinationQueue {
       }
       await this.rotateAndSalvage(file, err);
     }
-    this.resetReader();
+    this.cache.reset();
   }
 
   /**
@@ -252,125 +230,76 @@ export class ReliableQueue implements DestinationQueue {
       );
       return file;
     }
-    const tmp = `${this.file}.resize`;
     // A new file: its sequence numbers start again, so it gets a new id.
-    const ring = await RingFile.create(await this.openFile(tmp, true), { capacity: this.capacity, prealloc: this.options.prealloc === true, ringId: randomUUID() });
-    let copied = 0;
+    let copied: number;
     try {
-      for (let pos = old.head, seq = old.headSeq; pos < old.tail; ) {
-        const recs = await old.read(pos, seq, 4 << 20);
-        if (recs.length === 0) break;
-        if (!ring.append(recs.map((r) => r.payload))) throw new Error('resized queue file is too small for the backlog');
-        copied += recs.length;
-        pos = recs[recs.length - 1]!.end;
-        seq = recs[recs.length - 1]!.seq + 1;
-      }
+      copied = await copyBacklog(old, this.layout.resizing, { openFile: this.openFile, capacity: this.capacity, fsync: this.fsync, prealloc: this.options.prealloc });
     } catch (err) {
-      await ring.close().catch(() => undefined);
-      await rm(tmp, { force: true });
       if (err instanceof QueueCorruptError) return file; // damaged: rotated and salvaged by the caller
       throw err;
     }
-    await ring.close();
     await file.close();
-    await rename(tmp, this.file);
-    await fsyncDir(this.dir);
+    await this.directory.replaceRing(this.layout.resizing);
     this.options.logger.info({ queue: this.name, from_bytes: size, to_bytes: this.options.maxSize, records: copied }, 'max_size changed: copied the backlog into a queue file of the new size');
     return this.openFile(this.file, false);
   }
 
   /**
-   * Copies every valid unacknowledged record of the damaged file into a fresh file, streaming (a
-   * full 1 GiB file is not held in memory), then renames the damaged one to
-   * `<file>.corrupted-<UTC time>` and puts the fresh one in its place, and logs what was lost at
-   * error level. The fresh file has a new ring id in its own header: its sequence numbers start
-   * again, and no crash can pair it with the old id. A crash before the renames leaves the damaged
-   * file where it was, to salvage again.
-   *
-   * The loss is measured against the newest readable header of the damaged file: the records and
-   * bytes it says were unacknowledged (from `from`, or its own head) less those salvaged.
+   * Copies every valid unacknowledged record of the damaged file into a fresh file (see
+   * `salvageInto`), then renames the damaged one to `<file>.corrupted-<UTC time>` and puts the fresh
+   * one in its place, and logs what was lost at error level. A crash before the renames leaves the
+   * damaged file where it was, to salvage again.
    */
   private async rotateAndSalvage(file: QueueFile, why: QueueCorruptError, from?: { pos: number; seq: number }): Promise<void> {
-    const dataBytes = Math.max(0, (await file.size().catch(() => 0)) - DATA_START);
-    const said = await readNewestHeader(file);
-    const minSeq = from?.seq ?? said?.headSeq ?? 0;
-    const live = said ? { records: Math.max(0, said.tailSeq - minSeq), bytes: Math.max(0, said.tail - (from?.pos ?? said.head)) } : null;
-    const fresh = `${this.file}.salvage`;
-    const ring = await RingFile.create(await this.openFile(fresh, true), { capacity: this.capacity, fsync: this.options.sync !== 'never', ringId: randomUUID() });
-    let kept = 0;
-    let found = 0;
-    let unreadableBytes = 0;
-    let liveKept = 0;
-    let liveKeptBytes = 0;
-    try {
-      const scan = await scanForSalvage(file, dataBytes, minSeq);
-      unreadableBytes = scan.unreadableBytes;
-      found = scan.records;
-      for await (const batch of scan.batches()) {
-        const payloads = batch.map((r) => r.payload);
-        const fit = ring.append(payloads) ? batch : batch.filter((r) => ring.append([r.payload]) !== null);
-        kept += fit.length;
-        for (const r of fit) {
-          if (said && r.seq < said.tailSeq) {
-            liveKept++;
-            liveKeptBytes += RECORD_HEADER + r.payload.length;
-          }
-        }
-        // Bounded memory: let the writes catch up now and then.
-        if (ring.unwrittenBytes > WRITE_BEHIND_MAX) await ring.settled();
-      }
-    } catch (err) {
-      // The damaged file could not be read through: keep what was copied, log below what was not.
-      this.options.logger.error({ queue: this.name, err: (err as Error).message }, 'reading the damaged queue file failed part way');
-    }
-    await ring.sync();
+    await rm(this.layout.salvaging, { force: true });
+    const s = await salvageInto(file, this.layout.salvaging, { openFile: this.openFile, capacity: this.capacity, fsync: this.fsync }, from);
+    if (s.readError) this.options.logger.error({ queue: this.name, err: s.readError.message }, 'reading the damaged queue file failed part way');
     await file.close();
-    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-    const corrupted = `${this.file}.corrupted-${stamp}`;
-    await rename(this.file, corrupted);
-    await rename(fresh, this.file);
-    await fsyncDir(this.dir);
+    const corrupted = QueueLayout.corrupted(this.file);
+    await this.directory.replaceRing(this.layout.salvaging, corrupted);
     // One step: from here on records, positions and the id are the fresh file's.
-    this.ring = ring;
-    this.resetReader(); // positions handed out so far belong to the old file: those records are sent again
+    this.ring = s.ring;
+    this.cache.reset(); // positions handed out so far belong to the old file: those records are sent again
     this.epoch++;
-    if (this.lock) await this.writeMeta().catch(() => undefined);
-    const lostRecords = live ? Math.max(0, live.records - liveKept) : null;
-    const lostBytes = live ? (lostRecords === 0 ? 0 : Math.max(0, live.bytes - liveKeptBytes)) : unreadableBytes;
+    await this.writeMeta().catch(() => undefined);
     this.corruption.rotated++;
-    this.corruption.salvaged += kept;
-    this.corruption.lostRecords += lostRecords ?? 0;
-    this.corruption.lostBytes += lostBytes;
+    this.corruption.salvaged += s.kept;
+    this.corruption.lostRecords += s.lostRecords ?? 0;
+    this.corruption.lostBytes += s.lostBytes;
     this.options.logger.error(
       {
         queue: this.name,
         reason: why.reason,
         moved_to: corrupted,
-        records_salvaged: kept,
-        records_not_salvaged: found - kept,
+        records_salvaged: s.kept,
+        records_not_salvaged: s.found - s.kept,
         // Unknown only when neither header slot can be read: then nothing says what the file held.
-        records_lost: lostRecords ?? 'unknown (no readable header)',
-        bytes_lost: lostBytes,
-        unreadable_bytes: unreadableBytes,
+        records_lost: s.lostRecords ?? 'unknown (no readable header)',
+        bytes_lost: s.lostBytes,
+        unreadable_bytes: s.unreadableBytes,
       },
       'queue file is corrupt: rotated it and salvaged every valid record into a fresh file; what could not be salvaged is lost',
     );
   }
 
-  private resetReader(): void {
-    this.loadEpoch++;
-    this.loading = null;
-    this.ready = [];
-    this.readyEnds = [];
-    this.readyHead = 0;
-    this.readyBytes = 0;
-    this.inFlightEnds = [];
-    this.inFlightSizes = [];
-    this.inFlightTimes = [];
-    this.inFlightHead = 0;
-    this.inFlightBytes = 0;
-    this.loadPos = this.ring.head;
-    this.loadSeq = this.ring.headSeq;
+  /** A record in the live region failed its checks while running: rotate, salvage what is unacknowledged, resend. */
+  private rotateWhileRunning(err: QueueCorruptError): Promise<void> {
+    this.rotating = (async () => {
+      await this.commits.now().catch(() => undefined);
+      const old = this.ring;
+      const from = { pos: old.head, seq: old.headSeq };
+      await old.settled();
+      const file = await this.openFile(this.file, false);
+      await this.rotateAndSalvage(file, err, from);
+      await old.closeFile().catch(() => undefined);
+      this.wake();
+      this.cache.release();
+    })()
+      .catch((e: unknown) => this.options.logger.error({ queue: this.name, err: (e as Error).message }, 'rotating the corrupt queue file failed'))
+      .finally(() => {
+        this.rotating = null;
+      });
+    return this.rotating;
   }
 
   isFull(): boolean {
@@ -380,10 +309,12 @@ export class ReliableQueue implements DestinationQueue {
   push(records: LogRecord[], awaited = false): Promise<void> | undefined {
     if (records.length === 0 || this.closed) return undefined;
     // Appends to the file being rotated would be lost with it: hold them until the fresh one is ready.
-    if (this.rotation) return this.rotation.then(() => this.push(records, awaited));
+    if (this.rotating) return this.rotating.then(() => this.push(records, awaited));
+    // Behind the oldest records being dropped for room (`full: drop_oldest`).
+    if (this.droppingOldest) return this.droppingOldest.then(() => this.push(records, awaited));
     // Behind the rest of a batch still waiting for room: records of one stream stay in order.
     if (this.waitingRest) return this.waitingRest.then(() => this.push(records, awaited));
-    if (awaited) this.syncSoon();
+    if (awaited) this.commits.soon();
     const failed = this.ring.failed;
     if (failed) {
       // The file cannot be written right now (its sync will report it and recover): refuse. The
@@ -411,7 +342,7 @@ export class ReliableQueue implements DestinationQueue {
         // the whole batch and sends it again), and neither is any push waiting behind it: appended
         // now, a later batch of that file would reach the receiver before the resent one, which
         // would then be dropped as already written.
-        const done = this.commitPromise(written > 0);
+        const done = this.commits.commitFor(written > 0);
         done?.catch(() => undefined); // heard below, once there is room; not unhandled meanwhile
         let release!: () => void;
         let refuse!: (err: Error) => void;
@@ -438,13 +369,13 @@ export class ReliableQueue implements DestinationQueue {
           await c;
         })();
       }
-      if (this.fullPolicy === 'drop_oldest' && this.inFlightEnds.length === this.inFlightHead) {
-        const done = this.commitPromise(written > 0);
+      if (this.fullPolicy === 'drop_oldest' && this.cache.inFlight === 0) {
+        const done = this.commits.commitFor(written > 0);
         done?.catch(() => undefined); // heard once the oldest are dropped; not unhandled meanwhile
         const gate = this.dropOldest(sizes.slice(written)).finally(() => {
-          if (this.rotation === gate) this.rotation = null;
+          if (this.droppingOldest === gate) this.droppingOldest = null;
         });
-        this.rotation = gate;
+        this.droppingOldest = gate;
         return gate.then(async (freed) => {
           await done;
           if (freed) await this.push(rest, awaited);
@@ -455,7 +386,7 @@ export class ReliableQueue implements DestinationQueue {
       this.dropNewest(rest);
     }
     if (written === 0) return undefined;
-    return this.commitPromise(true);
+    return this.commits.commitFor(true);
   }
 
   private dropNewest(rest: LogRecord[]): void {
@@ -490,169 +421,24 @@ export class ReliableQueue implements DestinationQueue {
     if (dropped === 0) return false;
     this.ring.setHead(end, seq);
     this.countDrop('queue_full', dropped);
-    this.resetReader(); // the read cache may hold dropped records
-    await this.syncNow();
-    this.startLoading();
+    this.cache.reset(); // it may hold dropped records
+    await this.commits.now();
+    this.cache.startLoading();
     return true;
   }
 
-  /** A promise for the sync that will cover what was just appended. */
-  private commitPromise(appended: boolean): Promise<void> | undefined {
-    if (!appended) return undefined;
-    if (this.options.sync === 'never') {
-      // Readable once "synced" (no fsync in this mode): let the reader see it at the next tick.
-      this.scheduleSync(0);
-      return undefined;
-    }
-    const p = new Promise<void>((resolve, reject) => this.commitWaiters.push({ resolve, reject }));
-    if (this.options.sync === 'always') this.scheduleSync(0);
-    else this.syncTimer?.ref(); // a pending commit keeps the process alive until its sync
-    return p;
-  }
-
-  /**
-   * `sync: interval`, a producer waiting for its commit (RELP, sluice, file sources): its sync
-   * starts in the next turn of the event loop, or right after the one running, not at the next
-   * interval. A sender with a window, all of it waiting, then waits about one fsync, not half an
-   * interval. Measured with librelp's sender (window 128): waiting for a 1 ms pause in appends first
-   * was slower, because its windows arrive in one or two reads and the timer's wait (1 to 1.5 ms)
-   * cost more than the fsync itself.
-   */
-  private syncSoon(): void {
-    if (this.options.sync !== 'interval') return;
-    if (this.syncing) {
-      this.syncAgain = true;
-      return;
-    }
-    if (this.syncScheduled) return;
-    this.syncScheduled = true;
-    setImmediate(() => {
-      this.syncScheduled = false;
-      void this.syncNow().catch(() => undefined);
-    });
-  }
-
-  private scheduleSync(delay: number): void {
-    if (delay === 0) void this.syncNow().catch(() => undefined);
-  }
-
-  /** Group commit: one sync at a time; appends made while it runs are covered by the next. */
+  /** Group commit: see GroupCommit. Rejects when the sync fails. */
   syncNow(): Promise<void> {
-    if (this.syncing) {
-      this.syncAgain = true;
-      return this.syncing;
-    }
-    this.syncing = (async () => {
-      do {
-        this.syncAgain = false;
-        const waiters = this.commitWaiters;
-        this.commitWaiters = [];
-        try {
-          // Committed once the records are on disk: the header that follows need not be waited for.
-          const wrote = await this.ring.sync(() => {
-            for (const w of waiters) w.resolve();
-          });
-          for (const w of waiters) w.resolve();
-          if (wrote) this.options.disk?.ok();
-        } catch (err) {
-          // Nothing of this group is committed: its producers hear so (a file source reads those
-          // lines again), the unsynced appends are forgotten, and the next batch writes afresh.
-          for (const w of this.commitWaiters.splice(0)) waiters.push(w);
-          for (const w of waiters) w.reject(err as Error);
-          const lost = this.ring.tailSeq - this.ring.syncedTailSeq;
-          await this.ring.recover();
-          // A reader that followed the empty ring to its next lap follows it back (nothing was read there).
-          if (this.loadPos > this.ring.tail) this.resetReader();
-          // Each producer hears of its failed commit: one that can send again (files, RELP, sluice)
-          // does, and the router counts the loss for those that cannot (TCP, UDP). With `sync:
-          // never` nobody waits for a commit, so the loss is counted here.
-          if (lost > 0 && this.options.sync === 'never') this.countDrop('write_failed', lost);
-          this.options.logger.error({ queue: this.name, code: (err as NodeJS.ErrnoException).code, err: (err as Error).message }, 'queue write or fsync failed; the batches not yet committed were refused');
-          this.options.disk?.failed(err as Error, `queue ${this.name}`);
-          throw err;
-        }
-        this.wake();
-        // `sync: interval`: commits that came during the sync wait for the interval, unless a
-        // producer waits for them (syncSoon asked again).
-      } while (this.syncAgain || (this.options.sync !== 'interval' && this.commitWaiters.length > 0));
-    })().finally(() => {
-      this.syncing = null;
-      if (this.commitWaiters.length === 0) this.syncTimer?.unref();
-      // A failed sync ends its loop early: commits asked for meanwhile (after its recovery) still get theirs.
-      else if (this.syncAgain || this.options.sync === 'always') void this.syncNow().catch(() => undefined);
-    });
-    return this.syncing;
+    return this.commits.now();
   }
 
   private wake(): void {
-    if (this.loadPos < this.ring.syncedTail) this.startLoading();
+    this.cache.synced();
     if (this.spaceWaiters.length > 0 && !this.isFull()) {
       const w = this.spaceWaiters;
       this.spaceWaiters = [];
       for (const f of w) f();
     }
-  }
-
-  private startLoading(): void {
-    if (this.loading || this.disposed) return;
-    const epoch = this.loadEpoch;
-    this.loading = this.load(epoch)
-      .catch(async (err: unknown) => {
-        if (epoch !== this.loadEpoch) return;
-        if (err instanceof QueueCorruptError) {
-          this.rotation = this.handleRuntimeCorruption(err)
-            .catch((e: unknown) => this.options.logger.error({ queue: this.name, err: (e as Error).message }, 'rotating the corrupt queue file failed'))
-            .finally(() => {
-              this.rotation = null;
-            });
-          await this.rotation;
-        } else {
-          this.options.logger.error({ queue: this.name, err: (err as Error).message }, 'reading the queue file failed; will retry');
-        }
-      })
-      .finally(() => {
-        if (epoch === this.loadEpoch) this.loading = null;
-      });
-  }
-
-  private async load(epoch: number): Promise<void> {
-    // Only an empty ring's move to the next lap puts its head past what was loaded (see restartLap).
-    if (this.loadPos < this.ring.head) {
-      this.loadPos = this.ring.head;
-      this.loadSeq = this.ring.headSeq;
-    }
-    while (epoch === this.loadEpoch && this.readyBytes < this.readAhead && this.loadPos < this.ring.syncedTail) {
-      const recs = await this.ring.read(this.loadPos, this.loadSeq, Math.min(1 << 20, this.readAhead));
-      if (epoch !== this.loadEpoch || recs.length === 0) return;
-      for (const r of recs) {
-        const rec = this.decoder.decode(r.payload);
-        rec.queueSeq = r.seq;
-        this.ready.push(rec);
-        this.readyEnds.push(r.end);
-        this.readyBytes += this.ready[this.ready.length - 1]!.raw.length + RECORD_HEADER;
-      }
-      const last = recs[recs.length - 1]!;
-      this.loadPos = last.end;
-      this.loadSeq = last.seq + 1;
-      const w = this.recordWaiters;
-      this.recordWaiters = [];
-      for (const f of w) f();
-    }
-  }
-
-  /** A record in the live region failed its checks while running: rotate, salvage what is unacknowledged, resend. */
-  private async handleRuntimeCorruption(err: QueueCorruptError): Promise<void> {
-    await this.syncNow().catch(() => undefined);
-    const old = this.ring;
-    const from = { pos: old.head, seq: old.headSeq };
-    await old.settled();
-    const file = await this.openFile(this.file, false);
-    await this.rotateAndSalvage(file, err, from);
-    await (old as unknown as { file: { close(): Promise<void> } }).file.close().catch(() => undefined);
-    this.wake();
-    const w = this.recordWaiters;
-    this.recordWaiters = [];
-    for (const f of w) f();
   }
 
   waitForSpace(): Promise<void> {
@@ -681,73 +467,26 @@ export class ReliableQueue implements DestinationQueue {
     this.stalls++;
   }
 
-  /** Receive time of the oldest unacknowledged record, when it is in memory. */
-  private oldestKnown(): number | null {
-    if (this.inFlightEnds.length > this.inFlightHead) return this.inFlightTimes[this.inFlightHead]!;
-    // Nothing in flight: everything before the first loaded record is acknowledged.
-    if (this.ready.length > this.readyHead) return this.ready[this.readyHead]!.receivedAt;
-    return null;
-  }
-
   take(max: number): LogRecord[] {
-    const from = this.readyHead;
-    const n = Math.min(max, this.ready.length - from);
-    if (n === 0) {
-      this.startLoading();
-      return [];
-    }
-    const out = this.ready.slice(from, from + n);
-    for (let i = 0; i < n; i++) {
-      const size = out[i]!.raw.length;
-      this.inFlightEnds.push(this.readyEnds[from + i]!);
-      this.inFlightSizes.push(size);
-      this.inFlightTimes.push(out[i]!.receivedAt);
-      this.inFlightBytes += size;
-      this.readyBytes -= size + RECORD_HEADER;
-    }
-    this.readyHead += n;
-    if (this.readyHead === this.ready.length) {
-      this.ready = [];
-      this.readyEnds = [];
-      this.readyHead = 0;
-    } else if (this.readyHead > 4096 && this.readyHead * 2 > this.ready.length) {
-      this.ready = this.ready.slice(this.readyHead);
-      this.readyEnds = this.readyEnds.slice(this.readyHead);
-      this.readyHead = 0;
-    }
-    if (this.readyBytes < this.readAhead / 2) this.startLoading();
-    return out;
+    return this.cache.take(max);
   }
 
   ack(count: number): void {
-    const available = this.inFlightEnds.length - this.inFlightHead;
-    const n = Math.min(count, available);
-    if (n === 0) return;
-    const lastIndex = this.inFlightHead + n - 1;
-    const end = this.inFlightEnds[lastIndex]!;
-    for (let i = this.inFlightHead; i <= lastIndex; i++) this.inFlightBytes -= this.inFlightSizes[i]!;
-    this.inFlightHead += n;
-    if (this.inFlightHead > 4096 && this.inFlightHead * 2 > this.inFlightEnds.length) {
-      this.inFlightEnds = this.inFlightEnds.slice(this.inFlightHead);
-      this.inFlightSizes = this.inFlightSizes.slice(this.inFlightHead);
-      this.inFlightTimes = this.inFlightTimes.slice(this.inFlightHead);
-      this.inFlightHead = 0;
-    }
-    this.ring.setHead(end, this.ring.headSeq + n);
-    this.acked += n;
+    const done = this.cache.ack(count);
+    if (!done) return;
+    this.ring.setHead(done.end, this.ring.headSeq + done.n);
+    this.acked += done.n;
     // The freed space is reusable once a header naming the new head is on disk.
-    if (this.spaceWaiters.length > 0 || this.options.sync === 'always') void this.syncNow().catch(() => undefined);
+    if (this.spaceWaiters.length > 0 || this.options.sync === 'always') void this.commits.now().catch(() => undefined);
   }
 
   rewind(): void {
-    this.resetReader();
-    this.startLoading();
+    this.cache.rewind();
   }
 
   waitForRecords(): Promise<void> {
-    if (this.ready.length > this.readyHead || this.closed) return Promise.resolve();
-    this.startLoading();
-    return new Promise((resolve) => this.recordWaiters.push(resolve));
+    if (this.closed) return Promise.resolve();
+    return this.cache.waitForRecords();
   }
 
   stats(): QueueStats {
@@ -759,16 +498,16 @@ export class ReliableQueue implements DestinationQueue {
       // Message bytes are not tracked per record on disk; frames add RECORD_HEADER plus the origin each.
       bytes: diskBytes,
       memoryRecords: 0,
-      memoryBytes: this.readyBytes + this.inFlightBytes + this.ring.unwrittenBytes,
+      memoryBytes: this.cache.bytes + this.ring.unwrittenBytes,
       diskBytes,
-      inFlight: this.inFlightEnds.length - this.inFlightHead,
+      inFlight: this.cache.inFlight,
       capacityRecords: Number.POSITIVE_INFINITY,
       capacityBytes: this.capacity,
       pushed: this.pushed,
       acked: this.acked,
       dropped: { ...this.dropped },
       stalls: this.stalls,
-      oldestReceivedAt: records > 0 ? this.oldestKnown() : null,
+      oldestReceivedAt: records > 0 ? this.cache.oldestReceivedAt() : null,
       corruption: { ...this.corruption },
     };
   }
@@ -776,23 +515,21 @@ export class ReliableQueue implements DestinationQueue {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.syncTimer) clearInterval(this.syncTimer);
-    for (const f of this.recordWaiters.splice(0)) f();
+    this.commits.stop();
+    this.cache.release();
     for (const f of this.spaceWaiters.splice(0)) f();
   }
 
   /** Writes the acknowledged head and closes the file; call after the destination stopped. */
   async dispose(): Promise<void> {
     await this.close();
-    this.disposed = true;
-    this.loadEpoch++;
-    await this.loading;
-    await this.syncNow().catch(() => undefined);
+    await this.cache.stop();
+    await this.commits.now().catch(() => undefined);
     try {
       await this.ring.close();
     } finally {
       // Even when the disk refuses the last header (read-only, failing), this process lets go.
-      await this.lock?.release();
+      await this.directory.release();
     }
   }
 }

@@ -18,7 +18,7 @@ import {
   type ErrorCode,
   type Welcome,
 } from '../../protocol/sluice-wire.js';
-import { RecordDecoder } from '../../queue/disk/record-codec.js';
+import { RecordDecoder } from '../../protocol/record-codec.js';
 import { countDrop, LogRecord, newSourceStats } from '../../record.js';
 import type { Source, SourceContext } from '../types.js';
 import type { sluiceSourceSchema } from './config.js';

@@ -2,8 +2,8 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/log.js';
-import { MEMORY_FILE, NormalQueue, type NormalQueueOptions } from '../../../src/queue/disk/normal-queue.js';
-import { QUEUE_FILE } from '../../../src/queue/disk/reliable-queue.js';
+import { NormalQueue, type NormalQueueOptions } from '../../../src/queue/disk/normal-queue.js';
+import { MEMORY_FILE, QUEUE_FILE } from '../../../src/queue/layout.js';
 import { LogRecord, newSourceStats, type RecordOrigin } from '../../../src/record.js';
 import { removeDir, tempDir } from '../../helpers/agent.js';
 

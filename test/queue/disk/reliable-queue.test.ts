@@ -5,7 +5,8 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/log.js';
 import { QueueLockedError } from '../../../src/queue/disk/directory-lock.js';
-import { QUEUE_FILE, ReliableQueue, type ReliableQueueOptions } from '../../../src/queue/disk/reliable-queue.js';
+import { ReliableQueue, type ReliableQueueOptions } from '../../../src/queue/disk/reliable-queue.js';
+import { QUEUE_FILE } from '../../../src/queue/layout.js';
 import { LogRecord, newSourceStats, type RecordOrigin } from '../../../src/record.js';
 import { removeDir, tempDir, waitFor } from '../../helpers/agent.js';
 import { FaultyDisk } from '../../helpers/simulated-disk.js';
@@ -415,8 +416,15 @@ describe('ReliableQueue, corruption found while running', () => {
 
   it('rotates, resends every valid record, and keeps what is pushed during the rotation', async () => {
     dir = tempDir();
-    const q = await ReliableQueue.open('out', dir, opts({ memBufSize: 256 }));
+    const disk = new FaultyDisk();
+    const q = await ReliableQueue.open('out', dir, opts({ memBufSize: 256, openFile: disk.open }));
     await q.push(Array.from({ length: 20 }, (_, i) => rec(i)));
+    // Pushed while the damaged file is being rotated (as the fresh file is made): must land in the
+    // fresh file, not the old one.
+    let pushedDuring: Promise<void> | undefined;
+    disk.onOpen = (file, create) => {
+      if (create && file.endsWith('.salvage')) pushedDuring ??= q.push(Array.from({ length: 10 }, (_, i) => rec(20 + i)));
+    };
     // Damage record 10's payload in place, behind the queue's back.
     const file = path.join(dir, QUEUE_FILE);
     const bytes = readFileSync(file);
@@ -427,13 +435,10 @@ describe('ReliableQueue, corruption found while running', () => {
     await fd.close();
     const got: string[] = [];
     const deadline = Date.now() + 5000;
-    let pushedDuring: Promise<void> | undefined;
     while (q.corruption.rotated === 0 && Date.now() < deadline) {
       const batch = q.take(4);
       got.push(...batch.map((r) => r.raw.toString()));
       if (batch.length === 0) await Promise.race([q.waitForRecords(), new Promise((r) => setTimeout(r, 5))]);
-      // Pushed while the damaged file is being rotated: must land in the fresh file, not the old one.
-      if ((q as unknown as { rotation: Promise<void> | null }).rotation) pushedDuring ??= q.push(Array.from({ length: 10 }, (_, i) => rec(20 + i)));
     }
     expect(pushedDuring).toBeInstanceOf(Promise);
     expect(q.corruption.rotated).toBe(1);

@@ -1,4 +1,4 @@
-import { countDrop, LogRecord, newSourceStats, type RecordOrigin, type SourceStats } from '../../record.js';
+import { countDrop, LogRecord, newSourceStats, type RecordOrigin, type SourceStats } from '../record.js';
 
 /**
  * A LogRecord as the payload of a queue record:

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { encodeRecord, MAX_TIME, RecordDecoder } from '../../../src/queue/disk/record-codec.js';
-import { LogRecord, newSourceStats, type RecordOrigin } from '../../../src/record.js';
+import { encodeRecord, MAX_TIME, RecordDecoder } from '../../src/protocol/record-codec.js';
+import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
 
 describe('RecordDecoder', () => {
   const stats = newSourceStats();
