@@ -145,11 +145,11 @@ export class Router {
         // wait for the fsync and reject when the write failed (a source then skipped the batch).
         const pushed = this.waitForRoom(source, route, wait).then((room) => {
           if (withdrawn?.aborted) return { commit: undefined };
-          if (room) return { commit: this.countFailedCommit(q.push(batch, wait === 'keep_waiting'), q, batch.length, stats, wait) };
+          if (room) return { commit: this.pushInto(q, batch, stats, wait) };
           q.countDrop('block_timeout', batch.length);
           countDrop(stats.dropped, 'block_timeout', batch.length);
           return { commit: undefined };
-        });
+        }, failedWait);
         (accepted ??= []).push(pushed);
         (committed ??= []).push(pushed.then(unbox));
       } else {
@@ -159,12 +159,12 @@ export class Router {
           countDrop(stats.dropped, 'disk_behind', batch.length);
           continue;
         }
-        const c = this.countFailedCommit(q.push(batch, wait === 'keep_waiting'), q, batch.length, stats, wait);
+        const c = this.pushInto(q, batch, stats, wait);
         if (c) (committed ??= []).push(c);
         if (wait !== 'no' && q.congested()) {
           // The disk is behind the sender: wait for the writes before reading more (bounded memory).
           q.countStall();
-          (accepted ??= []).push(q.waitUncongested());
+          (accepted ??= []).push(q.waitUncongested().catch(ignore));
         }
       }
     }
@@ -173,6 +173,21 @@ export class Router {
     // Nobody may be listening for a failed commit (UDP, TCP): it is logged by the queue.
     result.committed?.catch(ignore);
     return result;
+  }
+
+  /**
+   * Pushes a batch into one queue. A queue that throws fails the batch's commit, not the caller: a
+   * source's socket handler or read loop must never die of it, nor wait forever.
+   */
+  private pushInto(q: DestinationQueue, batch: LogRecord[], stats: SourceStats, wait: WaitMode): Promise<void> | undefined {
+    let c: Promise<void> | undefined;
+    try {
+      c = q.push(batch, wait === 'keep_waiting');
+    } catch (err) {
+      this.options.logger?.error({ destination: q.name, records: batch.length, err: (err as Error).message }, 'the queue refused a batch: its commit fails');
+      c = Promise.reject(err as Error);
+    }
+    return this.countFailedCommit(c, q, batch.length, stats, wait);
   }
 
   /**
@@ -232,12 +247,24 @@ function unbox(b: { commit: Promise<void> | undefined }): Promise<void> | undefi
   return b.commit;
 }
 
+/** Waiting for room failed (the queue closed under it): the batch's commit fails, its acceptance does not. */
+function failedWait(err: unknown): { commit: Promise<void> } {
+  return { commit: Promise.reject(err as Error) };
+}
+
 function allDone(ps: Promise<unknown>[] | undefined): Promise<void> | undefined {
   return ps ? Promise.all(ps).then(ignore) : undefined;
 }
 
+/**
+ * What a source gets back for a batch; undefined when all is done already. The two never depend on
+ * each other: waiting for room never waits for the fsync, and a failed write never fails the wait.
+ */
 export interface Dispatch {
-  /** Resolves when every queue has taken the batch (after waiting for room). */
+  /**
+   * Resolves once every queue has taken the batch, after waiting for room where the source can
+   * wait (or the wait gave up). A source reads nothing more meanwhile. Never rejects.
+   */
   accepted: Promise<void> | undefined;
   /** Resolves when the batch is durable in every queue; rejects when a queue could not write it. */
   committed: Promise<void> | undefined;

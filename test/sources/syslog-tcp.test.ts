@@ -6,6 +6,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { portOf, readLines, removeDir, sleep, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 import { makePki } from '../helpers/tls.js';
+import { FaultyDisk } from '../helpers/simulated-disk.js';
+import { parseConfigText } from '../../src/config/load.js';
+import { silentLogger } from '../../src/log.js';
+import { Router } from '../../src/pipeline/router.js';
+import { ReliableQueue } from '../../src/queue/disk/reliable-queue.js';
+import { SyslogTcpSource } from '../../src/sources/syslog-tcp/index.js';
 
 function connect(port: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
@@ -201,4 +207,89 @@ pipelines:
       removeDir(dir);
     }
   });
+});
+
+describe('syslog_tcp source, batches that cannot be committed', () => {
+  const yaml = (dir: string) => `
+state_dir: ${dir}
+sources:
+  tcp: { type: syslog_tcp, address: "127.0.0.1:0" }
+destinations:
+  d: { type: file, path: ${dir}/unused.log }
+pipelines:
+  p: { from: [tcp], to: [d] }
+`;
+
+  /**
+   * A TCP source on a real socket, routed into a reliable queue on a disk that fails on demand.
+   * `throwing`: the queue's push throws instead of failing the commit (a queue bug): the source must
+   * survive that too.
+   */
+  async function withSource(body: (t: { port: number; q: ReliableQueue; disk: FaultyDisk; source: SyslogTcpSource; failPush: { on: boolean } }) => Promise<void>): Promise<void> {
+    const dir = tempDir();
+    const disk = new FaultyDisk();
+    const q = await ReliableQueue.open('d', path.join(dir, 'q'), { maxSize: 1 << 20, memBufSize: 1 << 16, sync: 'interval', syncInterval: 5, full: 'block', logger: silentLogger(), statsOf: () => undefined, openFile: disk.open });
+    const failPush = { on: false };
+    const queue = new Proxy(q, {
+      get(target, p) {
+        if (p === 'push' && failPush.on) return () => { throw new Error('queue bug'); };
+        const v = Reflect.get(target, p) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const config = parseConfigText(yaml(dir), 'test.yaml').config;
+    const router = new Router(config.pipelines, new Map([['d', queue]]));
+    const source = new SyslogTcpSource(config.sources.tcp as never, { name: 'tcp', router, logger: silentLogger(), stateDir: dir, hostname: 'h' });
+    await source.start();
+    try {
+      await body({ port: source.port, q, disk, source, failPush });
+    } finally {
+      await source.stop();
+      await q.dispose();
+      removeDir(dir);
+    }
+  }
+
+  /** The line numbers of everything the queue holds, in order. */
+  async function taken(q: ReliableQueue): Promise<number[]> {
+    const out: number[] = [];
+    while (out.length < q.size) {
+      const got = q.take(100_000);
+      if (got.length === 0) await Promise.race([q.waitForRecords(), sleep(5)]);
+      for (const r of got) out.push(Number(/m(\d+)$/.exec(r.raw.toString())![1]));
+    }
+    return out;
+  }
+
+  for (const how of ['its write fails', 'the queue throws'] as const) {
+    it(`keeps reading a connection whose batches cannot be committed (${how}), and counts every line it lost`, async () => {
+      await withSource(async ({ port, q, disk, source, failPush }) => {
+        const s = await connect(port);
+        if (how === 'its write fails') disk.failWrites = 'EIO';
+        else failPush.on = true;
+        // Enough to fill the socket buffers many times over: a paused connection would stall here.
+        let sent = 0;
+        const burst = (n: number) => {
+          let text = '';
+          for (let i = 0; i < n; i++) text += `<13>1 - - - - - - m${sent++}\n`;
+          return new Promise<void>((r) => s.write(text, () => r()));
+        };
+        await burst(20_000);
+        await waitFor('every line of the burst read', () => source.stats.received === sent);
+        disk.failWrites = null;
+        failPush.on = false;
+        await waitFor('the failed commits counted', () => (source.stats.dropped.write_failed ?? 0) + q.size === sent);
+        // The same connection is still read, and what it sends now is queued.
+        await burst(100);
+        await waitFor('the lines after the failure read', () => source.stats.received === sent);
+        await q.syncNow();
+        const inQueue = await taken(q);
+        expect(inQueue.slice(-100)).toEqual(Array.from({ length: 100 }, (_, i) => sent - 100 + i));
+        // Every line not in the queue was counted as lost, and none twice.
+        expect(source.stats.dropped.write_failed).toBe(sent - inQueue.length);
+        expect(q.stats().dropped.write_failed).toBe(sent - inQueue.length);
+        s.destroy();
+      });
+    }, 60_000);
+  }
 });
