@@ -302,6 +302,11 @@ export class ReliableQueue implements DestinationQueue {
     return this.rotating;
   }
 
+  /** Resolves once no rotation and no drop of the oldest records is under way: a push made then is appended at once. */
+  async settled(): Promise<void> {
+    while (this.rotating || this.droppingOldest) await (this.rotating ?? this.droppingOldest);
+  }
+
   isFull(): boolean {
     return this.ring.freeBytes() < Math.min(FULL_MARGIN, this.capacity / 4);
   }
