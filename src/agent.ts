@@ -125,7 +125,7 @@ export class Agent {
   }
 
   private addSource(name: string): Source {
-    const s = buildSource(this.config.sources[name]!, { name, router: this.router!, logger: this.logger.child({ source: name }), stateDir: this.stateDir, hostname: this.hostname, disk: this.gate, shedding: () => this.gate.latched });
+    const s = buildSource(this.config.sources[name]!, { name, router: this.router!, logger: this.logger.child({ source: name }), stateDir: this.stateDir, hostname: this.hostname, diskHealth: this.gate, shedding: () => this.gate.latched });
     this.sources.set(name, s);
     return s;
   }

@@ -9,7 +9,7 @@ export interface SourceContext {
   stateDir: string;
   hostname: string;
   /** Told of failed writes under state_dir (the load-shedding gate). */
-  disk?: { failed(err: Error, what: string): void };
+  diskHealth?: { failed(err: Error, what: string): void };
   /** True while the load-shedding gate is latched: sources that can answer with an error do. */
   shedding?: () => boolean;
 }

@@ -1,6 +1,5 @@
 import { open, readFile, unlink } from 'node:fs/promises';
 import { readFileSync, statSync } from 'node:fs';
-import path from 'node:path';
 
 import { QueueLayout } from '../layout.js';
 

@@ -35,7 +35,7 @@ export class GroupCommit {
 
   constructor(
     private readonly mode: SyncMode,
-    private readonly interval: number,
+    interval: number,
     private readonly hooks: GroupCommitHooks,
   ) {
     if (mode === 'interval' || mode === 'never') {

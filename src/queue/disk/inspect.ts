@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { LogRecord } from '../../record.js';
@@ -8,7 +8,7 @@ import { openFsQueueFile, type QueueFile } from './queue-file.js';
 import { encodeRecord, RecordDecoder } from '../../protocol/record-codec.js';
 import { QUEUE_FILE, QueueLayout, queuesRoot } from '../layout.js';
 import { WRITE_BEHIND_MAX } from './reliable-queue.js';
-import { readMetaSync, type QueueMeta } from './queue-directory.js';
+import { readMetaSync } from './queue-directory.js';
 import { DATA_START, QueueCorruptError, RingFile } from './ring-file.js';
 import { scanForSalvage } from './salvage.js';
 

@@ -1,6 +1,5 @@
 import { rename, rm, stat } from 'node:fs/promises';
 import { QueueLayout } from '../layout.js';
-import path from 'node:path';
 import type { LogRecord } from '../../record.js';
 import { MemoryQueue } from '../memory-queue.js';
 import { noCorruption, type CorruptionStats, type DestinationQueue, type FullPolicy, type QueueStats } from '../types.js';

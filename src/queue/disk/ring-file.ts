@@ -1,11 +1,9 @@
 import { crc32 } from 'node:zlib';
 import type { QueueFile } from './queue-file.js';
 
-/**
- * The reliable queue's file: a header with two alternating slots, then a ring of records.
- * Positions are logical byte counts that only grow; the byte on disk is DATA_START + pos % capacity.
- * See docs/queue-format.md.
- */
+// The reliable queue's file: a header with two alternating slots, then a ring of records.
+// Positions are logical byte counts that only grow; the byte on disk is DATA_START + pos % capacity.
+// See docs/queue-format.md.
 
 /** Bytes of one header slot as written now (format 2); format 1 slots are 64 bytes. */
 export const SLOT_SIZE = 96;

@@ -345,7 +345,7 @@ export class FileSource implements Source {
     try {
       await this.store.flush();
     } catch (err) {
-      this.ctx.disk?.failed(err as Error, `checkpoints of ${this.name}`);
+      this.ctx.diskHealth?.failed(err as Error, `checkpoints of ${this.name}`);
       this.quiet.log('checkpoint', (extra) => this.ctx.logger.error({ file: this.store.file, err: (err as Error).message, ...extra }, 'cannot write checkpoints; will retry'));
     }
   }

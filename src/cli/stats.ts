@@ -1,4 +1,5 @@
-import type { AgentStatus } from './agent.js';
+import { loadConfig } from './config.js';
+import type { AgentStatus } from '../agent.js';
 
 /** `sluice stats`: a table of a running agent's counters, read from its admin listener. */
 
@@ -77,7 +78,7 @@ export async function fetchStatus(url: string): Promise<AgentStatus> {
 }
 
 /** Prints once, or every `interval` ms until interrupted. */
-export async function statsCommand(url: string, watch: number | null, out: (s: string) => void, err: (s: string) => void): Promise<number> {
+export async function showStats(url: string, watch: number | null, out: (s: string) => void, err: (s: string) => void): Promise<number> {
   let prev: AgentStatus | undefined;
   for (;;) {
     let s: AgentStatus;
@@ -95,4 +96,26 @@ export async function statsCommand(url: string, watch: number | null, out: (s: s
     prev = s;
     await new Promise((r) => setTimeout(r, watch));
   }
+}
+
+/** `sluice stats [SECONDS] [--watch] [--url URL]`: the admin listener's figures, once or every SECONDS. */
+export async function statsCommand(file: string, values: { url?: string; watch?: boolean }, interval: string | undefined): Promise<number> {
+  let url = values.url;
+  if (!url) {
+    const loaded = await loadConfig(file);
+    if (!loaded) return 1;
+    const a = loaded.config.admin;
+    if (!a.enabled) {
+      process.stderr.write(`sluice stats: the admin listener is off in ${file} (admin.enabled)\n`);
+      return 2;
+    }
+    const host = a.address.host === '0.0.0.0' ? '127.0.0.1' : a.address.host === '::' ? '[::1]' : a.address.host.includes(':') ? `[${a.address.host}]` : a.address.host;
+    url = `http://${host}:${a.address.port}`;
+  }
+  const seconds = interval !== undefined ? Number(interval) : 2;
+  if (values.watch && !(seconds > 0)) {
+    process.stderr.write(`sluice stats: --watch takes a number of seconds, got ${interval}\n`);
+    return 2;
+  }
+  return showStats(url, values.watch ? seconds * 1000 : null, (t) => process.stdout.write(`${t}\n`), (t) => process.stderr.write(`${t}\n`));
 }

@@ -1,14 +1,14 @@
 import { existsSync, readdirSync, renameSync, statSync } from 'node:fs';
-import { queuesRoot } from './queue/layout.js';
+import { queuesRoot } from '../queue/layout.js';
 import os from 'node:os';
 import path from 'node:path';
-import type { SluiceConfig } from './config/schema.js';
-import { formatSize } from './config/units.js';
-import type { Logger } from './log.js';
-import { inspectQueueFile, listQueueDirs, queueFilePath, salvageQueueFile, unackedRecords, type QueueFileInfo } from './queue/disk/inspect.js';
-import { startDrain } from './queue/orphans.js';
-import { buildDestination, buildMemoryQueue } from './components.js';
-import { FileDeadLetters, fromLine, readDeadLetters } from './destinations/dead-letters.js';
+import type { SluiceConfig } from '../config/schema.js';
+import { formatSize } from '../config/units.js';
+import type { Logger } from '../log.js';
+import { inspectQueueFile, listQueueDirs, queueFilePath, salvageQueueFile, unackedRecords, type QueueFileInfo } from '../queue/disk/inspect.js';
+import { startDrain } from '../queue/orphans.js';
+import { buildDestination, buildMemoryQueue } from '../components.js';
+import { FileDeadLetters, fromLine, readDeadLetters } from '../destinations/dead-letters.js';
 
 /** `sluice queue ls|info|cat|salvage|drain`: offline tools for queue directories, like syslog-ng's dqtool. */
 
