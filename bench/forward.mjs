@@ -14,7 +14,19 @@
 //       the same whoever sends, and the senders' difference shows.
 //     BENCH_RELP_RECEIVER=default or batched runs one of them.
 import { readdirSync, readFileSync } from 'node:fs';
-import { freePort, loggenRun, median, peakRssMb, requirePeers, startRsyslog, startSink, startSluice, stop, tmp, waitPort } from './harness.mjs';
+import {
+  freePort,
+  loggenRun,
+  median,
+  peakRssMb,
+  requirePeers,
+  startRsyslog,
+  startSink,
+  startSluice,
+  stop,
+  tmp,
+  waitPort,
+} from './harness.mjs';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 1_000_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -22,38 +34,54 @@ const TOKEN = 'bench-token-0123456789abcdef';
 // The same RELP window (messages unanswered at once) for sluice and omrelp.
 const RELP_WINDOW = Number(process.env.BENCH_RELP_WINDOW ?? 4096);
 
-
 async function agentToCentral(sink) {
   const dir = tmp();
   const centralPort = await freePort();
   const inPort = await freePort();
-  const central = startSluice(dir, 'central', `
+  const central = startSluice(
+    dir,
+    'central',
+    `
 state_dir: ${dir}/central
 log: { level: warn, format: json }
 admin: { enabled: false }
 sources:
   agents: { type: sluice, address: "127.0.0.1:${centralPort}", tokens: ["${TOKEN}"] }
 destinations:
-  sink: { type: syslog, address: "127.0.0.1:${sink.port}", framing: lf, queue: { mode: reliable, max_size: 2GiB, sync_interval: 50ms } }
+  sink: { type: syslog, address: "127.0.0.1:${sink.port}", framing: lf, queue: { mode: reliable, max_size: 2GiB,
+      sync_interval: 50ms } }
 pipelines:
   p: { from: [agents], to: [sink] }
-`);
+`,
+  );
   await waitPort(centralPort);
-  const agent = startSluice(dir, 'agent', `
+  const agent = startSluice(
+    dir,
+    'agent',
+    `
 state_dir: ${dir}/agent
 log: { level: warn, format: json }
 admin: { enabled: false }
 sources:
   in: { type: syslog_tcp, address: "127.0.0.1:${inPort}" }
 destinations:
-  central: { type: sluice, urls: ["ws://127.0.0.1:${centralPort}"], token: "${TOKEN}", compression: ${process.env.BENCH_COMPRESSION ?? "deflate"}, queue: { mode: reliable, max_size: 2GiB, sync_interval: 50ms } }
+  central: { type: sluice, urls: ["ws://127.0.0.1:${centralPort}"], token: "${TOKEN}",
+      compression: ${process.env.BENCH_COMPRESSION ?? 'deflate'}, queue: { mode: reliable, max_size: 2GiB,
+      sync_interval: 50ms } }
 pipelines:
   p: { from: [in], to: [central] }
-`);
+`,
+  );
   await waitPort(inPort);
-  return { port: inPort, cpu: { sender: agent, receiver: central }, stop: async () => { await stop(agent); await stop(central); } };
+  return {
+    port: inPort,
+    cpu: { sender: agent, receiver: central },
+    stop: async () => {
+      await stop(agent);
+      await stop(central);
+    },
+  };
 }
-
 
 /** The receivers of part 2 (see the top of this file): extra parameters of imrelp's ruleset queue. */
 const RECEIVERS = {
@@ -65,12 +93,16 @@ const RECEIVERS = {
 async function imrelpToSink(sink, receiver) {
   const dir = tmp();
   const port = await freePort();
-  const child = startRsyslog(dir, `
+  const child = startRsyslog(
+    dir,
+    `
 module(load="imrelp")
 input(type="imrelp" port="${port}" ruleset="out")
 template(name="raw" type="string" string="%rawmsg%")
-ruleset(name="out" queue.type="LinkedList" queue.size="200000" ${RECEIVERS[receiver]}) { action(type="omfwd" target="127.0.0.1" port="${sink.port}" protocol="tcp" template="raw") }
-`);
+ruleset(name="out" queue.type="LinkedList" queue.size="200000" ${RECEIVERS[receiver]})
+    { action(type="omfwd" target="127.0.0.1" port="${sink.port}" protocol="tcp" template="raw") }
+`,
+  );
   await waitPort(port);
   return { port, child };
 }
@@ -79,7 +111,10 @@ async function sluiceToImrelp(sink, receiver, queue) {
   const rx = await imrelpToSink(sink, receiver);
   const dir = tmp();
   const inPort = await freePort();
-  const agent = startSluice(dir, 'relp', `
+  const agent = startSluice(
+    dir,
+    'relp',
+    `
 state_dir: ${dir}/state
 log: { level: warn, format: json }
 admin: { enabled: false }
@@ -89,27 +124,44 @@ destinations:
   r: { type: relp, address: "127.0.0.1:${rx.port}", window: ${RELP_WINDOW}, queue: ${queue} }
 pipelines:
   p: { from: [in], to: [r] }
-`);
+`,
+  );
   await waitPort(inPort);
-  return { port: inPort, cpu: { sender: agent, receiver: rx.child }, stop: async () => { await stop(agent); await stop(rx.child); } };
+  return {
+    port: inPort,
+    cpu: { sender: agent, receiver: rx.child },
+    stop: async () => {
+      await stop(agent);
+      await stop(rx.child);
+    },
+  };
 }
 
 async function omrelpToImrelp(sink, receiver) {
   const rx = await imrelpToSink(sink, receiver);
   const dir = tmp();
   const inPort = await freePort();
-  const child = startRsyslog(dir, `
+  const child = startRsyslog(
+    dir,
+    `
 module(load="imtcp")
 module(load="omrelp")
 input(type="imtcp" port="${inPort}" ruleset="fwd")
 template(name="raw" type="string" string="%rawmsg%")
-ruleset(name="fwd" queue.type="LinkedList" queue.size="200000") { action(type="omrelp" target="127.0.0.1" port="${rx.port}" template="raw" windowSize="${RELP_WINDOW}") }
-`);
+ruleset(name="fwd" queue.type="LinkedList" queue.size="200000")
+    { action(type="omrelp" target="127.0.0.1" port="${rx.port}" template="raw" windowSize="${RELP_WINDOW}") }
+`,
+  );
   await waitPort(inPort);
-  return { port: inPort, cpu: { sender: child, receiver: rx.child }, stop: async () => { await stop(child); await stop(rx.child); } };
+  return {
+    port: inPort,
+    cpu: { sender: child, receiver: rx.child },
+    stop: async () => {
+      await stop(child);
+      await stop(rx.child);
+    },
+  };
 }
-
-
 
 const TICKS = 100; // USER_HZ on Linux
 /** User plus system CPU seconds a live process has used so far (Linux /proc). */
@@ -119,16 +171,23 @@ function cpuSeconds(child) {
   return (Number(f[11]) + Number(f[12])) / TICKS;
 }
 
-
 function threads(child) {
   const out = [];
   for (const tid of readdirSync(`/proc/${child.pid}/task`)) {
     try {
       const comm = readFileSync(`/proc/${child.pid}/task/${tid}/comm`, 'utf8').trim();
-      const [run, wait, slices] = readFileSync(`/proc/${child.pid}/task/${tid}/schedstat`, 'utf8').trim().split(' ').map(Number);
+      const [run, wait, slices] = readFileSync(`/proc/${child.pid}/task/${tid}/schedstat`, 'utf8')
+        .trim()
+        .split(' ')
+        .map(Number);
       // Voluntary switches: how often the thread went to sleep (an empty socket, a lock, a condition).
-      const sleeps = /voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/task/${tid}/status`, 'utf8'))?.[1];
-      if (run > 1e8) out.push(`${comm} cpu ${(run / 1e9).toFixed(2)}s wait ${(wait / 1e9).toFixed(2)}s slices ${slices} sleeps ${sleeps}`);
+      const sleeps = /voluntary_ctxt_switches:\s+(\d+)/.exec(
+        readFileSync(`/proc/${child.pid}/task/${tid}/status`, 'utf8'),
+      )?.[1];
+      if (run > 1e8)
+        out.push(
+          `${comm} cpu ${(run / 1e9).toFixed(2)}s wait ${(wait / 1e9).toFixed(2)}s slices ${slices} sleeps ${sleeps}`,
+        );
     } catch {
       // the thread ended
     }
@@ -161,7 +220,8 @@ async function measureSet(entries) {
           res.senderRss.push(peakRssMb(target.cpu.sender.pid));
           if (process.env.BENCH_THREADS) {
             // Per thread: CPU seconds, seconds spent runnable but waiting for a CPU, and time slices.
-            for (const [who, child] of Object.entries(target.cpu)) console.log(`  ${res.name} ${who}: ${threads(child).join('; ')}`);
+            for (const [who, child] of Object.entries(target.cpu))
+              console.log(`  ${res.name} ${who}: ${threads(child).join('; ')}`);
           }
         } finally {
           await target.stop();
@@ -171,20 +231,42 @@ async function measureSet(entries) {
   } finally {
     await stop(sink.child);
   }
-  return results.map((r) => ({ ...r, median: median(r.rates), senderUs: median(r.senderUs), receiverUs: median(r.receiverUs), senderRss: median(r.senderRss) }));
+  return results.map((r) => ({
+    ...r,
+    median: median(r.rates),
+    senderUs: median(r.senderUs),
+    receiverUs: median(r.receiverUs),
+    senderRss: median(r.senderRss),
+  }));
 }
 
 requirePeers();
-console.log(`forwarding benchmark: ${N} messages of 200 bytes per round, ${ROUNDS} rounds, loggen -> ... -> line-counting sink (TCP)`);
+console.log(
+  `forwarding benchmark: ${N} messages of 200 bytes per round, ${ROUNDS} rounds, loggen -> ... -> line-counting sink ` +
+    `(TCP)`,
+);
 const only = process.env.BENCH_ONLY; // 'central' or 'relp' to run one part
 const skip = { name: 'skipped', median: NaN, rates: [] };
-const [a] = only === 'relp' ? [skip] : await measureSet([{ name: 'agent -> sluice protocol -> central (reliable queues, fsync both sides)', start: agentToCentral }]);
+const [a] =
+  only === 'relp'
+    ? [skip]
+    : await measureSet([
+        { name: 'agent -> sluice protocol -> central (reliable queues, fsync both sides)', start: agentToCentral },
+      ]);
 const us = (x) => (x === undefined ? '' : x.toFixed(2));
 function table(results) {
   console.log('');
-  console.log('| pipeline | median msg/s | rounds, in run order | sender CPU µs/msg | receiver CPU µs/msg | sender peak RSS MB |');
+  console.log(
+    '| pipeline | median msg/s | rounds, in run order | sender CPU µs/msg | receiver CPU µs/msg ' +
+      '| sender peak RSS MB |',
+  );
   console.log('|---|---:|---|---:|---:|---:|');
-  for (const r of results) console.log(`| ${r.name} | ${Math.round(r.median).toLocaleString('en')} | ${r.rates.map((x) => Math.round(x / 1000) + 'k').join(', ')} | ${us(r.senderUs)} | ${us(r.receiverUs)} | ${r.senderRss === undefined ? '' : Math.round(r.senderRss)} |`);
+  for (const r of results)
+    console.log(
+      `| ${r.name} | ${Math.round(r.median).toLocaleString('en')} | ` +
+        `${r.rates.map((x) => `${Math.round(x / 1000)}k`).join(', ')} | ${us(r.senderUs)} | ${us(r.receiverUs)} | ` +
+        `${r.senderRss === undefined ? '' : Math.round(r.senderRss)} |`,
+    );
 }
 if (only === 'central') {
   table([a]);
@@ -192,24 +274,35 @@ if (only === 'central') {
   process.exit(0);
 }
 const receivers = process.env.BENCH_RELP_RECEIVER ? [process.env.BENCH_RELP_RECEIVER] : Object.keys(RECEIVERS);
-for (const rcv of receivers) if (!(rcv in RECEIVERS)) throw new Error(`BENCH_RELP_RECEIVER: ${rcv} is not one of ${Object.keys(RECEIVERS).join(', ')}`);
+for (const rcv of receivers)
+  if (!(rcv in RECEIVERS))
+    throw new Error(`BENCH_RELP_RECEIVER: ${rcv} is not one of ${Object.keys(RECEIVERS).join(', ')}`);
 // Every sender against every receiver, all taking turns round by round.
 const relp = await measureSet(
   receivers.flatMap((rcv) => [
-    { name: `sluice RELP destination (memory queue, as omrelp's) -> imrelp, ${rcv} receiver`, start: (k) => sluiceToImrelp(k, rcv, '{ mode: memory }') },
-    { name: `sluice RELP destination (reliable queue, fsync) -> imrelp, ${rcv} receiver`, start: (k) => sluiceToImrelp(k, rcv, '{ mode: reliable, max_size: 2GiB, sync_interval: 50ms }') },
+    {
+      name: `sluice RELP destination (memory queue, as omrelp's) -> imrelp, ${rcv} receiver`,
+      start: (k) => sluiceToImrelp(k, rcv, '{ mode: memory }'),
+    },
+    {
+      name: `sluice RELP destination (reliable queue, fsync) -> imrelp, ${rcv} receiver`,
+      start: (k) => sluiceToImrelp(k, rcv, '{ mode: reliable, max_size: 2GiB, sync_interval: 50ms }'),
+    },
     { name: `rsyslog 8.2302 omrelp (memory queue) -> imrelp, ${rcv} receiver`, start: (k) => omrelpToImrelp(k, rcv) },
   ]),
 );
 table(only === 'relp' ? relp : [a, ...relp]);
-if (only !== 'relp') console.log(`\nagent -> central: ${Math.round(a.median).toLocaleString('en')} msg/s (target >= 150,000)`);
+if (only !== 'relp')
+  console.log(`\nagent -> central: ${Math.round(a.median).toLocaleString('en')} msg/s (target >= 150,000)`);
 receivers.forEach((rcv, i) => {
   const [s, sr, o] = relp.slice(3 * i, 3 * i + 3);
   // Also the median of the round-by-round ratios: each round's runs are minutes apart at most, so
   // this pairs them against the machine's drift.
   const paired = (x) => median(x.rates.map((rate, k) => rate / o.rates[k]));
   console.log(
-    `RELP, ${rcv} receiver: sluice ${Math.round(s.median).toLocaleString('en')} msg/s = ${(s.median / o.median).toFixed(2)}x rsyslog omrelp (round by round ${paired(s).toFixed(2)}x), both with memory queues (target >= 1x); ` +
+    `RELP, ${rcv} receiver: sluice ${Math.round(s.median).toLocaleString('en')} msg/s = ` +
+      `${(s.median / o.median).toFixed(2)}x rsyslog omrelp (round by round ${paired(s).toFixed(2)}x), both with ` +
+      `memory queues (target >= 1x); ` +
       `with a reliable queue ${(sr.median / o.median).toFixed(2)}x (${paired(sr).toFixed(2)}x)`,
   );
 });

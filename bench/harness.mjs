@@ -22,7 +22,11 @@ export function requirePeers() {
 
 export const sngEnv = () => ({
   ...process.env,
-  LD_LIBRARY_PATH: [path.join(sng, 'usr/lib/syslog-ng'), path.join(sng, 'usr/lib/x86_64-linux-gnu'), path.join(sng, 'lib/x86_64-linux-gnu')].join(':'),
+  LD_LIBRARY_PATH: [
+    path.join(sng, 'usr/lib/syslog-ng'),
+    path.join(sng, 'usr/lib/x86_64-linux-gnu'),
+    path.join(sng, 'lib/x86_64-linux-gnu'),
+  ].join(':'),
   SYSLOGNG_PREFIX: path.join(sng, 'usr'),
 });
 
@@ -82,9 +86,18 @@ export function startSink() {
 export function startSluice(dir, name, yaml) {
   const cfg = path.join(dir, `${name}.yaml`);
   writeFileSync(cfg, yaml);
-  const prof = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+  const prof = process.env.BENCH_PROFILE_DIR
+    ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`]
+    : [];
   // The V8 flags bin/sluice and the Debian launcher give it.
-  return startProcess(process.execPath, ['--max-semi-space-size=8', ...prof, path.join(root, 'dist/cli.js'), 'run', '-c', cfg]);
+  return startProcess(process.execPath, [
+    '--max-semi-space-size=8',
+    ...prof,
+    path.join(root, 'dist/cli.js'),
+    'run',
+    '-c',
+    cfg,
+  ]);
 }
 
 export function startProcess(cmd, args, env = process.env) {
@@ -113,10 +126,14 @@ export async function stop(child) {
 export async function loggenRun(port, sink, n, size = 200) {
   const base = sink.count;
   const start = process.hrtime.bigint();
-  const loggen = spawn(path.join(sng, 'usr/bin/loggen'), ['-i', '-S', '-s', String(size), '-r', '100000000', '-I', '3600', '-n', String(n), '-Q', '127.0.0.1', String(port)], {
-    env: sngEnv(),
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const loggen = spawn(
+    path.join(sng, 'usr/bin/loggen'),
+    ['-i', '-S', '-s', String(size), '-r', '100000000', '-I', '3600', '-n', String(n), '-Q', '127.0.0.1', String(port)],
+    {
+      env: sngEnv(),
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   let report = '';
   loggen.stderr.on('data', (d) => (report += d));
   const exited = new Promise((r) => loggen.on('exit', r));
@@ -204,17 +221,34 @@ export function startRsyslog(dir, conf) {
   if (!existsSync(work)) mkdirSync(work);
   const file = path.join(dir, 'rsyslog.conf');
   writeFileSync(file, `global(workDirectory="${work}")\n${conf}\n`);
-  return startProcess(path.join(rs, 'usr/sbin/rsyslogd'), ['-n', '-C', '-f', file, '-i', path.join(dir, 'pid'), '-M', path.join(lib, 'rsyslog')], { ...process.env, LD_LIBRARY_PATH: lib });
+  return startProcess(
+    path.join(rs, 'usr/sbin/rsyslogd'),
+    ['-n', '-C', '-f', file, '-i', path.join(dir, 'pid'), '-M', path.join(lib, 'rsyslog')],
+    { ...process.env, LD_LIBRARY_PATH: lib },
+  );
 }
 
 /** Starts syslog-ng 3.38 from .peers on `conf` (a whole config, @version included). */
 export function startSyslogNg(dir, conf) {
   const cfg = path.join(dir, 'syslog-ng.conf');
   writeFileSync(cfg, conf);
-  return startProcess(path.join(sng, 'usr/sbin/syslog-ng'), [
-    '-F', '-f', cfg, '-R', path.join(dir, 'persist'), '-p', path.join(dir, 'pid'), '-c', path.join(dir, 'ctl'), '--no-caps',
-    `--module-path=${path.join(sng, 'usr/lib/syslog-ng/3.38')}`,
-  ], sngEnv());
+  return startProcess(
+    path.join(sng, 'usr/sbin/syslog-ng'),
+    [
+      '-F',
+      '-f',
+      cfg,
+      '-R',
+      path.join(dir, 'persist'),
+      '-p',
+      path.join(dir, 'pid'),
+      '-c',
+      path.join(dir, 'ctl'),
+      '--no-caps',
+      `--module-path=${path.join(sng, 'usr/lib/syslog-ng/3.38')}`,
+    ],
+    sngEnv(),
+  );
 }
 
 /** Bytes a live process has caused to be written to storage so far, in MB (/proc/PID/io write_bytes). */

@@ -2,10 +2,22 @@
 import { parseSyslog } from '../dist/index.js';
 
 const samples = {
-  'RFC 5424 with structured data': Buffer.from('<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"] An application event log entry...'),
-  'RFC 5424, no SD (loggen -P)': Buffer.from('<38>1 2026-11-22T15:10:18+00:00 localhost prg00000 1234 - - \ufeffseq: 0000000000, thread: 0000, runid: 1795360218, stamp: 2026-11-22T15:10:18 PADDPADDPADDPADDPADDPADDPADDPADDPADDPADD'),
-  'RFC 3164': Buffer.from("<34>Oct 11 22:14:15 mymachine su[1234]: 'su root' failed for lonvick on /dev/pts/8 PADDPADDPADDPADDPADDPADDPADDPADDPADDPADDPADD"),
-  'RFC 3164, RFC 3339 time (lenient, loggen)': Buffer.from('<38>2026-11-22T15:10:17 localhost prg00000[1234]: seq: 0000000000, thread: 0000, runid: 1795360217, stamp: 2026-11-22T15:10:17 PADDPADDPADD'),
+  'RFC 5424 with structured data': Buffer.from(
+    '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" ' +
+      'eventSource="Application" eventID="1011"] An application event log entry...',
+  ),
+  'RFC 5424, no SD (loggen -P)': Buffer.from(
+    '<38>1 2026-11-22T15:10:18+00:00 localhost prg00000 1234 - - \ufeffseq: 0000000000, thread: 0000, runid: ' +
+      '1795360218, stamp: 2026-11-22T15:10:18 PADDPADDPADDPADDPADDPADDPADDPADDPADDPADD',
+  ),
+  'RFC 3164': Buffer.from(
+    "<34>Oct 11 22:14:15 mymachine su[1234]: 'su root' failed for lonvick on /dev/pts/8 " +
+      'PADDPADDPADDPADDPADDPADDPADDPADDPADDPADDPADD',
+  ),
+  'RFC 3164, RFC 3339 time (lenient, loggen)': Buffer.from(
+    '<38>2026-11-22T15:10:17 localhost prg00000[1234]: seq: 0000000000, thread: 0000, runid: 1795360217, stamp: ' +
+      '2026-11-22T15:10:17 PADDPADDPADD',
+  ),
 };
 const lenient = { lenient: true };
 const ref = { referenceDate: new Date(2026, 10, 22) };

@@ -32,7 +32,23 @@
 import { appendFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  cpuMicros, freePort, loggenRun, median, peakRssMb, relayConfig, requirePeers, rssMb, startRsyslog, startSink, startSluice, startSyslogNg, stop, tmp, waitCount, waitPort, writtenMb,
+  cpuMicros,
+  freePort,
+  loggenRun,
+  median,
+  peakRssMb,
+  relayConfig,
+  requirePeers,
+  rssMb,
+  startRsyslog,
+  startSink,
+  startSluice,
+  startSyslogNg,
+  stop,
+  tmp,
+  waitCount,
+  waitPort,
+  writtenMb,
 } from './harness.mjs';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 2_000_000);
@@ -51,14 +67,19 @@ const sluiceConfig = (dir, source, sink, mode) => relayConfig(dir, source, sink,
 
 const rsQueue = {
   memory: 'queue.type="LinkedList" queue.size="1000000" queue.dequeueBatchSize="1024"',
-  normal: 'queue.type="LinkedList" queue.size="1000000" queue.dequeueBatchSize="1024" queue.filename="da" queue.maxDiskSpace="2g" queue.saveOnShutdown="on"',
-  reliable: 'queue.type="Disk" queue.filename="dq" queue.maxDiskSpace="2g" queue.maxFileSize="64m" queue.dequeueBatchSize="1024"',
+  normal:
+    'queue.type="LinkedList" queue.size="1000000" queue.dequeueBatchSize="1024" queue.filename="da" ' +
+    'queue.maxDiskSpace="2g" queue.saveOnShutdown="on"',
+  reliable:
+    'queue.type="Disk" queue.filename="dq" queue.maxDiskSpace="2g" queue.maxFileSize="64m" ' +
+    'queue.dequeueBatchSize="1024"',
 };
 
 function rsyslogConfig(input, sink, mode) {
   return `main_queue(queue.type="LinkedList" queue.size="1000000" queue.dequeueBatchSize="1024")
 ${input}
-action(type="omfwd" target="127.0.0.1" port="${sink.port}" protocol="tcp" template="RSYSLOG_ForwardFormat" ${rsQueue[mode]})`;
+action(type="omfwd" target="127.0.0.1" port="${sink.port}" protocol="tcp"
+    template="RSYSLOG_ForwardFormat" ${rsQueue[mode]})`;
 }
 
 const sngBuffer = (dir, mode) =>
@@ -72,7 +93,8 @@ function syslogNgConfig(dir, source, sink, mode) {
   return `@version: 3.38
 options { keep-hostname(yes); stats-freq(0); };
 source s_in { ${source}; };
-destination d_sink { network("127.0.0.1" transport("tcp") port(${sink.port}) log-fifo-size(1000000) ${sngBuffer(dir, mode)}); };
+destination d_sink { network("127.0.0.1" transport("tcp") port(${sink.port}) log-fifo-size(1000000)
+    ${sngBuffer(dir, mode)}); };
 log { source(s_in); destination(d_sink); flags(flow-control); };
 `;
 }
@@ -82,21 +104,37 @@ const tcp = {
   sluice: async (sink, mode) => {
     const dir = tmp();
     const port = await freePort();
-    const child = startSluice(dir, 'sluice', sluiceConfig(dir, `{ type: syslog_tcp, address: "127.0.0.1:${port}" }`, sink, mode));
+    const child = startSluice(
+      dir,
+      'sluice',
+      sluiceConfig(dir, `{ type: syslog_tcp, address: "127.0.0.1:${port}" }`, sink, mode),
+    );
     await waitPort(port, 15_000, child);
     return { port, child };
   },
   rsyslog: async (sink, mode) => {
     const dir = tmp();
     const port = await freePort();
-    const child = startRsyslog(dir, rsyslogConfig(`module(load="imptcp")\ninput(type="imptcp" port="${port}" address="127.0.0.1")`, sink, mode));
+    const child = startRsyslog(
+      dir,
+      rsyslogConfig(`module(load="imptcp")\ninput(type="imptcp" port="${port}" address="127.0.0.1")`, sink, mode),
+    );
     await waitPort(port, 15_000, child);
     return { port, child };
   },
   'syslog-ng': async (sink, mode) => {
     const dir = tmp();
     const port = await freePort();
-    const child = startSyslogNg(dir, syslogNgConfig(dir, `network(transport("tcp") ip("127.0.0.1") port(${port}) max-connections(10) log-fetch-limit(1000) log-iw-size(100000))`, sink, mode));
+    const child = startSyslogNg(
+      dir,
+      syslogNgConfig(
+        dir,
+        `network(transport("tcp") ip("127.0.0.1") port(${port}) max-connections(10) log-fetch-limit(1000) ` +
+          `log-iw-size(100000))`,
+        sink,
+        mode,
+      ),
+    );
     await waitPort(port, 15_000, child);
     return { port, child };
   },
@@ -106,23 +144,48 @@ const tcp = {
 const file = {
   sluice: (sink, f) => {
     const dir = tmp();
-    return { child: startSluice(dir, 'sluice', sluiceConfig(dir, `{ type: file, paths: ["${f}"], read_from: beginning }`, sink, 'memory')) };
+    return {
+      child: startSluice(
+        dir,
+        'sluice',
+        sluiceConfig(dir, `{ type: file, paths: ["${f}"], read_from: beginning }`, sink, 'memory'),
+      ),
+    };
   },
   rsyslog: (sink, f) => {
     const dir = tmp();
-    return { child: startRsyslog(dir, rsyslogConfig(`module(load="imfile" mode="inotify")\ninput(type="imfile" file="${f}" tag="app" freshStartTail="off")`, sink, 'memory')) };
+    return {
+      child: startRsyslog(
+        dir,
+        rsyslogConfig(
+          `module(load="imfile" mode="inotify")\ninput(type="imfile" file="${f}" tag="app" freshStartTail="off")`,
+          sink,
+          'memory',
+        ),
+      ),
+    };
   },
   'syslog-ng': (sink, f) => {
     const dir = tmp();
-    return { child: startSyslogNg(dir, syslogNgConfig(dir, `file("${f}" follow-freq(1) log-fetch-limit(1000) flags(no-parse))`, sink, 'memory')) };
+    return {
+      child: startSyslogNg(
+        dir,
+        syslogNgConfig(dir, `file("${f}" follow-freq(1) log-fetch-limit(1000) flags(no-parse))`, sink, 'memory'),
+      ),
+    };
   },
 };
 
 // BENCH_PEERS=sluice (or a list) runs only those, for a quick before-and-after of sluice alone.
-const PEERS = ['sluice', 'rsyslog', 'syslog-ng'].filter((p) => !process.env.BENCH_PEERS || process.env.BENCH_PEERS.split(',').includes(p));
+const PEERS = ['sluice', 'rsyslog', 'syslog-ng'].filter(
+  (p) => !process.env.BENCH_PEERS || process.env.BENCH_PEERS.split(',').includes(p),
+);
 const NAMES = { sluice: 'sluice', rsyslog: 'rsyslog 8.2302', 'syslog-ng': 'syslog-ng 3.38' };
 const rows = [
-  ...['memory', 'normal', 'reliable'].map((mode) => ({ row: `TCP, ${mode} queue`, run: (peer, sink) => tcpRound(peer, sink, mode) })),
+  ...['memory', 'normal', 'reliable'].map((mode) => ({
+    row: `TCP, ${mode} queue`,
+    run: (peer, sink) => tcpRound(peer, sink, mode),
+  })),
   // The destination keeps up on average but stops reading for 300 ms every second: memory overflows
   // in each stall, and a normal queue should use the disk for that overflow only.
   ...['memory', 'normal'].map((mode) => ({
@@ -145,7 +208,12 @@ async function measured(child, sink, body) {
   const base = sink.count;
   const r = await body();
   const got = sink.count - base;
-  return { ...r, cpuUs: (cpuMicros(child.pid) - cpu0) / Math.max(1, got), peakMb: peakRssMb(child.pid), diskMb: writtenMb(child.pid) - w0 };
+  return {
+    ...r,
+    cpuUs: (cpuMicros(child.pid) - cpu0) / Math.max(1, got),
+    peakMb: peakRssMb(child.pid),
+    diskMb: writtenMb(child.pid) - w0,
+  };
 }
 
 async function tcpRound(peer, sink, mode) {
@@ -153,7 +221,8 @@ async function tcpRound(peer, sink, mode) {
   try {
     const idleMb = rssMb(t.child.pid);
     const r = await measured(t.child, sink, () => loggenRun(t.port, sink, N));
-    if (r.delivered < r.sent || r.sent < r.asked) console.error(`${peer} ${mode}: loggen sent ${r.sent} of ${r.asked}, ${r.delivered} arrived`);
+    if (r.delivered < r.sent || r.sent < r.asked)
+      console.error(`${peer} ${mode}: loggen sent ${r.sent} of ${r.asked}, ${r.delivered} arrived`);
     return { rate: r.rate, cpuUs: r.cpuUs, peakMb: r.peakMb, idleMb, diskMb: r.diskMb };
   } finally {
     await stop(t.child);
@@ -170,7 +239,8 @@ function testFile() {
   const chunk = 10_000;
   for (let i = 0; i < FILE_LINES; i += chunk) {
     let s = '';
-    for (let j = i; j < Math.min(FILE_LINES, i + chunk); j++) s += `line ${String(j).padStart(10, '0')} ${pad}\n`.padEnd(200, 'y');
+    for (let j = i; j < Math.min(FILE_LINES, i + chunk); j++)
+      s += `line ${String(j).padStart(10, '0')} ${pad}\n`.padEnd(200, 'y');
     appendFileSync(f, s);
   }
   return f;
@@ -195,7 +265,10 @@ async function fileRound(peer, sink) {
 }
 
 requirePeers();
-console.log(`pipeline benchmark: TCP ${N.toLocaleString('en')} messages and a file of ${FILE_LINES.toLocaleString('en')} lines, 200 bytes each, ${ROUNDS} rounds, the peers taking turns`);
+console.log(
+  `pipeline benchmark: TCP ${N.toLocaleString('en')} messages and a file of ${FILE_LINES.toLocaleString('en')} ` +
+    `lines, 200 bytes each, ${ROUNDS} rounds, the peers taking turns`,
+);
 const results = new Map(rows.map((r) => [r.row, new Map(PEERS.map((p) => [p, []]))]));
 const sink = await startSink();
 try {
@@ -204,7 +277,10 @@ try {
       // Each round starts with the next peer, so a machine that gets busier or quieter weighs on all alike.
       for (let k = 0; k < PEERS.length; k++) {
         const peer = PEERS[(k + round) % PEERS.length];
-        results.get(row).get(peer).push(await run(peer, sink));
+        results
+          .get(row)
+          .get(peer)
+          .push(await run(peer, sink));
       }
     }
   }
@@ -223,9 +299,13 @@ for (const [row, byPeer] of results) {
   const cells = PEERS.map((p) => {
     const xs = byPeer.get(p);
     const disk = xs[0]?.diskMb !== undefined ? `, ${fmt(xs, 'diskMb')} MB written` : '';
-    return `${Math.round(rate(p)).toLocaleString('en')} msg/s, ${fmt(xs, 'cpuUs', 2)} µs/msg, peak ${fmt(xs, 'peakMb')} MB${xs[0]?.idleMb !== undefined ? `, idle ${fmt(xs, 'idleMb')} MB` : ''}${disk}`;
+    return (
+      `${Math.round(rate(p)).toLocaleString('en')} msg/s, ${fmt(xs, 'cpuUs', 2)} µs/msg, peak ` +
+      `${fmt(xs, 'peakMb')} MB${xs[0]?.idleMb !== undefined ? `, idle ${fmt(xs, 'idleMb')} MB` : ''}${disk}`
+    );
   });
   const peers = PEERS.filter((p) => p !== 'sluice');
-  const ratio = PEERS.includes('sluice') && peers.length > 0 ? (rate('sluice') / Math.max(...peers.map(rate))).toFixed(2) : '';
+  const ratio =
+    PEERS.includes('sluice') && peers.length > 0 ? (rate('sluice') / Math.max(...peers.map(rate))).toFixed(2) : '';
   console.log(`| ${row} | ${cells.join(' | ')} | ${ratio} |`);
 }

@@ -27,7 +27,15 @@ async function queueModule() {
   const raw = Buffer.alloc(200, 0x61);
   const batch = Array.from({ length: 1000 }, () => new LogRecord(raw, Date.now(), origin));
   const open = (dir, maxSize) =>
-    ReliableQueue.open('bench', dir, { maxSize, memBufSize: 64 * MiB, sync: 'interval', syncInterval: 50, full: 'block', logger: pino({ level: 'silent' }), statsOf: () => stats });
+    ReliableQueue.open('bench', dir, {
+      maxSize,
+      memBufSize: 64 * MiB,
+      sync: 'interval',
+      syncInterval: 50,
+      full: 'block',
+      logger: pino({ level: 'silent' }),
+      statsOf: () => stats,
+    });
   return { open, batch };
 }
 
@@ -136,7 +144,16 @@ async function child(kind, arg) {
       }
       const reopenPeak = Math.max(peak, process.memoryUsage().rss);
       await q.dispose();
-      console.log(JSON.stringify({ backlog, records, fillSeconds: (Date.now() - t0) / 1000, fillPeakRss: fillPeak, reopenPeakRss: reopenPeak, maxRss: process.resourceUsage().maxRSS * 1024 }));
+      console.log(
+        JSON.stringify({
+          backlog,
+          records,
+          fillSeconds: (Date.now() - t0) / 1000,
+          fillPeakRss: fillPeak,
+          reopenPeakRss: reopenPeak,
+          maxRss: process.resourceUsage().maxRSS * 1024,
+        }),
+      );
     } finally {
       clearInterval(sampler);
       rmSync(dir, { recursive: true, force: true });
@@ -147,7 +164,13 @@ async function child(kind, arg) {
 if (process.argv[2]) {
   await child(process.argv[2], process.argv[3]);
 } else {
-  const run = (...args) => JSON.parse(execFileSync(process.execPath, ['--expose-gc', self, ...args], { encoding: 'utf8', maxBuffer: 1 << 20 }).trim().split('\n').pop());
+  const run = (...args) =>
+    JSON.parse(
+      execFileSync(process.execPath, ['--expose-gc', self, ...args], { encoding: 'utf8', maxBuffer: 1 << 20 })
+        .trim()
+        .split('\n')
+        .pop(),
+    );
   const small = run('recovery', String(1 * MiB));
   const large = run('recovery', String(1 * GiB));
   const gib = Number(process.env.BACKLOG_GIB ?? 2);
@@ -157,7 +180,11 @@ if (process.argv[2]) {
   console.log('');
   console.log('| backlog | records | open (median of 5) | first record ready |');
   console.log('|---|---:|---:|---:|');
-  for (const r of [small, large]) console.log(`| ${mb(r.backlog)} | ${r.records.toLocaleString('en')} | ${r.openMs.toFixed(1)} ms | ${r.firstRecordMs.toFixed(1)} ms |`);
+  for (const r of [small, large])
+    console.log(
+      `| ${mb(r.backlog)} | ${r.records.toLocaleString('en')} | ${r.openMs.toFixed(1)} ms | ` +
+        `${r.firstRecordMs.toFixed(1)} ms |`,
+    );
   console.log(`\nopen time ratio 1 GiB / 1 MiB: ${(large.openMs / small.openMs).toFixed(2)}`);
   console.log('');
   console.log(`| ${gib} GiB backlog, destination down | value |`);

@@ -55,7 +55,9 @@ rmSync(dir, { recursive: true, force: true });
 
 const secs = Number(t1 - t0) / 1e9;
 const bytes = N * raw.length;
-console.log(`reliable queue, ${N.toLocaleString('en')} records of ${raw.length} bytes, sync: interval 50ms (fsync), in ${dir}`);
+console.log(
+  `reliable queue, ${N.toLocaleString('en')} records of ${raw.length} bytes, sync: interval 50ms (fsync), in ${dir}`,
+);
 console.log(`| measure | value |`);
 console.log(`|---|---:|`);
 console.log(`| append+commit, read, ack | ${Math.round(N / secs).toLocaleString('en')} records/s |`);

@@ -13,7 +13,20 @@
 //   throughput (https://www.rsyslog.com/doc/concepts/queues.html).
 // syslog-ng OSE has no RELP source (RELP is in syslog-ng PE only), so it has no row here.
 import path from 'node:path';
-import { freePort, median, peers, relayConfig, runTimed, startRsyslog, startSink, startSluice, stop, tmp, waitCount, waitPort } from './harness.mjs';
+import {
+  freePort,
+  median,
+  peers,
+  relayConfig,
+  runTimed,
+  startRsyslog,
+  startSink,
+  startSluice,
+  stop,
+  tmp,
+  waitCount,
+  waitPort,
+} from './harness.mjs';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 50_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -23,7 +36,11 @@ const relpSend = path.join(peers, 'relp-tools', 'relp-send');
 async function sluice(sink, queue) {
   const dir = tmp();
   const port = await freePort();
-  const child = startSluice(dir, 'sluice', relayConfig(dir, `{ type: relp, address: "127.0.0.1:${port}" }`, sink, queue));
+  const child = startSluice(
+    dir,
+    'sluice',
+    relayConfig(dir, `{ type: relp, address: "127.0.0.1:${port}" }`, sink, queue),
+  );
   await waitPort(port, 15_000, child);
   return { port, stop: () => stop(child) };
 }
@@ -31,11 +48,14 @@ async function sluice(sink, queue) {
 async function rsyslog(sink, queue) {
   const dir = tmp();
   const port = await freePort();
-  const child = startRsyslog(dir, `module(load="imrelp")
+  const child = startRsyslog(
+    dir,
+    `module(load="imrelp")
 input(type="imrelp" port="${port}" address="127.0.0.1" ruleset="out")
 ruleset(name="out" ${queue} queue.dequeueBatchSize="1024") {
   action(type="omfwd" target="127.0.0.1" port="${sink.port}" protocol="tcp" template="RSYSLOG_ForwardFormat")
-}`);
+}`,
+  );
   await waitPort(port, 15_000, child);
   return { port, stop: () => stop(child) };
 }
@@ -44,12 +64,21 @@ const variants = [
   ['sluice, memory queue', (s) => sluice(s, '{ mode: memory }')],
   ['sluice, reliable queue (default: fsync, sync: interval 50ms)', (s) => sluice(s, '{ mode: reliable }')],
   ['rsyslog 8.2302 imrelp, LinkedList queue', (s) => rsyslog(s, 'queue.type="LinkedList" queue.size="1000000"')],
-  ['rsyslog 8.2302 imrelp, Disk queue, no fsync', (s) => rsyslog(s, 'queue.type="Disk" queue.fileName="q" queue.maxFileSize="1g"')],
-  ['rsyslog 8.2302 imrelp, Disk queue, syncQueueFiles="on"', (s) => rsyslog(s, 'queue.type="Disk" queue.fileName="q" queue.maxFileSize="1g" queue.syncQueueFiles="on"')],
+  [
+    'rsyslog 8.2302 imrelp, Disk queue, no fsync',
+    (s) => rsyslog(s, 'queue.type="Disk" queue.fileName="q" queue.maxFileSize="1g"'),
+  ],
+  [
+    'rsyslog 8.2302 imrelp, Disk queue, syncQueueFiles="on"',
+    (s) => rsyslog(s, 'queue.type="Disk" queue.fileName="q" queue.maxFileSize="1g" queue.syncQueueFiles="on"'),
+  ],
 ];
 const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY) : null;
 
-console.log(`RELP source benchmark: relp-send (librelp 1.11), ${N} messages of 200 bytes, window ${WINDOW}, ${ROUNDS} rounds (variants take turns each round)`);
+console.log(
+  `RELP source benchmark: relp-send (librelp 1.11), ${N} messages of 200 bytes, window ${WINDOW}, ${ROUNDS} rounds ` +
+    `(variants take turns each round)`,
+);
 const sink = await startSink();
 const rates = new Map(variants.map(([name]) => [name, []]));
 try {
@@ -59,9 +88,14 @@ try {
       const target = await start(sink);
       const base = sink.count;
       try {
-        const r = await runTimed(relpSend, ['127.0.0.1', String(target.port), String(N), String(WINDOW), '200'], 600_000);
+        const r = await runTimed(
+          relpSend,
+          ['127.0.0.1', String(target.port), String(N), String(WINDOW), '200'],
+          600_000,
+        );
         const got = await waitCount(sink, base + N, 10_000);
-        if (r.code !== 0 || got - base < N) console.error(`${name}: relp-send exit ${r.code}, ${got - base} of ${N} arrived: ${r.out.trim()}`);
+        if (r.code !== 0 || got - base < N)
+          console.error(`${name}: relp-send exit ${r.code}, ${got - base} of ${N} arrived: ${r.out.trim()}`);
         rates.get(name).push(N / r.seconds);
       } finally {
         await target.stop();
@@ -74,8 +108,13 @@ try {
 console.log('\n| RELP input | median msg/s | rounds |');
 console.log('|---|---:|---|');
 for (const [name, rs] of rates) {
-  if (rs.length) console.log(`| ${name} | ${Math.round(median(rs)).toLocaleString('en')} | ${rs.map((x) => Math.round(x / 1000) + 'k').join(', ')} |`);
+  if (rs.length)
+    console.log(
+      `| ${name} | ${Math.round(median(rs)).toLocaleString('en')} | ` +
+        `${rs.map((x) => `${Math.round(x / 1000)}k`).join(', ')} |`,
+    );
 }
 const mem = rates.get(variants[0][0]);
 const rel = rates.get(variants[1][0]);
-if (mem.length && rel.length) console.log(`\nsluice reliable ÷ sluice memory: ${(median(rel) / median(mem)).toFixed(2)} (target >= 0.5)`);
+if (mem.length && rel.length)
+  console.log(`\nsluice reliable ÷ sluice memory: ${(median(rel) / median(mem)).toFixed(2)} (target >= 0.5)`);

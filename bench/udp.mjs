@@ -12,7 +12,22 @@
 // Linux caps socket buffers at net.core.rmem_max; all three ask for the same 4 MiB.
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { cpuMicros, freePort, peers, relayConfig, requirePeers, root, runTimed, sngEnv, startRsyslog, startSink, startSluice, startSyslogNg, stop, tmp } from './harness.mjs';
+import {
+  cpuMicros,
+  freePort,
+  peers,
+  relayConfig,
+  requirePeers,
+  root,
+  runTimed,
+  sngEnv,
+  startRsyslog,
+  startSink,
+  startSluice,
+  startSyslogNg,
+  stop,
+  tmp,
+} from './harness.mjs';
 
 const RATES = (process.env.BENCH_RATES ?? '50000,100000,200000,300000,400000').split(',').map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -22,29 +37,46 @@ execFileSync('gcc', ['-O2', '-o', pace, path.join(root, 'bench/udp-pace.c')]);
 async function sluice(sink) {
   const dir = tmp();
   const port = await freePort();
-  const child = startSluice(dir, 'sluice', relayConfig(dir, `{ type: syslog_udp, address: "127.0.0.1:${port}", receive_buffer_size: 4MiB }`, sink, '{ mode: memory }', 'error'));
+  const child = startSluice(
+    dir,
+    'sluice',
+    relayConfig(
+      dir,
+      `{ type: syslog_udp, address: "127.0.0.1:${port}", receive_buffer_size: 4MiB }`,
+      sink,
+      '{ mode: memory }',
+      'error',
+    ),
+  );
   return { port, child };
 }
 
 async function rsyslog(sink) {
   const dir = tmp();
   const port = await freePort();
-  const child = startRsyslog(dir, `module(load="imudp" threads="2" batchSize="256")
+  const child = startRsyslog(
+    dir,
+    `module(load="imudp" threads="2" batchSize="256")
 input(type="imudp" address="127.0.0.1" port="${port}" rcvbufSize="4m")
 action(type="omfwd" target="127.0.0.1" port="${sink.port}" protocol="tcp" template="RSYSLOG_ForwardFormat"
-       queue.type="LinkedList" queue.size="1000000" queue.dequeueBatchSize="1024")`);
+       queue.type="LinkedList" queue.size="1000000" queue.dequeueBatchSize="1024")`,
+  );
   return { port, child };
 }
 
 async function syslogNg(sink) {
   const dir = tmp();
   const port = await freePort();
-  const child = startSyslogNg(dir, `@version: 3.38
+  const child = startSyslogNg(
+    dir,
+    `@version: 3.38
 options { keep-hostname(yes); log-fifo-size(1000000); stats-freq(0); };
-source s_in { network(transport("udp") ip("127.0.0.1") port(${port}) so-rcvbuf(4194304) log-fetch-limit(1000) log-iw-size(100000)); };
+source s_in { network(transport("udp") ip("127.0.0.1") port(${port}) so-rcvbuf(4194304) log-fetch-limit(1000)
+    log-iw-size(100000)); };
 destination d_sink { network("127.0.0.1" transport("tcp") port(${sink.port})); };
 log { source(s_in); destination(d_sink); };
-`);
+`,
+  );
   return { port, child };
 }
 
@@ -84,17 +116,44 @@ async function measure(name, start) {
       await settle(sink, base + sent);
       const got = sink.count - base;
       const cpu = (cpuMicros(target.child.pid) - cpu0) / Math.max(1, got);
-      if (process.env.BENCH_DEBUG) console.error(name, rate, 'cpu µs', cpuMicros(target.child.pid) - cpu0, 'got', got, 'sent', sent, 'in', sendSeconds);
-      rows.push({ load: `${rate.toLocaleString('en')}/s paced`, rate, reached: sent / sendSeconds, delivered: got / sent, cpu });
+      if (process.env.BENCH_DEBUG)
+        console.error(
+          name,
+          rate,
+          'cpu µs',
+          cpuMicros(target.child.pid) - cpu0,
+          'got',
+          got,
+          'sent',
+          sent,
+          'in',
+          sendSeconds,
+        );
+      rows.push({
+        load: `${rate.toLocaleString('en')}/s paced`,
+        rate,
+        reached: sent / sendSeconds,
+        delivered: got / sent,
+        cpu,
+      });
     }
     // loggen's bursts: -D (UDP), about 60k msg/s on average, for SECONDS.
     const base = sink.count;
     const cpu0 = cpuMicros(target.child.pid);
-    const out = await run(path.join(peers, 'syslog-ng/usr/bin/loggen'), ['-i', '-D', '-s', '200', '-r', '60000', '-I', String(SECONDS), '127.0.0.1', String(target.port)], sngEnv());
+    const out = await run(
+      path.join(peers, 'syslog-ng/usr/bin/loggen'),
+      ['-i', '-D', '-s', '200', '-r', '60000', '-I', String(SECONDS), '127.0.0.1', String(target.port)],
+      sngEnv(),
+    );
     const sent = Number([...out.matchAll(/count=(\d+)/g)].at(-1)?.[1] ?? 0); // the summary is the last line
     await settle(sink, base + sent);
     const got = sink.count - base;
-    rows.push({ load: 'loggen -D -r 60000 (bursts)', rate: 0, delivered: got / Math.max(1, sent), cpu: (cpuMicros(target.child.pid) - cpu0) / Math.max(1, got) });
+    rows.push({
+      load: 'loggen -D -r 60000 (bursts)',
+      rate: 0,
+      delivered: got / Math.max(1, sent),
+      cpu: (cpuMicros(target.child.pid) - cpu0) / Math.max(1, got),
+    });
   } finally {
     await stop(target.child);
     await stop(sink.child);
@@ -108,18 +167,26 @@ requirePeers();
 console.log(`UDP benchmark: 200-byte datagrams, ${SECONDS} s per rate, udp-pace (or loggen) -> X -> TCP sink`);
 const results = [];
 const only = process.env.BENCH_PEERS?.split(','); // e.g. BENCH_PEERS=sluice for a quick look
-for (const [key, name, start] of [['sluice', 'sluice', sluice], ['rsyslog', 'rsyslog 8.2302 (imudp threads=2)', rsyslog], ['syslog-ng', 'syslog-ng 3.38', syslogNg]]) {
+for (const [key, name, start] of [
+  ['sluice', 'sluice', sluice],
+  ['rsyslog', 'rsyslog 8.2302 (imudp threads=2)', rsyslog],
+  ['syslog-ng', 'syslog-ng 3.38', syslogNg],
+]) {
   if (!only || only.includes(key)) results.push(await measure(name, start));
 }
 console.log(`\n| load | ${results.map((r) => r.name).join(' | ')} |`);
 console.log(`|---|${results.map(() => '---:').join('|')}|`);
 for (let i = 0; i < results[0].rows.length; i++) {
-  const cell = (row) => `${(row.delivered * 100).toFixed(1)}%${row.reached ? ` of ${Math.round(row.reached / 1000)}k/s sent` : ''}, ${row.cpu.toFixed(2)} µs/msg`;
+  const cell = (row) =>
+    `${(row.delivered * 100).toFixed(1)}%${row.reached ? ` of ${Math.round(row.reached / 1000)}k/s sent` : ''}, ` +
+    `${row.cpu.toFixed(2)} µs/msg`;
   console.log(`| ${results[0].rows[i].load} | ${results.map((r) => cell(r.rows[i])).join(' | ')} |`);
 }
 console.log(`| highest rate sent with < 0.5% lost | ${results.map((r) => r.best.toLocaleString('en')).join(' | ')} |`);
 const peerResults = results.filter((r) => r.name !== 'sluice');
 if (results[0].name === 'sluice' && peerResults.length > 0) {
   const bestPeer = Math.max(...peerResults.map((r) => r.best));
-  console.log(`\nsluice: ${(results[0].best / Math.max(1, bestPeer)).toFixed(2)}x the best peer's highest loss-free rate`);
+  console.log(
+    `\nsluice: ${(results[0].best / Math.max(1, bestPeer)).toFixed(2)}x the best peer's highest loss-free rate`,
+  );
 }

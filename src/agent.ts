@@ -5,7 +5,12 @@ import path from 'node:path';
 import type { Registry } from 'prom-client';
 import { buildDestination, buildMemoryQueue, buildSource, openQueue } from './components.js';
 import type { QueueConfig, SluiceConfig } from './config/schema.js';
-import { deadLetterFile, DestinationDeadLetters, DropDeadLetters, FileDeadLetters } from './destinations/dead-letters.js';
+import {
+  deadLetterFile,
+  DestinationDeadLetters,
+  DropDeadLetters,
+  FileDeadLetters,
+} from './destinations/dead-letters.js';
 import type { Destination, DestinationStats, SetAsideOptions } from './destinations/types.js';
 import type { Logger } from './log.js';
 import { Router } from './pipeline/router.js';
@@ -89,7 +94,9 @@ export class Agent {
     this.hostname = config.hostname ?? os.hostname();
     this.gate = new LoadGate(gateOptions(config), logger.child({ component: 'load_shedding' }));
     if (options.planOnly) {
-      this.build(new Map(Object.entries(config.destinations).map(([name, dc]) => [name, buildMemoryQueue(name, dc.queue)])));
+      this.build(
+        new Map(Object.entries(config.destinations).map(([name, dc]) => [name, buildMemoryQueue(name, dc.queue)])),
+      );
     }
   }
 
@@ -101,14 +108,24 @@ export class Agent {
 
   private routerOptions() {
     const config = this.config;
-    return { blockTimeout: (d: string) => config.destinations[d]!.queue.block_timeout, logger: this.logger, gate: this.gate };
+    return {
+      blockTimeout: (d: string) => config.destinations[d]!.queue.block_timeout,
+      logger: this.logger,
+      gate: this.gate,
+    };
   }
 
   private addDestination(name: string, queue: DestinationQueue): Destination {
     this.queues.set(name, queue);
     const config = this.config.destinations[name]!;
     const logger = this.logger.child({ destination: name });
-    const d = buildDestination(config, { name, queue, logger, hostname: this.hostname, setAside: this.setAsideFor(name, config.queue, logger) });
+    const d = buildDestination(config, {
+      name,
+      queue,
+      logger,
+      hostname: this.hostname,
+      setAside: this.setAsideFor(name, config.queue, logger),
+    });
     this.destinations.set(name, d);
     return d;
   }
@@ -125,14 +142,29 @@ export class Agent {
   }
 
   private addSource(name: string): Source {
-    const s = buildSource(this.config.sources[name]!, { name, router: this.router!, logger: this.logger.child({ source: name }), stateDir: this.stateDir, hostname: this.hostname, diskHealth: this.gate, shedding: () => this.gate.latched });
+    const s = buildSource(this.config.sources[name]!, {
+      name,
+      router: this.router!,
+      logger: this.logger.child({ source: name }),
+      stateDir: this.stateDir,
+      hostname: this.hostname,
+      diskHealth: this.gate,
+      shedding: () => this.gate.latched,
+    });
     this.sources.set(name, s);
     return s;
   }
 
   private openQueue(name: string): Promise<DestinationQueue> {
     const statsOf = (source: string) => this.sources.get(source)?.stats;
-    return openQueue(name, this.config.destinations[name]!.queue, this.stateDir, this.logger.child({ destination: name }), statsOf, this.gate);
+    return openQueue(
+      name,
+      this.config.destinations[name]!.queue,
+      this.stateDir,
+      this.logger.child({ destination: name }),
+      statsOf,
+      this.gate,
+    );
   }
 
   /** Opens every queue (disk queues take their lock and recover), then builds the components. */
@@ -153,14 +185,17 @@ export class Agent {
     this.build(await this.openQueues());
     for (const d of this.destinations.values()) d.start();
     const results = await Promise.allSettled([...this.sources.values()].map((s) => s.start()));
-    const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [[[...this.sources.keys()][i]!, r.reason as Error] as const] : []));
+    const failed = results.flatMap((r, i) =>
+      r.status === 'rejected' ? [[[...this.sources.keys()][i]!, r.reason as Error] as const] : [],
+    );
     if (failed.length > 0) {
       await this.stop();
       throw new Error(failed.map(([name, err]) => `source ${name} cannot start: ${err.message}`).join('; '));
     }
     this.started = true;
     for (const [name, s] of this.sources) this.logger.info({ source: name, listen: s.describe() }, 'source ready');
-    for (const [name, d] of this.destinations) this.logger.info({ destination: name, target: d.describe() }, 'destination ready');
+    for (const [name, d] of this.destinations)
+      this.logger.info({ destination: name, target: d.describe() }, 'destination ready');
     await this.startAdmin();
     await this.handleOrphans();
   }
@@ -170,9 +205,17 @@ export class Agent {
     if (!a.enabled) return;
     const metrics = () =>
       (this.metrics ??= import('./ops/metrics.js').then((m) =>
-        m.createMetrics({ stats: () => this.stats(), gate: () => this.gate.snapshot(), ready: () => this.notReady() === null }),
+        m.createMetrics({
+          stats: () => this.stats(),
+          gate: () => this.gate.snapshot(),
+          ready: () => this.notReady() === null,
+        }),
       ));
-    const admin = new AdminServer({ metrics, stats: () => this.status(), notReady: () => this.notReady() }, this.logger.child({ component: 'admin' }), a.allowed_hosts);
+    const admin = new AdminServer(
+      { metrics, stats: () => this.status(), notReady: () => this.notReady() },
+      this.logger.child({ component: 'admin' }),
+      a.allowed_hosts,
+    );
     if (await admin.start(a.address.host, a.address.port)) this.admin = admin;
   }
 
@@ -194,7 +237,8 @@ export class Agent {
     const mem = process.memoryUsage();
     const notReady = this.notReady();
     const pipelines: AgentStatus['pipelines'] = {};
-    for (const [name, p] of Object.entries(this.config.pipelines)) pipelines[name] = { from: p.from, to: p.to, where: p.where !== undefined };
+    for (const [name, p] of Object.entries(this.config.pipelines))
+      pipelines[name] = { from: p.from, to: p.to, where: p.where !== undefined };
     return {
       version: version(),
       pid: process.pid,
@@ -220,7 +264,8 @@ export class Agent {
     if (path.resolve(next.state_dir) !== this.stateDir) throw new ReloadNeedsRestart('state_dir changed');
     const prev = this.config;
     const result: ReloadResult = { kept: [], started: [], restarted: [], stopped: [], errors: [] };
-    const same = (kind: 'sources' | 'destinations', name: string) => isDeepStrictEqual(prev[kind][name], next[kind][name]);
+    const same = (kind: 'sources' | 'destinations', name: string) =>
+      isDeepStrictEqual(prev[kind][name], next[kind][name]);
     const diff = (kind: 'sources' | 'destinations') => {
       const old = Object.keys(prev[kind]);
       const now = Object.keys(next[kind]);
@@ -242,7 +287,10 @@ export class Agent {
       // Stop what goes away or changes: sources first (they stop reading), then destinations (drain, close the queue).
       await Promise.all(
         [...src.change, ...src.remove].map(async (name) => {
-          await this.sources.get(name)?.stop().catch((err: Error) => result.errors.push(`source ${name}: ${err.message}`));
+          await this.sources
+            .get(name)
+            ?.stop()
+            .catch((err: Error) => result.errors.push(`source ${name}: ${err.message}`));
           this.sources.delete(name);
           this.failedSources.delete(name);
         }),
@@ -252,9 +300,15 @@ export class Agent {
           const d = this.destinations.get(name)!;
           const left = await d.stop(prev.shutdown_timeout);
           if (left > 0 && prev.destinations[name]!.queue.mode === 'memory') {
-            this.logger.error({ destination: name, records: left }, 'reload: records still queued in memory for a changed or removed destination were not delivered');
+            this.logger.error(
+              { destination: name, records: left },
+              'reload: records still queued in memory for a changed or removed destination were not delivered',
+            );
           }
-          await this.queues.get(name)!.dispose().catch((err: Error) => result.errors.push(`queue ${name}: ${err.message}`));
+          await this.queues
+            .get(name)!
+            .dispose()
+            .catch((err: Error) => result.errors.push(`queue ${name}: ${err.message}`));
           this.destinations.delete(name);
           this.queues.delete(name);
         }),
@@ -299,7 +353,11 @@ export class Agent {
       await this.startAdmin();
     }
     for (const [name, d] of [...dst.remove.map((n) => [n, prev.destinations[n]!] as const)]) {
-      if (d.queue.mode !== 'memory') this.logger.warn({ destination: name }, 'reload: the removed destination leaves its disk queue behind (an orphan; nothing is deleted)');
+      if (d.queue.mode !== 'memory')
+        this.logger.warn(
+          { destination: name },
+          'reload: the removed destination leaves its disk queue behind (an orphan; nothing is deleted)',
+        );
     }
     this.orphans.clear();
     await this.handleOrphans();
@@ -320,46 +378,84 @@ export class Agent {
       const active = this.drains.find((d) => d.orphan.name === o.name);
       if (active) {
         // Already being drained (since start or an earlier reload).
-        this.orphans.set(o.name, { dir: o.dir, records: active.queue.stats().records, drainingInto: active.destination.name, drained: false });
+        this.orphans.set(o.name, {
+          dir: o.dir,
+          records: active.queue.stats().records,
+          drainingInto: active.destination.name,
+          drained: false,
+        });
         continue;
       }
       const info = await inspectQueueFile(new QueueLayout(o.dir).ring, true).catch(() => null);
-      const stats: OrphanStats = { dir: o.dir, records: (info?.records ?? 0) + (info?.memoryRecords ?? 0), drainingInto: target, drained: false };
+      const stats: OrphanStats = {
+        dir: o.dir,
+        records: (info?.records ?? 0) + (info?.memoryRecords ?? 0),
+        drainingInto: target,
+        drained: false,
+      };
       this.orphans.set(o.name, stats);
       if (!target) {
         this.logger.warn(
           { orphan: o.name, dir: o.dir, records: stats.records },
-          'queue directory with no configured destination (an orphan): its records are kept; send them on with `sluice queue drain DIR --to DESTINATION` or drain_orphans',
+          'queue directory with no configured destination (an orphan): its records are kept; send them on with ' +
+            '`sluice queue drain DIR --to DESTINATION` or drain_orphans',
         );
         continue;
       }
       try {
-        const drain = await startDrain(o, target, (name, queue, logger) => buildDestination(this.config.destinations[target]!, { name, queue, logger, hostname: this.hostname }), this.logger);
+        const drain = await startDrain(
+          o,
+          target,
+          (name, queue, logger) =>
+            buildDestination(this.config.destinations[target]!, { name, queue, logger, hostname: this.hostname }),
+          this.logger,
+        );
         stats.records = drain.initial;
         this.drains.push(drain);
         void drain.done.then((r) => (stats.drained = r.drained));
       } catch (err) {
-        this.logger.error({ orphan: o.name, dir: o.dir, err: (err as Error).message }, 'cannot drain the orphan queue; it is left as it is');
+        this.logger.error(
+          { orphan: o.name, dir: o.dir, err: (err as Error).message },
+          'cannot drain the orphan queue; it is left as it is',
+        );
       }
     }
-    for (const name of wanted.keys()) this.logger.warn({ orphan: name }, 'drain_orphans names a queue that does not exist (already drained?)');
+    for (const name of wanted.keys())
+      this.logger.warn({ orphan: name }, 'drain_orphans names a queue that does not exist (already drained?)');
   }
 
   /** Stops taking input, then lets destinations drain for up to shutdown_timeout. */
   async stop(): Promise<void> {
-    await Promise.all([...this.sources.values()].map((s) => s.stop().catch((err: Error) => this.logger.error({ err }, 'source stop failed'))));
+    await Promise.all(
+      [...this.sources.values()].map((s) =>
+        s.stop().catch((err: Error) => this.logger.error({ err }, 'source stop failed')),
+      ),
+    );
     const deadline = this.config.shutdown_timeout;
-    const drains = Promise.all(this.drains.map((d) => d.stop(deadline).catch((err: Error) => this.logger.error({ err }, 'stopping an orphan drain failed'))));
-    const left = await Promise.all([...this.destinations.values()].map((d) => d.stop(deadline).then((n) => [d.name, n] as const)));
+    const drains = Promise.all(
+      this.drains.map((d) =>
+        d.stop(deadline).catch((err: Error) => this.logger.error({ err }, 'stopping an orphan drain failed')),
+      ),
+    );
+    const left = await Promise.all(
+      [...this.destinations.values()].map((d) => d.stop(deadline).then((n) => [d.name, n] as const)),
+    );
     for (const [name, n] of left) {
       if (n > 0 && this.config.destinations[name]!.queue.mode === 'memory') {
-        this.logger.error({ destination: name, records: n }, 'shutdown timeout: records still queued in memory were not delivered');
+        this.logger.error(
+          { destination: name, records: n },
+          'shutdown timeout: records still queued in memory were not delivered',
+        );
       } else if (n > 0) {
         this.logger.info({ destination: name, records: n }, 'records stay in the disk queue for the next start');
       }
     }
     await drains;
-    await Promise.all([...this.queues.values()].map((q) => q.dispose().catch((err: Error) => this.logger.error({ err }, 'closing a queue failed'))));
+    await Promise.all(
+      [...this.queues.values()].map((q) =>
+        q.dispose().catch((err: Error) => this.logger.error({ err }, 'closing a queue failed')),
+      ),
+    );
     await this.admin?.stop();
     this.admin = null;
     this.gate.stop();
@@ -373,8 +469,10 @@ export class Agent {
   stats(): AgentStats {
     const out: AgentStats = { sources: {}, destinations: {}, orphans: {} };
     for (const [name, o] of this.orphans) out.orphans[name] = { ...o };
-    for (const [name, s] of this.sources) out.sources[name] = { ...s.stats, dropped: { ...s.stats.dropped }, address: s.describe() };
-    for (const [name, d] of this.destinations) out.destinations[name] = { ...d.stats, address: d.describe(), queue: d.queue.stats() };
+    for (const [name, s] of this.sources)
+      out.sources[name] = { ...s.stats, dropped: { ...s.stats.dropped }, address: s.describe() };
+    for (const [name, d] of this.destinations)
+      out.destinations[name] = { ...d.stats, address: d.describe(), queue: d.queue.stats() };
     return out;
   }
 }

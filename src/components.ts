@@ -21,9 +21,14 @@ import type { Source, SourceContext } from './sources/types.js';
 
 /** The component registry: one build function per `type:`. */
 
-type SourceBuilders = { [K in SourceConfig['type']]: (config: Extract<SourceConfig, { type: K }>, ctx: SourceContext) => Source };
+type SourceBuilders = {
+  [K in SourceConfig['type']]: (config: Extract<SourceConfig, { type: K }>, ctx: SourceContext) => Source;
+};
 type DestinationBuilders = {
-  [K in DestinationConfig['type']]: (config: Extract<DestinationConfig, { type: K }>, ctx: DestinationContext) => Destination;
+  [K in DestinationConfig['type']]: (
+    config: Extract<DestinationConfig, { type: K }>,
+    ctx: DestinationContext,
+  ) => Destination;
 };
 
 const SOURCES: SourceBuilders = {
@@ -53,7 +58,6 @@ export function buildMemoryQueue(name: string, config: QueueConfig): MemoryQueue
   return new MemoryQueue(name, { maxRecords: memBufLength(config), maxBytes: config.mem_buf_size, full: config.full });
 }
 
-
 export async function openQueue(
   name: string,
   config: QueueConfig,
@@ -75,5 +79,10 @@ export async function openQueue(
     statsOf,
   };
   if (config.mode === 'reliable') return ReliableQueue.open(name, queueDir(stateDir, name), options);
-  return NormalQueue.open(name, queueDir(stateDir, name), { ...options, qoutSize: config.qout_size, memBufLength: memBufLength(config), memBytes: config.mem_buf_size });
+  return NormalQueue.open(name, queueDir(stateDir, name), {
+    ...options,
+    qoutSize: config.qout_size,
+    memBufLength: memBufLength(config),
+    memBytes: config.mem_buf_size,
+  });
 }

@@ -13,7 +13,16 @@ export interface LogOptions {
  * Fields that may hold a secret, at any of the first levels of a log object: their values are
  * replaced before a line is written, whatever logged them.
  */
-export const SECRET_FIELDS = ['token', 'tokens', 'password', 'secret', 'authorization', 'bearer', 'private_key', 'passphrase'];
+export const SECRET_FIELDS = [
+  'token',
+  'tokens',
+  'password',
+  'secret',
+  'authorization',
+  'bearer',
+  'private_key',
+  'passphrase',
+];
 const REDACT = SECRET_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`, `headers.authorization`]);
 
 /** sluice's own log on stderr: JSON lines, or readable text when stderr is a terminal. */

@@ -16,7 +16,17 @@ export interface SourceStats {
 }
 
 export function newSourceStats(): SourceStats {
-  return { received: 0, receivedBytes: 0, parseErrors: 0, truncated: 0, dropped: {}, repaired: {}, connectionsAccepted: 0, connectionsRejected: 0, connectionErrors: 0 };
+  return {
+    received: 0,
+    receivedBytes: 0,
+    parseErrors: 0,
+    truncated: 0,
+    dropped: {},
+    repaired: {},
+    connectionsAccepted: 0,
+    connectionsRejected: 0,
+    connectionErrors: 0,
+  };
 }
 
 export function countDrop(dropped: Record<string, number>, reason: string, n = 1): void {

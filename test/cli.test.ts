@@ -1,6 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +14,6 @@ function sluice(args: string[]) {
 }
 
 const freePort = stablePort;
-
 
 /** Starts `sluice run` on `cfg`; `log()` is its stderr so far. */
 function startRun(cfg: string) {
@@ -61,7 +59,11 @@ describe('sluice CLI', () => {
   it('check exits non-zero and names file, line, column and key of every error', () => {
     dir = tempDir();
     const bad = path.join(dir, 'bad.yaml');
-    writeFileSync(bad, 'sources:\n  u:\n    type: syslog_udp\n    address: nowhere\n    colour: blue\ndestinations: {}\npipelines:\n  p: { from: [u], to: [missing] }\n');
+    writeFileSync(
+      bad,
+      'sources:\n  u:\n    type: syslog_udp\n    address: nowhere\n    colour: blue\ndestinations: {}\npipelines:\n  ' +
+        'p: { from: [u], to: [missing] }\n',
+    );
     const r = sluice(['check', '-c', bad]);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain(`${bad}:4:14: error: sources.u.address: expected host:port`);
@@ -85,7 +87,9 @@ describe('sluice CLI', () => {
     const port = await freePort();
     const cfg = path.join(dir, 'sluice.yaml');
     const out = path.join(dir, 'out.log');
-    writeFileSync(cfg, `
+    writeFileSync(
+      cfg,
+      `
 state_dir: ${dir}/state
 log: { format: json }
 sources:
@@ -94,7 +98,8 @@ destinations:
   f: { type: file, path: ${out} }
 pipelines:
   p: { from: [udp], to: [f] }
-`);
+`,
+    );
     const { child, exited, log } = startRun(cfg);
     try {
       await waitFor('sluice to start', () => log().includes('sluice is running'));
@@ -103,7 +108,10 @@ pipelines:
       expect(readLines(out)[0]).toMatch(/clitest .* through the CLI$/);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
-      const lines = log().trim().split('\n').map((l) => JSON.parse(l) as { msg: string; level: number });
+      const lines = log()
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { msg: string; level: number });
       expect(lines.map((l) => l.msg)).toContain('stopping: draining in-flight records');
       expect(lines.at(-1)!.msg).toBe('stopped');
     } finally {
@@ -130,7 +138,8 @@ pipelines:
     const second = path.join(dir, 'second.log');
     writeFileSync(cfg, conf(first));
     const { child, exited, log } = startRun(cfg);
-    const send = (text: string) => runLogger(['-d', '-n', '127.0.0.1', '-P', String(port), '--rfc5424', '-t', 'hup', text]);
+    const send = (text: string) =>
+      runLogger(['-d', '-n', '127.0.0.1', '-P', String(port), '--rfc5424', '-t', 'hup', text]);
     try {
       await waitFor('sluice to start', () => log().includes('sluice is running'));
       writeFileSync(cfg, `${conf(second)}bogus_key: 1\n`);
@@ -143,13 +152,18 @@ pipelines:
       child.kill('SIGHUP');
       await waitFor('the reload to be rejected', () => log().includes('reload rejected'));
       send('after the bad reload');
-      await waitFor('the message in the first file', () => readLines(first).some((l) => l.endsWith('after the bad reload')));
+      await waitFor('the message in the first file', () =>
+        readLines(first).some((l) => l.endsWith('after the bad reload')),
+      );
       writeFileSync(cfg, conf(second));
       const accepted = sluice(['reload', '-c', cfg, '--pid', String(child.pid)]);
       expect(accepted.status).toBe(0);
       await waitFor('the reload', () => log().includes('"msg":"reloaded"'));
       send('after the good reload');
-      await waitFor('the message in the second file', () => existsSync(second) && readLines(second).some((l) => l.endsWith('after the good reload')));
+      await waitFor(
+        'the message in the second file',
+        () => existsSync(second) && readLines(second).some((l) => l.endsWith('after the good reload')),
+      );
       expect(readLines(first).some((l) => l.endsWith('after the good reload'))).toBe(false);
       expect(log()).toMatch(/bogus_key/);
       child.kill('SIGTERM');
@@ -163,7 +177,9 @@ pipelines:
     dir = tempDir();
     const [inPort, deadPort] = [await freePort(), await freePort()];
     const cfg = path.join(dir, 'sluice.yaml');
-    writeFileSync(cfg, `
+    writeFileSync(
+      cfg,
+      `
 state_dir: ${dir}/state
 log: { format: json }
 shutdown_timeout: 300ms
@@ -173,7 +189,8 @@ destinations:
   away: { type: syslog, address: "127.0.0.1:${deadPort}" }
 pipelines:
   p: { from: [udp], to: [away] }
-`);
+`,
+    );
     const { child, exited, log } = startRun(cfg);
     try {
       await waitFor('sluice to start', () => log().includes('sluice is running'));

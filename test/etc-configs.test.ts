@@ -15,7 +15,11 @@ const cli = path.join(root, 'dist/cli.js');
 function run(cfg: string, cwd: string, token: string | null = 'etc-test-token-0123456789') {
   const env: NodeJS.ProcessEnv = { ...process.env, SLUICE_TOKEN: token ?? undefined };
   if (token === null) delete env.SLUICE_TOKEN;
-  const child = spawn(process.execPath, [cli, 'run', '-c', path.join(root, 'etc', cfg)], { cwd, stdio: ['ignore', 'ignore', 'pipe'], env });
+  const child = spawn(process.execPath, [cli, 'run', '-c', path.join(root, 'etc', cfg)], {
+    cwd,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env,
+  });
   let log = '';
   child.stderr.on('data', (d: Buffer) => (log += d.toString()));
   return { child, log: () => log, exited: new Promise((r) => child.on('exit', r)) };
@@ -39,7 +43,11 @@ async function withBundledPair(body: (dir: string, filed: () => string[]) => Pro
     }
   };
   try {
-    await waitFor('both to run', () => central.log().includes('sluice is running') && agent.log().includes('sluice is running'), 20_000);
+    await waitFor(
+      'both to run',
+      () => central.log().includes('sluice is running') && agent.log().includes('sluice is running'),
+      20_000,
+    );
     await body(dir, filed);
   } finally {
     agent.child.kill('SIGTERM');
@@ -50,33 +58,57 @@ async function withBundledPair(body: (dir: string, filed: () => string[]) => Pro
 }
 
 describe('etc/central.yaml and etc/agent.yaml', () => {
-  it('refuse to start without SLUICE_TOKEN, or with a short one, naming it: no token is published in them', async () => {
-    const dir = tempDir();
-    try {
-      for (const cfg of ['central.yaml', 'agent.yaml']) {
-        const unset = run(cfg, dir, null);
-        expect(await unset.exited).toBe(2); // a config error
-        expect(unset.log()).toContain('environment variable SLUICE_TOKEN is not set');
+  it(
+    'refuse to start without SLUICE_TOKEN, or with a short one, naming it: no token is published in ' + 'them',
+    async () => {
+      const dir = tempDir();
+      try {
+        for (const cfg of ['central.yaml', 'agent.yaml']) {
+          const unset = run(cfg, dir, null);
+          expect(await unset.exited).toBe(2); // a config error
+          expect(unset.log()).toContain('environment variable SLUICE_TOKEN is not set');
+        }
+        const short = run('central.yaml', dir, 'short');
+        expect(await short.exited).toBe(2);
+        expect(short.log()).toContain('a token has at least 16 characters');
+      } finally {
+        removeDir(dir);
       }
-      const short = run('central.yaml', dir, 'short');
-      expect(await short.exited).toBe(2);
-      expect(short.log()).toContain('a token has at least 16 characters');
-    } finally {
-      removeDir(dir);
-    }
-  });
+    },
+  );
 
   it('an agent ships syslog and an application file to the central server, which files them per host', async () => {
     await withBundledPair(async (dir, filed) => {
-      runLogger(['-n', '127.0.0.1', '-P', '5514', '-T', '--rfc5424', '-t', 'etctest', 'hello through the central server']);
+      runLogger([
+        '-n',
+        '127.0.0.1',
+        '-P',
+        '5514',
+        '-T',
+        '--rfc5424',
+        '-t',
+        'etctest',
+        'hello through the central server',
+      ]);
       appendFileSync(path.join(dir, 'var/app/app.log'), 'an application line\n');
-      await waitFor('both at the central server', () => filed().some((l) => l.endsWith('hello through the central server')) && filed().some((l) => l.endsWith('an application line')), 20_000);
+      await waitFor(
+        'both at the central server',
+        () =>
+          filed().some((l) => l.endsWith('hello through the central server')) &&
+          filed().some((l) => l.endsWith('an application line')),
+        20_000,
+      );
       // logger names this machine in the message: that is the per-host file.
-      expect(readLines(path.join(dir, 'var/central/logs', os.hostname(), 'messages.log')).some((l) => / etctest .* hello through the central server$/.test(l))).toBe(true);
+      expect(
+        readLines(path.join(dir, 'var/central/logs', os.hostname(), 'messages.log')).some((l) =>
+          / etctest .* hello through the central server$/.test(l),
+        ),
+      ).toBe(true);
     });
   }, 60_000);
 
-  it('a message with a 300-character host name stops nothing: it and the 50 after it reach the central server', async () => {
+  it('a message with a 300-character host name stops nothing: it and the 50 after it reach the central ' +
+    'server', async () => {
     await withBundledPair(async (dir, filed) => {
       const s = net.connect(5514, '127.0.0.1');
       await new Promise((r) => s.once('connect', r));
@@ -87,7 +119,11 @@ describe('etc/central.yaml and etc/agent.yaml', () => {
       expect(filed().filter((l) => / app: after \d+$/.test(l))).toHaveLength(50);
       expect(filed().filter((l) => l.endsWith('app: the long one'))).toHaveLength(1);
       // Nothing was set aside: the long name is not a host name, and the line went to the sender's file.
-      expect(readLines(path.join(dir, 'var/central/logs', '127.0.0.1', 'messages.log')).some((l) => l.endsWith('app: the long one'))).toBe(true);
+      expect(
+        readLines(path.join(dir, 'var/central/logs', '127.0.0.1', 'messages.log')).some((l) =>
+          l.endsWith('app: the long one'),
+        ),
+      ).toBe(true);
     });
   }, 60_000);
 });

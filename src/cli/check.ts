@@ -35,12 +35,15 @@ export function describeConfig(config: SluiceConfig): string {
       const q = dc.queue;
       lines.push(`  to   ${d}: ${agent.destinations.get(d)!.describe()}`);
       const full = `when full: ${q.full}${q.full === 'block' ? ` (up to ${formatDuration(q.block_timeout)})` : ''}`;
-      const file = `${formatSize(q.max_size)} file in ${queueDir(agent.stateDir, d)}, sync ${q.sync}${q.sync === 'interval' ? ` every ${formatDuration(q.sync_interval)}` : ''}`;
+      const file =
+        `${formatSize(q.max_size)} file in ${queueDir(agent.stateDir, d)}, sync ` +
+        `${q.sync}${q.sync === 'interval' ? ` every ${formatDuration(q.sync_interval)}` : ''}`;
       lines.push(
         q.mode === 'memory'
           ? `       queue memory, up to ${memBufLength(q)} records / ${formatSize(q.mem_buf_size)}, ${full}`
           : q.mode === 'normal'
-            ? `       queue normal, ${q.qout_size} + ${memBufLength(q)} records in memory (lost by a crash), then a ${file}, ${full}`
+            ? `       queue normal, ${q.qout_size} + ${memBufLength(q)} records in memory (lost by a crash), then a ` +
+              `${file}, ${full}`
             : `       queue reliable, ${file}, ${full}`,
       );
     }
@@ -71,16 +74,29 @@ async function checkQueues(config: SluiceConfig): Promise<{ lines: string[]; err
       lines.push(`queue ${name}: ERROR cannot read ${file}: ${info.error}`);
     } else if (info.corrupt) {
       errors++;
-      lines.push(`queue ${name}: CORRUPT ${file}: ${info.corrupt}; at start it is renamed to .corrupted-<time> and ${info.records} valid record(s) are salvaged`);
+      lines.push(
+        `queue ${name}: CORRUPT ${file}: ${info.corrupt}; at start it is renamed to .corrupted-<time> and ` +
+          `${info.records} valid record(s) are salvaged`,
+      );
     } else {
-      const mismatch = info.capacity + DATA_START !== dc.queue.max_size ? `; the file is ${formatSize(info.fileBytes)}, max_size ${formatSize(dc.queue.max_size)}: resized at start` : '';
-      lines.push(`queue ${name}: ok, ${info.records + info.memoryRecords} record(s) waiting${info.lockedBy ? `, in use by PID ${info.lockedBy}` : ''}${mismatch}`);
+      const mismatch =
+        info.capacity + DATA_START !== dc.queue.max_size
+          ? `; the file is ${formatSize(info.fileBytes)}, max_size ${formatSize(dc.queue.max_size)}: resized at start`
+          : '';
+      lines.push(
+        `queue ${name}: ok, ${info.records + info.memoryRecords} record(s) ` +
+          `waiting${info.lockedBy ? `, in use by PID ${info.lockedBy}` : ''}${mismatch}`,
+      );
     }
   }
   for (const o of findOrphans(stateDir, Object.keys(config.destinations))) {
     warnings++;
     const target = config.drain_orphans[o.name];
-    lines.push(`queue ${o.name}: ORPHAN (no destination of that name) in ${o.dir}${target ? `; drained into ${target} at start` : '; drain it with `sluice queue drain` or drain_orphans'}`);
+    lines.push(
+      `queue ${o.name}: ORPHAN (no destination of that name) in ${o.dir}${
+        target ? `; drained into ${target} at start` : '; drain it with `sluice queue drain` or drain_orphans'
+      }`,
+    );
   }
   return { lines, errors, warnings };
 }

@@ -13,7 +13,9 @@ export async function loadConfig(file: string): Promise<LoadedConfig | null> {
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     for (const p of err.problems) process.stderr.write(`${formatProblem(p)}\n`);
-    process.stderr.write(`${file}: ${err.problems.filter((p) => p.severity === 'error').length} error(s); nothing was started\n`);
+    process.stderr.write(
+      `${file}: ${err.problems.filter((p) => p.severity === 'error').length} error(s); nothing was started\n`,
+    );
     return null;
   }
 }

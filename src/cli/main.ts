@@ -29,25 +29,27 @@ Signals (run): SIGTERM or SIGINT drain in-flight records, up to shutdown_timeout
                SIGHUP reloads FILE: a config with errors is rejected and the running one kept.
 Docs: docs/configuration.md, docs/operations.md`;
 
+const OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  into: { type: 'string' },
+  to: { type: 'string' },
+  json: { type: 'boolean' },
+  resend: { type: 'boolean' },
+  pid: { type: 'string' },
+  url: { type: 'string' },
+  watch: { type: 'boolean' },
+  version: { type: 'boolean', short: 'V' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 /** Parses the arguments and runs one command; resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  let parsed;
+  let parsed: ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof OPTIONS }>>;
   try {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: {
-        config: { type: 'string', short: 'c' },
-        into: { type: 'string' },
-        to: { type: 'string' },
-        json: { type: 'boolean' },
-        resend: { type: 'boolean' },
-        pid: { type: 'string' },
-        url: { type: 'string' },
-        watch: { type: 'boolean' },
-        version: { type: 'boolean', short: 'V' },
-        help: { type: 'boolean', short: 'h' },
-      },
+      options: OPTIONS,
     });
   } catch (err) {
     process.stderr.write(`sluice: ${(err as Error).message}\n\n${HELP}\n`);

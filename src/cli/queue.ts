@@ -5,7 +5,14 @@ import path from 'node:path';
 import type { SluiceConfig } from '../config/schema.js';
 import { formatSize } from '../config/units.js';
 import type { Logger } from '../log.js';
-import { inspectQueueFile, listQueueDirs, queueFilePath, salvageQueueFile, unackedRecords, type QueueFileInfo } from '../queue/disk/inspect.js';
+import {
+  inspectQueueFile,
+  listQueueDirs,
+  queueFilePath,
+  salvageQueueFile,
+  unackedRecords,
+  type QueueFileInfo,
+} from '../queue/disk/inspect.js';
 import { startDrain } from '../queue/orphans.js';
 import { buildDestination, buildMemoryQueue } from '../components.js';
 import { FileDeadLetters, fromLine, readDeadLetters } from '../destinations/dead-letters.js';
@@ -34,12 +41,14 @@ function describeInfo(i: QueueFileInfo): string {
     `file:        ${i.file}`,
     `destination: ${i.destination ?? 'unknown (no queue.json)'}`,
     `mode:        ${i.mode ?? 'unknown (no queue.json)'}`,
-    `status:      ${i.corrupt ? `CORRUPT: ${i.corrupt} (the next start rotates it and salvages every valid record)` : 'ok'}`,
+    `status:      ` +
+      `${i.corrupt ? `CORRUPT: ${i.corrupt} (the next start rotates it and salvages every valid record)` : 'ok'}`,
     `lock:        ${i.lockedBy ? `held by PID ${i.lockedBy}` : 'free'}`,
     `capacity:    ${formatSize(i.capacity)} (file ${i.fileBytes} bytes)`,
     `head:        position ${i.head}, sequence ${i.headSeq}`,
     `tail:        position ${i.tail}, sequence ${i.tailSeq}`,
-    `records:     ${i.records} unacknowledged${i.memoryRecords ? `, plus ${i.memoryRecords} saved from memory (memory.sq)` : ''}`,
+    `records:     ${i.records} ` +
+      `unacknowledged${i.memoryRecords ? `, plus ${i.memoryRecords} saved from memory (memory.sq)` : ''}`,
     `bytes:       ${i.bytes}${fill}`,
     `oldest:      ${time(i.oldestReceivedAt)}`,
     `newest:      ${time(i.newestReceivedAt)}`,
@@ -49,7 +58,14 @@ function describeInfo(i: QueueFileInfo): string {
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((cell, c) => cell.padEnd(widths[c]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 export interface QueueCommandContext {
@@ -123,12 +139,23 @@ export async function queueCommand(ctx: QueueCommandContext): Promise<number> {
       for await (const { seq, record } of unackedRecords(queueFilePath(file), (reason) => (damaged = reason))) {
         if (ctx.values.json) {
           const o = record.origin;
-          ctx.out(JSON.stringify({ seq, received_at: time(record.receivedAt), source: o.source, from: o.from, raw: record.raw.toString('utf8') }));
+          ctx.out(
+            JSON.stringify({
+              seq,
+              received_at: time(record.receivedAt),
+              source: o.source,
+              from: o.from,
+              raw: record.raw.toString('utf8'),
+            }),
+          );
         } else {
           ctx.out(record.raw.toString('utf8'));
         }
       }
-      if (damaged) ctx.err(`sluice queue cat: the file is damaged (${damaged as string}); printed every record a salvage would keep`);
+      if (damaged)
+        ctx.err(
+          `sluice queue cat: the file is damaged (${damaged as string}); printed every record a salvage would keep`,
+        );
       return damaged ? 1 : 0;
     }
     case 'salvage': {
@@ -139,7 +166,10 @@ export async function queueCommand(ctx: QueueCommandContext): Promise<number> {
         return 2;
       }
       const r = await salvageQueueFile(queueFilePath(file), path.resolve(ctx.values.into));
-      ctx.out(`salvaged ${r.records} record(s) into ${r.into}${r.corrupt ? ` (the source was damaged: ${r.corrupt})` : ''}; ${file} was not changed`);
+      ctx.out(
+        `salvaged ${r.records} record(s) into ` +
+          `${r.into}${r.corrupt ? ` (the source was damaged: ${r.corrupt})` : ''}; ${file} was not changed`,
+      );
       return 0;
     }
     case 'drain': {
@@ -161,8 +191,16 @@ export async function queueCommand(ctx: QueueCommandContext): Promise<number> {
         ctx.err(`sluice queue drain: ${abs} does not exist`);
         return 2;
       }
-      const drain = await startDrain({ name: path.basename(abs), dir: abs }, ctx.values.to, (name, queue, logger) => buildDestination(destConfig, { name, queue, logger, hostname: config.hostname ?? os.hostname() }), ctx.logger());
-      ctx.out(`draining ${drain.initial} record(s) from ${abs} into ${ctx.values.to} (${drain.destination.describe()})`);
+      const drain = await startDrain(
+        { name: path.basename(abs), dir: abs },
+        ctx.values.to,
+        (name, queue, logger) =>
+          buildDestination(destConfig, { name, queue, logger, hostname: config.hostname ?? os.hostname() }),
+        ctx.logger(),
+      );
+      ctx.out(
+        `draining ${drain.initial} record(s) from ${abs} into ${ctx.values.to} (${drain.destination.describe()})`,
+      );
       const stop = () => void drain.stop(config.shutdown_timeout);
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
@@ -194,8 +232,16 @@ async function deadLettersCommand(ctx: QueueCommandContext, need: (what: string)
     return 2;
   }
   // A state directory (its dead-letters/ inside), the dead-letters directory itself, or one file.
-  const dir = statSync(abs).isDirectory() ? (existsSync(path.join(abs, 'dead-letters')) ? path.join(abs, 'dead-letters') : abs) : null;
-  const files = dir ? readdirSync(dir).filter((f) => f.endsWith('.jsonl')).map((f) => path.join(dir, f)) : [abs];
+  const dir = statSync(abs).isDirectory()
+    ? existsSync(path.join(abs, 'dead-letters'))
+      ? path.join(abs, 'dead-letters')
+      : abs
+    : null;
+  const files = dir
+    ? readdirSync(dir)
+        .filter((f) => f.endsWith('.jsonl'))
+        .map((f) => path.join(dir, f))
+    : [abs];
   if (ctx.values.resend) {
     if (files.length !== 1 || files[0] !== abs) {
       ctx.err('sluice queue dead-letters --resend: name one dead-letter file');
@@ -211,10 +257,22 @@ async function deadLettersCommand(ctx: QueueCommandContext, need: (what: string)
     }
     const reasons = new Map<string, number>();
     for (const l of letters) reasons.set(l.reason, (reasons.get(l.reason) ?? 0) + 1);
-    ctx.out(`${file}: ${letters.length} record(s)${reasons.size ? ` (${[...reasons].map(([r, n]) => `${r} ${n}`).join(', ')})` : ''}${unreadable ? `, ${unreadable} unreadable line(s)` : ''}`);
+    ctx.out(
+      `${file}: ${letters.length} ` +
+        `record(s)${reasons.size ? ` (${[...reasons].map(([r, n]) => `${r} ${n}`).join(', ')})` : ''}` +
+        `${unreadable ? `, ${unreadable} unreadable line(s)` : ''}`,
+    );
     if (letters.length === 0) continue;
     const rows = [['TIME', 'DESTINATION', 'REASON', 'ATTEMPTS', 'SOURCE', 'MESSAGE']];
-    for (const l of letters) rows.push([l.time, l.destination, l.reason, String(l.attempts), l.source, (l.message ?? `(base64) ${l.message_base64 ?? ''}`).slice(0, 80)]);
+    for (const l of letters)
+      rows.push([
+        l.time,
+        l.destination,
+        l.reason,
+        String(l.attempts),
+        l.source,
+        (l.message ?? `(base64) ${l.message_base64 ?? ''}`).slice(0, 80),
+      ]);
     ctx.out(table(rows));
   }
   return 0;
@@ -237,17 +295,28 @@ async function resendDeadLetters(ctx: QueueCommandContext, file: string): Promis
   const kept = `${file}.resent-${new Date().toISOString().replace(/[:.]/g, '-')}`;
   renameSync(file, kept);
   const logger = ctx.logger();
-  const queue = buildMemoryQueue(`${ctx.values.to}<-dead-letters`, { ...destConfig.queue, mem_buf_length: Math.max(letters.length, 1), mem_buf_size: 1 << 30 });
+  const queue = buildMemoryQueue(`${ctx.values.to}<-dead-letters`, {
+    ...destConfig.queue,
+    mem_buf_length: Math.max(letters.length, 1),
+    mem_buf_size: 1 << 30,
+  });
   const name = path.basename(file, '.jsonl');
   const destination = buildDestination(destConfig, {
     name: `${ctx.values.to}<-dead-letters`,
     queue,
     logger,
     hostname: config.hostname ?? os.hostname(),
-    setAside: { sink: new FileDeadLetters(file, name, logger), maxAge: 0, maxRecordAttempts: destConfig.queue.max_record_attempts },
+    setAside: {
+      sink: new FileDeadLetters(file, name, logger),
+      maxAge: 0,
+      maxRecordAttempts: destConfig.queue.max_record_attempts,
+    },
   });
   queue.push(letters.map(fromLine));
-  ctx.out(`sending ${letters.length} dead letter(s) from ${file} through ${ctx.values.to} (${destination.describe()})${unreadable ? `; ${unreadable} unreadable line(s) skipped` : ''}`);
+  ctx.out(
+    `sending ${letters.length} dead letter(s) from ${file} through ${ctx.values.to} ` +
+      `(${destination.describe()})${unreadable ? `; ${unreadable} unreadable line(s) skipped` : ''}`,
+  );
   destination.start();
   let interrupted = false;
   const stop = () => {
@@ -260,6 +329,10 @@ async function resendDeadLetters(ctx: QueueCommandContext, file: string): Promis
   process.off('SIGTERM', stop);
   const left = await destination.stop(config.shutdown_timeout);
   const again = Object.values(destination.stats.deadLettered).reduce((a, b) => a + b, 0);
-  ctx.out(`delivered ${destination.stats.delivered}, set aside again ${again}${again ? ` (in ${file})` : ''}, left ${left}${left ? " (they are still in the kept file)" : ""}; the original is kept as ${kept}`);
+  ctx.out(
+    `delivered ${destination.stats.delivered}, set aside again ${again}${again ? ` (in ${file})` : ''}, left ${left}${
+      left ? ' (they are still in the kept file)' : ''
+    }; the original is kept as ${kept}`,
+  );
   return left === 0 ? 0 : 1;
 }

@@ -13,7 +13,8 @@ function warnTickets(logger: ReturnType<typeof createLogger>, config: SluiceConf
   if (sources.length === 0) return;
   logger.warn(
     { sources, openssl_config: OPENSSL_CONFIG },
-    'TLS 1.3 session tickets are on: a client that never reads (loggen, many appliances) can lose what it sent last when it closes; start sluice with bin/sluice, or node --openssl-config=<that file>',
+    'TLS 1.3 session tickets are on: a client that never reads (loggen, many appliances) can lose what it sent last ' +
+      'when it closes; start sluice with bin/sluice, or node --openssl-config=<that file>',
   );
 }
 
@@ -27,7 +28,10 @@ export async function run(file: string): Promise<number> {
   if (listeners.length > 0 && !ticketsOff()) {
     if (!process.env.SLUICE_RELAUNCHED) {
       // Started without bin/sluice (node dist/cli.js): OpenSSL reads its settings only at start.
-      logger.info({ sources: listeners, openssl_config: OPENSSL_CONFIG }, 'TLS listeners: starting node again with TLS 1.3 session tickets off (use bin/sluice to start in one process)');
+      logger.info(
+        { sources: listeners, openssl_config: OPENSSL_CONFIG },
+        'TLS listeners: starting node again with TLS 1.3 session tickets off (use bin/sluice to start in one process)',
+      );
       process.env.SLUICE_RELAUNCHED = '1';
       return relaunchWithoutTickets();
     }
@@ -68,7 +72,10 @@ export async function run(file: string): Promise<number> {
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err;
         for (const p of err.problems) logger.error({ problem: formatProblem(p) }, 'config problem');
-        logger.error({ config: path.resolve(file) }, 'reload rejected: the config has errors; the running configuration is kept');
+        logger.error(
+          { config: path.resolve(file) },
+          'reload rejected: the config has errors; the running configuration is kept',
+        );
         return;
       }
       for (const w of next.warnings) logger.warn({ problem: formatProblem(w) }, 'config warning');
@@ -77,13 +84,20 @@ export async function run(file: string): Promise<number> {
         const r = await agent.reload(next.config);
         running = next.config;
         const summary = { kept: r.kept, restarted: r.restarted, started: r.started, stopped: r.stopped };
-        if (r.errors.length > 0) logger.error({ ...summary, errors: r.errors }, 'reloaded, with errors: the components named in errors are not running');
+        if (r.errors.length > 0)
+          logger.error(
+            { ...summary, errors: r.errors },
+            'reloaded, with errors: the components named in errors are not running',
+          );
         else logger.info(summary, 'reloaded');
         return;
       } catch (err) {
         if (!(err instanceof ReloadNeedsRestart)) throw err;
       }
-      logger.info({ config: path.resolve(file) }, 'reloading: state_dir changed, so every pipeline is stopped and started again');
+      logger.info(
+        { config: path.resolve(file) },
+        'reloading: state_dir changed, so every pipeline is stopped and started again',
+      );
       await agent.stop();
       try {
         const fresh = new Agent(next.config, logger);
@@ -92,7 +106,10 @@ export async function run(file: string): Promise<number> {
         running = next.config;
         logger.info('reloaded');
       } catch (err) {
-        logger.error({ err: (err as Error).message }, 'the new configuration cannot start; starting the previous one again');
+        logger.error(
+          { err: (err as Error).message },
+          'the new configuration cannot start; starting the previous one again',
+        );
         const previous = new Agent(running, logger);
         await previous.start();
         agent = previous;

@@ -79,22 +79,31 @@ function interpolateEnv(node: unknown, path: Path, env: NodeJS.ProcessEnv, probl
       interpolateEnv(pair.value, [...path, String(key)], env, problems);
     }
   } else if (isSeq(node)) {
-    node.items.forEach((item, i) => interpolateEnv(item, [...path, i], env, problems));
+    node.items.forEach((item, i) => {
+      interpolateEnv(item, [...path, i], env, problems);
+    });
   } else if (isScalar(node) && typeof node.value === 'string' && node.value.includes('${')) {
     const template = TEMPLATE_KEYS.some((p) => matchesKeyPattern(path, p));
-    node.value = node.value.replace(ENV_REF, (whole: string, name: string | undefined, fallback: string | undefined) => {
-      if (whole === '$${') return '${';
-      if (name === undefined) {
-        problems.at('error', path, `unterminated or malformed "\${" (write "$\${" for a literal "\${")`);
+    node.value = node.value.replace(
+      ENV_REF,
+      (whole: string, name: string | undefined, fallback: string | undefined) => {
+        if (whole === '$${') return '${';
+        if (name === undefined) {
+          problems.at('error', path, `unterminated or malformed "\${" (write "$\${" for a literal "\${")`);
+          return whole;
+        }
+        if (template && fallback === undefined && isTemplateMacro(name)) return whole;
+        const value = env[name];
+        if (value !== undefined && (value !== '' || fallback === undefined)) return value;
+        if (fallback !== undefined) return fallback;
+        problems.at(
+          'error',
+          path,
+          `environment variable ${name} is not set (use \${${name}:-default} to give a default)`,
+        );
         return whole;
-      }
-      if (template && fallback === undefined && isTemplateMacro(name)) return whole;
-      const value = env[name];
-      if (value !== undefined && (value !== '' || fallback === undefined)) return value;
-      if (fallback !== undefined) return fallback;
-      problems.at('error', path, `environment variable ${name} is not set (use \${${name}:-default} to give a default)`);
-      return whole;
-    });
+      },
+    );
   }
 }
 
@@ -149,17 +158,23 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
   const used = { sources: new Set<string>(), destinations: new Set<string>() };
   for (const [name, pipeline] of Object.entries(config.pipelines)) {
     pipeline.from.forEach((s, i) => {
-      if (!(s in config.sources)) problems.at('error', ['pipelines', name, 'from', i], `no source named "${s}"${suggest(s, config.sources)}`);
+      if (!(s in config.sources))
+        problems.at('error', ['pipelines', name, 'from', i], `no source named "${s}"${suggest(s, config.sources)}`);
       used.sources.add(s);
     });
     pipeline.to.forEach((d, i) => {
       if (!(d in config.destinations)) {
-        problems.at('error', ['pipelines', name, 'to', i], `no destination named "${d}"${suggest(d, config.destinations)}`);
+        problems.at(
+          'error',
+          ['pipelines', name, 'to', i],
+          `no destination named "${d}"${suggest(d, config.destinations)}`,
+        );
       }
       used.destinations.add(d);
     });
   }
-  // DESIGN: a reliable queue fed by a source that cannot acknowledge protects records only from the moment they are queued.
+  // DESIGN: a reliable queue fed by a source that cannot acknowledge protects records only from the moment they are
+  // queued.
   for (const [name, pipeline] of Object.entries(config.pipelines)) {
     for (const d of pipeline.to) {
       if (config.destinations[d]?.queue.mode !== 'reliable') continue;
@@ -169,7 +184,8 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
           problems.at(
             'warning',
             ['pipelines', name, 'from', pipeline.from.indexOf(s)],
-            `source "${s}" (${type}) cannot acknowledge its senders: the reliable queue of "${d}" keeps what it received, but a sender never learns what was lost before it (a crash, a full socket buffer)`,
+            `source "${s}" (${type}) cannot acknowledge its senders: the reliable queue of "${d}" keeps what it ` +
+              `received, but a sender never learns what was lost before it (a crash, a full socket buffer)`,
           );
         }
       }
@@ -177,10 +193,19 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
   }
   for (const [orphan, target] of Object.entries(config.drain_orphans)) {
     if (orphan in config.destinations) {
-      problems.at('error', ['drain_orphans', orphan], `"${orphan}" is a configured destination, not an orphan: its queue is in use`, true);
+      problems.at(
+        'error',
+        ['drain_orphans', orphan],
+        `"${orphan}" is a configured destination, not an orphan: its queue is in use`,
+        true,
+      );
     }
     if (!(target in config.destinations)) {
-      problems.at('error', ['drain_orphans', orphan], `no destination named "${target}"${suggest(target, config.destinations)}`);
+      problems.at(
+        'error',
+        ['drain_orphans', orphan],
+        `no destination named "${target}"${suggest(target, config.destinations)}`,
+      );
     } else {
       used.destinations.add(target);
     }
@@ -188,8 +213,18 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
   for (const [name, d] of Object.entries(config.destinations)) {
     const to = d.queue.dead_letter;
     if (to === 'file' || to === 'drop') continue;
-    if (to === name) problems.at('error', ['destinations', name, 'queue', 'dead_letter'], 'a destination cannot be its own dead-letter target');
-    else if (!(to in config.destinations)) problems.at('error', ['destinations', name, 'queue', 'dead_letter'], `no destination named "${to}"${suggest(to, config.destinations)}`);
+    if (to === name)
+      problems.at(
+        'error',
+        ['destinations', name, 'queue', 'dead_letter'],
+        'a destination cannot be its own dead-letter target',
+      );
+    else if (!(to in config.destinations))
+      problems.at(
+        'error',
+        ['destinations', name, 'queue', 'dead_letter'],
+        `no destination named "${to}"${suggest(to, config.destinations)}`,
+      );
     else used.destinations.add(to);
   }
   for (const kind of ['sources', 'destinations'] as const) {
@@ -201,7 +236,7 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
   return { file, config, warnings: problems.problems };
 }
 
-function suggest(name: string, known: Record<string, unknown>): string {
+function suggest(_name: string, known: Record<string, unknown>): string {
   const names = Object.keys(known);
   return names.length ? ` (known: ${names.join(', ')})` : '';
 }
@@ -213,7 +248,9 @@ export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     const why = err.code === 'ENOENT' ? 'file not found' : err.code === 'EACCES' ? 'permission denied' : err.message;
-    throw new ConfigError([{ severity: 'error', file, line: 0, column: 0, path: '', message: `cannot read config: ${why}` }]);
+    throw new ConfigError([
+      { severity: 'error', file, line: 0, column: 0, path: '', message: `cannot read config: ${why}` },
+    ]);
   }
   return parseConfigText(text, file, env);
 }

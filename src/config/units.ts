@@ -32,7 +32,10 @@ export function parseSize(input: string | number): number | null {
   return Number.isSafeInteger(value) ? value : null;
 }
 
-/** Milliseconds from `50ms`, `10s`, `1.5h`, `0`; null when the text is not a duration. A bare number other than 0 has no unit and is refused. */
+/**
+ * Milliseconds from `50ms`, `10s`, `1.5h`, `0`; null when the text is not a duration. A bare number other than 0 has no
+ * unit and is refused.
+ */
 export function parseDuration(input: string | number): number | null {
   if (input === 0 || input === '0') return 0;
   if (typeof input === 'number') return null;
@@ -61,7 +64,12 @@ export function formatSize(bytes: number): string {
 }
 
 export function formatDuration(ms: number): string {
-  for (const [unit, f] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
+  for (const [unit, f] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+  ] as const) {
     if (ms >= f && ms % f === 0) return `${ms / f}${unit}`;
   }
   return `${ms}ms`;

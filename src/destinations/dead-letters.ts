@@ -63,7 +63,10 @@ export function toLine(destination: string, l: DeadLetter, now = Date.now()): De
     attempts: l.attempts,
     source: r.origin.source,
     from: r.origin.from,
-    received_at: Number.isFinite(r.receivedAt) && Math.abs(r.receivedAt) < 8.64e15 ? new Date(r.receivedAt).toISOString() : String(r.receivedAt),
+    received_at:
+      Number.isFinite(r.receivedAt) && Math.abs(r.receivedAt) < 8.64e15
+        ? new Date(r.receivedAt).toISOString()
+        : String(r.receivedAt),
   };
   if (r.stream !== undefined) {
     out.stream = r.stream;
@@ -79,7 +82,13 @@ export function toLine(destination: string, l: DeadLetter, now = Date.now()): De
 
 /** The record a dead-letter line holds, as it was received (origin and stream kept) for sending again. */
 export function fromLine(l: DeadLetterLine): LogRecord {
-  const origin: RecordOrigin = { source: l.source, from: l.from, format: 'syslog', lenient: true, stats: newSourceStats() };
+  const origin: RecordOrigin = {
+    source: l.source,
+    from: l.from,
+    format: 'syslog',
+    lenient: true,
+    stats: newSourceStats(),
+  };
   const raw = l.message !== undefined ? Buffer.from(l.message) : Buffer.from(l.message_base64 ?? '', 'base64');
   const at = Date.parse(l.received_at);
   const r = new LogRecord(raw, Number.isFinite(at) ? at : Date.now(), origin);
@@ -122,7 +131,17 @@ function logSetAside(log: RateLimitedLog, logger: Logger, letters: DeadLetter[],
   for (const reason of reasons) {
     const l = letters.find((x) => x.reason === reason)!;
     log.log(`dead:${reason}`, (extra) =>
-      logger.error({ reason, error: l.error, attempts: l.attempts, records: letters.filter((x) => x.reason === reason).length, to: where, ...extra }, 'records set aside as dead letters: they cannot be delivered'),
+      logger.error(
+        {
+          reason,
+          error: l.error,
+          attempts: l.attempts,
+          records: letters.filter((x) => x.reason === reason).length,
+          to: where,
+          ...extra,
+        },
+        'records set aside as dead letters: they cannot be delivered',
+      ),
     );
   }
 }
@@ -150,12 +169,20 @@ export class FileDeadLetters implements DeadLetterSink {
     const now = Date.now();
     const text = Buffer.from(letters.map((l) => `${JSON.stringify(toLine(this.destination, l, now))}\n`).join(''));
     await mkdir(path.dirname(this.file), { recursive: true });
-    if (this.size < 0) this.size = await stat(this.file).then((s) => s.size, () => 0);
+    if (this.size < 0)
+      this.size = await stat(this.file).then(
+        (s) => s.size,
+        () => 0,
+      );
     if (this.size + text.length > this.maxBytes) {
       stats.deadLetterDropped += letters.length;
       count(stats, letters);
       this.log.log('full', (extra) =>
-        this.logger.error({ file: this.file, max_bytes: this.maxBytes, records: letters.length, ...extra }, 'dead-letter file is full: set-aside records dropped (counted as dead_letter_dropped); move the file away to keep more'),
+        this.logger.error(
+          { file: this.file, max_bytes: this.maxBytes, records: letters.length, ...extra },
+          'dead-letter file is full: set-aside records dropped (counted as dead_letter_dropped); move the file away ' +
+            'to keep more',
+        ),
       );
       return;
     }
@@ -203,7 +230,17 @@ export class DestinationDeadLetters implements DeadLetterSink {
     hostname: string,
   ) {
     this.describe = `destination ${target}`;
-    this.origin = { source: `dead_letter:${destination}`, from: destination, format: 'text', lenient: false, stats: newSourceStats(), hostname, appName: 'sluice-dead-letter', facility: 5, severity: 3 };
+    this.origin = {
+      source: `dead_letter:${destination}`,
+      from: destination,
+      format: 'text',
+      lenient: false,
+      stats: newSourceStats(),
+      hostname,
+      appName: 'sluice-dead-letter',
+      facility: 5,
+      severity: 3,
+    };
   }
 
   async put(letters: DeadLetter[], stats: DeadLetterStats): Promise<void> {
@@ -211,7 +248,9 @@ export class DestinationDeadLetters implements DeadLetterSink {
     const q = this.queueOf(this.target);
     if (!q) throw new Error(`dead-letter destination ${this.target} is not running`);
     const now = Date.now();
-    const records = letters.map((l) => new LogRecord(Buffer.from(JSON.stringify(toLine(this.destination, l, now))), now, this.origin));
+    const records = letters.map(
+      (l) => new LogRecord(Buffer.from(JSON.stringify(toLine(this.destination, l, now))), now, this.origin),
+    );
     if (q.isFull()) await q.waitForSpace();
     await q.push(records);
     count(stats, letters);

@@ -25,7 +25,11 @@ export function renderRecord(r: LogRecord, format: OutputFormat, localHost: stri
       // MSG that is not UTF-8 goes out as the bytes that came in, after a header of its own.
       const empty = { ...m, message: '', bom: false };
       if (format === 'rfc3164') return Buffer.concat([Buffer.from(formatRfc3164(empty, when, localHost)), bytes]);
-      return Buffer.concat([Buffer.from(formatRfc5424(empty, when)), Buffer.from(m.bom === true ? ' \ufeff' : ' '), bytes]);
+      return Buffer.concat([
+        Buffer.from(formatRfc5424(empty, when)),
+        Buffer.from(m.bom === true ? ' \ufeff' : ' '),
+        bytes,
+      ]);
     }
   }
 }

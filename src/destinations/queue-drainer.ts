@@ -11,7 +11,17 @@ import type { Destination, DestinationContext, DestinationStats } from './types.
  * it, or put it back and wait (backoff with jitter) before trying again. One batch at a time.
  */
 export abstract class QueueDrainer implements Destination {
-  readonly stats: DestinationStats = { sent: 0, delivered: 0, failures: 0, replayed: 0, reconnectAttempts: 0, reconnects: 0, connected: false, deadLettered: {}, deadLetterDropped: 0 };
+  readonly stats: DestinationStats = {
+    sent: 0,
+    delivered: 0,
+    failures: 0,
+    replayed: 0,
+    reconnectAttempts: 0,
+    reconnects: 0,
+    connected: false,
+    deadLettered: {},
+    deadLetterDropped: 0,
+  };
   readonly name: string;
   readonly queue: DestinationContext['queue'];
   protected readonly backoff: ExponentialBackoff;
@@ -45,7 +55,7 @@ export abstract class QueueDrainer implements Destination {
    * deliver (a path the file system refuses, a message it cannot encode) are returned, not thrown:
    * they are set aside as dead letters and the rest of the batch counts as delivered.
    */
-  protected abstract deliver(records: LogRecord[]): Promise<Rejected[] | void>;
+  protected abstract deliver(records: LogRecord[]): Promise<Rejected[] | undefined>;
   /** Releases sockets and files; `force` cuts short anything in progress. */
   protected abstract release(force: boolean): Promise<void>;
 
@@ -76,7 +86,11 @@ export abstract class QueueDrainer implements Destination {
         const gone = new Set(letters.map((l) => l.record));
         const live = gone.size > 0 ? batch.filter((r) => !gone.has(r)) : batch;
         const rejected = live.length > 0 ? ((await this.deliver(live)) ?? []) : [];
-        for (const r of rejected) letters.push({ ...r, attempts: 1 + (this.suspect && sameRecord(this.suspect.record, r.record) ? this.suspect.attempts : 0) });
+        for (const r of rejected)
+          letters.push({
+            ...r,
+            attempts: 1 + (this.suspect && sameRecord(this.suspect.record, r.record) ? this.suspect.attempts : 0),
+          });
         // Set aside (durably) before the batch leaves the queue: a crash in between sends it again.
         if (letters.length > 0) await this.aside.put(letters);
         // Rotated meanwhile (see DestinationQueue.epoch): these come out again from the fresh file.
@@ -143,9 +157,19 @@ export abstract class QueueDrainer implements Destination {
     else this.suspect = { record: r, attempts: 1 };
     if (this.suspect.attempts < this.aside.maxRecordAttempts) return false;
     try {
-      await this.aside.put([{ record: r, reason: reasonOf(err), error: err instanceof Error ? err.message : String(err), attempts: this.suspect.attempts }]);
+      await this.aside.put([
+        {
+          record: r,
+          reason: reasonOf(err),
+          error: err instanceof Error ? err.message : String(err),
+          attempts: this.suspect.attempts,
+        },
+      ]);
     } catch (e) {
-      this.ctx.logger.error({ err: (e as Error).message }, 'cannot set a record aside as a dead letter; it stays queued');
+      this.ctx.logger.error(
+        { err: (e as Error).message },
+        'cannot set a record aside as a dead letter; it stays queued',
+      );
       return false;
     }
     this.suspect = null;
@@ -160,7 +184,10 @@ export abstract class QueueDrainer implements Destination {
   private logFailure(err: unknown, waitMs: number): void {
     const reason = err instanceof Error ? err.message : String(err);
     this.quiet.log('failure', (extra) =>
-      this.ctx.logger.warn({ reason, retry_in_ms: waitMs, queued: this.queue.stats().records, ...extra }, 'delivery failed; records stay queued and will be retried'),
+      this.ctx.logger.warn(
+        { reason, retry_in_ms: waitMs, queued: this.queue.stats().records, ...extra },
+        'delivery failed; records stay queued and will be retried',
+      ),
     );
   }
 

@@ -75,7 +75,8 @@ export abstract class SessionDestination implements Destination {
   protected queueStillHolds(): () => void {
     const epoch = this.queue.epoch;
     return () => {
-      if (this.queue.epoch !== epoch) throw new Error('the queue file was rotated and salvaged: sending its records again in a new session');
+      if (this.queue.epoch !== epoch)
+        throw new Error('the queue file was rotated and salvaged: sending its records again in a new session');
     };
   }
 
@@ -94,7 +95,10 @@ export abstract class SessionDestination implements Destination {
           this.queue.ack(expired.length);
         }
       } catch (err) {
-        this.ctx.logger.error({ err: (err as Error).message }, 'cannot set expired records aside as dead letters; they stay queued');
+        this.ctx.logger.error(
+          { err: (err as Error).message },
+          'cannot set expired records aside as dead letters; they stay queued',
+        );
         return;
       } finally {
         this.queue.rewind();

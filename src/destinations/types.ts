@@ -45,7 +45,10 @@ export interface Destination {
   readonly queue: DestinationQueue;
   readonly stats: DestinationStats;
   start(): void;
-  /** Sends what is queued until the queue is empty or `timeoutMs` passes, then closes. Resolves to the records left behind. */
+  /**
+   * Sends what is queued until the queue is empty or `timeoutMs` passes, then closes. Resolves to the records left
+   * behind.
+   */
   stop(timeoutMs: number): Promise<number>;
   describe(): string;
 }

@@ -83,7 +83,8 @@ export class SyslogFrameDecoder {
       const b = chunk[0]!;
       if (b >= 0x30 && b <= 0x39) this.framing = 'octet-counting';
       else if (b === 0x09 || (b >= 0x20 && b !== 0x7f)) this.framing = 'lf';
-      else throw new FramingError(`stream starts with byte ${describeByte(b)}, which is neither an octet count nor text`);
+      else
+        throw new FramingError(`stream starts with byte ${describeByte(b)}, which is neither an octet count nor text`);
     }
     if (this.framing === 'lf') this.pushLf(chunk, out);
     else this.pushOctet(chunk, out);

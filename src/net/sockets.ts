@@ -54,7 +54,11 @@ export function listen(server: net.Server, address: { host: string; port: number
  * A TCP connection, or TLS with `tlsOptions`, ready to write (handshake done), with no delay and
  * keepalive set; rejects on an error or after `timeoutMs`.
  */
-export function connectStream(address: { host: string; port: number }, tlsOptions: tls.ConnectionOptions | null, timeoutMs: number): Promise<net.Socket> {
+export function connectStream(
+  address: { host: string; port: number },
+  tlsOptions: tls.ConnectionOptions | null,
+  timeoutMs: number,
+): Promise<net.Socket> {
   const { host, port } = address;
   return new Promise<net.Socket>((resolve, reject) => {
     const socket = tlsOptions ? tls.connect({ host, port, ...tlsOptions }) : net.connect({ host, port });

@@ -50,9 +50,13 @@ export function tlsListeners(config: SluiceConfig): string[] {
  * the exit code.
  */
 export function relaunchWithoutTickets(): Promise<number> {
-  const child = spawn(process.execPath, [...process.execArgv, `--openssl-config=${OPENSSL_CONFIG}`, ...process.argv.slice(1)], {
-    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...process.execArgv, `--openssl-config=${OPENSSL_CONFIG}`, ...process.argv.slice(1)],
+    {
+      stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+    },
+  );
   const forward = (signal: NodeJS.Signals) => () => child.kill(signal);
   const handlers = (['SIGTERM', 'SIGINT', 'SIGHUP'] as const).map((s) => [s, forward(s)] as const);
   for (const [s, h] of handlers) process.on(s, h);

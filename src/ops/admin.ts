@@ -68,7 +68,10 @@ export class AdminServer {
     server.requestTimeout = 10_000;
     const ok = await new Promise<boolean>((resolve) => {
       server.once('error', (err) => {
-        this.logger.error({ address: `${host}:${port}`, err: err.message }, 'admin listener cannot start; metrics, health and the status page are unavailable, logs still flow');
+        this.logger.error(
+          { address: `${host}:${port}`, err: err.message },
+          'admin listener cannot start; metrics, health and the status page are unavailable, logs still flow',
+        );
         resolve(false);
       });
       server.listen(port, host, () => resolve(true));
@@ -76,7 +79,10 @@ export class AdminServer {
     if (!ok) return false;
     server.on('error', (err) => this.logger.error({ err: err.message }, 'admin listener error'));
     this.server = server;
-    this.logger.info({ admin: `http://${this.address()}` }, 'admin listener ready: /metrics /healthz /readyz /api/v1/stats /');
+    this.logger.info(
+      { admin: `http://${this.address()}` },
+      'admin listener ready: /metrics /healthz /readyz /api/v1/stats /',
+    );
     return true;
   }
 
@@ -95,7 +101,10 @@ export class AdminServer {
     if (!hostAllowed(req.headers.host, this.allowedHosts)) {
       // Logged once, then every 1000th: a page that keeps trying must not flood the log.
       if (this.refused++ % 1000 === 0) {
-        this.logger.warn({ host: req.headers.host, refused: this.refused }, 'admin request refused: its Host is not loopback, an IP address or in admin.allowed_hosts (DNS rebinding)');
+        this.logger.warn(
+          { host: req.headers.host, refused: this.refused },
+          'admin request refused: its Host is not loopback, an IP address or in admin.allowed_hosts (DNS rebinding)',
+        );
       }
       send(421, 'text/plain; charset=utf-8', 'unknown host: add it to admin.allowed_hosts\n');
       return;
@@ -118,7 +127,11 @@ export class AdminServer {
           return;
         case '/readyz': {
           const reasons = this.handlers.notReady();
-          send(reasons ? 503 : 200, 'application/json', `${JSON.stringify({ ready: !reasons, reasons: reasons ?? [] })}\n`);
+          send(
+            reasons ? 503 : 200,
+            'application/json',
+            `${JSON.stringify({ ready: !reasons, reasons: reasons ?? [] })}\n`,
+          );
           return;
         }
         case '/api/v1/stats':

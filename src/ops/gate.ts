@@ -58,7 +58,8 @@ export class LoadGate {
     if (this.failingSince === 0) this.failingSince = now;
     if (this.state.latched) return;
     if (AT_ONCE.has(code)) this.latch(`${code} writing ${what}: ${err.message}`);
-    else if (now - this.failingSince >= this.options.debounce) this.latch(`${code} writing ${what} for ${now - this.failingSince} ms: ${err.message}`);
+    else if (now - this.failingSince >= this.options.debounce)
+      this.latch(`${code} writing ${what} for ${now - this.failingSince} ms: ${err.message}`);
   }
 
   /** A write or fsync worked: a failure streak is over. */
@@ -75,7 +76,13 @@ export class LoadGate {
   private latch(reason: string): void {
     this.state = { ...this.state, latched: true, reason, since: Date.now(), latches: this.state.latches + 1 };
     this.logger.error(
-      { reason, unlatch: this.options.quietWindow > 0 ? `after ${this.options.quietWindow} ms without a write failure` : 'at restart only' },
+      {
+        reason,
+        unlatch:
+          this.options.quietWindow > 0
+            ? `after ${this.options.quietWindow} ms without a write failure`
+            : 'at restart only',
+      },
       'load shedding: the state disk is failing; sources stop accepting until it works again',
     );
     if (this.options.quietWindow > 0) this.scheduleCheck(this.options.quietWindow);
@@ -93,7 +100,10 @@ export class LoadGate {
   }
 
   private unlatch(quietMs: number): void {
-    this.logger.warn({ latched_for_ms: Date.now() - (this.state.since ?? Date.now()), quiet_ms: quietMs }, 'load shedding over: no write failure for the quiet window; accepting again');
+    this.logger.warn(
+      { latched_for_ms: Date.now() - (this.state.since ?? Date.now()), quiet_ms: quietMs },
+      'load shedding over: no write failure for the quiet window; accepting again',
+    );
     this.state = { ...this.state, latched: false, reason: null, since: null };
     this.failingSince = 0;
     const w = this.waiters;

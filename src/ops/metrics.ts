@@ -48,19 +48,50 @@ export function createMetrics(src: MetricsSource): Registry {
         for (const [labels, v] of rows(stats())) this.set(labels, v);
       },
     });
-  const sources = (f: (s: AgentStats['sources'][string]) => number) => (s: AgentStats): Rows => Object.entries(s.sources).map(([source, x]) => [{ source }, f(x)]);
-  const dests = (f: (d: AgentStats['destinations'][string]) => number) => (s: AgentStats): Rows =>
-    Object.entries(s.destinations).map(([destination, x]) => [{ destination }, f(x)]);
-  const queues = (f: (q: AgentStats['destinations'][string]['queue']) => number) => (s: AgentStats): Rows =>
-    Object.entries(s.destinations).map(([destination, x]) => [{ destination, mode: x.queue.mode }, f(x.queue)]);
-  const byReason = (pick: (s: AgentStats) => [Labels, Record<string, number>][]) => (s: AgentStats): Rows =>
-    pick(s).flatMap(([labels, dropped]) => Object.entries(dropped).map(([reason, n]) => [{ ...labels, reason }, n] as [Labels, number]));
+  const sources =
+    (f: (s: AgentStats['sources'][string]) => number) =>
+    (s: AgentStats): Rows =>
+      Object.entries(s.sources).map(([source, x]) => [{ source }, f(x)]);
+  const dests =
+    (f: (d: AgentStats['destinations'][string]) => number) =>
+    (s: AgentStats): Rows =>
+      Object.entries(s.destinations).map(([destination, x]) => [{ destination }, f(x)]);
+  const queues =
+    (f: (q: AgentStats['destinations'][string]['queue']) => number) =>
+    (s: AgentStats): Rows =>
+      Object.entries(s.destinations).map(([destination, x]) => [{ destination, mode: x.queue.mode }, f(x.queue)]);
+  const byReason =
+    (pick: (s: AgentStats) => [Labels, Record<string, number>][]) =>
+    (s: AgentStats): Rows =>
+      pick(s).flatMap(([labels, dropped]) =>
+        Object.entries(dropped).map(([reason, n]) => [{ ...labels, reason }, n] as [Labels, number]),
+      );
 
   // Sources.
-  counter('sluice_source_received_records_total', 'Messages (lines) a source took in.', ['source'], sources((x) => x.received));
-  counter('sluice_source_received_bytes_total', 'Message bytes a source took in.', ['source'], sources((x) => x.receivedBytes));
-  counter('sluice_source_parse_errors_total', 'Messages that a filter or template needed parsed and that did not parse (still delivered).', ['source'], sources((x) => x.parseErrors));
-  counter('sluice_source_oversize_total', 'Messages cut to max_message_size, or lines cut to max_line_length.', ['source'], sources((x) => x.truncated));
+  counter(
+    'sluice_source_received_records_total',
+    'Messages (lines) a source took in.',
+    ['source'],
+    sources((x) => x.received),
+  );
+  counter(
+    'sluice_source_received_bytes_total',
+    'Message bytes a source took in.',
+    ['source'],
+    sources((x) => x.receivedBytes),
+  );
+  counter(
+    'sluice_source_parse_errors_total',
+    'Messages that a filter or template needed parsed and that did not parse (still delivered).',
+    ['source'],
+    sources((x) => x.parseErrors),
+  );
+  counter(
+    'sluice_source_oversize_total',
+    'Messages cut to max_message_size, or lines cut to max_line_length.',
+    ['source'],
+    sources((x) => x.truncated),
+  );
   counter(
     'sluice_source_dropped_records_total',
     'Messages a source threw away, by reason (oversize, queue_full, block_timeout, load_shedding).',
@@ -69,64 +100,202 @@ export function createMetrics(src: MetricsSource): Registry {
   );
   counter(
     'sluice_source_repaired_records_total',
-    'Records taken in with a field sluice cannot use (a receive time that is not a time, a stream position that is not one), set right and kept, by reason.',
+    'Records taken in with a field sluice cannot use (a receive time that is not a time, a stream position that is ' +
+      'not one), set right and kept, by reason.',
     ['source', 'reason'],
     byReason((s) => Object.entries(s.sources).map(([source, x]) => [{ source }, x.repaired ?? {}])),
   );
-  counter('sluice_source_connections_total', 'TCP/TLS connections, by result (accepted, rejected over max_connections, error).', ['source', 'result'], (s) =>
-    Object.entries(s.sources).flatMap(([source, x]) => [
-      [{ source, result: 'accepted' }, x.connectionsAccepted],
-      [{ source, result: 'rejected' }, x.connectionsRejected],
-      [{ source, result: 'error' }, x.connectionErrors],
-    ] as Rows),
+  counter(
+    'sluice_source_connections_total',
+    'TCP/TLS connections, by result (accepted, rejected over max_connections, error).',
+    ['source', 'result'],
+    (s) =>
+      Object.entries(s.sources).flatMap(
+        ([source, x]) =>
+          [
+            [{ source, result: 'accepted' }, x.connectionsAccepted],
+            [{ source, result: 'rejected' }, x.connectionsRejected],
+            [{ source, result: 'error' }, x.connectionErrors],
+          ] as Rows,
+      ),
   );
 
   // Queues.
-  gauge('sluice_queue_records', 'Records waiting in the queue, handed out or not.', ['destination', 'mode'], queues((q) => q.records));
-  gauge('sluice_queue_memory_records', 'Of those, records only in memory (lost by a crash in memory and normal modes).', ['destination', 'mode'], queues((q) => q.memoryRecords));
-  gauge('sluice_queue_memory_bytes', 'Bytes the queue holds in memory (records or read cache).', ['destination', 'mode'], queues((q) => q.memoryBytes));
-  gauge('sluice_queue_disk_bytes', 'Bytes of records in the queue file.', ['destination', 'mode'], queues((q) => q.diskBytes));
-  gauge('sluice_queue_capacity_bytes', 'Size of the queue: the ring of the file, or the memory limit.', ['destination', 'mode'], queues((q) => q.capacityBytes));
-  gauge('sluice_queue_oldest_record_age_seconds', 'Age of the oldest unacknowledged record (0 when empty or not in memory).', ['destination', 'mode'], queues((q) =>
-    q.oldestReceivedAt === null ? 0 : Math.max(0, (Date.now() - q.oldestReceivedAt) / 1000),
-  ));
-  counter('sluice_queue_pushed_records_total', 'Records appended to the queue.', ['destination', 'mode'], queues((q) => q.pushed));
-  counter('sluice_queue_acked_records_total', 'Records the destination confirmed and the queue freed.', ['destination', 'mode'], queues((q) => q.acked));
-  counter('sluice_queue_backpressure_stalls_total', 'Times a source found the queue full (or its disk writes behind, or the gate latched) and waited.', ['destination', 'mode'], queues((q) => q.stalls));
+  gauge(
+    'sluice_queue_records',
+    'Records waiting in the queue, handed out or not.',
+    ['destination', 'mode'],
+    queues((q) => q.records),
+  );
+  gauge(
+    'sluice_queue_memory_records',
+    'Of those, records only in memory (lost by a crash in memory and normal modes).',
+    ['destination', 'mode'],
+    queues((q) => q.memoryRecords),
+  );
+  gauge(
+    'sluice_queue_memory_bytes',
+    'Bytes the queue holds in memory (records or read cache).',
+    ['destination', 'mode'],
+    queues((q) => q.memoryBytes),
+  );
+  gauge(
+    'sluice_queue_disk_bytes',
+    'Bytes of records in the queue file.',
+    ['destination', 'mode'],
+    queues((q) => q.diskBytes),
+  );
+  gauge(
+    'sluice_queue_capacity_bytes',
+    'Size of the queue: the ring of the file, or the memory limit.',
+    ['destination', 'mode'],
+    queues((q) => q.capacityBytes),
+  );
+  gauge(
+    'sluice_queue_oldest_record_age_seconds',
+    'Age of the oldest unacknowledged record (0 when empty or not in memory).',
+    ['destination', 'mode'],
+    queues((q) => (q.oldestReceivedAt === null ? 0 : Math.max(0, (Date.now() - q.oldestReceivedAt) / 1000))),
+  );
+  counter(
+    'sluice_queue_pushed_records_total',
+    'Records appended to the queue.',
+    ['destination', 'mode'],
+    queues((q) => q.pushed),
+  );
+  counter(
+    'sluice_queue_acked_records_total',
+    'Records the destination confirmed and the queue freed.',
+    ['destination', 'mode'],
+    queues((q) => q.acked),
+  );
+  counter(
+    'sluice_queue_backpressure_stalls_total',
+    'Times a source found the queue full (or its disk writes behind, or the gate latched) and waited.',
+    ['destination', 'mode'],
+    queues((q) => q.stalls),
+  );
   counter(
     'sluice_queue_dropped_records_total',
     'Records the queue did not keep, by reason.',
     ['destination', 'reason'],
     byReason((s) => Object.entries(s.destinations).map(([destination, x]) => [{ destination }, x.queue.dropped])),
   );
-  counter('sluice_queue_corrupt_files_rotated_total', 'Damaged queue files renamed to .corrupted-<time>.', ['destination', 'mode'], queues((q) => q.corruption.rotated));
-  counter('sluice_queue_salvaged_records_total', 'Records copied out of damaged queue files.', ['destination', 'mode'], queues((q) => q.corruption.salvaged));
-  counter('sluice_queue_lost_records_total', 'Unacknowledged records of damaged queue files that could not be salvaged.', ['destination', 'mode'], queues((q) => q.corruption.lostRecords));
-  counter('sluice_queue_lost_bytes_total', 'Bytes of those records (when no header could be read: bytes that held no valid record).', ['destination', 'mode'], queues((q) => q.corruption.lostBytes));
-  counter('sluice_queue_torn_records_total', 'Torn writes of a crash discarded when a queue file was opened.', ['destination', 'mode'], queues((q) => q.corruption.tornRecords));
+  counter(
+    'sluice_queue_corrupt_files_rotated_total',
+    'Damaged queue files renamed to .corrupted-<time>.',
+    ['destination', 'mode'],
+    queues((q) => q.corruption.rotated),
+  );
+  counter(
+    'sluice_queue_salvaged_records_total',
+    'Records copied out of damaged queue files.',
+    ['destination', 'mode'],
+    queues((q) => q.corruption.salvaged),
+  );
+  counter(
+    'sluice_queue_lost_records_total',
+    'Unacknowledged records of damaged queue files that could not be salvaged.',
+    ['destination', 'mode'],
+    queues((q) => q.corruption.lostRecords),
+  );
+  counter(
+    'sluice_queue_lost_bytes_total',
+    'Bytes of those records (when no header could be read: bytes that held no valid record).',
+    ['destination', 'mode'],
+    queues((q) => q.corruption.lostBytes),
+  );
+  counter(
+    'sluice_queue_torn_records_total',
+    'Torn writes of a crash discarded when a queue file was opened.',
+    ['destination', 'mode'],
+    queues((q) => q.corruption.tornRecords),
+  );
 
   // Destinations.
-  counter('sluice_destination_sent_records_total', 'Records handed to the network or the file system.', ['destination'], dests((x) => x.sent));
-  counter('sluice_destination_acked_records_total', 'Records confirmed delivered and freed from the queue.', ['destination'], dests((x) => x.delivered));
-  counter('sluice_destination_replayed_records_total', 'Records sent again after a failed delivery.', ['destination'], dests((x) => x.replayed));
-  counter('sluice_destination_server_errors_total', 'Errors the receiver reported: protocol error frames, refused upgrades, RELP answers other than 200.', ['destination'], dests((x) => x.serverErrors ?? 0));
-  counter('sluice_destination_duplicates_skipped_total', 'exactly_once file destinations: records not written because their stream position already was (resends, lines read again).', ['destination'], dests((x) => x.duplicatesSkipped ?? 0));
-  counter('sluice_destination_streams_forgotten_total', 'exactly_once file destinations: streams dropped from the state after exactly_once_retention without a write.', ['destination'], dests((x) => x.streamsForgotten ?? 0));
+  counter(
+    'sluice_destination_sent_records_total',
+    'Records handed to the network or the file system.',
+    ['destination'],
+    dests((x) => x.sent),
+  );
+  counter(
+    'sluice_destination_acked_records_total',
+    'Records confirmed delivered and freed from the queue.',
+    ['destination'],
+    dests((x) => x.delivered),
+  );
+  counter(
+    'sluice_destination_replayed_records_total',
+    'Records sent again after a failed delivery.',
+    ['destination'],
+    dests((x) => x.replayed),
+  );
+  counter(
+    'sluice_destination_server_errors_total',
+    'Errors the receiver reported: protocol error frames, refused upgrades, RELP answers other than 200.',
+    ['destination'],
+    dests((x) => x.serverErrors ?? 0),
+  );
+  counter(
+    'sluice_destination_duplicates_skipped_total',
+    'exactly_once file destinations: records not written because their stream position already was (resends, lines ' +
+      'read again).',
+    ['destination'],
+    dests((x) => x.duplicatesSkipped ?? 0),
+  );
+  counter(
+    'sluice_destination_streams_forgotten_total',
+    'exactly_once file destinations: streams dropped from the state after exactly_once_retention without a write.',
+    ['destination'],
+    dests((x) => x.streamsForgotten ?? 0),
+  );
   counter(
     'sluice_destination_dead_letters_total',
-    'Records set aside instead of delivered, by reason: a path the file system refuses (ENAMETOOLONG, EISDIR, ...), encoding, attempts, receiver_closed_session, expired (max_age).',
+    'Records set aside instead of delivered, by reason: a path the file system refuses (ENAMETOOLONG, EISDIR, ...), ' +
+      'encoding, attempts, receiver_closed_session, expired (max_age).',
     ['destination', 'reason'],
     byReason((s) => Object.entries(s.destinations).map(([destination, x]) => [{ destination }, x.deadLettered ?? {}])),
   );
-  counter('sluice_destination_dead_letter_dropped_total', 'Of the records set aside, those dropped because no dead-letter target took them (dead_letter: drop, or a full dead-letter file).', ['destination'], dests((x) => x.deadLetterDropped ?? 0));
-  counter('sluice_destination_failures_total', 'Failed deliveries (errors from the server or the connection); the records stay queued.', ['destination'], dests((x) => x.failures));
-  counter('sluice_destination_reconnect_attempts_total', 'Connection attempts after a failure.', ['destination'], dests((x) => x.reconnectAttempts));
-  counter('sluice_destination_reconnects_total', 'Connections that succeeded.', ['destination'], dests((x) => x.reconnects));
-  gauge('sluice_destination_connected', '1 while the destination has a working connection.', ['destination'], dests((x) => (x.connected ? 1 : 0)));
+  counter(
+    'sluice_destination_dead_letter_dropped_total',
+    'Of the records set aside, those dropped because no dead-letter target took them (dead_letter: drop, or a full ' +
+      'dead-letter file).',
+    ['destination'],
+    dests((x) => x.deadLetterDropped ?? 0),
+  );
+  counter(
+    'sluice_destination_failures_total',
+    'Failed deliveries (errors from the server or the connection); the records stay queued.',
+    ['destination'],
+    dests((x) => x.failures),
+  );
+  counter(
+    'sluice_destination_reconnect_attempts_total',
+    'Connection attempts after a failure.',
+    ['destination'],
+    dests((x) => x.reconnectAttempts),
+  );
+  counter(
+    'sluice_destination_reconnects_total',
+    'Connections that succeeded.',
+    ['destination'],
+    dests((x) => x.reconnects),
+  );
+  gauge(
+    'sluice_destination_connected',
+    '1 while the destination has a working connection.',
+    ['destination'],
+    dests((x) => (x.connected ? 1 : 0)),
+  );
 
   // Orphans, the gate, readiness.
-  gauge('sluice_orphan_queues', 'Queue directories with no configured destination.', [], (s) => [[{}, Object.keys(s.orphans).length]]);
-  gauge('sluice_orphan_records', 'Records in an orphan queue.', ['orphan'], (s) => Object.entries(s.orphans).map(([orphan, o]) => [{ orphan }, o.records]));
+  gauge('sluice_orphan_queues', 'Queue directories with no configured destination.', [], (s) => [
+    [{}, Object.keys(s.orphans).length],
+  ]);
+  gauge('sluice_orphan_records', 'Records in an orphan queue.', ['orphan'], (s) =>
+    Object.entries(s.orphans).map(([orphan, o]) => [{ orphan }, o.records]),
+  );
   new Gauge({
     name: 'sluice_load_shedding_latched',
     help: '1 while the load-shedding gate is latched (the state disk fails; intake stopped).',

@@ -54,7 +54,8 @@ function localIso(d: Date, frac: string): string {
   const sign = off < 0 ? '-' : '+';
   const abs = Math.abs(off);
   return (
-    `${d.getFullYear()}-${p2(d.getMonth() + 1)}-${p2(d.getDate())}T${p2(d.getHours())}:${p2(d.getMinutes())}:${p2(d.getSeconds())}` +
+    `${d.getFullYear()}-${p2(d.getMonth() + 1)}-${p2(d.getDate())}` +
+    `T${p2(d.getHours())}:${p2(d.getMinutes())}:${p2(d.getSeconds())}` +
     `${frac}${sign}${p2(Math.floor(abs / 60))}:${p2(abs % 60)}`
   );
 }
@@ -62,7 +63,10 @@ function localIso(d: Date, frac: string): string {
 function bsdTime(d: Date): string {
   const day = d.getDate();
   const p = (n: number) => (n < 10 ? `0${n}` : String(n));
-  return `${MONTHS[d.getMonth()]} ${day < 10 ? ` ${day}` : day} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  return (
+    `${MONTHS[d.getMonth()]} ${day < 10 ? ` ${day}` : day} ` +
+    `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`
+  );
 }
 
 /** Serialises to RFC 3164 (`<PRI>Mmm dd hh:mm:ss HOST TAG[PID]: MSG`), in the agent's local time. */

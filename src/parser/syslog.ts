@@ -10,7 +10,9 @@ export type StructuredData = Record<string, SdParams>;
 export interface SyslogMessage {
   facility: number;
   severity: number;
-  /** RFC 5424: the timestamp as sent (microseconds and offset kept). RFC 3164: local time without offset, year inferred. */
+  /**
+   * RFC 5424: the timestamp as sent (microseconds and offset kept). RFC 3164: local time without offset, year inferred.
+   */
   timestamp: string | null;
   hostname: string | null;
   appName: string | null;
@@ -55,7 +57,17 @@ const BOM_LATIN1 = '\u00ef\u00bb\u00bf';
 
 /** A message with no header fields: only priority and text. */
 export function headerlessMessage(facility: number, severity: number, message: string): SyslogMessage {
-  return { facility, severity, timestamp: null, hostname: null, appName: null, procId: null, msgId: null, structuredData: null, message };
+  return {
+    facility,
+    severity,
+    timestamp: null,
+    hostname: null,
+    appName: null,
+    procId: null,
+    msgId: null,
+    structuredData: null,
+    message,
+  };
 }
 const NIL = '-';
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
@@ -70,10 +82,8 @@ const MAX_SDNAME = 32;
 // RFC 3164 section 4.1.3: the TAG is at most 32 characters.
 const MAX_TAG = 32;
 
-const RFC5424_TIMESTAMP =
-  /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-](\d{2}):(\d{2}))$/;
-const RFC3339_LOOSE =
-  /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-](\d{2}):(\d{2}))?$/;
+const RFC5424_TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-](\d{2}):(\d{2}))$/;
+const RFC3339_LOOSE = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-](\d{2}):(\d{2}))?$/;
 const BSD_TAG = /^([^\s[\]:]+)(?:\[([^\]\s]*)\])?:(?: |$)/;
 const BSD_TAG_LENIENT = /^([^\s[\]:]+)(?:\[([^\]\s]*)\])?:/;
 
@@ -154,13 +164,7 @@ function validDateTime(y: number, mo: number, d: number, h: number, mi: number, 
   return mo >= 1 && mo <= 12 && d >= 1 && d <= daysInMonth(y, mo) && h <= 23 && mi <= 59 && s <= 59;
 }
 
-function parse5424(
-  text: string,
-  start: number,
-  facility: number,
-  severity: number,
-  lenient: boolean,
-): SyslogMessage {
+function parse5424(text: string, start: number, facility: number, severity: number, lenient: boolean): SyslogMessage {
   let pos = start;
   const field = (name: string, max: number): string | null => {
     const end = text.indexOf(' ', pos);
@@ -214,8 +218,16 @@ function check5424Timestamp(ts: string, at: number, lenient: boolean): string {
     // A lenient parse still needs an offset in RFC 5424: without it the instant is unknown.
     throw new SyslogParseError(`TIMESTAMP "${ts}" is not an RFC 5424 timestamp`, at);
   }
-  const [y, mo, d, h, mi, s] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(Number) as [number, number, number, number, number, number];
-  if (!validDateTime(y, mo, d, h, mi, s)) throw new SyslogParseError(`TIMESTAMP "${ts}" is not a real date and time`, at);
+  const [y, mo, d, h, mi, s] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  if (!validDateTime(y, mo, d, h, mi, s))
+    throw new SyslogParseError(`TIMESTAMP "${ts}" is not a real date and time`, at);
   if (m[9] !== undefined && (Number(m[9]) > 23 || Number(m[10]) > 59)) {
     throw new SyslogParseError(`TIMESTAMP "${ts}" has an impossible offset`, at);
   }
@@ -238,11 +250,7 @@ function checkSdName(name: string, what: string, at: number, lenient: boolean): 
   }
 }
 
-function parseStructuredData(
-  text: string,
-  start: number,
-  lenient: boolean,
-): { data: StructuredData; end: number } {
+function parseStructuredData(text: string, start: number, lenient: boolean): { data: StructuredData; end: number } {
   const data: StructuredData = Object.create(null) as StructuredData;
   let pos = start;
   while (pos < text.length && text.charCodeAt(pos) === 0x5b /* [ */) {
@@ -378,7 +386,14 @@ function parseBsdTimestamp(
     if (sp > start && text.charCodeAt(start) >= 0x30 && text.charCodeAt(start) <= 0x39) {
       const m = RFC3339_LOOSE.exec(text.slice(start, sp));
       if (!m) return null;
-      const [y, mo, d, h, mi, s] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(Number) as [number, number, number, number, number, number];
+      const [y, mo, d, h, mi, s] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(Number) as [
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+      ];
       if (!validDateTime(y, mo, d, h, mi, s)) return null;
       const frac = m[7] === undefined ? '' : `.${m[7].slice(0, 6)}`;
       const off = m[8] === undefined ? '' : m[8].toUpperCase();

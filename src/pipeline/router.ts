@@ -48,7 +48,11 @@ export class Router {
   }
 
   /** Replaces every route at once (a reload); sources keep calling the same router. */
-  update(pipelines: Record<string, PipelineConfig>, queues: Map<string, DestinationQueue>, options: RouterOptions = this.options): void {
+  update(
+    pipelines: Record<string, PipelineConfig>,
+    queues: Map<string, DestinationQueue>,
+    options: RouterOptions = this.options,
+  ): void {
     this.options = options;
     const next = new Map<string, Route[]>();
     for (const pipeline of Object.values(pipelines)) {
@@ -104,7 +108,13 @@ export class Router {
    * the earlier batch failed, they would reach the receiver before it is sent again. A withdrawn
    * batch is not queued and not counted as dropped: its source has it.
    */
-  dispatch(source: string, records: LogRecord[], stats: SourceStats, wait: WaitMode, withdrawn?: AbortSignal): Dispatch | undefined {
+  dispatch(
+    source: string,
+    records: LogRecord[],
+    stats: SourceStats,
+    wait: WaitMode,
+    withdrawn?: AbortSignal,
+  ): Dispatch | undefined {
     if (withdrawn?.aborted) return undefined;
     if (this.held && records.length > 0) {
       const later = this.held.promise.then(() => this.dispatch(source, records, stats, wait, withdrawn));
@@ -179,12 +189,20 @@ export class Router {
    * Pushes a batch into one queue. A queue that throws fails the batch's commit, not the caller: a
    * source's socket handler or read loop must never die of it, nor wait forever.
    */
-  private pushInto(q: DestinationQueue, batch: LogRecord[], stats: SourceStats, wait: WaitMode): Promise<void> | undefined {
+  private pushInto(
+    q: DestinationQueue,
+    batch: LogRecord[],
+    stats: SourceStats,
+    wait: WaitMode,
+  ): Promise<void> | undefined {
     let c: Promise<void> | undefined;
     try {
       c = q.push(batch, wait === 'keep_waiting');
     } catch (err) {
-      this.options.logger?.error({ destination: q.name, records: batch.length, err: (err as Error).message }, 'the queue refused a batch: its commit fails');
+      this.options.logger?.error(
+        { destination: q.name, records: batch.length, err: (err as Error).message },
+        'the queue refused a batch: its commit fails',
+      );
       c = Promise.reject(err as Error);
     }
     return this.countFailedCommit(c, q, batch.length, stats, wait);
@@ -195,7 +213,13 @@ export class Router {
    * failed again, so nothing is lost there. For the others (TCP, UDP) the batch is gone: counted
    * once, on the queue and the source, as `write_failed`.
    */
-  private countFailedCommit(c: Promise<void> | undefined, q: DestinationQueue, n: number, stats: SourceStats, wait: WaitMode): Promise<void> | undefined {
+  private countFailedCommit(
+    c: Promise<void> | undefined,
+    q: DestinationQueue,
+    n: number,
+    stats: SourceStats,
+    wait: WaitMode,
+  ): Promise<void> | undefined {
     if (!c || wait === 'keep_waiting') return c;
     c.catch(() => {
       q.countDrop('write_failed', n);
@@ -232,7 +256,8 @@ export class Router {
     this.options.logger?.warn(
       { source, destination: q.name, waited_ms: timeout, queued: q.stats().records },
       wait === 'drop_after_timeout'
-        ? 'queue still full after block_timeout: dropping the batch (counted as block_timeout) so the sender is not hung'
+        ? 'queue still full after block_timeout: dropping the batch (counted as block_timeout) so the sender is not ' +
+            'hung'
         : 'queue still full after block_timeout: the source keeps waiting, its data stays where it is',
     );
   }

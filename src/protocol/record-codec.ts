@@ -107,11 +107,12 @@ export class RecordDecoder {
     if (payload.length < 2) throw new RecordDecodeError('payload shorter than its origin length');
     const lengthField = payload.readUInt16LE(0);
     const originLength = lengthField & ~HAS_STREAM;
-    if (payload.length < 2 + originLength + 8 || originLength < 11) throw new RecordDecodeError('payload shorter than its header');
+    if (payload.length < 2 + originLength + 8 || originLength < 11)
+      throw new RecordDecodeError('payload shorter than its header');
     const originBytes = payload.subarray(2, 2 + originLength);
     let origin: RecordOrigin | undefined;
     // Consecutive records mostly share their origin: compare bytes before building a map key.
-    if (this.last && this.last.bytes.equals(originBytes)) {
+    if (this.last?.bytes.equals(originBytes)) {
       origin = this.last.origin;
     } else {
       const key = originBytes.toString('latin1');

@@ -76,7 +76,11 @@ export class RelpParser {
    * building a frame, every other frame to `other`, all in the order they came. Either callback may
    * return true to stop reading (the rest of the chunk is then dropped: the session is over).
    */
-  pushAnswers(chunk: Buffer, ok: (txnr: number) => boolean | void, other: (f: RelpFrame) => boolean | void): void {
+  pushAnswers(
+    chunk: Buffer,
+    ok: (txnr: number) => boolean | undefined,
+    other: (f: RelpFrame) => boolean | undefined,
+  ): void {
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     const b = this.buf;
     const tail = RSP_OK_TAIL.length;

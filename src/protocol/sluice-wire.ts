@@ -32,7 +32,14 @@ export const CLOSE = {
   retryLater: 4008,
 } as const;
 
-export type ErrorCode = 'bad_frame' | 'unauthorized' | 'too_large' | 'protocol' | 'retry_later' | 'internal' | 'version';
+export type ErrorCode =
+  | 'bad_frame'
+  | 'unauthorized'
+  | 'too_large'
+  | 'protocol'
+  | 'retry_later'
+  | 'internal'
+  | 'version';
 
 export interface Hello {
   type: 'hello';
@@ -76,13 +83,17 @@ export function parseControl(text: string): Control {
   } catch {
     throw new WireError('control frame is not JSON');
   }
-  if (typeof v !== 'object' || v === null || typeof (v as { type?: unknown }).type !== 'string') throw new WireError('control frame without a type');
+  if (typeof v !== 'object' || v === null || typeof (v as { type?: unknown }).type !== 'string')
+    throw new WireError('control frame without a type');
   const c = v as Record<string, unknown>;
   switch (c.type) {
     case 'hello':
-      if (!Array.isArray(c.versions) || !c.versions.every((x) => Number.isInteger(x))) throw new WireError('hello: versions must be integers');
-      if (typeof c.sender !== 'string' || c.sender.length === 0 || c.sender.length > 200) throw new WireError('hello: sender must be a string of 1 to 200 characters');
-      if (!Array.isArray(c.compression) || !c.compression.every((x) => typeof x === 'string')) throw new WireError('hello: compression must be a list');
+      if (!Array.isArray(c.versions) || !c.versions.every((x) => Number.isInteger(x)))
+        throw new WireError('hello: versions must be integers');
+      if (typeof c.sender !== 'string' || c.sender.length === 0 || c.sender.length > 200)
+        throw new WireError('hello: sender must be a string of 1 to 200 characters');
+      if (!Array.isArray(c.compression) || !c.compression.every((x) => typeof x === 'string'))
+        throw new WireError('hello: compression must be a list');
       return c as unknown as Hello;
     case 'welcome':
       return c as unknown as Welcome;
@@ -129,7 +140,8 @@ export interface DecodedBatch {
 
 /** Parses a batch frame; throws WireError on anything malformed, never reads out of bounds. */
 export function decodeBatch(frame: Buffer, maxRawBytes: number): DecodedBatch {
-  if (frame.length < BATCH_HEADER) throw new WireError(`batch frame of ${frame.length} bytes is shorter than its header`);
+  if (frame.length < BATCH_HEADER)
+    throw new WireError(`batch frame of ${frame.length} bytes is shorter than its header`);
   if (frame.readUInt32LE(0) !== BATCH_MAGIC) throw new WireError('batch frame without its magic');
   const flags = frame[4]!;
   if ((flags & ~FLAG_DEFLATE) !== 0) throw new WireError(`unknown batch flags ${flags}`);
@@ -146,7 +158,8 @@ export function decodeBatch(frame: Buffer, maxRawBytes: number): DecodedBatch {
       throw new WireError(`batch does not inflate: ${(err as Error).message}`);
     }
   }
-  if (body.length !== rawLength) throw new WireError(`batch body is ${body.length} bytes, its header says ${rawLength}`);
+  if (body.length !== rawLength)
+    throw new WireError(`batch body is ${body.length} bytes, its header says ${rawLength}`);
   if (count > rawLength / 4) throw new WireError(`batch claims ${count} records in ${rawLength} bytes`);
   const payloads = new Array<Buffer>(count);
   let at = 0;

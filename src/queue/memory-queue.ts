@@ -77,7 +77,8 @@ export class MemoryQueue implements DestinationQueue {
       if (n < records.length) this.countDrop('queue_full', records.length - n);
       return n === records.length ? records : records.slice(0, n);
     }
-    // drop_oldest: evict waiting (not in-flight) records, oldest first; if the batch alone is too big, keep its newest part.
+    // drop_oldest: evict waiting (not in-flight) records, oldest first; if the batch alone is too big, keep its newest
+    // part.
     let keepFrom = 0;
     let keepBytes = incomingBytes;
     while (keepFrom < records.length && (records.length - keepFrom > maxRecords || keepBytes > maxBytes)) {
@@ -114,7 +115,12 @@ export class MemoryQueue implements DestinationQueue {
   room(records: LogRecord[]): number {
     let n = 0;
     let b = this.bytes;
-    while (n < records.length && this.length + n < this.options.maxRecords && b + records[n]!.raw.length <= this.options.maxBytes) b += records[n++]!.raw.length;
+    while (
+      n < records.length &&
+      this.length + n < this.options.maxRecords &&
+      b + records[n]!.raw.length <= this.options.maxBytes
+    )
+      b += records[n++]!.raw.length;
     return n;
   }
 
@@ -179,7 +185,9 @@ export class MemoryQueue implements DestinationQueue {
    */
   private hasRoomToResume(): boolean {
     const { maxRecords, maxBytes } = this.options;
-    return this.length <= maxRecords - Math.max(1, maxRecords >> 4) && this.bytes <= maxBytes - Math.max(1, maxBytes / 16);
+    return (
+      this.length <= maxRecords - Math.max(1, maxRecords >> 4) && this.bytes <= maxBytes - Math.max(1, maxBytes / 16)
+    );
   }
 
   rewind(): void {

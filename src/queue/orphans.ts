@@ -37,7 +37,15 @@ export async function openExistingQueue(name: string, dir: string, logger: Logge
   const meta: Partial<QueueMeta> = readMetaSync(dir) ?? {};
   const file = layout.ring;
   const maxSize = existsSync(file) ? statSync(file).size : (meta.max_size ?? 1 << 20);
-  const options = { maxSize, memBufSize: 16 << 20, sync: 'interval' as const, syncInterval: 50, full: 'block' as const, logger, statsOf: () => undefined };
+  const options = {
+    maxSize,
+    memBufSize: 16 << 20,
+    sync: 'interval' as const,
+    syncInterval: 50,
+    full: 'block' as const,
+    logger,
+    statsOf: () => undefined,
+  };
   if (meta.mode === 'normal' || existsSync(layout.memory)) {
     return NormalQueue.open(name, dir, { ...options, qoutSize: 1000, memBufLength: 10_000, memBytes: 64 << 20 });
   }
@@ -82,7 +90,10 @@ export interface Drain {
 export async function startDrain(
   orphan: Orphan,
   destName: string,
-  /** A new instance of the destination `destName`, sending from `queue` (built by the caller: this layer knows no destination types). */
+  /**
+   * A new instance of the destination `destName`, sending from `queue` (built by the caller: this layer knows no
+   * destination types).
+   */
   makeDestination: (name: string, queue: DestinationQueue, logger: Logger) => Destination,
   logger: Logger,
   pollMs = 100,
@@ -107,7 +118,10 @@ export async function startDrain(
     await destination.stop(1000);
     await queue.dispose();
     const removed = await removeDrainedQueue(orphan.dir);
-    log.info({ records: initial, dir: orphan.dir, removed }, 'orphan queue drained: every record was delivered; removed its queue files');
+    log.info(
+      { records: initial, dir: orphan.dir, removed },
+      'orphan queue drained: every record was delivered; removed its queue files',
+    );
     finish({ drained: true, left: 0 });
   };
   timer = setTimeout(() => void check(), 0);

@@ -1,4 +1,7 @@
-/** Macros a path template may use, as `${NAME}`. Kept apart so that the config loader can tell them from environment variables. */
+/**
+ * Macros a path template may use, as `${NAME}`. Kept apart so that the config loader can tell them from environment
+ * variables.
+ */
 export const TEMPLATE_MACROS = {
   HOST: 'HOSTNAME of the message; the sender address when it has none.',
   HOST_FROM: 'Address the message came from (IP of the sender; this host for files).',
@@ -19,5 +22,5 @@ export const TEMPLATE_MACROS = {
 export type TemplateMacro = keyof typeof TEMPLATE_MACROS;
 
 export function isTemplateMacro(name: string): name is TemplateMacro {
-  return Object.prototype.hasOwnProperty.call(TEMPLATE_MACROS, name);
+  return Object.hasOwn(TEMPLATE_MACROS, name);
 }

@@ -8,7 +8,15 @@ type Part = { literal: string } | { macro: TemplateMacro };
 
 const MACRO = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 // Macros that need the message parsed; the others come from the record itself.
-const PARSED: ReadonlySet<TemplateMacro> = new Set(['HOST', 'PROGRAM', 'PID', 'MSGID', 'FACILITY', 'SEVERITY', 'LEVEL']);
+const PARSED: ReadonlySet<TemplateMacro> = new Set([
+  'HOST',
+  'PROGRAM',
+  'PID',
+  'MSGID',
+  'FACILITY',
+  'SEVERITY',
+  'LEVEL',
+]);
 
 export class TemplateError extends Error {
   override readonly name = 'TemplateError';
@@ -21,7 +29,7 @@ export function unknownMacros(template: string): string[] {
 
 /** A value made safe to be one path component: no separators, no NUL or control bytes, never `.` or `..`. */
 export function safeComponent(value: string): string {
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this replaces
   const v = value.replace(/[/\\\x00-\x1f\x7f]/g, '_');
   if (v === '' || v === '.' || v === '..') return '_';
   return v;
@@ -39,7 +47,9 @@ export function capComponent(name: string): string {
   if (Buffer.byteLength(name) <= NAME_MAX) return name;
   const hash = `~${createHash('sha256').update(name).digest('hex').slice(0, 12)}`;
   const ext = /\.[A-Za-z0-9_-]{1,10}$/.exec(name)?.[0] ?? '';
-  let head = Buffer.from(name.slice(0, name.length - ext.length)).subarray(0, NAME_MAX - hash.length - Buffer.byteLength(ext)).toString();
+  let head = Buffer.from(name.slice(0, name.length - ext.length))
+    .subarray(0, NAME_MAX - hash.length - Buffer.byteLength(ext))
+    .toString();
   // A multi-byte character cut in two decodes as U+FFFD: drop it.
   if (head.endsWith('\ufffd')) head = head.slice(0, -1);
   while (Buffer.byteLength(head) + hash.length + Buffer.byteLength(ext) > NAME_MAX) head = head.slice(0, -1);
@@ -60,7 +70,8 @@ export class PathTemplate {
 
   constructor(template: string) {
     const unknown = unknownMacros(template);
-    if (unknown.length) throw new TemplateError(`unknown macro ${unknown.map((n) => `\${${n}}`).join(', ')} in "${template}"`);
+    if (unknown.length)
+      throw new TemplateError(`unknown macro ${unknown.map((n) => `\${${n}}`).join(', ')} in "${template}"`);
     let last = 0;
     for (const m of template.matchAll(MACRO)) {
       if (m.index > last) this.parts.push({ literal: template.slice(last, m.index) });
@@ -74,7 +85,8 @@ export class PathTemplate {
     this.baseDir = path.resolve(slash < 0 ? '.' : literalHead.slice(0, slash) || '/');
     this.needsParse = this.parts.some((p) => 'macro' in p && PARSED.has(p.macro));
     this.staticPath = firstMacro < 0 ? path.resolve(template) : null;
-    if (this.staticPath !== null && this.staticPath === this.baseDir) throw new TemplateError(`"${template}" names a directory, not a file`);
+    if (this.staticPath !== null && this.staticPath === this.baseDir)
+      throw new TemplateError(`"${template}" names a directory, not a file`);
   }
 
   /** The absolute path for `r`, guaranteed to lie under `baseDir`. */

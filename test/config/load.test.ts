@@ -56,7 +56,8 @@ describe('units', () => {
     expect(formatSize(1023)).toBe('1023B');
     expect(formatSize(0)).toBe('0B');
     // A value read back never exceeds the size it came from.
-    for (const bytes of [1024 ** 3 - 4096, 5 * 1024 ** 2 + 777, 3 * 1024 ** 4 - 1]) expect(parseSize(formatSize(bytes))!).toBeLessThanOrEqual(bytes);
+    for (const bytes of [1024 ** 3 - 4096, 5 * 1024 ** 2 + 777, 3 * 1024 ** 4 - 1])
+      expect(parseSize(formatSize(bytes))!).toBeLessThanOrEqual(bytes);
   });
 });
 
@@ -64,8 +65,25 @@ describe('parseConfigText', () => {
   it('fills in defaults and converts sizes, durations and addresses', () => {
     const { config, warnings } = parseConfigText(base, 'test.yaml', {});
     expect(warnings).toEqual([]);
-    expect(config.sources.udp_in).toMatchObject({ type: 'syslog_udp', address: { host: '127.0.0.1', port: 5514 }, max_message_size: 65536, lenient: false });
-    expect(config.destinations.out).toMatchObject({ type: 'file', path: 'var/log/${HOST}.log', fsync: true, queue: { mode: 'memory', full: 'block', qout_size: 1000, block_timeout: 30_000, prealloc: false, mem_buf_size: 64 * 1024 ** 2 } });
+    expect(config.sources.udp_in).toMatchObject({
+      type: 'syslog_udp',
+      address: { host: '127.0.0.1', port: 5514 },
+      max_message_size: 65536,
+      lenient: false,
+    });
+    expect(config.destinations.out).toMatchObject({
+      type: 'file',
+      path: 'var/log/${HOST}.log',
+      fsync: true,
+      queue: {
+        mode: 'memory',
+        full: 'block',
+        qout_size: 1000,
+        block_timeout: 30_000,
+        prealloc: false,
+        mem_buf_size: 64 * 1024 ** 2,
+      },
+    });
     expect(memBufLength(config.destinations.out!.queue)).toBe(100_000);
     expect(memBufLength({ mode: 'normal' })).toBe(10_000);
     expect(config.shutdown_timeout).toBe(10_000);
@@ -74,12 +92,21 @@ describe('parseConfigText', () => {
   it('reports an unknown key with file, line, column and key path', () => {
     const text = base.replace('    address: 127.0.0.1:5514', '    address: 127.0.0.1:5514\n    adress: 1.2.3.4:1');
     expect(problems(text)).toEqual([
-      { severity: 'error', file: 'test.yaml', line: 7, column: 5, path: 'sources.udp_in.adress', message: 'unknown key' },
+      {
+        severity: 'error',
+        file: 'test.yaml',
+        line: 7,
+        column: 5,
+        path: 'sources.udp_in.adress',
+        message: 'unknown key',
+      },
     ]);
   });
 
   it('reports wrong types and bad values where they stand', () => {
-    const p = problems(base.replace('127.0.0.1:5514', '"5514"').replace('type: file', 'type: file\n    fsync: maybe\n    idle_close: 5'));
+    const p = problems(
+      base.replace('127.0.0.1:5514', '"5514"').replace('type: file', 'type: file\n    fsync: maybe\n    idle_close: 5'),
+    );
     expect(p.map((x) => `${x.line}:${x.column} ${x.path} ${x.message}`)).toEqual([
       '6:14 sources.udp_in.address expected host:port (such as 127.0.0.1:5514 or [::1]:5514), got "5514"',
       '10:12 destinations.out.fsync expected boolean, received string',
@@ -98,11 +125,23 @@ describe('parseConfigText', () => {
   it('reports dangling names as errors and unused components as warnings', () => {
     const p = problems(base.replace('to: [out]', 'to: [out, nowhere]'));
     expect(p).toEqual([
-      { severity: 'error', file: 'test.yaml', line: 14, column: 15, path: 'pipelines.main.to[1]', message: 'no destination named "nowhere" (known: out)' },
+      {
+        severity: 'error',
+        file: 'test.yaml',
+        line: 14,
+        column: 15,
+        path: 'pipelines.main.to[1]',
+        message: 'no destination named "nowhere" (known: out)',
+      },
     ]);
-    const extra = `${base}  spare:\n    from: [udp_in]\n    to: [out]\n`.replace('sources:\n', 'sources:\n  idle:\n    type: syslog_tcp\n    address: 127.0.0.1:1\n');
+    const extra = `${base}  spare:\n    from: [udp_in]\n    to: [out]\n`.replace(
+      'sources:\n',
+      'sources:\n  idle:\n    type: syslog_tcp\n    address: 127.0.0.1:1\n',
+    );
     const { warnings } = parseConfigText(extra, 'test.yaml', {});
-    expect(warnings.map((w) => `${w.line}:${w.column} ${w.path} ${w.message}`)).toEqual(['4:3 sources.idle is not used by any pipeline']);
+    expect(warnings.map((w) => `${w.line}:${w.column} ${w.path} ${w.message}`)).toEqual([
+      '4:3 sources.idle is not used by any pipeline',
+    ]);
   });
 
   it('expands environment variables, with defaults, and leaves template macros alone', () => {
@@ -120,8 +159,13 @@ describe('parseConfigText', () => {
   it('refuses a missing environment variable, naming it', () => {
     expect(problems(base.replace('127.0.0.1:5514', '${NOT_SET_ANYWHERE}'))).toEqual([
       {
-        severity: 'error', file: 'test.yaml', line: 6, column: 14, path: 'sources.udp_in.address',
-        message: 'environment variable NOT_SET_ANYWHERE is not set (use ${NOT_SET_ANYWHERE:-default} to give a default)',
+        severity: 'error',
+        file: 'test.yaml',
+        line: 6,
+        column: 14,
+        path: 'sources.udp_in.address',
+        message:
+          'environment variable NOT_SET_ANYWHERE is not set (use ${NOT_SET_ANYWHERE:-default} to give a default)',
       },
     ]);
   });
@@ -136,15 +180,27 @@ describe('parseConfigText', () => {
 
   it('rejects an invalid regular expression in a filter', () => {
     const p = problems(base.replace('    to: [out]', '    where:\n      message: "(unclosed"\n    to: [out]'));
-    expect(p[0]).toMatchObject({ path: 'pipelines.main.where.message', line: 15, message: expect.stringMatching(/invalid regular expression/) });
+    expect(p[0]).toMatchObject({
+      path: 'pipelines.main.where.message',
+      line: 15,
+      message: expect.stringMatching(/invalid regular expression/),
+    });
   });
 });
 
 describe('reliable queues fed by sources that cannot acknowledge', () => {
   it('are reported as a warning at the pipeline that connects them', () => {
-    const text = base.replace('    path: var/log/${HOST}.log', '    path: var/log/${HOST}.log\n    queue: { mode: reliable, max_size: 10MiB }');
+    const text = base.replace(
+      '    path: var/log/${HOST}.log',
+      '    path: var/log/${HOST}.log\n    queue: { mode: reliable, max_size: 10MiB }',
+    );
     const { config, warnings } = parseConfigText(text, 'test.yaml', {});
-    expect(config.destinations.out!.queue).toMatchObject({ mode: 'reliable', max_size: 10 * 1024 * 1024, sync: 'interval', sync_interval: 50 });
+    expect(config.destinations.out!.queue).toMatchObject({
+      mode: 'reliable',
+      max_size: 10 * 1024 * 1024,
+      sync: 'interval',
+      sync_interval: 50,
+    });
     expect(warnings.map((w) => `${w.line}:${w.column} ${w.path}`)).toEqual(['14:12 pipelines.main.from[0]']);
     expect(warnings[0]!.message).toMatch(/cannot acknowledge its senders/);
   });

@@ -9,7 +9,13 @@ import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.j
 import { readLines, removeDir, tempDir } from '../helpers/agent.js';
 
 const DAY = 86_400_000;
-const origin: RecordOrigin = { source: 'agents', from: '127.0.0.1', format: 'syslog', lenient: false, stats: newSourceStats() };
+const origin: RecordOrigin = {
+  source: 'agents',
+  from: '127.0.0.1',
+  format: 'syslog',
+  lenient: false,
+  stats: newSourceStats(),
+};
 
 function record(text: string, stream: string, pos: number): LogRecord {
   const r = new LogRecord(Buffer.from(text), Date.now(), origin);
@@ -61,48 +67,66 @@ describe('file destination, exactly_once state', () => {
     removeDir(dir);
   });
 
-  it('forgets streams not written for exactly_once_retention when it opens the file; a late record of one is written, a live one still deduplicates', async () => {
-    dir = tempDir();
-    const file = path.join(dir, 'central.log');
-    writeFileSync(file, 'earlier line\n');
-    const now = Date.now();
-    const streams = { gone: [10, now - 8 * DAY], live: [10, now - DAY] };
-    writeFileSync(`${file}.sluice-state`, JSON.stringify({ version: 2, size: 13, streams }));
-    h = harness(dir);
-    await h.send([record('gone 5', 'gone', 5), record('live 5', 'live', 5), record('live 11', 'live', 11), record('new 0', 'new', 0)]);
+  it(
+    'forgets streams not written for exactly_once_retention when it opens the file; a late record of one is ' +
+      'written, a live one still deduplicates',
+    async () => {
+      dir = tempDir();
+      const file = path.join(dir, 'central.log');
+      writeFileSync(file, 'earlier line\n');
+      const now = Date.now();
+      const streams = { gone: [10, now - 8 * DAY], live: [10, now - DAY] };
+      writeFileSync(`${file}.sluice-state`, JSON.stringify({ version: 2, size: 13, streams }));
+      h = harness(dir);
+      await h.send([
+        record('gone 5', 'gone', 5),
+        record('live 5', 'live', 5),
+        record('live 11', 'live', 11),
+        record('new 0', 'new', 0),
+      ]);
 
-    expect(readLines(file)).toEqual(['earlier line', 'gone 5', 'live 11', 'new 0']);
-    expect(h.dest.stats.duplicatesSkipped).toBe(1);
-    expect(h.dest.stats.streamsForgotten).toBe(1);
-    const state = h.state();
-    expect(state.version).toBe(2);
-    expect(Object.keys(state.streams).sort()).toEqual(['gone', 'live', 'new']); // "gone" is back, with its new position
-    expect(state.streams.gone![0]).toBe(5);
-    expect(state.streams.live![0]).toBe(11);
-    for (const [, at] of Object.values(state.streams)) expect(Math.abs(at - Date.now())).toBeLessThan(60_000);
-    expect(state.size).toBe(readFileSync(file).length);
-    expect(h.logs.some((l) => l.includes('"forgotten":1') && l.includes('forgot streams not written for exactly_once_retention'))).toBe(true);
-  });
+      expect(readLines(file)).toEqual(['earlier line', 'gone 5', 'live 11', 'new 0']);
+      expect(h.dest.stats.duplicatesSkipped).toBe(1);
+      expect(h.dest.stats.streamsForgotten).toBe(1);
+      const state = h.state();
+      expect(state.version).toBe(2);
+      // "gone" is back, with its new position
+      expect(Object.keys(state.streams).sort()).toEqual(['gone', 'live', 'new']);
+      expect(state.streams.gone![0]).toBe(5);
+      expect(state.streams.live![0]).toBe(11);
+      for (const [, at] of Object.values(state.streams)) expect(Math.abs(at - Date.now())).toBeLessThan(60_000);
+      expect(state.size).toBe(readFileSync(file).length);
+      expect(
+        h.logs.some(
+          (l) => l.includes('"forgotten":1') && l.includes('forgot streams not written for exactly_once_retention'),
+        ),
+      ).toBe(true);
+    },
+  );
 
-  it('while running, sweeps the state at most once a minute and drops what went quiet for longer than the retention', async () => {
-    dir = tempDir();
-    vi.useFakeTimers({ toFake: ['Date'] });
-    const start = Date.now();
-    h = harness(dir, { exactly_once_retention: '1h' });
-    await h.send([record('a 1', 'a', 1), record('b 1', 'b', 1)]);
-    vi.setSystemTime(start + 30 * 60_000);
-    await h.send([record('b 2', 'b', 2)]);
-    expect(Object.keys(h.state().streams).sort()).toEqual(['a', 'b']);
-    // 61 minutes after "a" was last written, 31 after "b": only "a" is past the hour.
-    vi.setSystemTime(start + 61 * 60_000);
-    await h.send([record('c 1', 'c', 1)]);
-    expect(Object.keys(h.state().streams).sort()).toEqual(['b', 'c']);
-    expect(h.dest.stats.streamsForgotten).toBe(1);
-    // "b" still deduplicates; "a" no longer does.
-    await h.send([record('b 2 again', 'b', 2), record('a 1 again', 'a', 1)]);
-    expect(readLines(h.file)).toEqual(['a 1', 'b 1', 'b 2', 'c 1', 'a 1 again']);
-    expect(h.dest.stats.duplicatesSkipped).toBe(1);
-  });
+  it(
+    'while running, sweeps the state at most once a minute and drops what went quiet for longer than the ' +
+      'retention',
+    async () => {
+      dir = tempDir();
+      vi.useFakeTimers({ toFake: ['Date'] });
+      const start = Date.now();
+      h = harness(dir, { exactly_once_retention: '1h' });
+      await h.send([record('a 1', 'a', 1), record('b 1', 'b', 1)]);
+      vi.setSystemTime(start + 30 * 60_000);
+      await h.send([record('b 2', 'b', 2)]);
+      expect(Object.keys(h.state().streams).sort()).toEqual(['a', 'b']);
+      // 61 minutes after "a" was last written, 31 after "b": only "a" is past the hour.
+      vi.setSystemTime(start + 61 * 60_000);
+      await h.send([record('c 1', 'c', 1)]);
+      expect(Object.keys(h.state().streams).sort()).toEqual(['b', 'c']);
+      expect(h.dest.stats.streamsForgotten).toBe(1);
+      // "b" still deduplicates; "a" no longer does.
+      await h.send([record('b 2 again', 'b', 2), record('a 1 again', 'a', 1)]);
+      expect(readLines(h.file)).toEqual(['a 1', 'b 1', 'b 2', 'c 1', 'a 1 again']);
+      expect(h.dest.stats.duplicatesSkipped).toBe(1);
+    },
+  );
 
   it('reads a version 1 state (positions without times) and keeps deduplicating against it', async () => {
     dir = tempDir();
@@ -126,7 +150,11 @@ describe('file destination, exactly_once state', () => {
     h = harness(dir);
     await h.send([record('s 1', 's', 1)]);
     expect(readLines(file)).toEqual(['kept', 's 1']);
-    expect(h.logs.some((l) => l.includes('the exactly-once state beside this file is damaged') && l.includes('no valid position'))).toBe(true);
+    expect(
+      h.logs.some(
+        (l) => l.includes('the exactly-once state beside this file is damaged') && l.includes('no valid position'),
+      ),
+    ).toBe(true);
     expect(h.state().streams.s![0]).toBe(1);
   });
 });

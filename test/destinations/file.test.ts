@@ -4,15 +4,29 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
-import { capComponent, NAME_MAX, PathTemplate, safeComponent, TemplateError } from '../../src/template/path-template.js';
+import {
+  capComponent,
+  NAME_MAX,
+  PathTemplate,
+  safeComponent,
+  TemplateError,
+} from '../../src/template/path-template.js';
 import { portOf, readLines, removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 
-const origin: RecordOrigin = { source: 'src', from: '192.0.2.7', format: 'syslog', lenient: false, stats: newSourceStats() };
+const origin: RecordOrigin = {
+  source: 'src',
+  from: '192.0.2.7',
+  format: 'syslog',
+  lenient: false,
+  stats: newSourceStats(),
+};
 const rec = (raw: string, at = Date.UTC(2024, 1, 29, 13, 5, 0)) => new LogRecord(Buffer.from(raw), at, origin);
 
 describe('PathTemplate', () => {
   it('fills macros from the message, the record and the receive time (UTC)', () => {
-    const t = new PathTemplate('/logs/${HOST}/${YEAR}-${MONTH}-${DAY}/${PROGRAM}.${FACILITY}.${SEVERITY}.${SOURCE}.log');
+    const t = new PathTemplate(
+      '/logs/${HOST}/${YEAR}-${MONTH}-${DAY}/${PROGRAM}.${FACILITY}.${SEVERITY}.${SOURCE}.log',
+    );
     expect(t.baseDir).toBe('/logs');
     expect(t.render(rec('<165>1 - web01 nginx - - - x'))).toBe('/logs/web01/2024-02-29/nginx.local4.notice.src.log');
   });
@@ -81,9 +95,18 @@ pipelines:
   p: { from: [in], to: [f] }
 `);
     const s = net.connect(portOf(agent, 'in'), '127.0.0.1');
-    s.write('<13>1 - alpha sshd - - - a1\n<13>1 - beta cron - - - b1\n<13>1 - alpha sshd - - - a2\n<13>1 - ../../escape x - - - e\n');
-    await waitFor('files', () => readLines(`${dir}/hosts/alpha/sshd.log`).length === 2 && existsSync(`${dir}/hosts/.._.._escape/x.log`));
-    expect(readLines(`${dir}/hosts/alpha/sshd.log`)).toEqual(['<13>1 - alpha sshd - - - a1', '<13>1 - alpha sshd - - - a2']);
+    s.write(
+      '<13>1 - alpha sshd - - - a1\n<13>1 - beta cron - - - b1\n<13>1 - alpha sshd - - - a2\n<13>1 - ../../escape x ' +
+        '- - - e\n',
+    );
+    await waitFor(
+      'files',
+      () => readLines(`${dir}/hosts/alpha/sshd.log`).length === 2 && existsSync(`${dir}/hosts/.._.._escape/x.log`),
+    );
+    expect(readLines(`${dir}/hosts/alpha/sshd.log`)).toEqual([
+      '<13>1 - alpha sshd - - - a1',
+      '<13>1 - alpha sshd - - - a2',
+    ]);
     expect(readLines(`${dir}/hosts/beta/cron.log`)).toEqual(['<13>1 - beta cron - - - b1']);
     // The hostname "../../escape" became one harmless directory name inside hosts/.
     expect(readdirSync(`${dir}/hosts`).sort()).toEqual(['.._.._escape', 'alpha', 'beta']);

@@ -15,7 +15,13 @@ import { removeDir, sleep, tempDir, waitFor } from '../helpers/agent.js';
 
 type Kind = 'good' | 'rejected' | 'throws' | 'flaky';
 
-const origin: RecordOrigin = { source: 'in', from: '192.0.2.1', format: 'syslog', lenient: true, stats: newSourceStats() };
+const origin: RecordOrigin = {
+  source: 'in',
+  from: '192.0.2.1',
+  format: 'syslog',
+  lenient: true,
+  stats: newSourceStats(),
+};
 const idOf = (r: LogRecord) => Number(/^<13>(\d+) /.exec(r.raw.toString())![1]);
 
 /** What the far end has, shared by every drainer of a run. */
@@ -73,7 +79,8 @@ class MemorySink implements DeadLetterSink {
 const kindArb = fc.constantFrom<Kind>('good', 'good', 'good', 'good', 'rejected', 'throws', 'flaky');
 
 describe('QueueDrainer against per-record failures', () => {
-  it('delivers every good record once and in order, and sets every bad one aside exactly once, across a restart', async () => {
+  it('delivers every good record once and in order, and sets every bad one aside exactly once, across a ' +
+    'restart', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(kindArb, { minLength: 1, maxLength: 80 }),
@@ -85,10 +92,25 @@ describe('QueueDrainer against per-record failures', () => {
           const world = new World();
           world.outages = outages;
           const kindOf = new Map(kinds.map((k, i) => [i, k === 'flaky' ? 'good' : k] as const));
-          const open = () => ReliableQueue.open('d', dir, { maxSize: 1 << 20, memBufSize: 1 << 16, sync: 'interval', syncInterval: 1, full: 'block', logger: silentLogger(), statsOf: () => origin.stats });
+          const open = () =>
+            ReliableQueue.open('d', dir, {
+              maxSize: 1 << 20,
+              memBufSize: 1 << 16,
+              sync: 'interval',
+              syncInterval: 1,
+              full: 'block',
+              logger: silentLogger(),
+              statsOf: () => origin.stats,
+            });
           const start = (q: ReliableQueue) => {
             const d = new FlakyDestination(
-              { name: 'd', queue: q, logger: silentLogger(), hostname: 'h', setAside: { sink: new MemorySink(world), maxAge: 0, maxRecordAttempts: 3 } },
+              {
+                name: 'd',
+                queue: q,
+                logger: silentLogger(),
+                hostname: 'h',
+                setAside: { sink: new MemorySink(world), maxAge: 0, maxRecordAttempts: 3 },
+              },
               kindOf,
               world,
               batchSize,
@@ -102,7 +124,11 @@ describe('QueueDrainer against per-record failures', () => {
             let d = start(q);
             const settled = () => world.delivered.length + world.letters.length >= kinds.length;
             // A restart part way: stop (the queue keeps what is not acknowledged), reopen, go on.
-            await waitFor('some progress', () => world.delivered.length + world.letters.length >= Math.min(restartAfter, kinds.length), 10_000);
+            await waitFor(
+              'some progress',
+              () => world.delivered.length + world.letters.length >= Math.min(restartAfter, kinds.length),
+              10_000,
+            );
             await d.stop(0);
             await q.dispose();
             q = await open();
@@ -112,7 +138,8 @@ describe('QueueDrainer against per-record failures', () => {
             await q.dispose();
             const good = kinds.flatMap((k, i) => (k === 'good' || k === 'flaky' ? [i] : []));
             const bad = kinds.flatMap((k, i) => (k === 'rejected' || k === 'throws' ? [i] : []));
-            // In order; a record may come twice only if a restart cut in after its delivery and before its acknowledgement.
+            // In order; a record may come twice only if a restart cut in after its delivery and before its
+            // acknowledgement.
             const once = world.delivered.filter((id, i) => world.delivered.indexOf(id) === i);
             expect(once).toEqual(good);
             expect(world.delivered.length - once.length).toBeLessThanOrEqual(batchSize);

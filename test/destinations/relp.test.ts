@@ -187,8 +187,14 @@ describe('RELP destination', () => {
       agent = await startRelpAgent(dir, srv.port, 'window: 4, backoff: { initial: 10ms, max: 50ms }');
       const s = net.connect(portOf(agent, 'in'), '127.0.0.1');
       s.end(Array.from({ length: 20 }, (_, i) => `<13>1 - h app - - - picky ${i}\n`).join(''));
-      await waitFor('every message accepted', () => new Set(srv.got).size === 20 && agent!.stats().destinations.r!.queue.records === 0, 10_000);
-      expect([...new Set(srv.got)].sort()).toEqual(Array.from({ length: 20 }, (_, i) => `<13>1 - h app - - - picky ${i}`).sort());
+      await waitFor(
+        'every message accepted',
+        () => new Set(srv.got).size === 20 && agent!.stats().destinations.r!.queue.records === 0,
+        10_000,
+      );
+      expect([...new Set(srv.got)].sort()).toEqual(
+        Array.from({ length: 20 }, (_, i) => `<13>1 - h app - - - picky ${i}`).sort(),
+      );
       const st = agent.stats().destinations.r!;
       expect(srv.refused()).toBe(3);
       expect(st.serverErrors).toBeGreaterThanOrEqual(1);
@@ -199,65 +205,94 @@ describe('RELP destination', () => {
     }
   });
 
-  it('sets aside a message the receiver ends the session on each time (as librelp receive -o abort does), and delivers all the others', async () => {
-    dir = tempDir();
-    const got: string[] = [];
-    let sessions = 0;
-    // Answers each message at once, but closes the connection, without a word, on the poisoned one.
-    const srv = await relpTestServer((socket) => {
-      sessions++;
-      return {
-        syslog(txnr, data) {
-          if (data.includes('POISON')) return void socket.destroy();
-          got.push(data);
-          socket.write(relpFrame(txnr, 'rsp', '200 OK'));
-        },
-      };
-    });
-    try {
-      agent = await startRelpAgent(dir, srv.port, 'window: 128, backoff: { initial: 10ms, max: 50ms }, queue: { mode: reliable, max_size: 4MiB, sync_interval: 5ms, max_record_attempts: 3 }');
-      const msgs = ['first', ...Array.from({ length: 30 }, (_, i) => `before ${i}`), 'POISON', ...Array.from({ length: 50 }, (_, i) => `after ${i}`)];
-      const s = net.connect(portOf(agent, 'in'), '127.0.0.1');
-      s.end(msgs.map((m) => `<13>1 - h app - - - ${m}\n`).join(''));
-      await new Promise<void>((r) => s.once('close', () => r()));
-      await waitFor('the others delivered and the poisoned one set aside', () => {
-        const st = agent!.stats().destinations.r!;
-        return st.delivered === msgs.length - 1 && st.deadLettered.receiver_closed_session === 1;
-      }, 15_000);
-      const texts = got.map((g) => g.replace('<13>1 - h app - - - ', ''));
-      expect(new Set(texts)).toEqual(new Set(msgs.filter((m) => m !== 'POISON')));
-      // Sent again only while the one to blame was looked for: not again and again.
-      expect(texts.filter((t) => t === 'first').length).toBeLessThanOrEqual(2);
-      expect(texts.indexOf('after 0')).toBeGreaterThan(texts.lastIndexOf('before 29'));
-      const st = agent.stats().destinations.r!;
-      expect(st.deadLettered).toEqual({ receiver_closed_session: 1 });
-      const { letters } = await readDeadLetters(deadLetterFile(`${dir}/state`, 'r'));
-      expect(letters.map((l) => [l.reason, l.message, l.attempts])).toEqual([['receiver_closed_session', '<13>1 - h app - - - POISON', 3]]);
-      expect(sessions).toBeLessThanOrEqual(6);
-    } finally {
-      srv.close();
-    }
-  });
+  it(
+    'sets aside a message the receiver ends the session on each time (as librelp receive -o abort does), and ' +
+      'delivers all the others',
+    async () => {
+      dir = tempDir();
+      const got: string[] = [];
+      let sessions = 0;
+      // Answers each message at once, but closes the connection, without a word, on the poisoned one.
+      const srv = await relpTestServer((socket) => {
+        sessions++;
+        return {
+          syslog(txnr, data) {
+            if (data.includes('POISON')) return void socket.destroy();
+            got.push(data);
+            socket.write(relpFrame(txnr, 'rsp', '200 OK'));
+          },
+        };
+      });
+      try {
+        agent = await startRelpAgent(
+          dir,
+          srv.port,
+          'window: 128, backoff: { initial: 10ms, max: 50ms }, queue: { mode: reliable, max_size: 4MiB, ' +
+            'sync_interval: ' +
+            '5ms, max_record_attempts: 3 }',
+        );
+        const msgs = [
+          'first',
+          ...Array.from({ length: 30 }, (_, i) => `before ${i}`),
+          'POISON',
+          ...Array.from({ length: 50 }, (_, i) => `after ${i}`),
+        ];
+        const s = net.connect(portOf(agent, 'in'), '127.0.0.1');
+        s.end(msgs.map((m) => `<13>1 - h app - - - ${m}\n`).join(''));
+        await new Promise<void>((r) => s.once('close', () => r()));
+        await waitFor(
+          'the others delivered and the poisoned one set aside',
+          () => {
+            const st = agent!.stats().destinations.r!;
+            return st.delivered === msgs.length - 1 && st.deadLettered.receiver_closed_session === 1;
+          },
+          15_000,
+        );
+        const texts = got.map((g) => g.replace('<13>1 - h app - - - ', ''));
+        expect(new Set(texts)).toEqual(new Set(msgs.filter((m) => m !== 'POISON')));
+        // Sent again only while the one to blame was looked for: not again and again.
+        expect(texts.filter((t) => t === 'first').length).toBeLessThanOrEqual(2);
+        expect(texts.indexOf('after 0')).toBeGreaterThan(texts.lastIndexOf('before 29'));
+        const st = agent.stats().destinations.r!;
+        expect(st.deadLettered).toEqual({ receiver_closed_session: 1 });
+        const { letters } = await readDeadLetters(deadLetterFile(`${dir}/state`, 'r'));
+        expect(letters.map((l) => [l.reason, l.message, l.attempts])).toEqual([
+          ['receiver_closed_session', '<13>1 - h app - - - POISON', 3],
+        ]);
+        expect(sessions).toBeLessThanOrEqual(6);
+      } finally {
+        srv.close();
+      }
+    },
+  );
 
-  it('max_age: while the receiver is down, records that waited longer are set aside as expired (frozen clock)', async () => {
-    dir = tempDir();
-    const t0 = new Date('2026-03-01T00:00:00Z').getTime();
-    vi.useFakeTimers({ toFake: ['Date'], now: t0 });
-    try {
-      // Port 9 (discard) is closed on a test machine: every connect is refused.
-      agent = await startRelpAgent(dir, 9, 'backoff: { initial: 10ms, max: 20ms }, queue: { mode: reliable, max_size: 4MiB, sync_interval: 5ms, max_age: 1h }');
-      const s = net.connect(portOf(agent, 'in'), '127.0.0.1');
-      s.end(Array.from({ length: 5 }, (_, i) => `<13>1 - h app - - - old ${i}\n`).join(''));
-      await waitFor('5 queued', () => agent!.stats().destinations.r!.queue.records === 5);
-      vi.setSystemTime(t0 + 3_600_001);
-      await waitFor('5 expired', () => agent!.stats().destinations.r!.deadLettered.expired === 5);
-      expect(agent.stats().destinations.r!.queue.records).toBe(0);
-      const { letters } = await readDeadLetters(deadLetterFile(`${dir}/state`, 'r'));
-      expect(letters.map((l) => l.message)).toEqual([0, 1, 2, 3, 4].map((i) => `<13>1 - h app - - - old ${i}`));
-    } finally {
-      vi.useRealTimers();
-    }
-  });
+  it(
+    'max_age: while the receiver is down, records that waited longer are set aside as expired (frozen ' + 'clock)',
+    async () => {
+      dir = tempDir();
+      const t0 = new Date('2026-03-01T00:00:00Z').getTime();
+      vi.useFakeTimers({ toFake: ['Date'], now: t0 });
+      try {
+        // Port 9 (discard) is closed on a test machine: every connect is refused.
+        agent = await startRelpAgent(
+          dir,
+          9,
+          'backoff: { initial: 10ms, max: 20ms }, queue: { mode: reliable, max_size: 4MiB, sync_interval: 5ms, ' +
+            'max_age: 1h }',
+        );
+        const s = net.connect(portOf(agent, 'in'), '127.0.0.1');
+        s.end(Array.from({ length: 5 }, (_, i) => `<13>1 - h app - - - old ${i}\n`).join(''));
+        await waitFor('5 queued', () => agent!.stats().destinations.r!.queue.records === 5);
+        vi.setSystemTime(t0 + 3_600_001);
+        await waitFor('5 expired', () => agent!.stats().destinations.r!.deadLettered.expired === 5);
+        expect(agent.stats().destinations.r!.queue.records).toBe(0);
+        const { letters } = await readDeadLetters(deadLetterFile(`${dir}/state`, 'r'));
+        expect(letters.map((l) => l.message)).toEqual([0, 1, 2, 3, 4].map((i) => `<13>1 - h app - - - old ${i}`));
+      } finally {
+        vi.useRealTimers();
+      }
+    },
+  );
 
   it('counts as replayed every record sent again, also when a reconnect in between fails before sending', async () => {
     dir = tempDir();
@@ -278,10 +313,18 @@ describe('RELP destination', () => {
       };
     });
     try {
-      agent = await startRelpAgent(dir, srv.port, 'window: 64, response_timeout: 300ms, backoff: { initial: 10ms, max: 20ms }');
+      agent = await startRelpAgent(
+        dir,
+        srv.port,
+        'window: 64, response_timeout: 300ms, backoff: { initial: 10ms, max: 20ms }',
+      );
       const s = net.connect(portOf(agent, 'in'), '127.0.0.1');
       s.end(Array.from({ length: 20 }, (_, i) => `<13>1 - h app - - - again ${i}\n`).join(''));
-      await waitFor('every message answered', () => got.length === 20 && agent!.stats().destinations.r!.queue.records === 0, 10_000);
+      await waitFor(
+        'every message answered',
+        () => got.length === 20 && agent!.stats().destinations.r!.queue.records === 0,
+        10_000,
+      );
       const st = agent.stats().destinations.r!;
       expect(connections).toBeGreaterThanOrEqual(3);
       expect(st.delivered).toBe(20);

@@ -28,7 +28,9 @@ class Receiver {
     });
   }
   listen(port = 0): Promise<number> {
-    return new Promise((r) => this.server.listen(port, '127.0.0.1', () => r((this.server.address() as net.AddressInfo).port)));
+    return new Promise((r) =>
+      this.server.listen(port, '127.0.0.1', () => r((this.server.address() as net.AddressInfo).port)),
+    );
   }
   close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
@@ -82,7 +84,11 @@ pipelines:
     receiver = new Receiver();
     const port = await receiver.listen();
     const s = await pipeline('', port);
-    const msgs = ['<13>1 2024-01-01T00:00:00Z h app - - - one', '<34>Oct 11 22:14:15 mymachine su: two', '<13>no header at all'];
+    const msgs = [
+      '<13>1 2024-01-01T00:00:00Z h app - - - one',
+      '<34>Oct 11 22:14:15 mymachine su: two',
+      '<13>no header at all',
+    ];
     s.write(msgs.map((m) => `${m}\n`).join(''));
     await waitFor('three frames', () => receiver!.frames.length === 3);
     expect(receiver.frames).toEqual(msgs);
@@ -96,7 +102,14 @@ pipelines:
     s.write('<34>Oct 11 22:14:15 mymachine su[42]: converted\n');
     await waitFor('one frame', () => receiver!.frames.length === 1);
     const m = parseSyslog(receiver.frames[0]!);
-    expect(m).toMatchObject({ facility: 4, severity: 2, hostname: 'mymachine', appName: 'su', procId: '42', message: 'converted' });
+    expect(m).toMatchObject({
+      facility: 4,
+      severity: 2,
+      hostname: 'mymachine',
+      appName: 'su',
+      procId: '42',
+      message: 'converted',
+    });
     expect(m.timestamp).toMatch(/^\d{4}-10-11T\d{2}:14:15/);
     s.destroy();
   });

@@ -87,7 +87,13 @@ async function relpSender(port: number, total: number, acked: Set<number>, runni
     };
     socket.on('error', fail);
     socket.on('close', fail);
-    const ask = (txnr: number) => new Promise<number>((r) => answers.set(txnr, (code) => (answers.delete(txnr), r(code))));
+    const ask = (txnr: number) =>
+      new Promise<number>((r) =>
+        answers.set(txnr, (code) => {
+          answers.delete(txnr);
+          r(code);
+        }),
+      );
     let txnr = 1;
     const opened = ask(txnr);
     socket.write(relpFrame(txnr++, 'open', RELP_OFFERS));
@@ -127,7 +133,8 @@ admin: { enabled: false }
 sources:
   agents: { type: sluice, address: "127.0.0.1:${centralPort}", tokens: ["${TOKEN}"] }
 destinations:
-  store: { type: file, path: ${out}, format: raw, exactly_once: true, queue: { mode: reliable, max_size: 256MiB, sync_interval: 10ms } }
+  store: { type: file, path: ${out}, format: raw, exactly_once: true, queue: { mode: reliable, max_size: 256MiB,
+      sync_interval: 10ms } }
 pipelines:
   p: { from: [agents], to: [store] }
 `,
@@ -138,10 +145,12 @@ pipelines:
 log: { level: warn, format: json }
 admin: { enabled: false }
 sources:
-  app: { type: file, paths: ["${dir}/logs/*.log"], read_from: beginning, poll_interval: 20ms, checkpoint_interval: 100ms }
+  app: { type: file, paths: ["${dir}/logs/*.log"], read_from: beginning, poll_interval: 20ms,
+      checkpoint_interval: 100ms }
   relp: { type: relp, address: "127.0.0.1:${relpPort}" }
 destinations:
-  central: { type: sluice, urls: ["ws://127.0.0.1:${centralPort}"], token: "${TOKEN}", backoff: { initial: 20ms, max: 200ms }, queue: { mode: reliable, max_size: 256MiB, sync_interval: 10ms } }
+  central: { type: sluice, urls: ["ws://127.0.0.1:${centralPort}"], token: "${TOKEN}", backoff: { initial: 20ms,
+      max: 200ms }, queue: { mode: reliable, max_size: 256MiB, sync_interval: 10ms } }
 pipelines:
   p: { from: [app, relp], to: [central] }
 `,
@@ -199,7 +208,12 @@ pipelines:
       const dupFile = [...fileSeen].filter(([, n]) => n > 1).map(([i]) => i);
       const missingRelp = [...acked].filter((i) => !relpSeen.has(i));
       const dupRelp = [...acked].filter((i) => (relpSeen.get(i) ?? 0) > 1);
-      expect({ missingFile: missingFile.length, dupFile: dupFile.length, missingRelp: missingRelp.length, dupRelp: dupRelp.length }).toEqual({
+      expect({
+        missingFile: missingFile.length,
+        dupFile: dupFile.length,
+        missingRelp: missingRelp.length,
+        dupRelp: dupRelp.length,
+      }).toEqual({
         missingFile: 0,
         dupFile: 0,
         missingRelp: 0,

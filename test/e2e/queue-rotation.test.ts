@@ -4,7 +4,16 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { QUEUE_FILE } from '../../src/queue/layout.js';
-import { centralYaml, portOf, readLines, removeDir, stablePort, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import {
+  centralYaml,
+  portOf,
+  readLines,
+  removeDir,
+  stablePort,
+  startAgent,
+  tempDir,
+  waitFor,
+} from '../helpers/agent.js';
 
 // A reliable queue rotated for corruption while its sluice-protocol session to the central is open:
 // the salvaged records are numbered anew under a new ring id, and must reach the central under that
@@ -22,7 +31,8 @@ describe('a queue rotated while its destination is connected', () => {
     removeDir(dir);
   });
 
-  it('delivers every salvaged record to the central; the only loss is the damaged record, and it is counted', async () => {
+  it('delivers every salvaged record to the central; the only loss is the damaged record, and it is ' +
+    'counted', async () => {
     dir = tempDir();
     const port = await stablePort();
     const out = path.join(dir, 'central.log');
@@ -61,7 +71,11 @@ pipelines:
     s.end();
     // At least the rest: records of the first 2,000 whose acks had not arrived before the central
     // stopped are still queued too (sent again later, and taken by the central as replays).
-    await waitFor('the backlog queued', () => agent.stats().sources.tcp!.received === N && agent.stats().destinations.central!.queue.records >= N - 2000, 20_000);
+    await waitFor(
+      'the backlog queued',
+      () => agent.stats().sources.tcp!.received === N && agent.stats().destinations.central!.queue.records >= N - 2000,
+      20_000,
+    );
     await new Promise((r) => setTimeout(r, 50)); // and synced
     // Damage one record far in the backlog, behind the queue's back.
     const file = path.join(dir, 'agent/queues/central', QUEUE_FILE);
@@ -76,7 +90,9 @@ pipelines:
     const q = () => agent.stats().destinations.central!.queue;
     await waitFor('the rotation', () => q().corruption.rotated === 1, 20_000);
     await waitFor('the queue to drain', () => q().records === 0, 30_000);
-    await waitFor('the central to write what it took', () => readLines(out).length >= N - 1, 10_000).catch(() => undefined);
+    await waitFor('the central to write what it took', () => readLines(out).length >= N - 1, 10_000).catch(
+      () => undefined,
+    );
     const seen = new Map<number, number>();
     for (const l of readLines(out)) {
       const i = Number(/ line (\d+) /.exec(l)![1]);

@@ -18,13 +18,21 @@ describe('SyslogFrameDecoder', () => {
   });
 
   it('detects octet counting from a digit and keeps LF inside frames', () => {
-    const { frames, decoder } = decodeAll(['9 <13>a\nb\nc', '5 <13>x', '1', '0 <13>12345', '6', '8 <13>end\n', '\n5 <13>y']);
+    const { frames, decoder } = decodeAll([
+      '9 <13>a\nb\nc',
+      '5 <13>x',
+      '1',
+      '0 <13>12345',
+      '6',
+      '8 <13>end\n',
+      '\n5 <13>y',
+    ]);
     expect(decoder.framing).toBe('octet-counting');
     expect(frames).toEqual(['<13>a\nb\nc', '<13>x', '<13>123456', '<13>end', '<13>y']);
   });
 
   it('splits identically whatever the chunk boundaries', () => {
-    const msgs = ['<13>1 - - - - - - a', '<14>b c d', '<15>' + 'x'.repeat(300)];
+    const msgs = ['<13>1 - - - - - - a', '<14>b c d', `<15>${'x'.repeat(300)}`];
     const lf = Buffer.from(msgs.map((m) => `${m}\n`).join(''));
     const oc = Buffer.from(msgs.map((m) => `${Buffer.byteLength(m)} ${m}`).join(''));
     fc.assert(

@@ -47,7 +47,11 @@ export function agentPerTest(): { fresh(): string; start(yaml: string): Promise<
 }
 
 /** Polls `check` every 20 ms until it returns true, failing after `timeoutMs`. */
-export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+export async function waitFor(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+): Promise<void> {
   // The monotonic clock: a test may freeze or move Date.
   const deadline = performance.now() + timeoutMs;
   while (performance.now() < deadline) {
@@ -101,7 +105,8 @@ ${o.log ? `log: ${o.log}\n` : ''}admin: { enabled: false }
 sources:
   agents: { type: sluice, address: "127.0.0.1:${o.port}", tokens: ["${o.token}"] }
 destinations:
-  store: { type: file, path: ${o.out}, format: raw, exactly_once: true, queue: { mode: reliable, max_size: 256MiB, sync_interval: 10ms } }
+  store: { type: file, path: ${o.out}, format: raw, exactly_once: true, queue: { mode: reliable, max_size: 256MiB,
+      sync_interval: 10ms } }
 pipelines:
   p: { from: [agents], to: [store] }
 `;

@@ -4,10 +4,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Real peers, unpacked from Debian's packages by scripts/install-peers.sh into .peers/. */
-export const PEERS_DIR = process.env.SLUICE_PEERS_DIR ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../.peers');
+export const PEERS_DIR =
+  process.env.SLUICE_PEERS_DIR ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../.peers');
 
 function missing(what: string): Error {
-  return new Error(`${what} is missing: run "bash scripts/install-peers.sh" (npm test runs it) — this test needs the real peer and will not pass without it`);
+  return new Error(
+    `${what} is missing: run "bash scripts/install-peers.sh" (npm test runs it) — ` +
+      'this test needs the real peer and will not pass without it',
+  );
 }
 
 export function loggen(): { bin: string; env: NodeJS.ProcessEnv } {
@@ -18,7 +22,11 @@ export function loggen(): { bin: string; env: NodeJS.ProcessEnv } {
     bin,
     env: {
       ...process.env,
-      LD_LIBRARY_PATH: [path.join(root, 'usr/lib/syslog-ng'), path.join(root, 'usr/lib/x86_64-linux-gnu'), path.join(root, 'lib/x86_64-linux-gnu')].join(':'),
+      LD_LIBRARY_PATH: [
+        path.join(root, 'usr/lib/syslog-ng'),
+        path.join(root, 'usr/lib/x86_64-linux-gnu'),
+        path.join(root, 'lib/x86_64-linux-gnu'),
+      ].join(':'),
       SYSLOGNG_PREFIX: path.join(root, 'usr'),
     },
   };
@@ -38,7 +46,13 @@ export function runLogger(args: string[]): void {
  * Runs a peer's tool to its end; resolves with its exit code and everything it wrote. Rejects when
  * it is still running after `timeoutMs` (it is killed).
  */
-function runTool(name: string, bin: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ code: number | null; out: string }> {
+function runTool(
+  name: string,
+  bin: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(bin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -72,7 +86,9 @@ export interface Rsyslog {
   log(): string;
 }
 
-/** Starts rsyslogd 8.2302 (unpacked from Debian's packages) in the foreground on `conf`, with its work files in `dir`. */
+/**
+ * Starts rsyslogd 8.2302 (unpacked from Debian's packages) in the foreground on `conf`, with its work files in `dir`.
+ */
 export async function startRsyslog(dir: string, conf: string): Promise<Rsyslog> {
   const root = path.join(PEERS_DIR, 'rsyslog');
   const bin = path.join(root, 'usr/sbin/rsyslogd');
@@ -83,10 +99,14 @@ export async function startRsyslog(dir: string, conf: string): Promise<Rsyslog> 
   writeFileSync(file, `global(workDirectory="${path.join(dir, 'work')}")\n${conf}\n`);
   rmSync(path.join(dir, 'imtcp.port'), { force: true });
   const lib = path.join(root, 'usr/lib/x86_64-linux-gnu');
-  const child = spawn(bin, ['-n', '-C', '-f', file, '-i', path.join(dir, 'rsyslog.pid'), '-M', path.join(lib, 'rsyslog')], {
-    env: { ...process.env, LD_LIBRARY_PATH: lib },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    bin,
+    ['-n', '-C', '-f', file, '-i', path.join(dir, 'rsyslog.pid'), '-M', path.join(lib, 'rsyslog')],
+    {
+      env: { ...process.env, LD_LIBRARY_PATH: lib },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let log = '';
   child.stdout.on('data', (d: Buffer) => (log += d.toString()));
   child.stderr.on('data', (d: Buffer) => (log += d.toString()));
@@ -119,7 +139,21 @@ export function relpTool(name: 'relp-send' | 'relp-receive'): string {
   return bin;
 }
 
-/** Runs relp-send: COUNT messages of SIZE bytes over one session with WINDOW; resolves with its exit code and output. */
-export function runRelpSend(port: number, count: number, window = 128, size = 200, timeoutMs = 120_000): Promise<{ code: number | null; out: string }> {
-  return runTool('relp-send', relpTool('relp-send'), ['127.0.0.1', String(port), String(count), String(window), String(size)], process.env, timeoutMs);
+/**
+ * Runs relp-send: COUNT messages of SIZE bytes over one session with WINDOW; resolves with its exit code and output.
+ */
+export function runRelpSend(
+  port: number,
+  count: number,
+  window = 128,
+  size = 200,
+  timeoutMs = 120_000,
+): Promise<{ code: number | null; out: string }> {
+  return runTool(
+    'relp-send',
+    relpTool('relp-send'),
+    ['127.0.0.1', String(port), String(count), String(window), String(size)],
+    process.env,
+    timeoutMs,
+  );
 }

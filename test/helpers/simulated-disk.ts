@@ -110,7 +110,10 @@ export class FaultyDisk {
     };
     const fault = (code: string, op: string) => Object.assign(new Error(`${code}: injected fault, ${op}`), { code });
     return {
-      read: async (...a) => (alive(), real.read(...a)),
+      read: async (...a) => {
+        alive();
+        return real.read(...a);
+      },
       write: async (...a) => {
         alive();
         if (this.held) await this.held;
@@ -123,8 +126,14 @@ export class FaultyDisk {
         if (this.failSyncs) throw fault(this.failSyncs, 'fsync');
         return real.sync();
       },
-      size: async () => (alive(), real.size()),
-      truncate: async (n) => (alive(), real.truncate(n)),
+      size: async () => {
+        alive();
+        return real.size();
+      },
+      truncate: async (n) => {
+        alive();
+        return real.truncate(n);
+      },
       close: async () => {
         if (entry.dead) return;
         entry.dead = true;

@@ -42,88 +42,111 @@ pipelines:
   q: { from: [in], where: { app: "^never$" }, to: [slow] }
 `;
 
-  it('serves /healthz, /readyz, /api/v1/stats and Prometheus /metrics with the counters of every component', async () => {
-    dir = tempDir();
-    agent = await startAgent(config(dir));
-    const base = `http://${agent.adminAddress()}`;
-    await send(portOf(agent, 'in'), Array.from({ length: 25 }, (_, i) => `<13>1 - h app - - - admin ${i}`));
-    await waitFor('25 delivered', () => readLines(`${dir}/out.log`).length === 25);
+  it(
+    'serves /healthz, /readyz, /api/v1/stats and Prometheus /metrics with the counters of every ' + 'component',
+    async () => {
+      dir = tempDir();
+      agent = await startAgent(config(dir));
+      const base = `http://${agent.adminAddress()}`;
+      await send(
+        portOf(agent, 'in'),
+        Array.from({ length: 25 }, (_, i) => `<13>1 - h app - - - admin ${i}`),
+      );
+      await waitFor('25 delivered', () => readLines(`${dir}/out.log`).length === 25);
 
-    const health = await fetch(`${base}/healthz`);
-    expect(health.status).toBe(200);
-    expect(await health.text()).toBe('ok\n');
-    const ready = await fetch(`${base}/readyz`);
-    expect(ready.status).toBe(200);
-    expect(await ready.json()).toEqual({ ready: true, reasons: [] });
+      const health = await fetch(`${base}/healthz`);
+      expect(health.status).toBe(200);
+      expect(await health.text()).toBe('ok\n');
+      const ready = await fetch(`${base}/readyz`);
+      expect(ready.status).toBe(200);
+      expect(await ready.json()).toEqual({ ready: true, reasons: [] });
 
-    const stats = (await (await fetch(`${base}/api/v1/stats`)).json()) as {
-      ready: boolean;
-      pid: number;
-      pipelines: Record<string, { from: string[]; to: string[] }>;
-      sources: Record<string, { received: number }>;
-      destinations: Record<string, { delivered: number; queue: { mode: string; records: number } }>;
-    };
-    expect(stats.ready).toBe(true);
-    expect(stats.pid).toBe(process.pid);
-    expect(stats.pipelines.p).toMatchObject({ from: ['in'], to: ['out'] });
-    expect(stats.sources.in!.received).toBe(25);
-    expect(stats.destinations.out).toMatchObject({ delivered: 25, queue: { mode: 'memory', records: 0 } });
-    expect(stats.destinations.slow!.queue.mode).toBe('reliable');
+      const stats = (await (await fetch(`${base}/api/v1/stats`)).json()) as {
+        ready: boolean;
+        pid: number;
+        pipelines: Record<string, { from: string[]; to: string[] }>;
+        sources: Record<string, { received: number }>;
+        destinations: Record<string, { delivered: number; queue: { mode: string; records: number } }>;
+      };
+      expect(stats.ready).toBe(true);
+      expect(stats.pid).toBe(process.pid);
+      expect(stats.pipelines.p).toMatchObject({ from: ['in'], to: ['out'] });
+      expect(stats.sources.in!.received).toBe(25);
+      expect(stats.destinations.out).toMatchObject({ delivered: 25, queue: { mode: 'memory', records: 0 } });
+      expect(stats.destinations.slow!.queue.mode).toBe('reliable');
 
-    const res = await fetch(`${base}/metrics`);
-    expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
-    const m = await res.text();
-    expect(m).toMatch(/^sluice_source_received_records_total\{source="in"\} 25$/m);
-    expect(m).toMatch(/^sluice_destination_acked_records_total\{destination="out"\} 25$/m);
-    expect(m).toMatch(/^sluice_queue_records\{destination="out",mode="memory"\} 0$/m);
-    expect(m).toMatch(/^sluice_queue_capacity_bytes\{destination="slow",mode="reliable"\} \d+$/m);
-    expect(m).toMatch(/^sluice_queue_corrupt_files_rotated_total\{destination="slow",mode="reliable"\} 0$/m);
-    expect(m).toMatch(/^sluice_destination_connected\{destination="slow"\} 0$/m);
-    expect(m).toMatch(/^sluice_load_shedding_latched 0$/m);
-    expect(m).toMatch(/^sluice_ready 1$/m);
-    expect(m).toMatch(/^# TYPE sluice_source_received_records_total counter$/m);
-    expect(m).toMatch(/^process_resident_memory_bytes \d+/m);
-    expect(m).toMatch(/^process_cpu_seconds_total /m);
-    expect(m).toMatch(/^nodejs_eventloop_lag_seconds /m);
+      const res = await fetch(`${base}/metrics`);
+      expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+      const m = await res.text();
+      expect(m).toMatch(/^sluice_source_received_records_total\{source="in"\} 25$/m);
+      expect(m).toMatch(/^sluice_destination_acked_records_total\{destination="out"\} 25$/m);
+      expect(m).toMatch(/^sluice_queue_records\{destination="out",mode="memory"\} 0$/m);
+      expect(m).toMatch(/^sluice_queue_capacity_bytes\{destination="slow",mode="reliable"\} \d+$/m);
+      expect(m).toMatch(/^sluice_queue_corrupt_files_rotated_total\{destination="slow",mode="reliable"\} 0$/m);
+      expect(m).toMatch(/^sluice_destination_connected\{destination="slow"\} 0$/m);
+      expect(m).toMatch(/^sluice_load_shedding_latched 0$/m);
+      expect(m).toMatch(/^sluice_ready 1$/m);
+      expect(m).toMatch(/^# TYPE sluice_source_received_records_total counter$/m);
+      expect(m).toMatch(/^process_resident_memory_bytes \d+/m);
+      expect(m).toMatch(/^process_cpu_seconds_total /m);
+      expect(m).toMatch(/^nodejs_eventloop_lag_seconds /m);
 
-    expect((await fetch(`${base}/nope`)).status).toBe(404);
-    const post = await fetch(`${base}/metrics`, { method: 'POST' });
-    expect(post.status).toBe(405);
-    expect(post.headers.get('allow')).toBe('GET, HEAD');
-    const page = await fetch(`${base}/`);
-    expect(page.headers.get('content-type')).toMatch(/text\/html/);
-    expect(await page.text()).toContain('<title>sluice status</title>');
-  });
+      expect((await fetch(`${base}/nope`)).status).toBe(404);
+      const post = await fetch(`${base}/metrics`, { method: 'POST' });
+      expect(post.status).toBe(405);
+      expect(post.headers.get('allow')).toBe('GET, HEAD');
+      const page = await fetch(`${base}/`);
+      expect(page.headers.get('content-type')).toMatch(/text\/html/);
+      expect(await page.text()).toContain('<title>sluice status</title>');
+    },
+  );
 
-  it('answers only Host names that cannot be rebound: IP literals, localhost and admin.allowed_hosts (421 for others)', async () => {
-    dir = tempDir();
-    agent = await startAgent(config(dir).replace('admin: {', 'admin: { allowed_hosts: [metrics.example.net],'));
-    const [, port] = /:(\d+)$/.exec(agent.adminAddress()!)!;
-    const get = (host: string | null, path = '/api/v1/stats') =>
-      new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const headers: Record<string, string> = host === null ? {} : { host };
-        const req = http.get({ host: '127.0.0.1', port: Number(port), path, headers, setHost: host !== null }, (res) => {
-          let body = '';
-          res.on('data', (d: Buffer) => (body += d.toString()));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+  it(
+    'answers only Host names that cannot be rebound: IP literals, localhost and admin.allowed_hosts (421 for ' +
+      'others)',
+    async () => {
+      dir = tempDir();
+      agent = await startAgent(config(dir).replace('admin: {', 'admin: { allowed_hosts: [metrics.example.net],'));
+      const [, port] = /:(\d+)$/.exec(agent.adminAddress()!)!;
+      const get = (host: string | null, path = '/api/v1/stats') =>
+        new Promise<{ status: number; body: string }>((resolve, reject) => {
+          const headers: Record<string, string> = host === null ? {} : { host };
+          const req = http.get(
+            { host: '127.0.0.1', port: Number(port), path, headers, setHost: host !== null },
+            (res) => {
+              let body = '';
+              res.on('data', (d: Buffer) => (body += d.toString()));
+              res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+            },
+          );
+          req.on('error', reject);
         });
-        req.on('error', reject);
-      });
-    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, 'LOCALHOST', `[::1]:${port}`, `prom.localhost:${port}`, `metrics.example.net:${port}`, 'Metrics.Example.Net.', '10.1.2.3']) {
-      const r = await get(host);
-      expect(r.status, host).toBe(200);
-      expect(JSON.parse(r.body)).toHaveProperty('pid', process.pid);
-    }
-    for (const host of [`attacker.example:${port}`, 'localhost.attacker.example', 'example.net', 'a:b:c', '[::1']) {
-      for (const path of ['/api/v1/stats', '/metrics', '/']) {
-        const r = await get(host, path);
-        expect(r.status, `${host} ${path}`).toBe(421);
-        expect(r.body).not.toContain('pid');
+      for (const host of [
+        `127.0.0.1:${port}`,
+        `localhost:${port}`,
+        'LOCALHOST',
+        `[::1]:${port}`,
+        `prom.localhost:${port}`,
+        `metrics.example.net:${port}`,
+        'Metrics.Example.Net.',
+        '10.1.2.3',
+      ]) {
+        const r = await get(host);
+        expect(r.status, host).toBe(200);
+        expect(JSON.parse(r.body)).toHaveProperty('pid', process.pid);
       }
-    }
-  });
+      for (const host of [`attacker.example:${port}`, 'localhost.attacker.example', 'example.net', 'a:b:c', '[::1']) {
+        for (const path of ['/api/v1/stats', '/metrics', '/']) {
+          const r = await get(host, path);
+          expect(r.status, `${host} ${path}`).toBe(421);
+          expect(r.body).not.toContain('pid');
+        }
+      }
+    },
+  );
 
-  it('closes a connection whose headers never finish after headersTimeout (10 s), not after Node\'s 30 s check interval', async () => {
+  it("closes a connection whose headers never finish after headersTimeout (10 s), not after Node's 30 s check " +
+    'interval', async () => {
     dir = tempDir();
     agent = await startAgent(config(dir));
     const [, port] = /:(\d+)$/.exec(agent.adminAddress()!)!;
@@ -175,7 +198,10 @@ pipelines:
     child.stderr.on('data', (d: Buffer) => (log += d.toString()));
     try {
       await waitFor('sluice to start', () => log.includes('admin listener ready'));
-      await send(tcpPort, Array.from({ length: 40 }, (_, i) => `<13>1 - h app - - - stats ${i}`));
+      await send(
+        tcpPort,
+        Array.from({ length: 40 }, (_, i) => `<13>1 - h app - - - stats ${i}`),
+      );
       await waitFor('40 delivered', () => readLines(`${dir}/out.log`).length === 40);
       const once = spawnSync(process.execPath, [cli, 'stats', '-c', cfg], { encoding: 'utf8', timeout: 20_000 });
       expect(once.status).toBe(0);
@@ -184,7 +210,11 @@ pipelines:
       expect(once.stdout).toMatch(new RegExp(`^in\\s+tcp://127\\.0\\.0\\.1:${tcpPort}\\s+-\\s+40\\s`, 'm'));
       expect(once.stdout).toMatch(/^out\s+ok\s+-\s+40\s+0\s+0\s+0\s+normal\s+0\s+0\.0%/m);
       // --watch: at least two whole screens (each followed by the next one's clear), the second with rates.
-      const watch = spawn(process.execPath, [cli, 'stats', '--url', `http://127.0.0.1:${adminPort}`, '--watch', '0.2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const watch = spawn(
+        process.execPath,
+        [cli, 'stats', '--url', `http://127.0.0.1:${adminPort}`, '--watch', '0.2'],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       let screen = '';
       watch.stdout.on('data', (d: Buffer) => (screen += d.toString()));
       await waitFor('three screens', () => screen.split('\x1b[2J').length >= 4, 10_000);
@@ -192,7 +222,10 @@ pipelines:
       const last = screen.split('\x1b[2J').at(-2)!;
       expect(last).toMatch(/^in\s+\S+\s+0\s+40\s/m); // a rate now, 0 msg/s
       // Nothing listening: a clear error, not a stack trace.
-      const down = spawnSync(process.execPath, [cli, 'stats', '--url', `http://127.0.0.1:${await freePort()}`], { encoding: 'utf8', timeout: 20_000 });
+      const down = spawnSync(process.execPath, [cli, 'stats', '--url', `http://127.0.0.1:${await freePort()}`], {
+        encoding: 'utf8',
+        timeout: 20_000,
+      });
       expect(down.status).toBe(1);
       expect(down.stderr).toMatch(/cannot read .*is sluice running/);
     } finally {

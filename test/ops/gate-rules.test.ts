@@ -20,19 +20,22 @@ describe('LoadGate rules', () => {
     }
   });
 
-  it('ENOSPC latches only when failures go on for the debounce window; a write that works ends the streak', async () => {
-    const g = new LoadGate({ debounce: 50, quietWindow: 0 }, silentLogger());
-    g.failed(err('ENOSPC'), 'queue q');
-    expect(g.latched).toBe(false);
-    await sleep(60);
-    g.ok(); // the disk had room again
-    g.failed(err('ENOSPC'), 'queue q');
-    expect(g.latched).toBe(false);
-    await sleep(60);
-    g.failed(err('ENOSPC'), 'queue q');
-    expect(g.latched).toBe(true);
-    expect(g.snapshot()).toMatchObject({ latches: 1, writeFailures: 3 });
-  });
+  it(
+    'ENOSPC latches only when failures go on for the debounce window; a write that works ends the ' + 'streak',
+    async () => {
+      const g = new LoadGate({ debounce: 50, quietWindow: 0 }, silentLogger());
+      g.failed(err('ENOSPC'), 'queue q');
+      expect(g.latched).toBe(false);
+      await sleep(60);
+      g.ok(); // the disk had room again
+      g.failed(err('ENOSPC'), 'queue q');
+      expect(g.latched).toBe(false);
+      await sleep(60);
+      g.failed(err('ENOSPC'), 'queue q');
+      expect(g.latched).toBe(true);
+      expect(g.snapshot()).toMatchObject({ latches: 1, writeFailures: 3 });
+    },
+  );
 
   it('opens after the quiet window, and waiters go on', async () => {
     const g = new LoadGate({ debounce: 0, quietWindow: 50 }, silentLogger());

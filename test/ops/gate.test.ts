@@ -44,7 +44,8 @@ describe('load-shedding gate', () => {
     mount(['-t', 'tmpfs', '-o', `size=${sizeMiB}m`, 'tmpfs', fs]);
   }
 
-  it('ENOSPC latches after the debounce: TCP intake pauses and /readyz fails; freeing space unlatches after the quiet window', async () => {
+  it('ENOSPC latches after the debounce: TCP intake pauses and /readyz fails; freeing space unlatches after the ' +
+    'quiet window', async () => {
     setup(6);
     const filler = path.join(fs, 'filler');
     writeFileSync(filler, Buffer.alloc(3 << 20)); // leaves about 3 MiB for the queue
@@ -56,7 +57,8 @@ load_shedding: { debounce: 100ms, quiet_window: 3s }
 sources:
   in: { type: syslog_tcp, address: "127.0.0.1:0" }
 destinations:
-  down: { type: syslog, address: "127.0.0.1:9", backoff: { initial: 50ms, max: 100ms }, queue: { mode: reliable, max_size: 32MiB, sync_interval: 10ms } }
+  down: { type: syslog, address: "127.0.0.1:9", backoff: { initial: 50ms, max: 100ms }, queue: { mode: reliable,
+      max_size: 32MiB, sync_interval: 10ms } }
 pipelines:
   p: { from: [in], to: [down] }
 `);
@@ -124,7 +126,8 @@ pipelines:
     const mk = spawnSync('mkfs.ext4', ['-q', img], { encoding: 'utf8' });
     if (mk.status !== 0) throw new Error(`mkfs.ext4 failed: ${mk.stderr}`);
     mount(['-o', 'loop,errors=remount-ro', img, fs]);
-    const dev = () => path.basename(spawnSync('findmnt', ['-n', '-o', 'SOURCE', fs], { encoding: 'utf8' }).stdout.trim());
+    const dev = () =>
+      path.basename(spawnSync('findmnt', ['-n', '-o', 'SOURCE', fs], { encoding: 'utf8' }).stdout.trim());
     return {
       // ext4's own error path: the kernel remounts it read-only, and every write gets EROFS.
       fail: () => writeFileSync(`/sys/fs/ext4/${dev()}/trigger_fs_error`, 'sluice load-shedding test'),
@@ -137,7 +140,8 @@ pipelines:
     };
   }
 
-  it('EROFS latches at once; file lines read meanwhile are not checkpointed, and all arrive after the disk is repaired', async () => {
+  it('EROFS latches at once; file lines read meanwhile are not checkpointed, and all arrive after the disk is ' +
+    'repaired', async () => {
     const disk = setupExt4();
     const logs = path.join(dir, 'logs');
     mkdirSync(logs);

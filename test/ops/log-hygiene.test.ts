@@ -7,7 +7,10 @@ import { portOf, removeDir, tempDir, waitFor } from '../helpers/agent.js';
 
 function capture() {
   const lines: Record<string, unknown>[] = [];
-  const logger = createLogger({ level: 'info', format: 'json' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
+  const logger = createLogger(
+    { level: 'info', format: 'json' },
+    { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) },
+  );
   return { logger, lines };
 }
 
@@ -58,9 +61,20 @@ pipelines:
 
   it('never writes a secret: token, password, authorization and key material are redacted wherever they appear', () => {
     const { logger, lines } = capture();
-    logger.info({ token: 's3cr3t-token', config: { password: 'hunter2', tls: { passphrase: 'pp' } }, headers: { authorization: 'Bearer abc' } }, 'with secrets');
+    logger.info(
+      {
+        token: 's3cr3t-token',
+        config: { password: 'hunter2', tls: { passphrase: 'pp' } },
+        headers: { authorization: 'Bearer abc' },
+      },
+      'with secrets',
+    );
     const text = JSON.stringify(lines);
     for (const secret of ['s3cr3t-token', 'hunter2', 'Bearer abc', '"pp"']) expect(text).not.toContain(secret);
-    expect(lines[0]).toMatchObject({ token: '[redacted]', config: { password: '[redacted]', tls: { passphrase: '[redacted]' } }, headers: { authorization: '[redacted]' } });
+    expect(lines[0]).toMatchObject({
+      token: '[redacted]',
+      config: { password: '[redacted]', tls: { passphrase: '[redacted]' } },
+      headers: { authorization: '[redacted]' },
+    });
   });
 });

@@ -6,7 +6,12 @@ import type { Agent } from '../../src/agent.js';
 import { parseConfigText } from '../../src/config/load.js';
 import { portOf, readLines, removeDir, sleep, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 
-const config = (dir: string, body: string) => parseConfigText(`state_dir: ${dir}/state\nshutdown_timeout: 2s\nadmin: { enabled: false }\n${body}`, 'reload.yaml', process.env).config;
+const config = (dir: string, body: string) =>
+  parseConfigText(
+    `state_dir: ${dir}/state\nshutdown_timeout: 2s\nadmin: { enabled: false }\n${body}`,
+    'reload.yaml',
+    process.env,
+  ).config;
 
 describe('hot reload (Agent.reload)', () => {
   let dir: string;
@@ -17,7 +22,8 @@ describe('hot reload (Agent.reload)', () => {
     removeDir(dir);
   });
 
-  it('keeps an unchanged source and its connections, swaps a changed destination, starts a new one, and loses nothing while traffic flows', async () => {
+  it('keeps an unchanged source and its connections, swaps a changed destination, starts a new one, and loses ' +
+    'nothing while traffic flows', async () => {
     dir = tempDir();
     const first = config(
       dir,
@@ -60,10 +66,16 @@ pipelines:
       expect(r.restarted).toEqual(['destination out']);
       expect(r.started).toEqual(['destination copy']);
       await waitFor('all 3000 sent', () => sent === 3000, 20_000);
-      await waitFor('every message in a.log or b.log', () => readLines(`${dir}/a.log`).length + readLines(`${dir}/b.log`).length >= 3000, 20_000);
+      await waitFor(
+        'every message in a.log or b.log',
+        () => readLines(`${dir}/a.log`).length + readLines(`${dir}/b.log`).length >= 3000,
+        20_000,
+      );
       await sleep(100);
       expect(closed).toBe(false); // the sender's connection survived the reload
-      const all = [...readLines(`${dir}/a.log`), ...readLines(`${dir}/b.log`)].map((l) => Number(/ n (\d+)$/.exec(l)![1]));
+      const all = [...readLines(`${dir}/a.log`), ...readLines(`${dir}/b.log`)].map((l) =>
+        Number(/ n (\d+)$/.exec(l)![1]),
+      );
       expect(all).toHaveLength(3000);
       expect(new Set(all).size).toBe(3000);
       expect(all).toEqual([...all].sort((x, y) => x - y)); // in order across the switch

@@ -19,7 +19,8 @@ describe('status page', () => {
   let browser: Browser;
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: scripts/install-peers.sh installs Debian's chromium (npm test runs it)`);
+    if (!existsSync(CHROMIUM))
+      throw new Error(`${CHROMIUM} is missing: scripts/install-peers.sh installs Debian's chromium (npm test runs it)`);
     dir = tempDir();
     agent = await startAgent(`
 state_dir: ${dir}/state
@@ -29,13 +30,22 @@ sources:
   tcp_in: { type: syslog_tcp, address: "127.0.0.1:0" }
 destinations:
   archive: { type: file, path: ${dir}/archive.log }
-  central: { type: syslog, address: "127.0.0.1:9", backoff: { initial: 50ms, max: 100ms }, queue: { mode: reliable, max_size: 1MiB } }
+  central: { type: syslog, address: "127.0.0.1:9", backoff: { initial: 50ms, max: 100ms }, queue: { mode: reliable,
+      max_size: 1MiB } }
 pipelines:
   everything: { from: [tcp_in], to: [archive, central] }
 `);
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
   }, 60_000);
 
@@ -74,7 +84,9 @@ pipelines:
     expect(await archive.locator('td:nth-child(8)').textContent()).toBe('-'); // nothing waiting
     expect(await archive.locator('td:nth-child(9)').textContent()).toBe('500');
     // Rates are numbers once two samples are in (0 now that the burst is over).
-    await expect.poll(() => page.locator('[data-source=tcp_in] td:nth-child(3)').textContent(), { timeout: 10_000 }).toMatch(/^\d[\d,]*$/);
+    await expect
+      .poll(() => page.locator('[data-source=tcp_in] td:nth-child(3)').textContent(), { timeout: 10_000 })
+      .toMatch(/^\d[\d,]*$/);
 
     mkdirSync(artifacts, { recursive: true });
     const shot = path.join(artifacts, 'status-page.png');

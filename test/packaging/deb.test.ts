@@ -15,7 +15,8 @@ const template = path.join(PEERS_DIR, 'bookworm');
 const ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' };
 
 let root = '';
-const inRoot = (...args: string[]): SpawnSyncReturns<string> => spawnSync('chroot', [root, ...args], { encoding: 'utf8', env: ENV, timeout: 60_000 });
+const inRoot = (...args: string[]): SpawnSyncReturns<string> =>
+  spawnSync('chroot', [root, ...args], { encoding: 'utf8', env: ENV, timeout: 60_000 });
 const ok = (r: SpawnSyncReturns<string>): string => {
   if (r.status !== 0) throw new Error(`exit ${r.status}: ${r.stderr}${r.stdout}`);
   return r.stdout;
@@ -23,14 +24,24 @@ const ok = (r: SpawnSyncReturns<string>): string => {
 
 describe('the Debian package', () => {
   beforeAll(() => {
-    if (!existsSync(`${template}.complete`)) throw new Error(`${template} is missing: run scripts/install-peers.sh (npm test does)`);
+    if (!existsSync(`${template}.complete`))
+      throw new Error(`${template} is missing: run scripts/install-peers.sh (npm test does)`);
     // npm test has built dist/ already; other test files run the CLI from it meanwhile.
-    const built = spawnSync('bash', [path.join(repo, 'scripts/package-deb.sh')], { cwd: repo, encoding: 'utf8', timeout: 600_000, env: { ...process.env, SLUICE_PACKAGE_NO_BUILD: '1' } });
+    const built = spawnSync('bash', [path.join(repo, 'scripts/package-deb.sh')], {
+      cwd: repo,
+      encoding: 'utf8',
+      timeout: 600_000,
+      env: { ...process.env, SLUICE_PACKAGE_NO_BUILD: '1' },
+    });
     if (built.status !== 0) throw new Error(`npm run package failed: ${built.stderr}${built.stdout}`);
     root = tempDir('sluice-deb-root-');
     ok(spawnSync('cp', ['-a', `${template}/.`, root], { encoding: 'utf8' }));
     ok(spawnSync('mount', ['-t', 'proc', 'proc', path.join(root, 'proc')], { encoding: 'utf8' }));
-    ok(spawnSync('cp', [path.join(repo, 'dist', `sluice_${version}_amd64.deb`), path.join(root, 'tmp/sluice.deb')], { encoding: 'utf8' }));
+    ok(
+      spawnSync('cp', [path.join(repo, 'dist', `sluice_${version}_amd64.deb`), path.join(root, 'tmp/sluice.deb')], {
+        encoding: 'utf8',
+      }),
+    );
   }, 900_000);
 
   afterAll(() => {
@@ -45,13 +56,23 @@ describe('the Debian package', () => {
     expect(ok(inRoot('sluice', '--version')).trim()).toBe(`sluice ${version}`);
     expect(ok(inRoot('/usr/lib/sluice/bin/node', '--version')).trim()).toMatch(/^v24\./);
     // The command starts node with sluice's OpenSSL settings: no TLS 1.3 session tickets.
-    expect(readFileSync(path.join(root, 'usr/bin/sluice'), 'utf8')).toContain('--openssl-config=/usr/lib/sluice/app/bin/openssl.cnf');
+    expect(readFileSync(path.join(root, 'usr/bin/sluice'), 'utf8')).toContain(
+      '--openssl-config=/usr/lib/sluice/app/bin/openssl.cnf',
+    );
     expect(readFileSync(path.join(root, 'usr/lib/sluice/app/bin/openssl.cnf'), 'utf8')).toMatch(/^NumTickets = 0$/m);
-    expect(ok(inRoot('getent', 'passwd', 'sluice'))).toMatch(/^sluice:x:\d+:\d+:.*:\/var\/lib\/sluice:\/usr\/sbin\/nologin$/m);
+    expect(ok(inRoot('getent', 'passwd', 'sluice'))).toMatch(
+      /^sluice:x:\d+:\d+:.*:\/var\/lib\/sluice:\/usr\/sbin\/nologin$/m,
+    );
     expect(ok(inRoot('dpkg-query', '-W', '-f', '${Conffiles}', 'sluice'))).toContain('/etc/sluice/sluice.yaml');
     // UDP sockets may have the 4 MiB receive buffer they ask for, from the next boot on.
-    expect(readFileSync(path.join(root, 'usr/lib/sysctl.d/60-sluice.conf'), 'utf8')).toMatch(/^net\.core\.rmem_max = 4194304$/m);
-    for (const f of ['/etc/sluice/sluice.yaml', '/lib/systemd/system/sluice.service', '/usr/share/doc/sluice/configuration.md']) {
+    expect(readFileSync(path.join(root, 'usr/lib/sysctl.d/60-sluice.conf'), 'utf8')).toMatch(
+      /^net\.core\.rmem_max = 4194304$/m,
+    );
+    for (const f of [
+      '/etc/sluice/sluice.yaml',
+      '/lib/systemd/system/sluice.service',
+      '/usr/share/doc/sluice/configuration.md',
+    ]) {
       expect(existsSync(path.join(root, f))).toBe(true);
     }
   });
@@ -75,27 +96,76 @@ describe('the Debian package', () => {
       expect(unit.split('\n')).toContain(line);
     }
     // The hardening, as systemd rates it (0 = fully locked down, 10 = fully exposed; --threshold is in tenths).
-    const security = spawnSync('systemd-analyze', ['security', '--offline=yes', `--root=${root}`, '--threshold=25', 'sluice.service'], { encoding: 'utf8' });
+    const security = spawnSync(
+      'systemd-analyze',
+      ['security', '--offline=yes', `--root=${root}`, '--threshold=25', 'sluice.service'],
+      { encoding: 'utf8' },
+    );
     expect(security.stdout).toMatch(/Overall exposure level for sluice\.service: [0-2]\.\d/);
     expect(security.status).toBe(0);
   });
 
-  it('checks its default config, and a short run as the sluice user receives logger messages over UDP and TCP into its file', async () => {
+  it('checks its default config, and a short run as the sluice user receives logger messages over UDP and TCP into ' +
+    'its file', async () => {
     const check = ok(inRoot('sluice', 'check', '-c', '/etc/sluice/sluice.yaml'));
     expect(check).toMatch(/from local_udp: udp:\/\/127\.0\.0\.1:514/);
     expect(check).toMatch(/\/etc\/sluice\/sluice\.yaml: OK/);
     // As the unit runs it: user sluice, with CAP_NET_BIND_SERVICE as its only (ambient) capability.
-    const asService = ['setpriv', '--reuid=sluice', '--regid=sluice', '--init-groups', '--inh-caps=+net_bind_service', '--ambient-caps=+net_bind_service'];
-    const child = spawn('chroot', [root, ...asService, 'sluice', 'run', '-c', '/etc/sluice/sluice.yaml'], { env: ENV, stdio: ['ignore', 'ignore', 'pipe'] });
+    const asService = [
+      'setpriv',
+      '--reuid=sluice',
+      '--regid=sluice',
+      '--init-groups',
+      '--inh-caps=+net_bind_service',
+      '--ambient-caps=+net_bind_service',
+    ];
+    const child = spawn('chroot', [root, ...asService, 'sluice', 'run', '-c', '/etc/sluice/sluice.yaml'], {
+      env: ENV,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let log = '';
     child.stderr.on('data', (d: Buffer) => (log += d.toString()));
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     const file = path.join(root, 'var/log/sluice/messages.log');
     try {
       await waitFor('sluice to start in the root', () => log.includes('sluice is running'), 30_000);
-      ok(inRoot('logger', '-n', '127.0.0.1', '-P', '514', '-d', '--rfc5424', '-t', 'debtest', 'installed package over udp'));
-      ok(inRoot('logger', '-n', '127.0.0.1', '-P', '514', '-T', '--rfc5424', '-t', 'debtest', 'installed package over tcp'));
-      await waitFor('both messages in /var/log/sluice/messages.log', () => existsSync(file) && readFileSync(file, 'utf8').split('\n').filter((l) => l.includes('debtest')).length === 2, 20_000);
+      ok(
+        inRoot(
+          'logger',
+          '-n',
+          '127.0.0.1',
+          '-P',
+          '514',
+          '-d',
+          '--rfc5424',
+          '-t',
+          'debtest',
+          'installed package over udp',
+        ),
+      );
+      ok(
+        inRoot(
+          'logger',
+          '-n',
+          '127.0.0.1',
+          '-P',
+          '514',
+          '-T',
+          '--rfc5424',
+          '-t',
+          'debtest',
+          'installed package over tcp',
+        ),
+      );
+      await waitFor(
+        'both messages in /var/log/sluice/messages.log',
+        () =>
+          existsSync(file) &&
+          readFileSync(file, 'utf8')
+            .split('\n')
+            .filter((l) => l.includes('debtest')).length === 2,
+        20_000,
+      );
       const lines = readFileSync(file, 'utf8').trim().split('\n');
       expect(lines.some((l) => / debtest .* installed package over udp$/.test(l))).toBe(true);
       expect(lines.some((l) => / debtest .* installed package over tcp$/.test(l))).toBe(true);

@@ -7,10 +7,19 @@ import { parseSyslog } from '../../src/parser/syslog.js';
 import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
 import { agentPerTest, portOf, waitFor } from '../helpers/agent.js';
 
-const origin: RecordOrigin = { source: 't', from: '192.0.2.9', format: 'syslog', lenient: false, stats: newSourceStats() };
-const bytes = (...parts: (string | number[])[]) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))));
-const rfc5424 = (raw: Buffer) => renderRecord(new LogRecord(raw, Date.parse('2026-11-29T10:00:00Z'), origin), 'rfc5424', 'here');
-const rfc3164 = (raw: Buffer) => renderRecord(new LogRecord(raw, Date.parse('2026-11-29T10:00:00Z'), origin), 'rfc3164', 'here');
+const origin: RecordOrigin = {
+  source: 't',
+  from: '192.0.2.9',
+  format: 'syslog',
+  lenient: false,
+  stats: newSourceStats(),
+};
+const bytes = (...parts: (string | number[])[]) =>
+  Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))));
+const rfc5424 = (raw: Buffer) =>
+  renderRecord(new LogRecord(raw, Date.parse('2026-11-29T10:00:00Z'), origin), 'rfc5424', 'here');
+const rfc3164 = (raw: Buffer) =>
+  renderRecord(new LogRecord(raw, Date.parse('2026-11-29T10:00:00Z'), origin), 'rfc3164', 'here');
 
 // RFC 5424 6.4: MSG may be any octets when it has no BOM. Re-formatting must write the bytes that came.
 describe('the parser keeps the bytes of a message that is not UTF-8', () => {

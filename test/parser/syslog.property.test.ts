@@ -4,10 +4,21 @@ import { formatRfc3164, formatRfc5424 } from '../../src/parser/format.js';
 import { parseSyslog, SyslogParseError, type StructuredData, type SyslogMessage } from '../../src/parser/syslog.js';
 
 const printUsAscii = (min: number, max: number) =>
-  fc.string({ unit: fc.integer({ min: 33, max: 126 }).map((c) => String.fromCharCode(c)), minLength: min, maxLength: max });
-const nilOr = (arb: fc.Arbitrary<string>) => fc.option(arb.filter((s) => s !== '-'), { nil: null });
+  fc.string({
+    unit: fc.integer({ min: 33, max: 126 }).map((c) => String.fromCharCode(c)),
+    minLength: min,
+    maxLength: max,
+  });
+const nilOr = (arb: fc.Arbitrary<string>) =>
+  fc.option(
+    arb.filter((s) => s !== '-'),
+    { nil: null },
+  );
 const sdName = fc.string({
-  unit: fc.integer({ min: 33, max: 126 }).filter((c) => c !== 0x3d && c !== 0x5d && c !== 0x22).map((c) => String.fromCharCode(c)),
+  unit: fc
+    .integer({ min: 33, max: 126 })
+    .filter((c) => c !== 0x3d && c !== 0x5d && c !== 0x22)
+    .map((c) => String.fromCharCode(c)),
   minLength: 1,
   maxLength: 32,
 });
@@ -15,9 +26,16 @@ const pad = (n: number, w = 2) => String(n).padStart(w, '0');
 
 const timestamp5424 = fc
   .record({
-    date: fc.date({ min: new Date('1970-01-01T00:00:00Z'), max: new Date('2099-12-31T23:59:59Z'), noInvalidDate: true }),
+    date: fc.date({
+      min: new Date('1970-01-01T00:00:00Z'),
+      max: new Date('2099-12-31T23:59:59Z'),
+      noInvalidDate: true,
+    }),
     frac: fc.option(fc.string({ unit: fc.constantFrom(...'0123456789'), minLength: 1, maxLength: 6 }), { nil: null }),
-    offset: fc.option(fc.tuple(fc.constantFrom('+', '-'), fc.integer({ min: 0, max: 23 }), fc.integer({ min: 0, max: 59 })), { nil: null }),
+    offset: fc.option(
+      fc.tuple(fc.constantFrom('+', '-'), fc.integer({ min: 0, max: 23 }), fc.integer({ min: 0, max: 59 })),
+      { nil: null },
+    ),
   })
   .map(({ date, frac, offset }) => {
     const d = date.toISOString().slice(0, 19);
@@ -50,7 +68,9 @@ const structuredData: fc.Arbitrary<StructuredData | null> = fc.option(
 );
 
 // One trailing LF belongs to the transport, so a message cannot end in one and survive.
-const message = fc.string({ unit: 'grapheme', maxLength: 80 }).filter((m) => !m.endsWith('\n') && !m.startsWith('\ufeff'));
+const message = fc
+  .string({ unit: 'grapheme', maxLength: 80 })
+  .filter((m) => !m.endsWith('\n') && !m.startsWith('\ufeff'));
 
 const message5424: fc.Arbitrary<SyslogMessage> = fc.record({
   facility: fc.integer({ min: 0, max: 23 }),
@@ -78,7 +98,11 @@ describe('parseSyslog properties', () => {
 
   it('parses back every valid RFC 3164 message it serialises', () => {
     const reference = new Date(2024, 5, 15, 12, 0, 0);
-    const tag = fc.string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789-_./'), minLength: 1, maxLength: 32 });
+    const tag = fc.string({
+      unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789-_./'),
+      minLength: 1,
+      maxLength: 32,
+    });
     fc.assert(
       fc.property(
         fc.record({
@@ -87,7 +111,9 @@ describe('parseSyslog properties', () => {
           when: fc.date({ min: new Date(2024, 0, 1), max: new Date(2024, 6, 10), noInvalidDate: true }),
           hostname: printUsAscii(1, 60).filter((h) => !h.includes(':') && !h.includes('[')),
           appName: fc.option(tag, { nil: null }),
-          procId: fc.option(fc.string({ unit: fc.constantFrom(...'0123456789'), minLength: 1, maxLength: 7 }), { nil: null }),
+          procId: fc.option(fc.string({ unit: fc.constantFrom(...'0123456789'), minLength: 1, maxLength: 7 }), {
+            nil: null,
+          }),
           message: message.filter((s) => !s.startsWith(' ')),
         }),
         (g) => {
@@ -95,7 +121,9 @@ describe('parseSyslog properties', () => {
           const m: SyslogMessage = {
             facility: g.facility,
             severity: g.severity,
-            timestamp: `${when.getFullYear()}-${pad(when.getMonth() + 1)}-${pad(when.getDate())}T${pad(when.getHours())}:${pad(when.getMinutes())}:${pad(when.getSeconds())}`,
+            timestamp:
+              `${when.getFullYear()}-${pad(when.getMonth() + 1)}-${pad(when.getDate())}` +
+              `T${pad(when.getHours())}:${pad(when.getMinutes())}:${pad(when.getSeconds())}`,
             hostname: g.hostname,
             appName: g.appName,
             procId: g.appName === null ? null : g.procId,
@@ -117,7 +145,9 @@ describe('parseSyslog properties', () => {
       fc.string({ maxLength: 120 }),
       fc.uint8Array({ maxLength: 120 }).map((b) => Buffer.from(b)),
       message5424.map((m) => formatRfc5424(m)).chain((s) => fc.nat(s.length).map((cut) => s.slice(0, cut))),
-      fc.tuple(fc.constantFrom('<13>1 ', '<0>', '<191>', '<13>Oct 11 22:14:15 '), fc.string({ maxLength: 80 })).map(([a, b]) => a + b),
+      fc
+        .tuple(fc.constantFrom('<13>1 ', '<0>', '<191>', '<13>Oct 11 22:14:15 '), fc.string({ maxLength: 80 }))
+        .map(([a, b]) => a + b),
     );
     fc.assert(
       fc.property(noisy, fc.boolean(), (input, lenient) => {

@@ -36,7 +36,12 @@ describe('PRI', () => {
 
 describe('RFC 5424', () => {
   it('parses the RFC examples', () => {
-    expect(parseSyslog('<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - \ufeff\'su root\' failed for lonvick on /dev/pts/8')).toEqual({
+    expect(
+      parseSyslog(
+        "<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - \ufeff'su root' failed for lonvick on " +
+          '/dev/pts/8',
+      ),
+    ).toEqual({
       facility: 4,
       severity: 2,
       timestamp: '2003-10-11T22:14:15.003Z',
@@ -48,19 +53,31 @@ describe('RFC 5424', () => {
       message: "'su root' failed for lonvick on /dev/pts/8",
       bom: true, // not part of the text; written again when the message is re-formatted
     });
-    const m = parseSyslog('<165>1 2003-10-11T22:14:15.003000-07:00 192.0.2.1 myproc 8710 - - %% It\'s time to make the do-nuts.');
+    const m = parseSyslog(
+      "<165>1 2003-10-11T22:14:15.003000-07:00 192.0.2.1 myproc 8710 - - %% It's time to make the do-nuts.",
+    );
     expect(m.timestamp).toBe('2003-10-11T22:14:15.003000-07:00');
     expect(m.procId).toBe('8710');
     expect(m.message).toBe("%% It's time to make the do-nuts.");
   });
 
   it('keeps microseconds and the offset as sent', () => {
-    expect(parseSyslog('<13>1 2024-02-29T23:59:59.123456+05:30 h a p m -').timestamp).toBe('2024-02-29T23:59:59.123456+05:30');
+    expect(parseSyslog('<13>1 2024-02-29T23:59:59.123456+05:30 h a p m -').timestamp).toBe(
+      '2024-02-29T23:59:59.123456+05:30',
+    );
   });
 
   it('turns NILVALUE into null everywhere', () => {
     expect(parseSyslog('<13>1 - - - - - -')).toEqual({
-      facility: 1, severity: 5, timestamp: null, hostname: null, appName: null, procId: null, msgId: null, structuredData: null, message: '',
+      facility: 1,
+      severity: 5,
+      timestamp: null,
+      hostname: null,
+      appName: null,
+      procId: null,
+      msgId: null,
+      structuredData: null,
+      message: '',
     });
   });
 
@@ -80,11 +97,16 @@ describe('RFC 5424', () => {
   });
 
   it('leniently truncates nanoseconds to microseconds and upper-cases T and Z', () => {
-    expect(parseSyslog('<13>1 2024-01-01t23:59:59.123456789z h a p m -', { lenient: true }).timestamp).toBe('2024-01-01T23:59:59.123456Z');
+    expect(parseSyslog('<13>1 2024-01-01t23:59:59.123456789z h a p m -', { lenient: true }).timestamp).toBe(
+      '2024-01-01T23:59:59.123456Z',
+    );
   });
 
   it('decodes structured data, escapes, repeated params and several elements', () => {
-    const m = parseSyslog('<165>1 2003-10-11T22:14:15.003Z host evntslog - ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"][examplePriority@32473 class="high"] body');
+    const m = parseSyslog(
+      '<165>1 2003-10-11T22:14:15.003Z host evntslog - ID47 [exampleSDID@32473 iut="3" eventSource="Application" ' +
+        'eventID="1011"][examplePriority@32473 class="high"] body',
+    );
     expect(m.structuredData).toEqual({
       'exampleSDID@32473': { iut: '3', eventSource: 'Application', eventID: '1011' },
       'examplePriority@32473': { class: 'high' },
@@ -151,7 +173,11 @@ describe('RFC 3164', () => {
   const ref = new Date(2024, 9, 12, 12, 0, 0); // 12 Oct 2024, local time
 
   it('parses the RFC example with hostname and tag', () => {
-    expect(parseSyslog("<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8", { referenceDate: ref })).toEqual({
+    expect(
+      parseSyslog("<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8", {
+        referenceDate: ref,
+      }),
+    ).toEqual({
       facility: 4,
       severity: 2,
       timestamp: '2024-10-11T22:14:15',
@@ -166,15 +192,27 @@ describe('RFC 3164', () => {
 
   it('reads tag[pid] and a space-padded single-digit day', () => {
     const m = parseSyslog('<13>Feb  5 17:32:18 10.0.0.99 sshd[1234]: Accepted publickey', { referenceDate: ref });
-    expect(m).toMatchObject({ timestamp: '2024-02-05T17:32:18', hostname: '10.0.0.99', appName: 'sshd', procId: '1234', message: 'Accepted publickey' });
+    expect(m).toMatchObject({
+      timestamp: '2024-02-05T17:32:18',
+      hostname: '10.0.0.99',
+      appName: 'sshd',
+      procId: '1234',
+      message: 'Accepted publickey',
+    });
   });
 
   it('takes no hostname longer than 255 characters: the whole text after the priority is the message', () => {
     const text = `Oct 11 22:14:15 ${'h'.repeat(256)} app: x`;
     for (const lenient of [false, true]) {
-      expect(parseSyslog(`<13>${text}`, { referenceDate: ref, lenient })).toMatchObject({ hostname: null, appName: null, message: text });
+      expect(parseSyslog(`<13>${text}`, { referenceDate: ref, lenient })).toMatchObject({
+        hostname: null,
+        appName: null,
+        message: text,
+      });
     }
-    expect(parseSyslog(`<13>Oct 11 22:14:15 ${'h'.repeat(255)} app: x`, { referenceDate: ref }).hostname).toHaveLength(255);
+    expect(parseSyslog(`<13>Oct 11 22:14:15 ${'h'.repeat(255)} app: x`, { referenceDate: ref }).hostname).toHaveLength(
+      255,
+    );
   });
 
   it('takes a tag right after the timestamp as having no hostname', () => {
@@ -188,9 +226,23 @@ describe('RFC 3164', () => {
   });
 
   it('treats everything after the PRI as the message when the header does not parse (RFC 3164 4.3.2)', () => {
-    for (const body of ['hello world', 'Oct 01 22:14:15 host app: x', 'Foo 11 22:14:15 host app: x', 'Oct 11 25:14:15 host app: x', 'Feb 30 01:02:03 h a: x']) {
+    for (const body of [
+      'hello world',
+      'Oct 01 22:14:15 host app: x',
+      'Foo 11 22:14:15 host app: x',
+      'Oct 11 25:14:15 host app: x',
+      'Feb 30 01:02:03 h a: x',
+    ]) {
       expect(parseSyslog(`<13>${body}`, { referenceDate: ref })).toEqual({
-        facility: 1, severity: 5, timestamp: null, hostname: null, appName: null, procId: null, msgId: null, structuredData: null, message: body,
+        facility: 1,
+        severity: 5,
+        timestamp: null,
+        hostname: null,
+        appName: null,
+        procId: null,
+        msgId: null,
+        structuredData: null,
+        message: body,
       });
     }
   });
@@ -198,23 +250,37 @@ describe('RFC 3164', () => {
   it('infers the year closest to the reference, so December read in January is last year', () => {
     const jan = new Date(2025, 0, 1, 0, 5, 0);
     expect(parseSyslog('<13>Dec 31 23:59:59 h a: x', { referenceDate: jan }).timestamp).toBe('2024-12-31T23:59:59');
-    expect(parseSyslog('<13>Jan  1 00:00:01 h a: x', { referenceDate: new Date(2024, 11, 31, 23, 59) }).timestamp).toBe('2025-01-01T00:00:01');
+    expect(parseSyslog('<13>Jan  1 00:00:01 h a: x', { referenceDate: new Date(2024, 11, 31, 23, 59) }).timestamp).toBe(
+      '2025-01-01T00:00:01',
+    );
     // the 29th to 31st keep their month whatever today is
-    expect(parseSyslog('<13>Jan 31 10:00:00 h a: x', { referenceDate: new Date(2024, 1, 29) }).timestamp).toBe('2024-01-31T10:00:00');
-    expect(parseSyslog('<13>Feb 29 10:00:00 h a: x', { referenceDate: new Date(2024, 2, 1) }).timestamp).toBe('2024-02-29T10:00:00');
+    expect(parseSyslog('<13>Jan 31 10:00:00 h a: x', { referenceDate: new Date(2024, 1, 29) }).timestamp).toBe(
+      '2024-01-31T10:00:00',
+    );
+    expect(parseSyslog('<13>Feb 29 10:00:00 h a: x', { referenceDate: new Date(2024, 2, 1) }).timestamp).toBe(
+      '2024-02-29T10:00:00',
+    );
   });
 
   it('leniently accepts RFC 3339 timestamps, zero-padded days and lower-case months', () => {
     const lenient = { lenient: true, referenceDate: ref };
     expect(parseSyslog('<38>2026-11-22T15:10:17 localhost prg00000[1234]: seq: 1', lenient)).toMatchObject({
-      timestamp: '2026-11-22T15:10:17', hostname: 'localhost', appName: 'prg00000', procId: '1234', message: 'seq: 1',
+      timestamp: '2026-11-22T15:10:17',
+      hostname: 'localhost',
+      appName: 'prg00000',
+      procId: '1234',
+      message: 'seq: 1',
     });
-    expect(parseSyslog('<13>2024-01-02T03:04:05.123+01:00 h app: m', lenient).timestamp).toBe('2024-01-02T03:04:05.123+01:00');
+    expect(parseSyslog('<13>2024-01-02T03:04:05.123+01:00 h app: m', lenient).timestamp).toBe(
+      '2024-01-02T03:04:05.123+01:00',
+    );
     expect(parseSyslog('<13>Oct 01 22:14:15 h app: m', lenient).timestamp).toBe('2024-10-01T22:14:15');
     expect(parseSyslog('<13>Oct 1 22:14:15 h app: m', lenient).timestamp).toBe('2024-10-01T22:14:15');
     expect(parseSyslog('<13>oct 11 22:14:15 h app:m', lenient)).toMatchObject({ appName: 'app', message: 'm' });
     // strictly, the same RFC 3339 header is not a BSD header: all of it is the message
-    expect(parseSyslog('<38>2026-11-22T15:10:17 localhost prg[1]: seq', { referenceDate: ref }).message).toBe('2026-11-22T15:10:17 localhost prg[1]: seq');
+    expect(parseSyslog('<38>2026-11-22T15:10:17 localhost prg[1]: seq', { referenceDate: ref }).message).toBe(
+      '2026-11-22T15:10:17 localhost prg[1]: seq',
+    );
   });
 
   it('strips one trailing newline', () => {

@@ -43,10 +43,13 @@ describe('RELP with librelp 1.11 (real peer: relp-send and relp-receive)', () =>
     receiver = null;
   });
 
-  it('relp-send, window 128: 50,000 messages into the default reliable queue, each answered only once committed, all in order', async () => {
-    const dir = t.fresh();
-    const out = path.join(dir, 'out.log');
-    const agent = await t.start(`
+  it(
+    'relp-send, window 128: 50,000 messages into the default reliable queue, each answered only once committed, all ' +
+      'in order',
+    async () => {
+      const dir = t.fresh();
+      const out = path.join(dir, 'out.log');
+      const agent = await t.start(`
 state_dir: ${dir}/state
 sources:
   relp: { type: relp, address: "127.0.0.1:0" }
@@ -55,14 +58,15 @@ destinations:
 pipelines:
   p: { from: [relp], to: [f] }
 `);
-    const r = await runRelpSend(portOf(agent, 'relp'), 50_000, 128, 200);
-    // relp-send's close waits for the answer to its close, which comes after every other answer.
-    expect(r.out).toMatch(/sent=50000 close=0/);
-    expect(r.code).toBe(0);
-    expect(agent.stats().sources.relp!.received).toBe(50_000);
-    await waitFor('50,000 lines written', () => readLines(out).length >= 50_000, 60_000);
-    expect(seqs(out)).toEqual(Array.from({ length: 50_000 }, (_, i) => i));
-  });
+      const r = await runRelpSend(portOf(agent, 'relp'), 50_000, 128, 200);
+      // relp-send's close waits for the answer to its close, which comes after every other answer.
+      expect(r.out).toMatch(/sent=50000 close=0/);
+      expect(r.code).toBe(0);
+      expect(agent.stats().sources.relp!.received).toBe(50_000);
+      await waitFor('50,000 lines written', () => readLines(out).length >= 50_000, 60_000);
+      expect(seqs(out)).toEqual(Array.from({ length: 50_000 }, (_, i) => i));
+    },
+  );
 
   it('a frame over max_message_size ends only that session, with serverclose, and is counted', async () => {
     const dir = t.fresh();
@@ -88,16 +92,18 @@ pipelines:
     expect(seqs(out)).toEqual(Array.from({ length: 100 }, (_, i) => i));
   });
 
-  it('the sluice RELP destination to relp-receive: all arrive in order; a receiver killed mid-stream loses nothing', async () => {
-    const dir = t.fresh();
-    const port = await stablePort();
-    const got = path.join(dir, 'got.log');
-    const input = path.join(dir, 'in.log');
-    receiver = await relpReceive(port, got);
-    const lines = Array.from({ length: 20_000 }, (_, i) => `<13>Jan  1 00:00:00 h app: seq=${i} ${'x'.repeat(100)}`);
-    const { appendFileSync, writeFileSync } = await import('node:fs');
-    writeFileSync(input, '');
-    const agent = await t.start(`
+  it(
+    'the sluice RELP destination to relp-receive: all arrive in order; a receiver killed mid-stream loses ' + 'nothing',
+    async () => {
+      const dir = t.fresh();
+      const port = await stablePort();
+      const got = path.join(dir, 'got.log');
+      const input = path.join(dir, 'in.log');
+      receiver = await relpReceive(port, got);
+      const lines = Array.from({ length: 20_000 }, (_, i) => `<13>Jan  1 00:00:00 h app: seq=${i} ${'x'.repeat(100)}`);
+      const { appendFileSync, writeFileSync } = await import('node:fs');
+      writeFileSync(input, '');
+      const _agent = await t.start(`
 state_dir: ${dir}/state
 sources:
   app: { type: file, paths: ["${input}"], read_from: beginning, poll_interval: 20ms }
@@ -106,18 +112,19 @@ destinations:
 pipelines:
   p: { from: [app], to: [r] }
 `);
-    appendFileSync(input, lines.slice(0, 10_000).join('\n') + '\n');
-    await waitFor('some delivered', () => seqs(got).length > 2_000, 30_000);
-    await stop(receiver, 'SIGKILL'); // a broken session: answers in flight never come
-    appendFileSync(input, lines.slice(10_000).join('\n') + '\n');
-    await sleep(300);
-    receiver = await relpReceive(port, got);
-    await waitFor('every message at least once', () => new Set(seqs(got)).size >= 20_000, 60_000);
-    const all = seqs(got);
-    expect(new Set(all).size).toBe(20_000);
-    // Each session delivers in order: the sequence never goes back except where a session starts again.
-    let backs = 0;
-    for (let i = 1; i < all.length; i++) if (all[i]! <= all[i - 1]!) backs++;
-    expect(backs).toBeLessThanOrEqual(1);
-  });
+      appendFileSync(input, `${lines.slice(0, 10_000).join('\n')}\n`);
+      await waitFor('some delivered', () => seqs(got).length > 2_000, 30_000);
+      await stop(receiver, 'SIGKILL'); // a broken session: answers in flight never come
+      appendFileSync(input, `${lines.slice(10_000).join('\n')}\n`);
+      await sleep(300);
+      receiver = await relpReceive(port, got);
+      await waitFor('every message at least once', () => new Set(seqs(got)).size >= 20_000, 60_000);
+      const all = seqs(got);
+      expect(new Set(all).size).toBe(20_000);
+      // Each session delivers in order: the sequence never goes back except where a session starts again.
+      let backs = 0;
+      for (let i = 1; i < all.length; i++) if (all[i]! <= all[i - 1]!) backs++;
+      expect(backs).toBeLessThanOrEqual(1);
+    },
+  );
 });

@@ -44,7 +44,19 @@ destinations:
 pipelines:
   p: { from: [tcp], to: [f] }
 `);
-      const summary = await runLoggen(['-i', '-S', ...mode.flags, '-s', '200', '-r', '1000000', '-n', String(N), '127.0.0.1', String(portOf(agent, 'tcp'))]);
+      const summary = await runLoggen([
+        '-i',
+        '-S',
+        ...mode.flags,
+        '-s',
+        '200',
+        '-r',
+        '1000000',
+        '-n',
+        String(N),
+        '127.0.0.1',
+        String(portOf(agent, 'tcp')),
+      ]);
       expect(summary).toMatch(new RegExp(`count=${N}`));
       await waitFor(`${N} lines in the file`, () => countLines(out) >= N, 60_000);
       expect(countLines(out)).toBe(N);

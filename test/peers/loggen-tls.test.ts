@@ -42,8 +42,16 @@ describe('loggen over TLS at full speed (real peer: syslog-ng loggen)', () => {
   });
 
   for (const start of [
-    { name: 'bin/sluice (node started with its OpenSSL settings)', argv: (cfg: string) => [path.join(root, 'bin/sluice'), 'run', '-c', cfg], relaunch: false },
-    { name: 'node dist/cli.js (sluice starts node again with them)', argv: (cfg: string) => [process.execPath, path.join(root, 'dist/cli.js'), 'run', '-c', cfg], relaunch: true },
+    {
+      name: 'bin/sluice (node started with its OpenSSL settings)',
+      argv: (cfg: string) => [path.join(root, 'bin/sluice'), 'run', '-c', cfg],
+      relaunch: false,
+    },
+    {
+      name: 'node dist/cli.js (sluice starts node again with them)',
+      argv: (cfg: string) => [process.execPath, path.join(root, 'dist/cli.js'), 'run', '-c', cfg],
+      relaunch: true,
+    },
   ]) {
     it(`delivers all ${N} octet-counted messages, started as ${start.name}`, async () => {
       dir = tempDir();
@@ -65,7 +73,10 @@ pipelines:
 `,
       );
       const [cmd, ...args] = start.argv(cfg);
-      const proc = spawn(cmd!, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SLUICE_RELAUNCHED: '' } });
+      const proc = spawn(cmd!, args, {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: { ...process.env, SLUICE_RELAUNCHED: '' },
+      });
       child = proc;
       let log = '';
       proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
@@ -74,7 +85,10 @@ pipelines:
       expect(log).not.toMatch(/session tickets are on/);
 
       // -U: TLS; -P: RFC 5424 octet counting; -I: no 10 s cut-off.
-      const summary = await runLoggen(['-U', '-P', '-s', '200', '-r', '10000000', '-I', '120', '-n', String(N), '127.0.0.1', String(port)], 180_000);
+      const summary = await runLoggen(
+        ['-U', '-P', '-s', '200', '-r', '10000000', '-I', '120', '-n', String(N), '127.0.0.1', String(port)],
+        180_000,
+      );
       expect(summary).toMatch(new RegExp(`count=${N}`));
       await waitFor(`${N} messages in the file`, () => sequences(out).size >= N, 60_000);
       const seen = sequences(out);

@@ -17,7 +17,8 @@ async function sendTcp(port: number, lines: string[]): Promise<void> {
   await new Promise<void>((r) => s.end(lines.map((l) => `${l}\n`).join(''), () => r()));
 }
 
-const line = (i: number) => `<13>1 2026-01-01T00:00:00.000001Z relphost app 42 ID7 [x@1 k="v \\"q\\""] message ${i} ${'é'.repeat(i % 7)}`;
+const line = (i: number) =>
+  `<13>1 2026-01-01T00:00:00.000001Z relphost app 42 ID7 [x@1 k="v \\"q\\""] message ${i} ${'é'.repeat(i % 7)}`;
 const lines = (from: number, n: number) => Array.from({ length: n }, (_, i) => line(from + i));
 
 describe('RELP with rsyslog', () => {
@@ -35,7 +36,9 @@ module(load="imtcp")
 module(load="omrelp")
 input(type="imtcp" port="0" listenPortFileName="${dir}/imtcp.port" ruleset="fwd")
 template(name="raw" type="string" string="%rawmsg%")
-ruleset(name="fwd") { action(type="omrelp" target="127.0.0.1" port="${port}" template="raw" action.resumeRetryCount="-1" action.resumeInterval="1"
+ruleset(name="fwd")
+    { action(type="omrelp" target="127.0.0.1" port="${port}" template="raw" action.resumeRetryCount="-1"
+      action.resumeInterval="1"
   queue.type="LinkedList" queue.size="100000") }
 `;
   const relpSource = (port: number) => `
@@ -62,7 +65,8 @@ pipelines:
     expect(readLines(`${dir}/got.log`)).toEqual(sent);
   }, 60_000);
 
-  it('the sluice RELP source restarting mid-stream loses nothing: unanswered messages come again from rsyslog', async () => {
+  it('the sluice RELP source restarting mid-stream loses nothing: unanswered messages come again from ' +
+    'rsyslog', async () => {
     dir = tempDir();
     const port = await freePort();
     let agent = await startAgent(relpSource(port));
@@ -96,7 +100,8 @@ admin: { enabled: false }
 sources:
   in: { type: syslog_tcp, address: "127.0.0.1:0" }
 destinations:
-  r: { type: relp, address: "127.0.0.1:${port}", window: 256, backoff: { initial: 50ms, max: 200ms }, queue: { mode: reliable, max_size: 16MiB, sync_interval: 10ms } }
+  r: { type: relp, address: "127.0.0.1:${port}", window: 256, backoff: { initial: 50ms, max: 200ms },
+      queue: { mode: reliable, max_size: 16MiB, sync_interval: 10ms } }
 pipelines:
   p: { from: [in], to: [r] }
 `;
@@ -129,8 +134,15 @@ pipelines:
     expect(agent.stats().destinations.r!.queue.records).toBeGreaterThan(0);
     rs = await startRsyslog(dir, imrelp(port));
     peers.push(rs);
-    await waitFor('all 20000 at rsyslog', () => new Set(readLines(`${dir}/rsyslog-out.log`)).size === 20_000, 60_000).catch((err: Error) => {
-      throw new Error(`${err.message}; got ${new Set(readLines(`${dir}/rsyslog-out.log`)).size}; agent ${JSON.stringify(agent.stats().destinations.r)}; rsyslog: ${rs.log().slice(-500)}`);
+    await waitFor(
+      'all 20000 at rsyslog',
+      () => new Set(readLines(`${dir}/rsyslog-out.log`)).size === 20_000,
+      60_000,
+    ).catch((err: Error) => {
+      throw new Error(
+        `${err.message}; got ${new Set(readLines(`${dir}/rsyslog-out.log`)).size}; agent ` +
+          `${JSON.stringify(agent.stats().destinations.r)}; rsyslog: ${rs.log().slice(-500)}`,
+      );
     });
     expect(agent.stats().destinations.r!.failures).toBeGreaterThan(0);
     await waitFor('the queue to empty', () => agent.stats().destinations.r!.queue.records === 0);
@@ -143,11 +155,18 @@ pipelines:
     // rsyslog (gnutls) -> sluice RELP source with TLS and client certificates.
     const inPort = await freePort();
     agents.push(
-      await startAgent(relpSource(inPort).replace(`relp: { type: relp, address: "127.0.0.1:${inPort}" }`, `relp: { type: relp, address: "127.0.0.1:${inPort}", tls: { cert: ${pki.serverCert}, key: ${pki.serverKey}, client_ca: ${pki.ca} } }`)),
+      await startAgent(
+        relpSource(inPort).replace(
+          `relp: { type: relp, address: "127.0.0.1:${inPort}" }`,
+          `relp: { type: relp, address: "127.0.0.1:${inPort}", tls: { cert: ${pki.serverCert}, key: ` +
+            `${pki.serverKey}, client_ca: ${pki.ca} } }`,
+        ),
+      ),
     );
     const tlsOut = omrelp(inPort).replace(
       'template="raw"',
-      `template="raw" tls="on" tls.cacert="${pki.ca}" tls.mycert="${pki.clientCert}" tls.myprivkey="${pki.clientKey}" tls.authmode="certvalid"`,
+      `template="raw" tls="on" tls.cacert="${pki.ca}" tls.mycert="${pki.clientCert}" ` +
+        `tls.myprivkey="${pki.clientKey}" tls.authmode="certvalid"`,
     );
     const rs = await startRsyslog(dir, tlsOut);
     peers.push(rs);
@@ -160,14 +179,19 @@ pipelines:
     const outPort = await freePort();
     const tlsIn = imrelp(outPort).replace(
       `input(type="imrelp" port="${outPort}" ruleset="out")`,
-      `input(type="imrelp" port="${outPort}" ruleset="out" tls="on" tls.cacert="${pki.ca}" tls.mycert="${pki.serverCert}" tls.myprivkey="${pki.serverKey}" tls.authmode="certvalid")`,
+      `input(type="imrelp" port="${outPort}" ruleset="out" tls="on" tls.cacert="${pki.ca}" ` +
+        `tls.mycert="${pki.serverCert}" tls.myprivkey="${pki.serverKey}" tls.authmode="certvalid")`,
     );
     peers.push(await startRsyslog(path.join(dir, 'rs2'), tlsIn));
     await sleep(300);
     const agent = await startAgent(
       relpDest(outPort)
         .replace(`${dir}/state`, `${dir}/state2`)
-        .replace('window: 256,', `window: 256, tls: { ca: ${pki.ca}, cert: ${pki.clientCert}, key: ${pki.clientKey}, server_name: localhost },`),
+        .replace(
+          'window: 256,',
+          `window: 256, tls: { ca: ${pki.ca}, cert: ${pki.clientCert}, key: ${pki.clientKey}, server_name: localhost ` +
+            `},`,
+        ),
     );
     agents.push(agent);
     await sendTcp(portOf(agent, 'in'), sent);

@@ -35,7 +35,8 @@ describe('full: block with block_timeout', () => {
   let dir: string;
   afterEach(() => removeDir(dir));
 
-  it('a TCP source waits at most block_timeout, then drops that batch (counted) and reads on: the sender is never hung', async () => {
+  it('a TCP source waits at most block_timeout, then drops that batch (counted) and reads on: the sender is never ' +
+    'hung', async () => {
     dir = tempDir();
     const sink = await heldSink();
     const agent = await startAgent(`
@@ -83,7 +84,10 @@ pipelines:
     const logs = path.join(dir, 'logs');
     mkdirSync(logs);
     const N = 8000; // 16 MB: more than the queue, the socket buffers and the held sink take
-    writeFileSync(path.join(logs, 'app.log'), Array.from({ length: N }, (_, i) => `line ${i} ${'f'.repeat(2000)}\n`).join(''));
+    writeFileSync(
+      path.join(logs, 'app.log'),
+      Array.from({ length: N }, (_, i) => `line ${i} ${'f'.repeat(2000)}\n`).join(''),
+    );
     const sink = await heldSink();
     const agent = await startAgent(`
 state_dir: ${dir}/state

@@ -41,11 +41,22 @@ async function expectHeld(wait: Promise<void> | undefined): Promise<void> {
  * A router from source s into one reliable queue (16 KiB of write-behind) whose disk holds every
  * write until `release()`, as a stalled disk would.
  */
-async function withHeldDisk(body: (t: { q: ReliableQueue; router: Router; release: () => void }) => Promise<void>): Promise<void> {
+async function withHeldDisk(
+  body: (t: { q: ReliableQueue; router: Router; release: () => void }) => Promise<void>,
+): Promise<void> {
   const dir = tempDir();
   try {
     const disk = new FaultyDisk();
-    const q = await ReliableQueue.open('a', dir, { maxSize: 4 << 20, memBufSize: 16 << 10, sync: 'never', syncInterval: 5, full: 'drop_newest', logger: silentLogger(), statsOf: () => undefined, openFile: disk.open });
+    const q = await ReliableQueue.open('a', dir, {
+      maxSize: 4 << 20,
+      memBufSize: 16 << 10,
+      sync: 'never',
+      syncInterval: 5,
+      full: 'drop_newest',
+      logger: silentLogger(),
+      statsOf: () => undefined,
+      openFile: disk.open,
+    });
     const router = new Router(build('  p: { from: [s], to: [a] }', ['a']).pipelines, new Map([['a', q]]));
     disk.holdWrites();
     await body({ q, router, release: () => disk.releaseWrites() });
@@ -84,7 +95,10 @@ describe('Router', () => {
       stats,
       'drop_after_timeout',
     );
-    expect(raw(queues.get('a')!)).toEqual(['<34>1 - db01 sshd - - - auth crit', '<83>1 - db01 sudo - - - authpriv err']);
+    expect(raw(queues.get('a')!)).toEqual([
+      '<34>1 - db01 sshd - - - auth crit',
+      '<83>1 - db01 sudo - - - authpriv err',
+    ]);
     expect(raw(queues.get('b')!)).toEqual(['<11>1 - web01 nginx - - - upstream timeout']);
   });
 
@@ -97,91 +111,111 @@ describe('Router', () => {
     expect(raw(queues.get('a')!)).toEqual(['<11>both match', '<13>second only']);
   });
 
-  it('makes waiting sources wait on a full block queue, and drops (counting) for sources that cannot wait', async () => {
-    const { router, queues } = build('  p: { from: [s], to: [a] }', ['a'], 'block', 2);
-    const q = queues.get('a')!;
-    expect(router.dispatch('s', recs('<13>1', '<13>2'), stats, 'drop_after_timeout')).toBeUndefined();
-    const s2 = newSourceStats();
-    router.dispatch('s', recs('<13>udp'), s2, 'no');
-    expect(s2.dropped).toEqual({ queue_full: 1 });
-    expect(q.stats().dropped).toEqual({ queue_full: 1 });
-    const wait = router.dispatch('s', recs('<13>3'), stats, 'drop_after_timeout')?.accepted;
-    await expectHeld(wait);
-    q.ack(q.take(2).length);
-    await wait;
-    expect(raw(q)).toEqual(['<13>3']);
-  });
-
-  it('after waiting for room, tells taken from durable: a batch whose write then fails is accepted, and only its commit fails', async () => {
-    const { router, queues } = build('  p: { from: [s], to: [a] }', ['a'], 'block', 2);
-    const q = queues.get('a')!;
-    router.dispatch('s', recs('<13>1', '<13>2'), stats, 'keep_waiting');
-    // From here on, every batch is taken and then its write fails (a full disk).
-    const push = q.push.bind(q);
-    (q as { push: (batch: LogRecord[]) => Promise<void> | undefined }).push = (batch) => {
-      push(batch);
-      return new Promise<void>((_, reject) => setTimeout(() => reject(new Error('ENOSPC')), 5));
-    };
-    const d = router.dispatch('s', recs('<13>3'), stats, 'keep_waiting')!;
-    await expectHeld(d.accepted);
-    q.ack(q.take(2).length);
-    // `accepted` says the queue took the batch (the source may read on); the failure is the commit's
-    // to report, so that the source sends the batch again rather than skip it.
-    await expect(d.accepted).resolves.toBeUndefined();
-    await expect(d.committed).rejects.toThrow('ENOSPC');
-  });
-
-  it('takes back a batch still waiting for room when its source withdraws it: not queued, not counted as dropped', async () => {
-    const { router, queues } = build('  p: { from: [s], to: [a] }', ['a'], 'block', 2);
-    const q = queues.get('a')!;
-    router.dispatch('s', recs('<13>1', '<13>2'), stats, 'keep_waiting');
-    const withdrawn = new AbortController();
-    const d = router.dispatch('s', recs('<13>3'), stats, 'keep_waiting', withdrawn.signal)!;
-    await expectHeld(d.accepted);
-    withdrawn.abort(); // the file source will read these lines again
-    q.ack(q.take(2).length);
-    await d.accepted;
-    expect(q.take(10)).toEqual([]);
-    expect(q.stats().dropped).toEqual({});
-    expect(router.dispatch('s', recs('<13>4'), stats, 'keep_waiting', withdrawn.signal)).toBeUndefined();
-    expect(q.take(10)).toEqual([]);
-  });
-
-  it('makes waiting sources wait while a disk queue is behind on its writes, without dropping; sources that cannot wait go on', async () => {
-    await withHeldDisk(async ({ q, router, release }) => {
-      const big = (tag: string) => recs(...Array.from({ length: 20 }, (_, i) => `<13>${tag}${i} ${'z'.repeat(1000)}`));
-      const udp = newSourceStats();
-      expect(router.dispatch('s', big('u'), udp, 'no')?.accepted).toBeUndefined();
-      const wait = router.dispatch('s', big('t'), stats, 'drop_after_timeout')?.accepted;
+  it(
+    'makes waiting sources wait on a full block queue, and drops (counting) for sources that cannot ' + 'wait',
+    async () => {
+      const { router, queues } = build('  p: { from: [s], to: [a] }', ['a'], 'block', 2);
+      const q = queues.get('a')!;
+      expect(router.dispatch('s', recs('<13>1', '<13>2'), stats, 'drop_after_timeout')).toBeUndefined();
+      const s2 = newSourceStats();
+      router.dispatch('s', recs('<13>udp'), s2, 'no');
+      expect(s2.dropped).toEqual({ queue_full: 1 });
+      expect(q.stats().dropped).toEqual({ queue_full: 1 });
+      const wait = router.dispatch('s', recs('<13>3'), stats, 'drop_after_timeout')?.accepted;
       await expectHeld(wait);
-      expect(q.stats().stalls).toBe(1);
-      release();
+      q.ack(q.take(2).length);
       await wait;
-      expect(q.stats().dropped).toEqual({});
-      expect(udp.dropped).toEqual({});
-      expect(q.stats().records).toBe(40);
-    });
-  });
+      expect(raw(q)).toEqual(['<13>3']);
+    },
+  );
 
-  it('drops (counting disk_behind) for sources that cannot wait once a stalled disk has 16 times the write-behind waiting, and takes them again when it catches up', async () => {
-    await withHeldDisk(async ({ q, router, release }) => {
-      const udp = newSourceStats();
-      const batch = () => recs(...Array.from({ length: 10 }, (_, i) => `<13>${i} ${'u'.repeat(1000)}`)); // about 10 KB
-      // 16 x 16 KiB = 256 KiB may wait for the disk, about 24 batches; the rest are dropped.
-      for (let i = 0; i < 40; i++) router.dispatch('s', batch(), udp, 'no');
-      const kept = q.stats().records;
-      expect(kept).toBeGreaterThan(200);
-      expect(kept).toBeLessThan(300);
-      expect(q.stats().memoryBytes).toBeGreaterThan(256 << 10);
-      expect(q.stats().memoryBytes).toBeLessThan((256 << 10) + 12_000); // one batch past the line at most
-      expect(udp.dropped).toEqual({ disk_behind: 400 - kept });
-      expect(q.stats().dropped).toEqual({ disk_behind: 400 - kept });
-      release();
-      await waitFor('the writes', () => !q.congested());
-      router.dispatch('s', batch(), udp, 'no');
-      expect(q.stats().records).toBe(kept + 10);
-    });
-  });
+  it(
+    'after waiting for room, tells taken from durable: a batch whose write then fails is accepted, and only its ' +
+      'commit fails',
+    async () => {
+      const { router, queues } = build('  p: { from: [s], to: [a] }', ['a'], 'block', 2);
+      const q = queues.get('a')!;
+      router.dispatch('s', recs('<13>1', '<13>2'), stats, 'keep_waiting');
+      // From here on, every batch is taken and then its write fails (a full disk).
+      const push = q.push.bind(q);
+      (q as { push: (batch: LogRecord[]) => Promise<void> | undefined }).push = (batch) => {
+        push(batch);
+        return new Promise<void>((_, reject) => setTimeout(() => reject(new Error('ENOSPC')), 5));
+      };
+      const d = router.dispatch('s', recs('<13>3'), stats, 'keep_waiting')!;
+      await expectHeld(d.accepted);
+      q.ack(q.take(2).length);
+      // `accepted` says the queue took the batch (the source may read on); the failure is the commit's
+      // to report, so that the source sends the batch again rather than skip it.
+      await expect(d.accepted).resolves.toBeUndefined();
+      await expect(d.committed).rejects.toThrow('ENOSPC');
+    },
+  );
+
+  it(
+    'takes back a batch still waiting for room when its source withdraws it: not queued, not counted as ' + 'dropped',
+    async () => {
+      const { router, queues } = build('  p: { from: [s], to: [a] }', ['a'], 'block', 2);
+      const q = queues.get('a')!;
+      router.dispatch('s', recs('<13>1', '<13>2'), stats, 'keep_waiting');
+      const withdrawn = new AbortController();
+      const d = router.dispatch('s', recs('<13>3'), stats, 'keep_waiting', withdrawn.signal)!;
+      await expectHeld(d.accepted);
+      withdrawn.abort(); // the file source will read these lines again
+      q.ack(q.take(2).length);
+      await d.accepted;
+      expect(q.take(10)).toEqual([]);
+      expect(q.stats().dropped).toEqual({});
+      expect(router.dispatch('s', recs('<13>4'), stats, 'keep_waiting', withdrawn.signal)).toBeUndefined();
+      expect(q.take(10)).toEqual([]);
+    },
+  );
+
+  it(
+    'makes waiting sources wait while a disk queue is behind on its writes, without dropping; sources that cannot ' +
+      'wait go on',
+    async () => {
+      await withHeldDisk(async ({ q, router, release }) => {
+        const big = (tag: string) =>
+          recs(...Array.from({ length: 20 }, (_, i) => `<13>${tag}${i} ${'z'.repeat(1000)}`));
+        const udp = newSourceStats();
+        expect(router.dispatch('s', big('u'), udp, 'no')?.accepted).toBeUndefined();
+        const wait = router.dispatch('s', big('t'), stats, 'drop_after_timeout')?.accepted;
+        await expectHeld(wait);
+        expect(q.stats().stalls).toBe(1);
+        release();
+        await wait;
+        expect(q.stats().dropped).toEqual({});
+        expect(udp.dropped).toEqual({});
+        expect(q.stats().records).toBe(40);
+      });
+    },
+  );
+
+  it(
+    'drops (counting disk_behind) for sources that cannot wait once a stalled disk has 16 times the write-behind ' +
+      'waiting, and takes them again when it catches up',
+    async () => {
+      await withHeldDisk(async ({ q, router, release }) => {
+        const udp = newSourceStats();
+        // about 10 KB
+        const batch = () => recs(...Array.from({ length: 10 }, (_, i) => `<13>${i} ${'u'.repeat(1000)}`));
+        // 16 x 16 KiB = 256 KiB may wait for the disk, about 24 batches; the rest are dropped.
+        for (let i = 0; i < 40; i++) router.dispatch('s', batch(), udp, 'no');
+        const kept = q.stats().records;
+        expect(kept).toBeGreaterThan(200);
+        expect(kept).toBeLessThan(300);
+        expect(q.stats().memoryBytes).toBeGreaterThan(256 << 10);
+        expect(q.stats().memoryBytes).toBeLessThan((256 << 10) + 12_000); // one batch past the line at most
+        expect(udp.dropped).toEqual({ disk_behind: 400 - kept });
+        expect(q.stats().dropped).toEqual({ disk_behind: 400 - kept });
+        release();
+        await waitFor('the writes', () => !q.congested());
+        router.dispatch('s', batch(), udp, 'no');
+        expect(q.stats().records).toBe(kept + 10);
+      });
+    },
+  );
 });
 
 describe('MemoryQueue full policies', () => {
@@ -222,18 +256,21 @@ describe('MemoryQueue full policies', () => {
     expect(q.stats()).toMatchObject({ records: 1, inFlight: 1, acked: 2, pushed: 3 });
   });
 
-  it('lets a blocked producer go on only once a sixteenth of the queue is free, not at the first free slot', async () => {
-    const q = new MemoryQueue('q', { maxRecords: 64, maxBytes: 1 << 20, full: 'block' });
-    q.push(recs(...Array.from({ length: 64 }, (_, i) => `r${i}`)));
-    expect(q.isFull()).toBe(true);
-    let resumed = false;
-    void q.waitForSpace().then(() => (resumed = true));
-    q.take(64);
-    q.ack(3); // 61 queued: room for 3, less than 64 / 16
-    await Promise.resolve();
-    expect(resumed).toBe(false);
-    q.ack(1); // 60 queued: a sixteenth is free
-    await Promise.resolve();
-    expect(resumed).toBe(true);
-  });
+  it(
+    'lets a blocked producer go on only once a sixteenth of the queue is free, not at the first free ' + 'slot',
+    async () => {
+      const q = new MemoryQueue('q', { maxRecords: 64, maxBytes: 1 << 20, full: 'block' });
+      q.push(recs(...Array.from({ length: 64 }, (_, i) => `r${i}`)));
+      expect(q.isFull()).toBe(true);
+      let resumed = false;
+      void q.waitForSpace().then(() => (resumed = true));
+      q.take(64);
+      q.ack(3); // 61 queued: room for 3, less than 64 / 16
+      await Promise.resolve();
+      expect(resumed).toBe(false);
+      q.ack(1); // 60 queued: a sixteenth is free
+      await Promise.resolve();
+      expect(resumed).toBe(true);
+    },
+  );
 });

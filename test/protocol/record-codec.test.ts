@@ -5,34 +5,46 @@ import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.j
 describe('RecordDecoder', () => {
   const stats = newSourceStats();
   const decoder = new RecordDecoder(() => stats);
-  const origin: RecordOrigin = { source: 'in', from: '/var/log/app.log', format: 'text', lenient: false, stats: newSourceStats(), facility: 3, severity: 6 };
+  const origin: RecordOrigin = {
+    source: 'in',
+    from: '/var/log/app.log',
+    format: 'text',
+    lenient: false,
+    stats: newSourceStats(),
+    facility: 3,
+    severity: 6,
+  };
 
-  it('keeps a sound record byte for byte, and sets right every receive time and stream position that is not one, counting each', () => {
-    const good = new LogRecord(Buffer.from('ok'), 1_767_225_600_000, origin);
-    good.setStream('file|h|1:2|0|abc', 4096);
-    const back = decoder.decode(encodeRecord(good));
-    expect(back.encoded).toEqual(encodeRecord(good));
-    expect([back.receivedAt, back.stream, back.streamPos]).toEqual([1_767_225_600_000, 'file|h|1:2|0|abc', 4096]);
-    expect(stats.repaired).toEqual({});
+  it(
+    'keeps a sound record byte for byte, and sets right every receive time and stream position that is not one, ' +
+      'counting each',
+    () => {
+      const good = new LogRecord(Buffer.from('ok'), 1_767_225_600_000, origin);
+      good.setStream('file|h|1:2|0|abc', 4096);
+      const back = decoder.decode(encodeRecord(good));
+      expect(back.encoded).toEqual(encodeRecord(good));
+      expect([back.receivedAt, back.stream, back.streamPos]).toEqual([1_767_225_600_000, 'file|h|1:2|0|abc', 4096]);
+      expect(stats.repaired).toEqual({});
 
-    const before = Date.now();
-    for (const t of [Number.NaN, Number.NEGATIVE_INFINITY, -1, MAX_TIME + 1]) {
-      const r = decoder.decode(encodeRecord(new LogRecord(Buffer.from('t'), t, origin)));
-      expect(r.receivedAt).toBeGreaterThanOrEqual(before);
-      expect(new Date(r.receivedAt).toISOString()).toMatch(/^20/);
-      expect(r.encoded).toBeUndefined(); // written anew, as repaired
-    }
-    for (const pos of [Number.NaN, -1, 1.5, 2 ** 60]) {
-      const bad = new LogRecord(Buffer.from('s'), 1_767_225_600_000, origin);
-      bad.setStream('file|h|1:2|0|abc', pos);
-      const r = decoder.decode(encodeRecord(bad));
-      expect(r.stream).toBeUndefined();
-      expect(r.raw.toString()).toBe('s');
-    }
-    expect(stats.repaired).toEqual({ invalid_time: 4, invalid_stream_position: 4 });
-  });
+      const before = Date.now();
+      for (const t of [Number.NaN, Number.NEGATIVE_INFINITY, -1, MAX_TIME + 1]) {
+        const r = decoder.decode(encodeRecord(new LogRecord(Buffer.from('t'), t, origin)));
+        expect(r.receivedAt).toBeGreaterThanOrEqual(before);
+        expect(new Date(r.receivedAt).toISOString()).toMatch(/^20/);
+        expect(r.encoded).toBeUndefined(); // written anew, as repaired
+      }
+      for (const pos of [Number.NaN, -1, 1.5, 2 ** 60]) {
+        const bad = new LogRecord(Buffer.from('s'), 1_767_225_600_000, origin);
+        bad.setStream('file|h|1:2|0|abc', pos);
+        const r = decoder.decode(encodeRecord(bad));
+        expect(r.stream).toBeUndefined();
+        expect(r.raw.toString()).toBe('s');
+      }
+      expect(stats.repaired).toEqual({ invalid_time: 4, invalid_stream_position: 4 });
+    },
+  );
 
-  it('brings a text line\'s facility and severity back into syslog\'s ranges', () => {
+  it("brings a text line's facility and severity back into syslog's ranges", () => {
     const payload = encodeRecord(new LogRecord(Buffer.from('x'), 1, { ...origin, facility: 3, severity: 6 }));
     const originAt = 2 + 1; // u16 origin length, then the flags byte
     payload[originAt] = 200;

@@ -38,7 +38,9 @@ describe('RELP parser', () => {
         const parser = new RelpParser(1 << 20);
         const out: RelpFrame[] = [];
         for (const p of pieces(bytes, cuts)) parser.push(p, out);
-        expect(out.map((f) => [f.txnr, f.command, f.data.toString()])).toEqual(frames.map((f) => [f.txnr, f.command, Buffer.from(f.data).toString()]));
+        expect(out.map((f) => [f.txnr, f.command, f.data.toString()])).toEqual(
+          frames.map((f) => [f.txnr, f.command, Buffer.from(f.data).toString()]),
+        );
         expect(parser.pending).toBe(0);
       }),
     );
@@ -58,7 +60,9 @@ describe('RELP parser', () => {
           );
         }
         const expected: Seen[] = frames.map((f) =>
-          f.command === 'rsp' && f.data === '200 OK' ? ['ok', f.txnr] : ['frame', f.txnr, f.command, Buffer.from(f.data).toString()],
+          f.command === 'rsp' && f.data === '200 OK'
+            ? ['ok', f.txnr]
+            : ['frame', f.txnr, f.command, Buffer.from(f.data).toString()],
         );
         expect(seen).toEqual(expected);
         expect(parser.pending).toBe(0);
@@ -69,8 +73,19 @@ describe('RELP parser', () => {
   it('stops reading answers when a callback says so', () => {
     const parser = new RelpParser(1 << 20);
     const seen: number[] = [];
-    const bytes = Buffer.concat([relpFrame(2, 'rsp', '200 OK'), relpFrame(3, 'rsp', '200 OK'), relpFrame(4, 'rsp', '200 OK')]);
-    parser.pushAnswers(bytes, (txnr) => (seen.push(txnr), txnr === 3), () => false);
+    const bytes = Buffer.concat([
+      relpFrame(2, 'rsp', '200 OK'),
+      relpFrame(3, 'rsp', '200 OK'),
+      relpFrame(4, 'rsp', '200 OK'),
+    ]);
+    parser.pushAnswers(
+      bytes,
+      (txnr) => {
+        seen.push(txnr);
+        return txnr === 3;
+      },
+      () => false,
+    );
     expect(seen).toEqual([2, 3]);
   });
 
@@ -83,6 +98,12 @@ describe('RELP parser', () => {
     ['no transaction number at all', 'rsp 6 200 OK\n'],
   ])('rejects %s, in both readers', (_what, text) => {
     expect(() => new RelpParser(1024).push(Buffer.from(text), [])).toThrow(RelpError);
-    expect(() => new RelpParser(1024).pushAnswers(Buffer.from(text), () => false, () => false)).toThrow(RelpError);
+    expect(() =>
+      new RelpParser(1024).pushAnswers(
+        Buffer.from(text),
+        () => false,
+        () => false,
+      ),
+    ).toThrow(RelpError);
   });
 });

@@ -27,7 +27,8 @@ sources:
     max_frame_size: 1MiB
 ${extra}
 destinations:
-  hosts: { type: file, path: "${dir}/out/\${HOST}.log", queue: { mode: reliable, max_size: 16MiB, sync_interval: 10ms } }
+  hosts: { type: file, path: "${dir}/out/\${HOST}.log", queue: { mode: reliable, max_size: 16MiB,
+      sync_interval: 10ms } }
 pipelines:
   p: { from: [agents], to: [hosts] }
 `;
@@ -78,9 +79,16 @@ describe('sluice protocol: agent to central', () => {
     agents.push(c);
     const a = await startAgent(agentConfig(dir, portOf(c, 'agents')));
     agents.push(a);
-    const lines = [...Array.from({ length: 1500 }, (_, i) => msg('web01', i)), ...Array.from({ length: 500 }, (_, i) => msg('db01', i))];
+    const lines = [
+      ...Array.from({ length: 1500 }, (_, i) => msg('web01', i)),
+      ...Array.from({ length: 500 }, (_, i) => msg('db01', i)),
+    ];
     await sendTcp(portOf(a, 'in'), lines);
-    await waitFor('all at the central', () => readLines(`${dir}/out/web01.log`).length === 1500 && readLines(`${dir}/out/db01.log`).length === 500, 20_000);
+    await waitFor(
+      'all at the central',
+      () => readLines(`${dir}/out/web01.log`).length === 1500 && readLines(`${dir}/out/db01.log`).length === 500,
+      20_000,
+    );
     expect(readLines(`${dir}/out/web01.log`)).toEqual(lines.slice(0, 1500));
     expect(readLines(`${dir}/out/db01.log`)).toEqual(lines.slice(1500));
     await waitFor('the agent queue to empty', () => a.stats().destinations.up!.queue.records === 0);
@@ -112,10 +120,16 @@ describe('sluice protocol: agent to central', () => {
     let c = await startAgent(central(dir).replace('address: "127.0.0.1:0"', `address: "127.0.0.1:${port}"`));
     const a = await startAgent(agentConfig(dir, port, '', OTHER));
     agents.push(a);
-    await sendTcp(portOf(a, 'in'), Array.from({ length: 300 }, (_, i) => msg('h', i)));
+    await sendTcp(
+      portOf(a, 'in'),
+      Array.from({ length: 300 }, (_, i) => msg('h', i)),
+    );
     await waitFor('300 at the central', () => readLines(`${dir}/out/h.log`).length === 300);
     await c.stop();
-    await sendTcp(portOf(a, 'in'), Array.from({ length: 300 }, (_, i) => msg('h', 300 + i)));
+    await sendTcp(
+      portOf(a, 'in'),
+      Array.from({ length: 300 }, (_, i) => msg('h', 300 + i)),
+    );
     await sleep(200);
     c = await startAgent(central(dir).replace('address: "127.0.0.1:0"', `address: "127.0.0.1:${port}"`));
     agents.unshift(c);
@@ -132,7 +146,8 @@ describe('sluice protocol: agent to central', () => {
     const url = `ws://127.0.0.1:${portOf(c, 'agents')}${PATH}`;
     const stats = newSourceStats();
     const origin = { source: 'in', from: '10.0.0.1', format: 'syslog' as const, lenient: false, stats };
-    const payloads = (from: number, n: number) => Array.from({ length: n }, (_, i) => encodeRecord(new LogRecord(Buffer.from(msg('dup', from + i)), 0, origin)));
+    const payloads = (from: number, n: number) =>
+      Array.from({ length: n }, (_, i) => encodeRecord(new LogRecord(Buffer.from(msg('dup', from + i)), 0, origin)));
     const session = async (frames: Buffer[]) => {
       const ws = new WebSocket(url, [SUBPROTOCOL], { headers: { authorization: `Bearer ${TOKEN}` } });
       const got: unknown[] = [];
@@ -147,7 +162,10 @@ describe('sluice protocol: agent to central', () => {
     };
     const first = await session([encodeBatch(0, payloads(0, 10), true), encodeBatch(10, payloads(10, 10), false)]);
     expect(first[0]).toMatchObject({ type: 'welcome', version: 1, resume: -1, compression: 'deflate' });
-    expect(first.slice(1)).toEqual([{ type: 'ack', seq: 9 }, { type: 'ack', seq: 19 }]);
+    expect(first.slice(1)).toEqual([
+      { type: 'ack', seq: 9 },
+      { type: 'ack', seq: 19 },
+    ]);
     // Reconnect: the server says where it is, and a resent, overlapping batch is acked without queuing twice.
     const second = await session([encodeBatch(15, payloads(15, 10), false)]);
     expect(second[0]).toMatchObject({ resume: 19 });
@@ -158,33 +176,44 @@ describe('sluice protocol: agent to central', () => {
     expect(c.stats().sources.agents!.dropped.duplicate).toBe(5);
   });
 
-  it('sets right a record whose receive time is not a time (NaN), counts it, and the records after it are written', async () => {
-    dir = tempDir();
-    const config = central(dir).replace('hosts: { type: file, path:', 'hosts: { type: file, format: rfc5424, path:');
-    expect(config).toContain('format: rfc5424');
-    const c = await startAgent(config);
-    agents.push(c);
-    const url = `ws://127.0.0.1:${portOf(c, 'agents')}${PATH}`;
-    const origin = { source: 'in', from: '10.0.0.1', format: 'syslog' as const, lenient: false, stats: newSourceStats() };
-    const times = [1_767_225_600_000, Number.NaN, Number.POSITIVE_INFINITY, -5, 1e300, 1_767_225_600_000];
-    // No timestamp of their own: the formatter writes the receive time.
-    const payloads = times.map((t, i) => encodeRecord(new LogRecord(Buffer.from(`<13>1 - bad app - - - message ${i}`), t, origin)));
-    const ws = new WebSocket(url, [SUBPROTOCOL], { headers: { authorization: `Bearer ${TOKEN}` } });
-    const got: unknown[] = [];
-    ws.on('message', (d: Buffer) => got.push(JSON.parse(d.toString())));
-    await new Promise((r) => ws.once('open', r));
-    ws.send(JSON.stringify({ type: 'hello', versions: [1], sender: 'nan-sender', compression: [] }));
-    await waitFor('welcome', () => got.length === 1);
-    ws.send(encodeBatch(0, payloads, false));
-    await waitFor('the ack', () => got.length === 2);
-    ws.close();
-    expect(got[1]).toEqual({ type: 'ack', seq: 5 });
-    await waitFor('6 lines', () => readLines(`${dir}/out/bad.log`).length === 6);
-    const lines = readLines(`${dir}/out/bad.log`);
-    expect(lines.map((l) => l.replace(/^.* - - - /, ''))).toEqual(times.map((_, i) => `message ${i}`));
-    expect(c.stats().sources.agents!.repaired).toEqual({ invalid_time: 4 });
-    expect(c.stats().destinations.hosts!.failures).toBe(0);
-  });
+  it(
+    'sets right a record whose receive time is not a time (NaN), counts it, and the records after it are ' + 'written',
+    async () => {
+      dir = tempDir();
+      const config = central(dir).replace('hosts: { type: file, path:', 'hosts: { type: file, format: rfc5424, path:');
+      expect(config).toContain('format: rfc5424');
+      const c = await startAgent(config);
+      agents.push(c);
+      const url = `ws://127.0.0.1:${portOf(c, 'agents')}${PATH}`;
+      const origin = {
+        source: 'in',
+        from: '10.0.0.1',
+        format: 'syslog' as const,
+        lenient: false,
+        stats: newSourceStats(),
+      };
+      const times = [1_767_225_600_000, Number.NaN, Number.POSITIVE_INFINITY, -5, 1e300, 1_767_225_600_000];
+      // No timestamp of their own: the formatter writes the receive time.
+      const payloads = times.map((t, i) =>
+        encodeRecord(new LogRecord(Buffer.from(`<13>1 - bad app - - - message ${i}`), t, origin)),
+      );
+      const ws = new WebSocket(url, [SUBPROTOCOL], { headers: { authorization: `Bearer ${TOKEN}` } });
+      const got: unknown[] = [];
+      ws.on('message', (d: Buffer) => got.push(JSON.parse(d.toString())));
+      await new Promise((r) => ws.once('open', r));
+      ws.send(JSON.stringify({ type: 'hello', versions: [1], sender: 'nan-sender', compression: [] }));
+      await waitFor('welcome', () => got.length === 1);
+      ws.send(encodeBatch(0, payloads, false));
+      await waitFor('the ack', () => got.length === 2);
+      ws.close();
+      expect(got[1]).toEqual({ type: 'ack', seq: 5 });
+      await waitFor('6 lines', () => readLines(`${dir}/out/bad.log`).length === 6);
+      const lines = readLines(`${dir}/out/bad.log`);
+      expect(lines.map((l) => l.replace(/^.* - - - /, ''))).toEqual(times.map((_, i) => `message ${i}`));
+      expect(c.stats().sources.agents!.repaired).toEqual({ invalid_time: 4 });
+      expect(c.stats().destinations.hosts!.failures).toBe(0);
+    },
+  );
 
   it('closes misbehaving clients with a reason, and keeps serving good ones', async () => {
     dir = tempDir();
@@ -240,7 +269,9 @@ describe('sluice protocol: agent to central', () => {
     }
     // A wrong path and a missing subprotocol are refused with HTTP errors.
     const refused = await new Promise<number>((resolve) => {
-      const ws = new WebSocket(`ws://127.0.0.1:${port}/elsewhere`, [SUBPROTOCOL], { headers: { authorization: `Bearer ${TOKEN}` } });
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/elsewhere`, [SUBPROTOCOL], {
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
       ws.on('unexpected-response', (_q, res) => resolve(res.statusCode ?? 0));
       ws.on('error', () => undefined);
     });
@@ -267,10 +298,17 @@ describe('sluice protocol: agent to central', () => {
     const a = await startAgent(
       agentConfig(dir, portOf(c, 'agents'))
         .replace(`urls: ["ws://`, `urls: ["wss://`)
-        .replace('    window: 4', `    window: 4\n    tls: { ca: ${pki.ca}, cert: ${pki.clientCert}, key: ${pki.clientKey}, server_name: localhost }`),
+        .replace(
+          '    window: 4',
+          `    window: 4\n    tls: { ca: ${pki.ca}, cert: ${pki.clientCert}, key: ${pki.clientKey}, server_name: ` +
+            `localhost }`,
+        ),
     );
     agents.push(a);
-    await sendTcp(portOf(a, 'in'), Array.from({ length: 50 }, (_, i) => msg('tls', i)));
+    await sendTcp(
+      portOf(a, 'in'),
+      Array.from({ length: 50 }, (_, i) => msg('tls', i)),
+    );
     await waitFor('50 over wss', () => readLines(`${dir}/out/tls.log`).length === 50, 20_000);
   });
 
@@ -285,9 +323,17 @@ describe('sluice protocol: agent to central', () => {
         srv.close(() => resolve(p));
       });
     });
-    const a = await startAgent(agentConfig(dir, portOf(c, 'agents')).replace(/urls: \["ws:\/\/127\.0\.0\.1:(\d+)"\]/, `urls: ["ws://127.0.0.1:${dead}", "ws://127.0.0.1:$1"]`));
+    const a = await startAgent(
+      agentConfig(dir, portOf(c, 'agents')).replace(
+        /urls: \["ws:\/\/127\.0\.0\.1:(\d+)"\]/,
+        `urls: ["ws://127.0.0.1:${dead}", "ws://127.0.0.1:$1"]`,
+      ),
+    );
     agents.push(a);
-    await sendTcp(portOf(a, 'in'), Array.from({ length: 100 }, (_, i) => msg('fo', i)));
+    await sendTcp(
+      portOf(a, 'in'),
+      Array.from({ length: 100 }, (_, i) => msg('fo', i)),
+    );
     await waitFor('100 through the second URL', () => readLines(`${dir}/out/fo.log`).length === 100, 20_000);
     const st = a.stats().destinations.up!;
     expect(st.failures).toBeGreaterThanOrEqual(1); // the dead one was tried

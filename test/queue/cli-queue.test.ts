@@ -13,16 +13,31 @@ import { removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'dist/cli.js');
-const sluice = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 30_000, cwd: root });
+const sluice = (args: string[]) =>
+  spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 30_000, cwd: root });
 
-const origin: RecordOrigin = { source: 'app', from: '/var/log/app.log', format: 'syslog', lenient: true, stats: newSourceStats() };
+const origin: RecordOrigin = {
+  source: 'app',
+  from: '/var/log/app.log',
+  format: 'syslog',
+  lenient: true,
+  stats: newSourceStats(),
+};
 const T0 = Date.UTC(2026, 0, 2, 3, 4, 5);
 const line = (i: number) => `<13>1 - web01 app - - - queued ${i}`;
 
 /** A reliable queue in `<state>/queues/<name>` holding records 5..19 (0..4 acknowledged). */
 async function makeQueue(state: string, name: string): Promise<string> {
   const dir = path.join(state, 'queues', name);
-  const q = await ReliableQueue.open(name, dir, { maxSize: 1 << 20, memBufSize: 1 << 16, sync: 'interval', syncInterval: 5, full: 'block', logger: silentLogger(), statsOf: () => undefined });
+  const q = await ReliableQueue.open(name, dir, {
+    maxSize: 1 << 20,
+    memBufSize: 1 << 16,
+    sync: 'interval',
+    syncInterval: 5,
+    full: 'block',
+    logger: silentLogger(),
+    statsOf: () => undefined,
+  });
   await q.push(Array.from({ length: 20 }, (_, i) => new LogRecord(Buffer.from(line(i)), T0 + i * 1000, origin)));
   let taken = 0;
   for (let i = 0; i < 100 && taken < 5; i++) {
@@ -42,36 +57,63 @@ function damage(dir: string, i: number): void {
   writeFileSync(file, b);
 }
 
-const expected = (from: number, to: number, skip = -1) => Array.from({ length: to - from }, (_, k) => from + k).filter((i) => i !== skip).map(line);
+const expected = (from: number, to: number, skip = -1) =>
+  Array.from({ length: to - from }, (_, k) => from + k)
+    .filter((i) => i !== skip)
+    .map(line);
 
 describe('sluice queue tools', () => {
   let dir: string;
   afterEach(() => removeDir(dir));
 
-  it('dead-letters lists what destinations set aside, and --resend sends it again once the cause is fixed', async () => {
-    dir = tempDir();
-    const state = path.join(dir, 'state');
-    const file = path.join(state, 'dead-letters', 'hosts.jsonl');
-    const stats = { deadLettered: {}, deadLetterDropped: 0 };
-    const rec = (i: number) => new LogRecord(Buffer.from(`<13>1 - bad app - - - parked ${i}`), T0 + i, origin);
-    await new FileDeadLetters(file, 'hosts', silentLogger()).put([0, 1, 2].map((i) => ({ record: rec(i), reason: 'EISDIR', error: 'EISDIR: illegal operation on a directory', attempts: 1 })), stats);
-    const ls = sluice(['queue', 'dead-letters', state]);
-    expect(ls.status).toBe(0);
-    expect(ls.stdout).toContain(`${file}: 3 record(s) (EISDIR 3)`);
-    expect(ls.stdout).toContain('<13>1 - bad app - - - parked 2');
-    const json = sluice(['queue', 'dead-letters', file, '--json']).stdout.trim().split('\n').map((l) => JSON.parse(l) as { reason: string; received_at: string });
-    expect(json.map((j) => [j.reason, j.received_at])).toEqual([0, 1, 2].map((i) => ['EISDIR', new Date(T0 + i).toISOString()]));
-    // The cause (out/bad.log was a directory) is gone: the records go through the destination again.
-    const config = path.join(dir, 'sluice.yaml');
-    writeFileSync(config, `state_dir: ${state}\nsources:\n  in: { type: syslog_udp, address: "127.0.0.1:0" }\ndestinations:\n  hosts: { type: file, path: "${dir}/out/\${HOST}.log" }\npipelines:\n  p: { from: [in], to: [hosts] }\n`);
-    const resend = sluice(['queue', 'dead-letters', file, '--resend', '--to', 'hosts', '-c', config]);
-    expect(resend.stderr).toBe('');
-    expect(resend.stdout).toMatch(/delivered 3, set aside again 0, left 0/);
-    expect(resend.status).toBe(0);
-    expect(readFileSync(path.join(dir, 'out/bad.log'), 'utf8').trim().split('\n')).toEqual([0, 1, 2].map((i) => `<13>1 - bad app - - - parked ${i}`));
-    expect(existsSync(file)).toBe(false);
-    expect(readdirSync(path.join(state, 'dead-letters')).filter((f) => f.startsWith('hosts.jsonl.resent-'))).toHaveLength(1);
-  });
+  it(
+    'dead-letters lists what destinations set aside, and --resend sends it again once the cause is ' + 'fixed',
+    async () => {
+      dir = tempDir();
+      const state = path.join(dir, 'state');
+      const file = path.join(state, 'dead-letters', 'hosts.jsonl');
+      const stats = { deadLettered: {}, deadLetterDropped: 0 };
+      const rec = (i: number) => new LogRecord(Buffer.from(`<13>1 - bad app - - - parked ${i}`), T0 + i, origin);
+      await new FileDeadLetters(file, 'hosts', silentLogger()).put(
+        [0, 1, 2].map((i) => ({
+          record: rec(i),
+          reason: 'EISDIR',
+          error: 'EISDIR: illegal operation on a directory',
+          attempts: 1,
+        })),
+        stats,
+      );
+      const ls = sluice(['queue', 'dead-letters', state]);
+      expect(ls.status).toBe(0);
+      expect(ls.stdout).toContain(`${file}: 3 record(s) (EISDIR 3)`);
+      expect(ls.stdout).toContain('<13>1 - bad app - - - parked 2');
+      const json = sluice(['queue', 'dead-letters', file, '--json'])
+        .stdout.trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { reason: string; received_at: string });
+      expect(json.map((j) => [j.reason, j.received_at])).toEqual(
+        [0, 1, 2].map((i) => ['EISDIR', new Date(T0 + i).toISOString()]),
+      );
+      // The cause (out/bad.log was a directory) is gone: the records go through the destination again.
+      const config = path.join(dir, 'sluice.yaml');
+      writeFileSync(
+        config,
+        `state_dir: ${state}\nsources:\n  in: { type: syslog_udp, address: "127.0.0.1:0" }\ndestinations:\n  hosts: ` +
+          `{ type: file, path: "${dir}/out/\${HOST}.log" }\npipelines:\n  p: { from: [in], to: [hosts] }\n`,
+      );
+      const resend = sluice(['queue', 'dead-letters', file, '--resend', '--to', 'hosts', '-c', config]);
+      expect(resend.stderr).toBe('');
+      expect(resend.stdout).toMatch(/delivered 3, set aside again 0, left 0/);
+      expect(resend.status).toBe(0);
+      expect(readFileSync(path.join(dir, 'out/bad.log'), 'utf8').trim().split('\n')).toEqual(
+        [0, 1, 2].map((i) => `<13>1 - bad app - - - parked ${i}`),
+      );
+      expect(existsSync(file)).toBe(false);
+      expect(
+        readdirSync(path.join(state, 'dead-letters')).filter((f) => f.startsWith('hosts.jsonl.resent-')),
+      ).toHaveLength(1);
+    },
+  );
 
   it('info and cat read a queue without changing it', async () => {
     dir = tempDir();
@@ -84,12 +126,20 @@ describe('sluice queue tools', () => {
     expect(info.stdout).toMatch(/status:\s+ok/);
     expect(info.stdout).toMatch(/records:\s+15 unacknowledged/);
     expect(info.stdout).toContain(`oldest:      ${new Date(T0 + 5000).toISOString()}`);
-    const json = JSON.parse(sluice(['queue', 'info', path.join(q, QUEUE_FILE), '--json']).stdout) as { records: number; headSeq: number; tailSeq: number; corrupt: null };
+    const json = JSON.parse(sluice(['queue', 'info', path.join(q, QUEUE_FILE), '--json']).stdout) as {
+      records: number;
+      headSeq: number;
+      tailSeq: number;
+      corrupt: null;
+    };
     expect(json).toMatchObject({ records: 15, headSeq: 5, tailSeq: 20, corrupt: null });
     const cat = sluice(['queue', 'cat', q]);
     expect(cat.status).toBe(0);
     expect(cat.stdout.trimEnd().split('\n')).toEqual(expected(5, 20));
-    const catJson = sluice(['queue', 'cat', q, '--json']).stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { seq: number; source: string; raw: string });
+    const catJson = sluice(['queue', 'cat', q, '--json'])
+      .stdout.trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { seq: number; source: string; raw: string });
     expect(catJson[0]).toMatchObject({ seq: 5, source: 'app', raw: line(5) });
     expect(readFileSync(path.join(q, QUEUE_FILE)).equals(before)).toBe(true);
   });
@@ -150,24 +200,27 @@ pipelines:
     expect(check.stdout).toMatch(/queue central: CORRUPT .*sequence 7.*14 valid record\(s\) are salvaged/);
   });
 
-  it('drain sends an orphan through a configured destination and removes its files once all are delivered', async () => {
-    dir = tempDir();
-    const state = path.join(dir, 'state');
-    const orphan = await makeQueue(state, 'retired');
-    const rx = await receiver();
-    const cfg = path.join(dir, 'sluice.yaml');
-    writeFileSync(cfg, config(state, rx.port));
-    try {
-      const r = await sluiceAsync(['queue', 'drain', orphan, '--to', 'central', '-c', cfg]);
-      expect(r.status).toBe(0);
-      expect(r.stdout).toMatch(/draining 15 record\(s\)/);
-      expect(r.stdout).toMatch(/drained 15 record\(s\); removed the queue files/);
-      expect(rx.got).toEqual(expected(5, 20));
-      expect(existsSync(orphan)).toBe(false);
-    } finally {
-      rx.close();
-    }
-  });
+  it(
+    'drain sends an orphan through a configured destination and removes its files once all are ' + 'delivered',
+    async () => {
+      dir = tempDir();
+      const state = path.join(dir, 'state');
+      const orphan = await makeQueue(state, 'retired');
+      const rx = await receiver();
+      const cfg = path.join(dir, 'sluice.yaml');
+      writeFileSync(cfg, config(state, rx.port));
+      try {
+        const r = await sluiceAsync(['queue', 'drain', orphan, '--to', 'central', '-c', cfg]);
+        expect(r.status).toBe(0);
+        expect(r.stdout).toMatch(/draining 15 record\(s\)/);
+        expect(r.stdout).toMatch(/drained 15 record\(s\); removed the queue files/);
+        expect(rx.got).toEqual(expected(5, 20));
+        expect(existsSync(orphan)).toBe(false);
+      } finally {
+        rx.close();
+      }
+    },
+  );
 
   it('an agent reports an orphan at start and leaves it alone; with drain_orphans it drains it', async () => {
     dir = tempDir();
@@ -176,7 +229,9 @@ pipelines:
     const rx = await receiver();
     try {
       let agent = await startAgent(config(state, rx.port));
-      expect(agent.stats().orphans).toEqual({ retired: { dir: orphan, records: 15, drainingInto: null, drained: false } });
+      expect(agent.stats().orphans).toEqual({
+        retired: { dir: orphan, records: 15, drainingInto: null, drained: false },
+      });
       await agent.stop();
       expect(existsSync(path.join(orphan, QUEUE_FILE))).toBe(true);
       expect(rx.got).toEqual([]);

@@ -93,7 +93,12 @@ async function run(seed: number): Promise<void> {
   const syncer = setInterval(sync, 2);
   try {
     const id = (await statIdentity(file))!;
-    tailer = await FileTailer.open(file, id, 'beginning', origin, { maxLineLength: 65536, flushTimeout: 1000, deliver, onTruncated: () => undefined });
+    tailer = await FileTailer.open(file, id, 'beginning', origin, {
+      maxLineLength: 65536,
+      flushTimeout: 1000,
+      deliver,
+      onTruncated: () => undefined,
+    });
     const t = tailer!;
     const timer = setInterval(check, 1);
     const deadline = Date.now() + 20_000;
@@ -108,7 +113,10 @@ async function run(seed: number): Promise<void> {
     check();
     const missing = Array.from({ length: written }, (_, n) => n).filter((n) => !received.has(n));
     expect(problems.slice(0, 3), `seed ${seed}`).toEqual([]);
-    expect(missing.slice(0, 10), `seed ${seed}: ${missing.length} of ${written} lines never reached the receiver`).toEqual([]);
+    expect(
+      missing.slice(0, 10),
+      `seed ${seed}: ${missing.length} of ${written} lines never reached the receiver`,
+    ).toEqual([]);
     expect(t.committed, `seed ${seed}`).toBe(bytes);
     await t.close();
   } finally {

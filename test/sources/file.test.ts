@@ -1,4 +1,14 @@
-import { appendFileSync, copyFileSync, readFileSync, renameSync, statSync, truncateSync, writeFileSync, mkdirSync, unlinkSync } from 'node:fs';
+import {
+  appendFileSync,
+  copyFileSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+  mkdirSync,
+  unlinkSync,
+} from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -77,18 +87,21 @@ pipelines:
     return JSON.parse(readFileSync(path.join(dir, 'state/checkpoints/app.json'), 'utf8')) as Checkpoints;
   }
 
-  it('reads existing lines from the beginning, then follows appends, holding a partial line until its newline', async () => {
-    const { logs, out } = setup();
-    const app = path.join(logs, 'app.log');
-    writeFileSync(app, 'one\ntwo\r\n\nthree\n');
-    await start();
-    await waitFor('existing lines', () => readLines(out).length === 3);
-    appendFileSync(app, 'four\nfiv');
-    await waitFor('appended line', () => readLines(out).length === 4);
-    appendFileSync(app, 'e\n');
-    await waitFor('completed line', () => readLines(out).length === 5);
-    expect(readLines(out)).toEqual(['one', 'two', 'three', 'four', 'five']);
-  });
+  it(
+    'reads existing lines from the beginning, then follows appends, holding a partial line until its ' + 'newline',
+    async () => {
+      const { logs, out } = setup();
+      const app = path.join(logs, 'app.log');
+      writeFileSync(app, 'one\ntwo\r\n\nthree\n');
+      await start();
+      await waitFor('existing lines', () => readLines(out).length === 3);
+      appendFileSync(app, 'four\nfiv');
+      await waitFor('appended line', () => readLines(out).length === 4);
+      appendFileSync(app, 'e\n');
+      await waitFor('completed line', () => readLines(out).length === 5);
+      expect(readLines(out)).toEqual(['one', 'two', 'three', 'four', 'five']);
+    },
+  );
 
   it('sends a last line without newline after flush_timeout', async () => {
     const { logs, out } = setup();
@@ -99,18 +112,21 @@ pipelines:
     expect(readLines(out)).toEqual(['complete', 'unterminated']);
   });
 
-  it('with read_from: end skips what existed at start but reads files that appear later from their beginning', async () => {
-    const { logs, out } = setup();
-    writeFileSync(path.join(logs, 'old.log'), 'old line\n');
-    await start('    read_from: end');
-    appendFileSync(path.join(logs, 'old.log'), 'new line\n');
-    writeFileSync(path.join(logs, 'fresh.log'), 'fresh 1\nfresh 2\n');
-    await waitFor('three lines', () => readLines(out).length === 3);
-    expect(readLines(out).sort()).toEqual(['fresh 1', 'fresh 2', 'new line']);
-  });
+  it(
+    'with read_from: end skips what existed at start but reads files that appear later from their ' + 'beginning',
+    async () => {
+      const { logs, out } = setup();
+      writeFileSync(path.join(logs, 'old.log'), 'old line\n');
+      await start('    read_from: end');
+      appendFileSync(path.join(logs, 'old.log'), 'new line\n');
+      writeFileSync(path.join(logs, 'fresh.log'), 'fresh 1\nfresh 2\n');
+      await waitFor('three lines', () => readLines(out).length === 3);
+      expect(readLines(out).sort()).toEqual(['fresh 1', 'fresh 2', 'new line']);
+    },
+  );
 
   it('resumes from its checkpoint after a restart: no line lost, none repeated', async () => {
-    const { logs, out, app } = await readTwoLinesAndStop();
+    const { out, app } = await readTwoLinesAndStop();
     expect(checkpoints().files).toEqual([expect.objectContaining({ path: app, offset: 6 })]);
     appendFileSync(app, 'b1\nb2\n');
     await start();
@@ -133,7 +149,9 @@ pipelines:
     await waitFor('all lines', () => readLines(out).length === 6);
     await sleep(300);
     const lines = readLines(out);
-    expect(lines.sort()).toEqual(['after 1', 'after 2', 'before 1', 'before 2', 'late in old file', 'written after the rename'].sort());
+    expect(lines.sort()).toEqual(
+      ['after 1', 'after 2', 'before 1', 'before 2', 'late in old file', 'written after the rename'].sort(),
+    );
   });
 
   it('finishes a file rotated while it was stopped, to a name the globs do not match', async () => {
@@ -149,7 +167,8 @@ pipelines:
     expect(followed()).toContainEqual(expect.objectContaining({ path: path.join(logs, 'app.log.1'), rotated: true }));
   });
 
-  it('loses nothing when the file is renamed at any moment while sluice starts, with thousands of old files beside it', async () => {
+  it('loses nothing when the file is renamed at any moment while sluice starts, with thousands of old files beside ' +
+    'it', async () => {
     const { logs, out } = setup();
     // Old rotated files make the start's directory scan take a while: the rename lands inside it.
     for (let i = 0; i < 3000; i++) writeFileSync(path.join(logs, `app.log.old${i}`), 'x\n');
@@ -166,7 +185,7 @@ pipelines:
     // One rename per round, at a seeded moment within the time a start takes (measured by the last one).
     let startMs = 400;
     let seed = 15;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     for (let round = 0; round < 6; round++) {
       await agent!.stop();
       agent = undefined;
@@ -223,14 +242,19 @@ destinations:
     expect(new Set(lines).size).toBe(20_001);
   }, 90_000);
 
-  it('follows every new file under a followed name while an older one is still being finished behind a full queue', async () => {
+  it('follows every new file under a followed name while an older one is still being finished behind a full ' +
+    'queue', async () => {
     const { logs } = setup();
     const app = path.join(logs, 'app.log');
     writeFileSync(app, `${'x'.repeat(150)}\n`.repeat(20_000));
     process.env.DIR = dir;
     // A destination that cannot be reached and a small queue: the first file cannot be finished.
     agent = await startAgent(
-      yaml('').replace(/\ndestinations:\n.*\n/, '\ndestinations:\n  f: { type: sluice, urls: ["ws://127.0.0.1:1"], token: "t", queue: { mode: reliable, max_size: 69632 } }\n'),
+      yaml('').replace(
+        /\ndestinations:\n.*\n/,
+        '\ndestinations:\n  f: { type: sluice, urls: ["ws://127.0.0.1:1"], token: "t", queue: { mode: reliable, ' +
+          'max_size: 69632 } }\n',
+      ),
     );
     await waitFor('the file followed', () => followed().length === 1);
     const inode = (f: string) => String(statSync(f).ino);
@@ -238,18 +262,29 @@ destinations:
       renameSync(app, path.join(logs, `app.log.${i}`));
       writeFileSync(app, `new ${i}\n`);
       const ino = inode(app);
-      await waitFor(`file ${i + 1} followed`, () => (agent!.sources.get('app') as FileSource).followed().some((f) => f.path === app && !f.rotated) && checkpointsHave(ino), 5000);
+      await waitFor(
+        `file ${i + 1} followed`,
+        () =>
+          (agent!.sources.get('app') as FileSource).followed().some((f) => f.path === app && !f.rotated) &&
+          checkpointsHave(ino),
+        5000,
+      );
     }
   }, 60_000);
 
-  it('does not let a rotated file go (and its checkpoint with it) while lines read from it still wait for their commit', async () => {
+  it('does not let a rotated file go (and its checkpoint with it) while lines read from it still wait for their ' +
+    'commit', async () => {
     const { logs, out } = setup();
     const app = path.join(logs, 'app.log');
     // One read's worth (under 256 KiB), more than the small queue holds: once read, the file is at
     // its end while most of its lines still wait for room, uncommitted.
     writeFileSync(app, Array.from({ length: 1200 }, (_, i) => `line ${i} ${'p'.repeat(150)}\n`).join(''));
-    const blocked = '\ndestinations:\n  f: { type: sluice, urls: ["ws://127.0.0.1:1"], token: "t", queue: { mode: reliable, max_size: 69632 } }\n';
-    const draining = '\ndestinations:\n  f: { type: file, path: "\${DIR}/out.log", exactly_once: true, queue: { mode: reliable, max_size: 69632 } }\n';
+    const blocked =
+      '\ndestinations:\n  f: { type: sluice, urls: ["ws://127.0.0.1:1"], token: "t", queue: { mode: reliable, ' +
+      'max_size: 69632 } }\n';
+    const draining =
+      '\ndestinations:\n  f: { type: file, path: "${DIR}/out.log", exactly_once: true, queue: { mode: reliable, ' +
+      'max_size: 69632 } }\n';
     process.env.DIR = dir;
     agent = await startAgent(yaml('').replace(/\ndestinations:\n.*\n/, blocked));
     await waitFor('the file followed', () => followed().length === 1);
@@ -265,38 +300,45 @@ destinations:
     expect(new Set(readLines(out)).size).toBe(1201);
   }, 60_000);
 
-  it('after a restart, leaves alone a file in the directory whose inode was checkpointed but whose first bytes changed', async () => {
-    const { logs, out, app } = await readTwoLinesAndStop();
-    const other = path.join(logs, 'other.txt');
-    renameSync(app, other);
-    // Same inode, other content and another birth time (a reused inode under an unrelated file; the
-    // birth time is set back in the checkpoint, as the test cannot make the kernel reuse an inode):
-    // not ours to read.
-    writeFileSync(other, 'unrelated 1\nunrelated 2\nunrelated 3\n', { flag: 'r+' });
-    writeFileSync(app, 'b1\n');
-    const file = path.join(dir, 'state/checkpoints/app.json');
-    const cp = checkpoints();
-    for (const f of cp.files as { birth?: number }[]) f.birth = (f.birth ?? 0) - 60_000;
-    writeFileSync(file, JSON.stringify(cp));
-    await start();
-    await waitFor('the new file', () => readLines(out).length >= 3);
-    await sleep(300);
-    expect(readLines(out)).toEqual(['a1', 'a2', 'b1']);
-    expect(followed().map((f) => f.path)).toEqual([app]);
-  });
+  it(
+    'after a restart, leaves alone a file in the directory whose inode was checkpointed but whose first bytes ' +
+      'changed',
+    async () => {
+      const { logs, out, app } = await readTwoLinesAndStop();
+      const other = path.join(logs, 'other.txt');
+      renameSync(app, other);
+      // Same inode, other content and another birth time (a reused inode under an unrelated file; the
+      // birth time is set back in the checkpoint, as the test cannot make the kernel reuse an inode):
+      // not ours to read.
+      writeFileSync(other, 'unrelated 1\nunrelated 2\nunrelated 3\n', { flag: 'r+' });
+      writeFileSync(app, 'b1\n');
+      const file = path.join(dir, 'state/checkpoints/app.json');
+      const cp = checkpoints();
+      for (const f of cp.files as { birth?: number }[]) f.birth = (f.birth ?? 0) - 60_000;
+      writeFileSync(file, JSON.stringify(cp));
+      await start();
+      await waitFor('the new file', () => readLines(out).length >= 3);
+      await sleep(300);
+      expect(readLines(out)).toEqual(['a1', 'a2', 'b1']);
+      expect(followed().map((f) => f.path)).toEqual([app]);
+    },
+  );
 
-  it('after a restart, reads from its start a file cut (copytruncate) and renamed while sluice was stopped', async () => {
-    const { logs, out, app } = await readTwoLinesAndStop();
-    // While stopped: copytruncate, the writer goes on in the cut file, then it is renamed away.
-    truncateSync(app, 0);
-    appendFileSync(app, 'c1 written after the cut\nc2\n');
-    renameSync(app, path.join(logs, 'app.log.1'));
-    writeFileSync(app, 'b1\n');
-    await start();
-    await waitFor('the cut file and the new one', () => readLines(out).length >= 5);
-    await sleep(300);
-    expect(readLines(out).sort()).toEqual(['a1', 'a2', 'b1', 'c1 written after the cut', 'c2']);
-  });
+  it(
+    'after a restart, reads from its start a file cut (copytruncate) and renamed while sluice was ' + 'stopped',
+    async () => {
+      const { logs, out, app } = await readTwoLinesAndStop();
+      // While stopped: copytruncate, the writer goes on in the cut file, then it is renamed away.
+      truncateSync(app, 0);
+      appendFileSync(app, 'c1 written after the cut\nc2\n');
+      renameSync(app, path.join(logs, 'app.log.1'));
+      writeFileSync(app, 'b1\n');
+      await start();
+      await waitFor('the cut file and the new one', () => readLines(out).length >= 5);
+      await sleep(300);
+      expect(readLines(out).sort()).toEqual(['a1', 'a2', 'b1', 'c1 written after the cut', 'c2']);
+    },
+  );
 
   it('follows copytruncate: the shrunken file is read again from its start, nothing lost or repeated', async () => {
     const { logs, out } = setup();
@@ -333,7 +375,19 @@ destinations:
     mkdirSync(path.join(dir, 'state/checkpoints'), { recursive: true });
     writeFileSync(
       path.join(dir, 'state/checkpoints/app.json'),
-      JSON.stringify({ version: 1, files: [{ path: app, dev: String(st.dev), ino: String(st.ino), fingerprint: 'deadbeef', fingerprint_bytes: 10, offset: 18 }] }),
+      JSON.stringify({
+        version: 1,
+        files: [
+          {
+            path: app,
+            dev: String(st.dev),
+            ino: String(st.ino),
+            fingerprint: 'deadbeef',
+            fingerprint_bytes: 10,
+            offset: 18,
+          },
+        ],
+      }),
     );
     await start();
     await waitFor('both lines', () => readLines(out).length === 2);

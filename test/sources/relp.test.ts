@@ -30,13 +30,16 @@ async function source() {
       return { accepted: undefined, committed };
     },
   } as unknown as Router;
-  const src = new RelpSource(relpSourceSchema.parse({ type: 'relp', address: '127.0.0.1:0', max_message_size: '1KiB' }), {
-    name: 'relp',
-    router,
-    logger: silentLogger(),
-    stateDir: '/nonexistent',
-    hostname: 'test',
-  });
+  const src = new RelpSource(
+    relpSourceSchema.parse({ type: 'relp', address: '127.0.0.1:0', max_message_size: '1KiB' }),
+    {
+      name: 'relp',
+      router,
+      logger: silentLogger(),
+      stateDir: '/nonexistent',
+      hostname: 'test',
+    },
+  );
   await src.start();
   return { src, batches };
 }
@@ -138,7 +141,10 @@ describe('RELP source', () => {
       const c = await client(src.port);
       c.send(Buffer.concat([relpFrame(1, 'open', offers), relpFrame(2, 'syslog', '<13>after a refused open')]));
       await waitFor('closed', () => c.ended(), 5000);
-      expect(c.frames.map((f) => `${f.txnr} ${f.command} ${f.data.toString()}`)).toEqual([`1 rsp ${answer}`, '0 serverclose ']);
+      expect(c.frames.map((f) => `${f.txnr} ${f.command} ${f.data.toString()}`)).toEqual([
+        `1 rsp ${answer}`,
+        '0 serverclose ',
+      ]);
       expect(batches).toHaveLength(0);
     });
   }

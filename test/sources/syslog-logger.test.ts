@@ -34,10 +34,26 @@ pipelines:
   const cases: { name: string; args: (port: number) => string[]; source: 'udp' | 'tcp' }[] = [
     { name: 'UDP, RFC 5424', source: 'udp', args: (p) => ['-d', '-n', '127.0.0.1', '-P', String(p), '--rfc5424'] },
     { name: 'UDP, RFC 3164', source: 'udp', args: (p) => ['-d', '-n', '127.0.0.1', '-P', String(p), '--rfc3164'] },
-    { name: 'TCP LF-framed, RFC 5424', source: 'tcp', args: (p) => ['-T', '-n', '127.0.0.1', '-P', String(p), '--rfc5424'] },
-    { name: 'TCP LF-framed, RFC 3164', source: 'tcp', args: (p) => ['-T', '-n', '127.0.0.1', '-P', String(p), '--rfc3164'] },
-    { name: 'TCP octet-counted, RFC 5424', source: 'tcp', args: (p) => ['-T', '--octet-count', '-n', '127.0.0.1', '-P', String(p), '--rfc5424'] },
-    { name: 'TCP octet-counted, RFC 3164', source: 'tcp', args: (p) => ['-T', '--octet-count', '-n', '127.0.0.1', '-P', String(p), '--rfc3164'] },
+    {
+      name: 'TCP LF-framed, RFC 5424',
+      source: 'tcp',
+      args: (p) => ['-T', '-n', '127.0.0.1', '-P', String(p), '--rfc5424'],
+    },
+    {
+      name: 'TCP LF-framed, RFC 3164',
+      source: 'tcp',
+      args: (p) => ['-T', '-n', '127.0.0.1', '-P', String(p), '--rfc3164'],
+    },
+    {
+      name: 'TCP octet-counted, RFC 5424',
+      source: 'tcp',
+      args: (p) => ['-T', '--octet-count', '-n', '127.0.0.1', '-P', String(p), '--rfc5424'],
+    },
+    {
+      name: 'TCP octet-counted, RFC 3164',
+      source: 'tcp',
+      args: (p) => ['-T', '--octet-count', '-n', '127.0.0.1', '-P', String(p), '--rfc3164'],
+    },
   ];
 
   for (const c of cases) {

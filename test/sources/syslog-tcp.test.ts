@@ -134,8 +134,17 @@ pipelines:
   it('speaks TLS with client certificates (mTLS) and refuses clients without one', async () => {
     dir = tempDir();
     const pki = makePki(dir);
-    const port = await start('', `    tls:\n      cert: ${pki.serverCert}\n      key: ${pki.serverKey}\n      client_ca: ${pki.ca}`);
-    const withCert = tls.connect({ host: '127.0.0.1', port, ca: readFileSync(pki.ca), cert: readFileSync(pki.clientCert), key: readFileSync(pki.clientKey) });
+    const port = await start(
+      '',
+      `    tls:\n      cert: ${pki.serverCert}\n      key: ${pki.serverKey}\n      client_ca: ${pki.ca}`,
+    );
+    const withCert = tls.connect({
+      host: '127.0.0.1',
+      port,
+      ca: readFileSync(pki.ca),
+      cert: readFileSync(pki.clientCert),
+      key: readFileSync(pki.clientKey),
+    });
     await new Promise<void>((resolve, reject) => withCert.once('secureConnect', resolve).once('error', reject));
     withCert.write('<13>1 - - - - - - over mutual TLS\n');
     await waitFor('the TLS line', () => readLines(out).length === 1);
@@ -225,21 +234,47 @@ pipelines:
    * `throwing`: the queue's push throws instead of failing the commit (a queue bug): the source must
    * survive that too.
    */
-  async function withSource(body: (t: { port: number; q: ReliableQueue; disk: FaultyDisk; source: SyslogTcpSource; failPush: { on: boolean } }) => Promise<void>): Promise<void> {
+  async function withSource(
+    body: (t: {
+      port: number;
+      q: ReliableQueue;
+      disk: FaultyDisk;
+      source: SyslogTcpSource;
+      failPush: { on: boolean };
+    }) => Promise<void>,
+  ): Promise<void> {
     const dir = tempDir();
     const disk = new FaultyDisk();
-    const q = await ReliableQueue.open('d', path.join(dir, 'q'), { maxSize: 1 << 20, memBufSize: 1 << 16, sync: 'interval', syncInterval: 5, full: 'block', logger: silentLogger(), statsOf: () => undefined, openFile: disk.open });
+    const q = await ReliableQueue.open('d', path.join(dir, 'q'), {
+      maxSize: 1 << 20,
+      memBufSize: 1 << 16,
+      sync: 'interval',
+      syncInterval: 5,
+      full: 'block',
+      logger: silentLogger(),
+      statsOf: () => undefined,
+      openFile: disk.open,
+    });
     const failPush = { on: false };
     const queue = new Proxy(q, {
       get(target, p) {
-        if (p === 'push' && failPush.on) return () => { throw new Error('queue bug'); };
+        if (p === 'push' && failPush.on)
+          return () => {
+            throw new Error('queue bug');
+          };
         const v = Reflect.get(target, p) as unknown;
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
       },
     });
     const config = parseConfigText(yaml(dir), 'test.yaml').config;
     const router = new Router(config.pipelines, new Map([['d', queue]]));
-    const source = new SyslogTcpSource(config.sources.tcp as never, { name: 'tcp', router, logger: silentLogger(), stateDir: dir, hostname: 'h' });
+    const source = new SyslogTcpSource(config.sources.tcp as never, {
+      name: 'tcp',
+      router,
+      logger: silentLogger(),
+      stateDir: dir,
+      hostname: 'h',
+    });
     await source.start();
     try {
       await body({ port: source.port, q, disk, source, failPush });
@@ -262,7 +297,8 @@ pipelines:
   }
 
   for (const how of ['its write fails', 'the queue throws'] as const) {
-    it(`keeps reading a connection whose batches cannot be committed (${how}), and counts every line it lost`, async () => {
+    it(`keeps reading a connection whose batches cannot be committed (${how}), and counts every line it ` +
+      `lost`, async () => {
       await withSource(async ({ port, q, disk, source, failPush }) => {
         const s = await connect(port);
         if (how === 'its write fails') disk.failWrites = 'EIO';

@@ -39,7 +39,11 @@ pipelines:
     const r = spawnSync(process.execPath, ['-e', sender], { timeout: 30_000 });
     expect(r.status).toBe(0);
     const stats = () => agent.stats().sources.udp!;
-    await waitFor('every datagram received or counted', () => stats().received + (stats().dropped.kernel_buffer ?? 0) >= N, 10_000);
+    await waitFor(
+      'every datagram received or counted',
+      () => stats().received + (stats().dropped.kernel_buffer ?? 0) >= N,
+      10_000,
+    );
     const dropped = stats().dropped.kernel_buffer ?? 0;
     expect(dropped).toBeGreaterThan(0);
     expect(stats().received + dropped).toBe(N);
@@ -65,13 +69,16 @@ describe('UDP: a source whose port is taken', () => {
     const taken = dgram.createSocket('udp4');
     await new Promise<void>((r) => taken.bind(0, '127.0.0.1', r));
     try {
-      const src = new SyslogUdpSource(syslogUdpSourceSchema.parse({ type: 'syslog_udp', address: `127.0.0.1:${taken.address().port}` }), {
-        name: 'udp',
-        router: {} as never,
-        logger: silentLogger(),
-        stateDir: '/nonexistent',
-        hostname: 'test',
-      });
+      const src = new SyslogUdpSource(
+        syslogUdpSourceSchema.parse({ type: 'syslog_udp', address: `127.0.0.1:${taken.address().port}` }),
+        {
+          name: 'udp',
+          router: {} as never,
+          logger: silentLogger(),
+          stateDir: '/nonexistent',
+          hostname: 'test',
+        },
+      );
       await expect(src.start()).rejects.toThrow(/EADDRINUSE/);
       await expect(src.stop()).resolves.toBeUndefined();
     } finally {

@@ -9,7 +9,12 @@ export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 const cli = process.env.SLUICE_CLI ?? path.join(root, 'dist/cli.js');
 
 /** A seeded generator (mulberry32): the same SEED gives the same run of choices. */
-export function seeded(seed: number): { next(): number; int(lo: number, hi: number): number; pick<T>(xs: readonly T[]): T; chance(p: number): boolean } {
+export function seeded(seed: number): {
+  next(): number;
+  int(lo: number, hi: number): number;
+  pick<T>(xs: readonly T[]): T;
+  chance(p: number): boolean;
+} {
   let a = seed >>> 0;
   const next = () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -60,7 +65,10 @@ export class SluiceProcess {
     });
     child.once('exit', (code, signal) => {
       if (!this.expectExit) {
-        this.crashes.push(`exit ${code ?? signal}: ${this.logLines.slice(-3).join(' | ').slice(0, 2000)} ${this.partial.slice(0, 2000)}`);
+        this.crashes.push(
+          `exit ${code ?? signal}: ${this.logLines.slice(-3).join(' | ').slice(0, 2000)} ` +
+            `${this.partial.slice(0, 2000)}`,
+        );
         this.restartTimer = setTimeout(() => {
           this.restartTimer = null;
           if (!this.running) this.start();
@@ -228,7 +236,8 @@ export function accountLosses(queueDir: string, missing: readonly number[]): Los
       }
       const end = at + RECORD_HEADER + (frame.kind === 'record' ? frame.length : 0);
       if (rotated && damagedRecordAt(data, gapFrom, at)) numbers(data.toString('latin1', gapFrom, at), inDamaged);
-      if (frame.kind === 'record') numbers(data.toString('latin1', at + RECORD_HEADER, end), rotated ? intactRotated : intactLive);
+      if (frame.kind === 'record')
+        numbers(data.toString('latin1', at + RECORD_HEADER, end), rotated ? intactRotated : intactLive);
       gapFrom = at = end;
     }
     if (rotated && damagedRecordAt(data, gapFrom, data.length)) numbers(data.toString('latin1', gapFrom), inDamaged);

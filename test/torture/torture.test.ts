@@ -1,4 +1,18 @@
-import { appendFileSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { centralYaml, removeDir, sleep, stablePort, tempDir } from '../helpers/agent.js';
@@ -16,12 +30,22 @@ import { accountLosses, countLines, lineHead, mountTmpfs, seeded, settle, Sluice
 // `npm run torture` runs each scenario for minutes; without TORTURE_SECONDS, a few seconds each
 // (TORTURE_SECONDS per scenario, SEED to repeat a run).
 
-// Without TORTURE_SECONDS: 5 s a scenario and one fixed seed (SEED= to vary it); npm run torture: minutes, a new seed each run.
+// Without TORTURE_SECONDS: 5 s a scenario and one fixed seed (SEED= to vary it); npm run torture: minutes, a new seed
+// each run.
 const SECONDS = Number(process.env.TORTURE_SECONDS ?? 5);
 const SEED = Number(process.env.SEED ?? (process.env.TORTURE_SECONDS ? Math.floor(Math.random() * 2 ** 31) : 20261129));
 const TOKEN = 'torture-token-0123456789abcdef';
 
-type Event = 'rename' | 'copytruncate' | 'kill-agent' | 'kill-central' | 'kill-both' | 'restart-rename' | 'damage-running' | 'damage-stopped' | 'full-disk';
+type Event =
+  | 'rename'
+  | 'copytruncate'
+  | 'kill-agent'
+  | 'kill-central'
+  | 'kill-both'
+  | 'restart-rename'
+  | 'damage-running'
+  | 'damage-stopped'
+  | 'full-disk';
 
 interface Scenario {
   name: string;
@@ -34,11 +58,37 @@ interface Scenario {
 }
 
 const scenarios: Scenario[] = [
-  { name: 'ring boundaries: one line length, a tiny ring, rotations and kills', events: ['rename', 'kill-agent', 'kill-central', 'kill-both'], lines: 'fixed', ringKiB: 64 },
-  { name: 'ring boundaries: mixed line lengths, rotations by rename and copytruncate', events: ['rename', 'copytruncate', 'kill-agent', 'kill-both'], lines: 'mixed', ringKiB: 96 },
-  { name: 'renames while the agent starts, beside many old files', events: ['restart-rename', 'rename', 'kill-central'], lines: 'mixed', ringKiB: 128 },
-  { name: 'queue file damage while running and while stopped', events: ['damage-running', 'damage-stopped', 'kill-agent', 'rename'], lines: 'mixed', ringKiB: 128 },
-  { name: 'a full disk under the agent while the central is away', events: ['full-disk', 'kill-agent', 'rename'], lines: 'mixed', ringKiB: 512, tmpfs: true },
+  {
+    name: 'ring boundaries: one line length, a tiny ring, rotations and kills',
+    events: ['rename', 'kill-agent', 'kill-central', 'kill-both'],
+    lines: 'fixed',
+    ringKiB: 64,
+  },
+  {
+    name: 'ring boundaries: mixed line lengths, rotations by rename and copytruncate',
+    events: ['rename', 'copytruncate', 'kill-agent', 'kill-both'],
+    lines: 'mixed',
+    ringKiB: 96,
+  },
+  {
+    name: 'renames while the agent starts, beside many old files',
+    events: ['restart-rename', 'rename', 'kill-central'],
+    lines: 'mixed',
+    ringKiB: 128,
+  },
+  {
+    name: 'queue file damage while running and while stopped',
+    events: ['damage-running', 'damage-stopped', 'kill-agent', 'rename'],
+    lines: 'mixed',
+    ringKiB: 128,
+  },
+  {
+    name: 'a full disk under the agent while the central is away',
+    events: ['full-disk', 'kill-agent', 'rename'],
+    lines: 'mixed',
+    ringKiB: 512,
+    tmpfs: true,
+  },
 ];
 
 interface Figures {
@@ -87,10 +137,14 @@ async function run(s: Scenario, seed: number): Promise<Figures> {
   if (s.tmpfs) mountTmpfs(agentState, 4);
   const app = path.join(logs, 'app.log');
   writeFileSync(app, '');
-  if (s.events.includes('restart-rename')) for (let i = 0; i < 2000; i++) writeFileSync(path.join(logs, `app.log.old${i}`), 'old\n');
+  if (s.events.includes('restart-rename'))
+    for (let i = 0; i < 2000; i++) writeFileSync(path.join(logs, `app.log.old${i}`), 'old\n');
   const port = await stablePort();
   const out = path.join(dir, 'central.log');
-  writeFileSync(path.join(dir, 'central.yaml'), centralYaml({ stateDir: `${dir}/central`, port, token: TOKEN, out, log: '{ level: info, format: json }' }));
+  writeFileSync(
+    path.join(dir, 'central.yaml'),
+    centralYaml({ stateDir: `${dir}/central`, port, token: TOKEN, out, log: '{ level: info, format: json }' }),
+  );
   writeFileSync(
     path.join(dir, 'agent.yaml'),
     `state_dir: ${agentState}
@@ -106,14 +160,30 @@ destinations:
     token: "${TOKEN}"
     batch_size: ${rng.pick([7, 64, 500])}
     backoff: { initial: 20ms, max: 200ms }
-    queue: { mode: reliable, max_size: ${4096 + s.ringKiB * 1024}, mem_buf_size: ${rng.pick([4096, 65536])}, sync_interval: 10ms }
+    queue: { mode: reliable, max_size: ${4096 + s.ringKiB * 1024}, mem_buf_size: ${rng.pick([4096, 65536])},
+        sync_interval: 10ms }
 pipelines:
   p: { from: [app], to: [central] }
 `,
   );
   const central = new SluiceProcess(path.join(dir, 'central.yaml'));
   const agent = new SluiceProcess(path.join(dir, 'agent.yaml'));
-  const figures: Figures = { lines: 0, kills: 0, rotations: 0, startupRenames: 0, damage: 0, fullDisk: 0, drains: 0, lostCounted: 0, missing: 0, lostToDamage: 0, duplicates: 0, cutByCopytruncate: 0, backlog: 0, settleSeconds: 0 };
+  const figures: Figures = {
+    lines: 0,
+    kills: 0,
+    rotations: 0,
+    startupRenames: 0,
+    damage: 0,
+    fullDisk: 0,
+    drains: 0,
+    lostCounted: 0,
+    missing: 0,
+    lostToDamage: 0,
+    duplicates: 0,
+    cutByCopytruncate: 0,
+    backlog: 0,
+    settleSeconds: 0,
+  };
   // Lines that copytruncate may cut before the agent reads them: those in the file when it was cut.
   const cuttable = new Set<number>();
   const fixedPad = rng.int(20, 300);
@@ -123,7 +193,10 @@ pipelines:
   let paused = false;
   const line = () => {
     const n = written++;
-    const pad = s.lines === 'fixed' ? fixedPad - 2 * String(n).length : rng.pick([0, 1, 2, 13, 64, 100, 233, 500, rng.int(0, 900)]);
+    const pad =
+      s.lines === 'fixed'
+        ? fixedPad - 2 * String(n).length
+        : rng.pick([0, 1, 2, 13, 64, 100, 233, 500, rng.int(0, 900)]);
     return `${lineHead(n)}${'p'.repeat(Math.max(0, pad))}\n`;
   };
   const ringFile = path.join(agentState, 'queues/central/queue.sq');
@@ -146,13 +219,21 @@ pipelines:
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
       try {
-        if ((JSON.parse(readFileSync(checkpoints, 'utf8')) as { files: { ino: string }[] }).files.some((f) => f.ino === ino)) return;
+        if (
+          (JSON.parse(readFileSync(checkpoints, 'utf8')) as { files: { ino: string }[] }).files.some(
+            (f) => f.ino === ino,
+          )
+        )
+          return;
       } catch {
         // not written yet, or being replaced
       }
       await sleep(20);
     }
-    throw new Error(`the agent did not follow ${file} within 20 s (agent ${agent.running ? 'running' : 'not running'}; crashes: ${agent.crashes.join(' || ')})`);
+    throw new Error(
+      `the agent did not follow ${file} within 20 s (agent ${agent.running ? 'running' : 'not running'}; crashes: ` +
+        `${agent.crashes.join(' || ')})`,
+    );
   };
   try {
     central.start();
@@ -264,12 +345,40 @@ pipelines:
     const account = accountLosses(path.join(agentState, 'queues/central'), unexplained);
     figures.lostToDamage = account.damaged.length;
     figures.duplicates = [...seen.values()].filter((c) => c > 1).length;
-    figures.lostCounted = agent.logged(/queue file is corrupt/).reduce((sum, o) => sum + (typeof o.records_lost === 'number' ? o.records_lost : 0), 0);
+    figures.lostCounted = agent
+      .logged(/queue file is corrupt/)
+      .reduce((sum, o) => sum + (typeof o.records_lost === 'number' ? o.records_lost : 0), 0);
     const unknown = agent.logged(/queue file is corrupt/).filter((o) => typeof o.records_lost !== 'number').length;
-    const report = { scenario: s.name, seed, ...figures, unknownLoss: unknown, crashes: agent.crashes.length + central.crashes.length, firstMissing: unexplained.slice(0, 10), seen: seen.size, ranges: ranges(unexplained), notDamaged: { count: account.unexplained.length, ranges: ranges(account.unexplained), intactInRotated: account.intactInRotated.length, intactInLive: account.intactInLive.length }, events: eventLog.slice(0, 30), eventsNearLoss: nearLoss(eventLog, unexplained[0]), warn: [...agent.logLines, ...central.logLines].filter((l) => /"level":(40|50)/.test(l) && !/ECONNREFUSED|1006/.test(l)).slice(0, 8).map((l) => l.slice(0, 400)) };
+    const report = {
+      scenario: s.name,
+      seed,
+      ...figures,
+      unknownLoss: unknown,
+      crashes: agent.crashes.length + central.crashes.length,
+      firstMissing: unexplained.slice(0, 10),
+      seen: seen.size,
+      ranges: ranges(unexplained),
+      notDamaged: {
+        count: account.unexplained.length,
+        ranges: ranges(account.unexplained),
+        intactInRotated: account.intactInRotated.length,
+        intactInLive: account.intactInLive.length,
+      },
+      events: eventLog.slice(0, 30),
+      eventsNearLoss: nearLoss(eventLog, unexplained[0]),
+      warn: [...agent.logLines, ...central.logLines]
+        .filter((l) => /"level":(40|50)/.test(l) && !/ECONNREFUSED|1006/.test(l))
+        .slice(0, 8)
+        .map((l) => l.slice(0, 400)),
+    };
     console.log(`torture ${JSON.stringify(report)}`);
     // Neither process died on its own, but for an agent that could not start on a full disk.
-    expect([...agent.crashes, ...central.crashes].filter((c) => !(s.tmpfs && /cannot start.*ENOSPC|ENOSPC.*cannot start/.test(c))), JSON.stringify(report)).toEqual([]);
+    expect(
+      [...agent.crashes, ...central.crashes].filter(
+        (c) => !(s.tmpfs && /cannot start.*ENOSPC|ENOSPC.*cannot start/.test(c)),
+      ),
+      JSON.stringify(report),
+    ).toEqual([]);
     // Nothing twice at the exactly-once central.
     expect(figures.duplicates, JSON.stringify(report)).toBe(0);
     // Every line not cut by copytruncate arrived, unless a damaged queue file lost it and said so.
@@ -280,8 +389,20 @@ pipelines:
     return figures;
   } finally {
     writing = false;
-    if (process.env.TORTURE_KEEP) console.log(central.logLines.filter((l) => !/connection to the central server failed/.test(l)).map((l) => `C ${l.slice(0, 260)}`).join('\n'));
-    if (process.env.TORTURE_KEEP) console.log(agent.logLines.filter((l) => !/connection to the central server failed/.test(l)).map((l) => l.slice(0, 260)).join('\n'));
+    if (process.env.TORTURE_KEEP)
+      console.log(
+        central.logLines
+          .filter((l) => !/connection to the central server failed/.test(l))
+          .map((l) => `C ${l.slice(0, 260)}`)
+          .join('\n'),
+      );
+    if (process.env.TORTURE_KEEP)
+      console.log(
+        agent.logLines
+          .filter((l) => !/connection to the central server failed/.test(l))
+          .map((l) => l.slice(0, 260))
+          .join('\n'),
+      );
     await agent.kill();
     await central.kill();
     if (s.tmpfs) unmount(agentState);
@@ -292,9 +413,12 @@ pipelines:
 
 describe(`torture (SEED=${SEED}, ${SECONDS} s a scenario)`, () => {
   scenarios.forEach((s, i) => {
-    it(s.name, async () => {
-      await run(s, SEED + i);
-    }, SECONDS * 1000 + 25 * 60_000);
+    it(
+      s.name,
+      async () => {
+        await run(s, SEED + i);
+      },
+      SECONDS * 1000 + 25 * 60_000,
+    );
   });
 });
-

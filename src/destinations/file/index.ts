@@ -70,7 +70,10 @@ export class FileDestination extends QueueDrainer {
   }
 
   describe(): string {
-    return `file ${this.config.path} (under ${this.template.baseDir}, ${this.config.format}${this.config.fsync ? ', fsync' : ''})`;
+    return (
+      `file ${this.config.path} (under ${this.template.baseDir}, ` +
+      `${this.config.format}${this.config.fsync ? ', fsync' : ''})`
+    );
   }
 
   override start(): void {
@@ -200,13 +203,19 @@ export class FileDestination extends QueueDrainer {
       if (size > state.size) {
         await handle.truncate(state.size);
         await handle.datasync();
-        this.ctx.logger.info({ file, cut_bytes: size - state.size }, 'cut back lines written after the last recorded state (a crash); they are written again');
+        this.ctx.logger.info(
+          { file, cut_bytes: size - state.size },
+          'cut back lines written after the last recorded state (a crash); they are written again',
+        );
       } else if (size < state.size) {
         state.size = size; // the file was rotated or shortened from outside: go on from its end
       }
       return state;
     } catch (err) {
-      this.ctx.logger.error({ file, err: (err as Error).message }, 'the exactly-once state beside this file is damaged: records sent again may be written twice');
+      this.ctx.logger.error(
+        { file, err: (err as Error).message },
+        'the exactly-once state beside this file is damaged: records sent again may be written twice',
+      );
       return emptyState(size);
     }
   }
@@ -267,7 +276,9 @@ export class FileDestination extends QueueDrainer {
     for (const [file, f] of this.files) {
       if (f.lastUsed < cutoff) {
         this.files.delete(file);
-        await this.closeFile(f).catch((err: Error) => this.ctx.logger.warn({ file, err: err.message }, 'closing an idle file failed'));
+        await this.closeFile(f).catch((err: Error) =>
+          this.ctx.logger.warn({ file, err: err.message }, 'closing an idle file failed'),
+        );
       }
     }
   }
@@ -291,13 +302,15 @@ function serializeState(state: FileState): string {
 /** Reads version 2, and version 1 (`streams` maps to positions only: each is taken as seen now). */
 function parseState(text: string): FileState {
   const data = JSON.parse(text) as { version?: unknown; size?: unknown; streams?: unknown };
-  if (typeof data.size !== 'number' || !Number.isSafeInteger(data.size) || data.size < 0) throw new Error('no valid size');
+  if (typeof data.size !== 'number' || !Number.isSafeInteger(data.size) || data.size < 0)
+    throw new Error('no valid size');
   if (typeof data.streams !== 'object' || data.streams === null) throw new Error('no streams');
   const now = Date.now();
   const state: FileState = { size: data.size, streams: new Map(), prunedAt: 0 };
   for (const [k, v] of Object.entries(data.streams as Record<string, unknown>)) {
     if (data.version === 1 && typeof v === 'number') state.streams.set(k, { pos: v, at: now });
-    else if (Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'number') state.streams.set(k, { pos: v[0], at: v[1] });
+    else if (Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'number')
+      state.streams.set(k, { pos: v[0], at: v[1] });
     else {
       throw new Error(`stream ${JSON.stringify(k).slice(0, 80)} has no valid position`);
     }

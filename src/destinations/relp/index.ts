@@ -56,7 +56,18 @@ const REFILL_LINGER_MS = 1;
  * answer, a timeout or a broken connection sends everything unanswered again on a new connection.
  */
 export class RelpDestination extends SessionDestination {
-  readonly stats: DestinationStats = { sent: 0, delivered: 0, failures: 0, replayed: 0, reconnectAttempts: 0, reconnects: 0, connected: false, serverErrors: 0, deadLettered: {}, deadLetterDropped: 0 };
+  readonly stats: DestinationStats = {
+    sent: 0,
+    delivered: 0,
+    failures: 0,
+    replayed: 0,
+    reconnectAttempts: 0,
+    reconnects: 0,
+    connected: false,
+    serverErrors: 0,
+    deadLettered: {},
+    deadLetterDropped: 0,
+  };
   private readonly tlsOptions: tls.ConnectionOptions | null;
   private socket: net.Socket | null = null;
   /**
@@ -80,7 +91,10 @@ export class RelpDestination extends SessionDestination {
   }
 
   describe(): string {
-    return `relp${this.tlsOptions ? '+tls' : ''}://${this.config.address.host}:${this.config.address.port} (${this.config.format}, window ${this.config.window})`;
+    return (
+      `relp${this.tlsOptions ? '+tls' : ''}://${this.config.address.host}:${this.config.address.port} ` +
+      `(${this.config.format}, window ${this.config.window})`
+    );
   }
 
   protected async loop(): Promise<void> {
@@ -133,7 +147,13 @@ export class RelpDestination extends SessionDestination {
       s.attempts++;
       return false;
     }
-    await this.setAside(r, 'receiver_closed_session', `the receiver ended the session each time this record was sent alone (${s.attempts} times); last: ${this.lastBreak}`, s.attempts);
+    await this.setAside(
+      r,
+      'receiver_closed_session',
+      `the receiver ended the session each time this record was sent alone (${s.attempts} times); last: ` +
+        `${this.lastBreak}`,
+      s.attempts,
+    );
     return true;
   }
 
@@ -200,8 +220,7 @@ export class RelpDestination extends SessionDestination {
       if (f.command === 'serverclose') {
         broken = new Error('the server closed the session (serverclose)');
         byReceiver = true;
-      }
-      else if (f.command !== 'rsp') broken = new Error(`unexpected ${f.command} from the server`);
+      } else if (f.command !== 'rsp') broken = new Error(`unexpected ${f.command} from the server`);
       if (broken) return true;
       const rsp = parseRsp(f.data);
       return answer(f.txnr, rsp.code, rsp.text);
@@ -242,7 +261,8 @@ export class RelpDestination extends SessionDestination {
       wake();
     });
     socket.on('error', (err) => {
-      if ((err as NodeJS.ErrnoException).code === 'ECONNRESET' || (err as NodeJS.ErrnoException).code === 'EPIPE') byReceiver = true;
+      if ((err as NodeJS.ErrnoException).code === 'ECONNRESET' || (err as NodeJS.ErrnoException).code === 'EPIPE')
+        byReceiver = true;
       fail(err);
     });
     socket.on('close', () => {
@@ -334,7 +354,8 @@ export class RelpDestination extends SessionDestination {
         // The whole batch in one buffer, one write.
         const bodies = new Array<Buffer>(batch.length);
         try {
-          for (let i = 0; i < batch.length; i++) bodies[i] = renderRecord(batch[i]!, this.config.format, this.ctx.hostname);
+          for (let i = 0; i < batch.length; i++)
+            bodies[i] = renderRecord(batch[i]!, this.config.format, this.ctx.hostname);
         } catch (err) {
           // Alone, with nothing before it unanswered: set aside at once. Else the session ends and
           // the records go one at a time until it is alone.

@@ -4,7 +4,15 @@ import os from 'node:os';
 import type WebSocket from 'ws';
 import type { z } from 'zod';
 import { tlsClientOptions } from '../../net/sockets.js';
-import { CLOSE, encodeBatch, parseControl, PATH, PROTOCOL_VERSION, SUBPROTOCOL, type Welcome } from '../../protocol/sluice-wire.js';
+import {
+  CLOSE,
+  encodeBatch,
+  parseControl,
+  PATH,
+  PROTOCOL_VERSION,
+  SUBPROTOCOL,
+  type Welcome,
+} from '../../protocol/sluice-wire.js';
 import { encodeRecord } from '../../protocol/record-codec.js';
 import type { LogRecord } from '../../record.js';
 import { SessionDestination } from '../session-destination.js';
@@ -32,7 +40,18 @@ export interface SluiceDestinationStats extends DestinationStats {
  * frees queue records as the server's cumulative acks arrive.
  */
 export class SluiceDestination extends SessionDestination {
-  readonly stats: SluiceDestinationStats = { sent: 0, delivered: 0, failures: 0, replayed: 0, reconnectAttempts: 0, reconnects: 0, connected: false, serverErrors: 0, deadLettered: {}, deadLetterDropped: 0 };
+  readonly stats: SluiceDestinationStats = {
+    sent: 0,
+    delivered: 0,
+    failures: 0,
+    replayed: 0,
+    reconnectAttempts: 0,
+    reconnects: 0,
+    connected: false,
+    serverErrors: 0,
+    deadLettered: {},
+    deadLetterDropped: 0,
+  };
   private readonly token: string | undefined;
   private urlIndex = 0;
   private ws: WebSocket | null = null;
@@ -49,7 +68,10 @@ export class SluiceDestination extends SessionDestination {
   }
 
   describe(): string {
-    return `sluice ${this.config.urls.map((u) => this.url(u)).join(' | ')} (window ${this.config.window}, ${this.config.compression})`;
+    return (
+      `sluice ${this.config.urls.map((u) => this.url(u)).join(' | ')} (window ${this.config.window}, ` +
+      `${this.config.compression})`
+    );
   }
 
   private url(u: string): string {
@@ -91,8 +113,19 @@ export class SluiceDestination extends SessionDestination {
   private logFailure(url: string, err: Error, waitMs: number, terminal: boolean): void {
     const fields = { url, reason: err.message, retry_in_ms: waitMs, queued: this.queue.stats().records };
     // A terminal refusal is always logged: it needs the operator.
-    if (terminal) this.ctx.logger.error(fields, 'the central server refused this agent (a terminal error); records stay queued; retrying after terminal_backoff');
-    else this.quiet.log('failure', (extra) => this.ctx.logger.warn({ ...fields, ...extra }, 'connection to the central server failed; records stay queued and will be sent again'));
+    if (terminal)
+      this.ctx.logger.error(
+        fields,
+        'the central server refused this agent (a terminal error); records stay queued; retrying after ' +
+          'terminal_backoff',
+      );
+    else
+      this.quiet.log('failure', (extra) =>
+        this.ctx.logger.warn(
+          { ...fields, ...extra },
+          'connection to the central server failed; records stay queued and will be sent again',
+        ),
+      );
   }
 
   /** One connection: handshake, then batches in a window until it breaks (throws) or draining ends (returns). */
@@ -127,7 +160,11 @@ export class SluiceDestination extends SessionDestination {
     ws.on('unexpected-response', (_req, res) => {
       this.stats.serverErrors++;
       const code = res.statusCode ?? 0;
-      fail(code === 401 || code === 400 || code === 404 ? new TerminalError(`upgrade refused: HTTP ${code}`) : new Error(`upgrade refused: HTTP ${code}`));
+      fail(
+        code === 401 || code === 400 || code === 404
+          ? new TerminalError(`upgrade refused: HTTP ${code}`)
+          : new Error(`upgrade refused: HTTP ${code}`),
+      );
       res.resume();
       ws.terminate();
     });
@@ -138,7 +175,7 @@ export class SluiceDestination extends SessionDestination {
     });
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (isBinary) return fail(new Error('the server sent a binary frame'));
-      let c;
+      let c: ReturnType<typeof parseControl>;
       try {
         c = parseControl(data.toString('utf8'));
       } catch (err) {
@@ -150,7 +187,11 @@ export class SluiceDestination extends SessionDestination {
       }
       if (c.type === 'error') {
         this.stats.serverErrors++;
-        return fail(c.retryable ? new Error(`server error ${c.code}: ${c.message}`) : new TerminalError(`server error ${c.code}: ${c.message}`));
+        return fail(
+          c.retryable
+            ? new Error(`server error ${c.code}: ${c.message}`)
+            : new TerminalError(`server error ${c.code}: ${c.message}`),
+        );
       }
       if (c.type === 'ack') {
         try {
@@ -162,7 +203,11 @@ export class SluiceDestination extends SessionDestination {
         let n = 0;
         let records = 0;
         while (n < inflight.length && inflight[n]!.lastSeq <= c.seq) records += inflight[n++]!.count;
-        if (n === 0 || (n < inflight.length && inflight[n - 1]!.lastSeq !== c.seq) || (n === inflight.length && inflight[n - 1]!.lastSeq !== c.seq)) {
+        if (
+          n === 0 ||
+          (n < inflight.length && inflight[n - 1]!.lastSeq !== c.seq) ||
+          (n === inflight.length && inflight[n - 1]!.lastSeq !== c.seq)
+        ) {
           return fail(new Error(`ack for sequence ${c.seq}, which matches no batch in flight`));
         }
         inflight.splice(0, n);
@@ -190,7 +235,14 @@ export class SluiceDestination extends SessionDestination {
         wake = resolve;
       });
       if (failure) throw failure;
-      ws.send(JSON.stringify({ type: 'hello', versions: [PROTOCOL_VERSION], sender: this.senderFor(ringId), compression: this.config.compression === 'deflate' ? ['deflate'] : [] }));
+      ws.send(
+        JSON.stringify({
+          type: 'hello',
+          versions: [PROTOCOL_VERSION],
+          sender: this.senderFor(ringId),
+          compression: this.config.compression === 'deflate' ? ['deflate'] : [],
+        }),
+      );
       while (!welcome && !failure && Date.now() < deadline) await waitEvent(deadline - Date.now());
       if (failure) throw failure;
       if (!welcome) throw new Error('no welcome from the server in connect_timeout');
@@ -207,7 +259,8 @@ export class SluiceDestination extends SessionDestination {
         if (failure) throw failure;
         if (this.stopped) return;
         checkQueue();
-        if (inflight.length > 0 && Date.now() - inflight[0]!.sentAt > this.config.ack_timeout) throw new Error(`no ack in ack_timeout (${this.config.ack_timeout} ms)`);
+        if (inflight.length > 0 && Date.now() - inflight[0]!.sentAt > this.config.ack_timeout)
+          throw new Error(`no ack in ack_timeout (${this.config.ack_timeout} ms)`);
         if (inflight.length >= window) {
           await waitEvent(1000);
           continue;

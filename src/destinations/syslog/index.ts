@@ -1,5 +1,6 @@
 import dgram from 'node:dgram';
-import net, { isIPv6 } from 'node:net';
+import type net from 'node:net';
+import { isIPv6 } from 'node:net';
 import type tls from 'node:tls';
 import type { z } from 'zod';
 import { connectStream, tlsClientOptions } from '../../net/sockets.js';
@@ -64,7 +65,10 @@ export class SyslogDestination extends QueueDrainer {
   describe(): string {
     const scheme = this.config.transport === 'udp' ? 'udp' : this.config.tls ? 'tls' : 'tcp';
     const { host, port } = this.config.address;
-    return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port} (${this.config.format}${this.config.transport === 'tcp' ? `, ${this.config.framing}` : ''})`;
+    return (
+      `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port} ` +
+      `(${this.config.format}${this.config.transport === 'tcp' ? `, ${this.config.framing}` : ''})`
+    );
   }
 
   /** The records as messages; one that cannot be encoded is set aside (returned in `rejected`). */
@@ -101,7 +105,7 @@ export class SyslogDestination extends QueueDrainer {
     const { host, port } = this.config.address;
     if (!this.udp) {
       const s = dgram.createSocket(isIPv6(host) ? 'udp6' : 'udp4');
-      s.on('error', (err) => this.ctx.logger.warn({ err: err.message }, "UDP send error"));
+      s.on('error', (err) => this.ctx.logger.warn({ err: err.message }, 'UDP send error'));
       this.udp = s;
     }
     const udp = this.udp;

@@ -139,7 +139,8 @@ export class DirectoryLock {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
       const id = parseLock(await readFile(file, 'utf8').catch(() => ''));
-      if (id && id.pid === process.pid && heldHere.has(file)) throw new QueueLockedError(dir, id.pid); // opened twice in this process
+      // opened twice in this process
+      if (id && id.pid === process.pid && heldHere.has(file)) throw new QueueLockedError(dir, id.pid);
       if (id && id.pid !== process.pid && holds(id, file)) throw new QueueLockedError(dir, id.pid);
       await unlink(file).catch(() => undefined); // stale: its process is gone
     }

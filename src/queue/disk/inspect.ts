@@ -47,10 +47,14 @@ export function queueFilePath(fileOrDir: string): string {
   return existsSync(fileOrDir) && statSync(fileOrDir).isDirectory() ? new QueueLayout(fileOrDir).ring : fileOrDir;
 }
 
-
 const decoder = new RecordDecoder(() => newSourceStats());
 
-async function openReadOnly(file: string): Promise<{ qf: QueueFile; ring: RingFile | null; corrupt: string | null; report: { recoveredRecords: number; tornRecords: number } }> {
+async function openReadOnly(file: string): Promise<{
+  qf: QueueFile;
+  ring: RingFile | null;
+  corrupt: string | null;
+  report: { recoveredRecords: number; tornRecords: number };
+}> {
   const qf = await openFsQueueFile(file, false);
   const capacity = Math.max(0, (await qf.size()) - DATA_START);
   try {
@@ -69,7 +73,10 @@ async function openReadOnly(file: string): Promise<{ qf: QueueFile; ring: RingFi
  * Every unacknowledged record, oldest first. A damaged file yields what salvage would keep, and
  * `onCorrupt` is told why.
  */
-export async function* unackedRecords(file: string, onCorrupt?: (reason: string) => void): AsyncGenerator<{ seq: number; record: LogRecord }> {
+export async function* unackedRecords(
+  file: string,
+  onCorrupt?: (reason: string) => void,
+): AsyncGenerator<{ seq: number; record: LogRecord }> {
   const { qf, ring, corrupt } = await openReadOnly(file);
   try {
     // What a salvage scan covers: the whole data region, or past the damage when the header is usable.
@@ -181,7 +188,13 @@ export async function listQueueDirs(stateDir: string, quick = false): Promise<Qu
     const dir = path.join(root, name);
     if (!statSync(dir).isDirectory()) continue;
     const files = readdirSync(dir);
-    const entry: QueueDirEntry = { name, dir, info: null, corruptedFiles: files.filter((f) => QueueLayout.isCorrupted(f)), error: null };
+    const entry: QueueDirEntry = {
+      name,
+      dir,
+      info: null,
+      corruptedFiles: files.filter((f) => QueueLayout.isCorrupted(f)),
+      error: null,
+    };
     if (files.includes(QUEUE_FILE)) {
       try {
         entry.info = await inspectQueueFile(new QueueLayout(dir).ring, quick);
@@ -198,7 +211,11 @@ export async function listQueueDirs(stateDir: string, quick = false): Promise<Qu
  * Copies every valid unacknowledged record of `file` into a fresh queue file in `intoDir` (which
  * must not hold one), leaving the original untouched. Returns what was kept and what was not.
  */
-export async function salvageQueueFile(file: string, intoDir: string, maxSize?: number): Promise<{ records: number; into: string; corrupt: string | null }> {
+export async function salvageQueueFile(
+  file: string,
+  intoDir: string,
+  maxSize?: number,
+): Promise<{ records: number; into: string; corrupt: string | null }> {
   const target = new QueueLayout(intoDir).ring;
   if (existsSync(target)) throw new Error(`${target} exists; salvage into an empty directory`);
   await mkdir(intoDir, { recursive: true });
@@ -209,7 +226,8 @@ export async function salvageQueueFile(file: string, intoDir: string, maxSize?: 
   let records = 0;
   let payloads: Buffer[] = [];
   const flush = async () => {
-    if (payloads.length > 0 && !ring.append(payloads)) throw new Error(`salvaged records do not fit in ${capacity + DATA_START} bytes`);
+    if (payloads.length > 0 && !ring.append(payloads))
+      throw new Error(`salvaged records do not fit in ${capacity + DATA_START} bytes`);
     records += payloads.length;
     payloads = [];
     if (ring.unwrittenBytes > WRITE_BEHIND_MAX) await ring.settled();

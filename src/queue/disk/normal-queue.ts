@@ -2,7 +2,13 @@ import { rename, rm, stat } from 'node:fs/promises';
 import { QueueLayout } from '../layout.js';
 import type { LogRecord } from '../../record.js';
 import { MemoryQueue } from '../memory-queue.js';
-import { noCorruption, type CorruptionStats, type DestinationQueue, type FullPolicy, type QueueStats } from '../types.js';
+import {
+  noCorruption,
+  type CorruptionStats,
+  type DestinationQueue,
+  type FullPolicy,
+  type QueueStats,
+} from '../types.js';
 import { openFsQueueFile } from './queue-file.js';
 import { encodedSize, encodeInto, RecordDecoder } from '../../protocol/record-codec.js';
 import { ReliableQueue, type ReliableQueueOptions } from './reliable-queue.js';
@@ -65,7 +71,11 @@ export class NormalQueue implements DestinationQueue {
 
   static async open(name: string, dir: string, options: NormalQueueOptions): Promise<NormalQueue> {
     const disk = await ReliableQueue.open(name, dir, { ...options, mode: 'normal' });
-    const mem = new MemoryQueue(name, { maxRecords: options.qoutSize + options.memBufLength, maxBytes: options.memBytes, full: 'block' });
+    const mem = new MemoryQueue(name, {
+      maxRecords: options.qoutSize + options.memBufLength,
+      maxBytes: options.memBytes,
+      full: 'block',
+    });
     const q = new NormalQueue(name, dir, mem, disk, options);
     try {
       await q.restoreMemory();
@@ -120,7 +130,8 @@ export class NormalQueue implements DestinationQueue {
             records_lost: lost ?? 'unknown (no readable header)',
             unreadable_bytes: salvage.unreadableBytes,
           },
-          'the records saved from memory at the last shutdown are damaged: kept every valid one; the unreadable bytes are lost',
+          'the records saved from memory at the last shutdown are damaged: kept every valid one; the unreadable ' +
+            'bytes are lost',
         );
       } finally {
         await qf.close().catch(() => undefined);
@@ -130,7 +141,10 @@ export class NormalQueue implements DestinationQueue {
     this.restored = records.length;
     await rm(file, { force: true });
     await fsyncDir(this.dir);
-    this.options.logger.info({ queue: this.name, records: records.length }, 'read back the records the last shutdown saved from memory');
+    this.options.logger.info(
+      { queue: this.name, records: records.length },
+      'read back the records the last shutdown saved from memory',
+    );
   }
 
   isFull(): boolean {
@@ -167,7 +181,8 @@ export class NormalQueue implements DestinationQueue {
     const used = this.mem.length + this.back.length;
     let bytes = this.mem.heldBytes + this.backBytes;
     let n = 0;
-    while (n < records.length && used + n < maxRecords && bytes + records[n]!.raw.length <= this.options.memBytes) bytes += records[n++]!.raw.length;
+    while (n < records.length && used + n < maxRecords && bytes + records[n]!.raw.length <= this.options.memBytes)
+      bytes += records[n++]!.raw.length;
     return n;
   }
 
@@ -301,7 +316,13 @@ export class NormalQueue implements DestinationQueue {
       dropped,
       stalls: d.stalls,
       oldestReceivedAt: m.oldestReceivedAt ?? d.oldestReceivedAt,
-      corruption: { rotated: c.rotated + o.rotated, salvaged: c.salvaged + o.salvaged, lostRecords: c.lostRecords + o.lostRecords, lostBytes: c.lostBytes + o.lostBytes, tornRecords: c.tornRecords },
+      corruption: {
+        rotated: c.rotated + o.rotated,
+        salvaged: c.salvaged + o.salvaged,
+        lostRecords: c.lostRecords + o.lostRecords,
+        lostBytes: c.lostBytes + o.lostBytes,
+        tornRecords: c.tornRecords,
+      },
     };
   }
 
@@ -336,10 +357,14 @@ export class NormalQueue implements DestinationQueue {
     const capacity = sizes.reduce((n, s) => n + RECORD_HEADER + s, 0);
     const tmp = `${new QueueLayout(this.dir).memory}.tmp`;
     const ring = await RingFile.create(await openFsQueueFile(tmp, true), { capacity });
-    if (!ring.appendWith(sizes, (i, buf, at) => encodeInto(records[i]!, buf, at))) throw new Error('memory records do not fit their own file');
+    if (!ring.appendWith(sizes, (i, buf, at) => encodeInto(records[i]!, buf, at)))
+      throw new Error('memory records do not fit their own file');
     await ring.close(); // syncs
     await rename(tmp, new QueueLayout(this.dir).memory);
     await fsyncDir(this.dir);
-    this.options.logger.info({ queue: this.name, records: records.length }, 'saved the records held in memory for the next start');
+    this.options.logger.info(
+      { queue: this.name, records: records.length },
+      'saved the records held in memory for the next start',
+    );
   }
 }

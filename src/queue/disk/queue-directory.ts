@@ -54,7 +54,10 @@ export class QueueDirectory {
     if (old !== text) await writeFileAtomic(this.layout.meta, text);
   }
 
-  /** Puts `fresh` in the ring file's place, durably; the old ring file, when `keepOldAs` is given, is renamed to it first. */
+  /**
+   * Puts `fresh` in the ring file's place, durably; the old ring file, when `keepOldAs` is given, is renamed to it
+   * first.
+   */
   async replaceRing(fresh: string, keepOldAs?: string): Promise<void> {
     if (keepOldAs) await rename(this.layout.ring, keepOldAs);
     await rename(fresh, this.layout.ring);

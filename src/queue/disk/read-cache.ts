@@ -69,7 +69,10 @@ export class ReadCache {
     this.loadSeq = ring.headSeq;
   }
 
-  /** After the ring recovered from a failed sync: a reader that followed the empty ring to its next lap follows it back (nothing was read there). */
+  /**
+   * After the ring recovered from a failed sync: a reader that followed the empty ring to its next lap follows it back
+   * (nothing was read there).
+   */
   followRing(): void {
     if (this.loadPos > this.source.ring().tail) this.reset();
   }

@@ -30,7 +30,10 @@ export interface ReliableQueueOptions {
   statsOf: (source: string) => SourceStats | undefined;
   /** Told of every failed write or fsync of the queue file, and of every sync that works (the load-shedding gate). */
   diskHealth?: { failed(err: Error, what: string): void; ok(): void };
-  /** Opens the queue's files (the ring, and the fresh file of a resize or salvage): the real file system unless a test puts a faulty disk under the queue. */
+  /**
+   * Opens the queue's files (the ring, and the fresh file of a resize or salvage): the real file system unless a test
+   * puts a faulty disk under the queue.
+   */
   openFile?: (path: string, create: boolean) => Promise<QueueFile>;
 }
 
@@ -117,7 +120,8 @@ export class ReliableQueue implements DestinationQueue {
       decode: (payload) => this.decoder.decode(payload),
       readAhead: Math.min(options.memBufSize, READ_AHEAD_MAX),
       corrupt: (err) => this.rotateWhileRunning(err),
-      readFailed: (err) => this.options.logger.error({ queue: this.name, err: err.message }, 'reading the queue file failed; will retry'),
+      readFailed: (err) =>
+        this.options.logger.error({ queue: this.name, err: err.message }, 'reading the queue file failed; will retry'),
     });
     this.commits = new GroupCommit(options.sync, options.syncInterval, {
       ring: () => this.ring,
@@ -131,7 +135,10 @@ export class ReliableQueue implements DestinationQueue {
         // does, and the router counts the loss for those that cannot (TCP, UDP). With `sync:
         // never` nobody waits for a commit, so the loss is counted here.
         if (lost > 0 && this.options.sync === 'never') this.countDrop('write_failed', lost);
-        this.options.logger.error({ queue: this.name, code: (err as NodeJS.ErrnoException).code, err: err.message }, 'queue write or fsync failed; the batches not yet committed were refused');
+        this.options.logger.error(
+          { queue: this.name, code: (err as NodeJS.ErrnoException).code, err: err.message },
+          'queue write or fsync failed; the batches not yet committed were refused',
+        );
         this.options.diskHealth?.failed(err, `queue ${this.name}`);
       },
     });
@@ -168,7 +175,12 @@ export class ReliableQueue implements DestinationQueue {
 
   /** queue.json, for the offline tools; the ring id in it is a copy of the header's. */
   private writeMeta(): Promise<void> {
-    return this.directory.writeMeta({ destination: this.name, mode: this.options.mode ?? 'reliable', max_size: this.options.maxSize, ring_id: this.durableId });
+    return this.directory.writeMeta({
+      destination: this.name,
+      mode: this.options.mode ?? 'reliable',
+      max_size: this.options.maxSize,
+      ring_id: this.durableId,
+    });
   }
 
   private get fsync(): boolean {
@@ -176,27 +188,41 @@ export class ReliableQueue implements DestinationQueue {
   }
 
   private async openRing(): Promise<void> {
-    let file;
+    let file: QueueFile;
     try {
       file = await this.openFile(this.file, false);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      this.ring = await RingFile.create(await this.openFile(this.file, true), { capacity: this.capacity, fsync: this.fsync, prealloc: this.options.prealloc === true, ringId: randomUUID() });
+      this.ring = await RingFile.create(await this.openFile(this.file, true), {
+        capacity: this.capacity,
+        fsync: this.fsync,
+        prealloc: this.options.prealloc === true,
+        ringId: randomUUID(),
+      });
       return this.cache.reset();
     }
     const size = await file.size();
     if (size !== DATA_START + this.capacity && size > DATA_START) file = await this.resize(file, size);
     try {
-      const { ring, report } = await RingFile.open(file, { capacity: this.capacity, fsync: this.fsync, ringId: (await this.directory.ringId()) || randomUUID() });
+      const { ring, report } = await RingFile.open(file, {
+        capacity: this.capacity,
+        fsync: this.fsync,
+        ringId: (await this.directory.ringId()) || randomUUID(),
+      });
       this.ring = ring;
       if (report.tornRecords > 0) {
         this.corruption.tornRecords += report.tornRecords;
         this.options.logger.warn(
           { queue: this.name, torn_records: report.tornRecords, torn_bytes: report.tornBytes },
-          'discarded a torn write at the end of the queue (a crash during an unsynced write; nothing committed was lost)',
+          'discarded a torn write at the end of the queue (a crash during an unsynced write; nothing committed was ' +
+            'lost)',
         );
       }
-      if (report.recoveredRecords > 0) this.options.logger.info({ queue: this.name, records: report.recoveredRecords }, 'recovered records synced after the last header');
+      if (report.recoveredRecords > 0)
+        this.options.logger.info(
+          { queue: this.name, records: report.recoveredRecords },
+          'recovered records synced after the last header',
+        );
     } catch (err) {
       if (!(err instanceof QueueCorruptError)) {
         await file.close();
@@ -226,21 +252,30 @@ export class ReliableQueue implements DestinationQueue {
       this.ringCapacity = oldCapacity;
       this.options.logger.warn(
         { queue: this.name, file_bytes: size, max_size: this.options.maxSize, backlog_bytes: backlog },
-        'max_size is smaller than the backlog in the queue file: keeping the file at its size until it drains and sluice restarts',
+        'max_size is smaller than the backlog in the queue file: keeping the file at its size until it drains and ' +
+          'sluice restarts',
       );
       return file;
     }
     // A new file: its sequence numbers start again, so it gets a new id.
     let copied: number;
     try {
-      copied = await copyBacklog(old, this.layout.resizing, { openFile: this.openFile, capacity: this.capacity, fsync: this.fsync, prealloc: this.options.prealloc });
+      copied = await copyBacklog(old, this.layout.resizing, {
+        openFile: this.openFile,
+        capacity: this.capacity,
+        fsync: this.fsync,
+        prealloc: this.options.prealloc,
+      });
     } catch (err) {
       if (err instanceof QueueCorruptError) return file; // damaged: rotated and salvaged by the caller
       throw err;
     }
     await file.close();
     await this.directory.replaceRing(this.layout.resizing);
-    this.options.logger.info({ queue: this.name, from_bytes: size, to_bytes: this.options.maxSize, records: copied }, 'max_size changed: copied the backlog into a queue file of the new size');
+    this.options.logger.info(
+      { queue: this.name, from_bytes: size, to_bytes: this.options.maxSize, records: copied },
+      'max_size changed: copied the backlog into a queue file of the new size',
+    );
     return this.openFile(this.file, false);
   }
 
@@ -250,10 +285,23 @@ export class ReliableQueue implements DestinationQueue {
    * one in its place, and logs what was lost at error level. A crash before the renames leaves the
    * damaged file where it was, to salvage again.
    */
-  private async rotateAndSalvage(file: QueueFile, why: QueueCorruptError, from?: { pos: number; seq: number }): Promise<void> {
+  private async rotateAndSalvage(
+    file: QueueFile,
+    why: QueueCorruptError,
+    from?: { pos: number; seq: number },
+  ): Promise<void> {
     await rm(this.layout.salvaging, { force: true });
-    const s = await salvageInto(file, this.layout.salvaging, { openFile: this.openFile, capacity: this.capacity, fsync: this.fsync }, from);
-    if (s.readError) this.options.logger.error({ queue: this.name, err: s.readError.message }, 'reading the damaged queue file failed part way');
+    const s = await salvageInto(
+      file,
+      this.layout.salvaging,
+      { openFile: this.openFile, capacity: this.capacity, fsync: this.fsync },
+      from,
+    );
+    if (s.readError)
+      this.options.logger.error(
+        { queue: this.name, err: s.readError.message },
+        'reading the damaged queue file failed part way',
+      );
     await file.close();
     const corrupted = QueueLayout.corrupted(this.file);
     await this.directory.replaceRing(this.layout.salvaging, corrupted);
@@ -278,7 +326,8 @@ export class ReliableQueue implements DestinationQueue {
         bytes_lost: s.lostBytes,
         unreadable_bytes: s.unreadableBytes,
       },
-      'queue file is corrupt: rotated it and salvaged every valid record into a fresh file; what could not be salvaged is lost',
+      'queue file is corrupt: rotated it and salvaged every valid record into a fresh file; what could not be ' +
+        'salvaged is lost',
     );
   }
 
@@ -295,7 +344,12 @@ export class ReliableQueue implements DestinationQueue {
       this.wake();
       this.cache.release();
     })()
-      .catch((e: unknown) => this.options.logger.error({ queue: this.name, err: (e as Error).message }, 'rotating the corrupt queue file failed'))
+      .catch((e: unknown) =>
+        this.options.logger.error(
+          { queue: this.name, err: (e as Error).message },
+          'rotating the corrupt queue file failed',
+        ),
+      )
       .finally(() => {
         this.rotating = null;
       });

@@ -19,7 +19,10 @@ const TWO32 = 2 ** 32;
 
 export interface RingHeader {
   generation: number;
-  /** Bumped at every open: records carry the incarnation that wrote them, so stale bytes from before a crash are never adopted. */
+  /**
+   * Bumped at every open: records carry the incarnation that wrote them, so stale bytes from before a crash are never
+   * adopted.
+   */
   incarnation: number;
   capacity: number;
   /** Everything before `head` is acknowledged and reusable. */
@@ -169,7 +172,14 @@ const SEQ_AT = 12;
 const INCARNATION_AT = 20;
 
 /** Writes the frame header for a payload that is already at `at + RECORD_HEADER` in `out`. */
-export function sealFrame(out: Buffer, at: number, magic: number, seq: number, incarnation: number, length: number): void {
+export function sealFrame(
+  out: Buffer,
+  at: number,
+  magic: number,
+  seq: number,
+  incarnation: number,
+  length: number,
+): void {
   out.writeUInt32LE(magic, at);
   out.writeUInt32LE(length, at + LENGTH_AT);
   putU64(out, at + SEQ_AT, seq);
@@ -178,7 +188,14 @@ export function sealFrame(out: Buffer, at: number, magic: number, seq: number, i
 }
 
 /** Writes a whole frame (header and payload) into `out` at `at`. */
-export function writeFrame(out: Buffer, at: number, magic: number, seq: number, incarnation: number, payload: Buffer): void {
+export function writeFrame(
+  out: Buffer,
+  at: number,
+  magic: number,
+  seq: number,
+  incarnation: number,
+  payload: Buffer,
+): void {
   payload.copy(out, at + RECORD_HEADER);
   sealFrame(out, at, magic, seq, incarnation, payload.length);
 }
@@ -203,7 +220,12 @@ export function checkFrame(buf: Buffer, at: number, capacity: number): FrameChec
   if (buf.readUInt32LE(at + CRC_AT) !== crc32(buf.subarray(at + LENGTH_AT, at + RECORD_HEADER + length))) {
     return { kind: 'invalid', reason: 'checksum mismatch' };
   }
-  return { kind: magic === WRAP_MAGIC ? 'wrap' : 'record', seq: u64(buf, at + SEQ_AT), length, incarnation: buf.readUInt32LE(at + INCARNATION_AT) };
+  return {
+    kind: magic === WRAP_MAGIC ? 'wrap' : 'record',
+    seq: u64(buf, at + SEQ_AT),
+    length,
+    incarnation: buf.readUInt32LE(at + INCARNATION_AT),
+  };
 }
 
 export interface RingOptions {
@@ -295,7 +317,8 @@ export class RingFile {
     }
     const slots = await readSlots(file);
     const best = newestSlot(slots);
-    if (best < 0) throw new QueueCorruptError(`no valid header (slot 0: ${slots[0] as string}; slot 1: ${slots[1] as string})`, 0);
+    if (best < 0)
+      throw new QueueCorruptError(`no valid header (slot 0: ${slots[0] as string}; slot 1: ${slots[1] as string})`, 0);
     const h = slots[best] as RingHeader;
     const impossible = impossibleHeads(h, options.capacity);
     if (impossible) throw new QueueCorruptError(`impossible header: ${impossible}`, SLOT_OFFSETS[best]!);
@@ -358,7 +381,8 @@ export class RingFile {
           }
           return;
         }
-        if (f.seq !== this.tailSeq || f.incarnation !== this.incarnation) return; // an older lap's or incarnation's record
+        // an older lap's or incarnation's record
+        if (f.seq !== this.tailSeq || f.incarnation !== this.incarnation) return;
         if (f.kind === 'wrap') {
           if (toEnd - at > this.capacity - (this.tail - this.head)) return;
           this.tail += toEnd - at;
@@ -430,7 +454,10 @@ export class RingFile {
     return this.writeError;
   }
 
-  appendWith(sizes: number[], fill: (i: number, buf: Buffer, at: number) => void): { firstSeq: number; ends: number[] } | null {
+  appendWith(
+    sizes: number[],
+    fill: (i: number, buf: Buffer, at: number) => void,
+  ): { firstSeq: number; ends: number[] } | null {
     if (this.writeError) throw this.writeError;
     const n = sizes.length;
     let pos = this.tail;
@@ -648,7 +675,8 @@ export class RingFile {
         continue;
       }
       const room = Math.min(toEnd, limit - pos);
-      if (room < RECORD_HEADER) throw new QueueCorruptError(`only ${room} bytes before the tail at position ${pos}`, pos);
+      if (room < RECORD_HEADER)
+        throw new QueueCorruptError(`only ${room} bytes before the tail at position ${pos}`, pos);
       want = Math.min(room, Math.max(want, 64 * 1024, Math.min(maxBytes, 4 << 20)));
       const buf = Buffer.allocUnsafe(want);
       const view = buf.subarray(0, await this.file.read(buf, 0, want, DATA_START + phys));
@@ -661,21 +689,25 @@ export class RingFile {
           break;
         }
         const f = checkFrame(view, at, this.capacity);
-        if (f.kind === 'invalid') throw new QueueCorruptError(`record at position ${pos} (sequence ${seq}): ${f.reason}`, pos);
-        if (f.seq !== seq) throw new QueueCorruptError(`record at position ${pos} has sequence ${f.seq}, expected ${seq}`, pos);
+        if (f.kind === 'invalid')
+          throw new QueueCorruptError(`record at position ${pos} (sequence ${seq}): ${f.reason}`, pos);
+        if (f.seq !== seq)
+          throw new QueueCorruptError(`record at position ${pos} has sequence ${f.seq}, expected ${seq}`, pos);
         if (f.kind === 'wrap') {
           pos += toEnd - at;
           at = -1;
           break;
         }
         pos += size;
-        out.push({ seq, payload: view.subarray(at + RECORD_HEADER, at + size), end: pos }); // views of this read's own buffer
+        // views of this read's own buffer
+        out.push({ seq, payload: view.subarray(at + RECORD_HEADER, at + size), end: pos });
         seq++;
         at += size;
         maxBytes -= size;
       }
       if (at === 0) {
-        if (needMore <= want) throw new QueueCorruptError(`record at position ${pos} (sequence ${seq}) does not fit before the tail`, pos);
+        if (needMore <= want)
+          throw new QueueCorruptError(`record at position ${pos} (sequence ${seq}) does not fit before the tail`, pos);
         want = needMore;
       } else {
         want = 0;

@@ -1,7 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import type { QueueFile } from './queue-file.js';
-import { checkFrame, DATA_START, newerIncarnation, readNewestHeader, RECORD_HEADER, RECORD_MAGIC, RingFile, type RingHeader } from './ring-file.js';
+import {
+  checkFrame,
+  DATA_START,
+  newerIncarnation,
+  readNewestHeader,
+  RECORD_HEADER,
+  RECORD_MAGIC,
+  RingFile,
+  type RingHeader,
+} from './ring-file.js';
 
 /**
  * Salvage: what can still be read from a damaged queue file. The scanner finds every record whose
@@ -52,7 +61,12 @@ export interface SalvageScan {
  * remembers only where they are (runs of adjacent records), not the records. Used when a file is
  * rotated for corruption. Records before `minSeq` (acknowledged) are left out.
  */
-export async function scanForSalvage(file: QueueFile, capacity: number, minSeq = 0, maxRecordBytes = 1 << 20): Promise<SalvageScan> {
+export async function scanForSalvage(
+  file: QueueFile,
+  capacity: number,
+  minSeq = 0,
+  maxRecordBytes = 1 << 20,
+): Promise<SalvageScan> {
   const runs: SalvageRun[] = [];
   const magic = Buffer.alloc(4);
   magic.writeUInt32LE(RECORD_MAGIC, 0);
@@ -80,7 +94,12 @@ export async function scanForSalvage(file: QueueFile, capacity: number, minSeq =
         const end = pos + hit + RECORD_HEADER + f.length;
         if (f.seq >= minSeq) {
           const last = runs[runs.length - 1];
-          if (last && last.end === pos + hit && last.incarnation === f.incarnation && last.firstSeq + last.count === f.seq) {
+          if (
+            last &&
+            last.end === pos + hit &&
+            last.incarnation === f.incarnation &&
+            last.firstSeq + last.count === f.seq
+          ) {
             last.count++;
             last.end = end;
           } else {
@@ -116,7 +135,8 @@ export async function scanForSalvage(file: QueueFile, capacity: number, minSeq =
  */
 function withoutSuperseded(runs: SalvageRun[], header: RingHeader | null): SalvageRun[] {
   const firstSeen = new Map<number, number>();
-  for (const r of runs) firstSeen.set(r.incarnation, Math.min(firstSeen.get(r.incarnation) ?? Number.POSITIVE_INFINITY, r.firstSeq));
+  for (const r of runs)
+    firstSeen.set(r.incarnation, Math.min(firstSeen.get(r.incarnation) ?? Number.POSITIVE_INFINITY, r.firstSeq));
   const cut = new Map<number, number>();
   for (const i of firstSeen.keys()) {
     let c = Number.POSITIVE_INFINITY;
@@ -138,7 +158,8 @@ function withoutSuperseded(runs: SalvageRun[], header: RingHeader | null): Salva
  * the current number are kept in a plain list.
  */
 function choosePieces(runs: SalvageRun[]): SalvagePiece[] {
-  const better = (a: SalvageRun, b: SalvageRun) => (a.incarnation !== b.incarnation ? newerIncarnation(a.incarnation, b.incarnation) : a.pos > b.pos);
+  const better = (a: SalvageRun, b: SalvageRun) =>
+    a.incarnation !== b.incarnation ? newerIncarnation(a.incarnation, b.incarnation) : a.pos > b.pos;
   const byStart = [...runs].sort((a, b) => a.firstSeq - b.firstSeq);
   const bounds = [...new Set(runs.flatMap((r) => [r.firstSeq, r.firstSeq + r.count]))].sort((a, b) => a - b);
   const pieces: SalvagePiece[] = [];
@@ -158,7 +179,13 @@ function choosePieces(runs: SalvageRun[]): SalvagePiece[] {
   return pieces;
 }
 
-async function* readPieces(file: QueueFile, capacity: number, pieces: SalvagePiece[], batchBytes: number, maxRecordBytes: number): AsyncGenerator<{ seq: number; payload: Buffer }[]> {
+async function* readPieces(
+  file: QueueFile,
+  capacity: number,
+  pieces: SalvagePiece[],
+  batchBytes: number,
+  maxRecordBytes: number,
+): AsyncGenerator<{ seq: number; payload: Buffer }[]> {
   // Where each run has been read to: a run's pieces come in sequence order.
   const cursors = new Map<SalvageRun, { pos: number; seq: number }>();
   for (const piece of pieces) {
@@ -173,7 +200,8 @@ async function* readPieces(file: QueueFile, capacity: number, pieces: SalvagePie
       while (c.seq < piece.to && (at < batchBytes || out.length === 0)) {
         const f = checkFrame(view, at, capacity);
         if (f.kind !== 'record' || f.seq !== c.seq) break;
-        if (c.seq >= piece.from) out.push({ seq: c.seq, payload: view.subarray(at + RECORD_HEADER, at + RECORD_HEADER + f.length) });
+        if (c.seq >= piece.from)
+          out.push({ seq: c.seq, payload: view.subarray(at + RECORD_HEADER, at + RECORD_HEADER + f.length) });
         at += RECORD_HEADER + f.length;
         c.seq++;
       }
@@ -186,7 +214,12 @@ async function* readPieces(file: QueueFile, capacity: number, pieces: SalvagePie
 }
 
 /** Every record a salvage scan finds, in memory: for small files (the memory part of a normal queue). */
-export async function salvageRecords(file: QueueFile, capacity: number, minSeq = 0, maxRecordBytes = 1 << 20): Promise<SalvageResult> {
+export async function salvageRecords(
+  file: QueueFile,
+  capacity: number,
+  minSeq = 0,
+  maxRecordBytes = 1 << 20,
+): Promise<SalvageResult> {
   const scan = await scanForSalvage(file, capacity, minSeq, maxRecordBytes);
   const records: { seq: number; payload: Buffer }[] = [];
   for await (const batch of scan.batches()) records.push(...batch);
@@ -226,12 +259,23 @@ export interface SalvageReport {
  * header of the damaged file: the records and bytes it says were unacknowledged (from `from`, or
  * its own head) less those copied.
  */
-export async function salvageInto(damaged: QueueFile, freshPath: string, into: FreshRing, from?: { pos: number; seq: number }): Promise<SalvageReport> {
+export async function salvageInto(
+  damaged: QueueFile,
+  freshPath: string,
+  into: FreshRing,
+  from?: { pos: number; seq: number },
+): Promise<SalvageReport> {
   const dataBytes = Math.max(0, (await damaged.size().catch(() => 0)) - DATA_START);
   const said = await readNewestHeader(damaged);
   const minSeq = from?.seq ?? said?.headSeq ?? 0;
-  const live = said ? { records: Math.max(0, said.tailSeq - minSeq), bytes: Math.max(0, said.tail - (from?.pos ?? said.head)) } : null;
-  const ring = await RingFile.create(await into.openFile(freshPath, true), { capacity: into.capacity, fsync: into.fsync, ringId: randomUUID() });
+  const live = said
+    ? { records: Math.max(0, said.tailSeq - minSeq), bytes: Math.max(0, said.tail - (from?.pos ?? said.head)) }
+    : null;
+  const ring = await RingFile.create(await into.openFile(freshPath, true), {
+    capacity: into.capacity,
+    fsync: into.fsync,
+    ringId: randomUUID(),
+  });
   let kept = 0;
   let found = 0;
   let unreadableBytes = 0;
@@ -270,7 +314,11 @@ export async function salvageInto(damaged: QueueFile, freshPath: string, into: F
  * read through (the new file is removed either way).
  */
 export async function copyBacklog(old: RingFile, freshPath: string, into: FreshRing): Promise<number> {
-  const ring = await RingFile.create(await into.openFile(freshPath, true), { capacity: into.capacity, prealloc: into.prealloc === true, ringId: randomUUID() });
+  const ring = await RingFile.create(await into.openFile(freshPath, true), {
+    capacity: into.capacity,
+    prealloc: into.prealloc === true,
+    ringId: randomUUID(),
+  });
   let copied = 0;
   try {
     for (let pos = old.head, seq = old.headSeq; pos < old.tail; ) {

@@ -56,7 +56,12 @@ export class FileCheckpointStore {
       const data = JSON.parse(text) as CheckpointFile;
       if (data.version !== 1 || !Array.isArray(data.files)) throw new Error('unknown layout');
       for (const e of data.files) {
-        if (typeof e.dev !== 'string' || typeof e.ino !== 'string' || !Number.isSafeInteger(e.offset) || typeof e.fingerprint !== 'string') {
+        if (
+          typeof e.dev !== 'string' ||
+          typeof e.ino !== 'string' ||
+          !Number.isSafeInteger(e.offset) ||
+          typeof e.fingerprint !== 'string'
+        ) {
           throw new Error('an entry lacks dev, ino, offset or fingerprint');
         }
         this.entries.set(FileCheckpointStore.key(e.dev, e.ino), e);
@@ -114,5 +119,4 @@ export class FileCheckpointStore {
     const data: CheckpointFile = { version: 1, files: this.all() };
     await writeFileAtomic(this.file, `${JSON.stringify(data, null, 1)}\n`);
   }
-
 }

@@ -37,7 +37,10 @@ export async function statIdentity(file: string): Promise<(FileIdentity & { size
 }
 
 /** crc32 of the first bytes: with device and inode, it tells a reused inode from the file we knew. */
-export async function fingerprintOf(handle: FileHandle, length = FINGERPRINT_BYTES): Promise<{ crc: string; bytes: number }> {
+export async function fingerprintOf(
+  handle: FileHandle,
+  length = FINGERPRINT_BYTES,
+): Promise<{ crc: string; bytes: number }> {
   const buf = Buffer.alloc(length);
   const { bytesRead } = await handle.read(buf, 0, length, 0);
   return { crc: crc32(buf.subarray(0, bytesRead)).toString(16), bytes: bytesRead };
@@ -93,7 +96,11 @@ export class FileTailer {
   ) {
     this.readOffset = offset;
     this.committed = offset;
-    this.decoder = new SyslogFrameDecoder({ maxMessageSize: options.maxLineLength, oversize: 'truncate', framing: 'lf' });
+    this.decoder = new SyslogFrameDecoder({
+      maxMessageSize: options.maxLineLength,
+      oversize: 'truncate',
+      framing: 'lf',
+    });
     this.decoder.seek(offset);
   }
 
@@ -111,7 +118,8 @@ export class FileTailer {
     const nl = head.subarray(0, bytesRead).indexOf(0x0a);
     const first = head.subarray(0, nl >= 0 ? nl : bytesRead);
     const st = await this.handle.stat();
-    this.streamId = `file|${this.origin.hostname ?? ''}|${this.id.dev}:${this.id.ino}|${Math.floor(st.birthtimeMs)}|${crc32(first).toString(16)}`;
+    const file = `${this.id.dev}:${this.id.ino}|${Math.floor(st.birthtimeMs)}|${crc32(first).toString(16)}`;
+    this.streamId = `file|${this.origin.hostname ?? ''}|${file}`;
     return this.streamId;
   }
 
@@ -244,7 +252,11 @@ export class FileTailer {
     // sent again; their commit must not move the checkpoint past the earlier lines not yet resent.
     if (generation !== this.generation) return;
     // The checkpoint moves past these lines once they are durable; later reads need not wait for it.
-    const entry: PendingCommit = { offset: endOffset, state: committed ? 'pending' : 'ok', done: committed ?? Promise.resolve() };
+    const entry: PendingCommit = {
+      offset: endOffset,
+      state: committed ? 'pending' : 'ok',
+      done: committed ?? Promise.resolve(),
+    };
     this.commits.push(entry);
     if (committed) {
       committed.then(
@@ -351,7 +363,8 @@ export class FileTailer {
     if (this.closed) return;
     this.closed = true;
     // A read blocked on a full queue is not waited for long: its lines are not committed and are read again next start.
-    if (this.reading) await Promise.race([this.reading.catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())]);
+    if (this.reading)
+      await Promise.race([this.reading.catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())]);
     await this.handle.close().catch(() => undefined);
   }
 }

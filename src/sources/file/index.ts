@@ -55,7 +55,11 @@ export class FileSource implements Source {
       maxLineLength: config.max_line_length,
       flushTimeout: config.flush_timeout,
       deliver: (records, withdrawn) => this.deliver(records, withdrawn),
-      onTruncated: (f, from) => ctx.logger.info({ file: f, offset: from }, 'file was truncated (copytruncate?); reading it again from the start'),
+      onTruncated: (f, from) =>
+        ctx.logger.info(
+          { file: f, offset: from },
+          'file was truncated (copytruncate?); reading it again from the start',
+        ),
     };
   }
 
@@ -74,7 +78,10 @@ export class FileSource implements Source {
 
   async start(): Promise<void> {
     this.store.load((reason) =>
-      this.ctx.logger.error({ file: this.store.file, reason }, 'checkpoint file is damaged; files will be read from the configured start'),
+      this.ctx.logger.error(
+        { file: this.store.file, reason },
+        'checkpoint file is damaged; files will be read from the configured start',
+      ),
     );
     await this.finishMovedFiles(this.unfollowedCheckpoints(), false);
     const roots = new Map<string, number>();
@@ -175,7 +182,10 @@ export class FileSource implements Source {
     }
     this.tailers.set(key, tailer);
     this.store.set(key, tailer.checkpoint());
-    this.ctx.logger.info({ file, offset: tailer.committed, resumed: checkpoint !== null && tailer.committed > 0 }, 'following file');
+    this.ctx.logger.info(
+      { file, offset: tailer.committed, resumed: checkpoint !== null && tailer.committed > 0 },
+      'following file',
+    );
     // Rotation: the old file is finished first, then the new one is read. Not awaited: the old
     // file's read may wait a long time on a full queue, and while this follow is under way its
     // name is `opening`, so a further rotation of that name would not be followed.
@@ -253,7 +263,11 @@ export class FileSource implements Source {
       }
     }
     for (const e of last ? gone.values() : []) {
-      this.ctx.logger.warn({ file: e.path, offset: e.offset }, 'a followed file is gone since the last run (deleted, compressed or moved to another directory); anything written to it after the checkpoint was not read');
+      this.ctx.logger.warn(
+        { file: e.path, offset: e.offset },
+        'a followed file is gone since the last run (deleted, compressed or moved to another directory); anything ' +
+          'written to it after the checkpoint was not read',
+      );
     }
   }
 
@@ -265,7 +279,14 @@ export class FileSource implements Source {
   private async resumeFile(file: string, id: FileIdentity, checkpoint: FileCheckpoint): Promise<void> {
     const key = identityKey(id);
     if (this.tailers.has(key)) return;
-    const tailer = await FileTailer.open(file, id, checkpoint, this.originOf(checkpoint.path), this.tailerOptions, true);
+    const tailer = await FileTailer.open(
+      file,
+      id,
+      checkpoint,
+      this.originOf(checkpoint.path),
+      this.tailerOptions,
+      true,
+    );
     if (!tailer) return;
     if (this.stopped || this.tailers.has(key)) {
       await tailer.close();
@@ -273,7 +294,11 @@ export class FileSource implements Source {
     }
     tailer.rotated = !this.matches(file);
     this.tailers.set(key, tailer);
-    this.ctx.logger.info({ file, was: checkpoint.path, offset: tailer.committed }, 'finishing a file an earlier run followed: renamed while sluice was stopped or starting, or not finished when it stopped');
+    this.ctx.logger.info(
+      { file, was: checkpoint.path, offset: tailer.committed },
+      'finishing a file an earlier run followed: renamed while sluice was stopped or starting, or not finished when ' +
+        'it stopped',
+    );
     void this.readTailer(tailer);
   }
 
@@ -290,7 +315,12 @@ export class FileSource implements Source {
       await t.read();
     } catch (err) {
       this.stats.connectionErrors++;
-      this.quiet.log(`read:${t.path}`, (extra) => this.ctx.logger.warn({ file: t.path, err: (err as Error).message, ...extra }, 'reading file failed; will retry'));
+      this.quiet.log(`read:${t.path}`, (extra) =>
+        this.ctx.logger.warn(
+          { file: t.path, err: (err as Error).message, ...extra },
+          'reading file failed; will retry',
+        ),
+      );
     }
   }
 
@@ -346,7 +376,12 @@ export class FileSource implements Source {
       await this.store.flush();
     } catch (err) {
       this.ctx.diskHealth?.failed(err as Error, `checkpoints of ${this.name}`);
-      this.quiet.log('checkpoint', (extra) => this.ctx.logger.error({ file: this.store.file, err: (err as Error).message, ...extra }, 'cannot write checkpoints; will retry'));
+      this.quiet.log('checkpoint', (extra) =>
+        this.ctx.logger.error(
+          { file: this.store.file, err: (err as Error).message, ...extra },
+          'cannot write checkpoints; will retry',
+        ),
+      );
     }
   }
 

@@ -24,7 +24,13 @@ export function refuseOpen(data: Buffer): string | null {
   for (const line of data.toString('latin1').split('\n')) {
     const eq = line.indexOf('=');
     const name = eq < 0 ? line : line.slice(0, eq);
-    const values = eq < 0 ? [] : line.slice(eq + 1).split(',').filter((v) => v.length > 0);
+    const values =
+      eq < 0
+        ? []
+        : line
+            .slice(eq + 1)
+            .split(',')
+            .filter((v) => v.length > 0);
     if (name === 'relp_version') version = values[0] ?? '';
     else if (name === 'commands') commands = values;
   }
@@ -53,16 +59,21 @@ export class RelpSource implements Source {
   }
 
   describe(): string {
-    return `relp${this.config.tls ? '+tls' : ''}://${this.config.address.host}:${this.port || this.config.address.port}`;
+    const port = this.port || this.config.address.port;
+    return `relp${this.config.tls ? '+tls' : ''}://${this.config.address.host}:${port}`;
   }
 
   async start(): Promise<void> {
     const t = this.config.tls;
-    const server = t ? tls.createServer(tlsServerOptions(t), (s) => this.connection(s)) : net.createServer((s) => this.connection(s));
+    const server = t
+      ? tls.createServer(tlsServerOptions(t), (s) => this.connection(s))
+      : net.createServer((s) => this.connection(s));
     if (t) {
       server.on('tlsClientError', (err) => {
         this.stats.connectionErrors++;
-        this.quiet.log('tls', (extra) => this.ctx.logger.warn({ reason: err.message, ...extra }, 'TLS handshake failed; connection closed'));
+        this.quiet.log('tls', (extra) =>
+          this.ctx.logger.warn({ reason: err.message, ...extra }, 'TLS handshake failed; connection closed'),
+        );
       });
     }
     await listen(server, this.config.address);
@@ -74,7 +85,9 @@ export class RelpSource implements Source {
     const peer = socket.remoteAddress ?? 'unknown';
     if (this.sockets.size >= this.config.max_connections) {
       this.stats.connectionsRejected++;
-      this.quiet.log('max', (extra) => this.ctx.logger.warn({ peer, ...extra }, 'connection refused: max_connections reached'));
+      this.quiet.log('max', (extra) =>
+        this.ctx.logger.warn({ peer, ...extra }, 'connection refused: max_connections reached'),
+      );
       socket.destroy();
       return;
     }
@@ -84,7 +97,13 @@ export class RelpSource implements Source {
     if (this.config.idle_timeout > 0) {
       socket.setTimeout(this.config.idle_timeout, () => socket.destroy());
     }
-    const origin: RecordOrigin = { source: this.name, from: peer, format: 'syslog', lenient: this.config.lenient, stats: this.stats };
+    const origin: RecordOrigin = {
+      source: this.name,
+      from: peer,
+      format: 'syslog',
+      lenient: this.config.lenient,
+      stats: this.stats,
+    };
     const parser = new RelpParser(this.config.max_message_size);
     let opened = false;
     // Batches are queued one after another (order, flow control), but their commits overlap: a

@@ -19,7 +19,7 @@ import {
   type Welcome,
 } from '../../protocol/sluice-wire.js';
 import { RecordDecoder } from '../../protocol/record-codec.js';
-import { countDrop, LogRecord, newSourceStats } from '../../record.js';
+import { countDrop, type LogRecord, newSourceStats } from '../../record.js';
 import type { Source, SourceContext } from '../types.js';
 import type { sluiceSourceSchema } from './config.js';
 import { HighWaterMarks } from './hwm-store.js';
@@ -62,7 +62,9 @@ export class SluiceSource implements Source {
 
   describe(): string {
     const a = this.server?.address() as AddressInfo | null | undefined;
-    const where = a ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : `${this.config.address.host}:${this.config.address.port}`;
+    const where = a
+      ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`
+      : `${this.config.address.host}:${this.config.address.port}`;
     return `${this.config.tls ? 'wss' : 'ws'}://${where}${PATH}`;
   }
 
@@ -84,29 +86,41 @@ export class SluiceSource implements Source {
       handleProtocols: (offered) => (offered.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
     });
     this.marks = new HighWaterMarks(this.ctx.stateDir, this.name, (reason) =>
-      this.ctx.logger.error({ reason }, 'sender high-water marks are damaged; batches agents send again may be queued twice'),
+      this.ctx.logger.error(
+        { reason },
+        'sender high-water marks are damaged; batches agents send again may be queued twice',
+      ),
     );
     const t = this.config.tls;
     // Node checks header and request timeouts every connectionsCheckingInterval (30 s by default).
-    const checking = { connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(this.config.handshake_timeout / 2))) };
-    const server = t
-      ? https.createServer({ ...checking, ...tlsServerOptions(t) })
-      : http.createServer(checking);
+    const checking = {
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(this.config.handshake_timeout / 2))),
+    };
+    const server = t ? https.createServer({ ...checking, ...tlsServerOptions(t) }) : http.createServer(checking);
     // Slowloris: an upgrade whose headers do not arrive in time is cut off.
     server.headersTimeout = this.config.handshake_timeout;
     server.requestTimeout = this.config.handshake_timeout;
     server.on('request', (_req, res) => {
-      res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' }).end(`sluice protocol: WebSocket upgrade to ${PATH} expected\n`);
+      res
+        .writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' })
+        .end(`sluice protocol: WebSocket upgrade to ${PATH} expected\n`);
     });
     server.on('upgrade', (req, socket, head) => this.upgrade(req, socket, head));
     server.on('clientError', (err, socket) => {
       this.stats.connectionErrors++;
-      this.quiet.log('client', (extra) => this.ctx.logger.warn({ reason: err.message, ...extra }, 'closing a connection that sent no valid HTTP upgrade in time'));
+      this.quiet.log('client', (extra) =>
+        this.ctx.logger.warn(
+          { reason: err.message, ...extra },
+          'closing a connection that sent no valid HTTP upgrade in time',
+        ),
+      );
       socket.destroy();
     });
     server.on('tlsClientError', (err) => {
       this.stats.connectionErrors++;
-      this.quiet.log('tls', (extra) => this.ctx.logger.warn({ reason: err.message, ...extra }, 'TLS handshake failed; connection closed'));
+      this.quiet.log('tls', (extra) =>
+        this.ctx.logger.warn({ reason: err.message, ...extra }, 'TLS handshake failed; connection closed'),
+      );
     });
     await listen(server, this.config.address);
     server.on('error', (err) => this.ctx.logger.error({ err: err.message }, 'listener error'));
@@ -115,7 +129,9 @@ export class SluiceSource implements Source {
 
   private refuse(socket: Duplex, status: number, text: string, why: string): void {
     this.stats.connectionsRejected++;
-    this.quiet.log(`refuse:${status}`, (extra) => this.ctx.logger.warn({ status, reason: why, ...extra }, 'refused a connection before reading any data'));
+    this.quiet.log(`refuse:${status}`, (extra) =>
+      this.ctx.logger.warn({ status, reason: why, ...extra }, 'refused a connection before reading any data'),
+    );
     socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     socket.destroy();
   }
@@ -123,14 +139,34 @@ export class SluiceSource implements Source {
   private upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => undefined);
     const url = (req.url ?? '').split('?')[0];
-    if (url !== PATH) return this.refuse(socket, 404, 'Not Found', `path ${url}`);
-    if (!this.authorized(req.headers.authorization)) return this.refuse(socket, 401, 'Unauthorized', 'missing or unknown bearer token');
-    const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
-    if (!offered.includes(SUBPROTOCOL)) return this.refuse(socket, 400, 'Bad Request', `no supported subprotocol in ${JSON.stringify(offered)}`);
-    if (this.stopping || this.ctx.shedding?.()) return this.refuse(socket, 503, 'Service Unavailable', this.stopping ? 'shutting down' : 'load shedding');
-    if (this.sockets.size >= this.config.max_connections) return this.refuse(socket, 503, 'Service Unavailable', 'max_connections reached');
+    if (url !== PATH) {
+      this.refuse(socket, 404, 'Not Found', `path ${url}`);
+      return;
+    }
+    if (!this.authorized(req.headers.authorization)) {
+      this.refuse(socket, 401, 'Unauthorized', 'missing or unknown bearer token');
+      return;
+    }
+    const offered = String(req.headers['sec-websocket-protocol'] ?? '')
+      .split(',')
+      .map((s) => s.trim());
+    if (!offered.includes(SUBPROTOCOL)) {
+      this.refuse(socket, 400, 'Bad Request', `no supported subprotocol in ${JSON.stringify(offered)}`);
+      return;
+    }
+    if (this.stopping || this.ctx.shedding?.()) {
+      this.refuse(socket, 503, 'Service Unavailable', this.stopping ? 'shutting down' : 'load shedding');
+      return;
+    }
+    if (this.sockets.size >= this.config.max_connections) {
+      this.refuse(socket, 503, 'Service Unavailable', 'max_connections reached');
+      return;
+    }
     const wss = this.wss;
-    if (!wss) return this.refuse(socket, 503, 'Service Unavailable', 'not started');
+    if (!wss) {
+      this.refuse(socket, 503, 'Service Unavailable', 'not started');
+      return;
+    }
     wss.handleUpgrade(req, socket, head, (ws) => this.connection(ws, req.socket.remoteAddress ?? 'unknown'));
   }
 
@@ -151,7 +187,9 @@ export class SluiceSource implements Source {
       if (closed) return;
       closed = true;
       if (!retryable) this.stats.connectionErrors++;
-      this.quiet.log(`close:${error}`, (extra) => log.warn({ sender, code, reason: message, ...extra }, 'closing an agent connection'));
+      this.quiet.log(`close:${error}`, (extra) =>
+        log.warn({ sender, code, reason: message, ...extra }, 'closing an agent connection'),
+      );
       try {
         ws.send(JSON.stringify({ type: 'error', code: error, retryable, message }));
       } catch {
@@ -161,7 +199,10 @@ export class SluiceSource implements Source {
       setTimeout(() => ws.terminate(), 2000).unref();
     };
 
-    const helloTimer = setTimeout(() => fail(CLOSE.handshakeTimeout, 'protocol', 'no hello within handshake_timeout', false), this.config.handshake_timeout);
+    const helloTimer = setTimeout(
+      () => fail(CLOSE.handshakeTimeout, 'protocol', 'no hello within handshake_timeout', false),
+      this.config.handshake_timeout,
+    );
     let idleTimer: NodeJS.Timeout | null = null;
     const touch = () => {
       if (this.config.idle_timeout <= 0) return;
@@ -176,15 +217,22 @@ export class SluiceSource implements Source {
       if (closed) return;
       touch();
       if (!isBinary) {
-        let c;
+        let c: ReturnType<typeof parseControl>;
         try {
           c = parseControl(data.toString('utf8'));
         } catch (err) {
           return fail(CLOSE.badFrame, 'bad_frame', (err as Error).message, false);
         }
-        if (c.type !== 'hello') return fail(CLOSE.protocol, 'protocol', `an agent does not send ${c.type} frames`, false);
+        if (c.type !== 'hello')
+          return fail(CLOSE.protocol, 'protocol', `an agent does not send ${c.type} frames`, false);
         if (sender !== null) return fail(CLOSE.protocol, 'protocol', 'a second hello', false);
-        if (!c.versions.includes(PROTOCOL_VERSION)) return fail(CLOSE.protocol, 'version', `no common version: offered ${c.versions.join(',')}, server speaks ${PROTOCOL_VERSION}`, false);
+        if (!c.versions.includes(PROTOCOL_VERSION))
+          return fail(
+            CLOSE.protocol,
+            'version',
+            `no common version: offered ${c.versions.join(',')}, server speaks ${PROTOCOL_VERSION}`,
+            false,
+          );
         clearTimeout(helloTimer);
         sender = c.sender;
         const welcome: Welcome = {
@@ -200,11 +248,16 @@ export class SluiceSource implements Source {
         return;
       }
       if (sender === null) return fail(CLOSE.protocol, 'protocol', 'a batch before hello', false);
-      let batch;
+      let batch: ReturnType<typeof decodeBatch>;
       try {
         batch = decodeBatch(data, this.config.max_frame_size);
       } catch (err) {
-        return fail(err instanceof WireError && /exceeds the limit/.test(err.message) ? CLOSE.tooLarge : CLOSE.badFrame, 'bad_frame', (err as Error).message, false);
+        return fail(
+          err instanceof WireError && /exceeds the limit/.test(err.message) ? CLOSE.tooLarge : CLOSE.badFrame,
+          'bad_frame',
+          (err as Error).message,
+          false,
+        );
       }
       inflight += data.length;
       if (inflight > this.config.max_inflight_bytes && !paused) {
@@ -215,7 +268,9 @@ export class SluiceSource implements Source {
       const lastSeq = batch.firstSeq + batch.payloads.length - 1;
       // Batches are queued one after another (order, flow control), but their fsyncs overlap:
       // a batch's ack waits only for its own commit and the acks before it.
-      const queued = dispatchChain.then(() => (closed ? null : this.dispatchBatch(from, batch.firstSeq, batch.payloads, decoder)));
+      const queued = dispatchChain.then(() =>
+        closed ? null : this.dispatchBatch(from, batch.firstSeq, batch.payloads, decoder),
+      );
       dispatchChain = queued.then(
         () => undefined,
         () => undefined,
@@ -263,14 +318,22 @@ export class SluiceSource implements Source {
    * what it queued. Records at or below the mark were taken before (a resend after a lost ack) and
    * are skipped.
    */
-  private async dispatchBatch(sender: string, firstSeq: number, payloads: Buffer[], decoder: RecordDecoder): Promise<{ committed: Promise<void> | undefined }> {
+  private async dispatchBatch(
+    sender: string,
+    firstSeq: number,
+    payloads: Buffer[],
+    decoder: RecordDecoder,
+  ): Promise<{ committed: Promise<void> | undefined }> {
     if (this.ctx.shedding?.()) throw new Error('load shedding: the server cannot write its queues; retry later');
     const lastSeq = firstSeq + payloads.length - 1;
     const mark = Math.max(this.marks!.get(sender), this.dispatched.get(sender) ?? -1);
     if (firstSeq > mark + 1 && mark >= 0) {
       // A gap: records between the mark and this batch never came. Possible only if the agent lost
       // them (its memory queue died): take what comes, and say so.
-      this.ctx.logger.warn({ sender, expected: mark + 1, got: firstSeq }, 'sequence gap from an agent: records in between were lost on its side');
+      this.ctx.logger.warn(
+        { sender, expected: mark + 1, got: firstSeq },
+        'sequence gap from an agent: records in between were lost on its side',
+      );
     }
     const skip = Math.max(0, Math.min(payloads.length, mark - firstSeq + 1));
     if (skip > 0) {

@@ -37,7 +37,8 @@ export class SyslogTcpSource implements Source {
   describe(): string {
     const a = this.server?.address();
     const scheme = this.config.tls ? 'tls' : 'tcp';
-    if (a && typeof a === 'object') return `${scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+    if (a && typeof a === 'object')
+      return `${scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
     return `${scheme}://${this.config.address.host}:${this.config.address.port}`;
   }
 
@@ -57,7 +58,12 @@ export class SyslogTcpSource implements Source {
       server = tls.createServer(tlsServerOptions(t), (socket) => this.onConnection(socket));
       server.on('tlsClientError', (err, socket) => {
         this.stats.connectionErrors++;
-        this.quiet.log('tls', (extra) => this.ctx.logger.warn({ peer: socket.remoteAddress, reason: err.message, ...extra }, 'TLS handshake failed; connection closed'));
+        this.quiet.log('tls', (extra) =>
+          this.ctx.logger.warn(
+            { peer: socket.remoteAddress, reason: err.message, ...extra },
+            'TLS handshake failed; connection closed',
+          ),
+        );
       });
     } else {
       server = net.createServer((socket) => this.onConnection(socket));
@@ -72,7 +78,12 @@ export class SyslogTcpSource implements Source {
     const peer = peerOf(socket);
     if (this.connections.size >= this.config.max_connections) {
       this.stats.connectionsRejected++;
-      this.quiet.log('max_connections', (extra) => this.ctx.logger.warn({ peer, max_connections: this.config.max_connections, ...extra }, 'connection refused: max_connections reached'));
+      this.quiet.log('max_connections', (extra) =>
+        this.ctx.logger.warn(
+          { peer, max_connections: this.config.max_connections, ...extra },
+          'connection refused: max_connections reached',
+        ),
+      );
       socket.destroy();
       return;
     }
@@ -82,8 +93,17 @@ export class SyslogTcpSource implements Source {
     socket.setNoDelay(true);
     if (this.config.idle_timeout > 0) socket.setTimeout(this.config.idle_timeout);
 
-    const decoder = new SyslogFrameDecoder({ maxMessageSize: this.config.max_message_size, oversize: this.config.oversize });
-    const origin: RecordOrigin = { source: this.name, from: peer, format: 'syslog', lenient: this.config.lenient, stats: this.stats };
+    const decoder = new SyslogFrameDecoder({
+      maxMessageSize: this.config.max_message_size,
+      oversize: this.config.oversize,
+    });
+    const origin: RecordOrigin = {
+      source: this.name,
+      from: peer,
+      format: 'syslog',
+      lenient: this.config.lenient,
+      stats: this.stats,
+    };
     const frames: Buffer[] = [];
     let truncated = 0;
     let dropped = 0;
@@ -125,7 +145,9 @@ export class SyslogTcpSource implements Source {
     const fail = (err: unknown): void => {
       this.stats.connectionErrors++;
       const reason = err instanceof Error ? err.message : String(err);
-      this.quiet.log('framing', (extra) => this.ctx.logger.warn({ peer, reason, ...extra }, 'closing connection: not valid syslog framing'));
+      this.quiet.log('framing', (extra) =>
+        this.ctx.logger.warn({ peer, reason, ...extra }, 'closing connection: not valid syslog framing'),
+      );
       deliver(); // frames decoded before the bad bytes are good
       socket.destroy();
     };

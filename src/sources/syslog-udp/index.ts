@@ -39,7 +39,8 @@ export class SyslogUdpSource implements Source {
 
   describe(): string {
     const a = this.socket?.address();
-    return `udp://${a ? `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}` : `${this.config.address.host}:${this.config.address.port}`}`;
+    if (!a) return `udp://${this.config.address.host}:${this.config.address.port}`;
+    return `udp://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
   }
 
   /** The bound port (useful when the config asked for port 0). */
@@ -64,7 +65,8 @@ export class SyslogUdpSource implements Source {
           if (got < this.config.receive_buffer_size) {
             this.ctx.logger.warn(
               { asked: this.config.receive_buffer_size, got },
-              'the kernel gave the UDP socket a smaller receive buffer than receive_buffer_size: raise net.core.rmem_max to absorb bursts',
+              'the kernel gave the UDP socket a smaller receive buffer than receive_buffer_size: raise ' +
+                'net.core.rmem_max to absorb bursts',
             );
           }
         } catch (err) {
@@ -96,8 +98,14 @@ export class SyslogUdpSource implements Source {
     countDrop(this.stats.dropped, 'kernel_buffer', now - before);
     this.quiet.log('kernel', (extra) =>
       this.ctx.logger.warn(
-        { dropped: now - before, total: this.stats.dropped.kernel_buffer, receive_buffer_bytes: s.getRecvBufferSize(), ...extra },
-        'the kernel dropped UDP datagrams: the socket buffer was full (a burst, or sluice behind); counted as kernel_buffer',
+        {
+          dropped: now - before,
+          total: this.stats.dropped.kernel_buffer,
+          receive_buffer_bytes: s.getRecvBufferSize(),
+          ...extra,
+        },
+        'the kernel dropped UDP datagrams: the socket buffer was full (a burst, or sluice behind); counted as ' +
+          'kernel_buffer',
       ),
     );
   }
@@ -128,7 +136,9 @@ export class SyslogUdpSource implements Source {
       this.stats.truncated++;
       len = this.maxSize;
     }
-    this.pending.push(new LogRecord(len === msg.length ? msg : msg.subarray(0, len), Date.now(), this.originFor(address)));
+    this.pending.push(
+      new LogRecord(len === msg.length ? msg : msg.subarray(0, len), Date.now(), this.originFor(address)),
+    );
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(this.flush);

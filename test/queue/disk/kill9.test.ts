@@ -25,7 +25,9 @@ function run(cfg: string): ChildProcess {
 
 function checkpointOffset(dir: string): number {
   try {
-    const cp = JSON.parse(readFileSync(path.join(dir, 'state/checkpoints/app.json'), 'utf8')) as { files: { offset: number }[] };
+    const cp = JSON.parse(readFileSync(path.join(dir, 'state/checkpoints/app.json'), 'utf8')) as {
+      files: { offset: number }[];
+    };
     return cp.files[0]?.offset ?? 0;
   } catch {
     return 0;
@@ -52,7 +54,10 @@ pipelines:
 `;
     const queue = `queue: { mode: reliable, max_size: 64MiB, sync: interval, sync_interval: 10ms }`;
     const down = path.join(dir, 'down.yaml');
-    writeFileSync(down, `${common}destinations:\n  central: { type: syslog, address: "127.0.0.1:${port}", ${queue} }\n`);
+    writeFileSync(
+      down,
+      `${common}destinations:\n  central: { type: syslog, address: "127.0.0.1:${port}", ${queue} }\n`,
+    );
     const up = path.join(dir, 'up.yaml');
     const out = path.join(dir, 'delivered.log');
     writeFileSync(up, `${common}destinations:\n  central: { type: file, path: ${out}, ${queue} }\n`);

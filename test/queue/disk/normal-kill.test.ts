@@ -28,7 +28,9 @@ function run(cfg: string): { child: ChildProcess; exited: Promise<unknown> } {
 
 function checkpointOffset(dir: string): number {
   try {
-    const cp = JSON.parse(readFileSync(path.join(dir, 'state/checkpoints/app.json'), 'utf8')) as { files: { offset: number }[] };
+    const cp = JSON.parse(readFileSync(path.join(dir, 'state/checkpoints/app.json'), 'utf8')) as {
+      files: { offset: number }[];
+    };
     return cp.files[0]?.offset ?? 0;
   } catch {
     return 0;
@@ -47,7 +49,7 @@ async function scenario(stop: 'SIGKILL' | 'SIGTERM'): Promise<{ delivered: strin
     mkdirSync(logs);
     const app = path.join(logs, 'app.log');
     const lines = Array.from({ length: LINES }, (_, i) => `line ${i} ${'x'.repeat(100)}`);
-    writeFileSync(app, lines.join('\n') + '\n');
+    writeFileSync(app, `${lines.join('\n')}\n`);
     const common = `
 state_dir: ${dir}/state
 log: { level: warn, format: json }
@@ -57,15 +59,21 @@ sources:
 pipelines:
   p: { from: [app], to: [central] }
 `;
-    const queue = `queue: { mode: normal, qout_size: ${QOUT}, mem_buf_length: ${OVERFLOW}, max_size: 16MiB, sync_interval: 10ms }`;
+    const queue =
+      `queue: { mode: normal, qout_size: ${QOUT}, mem_buf_length: ${OVERFLOW}, max_size: 16MiB, ` +
+      `sync_interval: 10ms }`;
     const down = path.join(dir, 'down.yaml');
-    writeFileSync(down, `${common}destinations:\n  central: { type: syslog, address: "127.0.0.1:${await deadPort()}", backoff: { initial: 10ms, max: 20ms }, ${queue} }\n`);
+    writeFileSync(
+      down,
+      `${common}destinations:\n  central: { type: syslog, address: "127.0.0.1:${await deadPort()}", backoff: { ` +
+        `initial: 10ms, max: 20ms }, ${queue} }\n`,
+    );
     const up = path.join(dir, 'up.yaml');
     const out = path.join(dir, 'delivered.log');
     writeFileSync(up, `${common}destinations:\n  central: { type: file, path: ${out}, format: raw, ${queue} }\n`);
 
     const first = run(down);
-    const size = Buffer.byteLength(lines.join('\n') + '\n');
+    const size = Buffer.byteLength(`${lines.join('\n')}\n`);
     await waitFor('every line checkpointed', () => checkpointOffset(dir) === size, 20_000);
     await sleep(50); // the queue file part is past its fsync too
     first.child.kill(stop);
@@ -87,7 +95,8 @@ pipelines:
 }
 
 describe('normal queue mode, process death', () => {
-  it('after kill -9 loses at most qout_size + mem_buf_length records: exactly the ones that were only in memory', async () => {
+  it('after kill -9 loses at most qout_size + mem_buf_length records: exactly the ones that were only in ' +
+    'memory', async () => {
     const { delivered, lines } = await scenario('SIGKILL');
     const got = new Set(delivered);
     const missing = lines.filter((l) => !got.has(l));

@@ -10,7 +10,12 @@ const origin: RecordOrigin = { source: 'in', from: '192.0.2.1', format: 'syslog'
 const rec = (i: number) => new LogRecord(Buffer.from(`<13>n ${i}`), 0, origin);
 const idOf = (r: LogRecord) => Number(r.raw.toString().slice(6));
 
-type Op = { op: 'push'; n: number } | { op: 'take'; n: number } | { op: 'ack'; n: number } | { op: 'rewind' } | { op: 'reopen' };
+type Op =
+  | { op: 'push'; n: number }
+  | { op: 'take'; n: number }
+  | { op: 'ack'; n: number }
+  | { op: 'rewind' }
+  | { op: 'reopen' };
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ op: fc.constant('push' as const), n: fc.integer({ min: 1, max: 12 }) }) },
   { weight: 5, arbitrary: fc.record({ op: fc.constant('take' as const), n: fc.integer({ min: 1, max: 12 }) }) },
@@ -44,7 +49,8 @@ async function takeSome(q: NormalQueue, n: number): Promise<LogRecord[]> {
 }
 
 describe('NormalQueue against a model: memory, then the file, then memory again', () => {
-  it('hands every record out once, in order, never holds more than qout_size + mem_buf_length in memory, and goes back to memory once the file drains', async () => {
+  it('hands every record out once, in order, never holds more than qout_size + mem_buf_length in memory, and goes ' +
+    'back to memory once the file drains', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 80 }), async (ops) => {
         const dir = tempDir();

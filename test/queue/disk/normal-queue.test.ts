@@ -50,29 +50,32 @@ describe('NormalQueue', () => {
   let dir: string;
   afterEach(() => removeDir(dir));
 
-  it('keeps records in memory until qout + overflow are full, then spills to the file, and hands them out in order', async () => {
-    dir = tempDir();
-    const q = await NormalQueue.open('out', dir, opts());
-    expect(q.push(range(0, 15).map(rec))).toBeUndefined(); // all in memory: committed at once
-    expect(q.stats()).toMatchObject({ mode: 'normal', records: 15, memoryRecords: 15, diskBytes: 0 });
-    const spilled = q.push(range(15, 40).map(rec));
-    expect(spilled).toBeInstanceOf(Promise); // the file part commits after its fsync
-    await spilled;
-    expect(q.stats()).toMatchObject({ records: 40, memoryRecords: 15 });
-    expect(q.stats().diskBytes).toBeGreaterThan(0);
-    // While older records are in the file, new ones wait behind them in memory, which has room again.
-    const got = await drain(q, 5);
-    expect(texts(got)).toEqual(expected(0, 5));
-    const diskBytes = q.stats().diskBytes;
-    expect(q.push(range(40, 45).map(rec))).toBeUndefined();
-    expect(q.stats()).toMatchObject({ records: 40, memoryRecords: 15, diskBytes });
-    const rest = await drain(q, 40);
-    expect(texts(rest)).toEqual(expected(5, 45));
-    expect(q.stats()).toMatchObject({ records: 0, memoryRecords: 0, acked: 45, pushed: 45 });
-    // Once the file is empty, memory is used again.
-    expect(q.push([rec(45)])).toBeUndefined();
-    await q.dispose();
-  });
+  it(
+    'keeps records in memory until qout + overflow are full, then spills to the file, and hands them out in ' + 'order',
+    async () => {
+      dir = tempDir();
+      const q = await NormalQueue.open('out', dir, opts());
+      expect(q.push(range(0, 15).map(rec))).toBeUndefined(); // all in memory: committed at once
+      expect(q.stats()).toMatchObject({ mode: 'normal', records: 15, memoryRecords: 15, diskBytes: 0 });
+      const spilled = q.push(range(15, 40).map(rec));
+      expect(spilled).toBeInstanceOf(Promise); // the file part commits after its fsync
+      await spilled;
+      expect(q.stats()).toMatchObject({ records: 40, memoryRecords: 15 });
+      expect(q.stats().diskBytes).toBeGreaterThan(0);
+      // While older records are in the file, new ones wait behind them in memory, which has room again.
+      const got = await drain(q, 5);
+      expect(texts(got)).toEqual(expected(0, 5));
+      const diskBytes = q.stats().diskBytes;
+      expect(q.push(range(40, 45).map(rec))).toBeUndefined();
+      expect(q.stats()).toMatchObject({ records: 40, memoryRecords: 15, diskBytes });
+      const rest = await drain(q, 40);
+      expect(texts(rest)).toEqual(expected(5, 45));
+      expect(q.stats()).toMatchObject({ records: 0, memoryRecords: 0, acked: 45, pushed: 45 });
+      // Once the file is empty, memory is used again.
+      expect(q.push([rec(45)])).toBeUndefined();
+      await q.dispose();
+    },
+  );
 
   it('acknowledges across the memory and file parts, and a rewind hands both out again', async () => {
     dir = tempDir();
@@ -86,24 +89,28 @@ describe('NormalQueue', () => {
     await q.dispose();
   });
 
-  it('saves the memory part at a clean shutdown and reads it back first, so a restart loses nothing and keeps the order', async () => {
-    dir = tempDir();
-    let q = await NormalQueue.open('out', dir, opts());
-    await q.push(range(0, 30).map(rec)); // 15 in memory, 15 in the file
-    const inFlight = await drain(q, 3, 3, false); // handed out, not acknowledged: kept too
-    expect(inFlight).toHaveLength(3);
-    await q.dispose();
-    expect(existsSync(path.join(dir, MEMORY_FILE))).toBe(true);
-    q = await NormalQueue.open('out', dir, opts());
-    expect(existsSync(path.join(dir, MEMORY_FILE))).toBe(false);
-    expect(q.stats()).toMatchObject({ records: 30, memoryRecords: 15 });
-    expect(texts(await drain(q, 30))).toEqual(expected(0, 30));
-    await q.dispose();
-    // Nothing left for a third start.
-    q = await NormalQueue.open('out', dir, opts());
-    expect(q.stats().records).toBe(0);
-    await q.dispose();
-  });
+  it(
+    'saves the memory part at a clean shutdown and reads it back first, so a restart loses nothing and keeps the ' +
+      'order',
+    async () => {
+      dir = tempDir();
+      let q = await NormalQueue.open('out', dir, opts());
+      await q.push(range(0, 30).map(rec)); // 15 in memory, 15 in the file
+      const inFlight = await drain(q, 3, 3, false); // handed out, not acknowledged: kept too
+      expect(inFlight).toHaveLength(3);
+      await q.dispose();
+      expect(existsSync(path.join(dir, MEMORY_FILE))).toBe(true);
+      q = await NormalQueue.open('out', dir, opts());
+      expect(existsSync(path.join(dir, MEMORY_FILE))).toBe(false);
+      expect(q.stats()).toMatchObject({ records: 30, memoryRecords: 15 });
+      expect(texts(await drain(q, 30))).toEqual(expected(0, 30));
+      await q.dispose();
+      // Nothing left for a third start.
+      q = await NormalQueue.open('out', dir, opts());
+      expect(q.stats().records).toBe(0);
+      await q.dispose();
+    },
+  );
 
   it('keeps only what was in the file when the process dies without shutting down', async () => {
     dir = tempDir();

@@ -15,7 +15,8 @@ import { FaultyDisk } from '../../helpers/simulated-disk.js';
 // The whole reliable queue against a model: random pushes, takes, acknowledgements, rewinds,
 // clean reopens, kills (the process gone without a word: no last sync, no header, the lock left
 // behind), writes and fsyncs that fail (through the queue's file factory), and bytes flipped in
-// the file (a rotation and salvage). Record sizes are aimed at the ring's end: frames whose size divides the capacity, so
+// the file (a rotation and salvage). Record sizes are aimed at the ring's end: frames whose size divides the capacity,
+// so
 // that batches end exactly there lap after lap, and mixed sizes around them.
 
 const CAPACITY = 8192;
@@ -53,7 +54,10 @@ function opsWith(frameArb: fc.Arbitrary<number>): fc.Arbitrary<Op[]> {
       weight: 6,
       arbitrary: fc.record({
         op: fc.constant('push' as const),
-        frames: fc.oneof(fc.array(frameArb, { minLength: 1, maxLength: 20 }), frameArb.chain((f) => fc.array(fc.constant(f), { minLength: 1, maxLength: 40 }))),
+        frames: fc.oneof(
+          fc.array(frameArb, { minLength: 1, maxLength: 20 }),
+          frameArb.chain((f) => fc.array(fc.constant(f), { minLength: 1, maxLength: 40 })),
+        ),
       }),
     },
     // Acknowledgements smaller than pushes: a backlog builds up and the tail goes round the ring.
@@ -64,9 +68,21 @@ function opsWith(frameArb: fc.Arbitrary<number>): fc.Arbitrary<Op[]> {
     { weight: 1, arbitrary: fc.constant({ op: 'reopen' as const }) },
     { weight: 1, arbitrary: fc.constant({ op: 'kill' as const }) },
     // The disk fails a write (full) or an fsync (broken) during a sync.
-    { weight: 1, arbitrary: fc.record({ op: fc.constant('fail' as const), what: fc.constantFrom('write' as const, 'sync' as const) }) },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        op: fc.constant('fail' as const),
+        what: fc.constantFrom('write' as const, 'sync' as const),
+      }),
+    },
     // One byte of an unacknowledged record flips on disk: the queue finds it, rotates the file and salvages the rest.
-    { weight: 1, arbitrary: fc.record({ op: fc.constant('damage' as const), pick: fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }) }) },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        op: fc.constant('damage' as const),
+        pick: fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }),
+      }),
+    },
   );
   return fc.array(op, { minLength: 60, maxLength: 150 });
 }
@@ -110,8 +126,9 @@ async function kill(q: ReliableQueue, disk: FaultyDisk, dir: string): Promise<vo
   }
 }
 
-describe('ReliableQueue against a model, with kills and exact fits at the ring\'s end', () => {
-  it('hands out, in order and once per pass, every record pushed and not acknowledged; a kill loses nothing committed', async () => {
+describe("ReliableQueue against a model, with kills and exact fits at the ring's end", () => {
+  it('hands out, in order and once per pass, every record pushed and not acknowledged; a kill loses nothing ' +
+    'committed', async () => {
     await fc.assert(
       // `keep`: acknowledgements always leave the oldest record waiting, so the ring never empties
       // (an empty ring starts its next lap at offset 0) and the tail goes round and round its end.
@@ -133,7 +150,8 @@ describe('ReliableQueue against a model, with kills and exact fits at the ring\'
         try {
           for (const o of ops) {
             // MODEL_TRACE=1 (with FC_SEED and FC_PATH from a failure) shows each step of a counterexample.
-            if (process.env.MODEL_TRACE) console.log(JSON.stringify(o), { list: list.join(','), acked, handed, committed });
+            if (process.env.MODEL_TRACE)
+              console.log(JSON.stringify(o), { list: list.join(','), acked, handed, committed });
             if (o.op === 'push') {
               const before = q.stats().dropped.queue_full ?? 0;
               const batch = o.frames.map((f) => recordOfFrame(next++, f));
@@ -260,105 +278,120 @@ describe('ReliableQueue against a model, with kills and exact fits at the ring\'
           removeDir(dir);
         }
       }),
-      { numRuns: 40, ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH, endOnFailure: true } : {}) },
+      {
+        numRuns: 40,
+        ...(process.env.FC_SEED
+          ? { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH, endOnFailure: true }
+          : {}),
+      },
     );
   }, 300_000); // about 20 s alone; several times that beside the heavy peer tests on two cores
 
-  it('takes a batch that ends exactly at the ring\'s end and goes on at its start, without growing the file', async () => {
-    const dir = tempDir();
-    try {
-      const q = await ReliableQueue.open('m', dir, options());
-      const perLap = CAPACITY / 256;
-      let next = 0;
-      const push = async (n: number) => q.push(Array.from({ length: n }, () => recordOfFrame(next++, 256)));
-      await push(perLap - 8);
-      const first = await takeUpTo(q, perLap);
-      q.ack(first.length - 8); // 8 stay: the queue is not empty, so the next record goes on at the tail
-      await sleep(10); // the acknowledgement reaches the header: the space is reusable
-      // 8 records fill the lap exactly, 8 more start the next one at offset 0.
-      await push(16);
-      q.rewind();
-      const got = (await takeUpTo(q, 100)).map(idOf);
-      expect(got).toEqual(Array.from({ length: 24 }, (_, i) => perLap - 16 + i));
-      expect(statSync(path.join(dir, QUEUE_FILE)).size).toBe(DATA_START + CAPACITY);
-      expect(q.stats().corruption.rotated).toBe(0);
-      await q.dispose();
-      const again = await ReliableQueue.open('m', dir, options());
-      expect((await takeUpTo(again, 100)).map(idOf)).toEqual(got);
-      await again.dispose();
-    } finally {
-      removeDir(dir);
-    }
-  });
-
-  it('refuses the batches waiting behind one whose written part failed its commit: none overtakes the batch sent again', async () => {
-    const dir = tempDir();
-    try {
-      const disk = new FaultyDisk();
-      const q = await ReliableQueue.open('m', dir, { ...options(disk), full: 'block' });
-      let next = 0;
-      const batch = (n: number) => Array.from({ length: n }, () => recordOfFrame(next++, 256));
-      // 28 of 32 slots taken and handed out: the queue is full (less than a quarter free).
-      await q.push(batch(28));
-      expect(await takeUpTo(q, 28)).toHaveLength(28);
-      // The disk fills up: the 4 records of the next batch that fit are not written, its rest waits
-      // for room, and the batch after it waits behind. The failed write is forgotten (the queue is
-      // still full) long before room comes.
-      disk.failWrites = 'ENOSPC';
-      const partial = q.push(batch(30));
-      const later = q.push(batch(4));
-      partial?.catch(() => undefined);
-      later?.catch(() => undefined);
-      await sleep(50); // a few syncs: the first one fails
-      disk.failWrites = null;
-      q.ack(28); // room again
-      await expect(partial).rejects.toThrow('ENOSPC');
-      // The later batch is refused too, not appended ahead of the first one's resend.
-      await expect(later).rejects.toThrow('ENOSPC');
-      expect(await takeUpTo(q, 100)).toEqual([]);
-      // The producer sends both again, in order, and both arrive, in order.
-      next = 28;
-      await q.push(batch(30));
-      const resent = (await takeUpTo(q, 100)).map(idOf);
-      q.ack(resent.length);
-      await q.push(batch(4));
-      resent.push(...(await takeUpTo(q, 100)).map(idOf));
-      expect(resent).toEqual(Array.from({ length: 34 }, (_, i) => 28 + i));
-      await q.dispose();
-    } finally {
-      removeDir(dir);
-    }
-  });
-
-  it('keeps batches in order when one waits for room: a later batch never overtakes the rest of an earlier one', async () => {
-    const dir = tempDir();
-    try {
-      const q = await ReliableQueue.open('m', dir, { ...options(), full: 'block' });
-      let next = 0;
-      const batch = (n: number) => Array.from({ length: n }, () => recordOfFrame(next++, 256));
-      // 24 of 32 slots taken and handed out; then a batch of 30 fits only in part (8), and its rest
-      // needs room more than once; the next batch waits for room meanwhile, as the router does.
-      await q.push(batch(24));
-      const got = (await takeUpTo(q, 24)).map(idOf);
-      expect(got).toHaveLength(24);
-      const partial = q.push(batch(30));
-      // The next batch of the same source, held by the router until the full queue has room.
-      const next4 = batch(4);
-      const later = q.waitForSpace().then(() => q.push(next4));
-      // Room comes back a little at a time, as a destination acknowledges.
-      let acked = 0;
-      for (let round = 0; round < 50 && got.length < 58; round++) {
-        const n = Math.min(10, got.length - acked);
-        q.ack(n);
-        acked += n;
-        await sleep(5);
-        got.push(...(await takeUpTo(q, 100)).map(idOf));
+  it(
+    "takes a batch that ends exactly at the ring's end and goes on at its start, without growing the " + 'file',
+    async () => {
+      const dir = tempDir();
+      try {
+        const q = await ReliableQueue.open('m', dir, options());
+        const perLap = CAPACITY / 256;
+        let next = 0;
+        const push = async (n: number) => q.push(Array.from({ length: n }, () => recordOfFrame(next++, 256)));
+        await push(perLap - 8);
+        const first = await takeUpTo(q, perLap);
+        q.ack(first.length - 8); // 8 stay: the queue is not empty, so the next record goes on at the tail
+        await sleep(10); // the acknowledgement reaches the header: the space is reusable
+        // 8 records fill the lap exactly, 8 more start the next one at offset 0.
+        await push(16);
+        q.rewind();
+        const got = (await takeUpTo(q, 100)).map(idOf);
+        expect(got).toEqual(Array.from({ length: 24 }, (_, i) => perLap - 16 + i));
+        expect(statSync(path.join(dir, QUEUE_FILE)).size).toBe(DATA_START + CAPACITY);
+        expect(q.stats().corruption.rotated).toBe(0);
+        await q.dispose();
+        const again = await ReliableQueue.open('m', dir, options());
+        expect((await takeUpTo(again, 100)).map(idOf)).toEqual(got);
+        await again.dispose();
+      } finally {
+        removeDir(dir);
       }
-      await Promise.all([partial, later]);
-      expect(got).toEqual(Array.from({ length: 58 }, (_, i) => i));
-      await q.dispose();
-    } finally {
-      removeDir(dir);
-    }
-  });
+    },
+  );
+
+  it(
+    'refuses the batches waiting behind one whose written part failed its commit: none overtakes the batch sent ' +
+      'again',
+    async () => {
+      const dir = tempDir();
+      try {
+        const disk = new FaultyDisk();
+        const q = await ReliableQueue.open('m', dir, { ...options(disk), full: 'block' });
+        let next = 0;
+        const batch = (n: number) => Array.from({ length: n }, () => recordOfFrame(next++, 256));
+        // 28 of 32 slots taken and handed out: the queue is full (less than a quarter free).
+        await q.push(batch(28));
+        expect(await takeUpTo(q, 28)).toHaveLength(28);
+        // The disk fills up: the 4 records of the next batch that fit are not written, its rest waits
+        // for room, and the batch after it waits behind. The failed write is forgotten (the queue is
+        // still full) long before room comes.
+        disk.failWrites = 'ENOSPC';
+        const partial = q.push(batch(30));
+        const later = q.push(batch(4));
+        partial?.catch(() => undefined);
+        later?.catch(() => undefined);
+        await sleep(50); // a few syncs: the first one fails
+        disk.failWrites = null;
+        q.ack(28); // room again
+        await expect(partial).rejects.toThrow('ENOSPC');
+        // The later batch is refused too, not appended ahead of the first one's resend.
+        await expect(later).rejects.toThrow('ENOSPC');
+        expect(await takeUpTo(q, 100)).toEqual([]);
+        // The producer sends both again, in order, and both arrive, in order.
+        next = 28;
+        await q.push(batch(30));
+        const resent = (await takeUpTo(q, 100)).map(idOf);
+        q.ack(resent.length);
+        await q.push(batch(4));
+        resent.push(...(await takeUpTo(q, 100)).map(idOf));
+        expect(resent).toEqual(Array.from({ length: 34 }, (_, i) => 28 + i));
+        await q.dispose();
+      } finally {
+        removeDir(dir);
+      }
+    },
+  );
+
+  it(
+    'keeps batches in order when one waits for room: a later batch never overtakes the rest of an earlier ' + 'one',
+    async () => {
+      const dir = tempDir();
+      try {
+        const q = await ReliableQueue.open('m', dir, { ...options(), full: 'block' });
+        let next = 0;
+        const batch = (n: number) => Array.from({ length: n }, () => recordOfFrame(next++, 256));
+        // 24 of 32 slots taken and handed out; then a batch of 30 fits only in part (8), and its rest
+        // needs room more than once; the next batch waits for room meanwhile, as the router does.
+        await q.push(batch(24));
+        const got = (await takeUpTo(q, 24)).map(idOf);
+        expect(got).toHaveLength(24);
+        const partial = q.push(batch(30));
+        // The next batch of the same source, held by the router until the full queue has room.
+        const next4 = batch(4);
+        const later = q.waitForSpace().then(() => q.push(next4));
+        // Room comes back a little at a time, as a destination acknowledges.
+        let acked = 0;
+        for (let round = 0; round < 50 && got.length < 58; round++) {
+          const n = Math.min(10, got.length - acked);
+          q.ack(n);
+          acked += n;
+          await sleep(5);
+          got.push(...(await takeUpTo(q, 100)).map(idOf));
+        }
+        await Promise.all([partial, later]);
+        expect(got).toEqual(Array.from({ length: 58 }, (_, i) => i));
+        await q.dispose();
+      } finally {
+        removeDir(dir);
+      }
+    },
+  );
 });

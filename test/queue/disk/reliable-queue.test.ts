@@ -13,10 +13,29 @@ import { FaultyDisk } from '../../helpers/simulated-disk.js';
 
 const stats = newSourceStats();
 const origin: RecordOrigin = { source: 'tcp_in', from: '192.0.2.9', format: 'syslog', lenient: true, stats };
-const textOrigin: RecordOrigin = { source: 'app', from: '/var/log/app.log', format: 'text', lenient: false, stats, hostname: 'h1', appName: 'app', facility: 3, severity: 6 };
+const textOrigin: RecordOrigin = {
+  source: 'app',
+  from: '/var/log/app.log',
+  format: 'text',
+  lenient: false,
+  stats,
+  hostname: 'h1',
+  appName: 'app',
+  facility: 3,
+  severity: 6,
+};
 
 function opts(extra: Partial<ReliableQueueOptions> = {}): ReliableQueueOptions {
-  return { maxSize: 1 << 20, memBufSize: 1 << 16, sync: 'interval', syncInterval: 5, full: 'block', logger: silentLogger(), statsOf: (s) => (s === 'tcp_in' ? stats : undefined), ...extra };
+  return {
+    maxSize: 1 << 20,
+    memBufSize: 1 << 16,
+    sync: 'interval',
+    syncInterval: 5,
+    full: 'block',
+    logger: silentLogger(),
+    statsOf: (s) => (s === 'tcp_in' ? stats : undefined),
+    ...extra,
+  };
 }
 
 const rec = (i: number, o = origin) => new LogRecord(Buffer.from(`<13>message ${i}`), 1_700_000_000_000 + i, o);
@@ -52,50 +71,67 @@ describe('ReliableQueue', () => {
   let dir: string;
   afterEach(() => removeDir(dir));
 
-  it('reads ahead at most 4 MiB of a large backlog, even with a larger mem_buf_size, and still hands out all of it', async () => {
-    dir = tempDir();
-    const q = await ReliableQueue.open('out', dir, opts({ maxSize: 64 << 20, memBufSize: 64 << 20 }));
-    const body = 'x'.repeat(1000);
-    const n = 12_000; // about 12 MB of records
-    for (let i = 0; i < n; i += 1000) {
-      await q.push(Array.from({ length: 1000 }, (_, j) => new LogRecord(Buffer.from(`<13>${String(i + j).padStart(6, '0')} ${body}`), 0, origin)));
-    }
-    const first = await takeAll(q, 1);
-    await waitFor('the read cache to fill', () => q.stats().memoryBytes > 3 << 20);
-    await new Promise((r) => setTimeout(r, 50));
-    expect(q.stats().memoryBytes).toBeLessThanOrEqual((4 << 20) + (1 << 20));
-    const rest = await takeAll(q, n - 1);
-    expect([...first, ...rest].map((r) => Number(r.raw.subarray(4, 10).toString()))).toEqual(Array.from({ length: n }, (_, i) => i));
-    await q.close();
-  });
+  it(
+    'reads ahead at most 4 MiB of a large backlog, even with a larger mem_buf_size, and still hands out all of ' + 'it',
+    async () => {
+      dir = tempDir();
+      const q = await ReliableQueue.open('out', dir, opts({ maxSize: 64 << 20, memBufSize: 64 << 20 }));
+      const body = 'x'.repeat(1000);
+      const n = 12_000; // about 12 MB of records
+      for (let i = 0; i < n; i += 1000) {
+        await q.push(
+          Array.from(
+            { length: 1000 },
+            (_, j) => new LogRecord(Buffer.from(`<13>${String(i + j).padStart(6, '0')} ${body}`), 0, origin),
+          ),
+        );
+      }
+      const first = await takeAll(q, 1);
+      await waitFor('the read cache to fill', () => q.stats().memoryBytes > 3 << 20);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(q.stats().memoryBytes).toBeLessThanOrEqual((4 << 20) + (1 << 20));
+      const rest = await takeAll(q, n - 1);
+      expect([...first, ...rest].map((r) => Number(r.raw.subarray(4, 10).toString()))).toEqual(
+        Array.from({ length: n }, (_, i) => i),
+      );
+      await q.close();
+    },
+  );
 
-  it('reports itself congested while more than its write-behind waits for the disk, counts those bytes as memory, and lets waiters go once written', async () => {
-    dir = tempDir();
-    const disk = new FaultyDisk();
-    const q = await ReliableQueue.open('out', dir, opts({ memBufSize: 64 << 10, openFile: disk.open }));
-    disk.holdWrites();
-    const release = () => disk.releaseWrites();
-    const body = 'y'.repeat(1000);
-    const batch = (from: number) => Array.from({ length: 40 }, (_, i) => new LogRecord(Buffer.from(`<13>${from + i} ${body}`), 0, origin));
-    void q.push(batch(0)); // about 40 KB: under the 64 KiB write-behind
-    expect(q.congested()).toBe(false);
-    expect(q.isFull()).toBe(false);
-    void q.push(batch(40)); // about 80 KB waiting for the disk
-    expect(q.congested()).toBe(true);
-    expect(q.isFull()).toBe(false); // congestion is not fullness: full policies do not drop for it
-    expect(q.stats().memoryBytes).toBeGreaterThan(80_000);
-    let waited = false;
-    const wait = q.waitUncongested().then(() => (waited = true));
-    await new Promise((r) => setTimeout(r, 30));
-    expect(waited).toBe(false);
-    release();
-    await wait;
-    expect(q.congested()).toBe(false);
-    const got = await takeAll(q, 80);
-    expect(got.map((r) => Number(r.raw.toString().split(' ')[0]!.slice(4)))).toEqual(Array.from({ length: 80 }, (_, i) => i));
-    expect(q.stats().memoryBytes).toBeLessThan(90_000); // only the records handed out remain in memory
-    await q.close();
-  });
+  it(
+    'reports itself congested while more than its write-behind waits for the disk, counts those bytes as memory, ' +
+      'and lets waiters go once written',
+    async () => {
+      dir = tempDir();
+      const disk = new FaultyDisk();
+      const q = await ReliableQueue.open('out', dir, opts({ memBufSize: 64 << 10, openFile: disk.open }));
+      disk.holdWrites();
+      const release = () => disk.releaseWrites();
+      const body = 'y'.repeat(1000);
+      const batch = (from: number) =>
+        Array.from({ length: 40 }, (_, i) => new LogRecord(Buffer.from(`<13>${from + i} ${body}`), 0, origin));
+      void q.push(batch(0)); // about 40 KB: under the 64 KiB write-behind
+      expect(q.congested()).toBe(false);
+      expect(q.isFull()).toBe(false);
+      void q.push(batch(40)); // about 80 KB waiting for the disk
+      expect(q.congested()).toBe(true);
+      expect(q.isFull()).toBe(false); // congestion is not fullness: full policies do not drop for it
+      expect(q.stats().memoryBytes).toBeGreaterThan(80_000);
+      let waited = false;
+      const wait = q.waitUncongested().then(() => (waited = true));
+      await new Promise((r) => setTimeout(r, 30));
+      expect(waited).toBe(false);
+      release();
+      await wait;
+      expect(q.congested()).toBe(false);
+      const got = await takeAll(q, 80);
+      expect(got.map((r) => Number(r.raw.toString().split(' ')[0]!.slice(4)))).toEqual(
+        Array.from({ length: 80 }, (_, i) => i),
+      );
+      expect(q.stats().memoryBytes).toBeLessThan(90_000); // only the records handed out remain in memory
+      await q.close();
+    },
+  );
 
   it('commits after fsync, hands records out in order and frees them on ack', async () => {
     dir = tempDir();
@@ -108,7 +144,14 @@ describe('ReliableQueue', () => {
     expect(got[0]!.receivedAt).toBe(1_700_000_000_001);
     expect(got[0]!.origin).toMatchObject({ source: 'tcp_in', from: '192.0.2.9', format: 'syslog', lenient: true });
     expect(got[0]!.origin.stats).toBe(stats);
-    expect(got[2]!.origin).toMatchObject({ source: 'app', format: 'text', hostname: 'h1', appName: 'app', facility: 3, severity: 6 });
+    expect(got[2]!.origin).toMatchObject({
+      source: 'app',
+      format: 'text',
+      hostname: 'h1',
+      appName: 'app',
+      facility: 3,
+      severity: 6,
+    });
     q.ack(2);
     expect(q.stats()).toMatchObject({ records: 1, inFlight: 1, pushed: 3, acked: 2 });
     await q.dispose();
@@ -139,11 +182,13 @@ describe('ReliableQueue', () => {
     await q.dispose();
   });
 
-  it('refuses a second opener with the holder\'s PID, and takes over a stale lock', async () => {
+  it("refuses a second opener with the holder's PID, and takes over a stale lock", async () => {
     dir = tempDir();
     const q = await ReliableQueue.open('out', dir, opts());
     await expect(ReliableQueue.open('out', dir, opts())).rejects.toThrow(QueueLockedError);
-    await expect(ReliableQueue.open('out', dir, opts())).rejects.toThrow(`queue directory ${dir} is held by PID ${process.pid}`);
+    await expect(ReliableQueue.open('out', dir, opts())).rejects.toThrow(
+      `queue directory ${dir} is held by PID ${process.pid}`,
+    );
     await q.dispose();
     // A lock left by a process that is gone.
     const dead = spawn(process.execPath, ['-e', '0']);
@@ -156,36 +201,40 @@ describe('ReliableQueue', () => {
     expect(existsSync(path.join(dir, '.lock.pid'))).toBe(false);
   });
 
-  it('takes over a lock left by a power loss whose PID now belongs to another live process, and refuses one whose holder still runs', async () => {
-    dir = tempDir();
-    const other = spawn('sleep', ['30']);
-    try {
-      const pid = other.pid!;
-      await waitFor('the process to start', () => existsSync(`/proc/${pid}/stat`));
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-      const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-      const lock = path.join(dir, '.lock.pid');
-      const opensOver = async (text: string, mtime?: Date) => {
-        writeFileSync(lock, text);
-        if (mtime) utimesSync(lock, mtime, mtime);
-        const q = await ReliableQueue.open('out', dir, opts());
-        expect(readFileSync(lock, 'utf8').split('\n')[0]).toBe(String(process.pid));
-        await q.dispose();
-      };
-      // Written in an earlier boot: whatever now runs under that PID is not its holder.
-      await opensOver(`${pid}\nstart=${start}\nboot=00000000-0000-0000-0000-000000000000\n`);
-      // This boot, but the PID's process started at another time: a reused PID.
-      await opensOver(`${pid}\nstart=${Number(start) + 1}\nboot=${boot}\n`);
-      // A lock from before start times were recorded, older than the process now at its PID.
-      await opensOver(`${pid}\n`, new Date(Date.now() - 3_600_000));
-      // The holder named exactly (this boot, its start time): refused, naming it.
-      writeFileSync(lock, `${pid}\nstart=${start}\nboot=${boot}\n`);
-      await expect(ReliableQueue.open('out', dir, opts())).rejects.toThrow(`is held by PID ${pid}`);
-    } finally {
-      other.kill();
-    }
-  });
+  it(
+    'takes over a lock left by a power loss whose PID now belongs to another live process, and refuses one whose ' +
+      'holder still runs',
+    async () => {
+      dir = tempDir();
+      const other = spawn('sleep', ['30']);
+      try {
+        const pid = other.pid!;
+        await waitFor('the process to start', () => existsSync(`/proc/${pid}/stat`));
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+        const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+        const lock = path.join(dir, '.lock.pid');
+        const opensOver = async (text: string, mtime?: Date) => {
+          writeFileSync(lock, text);
+          if (mtime) utimesSync(lock, mtime, mtime);
+          const q = await ReliableQueue.open('out', dir, opts());
+          expect(readFileSync(lock, 'utf8').split('\n')[0]).toBe(String(process.pid));
+          await q.dispose();
+        };
+        // Written in an earlier boot: whatever now runs under that PID is not its holder.
+        await opensOver(`${pid}\nstart=${start}\nboot=00000000-0000-0000-0000-000000000000\n`);
+        // This boot, but the PID's process started at another time: a reused PID.
+        await opensOver(`${pid}\nstart=${Number(start) + 1}\nboot=${boot}\n`);
+        // A lock from before start times were recorded, older than the process now at its PID.
+        await opensOver(`${pid}\n`, new Date(Date.now() - 3_600_000));
+        // The holder named exactly (this boot, its start time): refused, naming it.
+        writeFileSync(lock, `${pid}\nstart=${start}\nboot=${boot}\n`);
+        await expect(ReliableQueue.open('out', dir, opts())).rejects.toThrow(`is held by PID ${pid}`);
+      } finally {
+        other.kill();
+      }
+    },
+  );
 
   it('reports full and, under drop_newest, drops and counts instead of growing', async () => {
     dir = tempDir();
@@ -211,7 +260,9 @@ describe('ReliableQueue', () => {
     q = await ReliableQueue.open('out', dir, opts());
     expect(q.corruption).toMatchObject({ rotated: 1, salvaged: 10 });
     expect(readdirSync(dir).filter((f) => f.startsWith(`${QUEUE_FILE}.corrupted-`))).toHaveLength(1);
-    expect((await takeAll(q, 10)).map((r) => r.raw.toString())).toEqual(Array.from({ length: 10 }, (_, i) => `<13>message ${i}`));
+    expect((await takeAll(q, 10)).map((r) => r.raw.toString())).toEqual(
+      Array.from({ length: 10 }, (_, i) => `<13>message ${i}`),
+    );
     await q.dispose();
   });
 
@@ -225,25 +276,30 @@ describe('ReliableQueue', () => {
     const pristine = readFileSync(path.join(dir, QUEUE_FILE));
     const valid = new Set(Array.from({ length: 12 }, (_, i) => `<13>message ${i}`));
     await fc.assert(
-      fc.asyncProperty(fc.nat(pristine.length - 1), fc.integer({ min: 1, max: 255 }), fc.boolean(), async (at, xor, cut) => {
-        const d = tempDir();
-        try {
-          const b = Buffer.from(pristine);
-          if (cut) writeFileSync(path.join(d, QUEUE_FILE), b.subarray(0, at));
-          else {
-            b[at]! ^= xor;
-            writeFileSync(path.join(d, QUEUE_FILE), b);
+      fc.asyncProperty(
+        fc.nat(pristine.length - 1),
+        fc.integer({ min: 1, max: 255 }),
+        fc.boolean(),
+        async (at, xor, cut) => {
+          const d = tempDir();
+          try {
+            const b = Buffer.from(pristine);
+            if (cut) writeFileSync(path.join(d, QUEUE_FILE), b.subarray(0, at));
+            else {
+              b[at]! ^= xor;
+              writeFileSync(path.join(d, QUEUE_FILE), b);
+            }
+            const q = await ReliableQueue.open('out', d, opts({ maxSize: 4096 + 4096 }));
+            const got = await takeAvailable(q);
+            for (const r of got) expect(valid.has(r.raw.toString())).toBe(true);
+            const seqs = got.map((r) => Number(r.raw.toString().split(' ')[1]));
+            expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+            await q.dispose();
+          } finally {
+            removeDir(d);
           }
-          const q = await ReliableQueue.open('out', d, opts({ maxSize: 4096 + 4096 }));
-          const got = await takeAvailable(q);
-          for (const r of got) expect(valid.has(r.raw.toString())).toBe(true);
-          const seqs = got.map((r) => Number(r.raw.toString().split(' ')[1]));
-          expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
-          await q.dispose();
-        } finally {
-          removeDir(d);
-        }
-      }),
+        },
+      ),
       { numRuns: 150 },
     );
   });
@@ -255,128 +311,145 @@ describe('ReliableQueue, damaged files: what is counted lost, and the ring id', 
   let dir: string;
   afterEach(() => removeDir(dir));
 
-  it('counts, record for record, what a file cut short lost: inside the header area, and inside the records', async () => {
-    dir = tempDir();
-    const seed = await ReliableQueue.open('out', dir, opts({ maxSize: 1 << 20 }));
-    await seed.push(Array.from({ length: 500 }, (_, i) => rec(i)));
-    const acked = await takeAll(seed, 20);
-    seed.ack(acked.length);
-    await seed.dispose();
-    const pristine = readFileSync(path.join(dir, QUEUE_FILE));
-    // Cut after both header slots but before the records; then at seeded places inside the records.
-    let x = 7;
-    const cuts = [700, 4096, ...Array.from({ length: 6 }, () => 4096 + ((x = (x * 48271) % 2147483647) % 20_000))];
-    for (const cut of cuts) {
-      const d = tempDir();
-      try {
-        writeFileSync(path.join(d, QUEUE_FILE), pristine.subarray(0, cut));
-        const q = await ReliableQueue.open('out', d, opts({ maxSize: 1 << 20 }));
-        const got = (await takeAvailable(q)).map((r) => r.raw.toString());
-        const c = q.stats().corruption;
-        expect(c.rotated, `cut at ${cut}`).toBe(1);
-        // 480 records were unacknowledged: each is either handed out now or counted lost.
-        expect(got.length + c.lostRecords, `cut at ${cut}`).toBe(480);
-        if (cut <= 4096) expect(c.lostRecords).toBe(480);
-        else expect(c.lostBytes).toBeGreaterThan(0);
-        await q.dispose();
-      } finally {
-        removeDir(d);
+  it(
+    'counts, record for record, what a file cut short lost: inside the header area, and inside the ' + 'records',
+    async () => {
+      dir = tempDir();
+      const seed = await ReliableQueue.open('out', dir, opts({ maxSize: 1 << 20 }));
+      await seed.push(Array.from({ length: 500 }, (_, i) => rec(i)));
+      const acked = await takeAll(seed, 20);
+      seed.ack(acked.length);
+      await seed.dispose();
+      const pristine = readFileSync(path.join(dir, QUEUE_FILE));
+      // Cut after both header slots but before the records; then at seeded places inside the records.
+      let x = 7;
+      const cuts = [700, 4096, ...Array.from({ length: 6 }, () => 4096 + ((x = (x * 48271) % 2147483647) % 20_000))];
+      for (const cut of cuts) {
+        const d = tempDir();
+        try {
+          writeFileSync(path.join(d, QUEUE_FILE), pristine.subarray(0, cut));
+          const q = await ReliableQueue.open('out', d, opts({ maxSize: 1 << 20 }));
+          const got = (await takeAvailable(q)).map((r) => r.raw.toString());
+          const c = q.stats().corruption;
+          expect(c.rotated, `cut at ${cut}`).toBe(1);
+          // 480 records were unacknowledged: each is either handed out now or counted lost.
+          expect(got.length + c.lostRecords, `cut at ${cut}`).toBe(480);
+          if (cut <= 4096) expect(c.lostRecords).toBe(480);
+          else expect(c.lostBytes).toBeGreaterThan(0);
+          await q.dispose();
+        } finally {
+          removeDir(d);
+        }
       }
-    }
-  });
+    },
+  );
 
-  it('takes its ring id from the file\'s header: a salvaged file never goes by the old id, whatever queue.json says', async () => {
-    dir = tempDir();
-    const q1 = await ReliableQueue.open('out', dir, opts());
-    await q1.push(Array.from({ length: 10 }, (_, i) => rec(i)));
-    const oldId = q1.durableId;
-    await q1.dispose();
-    // Damage both header slots: the next open rotates the file and salvages its records.
-    const file = path.join(dir, QUEUE_FILE);
-    const b = readFileSync(file);
-    b.fill(0xab, 0, 1024);
-    writeFileSync(file, b);
-    const q2 = await ReliableQueue.open('out', dir, opts());
-    const newId = q2.durableId;
-    expect(newId).not.toBe(oldId);
-    expect(newId).toMatch(/^[0-9a-f-]{36}$/);
-    await q2.dispose();
-    // A crash between the renames and the queue.json write leaves the old id there.
-    const meta = path.join(dir, 'queue.json');
-    writeFileSync(meta, readFileSync(meta, 'utf8').replace(newId, oldId));
-    const q3 = await ReliableQueue.open('out', dir, opts());
-    expect(q3.durableId).toBe(newId);
-    expect((await takeAll(q3, 10)).map((r) => r.raw.toString())).toEqual(Array.from({ length: 10 }, (_, i) => `<13>message ${i}`));
-    await q3.dispose();
-  });
+  it(
+    "takes its ring id from the file's header: a salvaged file never goes by the old id, whatever queue.json " + 'says',
+    async () => {
+      dir = tempDir();
+      const q1 = await ReliableQueue.open('out', dir, opts());
+      await q1.push(Array.from({ length: 10 }, (_, i) => rec(i)));
+      const oldId = q1.durableId;
+      await q1.dispose();
+      // Damage both header slots: the next open rotates the file and salvages its records.
+      const file = path.join(dir, QUEUE_FILE);
+      const b = readFileSync(file);
+      b.fill(0xab, 0, 1024);
+      writeFileSync(file, b);
+      const q2 = await ReliableQueue.open('out', dir, opts());
+      const newId = q2.durableId;
+      expect(newId).not.toBe(oldId);
+      expect(newId).toMatch(/^[0-9a-f-]{36}$/);
+      await q2.dispose();
+      // A crash between the renames and the queue.json write leaves the old id there.
+      const meta = path.join(dir, 'queue.json');
+      writeFileSync(meta, readFileSync(meta, 'utf8').replace(newId, oldId));
+      const q3 = await ReliableQueue.open('out', dir, opts());
+      expect(q3.durableId).toBe(newId);
+      expect((await takeAll(q3, 10)).map((r) => r.raw.toString())).toEqual(
+        Array.from({ length: 10 }, (_, i) => `<13>message ${i}`),
+      );
+      await q3.dispose();
+    },
+  );
 });
 
 describe('ReliableQueue on a full disk', () => {
-  it('takes records again once it has drained, while the disk stays full (into blocks its file already holds)', async () => {
-    const fs = tempDir();
-    const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', fs], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`mount failed (this test needs root): ${r.stderr}`);
-    try {
-      const q = await ReliableQueue.open('out', path.join(fs, 'q'), opts({ maxSize: 1 << 20, sync: 'always' }));
-      const big = (i: number) => new LogRecord(Buffer.from(`<13>message ${i} ${'z'.repeat(900)}`), 0, origin);
-      // 300 KB written (the file's first blocks), all delivered.
-      await q.push(Array.from({ length: 300 }, (_, i) => big(i)));
-      q.ack((await takeAll(q, 300)).length);
-      await new Promise((res) => setTimeout(res, 50));
-      // Fill what is left of the disk.
-      spawnSync('dd', ['if=/dev/zero', `of=${path.join(fs, 'filler')}`, 'bs=64k'], { encoding: 'utf8' });
-      // Still full: the next records go to the start of the file, which it already holds.
-      await q.push(Array.from({ length: 50 }, (_, i) => big(1000 + i)));
-      const again = await takeAll(q, 50);
-      expect(again.map((x) => x.raw.toString().split(' ')[1])).toEqual(Array.from({ length: 50 }, (_, i) => String(1000 + i)));
-      await q.dispose();
-    } finally {
-      spawnSync('umount', ['-l', fs]);
-      removeDir(fs);
-    }
-  });
+  it(
+    'takes records again once it has drained, while the disk stays full (into blocks its file already ' + 'holds)',
+    async () => {
+      const fs = tempDir();
+      const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', fs], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`mount failed (this test needs root): ${r.stderr}`);
+      try {
+        const q = await ReliableQueue.open('out', path.join(fs, 'q'), opts({ maxSize: 1 << 20, sync: 'always' }));
+        const big = (i: number) => new LogRecord(Buffer.from(`<13>message ${i} ${'z'.repeat(900)}`), 0, origin);
+        // 300 KB written (the file's first blocks), all delivered.
+        await q.push(Array.from({ length: 300 }, (_, i) => big(i)));
+        q.ack((await takeAll(q, 300)).length);
+        await new Promise((res) => setTimeout(res, 50));
+        // Fill what is left of the disk.
+        spawnSync('dd', ['if=/dev/zero', `of=${path.join(fs, 'filler')}`, 'bs=64k'], { encoding: 'utf8' });
+        // Still full: the next records go to the start of the file, which it already holds.
+        await q.push(Array.from({ length: 50 }, (_, i) => big(1000 + i)));
+        const again = await takeAll(q, 50);
+        expect(again.map((x) => x.raw.toString().split(' ')[1])).toEqual(
+          Array.from({ length: 50 }, (_, i) => String(1000 + i)),
+        );
+        await q.dispose();
+      } finally {
+        spawnSync('umount', ['-l', fs]);
+        removeDir(fs);
+      }
+    },
+  );
 });
 
 describe('ReliableQueue on a disk whose fsync fails', () => {
-  it('refuses what producers push while it recovers from a failed fsync: every commit it reports holds, record for record', async () => {
-    const dir = tempDir();
-    try {
-      const disk = new FaultyDisk();
-      const q = await ReliableQueue.open('out', dir, opts({ sync: 'always', openFile: disk.open }));
-      const committed: number[] = [];
-      const refused: number[] = [];
-      const push = (ids: number[]) => {
-        const c = q.push(ids.map((i) => rec(i)));
-        return (c ?? Promise.resolve()).then(
-          () => void committed.push(...ids),
-          () => void refused.push(...ids),
+  it(
+    'refuses what producers push while it recovers from a failed fsync: every commit it reports holds, record for ' +
+      'record',
+    async () => {
+      const dir = tempDir();
+      try {
+        const disk = new FaultyDisk();
+        const q = await ReliableQueue.open('out', dir, opts({ sync: 'always', openFile: disk.open }));
+        const committed: number[] = [];
+        const refused: number[] = [];
+        const push = (ids: number[]) => {
+          const c = q.push(ids.map((i) => rec(i)));
+          return (c ?? Promise.resolve()).then(
+            () => void committed.push(...ids),
+            () => void refused.push(...ids),
+          );
+        };
+        await push([0, 1]);
+        // The disk fails the next fsync. A producer that pushes again as soon as it hears of the
+        // failure (in the same turn of the event loop) pushes while the queue still recovers.
+        disk.failSyncs = 'EIO';
+        const resent: Promise<void>[] = [];
+        const first = q.push([rec(2), rec(3)]);
+        await first!.then(
+          () => void committed.push(2, 3),
+          () => {
+            refused.push(2, 3);
+            disk.failSyncs = null;
+            resent.push(push([4, 5]));
+          },
         );
-      };
-      await push([0, 1]);
-      // The disk fails the next fsync. A producer that pushes again as soon as it hears of the
-      // failure (in the same turn of the event loop) pushes while the queue still recovers.
-      disk.failSyncs = 'EIO';
-      const resent: Promise<void>[] = [];
-      const first = q.push([rec(2), rec(3)]);
-      await first!.then(
-        () => void committed.push(2, 3),
-        () => {
-          refused.push(2, 3);
-          disk.failSyncs = null;
-          resent.push(push([4, 5]));
-        },
-      );
-      await Promise.all(resent);
-      await push([6]);
-      expect(refused).toContain(2);
-      // What the queue holds is exactly what it said was committed, in order.
-      const held = (await takeAvailable(q)).map((r) => Number(r.raw.toString().split(' ')[1]));
-      expect(held).toEqual(committed.sort((a, b) => a - b));
-      await q.dispose();
-    } finally {
-      removeDir(dir);
-    }
-  });
+        await Promise.all(resent);
+        await push([6]);
+        expect(refused).toContain(2);
+        // What the queue holds is exactly what it said was committed, in order.
+        const held = (await takeAvailable(q)).map((r) => Number(r.raw.toString().split(' ')[1]));
+        expect(held).toEqual(committed.sort((a, b) => a - b));
+        await q.dispose();
+      } finally {
+        removeDir(dir);
+      }
+    },
+  );
 
   it('hands out what is committed after a sync failed just as the drained ring moved to its next lap', async () => {
     const dir = tempDir();
@@ -423,7 +496,8 @@ describe('ReliableQueue, corruption found while running', () => {
     // fresh file, not the old one.
     let pushedDuring: Promise<void> | undefined;
     disk.onOpen = (file, create) => {
-      if (create && file.endsWith('.salvage')) pushedDuring ??= q.push(Array.from({ length: 10 }, (_, i) => rec(20 + i)));
+      if (create && file.endsWith('.salvage'))
+        pushedDuring ??= q.push(Array.from({ length: 10 }, (_, i) => rec(20 + i)));
     };
     // Damage record 10's payload in place, behind the queue's back.
     const file = path.join(dir, QUEUE_FILE);
@@ -461,25 +535,30 @@ describe('ReliableQueue, max_size changed', () => {
   let dir: string;
   afterEach(() => removeDir(dir));
 
-  it('copies the backlog into a file of the new size, or keeps the old size when the backlog would not fit', async () => {
-    dir = tempDir();
-    let q = await ReliableQueue.open('out', dir, opts({ maxSize: 1 << 20 }));
-    await q.push(Array.from({ length: 3000 }, (_, i) => rec(i)));
-    await q.dispose();
-    const file = path.join(dir, QUEUE_FILE);
-    q = await ReliableQueue.open('out', dir, opts({ maxSize: 2 << 20 }));
-    expect(statSync(file).size).toBe(2 << 20);
-    expect(q.corruption.rotated).toBe(0);
-    const taken = await takeAll(q, 100);
-    q.ack(taken.length);
-    await q.dispose();
-    // 2900 records of about 60 bytes do not fit in 64 KiB: the file keeps its size, nothing is lost.
-    q = await ReliableQueue.open('out', dir, opts({ maxSize: 64 << 10 }));
-    expect(statSync(file).size).toBe(2 << 20);
-    const rest = await takeAll(q, 2900);
-    expect(rest.map((r) => r.raw.toString())).toEqual(Array.from({ length: 2900 }, (_, i) => `<13>message ${100 + i}`));
-    await q.dispose();
-  });
+  it(
+    'copies the backlog into a file of the new size, or keeps the old size when the backlog would not ' + 'fit',
+    async () => {
+      dir = tempDir();
+      let q = await ReliableQueue.open('out', dir, opts({ maxSize: 1 << 20 }));
+      await q.push(Array.from({ length: 3000 }, (_, i) => rec(i)));
+      await q.dispose();
+      const file = path.join(dir, QUEUE_FILE);
+      q = await ReliableQueue.open('out', dir, opts({ maxSize: 2 << 20 }));
+      expect(statSync(file).size).toBe(2 << 20);
+      expect(q.corruption.rotated).toBe(0);
+      const taken = await takeAll(q, 100);
+      q.ack(taken.length);
+      await q.dispose();
+      // 2900 records of about 60 bytes do not fit in 64 KiB: the file keeps its size, nothing is lost.
+      q = await ReliableQueue.open('out', dir, opts({ maxSize: 64 << 10 }));
+      expect(statSync(file).size).toBe(2 << 20);
+      const rest = await takeAll(q, 2900);
+      expect(rest.map((r) => r.raw.toString())).toEqual(
+        Array.from({ length: 2900 }, (_, i) => `<13>message ${100 + i}`),
+      );
+      await q.dispose();
+    },
+  );
 });
 
 describe('ReliableQueue in a process with nothing else to do', () => {
@@ -492,12 +571,19 @@ describe('ReliableQueue in a process with nothing else to do', () => {
         import { LogRecord, newSourceStats } from '${dist}/record.js';
         import { pino } from 'pino';
         const stats = newSourceStats();
-        const q = await ReliableQueue.open('q', ${JSON.stringify(dir)}, { maxSize: 1 << 20, memBufSize: 1 << 16, sync: 'interval', syncInterval: 50, full: 'block', logger: pino({ level: 'silent' }), statsOf: () => stats });
-        await q.push([new LogRecord(Buffer.from('x'), 0, { source: 's', from: 'f', format: 'syslog', lenient: false, stats })]);
+        const q = await ReliableQueue.open('q', ${JSON.stringify(dir)}, {
+          maxSize: 1 << 20, memBufSize: 1 << 16, sync: 'interval', syncInterval: 50, full: 'block',
+          logger: pino({ level: 'silent' }), statsOf: () => stats });
+        const origin = { source: 's', from: 'f', format: 'syslog', lenient: false, stats };
+        await q.push([new LogRecord(Buffer.from('x'), 0, origin)]);
         console.log('committed');
         await q.dispose();
       `;
-      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000, cwd: path.resolve(dist, '..') });
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+        encoding: 'utf8',
+        timeout: 20_000,
+        cwd: path.resolve(dist, '..'),
+      });
       expect(r.stderr).toBe('');
       expect(r.stdout.trim()).toBe('committed');
       expect(r.status).toBe(0);
@@ -511,23 +597,26 @@ describe('ReliableQueue, full: drop_oldest', () => {
   let dir: string;
   afterEach(() => removeDir(dir));
 
-  it('makes room by dropping the oldest unsent records, counts them, and keeps the newest in order, durably', async () => {
-    dir = tempDir();
-    const small = opts({ maxSize: 4096 + 8192, full: 'drop_oldest' });
-    let q = await ReliableQueue.open('out', dir, small);
-    let next = 0;
-    for (let b = 0; b < 40; b++) await q.push(Array.from({ length: 10 }, () => rec(next++)));
-    const st = q.stats();
-    expect(st.dropped.queue_full).toBeGreaterThan(0);
-    expect(st.records + st.dropped.queue_full!).toBe(400);
-    const kept = st.records;
-    await q.dispose();
-    q = await ReliableQueue.open('out', dir, small);
-    const got = (await takeAll(q, kept)).map((r) => r.raw.toString());
-    // The newest `kept` records, contiguous, ending with the last one pushed.
-    expect(got).toEqual(Array.from({ length: kept }, (_, i) => `<13>message ${400 - kept + i}`));
-    await q.dispose();
-  });
+  it(
+    'makes room by dropping the oldest unsent records, counts them, and keeps the newest in order, ' + 'durably',
+    async () => {
+      dir = tempDir();
+      const small = opts({ maxSize: 4096 + 8192, full: 'drop_oldest' });
+      let q = await ReliableQueue.open('out', dir, small);
+      let next = 0;
+      for (let b = 0; b < 40; b++) await q.push(Array.from({ length: 10 }, () => rec(next++)));
+      const st = q.stats();
+      expect(st.dropped.queue_full).toBeGreaterThan(0);
+      expect(st.records + st.dropped.queue_full!).toBe(400);
+      const kept = st.records;
+      await q.dispose();
+      q = await ReliableQueue.open('out', dir, small);
+      const got = (await takeAll(q, kept)).map((r) => r.raw.toString());
+      // The newest `kept` records, contiguous, ending with the last one pushed.
+      expect(got).toEqual(Array.from({ length: kept }, (_, i) => `<13>message ${400 - kept + i}`));
+      await q.dispose();
+    },
+  );
 
   it('drops the newest instead while the destination holds the oldest in flight', async () => {
     dir = tempDir();
