@@ -46,6 +46,11 @@ const DESTINATIONS: DestinationBuilders = {
   relp: (c, ctx) => new RelpDestination(c, ctx),
 };
 
+/** Every `type:` a source may have, from the registry. */
+export const SOURCE_TYPES = Object.keys(SOURCES) as SourceConfig['type'][];
+/** Every `type:` a destination may have, from the registry. */
+export const DESTINATION_TYPES = Object.keys(DESTINATIONS) as DestinationConfig['type'][];
+
 export function buildSource(config: SourceConfig, ctx: SourceContext): Source {
   return (SOURCES[config.type] as (c: SourceConfig, ctx: SourceContext) => Source)(config, ctx);
 }

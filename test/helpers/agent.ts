@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Agent } from '../../src/agent.js';
 import { parseConfigText } from '../../src/config/load.js';
 import type { SluiceConfig } from '../../src/config/schema.js';
-import { silentLogger } from '../../src/log.js';
+import { createLogger, silentLogger, type Logger } from '../../src/log.js';
 
 export function tempDir(prefix = 'sluice-test-'): string {
   return mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -16,9 +16,9 @@ export function removeDir(dir: string): void {
 }
 
 /** Builds and starts an agent from YAML text (or a parsed config). */
-export async function startAgent(yaml: string | SluiceConfig): Promise<Agent> {
+export async function startAgent(yaml: string | SluiceConfig, logger: Logger = silentLogger()): Promise<Agent> {
   const config = typeof yaml === 'string' ? parseConfigText(yaml, 'test.yaml', process.env).config : yaml;
-  const agent = new Agent(config, silentLogger());
+  const agent = new Agent(config, logger);
   await agent.start();
   return agent;
 }
@@ -110,4 +110,18 @@ destinations:
 pipelines:
   p: { from: [agents], to: [store] }
 `;
+}
+
+/** A logger that keeps every line it logs, parsed, for tests that check what sluice says. */
+export function memoryLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger(
+    { level: 'info', format: 'json' },
+    {
+      write: (chunk: string) => {
+        for (const l of chunk.split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
+      },
+    },
+  );
+  return { logger, lines };
 }

@@ -7,7 +7,16 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { hostAllowed } from '../../src/ops/admin.js';
-import { portOf, readLines, removeDir, startAgent, tempDir, waitFor, stablePort } from '../helpers/agent.js';
+import {
+  memoryLogger,
+  portOf,
+  readLines,
+  removeDir,
+  startAgent,
+  tempDir,
+  waitFor,
+  stablePort,
+} from '../helpers/agent.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'dist/cli.js');
@@ -167,8 +176,15 @@ pipelines:
     await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
     const taken = (blocker.address() as net.AddressInfo).port;
     try {
-      agent = await startAgent(config(dir, `127.0.0.1:${taken}`));
+      const log = memoryLogger();
+      agent = await startAgent(config(dir, `127.0.0.1:${taken}`), log.logger);
       expect(agent.adminAddress()).toBeNull();
+      // It says so: one error naming what is unavailable and that logs still flow.
+      const said = log.lines.filter((l) => /admin listener cannot start/.test(String(l.msg)));
+      expect(said).toHaveLength(1);
+      expect(said[0]!.level).toBe(50);
+      expect(String(said[0]!.msg)).toContain('logs still flow');
+      expect(said[0]!.address).toBe(`127.0.0.1:${taken}`);
       await send(portOf(agent, 'in'), ['<13>1 - h app - - - still flowing']);
       await waitFor('the message', () => readLines(`${dir}/out.log`).length === 1);
     } finally {

@@ -1,21 +1,15 @@
 import { mkdirSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { portOf, readLines, removeDir, sleep, stablePort, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 import { startRsyslog, type Rsyslog } from '../helpers/peers.js';
 import { makePki } from '../helpers/tls.js';
+import { sendTcp } from '../helpers/net.js';
 
 // RELP against rsyslog 8.2302 with librelp 1.11, both directions, with restarts mid-stream.
 
 const freePort = stablePort;
-
-async function sendTcp(port: number, lines: string[]): Promise<void> {
-  const s = net.connect(port, '127.0.0.1');
-  await new Promise<void>((r) => s.once('connect', () => r()));
-  await new Promise<void>((r) => s.end(lines.map((l) => `${l}\n`).join(''), () => r()));
-}
 
 const line = (i: number) =>
   `<13>1 2026-01-01T00:00:00.000001Z relphost app 42 ID7 [x@1 k="v \\"q\\""] message ${i} ${'é'.repeat(i % 7)}`;

@@ -5,12 +5,13 @@ import { silentLogger } from '../../src/log.js';
 import { ReliableQueue } from '../../src/queue/disk/reliable-queue.js';
 import { MemoryQueue } from '../../src/queue/memory-queue.js';
 import type { FullPolicy } from '../../src/queue/types.js';
-import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
+import { LogRecord, newSourceStats } from '../../src/record.js';
 import { removeDir, tempDir, waitFor } from '../helpers/agent.js';
 import { FaultyDisk } from '../helpers/simulated-disk.js';
+import { testOrigin } from '../helpers/records.js';
 
 const stats = newSourceStats();
-const origin: RecordOrigin = { source: 's', from: '10.0.0.1', format: 'syslog', lenient: false, stats };
+const origin = testOrigin({ source: 's', from: '10.0.0.1', lenient: false, stats });
 const recs = (...raws: string[]) => raws.map((r) => new LogRecord(Buffer.from(r), Date.now(), origin));
 
 function build(pipelines: string, dests: string[] = ['a', 'b'], full: FullPolicy = 'block', max = 1000) {

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import WebSocket from 'ws';
@@ -9,6 +9,7 @@ import { encodeRecord } from '../../src/protocol/record-codec.js';
 import { LogRecord, newSourceStats } from '../../src/record.js';
 import { portOf, readLines, removeDir, sleep, stablePort, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 import { makePki } from '../helpers/tls.js';
+import { sendTcp } from '../helpers/net.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
 const OTHER = 'rotated-token-fedcba9876543210';
@@ -55,12 +56,6 @@ ${extra}
 pipelines:
   p: { from: [in], to: [up] }
 `;
-}
-
-async function sendTcp(port: number, lines: string[]): Promise<void> {
-  const s = net.connect(port, '127.0.0.1');
-  await new Promise<void>((r) => s.once('connect', () => r()));
-  await new Promise<void>((r) => s.end(lines.map((l) => `${l}\n`).join(''), () => r()));
 }
 
 const msg = (host: string, i: number) => `<13>1 2026-01-01T00:00:00Z ${host} app - - - message ${i}`;
@@ -284,7 +279,7 @@ describe('sluice protocol: agent to central', () => {
     expect(c.stats().sources.agents!.connectionErrors).toBeGreaterThanOrEqual(4);
   }, 30_000);
 
-  it('works over TLS with a CA and a client certificate (wss)', async () => {
+  it('works over TLS with a CA and a client certificate (wss), and refuses plain ws:// on that port', async () => {
     dir = tempDir();
     mkdirSync(path.join(dir, 'pki'));
     const pki = makePki(path.join(dir, 'pki'));
@@ -310,6 +305,15 @@ describe('sluice protocol: agent to central', () => {
       Array.from({ length: 50 }, (_, i) => msg('tls', i)),
     );
     await waitFor('50 over wss', () => readLines(`${dir}/out/tls.log`).length === 50, 20_000);
+    // The same central refuses an agent that speaks plain ws:// to it: nothing arrives from it, and
+    // its sender counts the failures (records stay queued there).
+    const plain = await startAgent(agentConfig(dir, portOf(c, 'agents')).replace(`${dir}/agent`, `${dir}/plain`));
+    agents.push(plain);
+    await sendTcp(portOf(plain, 'in'), [msg('plain', 0)]);
+    await waitFor('the plain agent to fail', () => (plain.stats().destinations.up?.failures ?? 0) >= 2, 20_000);
+    expect(plain.stats().destinations.up?.delivered).toBe(0);
+    expect(plain.stats().destinations.up?.queue.records).toBe(1);
+    expect(existsSync(`${dir}/out/plain.log`)).toBe(false);
   });
 
   it('fails over to the next URL when the first is down', async () => {

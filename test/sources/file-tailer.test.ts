@@ -2,12 +2,13 @@ import { appendFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Dispatch } from '../../src/pipeline/router.js';
-import { newSourceStats, type LogRecord, type RecordOrigin } from '../../src/record.js';
+import type { LogRecord } from '../../src/record.js';
 import { FileTailer, statIdentity } from '../../src/sources/file/file-tailer.js';
 import { seeded } from '../torture/harness.js';
 import { removeDir, sleep, tempDir } from '../helpers/agent.js';
+import { testOrigin } from '../helpers/records.js';
 
-const origin: RecordOrigin = { source: 'app', from: 'app.log', format: 'text', lenient: true, stats: newSourceStats() };
+const origin = testOrigin({ source: 'app', from: 'app.log', format: 'text' });
 
 /**
  * The tailer against a queue that fails, feeding an exactly-once receiver. Each hand-over may wait

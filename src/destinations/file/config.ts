@@ -13,8 +13,7 @@ export const fileDestinationSchema = z
         if (unknown.length)
           ctx.addIssue({
             code: 'custom',
-            message:
-              `unknown macro ${unknown.map((n) => `\${${n}}`).join(', ')}; see docs/configuration.md for the ` + `list`,
+            message: `unknown macro ${unknown.map((n) => `\${${n}}`).join(', ')}; see docs/configuration.md for the list`,
           });
         if (v.endsWith('/')) ctx.addIssue({ code: 'custom', message: 'names a directory; add a file name' });
       })

@@ -2,11 +2,12 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/log.js';
 import { NormalQueue, type NormalQueueOptions } from '../../../src/queue/disk/normal-queue.js';
-import { LogRecord, newSourceStats, type RecordOrigin } from '../../../src/record.js';
+import { LogRecord, newSourceStats } from '../../../src/record.js';
 import { removeDir, tempDir } from '../../helpers/agent.js';
+import { testOrigin } from '../../helpers/records.js';
 
 const stats = newSourceStats();
-const origin: RecordOrigin = { source: 'in', from: '192.0.2.1', format: 'syslog', lenient: true, stats };
+const origin = testOrigin({ source: 'in', from: '192.0.2.1', stats });
 const rec = (i: number) => new LogRecord(Buffer.from(`<13>n ${i}`), 0, origin);
 const idOf = (r: LogRecord) => Number(r.raw.toString().slice(6));
 

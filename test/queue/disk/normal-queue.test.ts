@@ -4,11 +4,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/log.js';
 import { NormalQueue, type NormalQueueOptions } from '../../../src/queue/disk/normal-queue.js';
 import { MEMORY_FILE, QUEUE_FILE } from '../../../src/queue/layout.js';
-import { LogRecord, newSourceStats, type RecordOrigin } from '../../../src/record.js';
+import { LogRecord, newSourceStats } from '../../../src/record.js';
 import { removeDir, tempDir } from '../../helpers/agent.js';
+import { testOrigin } from '../../helpers/records.js';
 
 const stats = newSourceStats();
-const origin: RecordOrigin = { source: 'in', from: '192.0.2.1', format: 'syslog', lenient: true, stats };
+const origin = testOrigin({ source: 'in', from: '192.0.2.1', stats });
 const rec = (i: number) => new LogRecord(Buffer.from(`<13>normal ${i}`), 1_700_000_000_000 + i, origin);
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
 const texts = (rs: LogRecord[]) => rs.map((r) => r.raw.toString());

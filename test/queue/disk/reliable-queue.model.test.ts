@@ -8,9 +8,10 @@ import { encodedSize } from '../../../src/protocol/record-codec.js';
 import { ReliableQueue, type ReliableQueueOptions } from '../../../src/queue/disk/reliable-queue.js';
 import { QUEUE_FILE } from '../../../src/queue/layout.js';
 import { DATA_START, RECORD_HEADER } from '../../../src/queue/disk/ring-file.js';
-import { LogRecord, newSourceStats, type RecordOrigin } from '../../../src/record.js';
+import { LogRecord, newSourceStats } from '../../../src/record.js';
 import { removeDir, sleep, tempDir } from '../../helpers/agent.js';
 import { FaultyDisk } from '../../helpers/simulated-disk.js';
+import { testOrigin } from '../../helpers/records.js';
 
 // The whole reliable queue against a model: random pushes, takes, acknowledgements, rewinds,
 // clean reopens, kills (the process gone without a word: no last sync, no header, the lock left
@@ -21,7 +22,7 @@ import { FaultyDisk } from '../../helpers/simulated-disk.js';
 
 const CAPACITY = 8192;
 const stats = newSourceStats();
-const origin: RecordOrigin = { source: 'tcp_in', from: '192.0.2.9', format: 'syslog', lenient: true, stats };
+const origin = testOrigin({ stats });
 const BASE = encodedSize(new LogRecord(Buffer.alloc(0), 0, origin));
 
 /** A record whose frame in the ring is `frame` bytes, named by `id`. */

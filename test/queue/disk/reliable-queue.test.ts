@@ -10,9 +10,10 @@ import { QUEUE_FILE } from '../../../src/queue/layout.js';
 import { LogRecord, newSourceStats, type RecordOrigin } from '../../../src/record.js';
 import { removeDir, tempDir, waitFor } from '../../helpers/agent.js';
 import { FaultyDisk } from '../../helpers/simulated-disk.js';
+import { testOrigin } from '../../helpers/records.js';
 
 const stats = newSourceStats();
-const origin: RecordOrigin = { source: 'tcp_in', from: '192.0.2.9', format: 'syslog', lenient: true, stats };
+const origin = testOrigin({ stats });
 const textOrigin: RecordOrigin = {
   source: 'app',
   from: '/var/log/app.log',
