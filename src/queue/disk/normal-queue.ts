@@ -45,7 +45,7 @@ export class NormalQueue implements DestinationQueue {
 
   /** See DestinationQueue.epoch: only the file part can be rotated. */
   get epoch(): number {
-    return this.disk.epoch;
+    return this.overflow.epoch;
   }
   private memInFlight = 0;
   private diskInFlight = 0;
@@ -63,24 +63,24 @@ export class NormalQueue implements DestinationQueue {
     readonly name: string,
     readonly dir: string,
     private readonly mem: MemoryQueue,
-    private readonly disk: ReliableQueue,
+    private readonly overflow: ReliableQueue,
     private readonly options: NormalQueueOptions,
   ) {
     this.fullPolicy = options.full;
   }
 
   static async open(name: string, dir: string, options: NormalQueueOptions): Promise<NormalQueue> {
-    const disk = await ReliableQueue.open(name, dir, { ...options, mode: 'normal' });
+    const overflow = await ReliableQueue.open(name, dir, { ...options, mode: 'normal' });
     const mem = new MemoryQueue(name, {
       maxRecords: options.qoutSize + options.memBufLength,
       maxBytes: options.memBytes,
       full: 'block',
     });
-    const q = new NormalQueue(name, dir, mem, disk, options);
+    const q = new NormalQueue(name, dir, mem, overflow, options);
     try {
       await q.restoreMemory();
     } catch (err) {
-      await disk.dispose();
+      await overflow.dispose();
       throw err;
     }
     return q;
@@ -148,12 +148,12 @@ export class NormalQueue implements DestinationQueue {
   }
 
   isFull(): boolean {
-    return this.disk.isFull();
+    return this.overflow.isFull();
   }
 
   push(records: LogRecord[], awaited = false): Promise<void> | undefined {
     if (records.length === 0 || this.closed) return undefined;
-    if (this.disk.size === 0) {
+    if (this.overflow.size === 0) {
       this.backToMemory();
       const n = this.mem.room(records);
       if (n > 0) {
@@ -161,7 +161,7 @@ export class NormalQueue implements DestinationQueue {
         this.wakeReaders();
         if (n === records.length) return undefined;
       }
-      return this.disk.push(n === 0 ? records : records.slice(n), awaited);
+      return this.overflow.push(n === 0 ? records : records.slice(n), awaited);
     }
     // The file holds records: these go behind them, in memory while it has room.
     const n = this.backRoom(records);
@@ -172,7 +172,7 @@ export class NormalQueue implements DestinationQueue {
     // Memory is full: what waits behind the file goes into it first, then this batch.
     const toFile = this.takeBack();
     for (const r of records) toFile.push(r);
-    return this.disk.push(toFile, awaited);
+    return this.overflow.push(toFile, awaited);
   }
 
   /** How many of `records` fit in memory behind the file (memory's bounds cover `mem` and `back` together). */
@@ -202,34 +202,34 @@ export class NormalQueue implements DestinationQueue {
 
   /** The file is empty: `back` is next in line, and joins memory's output. */
   private backToMemory(): void {
-    if (this.back.length === 0 || this.disk.size !== 0) return;
+    if (this.back.length === 0 || this.overflow.size !== 0) return;
     const b = this.takeBack();
     this.mem.push(b);
     this.wakeReaders();
   }
 
   waitForSpace(): Promise<void> {
-    return this.disk.waitForSpace();
+    return this.overflow.waitForSpace();
   }
 
   congested(): boolean {
-    return this.disk.congested();
+    return this.overflow.congested();
   }
 
   waitUncongested(): Promise<void> {
-    return this.disk.waitUncongested();
+    return this.overflow.waitUncongested();
   }
 
   overloaded(): boolean {
-    return this.disk.overloaded();
+    return this.overflow.overloaded();
   }
 
   countDrop(reason: string, n: number): void {
-    this.disk.countDrop(reason, n);
+    this.overflow.countDrop(reason, n);
   }
 
   countStall(): void {
-    this.disk.countStall();
+    this.overflow.countStall();
   }
 
   take(max: number): LogRecord[] {
@@ -238,7 +238,7 @@ export class NormalQueue implements DestinationQueue {
     this.memInFlight += fromMem.length;
     // The file's records are newer than every record in memory: only once memory has none waiting.
     if (fromMem.length === max || this.mem.waiting > 0) return fromMem;
-    const fromDisk = this.disk.take(max - fromMem.length);
+    const fromDisk = this.overflow.take(max - fromMem.length);
     this.diskInFlight += fromDisk.length;
     if (fromMem.length === 0) return fromDisk;
     return fromDisk.length === 0 ? fromMem : fromMem.concat(fromDisk);
@@ -252,7 +252,7 @@ export class NormalQueue implements DestinationQueue {
     }
     const d = Math.min(count - m, this.diskInFlight);
     if (d > 0) {
-      this.disk.ack(d);
+      this.overflow.ack(d);
       this.diskInFlight -= d;
       // The file's last records are acknowledged: what waited behind them is next.
       this.backToMemory();
@@ -261,7 +261,7 @@ export class NormalQueue implements DestinationQueue {
 
   rewind(): void {
     this.mem.rewind();
-    this.disk.rewind();
+    this.overflow.rewind();
     this.memInFlight = 0;
     this.diskInFlight = 0;
   }
@@ -279,7 +279,7 @@ export class NormalQueue implements DestinationQueue {
     }
     if (!this.diskArmed) {
       this.diskArmed = true;
-      void this.disk.waitForRecords().then(() => {
+      void this.overflow.waitForRecords().then(() => {
         this.diskArmed = false;
         this.wakeReaders();
       });
@@ -296,7 +296,7 @@ export class NormalQueue implements DestinationQueue {
 
   stats(): QueueStats {
     const m = this.mem.stats();
-    const d = this.disk.stats();
+    const d = this.overflow.stats();
     const dropped = { ...d.dropped };
     const c = d.corruption;
     const o = this.ownCorruption;
@@ -330,7 +330,7 @@ export class NormalQueue implements DestinationQueue {
     if (this.closed) return;
     this.closed = true;
     await this.mem.close();
-    await this.disk.close();
+    await this.overflow.close();
     this.wakeReaders();
   }
 
@@ -340,13 +340,13 @@ export class NormalQueue implements DestinationQueue {
    */
   async dispose(): Promise<void> {
     const back = this.takeBack();
-    const spilled = back.length > 0 ? this.disk.push(back) : undefined;
+    const spilled = back.length > 0 ? this.overflow.push(back) : undefined;
     await this.close();
     try {
       await spilled;
       await this.saveMemory();
     } finally {
-      await this.disk.dispose();
+      await this.overflow.dispose();
     }
   }
 
