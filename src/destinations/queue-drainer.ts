@@ -4,24 +4,14 @@ import { cancellableSleep, ExponentialBackoff } from '../net/backoff.js';
 import type { LogRecord } from '../record.js';
 import { SetAside, type DeadLetter } from './dead-letters.js';
 import { isRecordShaped, reasonOf, sameRecord, type Rejected } from './failures.js';
-import type { Destination, DestinationContext, DestinationStats } from './types.js';
+import { type Destination, type DestinationContext, type DestinationStats, newDestinationStats } from './types.js';
 
 /**
  * The send loop every destination shares: take a batch from the queue, deliver it, acknowledge
  * it, or put it back and wait (backoff with jitter) before trying again. One batch at a time.
  */
 export abstract class QueueDrainer implements Destination {
-  readonly stats: DestinationStats = {
-    sent: 0,
-    delivered: 0,
-    failures: 0,
-    replayed: 0,
-    reconnectAttempts: 0,
-    reconnects: 0,
-    connected: false,
-    deadLettered: {},
-    deadLetterDropped: 0,
-  };
+  readonly stats: DestinationStats = newDestinationStats();
   readonly name: string;
   readonly queue: DestinationContext['queue'];
   protected readonly backoff: ExponentialBackoff;

@@ -52,3 +52,18 @@ export interface Destination {
   stop(timeoutMs: number): Promise<number>;
   describe(): string;
 }
+
+/** A destination's figures at start: everything zero, not connected. */
+export function newDestinationStats(): DestinationStats {
+  return {
+    sent: 0,
+    delivered: 0,
+    failures: 0,
+    replayed: 0,
+    reconnectAttempts: 0,
+    reconnects: 0,
+    connected: false,
+    deadLettered: {},
+    deadLetterDropped: 0,
+  };
+}

@@ -1,6 +1,6 @@
 import type { Logger } from '../log.js';
 import type { Router } from '../pipeline/router.js';
-import type { SourceStats } from '../record.js';
+import type { RecordOrigin, SourceStats } from '../record.js';
 
 export interface SourceContext {
   name: string;
@@ -23,4 +23,9 @@ export interface Source {
   stop(): Promise<void>;
   /** Where it listens or what it follows, for `sluice check` and the log. */
   describe(): string;
+}
+
+/** Where the records of one syslog connection (TCP, TLS, RELP) come from: its source and its peer's address. */
+export function syslogOrigin(source: string, peer: string, lenient: boolean, stats: SourceStats): RecordOrigin {
+  return { source, from: peer, format: 'syslog', lenient, stats };
 }

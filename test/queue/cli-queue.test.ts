@@ -10,6 +10,7 @@ import { ReliableQueue } from '../../src/queue/disk/reliable-queue.js';
 import { QUEUE_FILE } from '../../src/queue/layout.js';
 import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
 import { removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { testQueueOptions } from '../helpers/records.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'dist/cli.js');
@@ -29,15 +30,7 @@ const line = (i: number) => `<13>1 - web01 app - - - queued ${i}`;
 /** A reliable queue in `<state>/queues/<name>` holding records 5..19 (0..4 acknowledged). */
 async function makeQueue(state: string, name: string): Promise<string> {
   const dir = path.join(state, 'queues', name);
-  const q = await ReliableQueue.open(name, dir, {
-    maxSize: 1 << 20,
-    memBufSize: 1 << 16,
-    sync: 'interval',
-    syncInterval: 5,
-    full: 'block',
-    logger: silentLogger(),
-    statsOf: () => undefined,
-  });
+  const q = await ReliableQueue.open(name, dir, testQueueOptions());
   await q.push(Array.from({ length: 20 }, (_, i) => new LogRecord(Buffer.from(line(i)), T0 + i * 1000, origin)));
   let taken = 0;
   for (let i = 0; i < 100 && taken < 5; i++) {

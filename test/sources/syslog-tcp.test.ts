@@ -12,6 +12,7 @@ import { silentLogger } from '../../src/log.js';
 import { Router } from '../../src/pipeline/router.js';
 import { ReliableQueue } from '../../src/queue/disk/reliable-queue.js';
 import { SyslogTcpSource } from '../../src/sources/syslog-tcp/index.js';
+import { testQueueOptions } from '../helpers/records.js';
 
 function connect(port: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
@@ -245,16 +246,7 @@ pipelines:
   ): Promise<void> {
     const dir = tempDir();
     const disk = new FaultyDisk();
-    const q = await ReliableQueue.open('d', path.join(dir, 'q'), {
-      maxSize: 1 << 20,
-      memBufSize: 1 << 16,
-      sync: 'interval',
-      syncInterval: 5,
-      full: 'block',
-      logger: silentLogger(),
-      statsOf: () => undefined,
-      openFile: disk.open,
-    });
+    const q = await ReliableQueue.open('d', path.join(dir, 'q'), testQueueOptions({ openFile: disk.open }));
     const failPush = { on: false };
     const queue = new Proxy(q, {
       get(target, p) {

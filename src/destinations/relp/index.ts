@@ -7,7 +7,7 @@ import type { LogRecord } from '../../record.js';
 import { RecordError, sameRecord } from '../failures.js';
 import { renderRecord } from '../format.js';
 import { SessionDestination } from '../session-destination.js';
-import type { DestinationContext, DestinationStats } from '../types.js';
+import { type DestinationContext, type DestinationStats, newDestinationStats } from '../types.js';
 import type { relpDestinationSchema } from './config.js';
 
 type Config = z.output<typeof relpDestinationSchema>;
@@ -56,18 +56,7 @@ const REFILL_LINGER_MS = 1;
  * answer, a timeout or a broken connection sends everything unanswered again on a new connection.
  */
 export class RelpDestination extends SessionDestination {
-  readonly stats: DestinationStats = {
-    sent: 0,
-    delivered: 0,
-    failures: 0,
-    replayed: 0,
-    reconnectAttempts: 0,
-    reconnects: 0,
-    connected: false,
-    serverErrors: 0,
-    deadLettered: {},
-    deadLetterDropped: 0,
-  };
+  readonly stats: DestinationStats = { ...newDestinationStats(), serverErrors: 0 };
   private readonly tlsOptions: tls.ConnectionOptions | null;
   private socket: net.Socket | null = null;
   /**

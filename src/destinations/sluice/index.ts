@@ -16,7 +16,7 @@ import {
 import { encodeRecord } from '../../protocol/record-codec.js';
 import type { LogRecord } from '../../record.js';
 import { SessionDestination } from '../session-destination.js';
-import type { DestinationContext, DestinationStats } from '../types.js';
+import { type DestinationContext, type DestinationStats, newDestinationStats } from '../types.js';
 import type { sluiceDestinationSchema } from './config.js';
 
 type Config = z.infer<typeof sluiceDestinationSchema>;
@@ -40,18 +40,7 @@ export interface SluiceDestinationStats extends DestinationStats {
  * frees queue records as the server's cumulative acks arrive.
  */
 export class SluiceDestination extends SessionDestination {
-  readonly stats: SluiceDestinationStats = {
-    sent: 0,
-    delivered: 0,
-    failures: 0,
-    replayed: 0,
-    reconnectAttempts: 0,
-    reconnects: 0,
-    connected: false,
-    serverErrors: 0,
-    deadLettered: {},
-    deadLetterDropped: 0,
-  };
+  readonly stats: SluiceDestinationStats = { ...newDestinationStats(), serverErrors: 0 };
   private readonly token: string | undefined;
   private urlIndex = 0;
   private ws: WebSocket | null = null;

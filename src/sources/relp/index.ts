@@ -4,9 +4,10 @@ import type { z } from 'zod';
 import { RateLimitedLog } from '../../log.js';
 import { listen, tlsServerOptions } from '../../net/sockets.js';
 import { RELP_OFFERS, RelpError, relpFrame, RelpParser, type RelpFrame } from '../../protocol/relp.js';
-import { LogRecord, newSourceStats, type RecordOrigin } from '../../record.js';
+import { LogRecord, newSourceStats } from '../../record.js';
 import type { Source, SourceContext } from '../types.js';
 import type { relpSourceSchema } from './config.js';
+import { syslogOrigin } from '../types.js';
 
 type Config = z.infer<typeof relpSourceSchema>;
 
@@ -97,13 +98,7 @@ export class RelpSource implements Source {
     if (this.config.idle_timeout > 0) {
       socket.setTimeout(this.config.idle_timeout, () => socket.destroy());
     }
-    const origin: RecordOrigin = {
-      source: this.name,
-      from: peer,
-      format: 'syslog',
-      lenient: this.config.lenient,
-      stats: this.stats,
-    };
+    const origin = syslogOrigin(this.name, peer, this.config.lenient, this.stats);
     const parser = new RelpParser(this.config.max_message_size);
     let opened = false;
     // Batches are queued one after another (order, flow control), but their commits overlap: a

@@ -2,11 +2,12 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { z } from 'zod';
 import { FramingError, SyslogFrameDecoder } from '../../framing/syslog-frame-decoder.js';
-import { LogRecord, countDrop, newSourceStats, type RecordOrigin } from '../../record.js';
+import { LogRecord, countDrop, newSourceStats } from '../../record.js';
 import { RateLimitedLog } from '../../log.js';
 import { listen, tlsServerOptions } from '../../net/sockets.js';
 import type { Source, SourceContext } from '../types.js';
 import type { syslogTcpSourceSchema } from './config.js';
+import { syslogOrigin } from '../types.js';
 
 type Config = z.output<typeof syslogTcpSourceSchema>;
 
@@ -97,13 +98,7 @@ export class SyslogTcpSource implements Source {
       maxMessageSize: this.config.max_message_size,
       oversize: this.config.oversize,
     });
-    const origin: RecordOrigin = {
-      source: this.name,
-      from: peer,
-      format: 'syslog',
-      lenient: this.config.lenient,
-      stats: this.stats,
-    };
+    const origin = syslogOrigin(this.name, peer, this.config.lenient, this.stats);
     const frames: Buffer[] = [];
     let truncated = 0;
     let dropped = 0;

@@ -1,12 +1,11 @@
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../../src/log.js';
 import { NormalQueue, type NormalQueueOptions } from '../../../src/queue/disk/normal-queue.js';
 import { MEMORY_FILE, QUEUE_FILE } from '../../../src/queue/layout.js';
 import { LogRecord, newSourceStats } from '../../../src/record.js';
 import { removeDir, tempDir } from '../../helpers/agent.js';
-import { testOrigin } from '../../helpers/records.js';
+import { testOrigin, testQueueOptions } from '../../helpers/records.js';
 
 const stats = newSourceStats();
 const origin = testOrigin({ source: 'in', from: '192.0.2.1', stats });
@@ -17,13 +16,7 @@ const expected = (from: number, to: number) => range(from, to).map((i) => `<13>n
 
 function opts(extra: Partial<NormalQueueOptions> = {}): NormalQueueOptions {
   return {
-    maxSize: 1 << 20,
-    memBufSize: 1 << 16,
-    sync: 'interval',
-    syncInterval: 5,
-    full: 'block',
-    logger: silentLogger(),
-    statsOf: () => stats,
+    ...testQueueOptions({ statsOf: () => stats }),
     qoutSize: 5,
     memBufLength: 10,
     memBytes: 1 << 20,

@@ -396,3 +396,58 @@ describe("ReliableQueue against a model, with kills and exact fits at the ring's
     },
   );
 });
+
+describe('ReliableQueue, full: drop_oldest, against a model', () => {
+  it('keeps the newest records in order, drops the oldest unsent ones and counts each drop', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.oneof(
+            // A batch never larger than half the ring: drop_oldest can always make room for it.
+            { weight: 5, arbitrary: fc.array(anyFrame, { minLength: 1, maxLength: 6 }) },
+            // Delivered and acknowledged: nothing stays in flight, so drop_oldest can always act.
+            { weight: 1, arbitrary: fc.integer({ min: 1, max: 20 }) },
+          ),
+          { minLength: 10, maxLength: 60 },
+        ),
+        async (steps) => {
+          const dir = tempDir();
+          const q = await ReliableQueue.open('m', dir, { ...options(), full: 'drop_oldest' });
+          // The model: every record pushed, in order; the queue must hold a suffix of those not acknowledged.
+          const pushed: number[] = [];
+          let acked = 0;
+          let next = 0;
+          try {
+            for (const s of steps) {
+              if (Array.isArray(s)) {
+                const batch = s.map((f) => recordOfFrame(next++, f));
+                pushed.push(...batch.map(idOf));
+                await q.push(batch);
+                await q.settled();
+              } else {
+                const got = await takeUpTo(q, s);
+                q.ack(got.length);
+                // What was delivered is the oldest held, in order.
+                const i = pushed.indexOf(got[0] === undefined ? -1 : idOf(got[0]));
+                if (got.length > 0) expect(got.map(idOf)).toEqual(pushed.slice(i, i + got.length));
+                acked = got.length > 0 ? i + got.length : acked;
+                await q.syncNow(); // the acknowledgement durable: its room reusable
+              }
+              q.rewind();
+              const held = (await takeUpTo(q, 10_000)).map(idOf);
+              q.rewind();
+              // The newest records are all there, in order; only the oldest unacknowledged ones went.
+              expect(held).toEqual(pushed.slice(pushed.length - held.length));
+              const dropped = q.stats().dropped.queue_full ?? 0;
+              expect(dropped).toBe(pushed.length - acked - held.length);
+            }
+            await q.dispose();
+          } finally {
+            removeDir(dir);
+          }
+        },
+      ),
+      { numRuns: 25 },
+    );
+  }, 120_000);
+});

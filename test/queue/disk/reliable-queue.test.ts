@@ -3,14 +3,13 @@ import { readdirSync, readFileSync, statSync, utimesSync, writeFileSync, existsS
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../../src/log.js';
 import { QueueLockedError } from '../../../src/queue/disk/directory-lock.js';
 import { ReliableQueue, type ReliableQueueOptions } from '../../../src/queue/disk/reliable-queue.js';
 import { QUEUE_FILE } from '../../../src/queue/layout.js';
 import { LogRecord, newSourceStats, type RecordOrigin } from '../../../src/record.js';
 import { removeDir, tempDir, waitFor } from '../../helpers/agent.js';
 import { FaultyDisk } from '../../helpers/simulated-disk.js';
-import { testOrigin } from '../../helpers/records.js';
+import { testOrigin, testQueueOptions } from '../../helpers/records.js';
 
 const stats = newSourceStats();
 const origin = testOrigin({ stats });
@@ -27,16 +26,7 @@ const textOrigin: RecordOrigin = {
 };
 
 function opts(extra: Partial<ReliableQueueOptions> = {}): ReliableQueueOptions {
-  return {
-    maxSize: 1 << 20,
-    memBufSize: 1 << 16,
-    sync: 'interval',
-    syncInterval: 5,
-    full: 'block',
-    logger: silentLogger(),
-    statsOf: (s) => (s === 'tcp_in' ? stats : undefined),
-    ...extra,
-  };
+  return testQueueOptions({ statsOf: (s) => (s === 'tcp_in' ? stats : undefined), ...extra });
 }
 
 const rec = (i: number, o = origin) => new LogRecord(Buffer.from(`<13>message ${i}`), 1_700_000_000_000 + i, o);
