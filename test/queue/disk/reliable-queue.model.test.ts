@@ -128,165 +128,172 @@ async function kill(q: ReliableQueue, disk: FaultyDisk, dir: string): Promise<vo
 }
 
 describe("ReliableQueue against a model, with kills and exact fits at the ring's end", () => {
-  it('hands out, in order and once per pass, every record pushed and not acknowledged; a kill loses nothing ' +
-    'committed', async () => {
-    await fc.assert(
-      // `keep`: acknowledgements always leave the oldest record waiting, so the ring never empties
-      // (an empty ring starts its next lap at offset 0) and the tail goes round and round its end.
-      fc.asyncProperty(fc.oneof(opsWith(alignedFrame), opsWith(anyFrame)), fc.boolean(), async (ops, keep) => {
-        const dir = tempDir();
-        let disk = new FaultyDisk();
-        let q = await ReliableQueue.open('m', dir, options(disk));
-        // The model: ids in queue order; `acked` of them acknowledged, `handed` handed out, `committed` durable.
-        let list: number[] = [];
-        let acked = 0;
-        let handed = 0;
-        let committed = 0;
-        let next = 0;
-        const pending: Promise<void>[] = [];
-        // Pushes whose commit failed: their records are not in the queue (the producer sends them again).
-        const refused = new Set<number>();
-        let rotations = 0;
-        let lost = 0;
-        try {
-          for (const o of ops) {
-            // MODEL_TRACE=1 (with FC_SEED and FC_PATH from a failure) shows each step of a counterexample.
-            if (process.env.MODEL_TRACE)
-              console.log(JSON.stringify(o), { list: list.join(','), acked, handed, committed });
-            if (o.op === 'push') {
-              const before = q.stats().dropped.queue_full ?? 0;
-              const batch = o.frames.map((f) => recordOfFrame(next++, f));
-              const c = q.push(batch);
-              const dropped = (q.stats().dropped.queue_full ?? 0) - before;
-              const kept = batch.slice(0, batch.length - dropped).map(idOf);
-              list.push(...kept);
-              const upTo = list.length;
-              if (c) {
-                pending.push(
-                  c.then(
-                    () => void (committed = Math.max(committed, upTo)),
-                    () => {
-                      for (const id of kept) refused.add(id);
-                    },
-                  ),
-                );
-              } else committed = Math.max(committed, upTo);
-            } else if (o.op === 'take') {
-              const got = (await takeUpTo(q, o.n)).map(idOf);
-              expect(got).toEqual(list.slice(handed, handed + got.length));
-              handed += got.length;
-            } else if (o.op === 'ack') {
-              const n = Math.max(0, Math.min(o.n, handed - acked, keep ? list.length - acked - 1 : Infinity));
-              q.ack(n);
-              acked += n;
-            } else if (o.op === 'rewind') {
-              q.rewind();
-              handed = acked;
-            } else if (o.op === 'settle') {
-              // Commits done, and a sync interval for the acknowledgements to reach the header (only
-              // then is their space reusable).
-              await Promise.all(pending.splice(0));
-              await sleep(3);
-            } else if (o.op === 'fail') {
-              // A sync fails: every commit not yet made is refused, and nothing refused is kept.
-              if (o.what === 'write') disk.failWrites = 'ENOSPC';
-              else disk.failSyncs = 'EIO';
-              await q.syncNow().catch(() => undefined);
-              disk.failWrites = disk.failSyncs = null;
-              await Promise.all(pending.splice(0));
-              // Only records not yet synced are refused, and those were never handed out.
-              const firstRefused = list.findIndex((id) => refused.has(id));
-              if (firstRefused >= 0) expect(firstRefused).toBeGreaterThanOrEqual(handed);
-              const before = list.length;
-              list = list.filter((id) => !refused.has(id));
-              expect(before - list.length).toBe(refused.size);
-              refused.clear();
-              committed = list.length;
-            } else if (o.op === 'damage') {
-              await Promise.all(pending.splice(0));
-              await sleep(3); // synced: every record is in the file
-              const live = list.slice(acked);
-              if (live.length === 0) continue;
-              const victim = live[Math.floor(o.pick * live.length)]!;
-              // Flip a byte of that record's payload, behind the queue's back.
-              const file = path.join(dir, QUEUE_FILE);
-              const bytes = readFileSync(file);
-              const at = bytes.indexOf(Buffer.from(`m${victim} `));
-              expect(at).toBeGreaterThan(0);
-              const fd = openSync(file, 'r+');
-              writeSync(fd, Buffer.from([bytes[at + 1]! ^ 0x40]), 0, 1, at + 1);
-              closeSync(fd);
-              // Read from the acknowledged point: the queue meets the damage, rotates and salvages.
-              q.rewind();
-              const deadline = Date.now() + 5000;
-              while (q.stats().corruption.rotated === rotations && Date.now() < deadline) {
-                if (q.take(1000).length === 0) await Promise.race([q.waitForRecords(), sleep(5)]);
+  it(
+    'hands out, in order and once per pass, every record pushed and not acknowledged; a kill loses nothing ' +
+      'committed',
+    async () => {
+      await fc.assert(
+        // `keep`: acknowledgements always leave the oldest record waiting, so the ring never empties
+        // (an empty ring starts its next lap at offset 0) and the tail goes round and round its end.
+        fc.asyncProperty(fc.oneof(opsWith(alignedFrame), opsWith(anyFrame)), fc.boolean(), async (ops, keep) => {
+          const dir = tempDir();
+          let disk = new FaultyDisk();
+          let q = await ReliableQueue.open('m', dir, options(disk));
+          // The model: ids in queue order; `acked` of them acknowledged, `handed` handed out, `committed` durable.
+          let list: number[] = [];
+          let acked = 0;
+          let handed = 0;
+          let committed = 0;
+          let next = 0;
+          const pending: Promise<void>[] = [];
+          // Pushes whose commit failed: their records are not in the queue (the producer sends them again).
+          const refused = new Set<number>();
+          let rotations = 0;
+          let lost = 0;
+          try {
+            for (const o of ops) {
+              // MODEL_TRACE=1 (with FC_SEED and FC_PATH from a failure) shows each step of a counterexample.
+              if (process.env.MODEL_TRACE)
+                console.log(JSON.stringify(o), { list: list.join(','), acked, handed, committed });
+              if (o.op === 'push') {
+                const before = q.stats().dropped.queue_full ?? 0;
+                const batch = o.frames.map((f) => recordOfFrame(next++, f));
+                const c = q.push(batch);
+                const dropped = (q.stats().dropped.queue_full ?? 0) - before;
+                const kept = batch.slice(0, batch.length - dropped).map(idOf);
+                list.push(...kept);
+                const upTo = list.length;
+                if (c) {
+                  pending.push(
+                    c.then(
+                      () => void (committed = Math.max(committed, upTo)),
+                      () => {
+                        for (const id of kept) refused.add(id);
+                      },
+                    ),
+                  );
+                } else committed = Math.max(committed, upTo);
+              } else if (o.op === 'take') {
+                const got = (await takeUpTo(q, o.n)).map(idOf);
+                expect(got).toEqual(list.slice(handed, handed + got.length));
+                handed += got.length;
+              } else if (o.op === 'ack') {
+                const n = Math.max(0, Math.min(o.n, handed - acked, keep ? list.length - acked - 1 : Infinity));
+                q.ack(n);
+                acked += n;
+              } else if (o.op === 'rewind') {
+                q.rewind();
+                handed = acked;
+              } else if (o.op === 'settle') {
+                // Commits done, and a sync interval for the acknowledgements to reach the header (only
+                // then is their space reusable).
+                await Promise.all(pending.splice(0));
+                await sleep(3);
+              } else if (o.op === 'fail') {
+                // A sync fails: every commit not yet made is refused, and nothing refused is kept.
+                if (o.what === 'write') disk.failWrites = 'ENOSPC';
+                else disk.failSyncs = 'EIO';
+                await q.syncNow().catch(() => undefined);
+                disk.failWrites = disk.failSyncs = null;
+                await Promise.all(pending.splice(0));
+                // Only records not yet synced are refused, and those were never handed out.
+                const firstRefused = list.findIndex((id) => refused.has(id));
+                if (firstRefused >= 0) expect(firstRefused).toBeGreaterThanOrEqual(handed);
+                const before = list.length;
+                list = list.filter((id) => !refused.has(id));
+                expect(before - list.length).toBe(refused.size);
+                refused.clear();
+                committed = list.length;
+              } else if (o.op === 'damage') {
+                await Promise.all(pending.splice(0));
+                await sleep(3); // synced: every record is in the file
+                const live = list.slice(acked);
+                if (live.length === 0) continue;
+                const victim = live[Math.floor(o.pick * live.length)]!;
+                // Flip a byte of that record's payload, behind the queue's back.
+                const file = path.join(dir, QUEUE_FILE);
+                const bytes = readFileSync(file);
+                const at = bytes.indexOf(Buffer.from(`m${victim} `));
+                expect(at).toBeGreaterThan(0);
+                const fd = openSync(file, 'r+');
+                writeSync(fd, Buffer.from([bytes[at + 1]! ^ 0x40]), 0, 1, at + 1);
+                closeSync(fd);
+                // Read from the acknowledged point: the queue meets the damage, rotates and salvages.
+                q.rewind();
+                const deadline = Date.now() + 5000;
+                while (q.stats().corruption.rotated === rotations && Date.now() < deadline) {
+                  if (q.take(1000).length === 0) await Promise.race([q.waitForRecords(), sleep(5)]);
+                }
+                expect(q.stats().corruption.rotated).toBe(rotations + 1);
+                await q.settled(); // the fresh file in place: what is pushed next goes there at once
+                rotations++;
+                // Exactly the damaged record is lost, counted; the rest comes out again, in order.
+                lost++;
+                expect(q.stats().corruption.lostRecords).toBe(lost);
+                list = list.filter((id) => id !== victim);
+                list = list.slice(acked);
+                acked = handed = 0;
+                q.rewind();
+                committed = list.length;
+              } else if (o.op === 'reopen') {
+                await Promise.all(pending.splice(0));
+                await q.close(); // no more pushes; then the last header, and the lock let go
+                await q.dispose();
+                disk = new FaultyDisk();
+                q = await ReliableQueue.open('m', dir, options(disk));
+                rotations = lost = 0;
+                list = list.slice(acked);
+                acked = handed = 0;
+                committed = list.length;
+                expect(q.size).toBe(list.length);
+              } else {
+                // Commits under way when the process died never come: neither kept nor reported.
+                for (const p of pending.splice(0)) p.catch(() => undefined);
+                await kill(q, disk, dir);
+                refused.clear();
+                disk = new FaultyDisk();
+                q = await ReliableQueue.open('m', dir, options(disk));
+                rotations = lost = 0;
+                // What comes back is one run of the list: it may start before the acknowledged point
+                // (acknowledgements not yet synced) and must reach at least the last commit.
+                const back = (await takeUpTo(q, 10_000)).map(idOf);
+                const start = back.length > 0 ? list.indexOf(back[0]!) : acked;
+                expect(start).toBeGreaterThanOrEqual(0);
+                expect(start).toBeLessThanOrEqual(acked);
+                expect(back).toEqual(list.slice(start, start + back.length));
+                expect(start + back.length).toBeGreaterThanOrEqual(committed);
+                q.rewind();
+                list = list.slice(start, start + back.length);
+                acked = handed = 0;
+                committed = list.length;
               }
-              expect(q.stats().corruption.rotated).toBe(rotations + 1);
-              await q.settled(); // the fresh file in place: what is pushed next goes there at once
-              rotations++;
-              // Exactly the damaged record is lost, counted; the rest comes out again, in order.
-              lost++;
-              expect(q.stats().corruption.lostRecords).toBe(lost);
-              list = list.filter((id) => id !== victim);
-              list = list.slice(acked);
-              acked = handed = 0;
-              q.rewind();
-              committed = list.length;
-            } else if (o.op === 'reopen') {
-              await Promise.all(pending.splice(0));
-              await q.close(); // no more pushes; then the last header, and the lock let go
-              await q.dispose();
-              disk = new FaultyDisk();
-              q = await ReliableQueue.open('m', dir, options(disk));
-              rotations = lost = 0;
-              list = list.slice(acked);
-              acked = handed = 0;
-              committed = list.length;
-              expect(q.size).toBe(list.length);
-            } else {
-              // Commits under way when the process died never come: neither kept nor reported.
-              for (const p of pending.splice(0)) p.catch(() => undefined);
-              await kill(q, disk, dir);
-              refused.clear();
-              disk = new FaultyDisk();
-              q = await ReliableQueue.open('m', dir, options(disk));
-              rotations = lost = 0;
-              // What comes back is one run of the list: it may start before the acknowledged point
-              // (acknowledgements not yet synced) and must reach at least the last commit.
-              const back = (await takeUpTo(q, 10_000)).map(idOf);
-              const start = back.length > 0 ? list.indexOf(back[0]!) : acked;
-              expect(start).toBeGreaterThanOrEqual(0);
-              expect(start).toBeLessThanOrEqual(acked);
-              expect(back).toEqual(list.slice(start, start + back.length));
-              expect(start + back.length).toBeGreaterThanOrEqual(committed);
-              q.rewind();
-              list = list.slice(start, start + back.length);
-              acked = handed = 0;
-              committed = list.length;
+              // The queue finds the file corrupt only where it was damaged, and never grows it.
+              expect(q.stats().corruption.rotated).toBe(rotations);
+              expect(statSync(path.join(dir, QUEUE_FILE)).size).toBe(DATA_START + CAPACITY);
             }
-            // The queue finds the file corrupt only where it was damaged, and never grows it.
-            expect(q.stats().corruption.rotated).toBe(rotations);
-            expect(statSync(path.join(dir, QUEUE_FILE)).size).toBe(DATA_START + CAPACITY);
+            await Promise.all(pending.splice(0));
+            // At the end everything not acknowledged is still there, in order.
+            q.rewind();
+            const rest = (await takeUpTo(q, 10_000)).map(idOf);
+            expect(rest).toEqual(list.slice(acked));
+            await q.dispose();
+          } finally {
+            removeDir(dir);
           }
-          await Promise.all(pending.splice(0));
-          // At the end everything not acknowledged is still there, in order.
-          q.rewind();
-          const rest = (await takeUpTo(q, 10_000)).map(idOf);
-          expect(rest).toEqual(list.slice(acked));
-          await q.dispose();
-        } finally {
-          removeDir(dir);
-        }
-      }),
-      {
-        numRuns: 40,
-        ...(process.env.FC_SEED
-          ? { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH, endOnFailure: true }
-          : {}),
-      },
-    );
-  }, 300_000); // about 20 s alone; several times that beside the heavy peer tests on two cores
+        }),
+        {
+          numRuns: Number(process.env.MODEL_RUNS ?? 40),
+          // Bounded in time as well as in runs: beside the heavy tests on two cores a run can take many
+          // times its 20 s alone. A failure found by then is still reported (shrunk as far as it got).
+          interruptAfterTimeLimit: Number(process.env.MODEL_TIMEOUT ?? 300_000) - 30_000,
+          ...(process.env.FC_SEED
+            ? { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH, endOnFailure: true }
+            : {}),
+        },
+      );
+    },
+    Number(process.env.MODEL_TIMEOUT ?? 300_000),
+  ); // about 20 s alone; several times that beside the heavy peer tests on two cores
 
   it(
     "takes a batch that ends exactly at the ring's end and goes on at its start, without growing the " + 'file',
@@ -415,7 +422,7 @@ describe('ReliableQueue, full: drop_oldest, against a model', () => {
           const q = await ReliableQueue.open('m', dir, { ...options(), full: 'drop_oldest' });
           // The model: every record pushed, in order; the queue must hold a suffix of those not acknowledged.
           const pushed: number[] = [];
-          let acked = 0;
+          let delivered = 0;
           let next = 0;
           try {
             for (const s of steps) {
@@ -430,7 +437,7 @@ describe('ReliableQueue, full: drop_oldest, against a model', () => {
                 // What was delivered is the oldest held, in order.
                 const i = pushed.indexOf(got[0] === undefined ? -1 : idOf(got[0]));
                 if (got.length > 0) expect(got.map(idOf)).toEqual(pushed.slice(i, i + got.length));
-                acked = got.length > 0 ? i + got.length : acked;
+                delivered += got.length;
                 await q.syncNow(); // the acknowledgement durable: its room reusable
               }
               q.rewind();
@@ -439,7 +446,7 @@ describe('ReliableQueue, full: drop_oldest, against a model', () => {
               // The newest records are all there, in order; only the oldest unacknowledged ones went.
               expect(held).toEqual(pushed.slice(pushed.length - held.length));
               const dropped = q.stats().dropped.queue_full ?? 0;
-              expect(dropped).toBe(pushed.length - acked - held.length);
+              expect(dropped).toBe(pushed.length - delivered - held.length);
             }
             await q.dispose();
           } finally {
@@ -447,7 +454,7 @@ describe('ReliableQueue, full: drop_oldest, against a model', () => {
           }
         },
       ),
-      { numRuns: 25 },
+      { numRuns: 25, interruptAfterTimeLimit: 90_000 },
     );
   }, 120_000);
 });
