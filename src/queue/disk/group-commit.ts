@@ -44,11 +44,6 @@ export class GroupCommit {
     }
   }
 
-  /** Commits waiting for a sync. */
-  get pending(): number {
-    return this.waiters.length;
-  }
-
   stop(): void {
     if (this.timer) clearInterval(this.timer);
   }

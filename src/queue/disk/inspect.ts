@@ -7,9 +7,8 @@ import { lockHolder } from './directory-lock.js';
 import { openFsQueueFile, type QueueFile } from './queue-file.js';
 import { encodeRecord, RecordDecoder } from '../../protocol/record-codec.js';
 import { QUEUE_FILE, QueueLayout, queuesRoot } from '../layout.js';
-import { WRITE_BEHIND_MAX } from './reliable-queue.js';
 import { readMetaSync } from './queue-directory.js';
-import { DATA_START, QueueCorruptError, RingFile } from './ring-file.js';
+import { DATA_START, QueueCorruptError, RingFile, WRITE_BEHIND_MAX } from './ring-file.js';
 import { scanForSalvage } from './salvage.js';
 
 /** Offline views of queue files, for `sluice queue ...` and `sluice check`. Nothing here writes to a queue it reads. */

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { rm } from 'node:fs/promises';
 import type { Logger } from '../../log.js';
 import { encodedSize, encodeInto, RecordDecoder } from '../../protocol/record-codec.js';
 import { countDrop, type LogRecord, type SourceStats } from '../../record.js';
@@ -9,7 +8,7 @@ import { GroupCommit, type SyncMode } from './group-commit.js';
 import { QueueDirectory } from './queue-directory.js';
 import { openFsQueueFile, type QueueFile } from './queue-file.js';
 import { ReadCache } from './read-cache.js';
-import { DATA_START, QueueCorruptError, RECORD_HEADER, RingFile } from './ring-file.js';
+import { DATA_START, QueueCorruptError, RECORD_HEADER, RingFile, WRITE_BEHIND_MAX } from './ring-file.js';
 import { copyBacklog, salvageInto } from './salvage.js';
 
 export type { SyncMode } from './group-commit.js';
@@ -44,13 +43,6 @@ export interface ReliableQueueOptions {
  * still cover several RELP windows or sluice batches.
  */
 const READ_AHEAD_MAX = 4 << 20;
-
-/**
- * Appended bytes not yet written to the file, above which the queue reports itself congested and
- * producers that can wait do (see `congested`). Without it, a sender faster than the disk filled
- * memory: 1M records from loggen into a reliable queue peaked at 760 MB of RSS.
- */
-export const WRITE_BEHIND_MAX = 4 << 20;
 
 /**
  * Producers that cannot wait (UDP) go on while the queue is congested, until this many times the
@@ -290,7 +282,6 @@ export class ReliableQueue implements DestinationQueue {
     why: QueueCorruptError,
     from?: { pos: number; seq: number },
   ): Promise<void> {
-    await rm(this.layout.salvaging, { force: true });
     const s = await salvageInto(
       file,
       this.layout.salvaging,

@@ -15,6 +15,13 @@ export const HEADER_MAGIC = 0x48514c53; // "SLQH"
 export const RECORD_MAGIC = 0x52514c53; // "SLQR"
 export const WRAP_MAGIC = 0x57514c53; // "SLQW"
 export const FORMAT_VERSION = 2;
+
+/**
+ * Appended bytes not yet written to the file, above which the queue reports itself congested and
+ * producers that can wait do (see ReliableQueue.congested); copies into a fresh ring wait for their writes there too. Without it, a sender faster than the disk filled
+ * memory: 1M records from loggen into a reliable queue peaked at 760 MB of RSS.
+ */
+export const WRITE_BEHIND_MAX = 4 << 20;
 const TWO32 = 2 ** 32;
 
 export interface RingHeader {

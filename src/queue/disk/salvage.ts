@@ -9,6 +9,7 @@ import {
   RECORD_HEADER,
   RECORD_MAGIC,
   RingFile,
+  WRITE_BEHIND_MAX,
   type RingHeader,
 } from './ring-file.js';
 
@@ -226,9 +227,6 @@ export async function salvageRecords(
   return { records, unreadableBytes: scan.unreadableBytes };
 }
 
-/** Appended bytes a copy lets pile up before it waits for the writes: bounded memory for any file size. */
-const COPY_WRITE_BEHIND = 4 << 20;
-
 export interface FreshRing {
   /** Opens (creating) the file at a path: the queue's file factory. */
   openFile: (path: string, create: boolean) => Promise<QueueFile>;
@@ -296,7 +294,7 @@ export async function salvageInto(
           liveKeptBytes += RECORD_HEADER + r.payload.length;
         }
       }
-      if (ring.unwrittenBytes > COPY_WRITE_BEHIND) await ring.settled();
+      if (ring.unwrittenBytes > WRITE_BEHIND_MAX) await ring.settled();
     }
   } catch (err) {
     // The damaged file could not be read through: keep what was copied; the loss says what was not.
