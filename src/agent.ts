@@ -18,40 +18,11 @@ import { inspectQueueFile } from './queue/disk/inspect.js';
 import { QueueLayout } from './queue/layout.js';
 import { findOrphans, startDrain, type Drain } from './queue/orphans.js';
 import type { DestinationQueue, QueueStats } from './queue/types.js';
-import type { SourceStats } from './record.js';
+import { SourceCounters, type AgentStats, type AgentStatus, type OrphanStats } from './stats.js';
 import type { Source } from './sources/types.js';
 import { AdminServer } from './ops/admin.js';
 import { LoadGate, type GateState } from './ops/gate.js';
 import { version } from './version.js';
-
-export interface OrphanStats {
-  dir: string;
-  /** Records in it when sluice started (or now, while it is being drained). */
-  records: number;
-  /** The destination draining it (drain_orphans), or null: it waits for an operator. */
-  drainingInto: string | null;
-  drained: boolean;
-}
-
-export interface AgentStats {
-  sources: Record<string, SourceStats & { address: string }>;
-  destinations: Record<string, DestinationStats & { address: string; queue: QueueStats }>;
-  orphans: Record<string, OrphanStats>;
-}
-
-/** The body of /api/v1/stats and what `sluice stats` prints. */
-export interface AgentStatus extends AgentStats {
-  version: string;
-  pid: number;
-  /** When this was taken (ms since the epoch). */
-  time: number;
-  uptimeSeconds: number;
-  ready: boolean;
-  notReady: string[];
-  gate: GateState;
-  pipelines: Record<string, { from: string[]; to: string[]; where: boolean }>;
-  process: { rssBytes: number; heapUsedBytes: number };
-}
 
 export interface ReloadResult {
   kept: string[];
@@ -72,6 +43,8 @@ export class Agent {
 
   router: Router | null = null;
   readonly orphans = new Map<string, OrphanStats>();
+  /** Every source's counters, kept across reloads (a restarted source counts on). */
+  readonly counters = new SourceCounters();
   private readonly drains: Drain[] = [];
   readonly stateDir: string;
   private hostname: string;
@@ -112,6 +85,7 @@ export class Agent {
       blockTimeout: (d: string) => config.destinations[d]!.queue.block_timeout,
       logger: this.logger,
       gate: this.gate,
+      counters: this.counters,
     };
   }
 
@@ -137,7 +111,14 @@ export class Agent {
         ? new DropDeadLetters(logger)
         : q.dead_letter === 'file'
           ? new FileDeadLetters(deadLetterFile(this.stateDir, name), name, logger)
-          : new DestinationDeadLetters(q.dead_letter, (n) => this.queues.get(n), name, logger, this.hostname);
+          : new DestinationDeadLetters(
+              q.dead_letter,
+              (n) => this.queues.get(n),
+              name,
+              logger,
+              this.hostname,
+              this.counters,
+            );
     return { sink, maxAge: q.max_age, maxRecordAttempts: q.max_record_attempts };
   }
 
@@ -148,6 +129,7 @@ export class Agent {
       logger: this.logger.child({ source: name }),
       stateDir: this.stateDir,
       hostname: this.hostname,
+      counters: this.counters,
       diskHealth: this.gate,
       shedding: () => this.gate.latched,
     });
@@ -156,13 +138,12 @@ export class Agent {
   }
 
   private openQueue(name: string): Promise<DestinationQueue> {
-    const statsOf = (source: string) => this.sources.get(source)?.stats;
     return openQueue(
       name,
       this.config.destinations[name]!.queue,
       this.stateDir,
       this.logger.child({ destination: name }),
-      statsOf,
+      this.counters,
       this.gate,
     );
   }
@@ -409,6 +390,7 @@ export class Agent {
           (name, queue, logger) =>
             buildDestination(this.config.destinations[target]!, { name, queue, logger, hostname: this.hostname }),
           this.logger,
+          this.counters,
         );
         stats.records = drain.initial;
         this.drains.push(drain);
@@ -471,6 +453,12 @@ export class Agent {
     for (const [name, o] of this.orphans) out.orphans[name] = { ...o };
     for (const [name, s] of this.sources)
       out.sources[name] = { ...s.stats, dropped: { ...s.stats.dropped }, address: s.describe() };
+    // Sources no longer configured whose records were still counted (queued before a reload, orphans).
+    for (const name of this.counters.names()) {
+      if (this.sources.has(name)) continue;
+      const s = this.counters.of(name);
+      out.sources[name] = { ...s, dropped: { ...s.dropped }, address: '(not configured)' };
+    }
     for (const [name, d] of this.destinations)
       out.destinations[name] = { ...d.stats, address: d.describe(), queue: d.queue.stats() };
     return out;

@@ -12,7 +12,7 @@ import { NormalQueue } from './queue/disk/normal-queue.js';
 import { ReliableQueue, type ReliableQueueOptions } from './queue/disk/reliable-queue.js';
 import { memBufLength } from './config/defaults.js';
 import { MemoryQueue } from './queue/memory-queue.js';
-import type { SourceStats } from './record.js';
+import type { SourceCounters } from './stats.js';
 import type { DestinationQueue } from './queue/types.js';
 import { FileSource } from './sources/file/index.js';
 import { SyslogTcpSource } from './sources/syslog-tcp/index.js';
@@ -68,7 +68,7 @@ export async function openQueue(
   config: QueueConfig,
   stateDir: string,
   logger: Logger,
-  statsOf: (source: string) => SourceStats | undefined,
+  counters: SourceCounters,
   diskHealth?: ReliableQueueOptions['diskHealth'],
 ): Promise<DestinationQueue> {
   if (config.mode === 'memory') return buildMemoryQueue(name, config);
@@ -81,7 +81,7 @@ export async function openQueue(
     full: config.full,
     prealloc: config.prealloc,
     logger,
-    statsOf,
+    counters,
   };
   if (config.mode === 'reliable') return ReliableQueue.open(name, queueDir(stateDir, name), options);
   return NormalQueue.open(name, queueDir(stateDir, name), {

@@ -1,37 +1,5 @@
+import type { SourceCounters } from './stats.js';
 import { headerlessMessage, parseSyslog, SyslogParseError, type SyslogMessage } from './parser/syslog.js';
-
-/** Counters every source keeps; exposed by `Agent.stats()` and, later, as metrics. */
-export interface SourceStats {
-  received: number;
-  receivedBytes: number;
-  parseErrors: number;
-  truncated: number;
-  /** Records dropped, by reason (`oversize`, `queue_full`, ...). */
-  dropped: Record<string, number>;
-  /** Records taken in with a field the rest of sluice cannot use, set right, by reason (`invalid_time`, ...). */
-  repaired: Record<string, number>;
-  connectionsAccepted: number;
-  connectionsRejected: number;
-  connectionErrors: number;
-}
-
-export function newSourceStats(): SourceStats {
-  return {
-    received: 0,
-    receivedBytes: 0,
-    parseErrors: 0,
-    truncated: 0,
-    dropped: {},
-    repaired: {},
-    connectionsAccepted: 0,
-    connectionsRejected: 0,
-    connectionErrors: 0,
-  };
-}
-
-export function countDrop(dropped: Record<string, number>, reason: string, n = 1): void {
-  dropped[reason] = (dropped[reason] ?? 0) + n;
-}
 
 /** Where records came from; one object shared by every record of a connection or file. */
 export interface RecordOrigin {
@@ -42,7 +10,8 @@ export interface RecordOrigin {
   /** `syslog`: the bytes are a syslog message. `text`: a plain line, wrapped with the fields below. */
   readonly format: 'syslog' | 'text';
   readonly lenient: boolean;
-  readonly stats: SourceStats;
+  /** Where the source's counters live: parse errors, repairs and drops are reported there by `source`. */
+  readonly counters: SourceCounters;
   /** For text lines. */
   readonly hostname?: string;
   readonly appName?: string;
@@ -99,7 +68,7 @@ export class LogRecord {
       return parseSyslog(this.raw, { lenient: o.lenient, referenceDate: new Date(this.receivedAt) });
     } catch (e) {
       if (!(e instanceof SyslogParseError)) throw e;
-      o.stats.parseErrors++;
+      o.counters.parseError(o.source);
       // Unparseable input is still delivered, whole, as the message of a user.notice record.
       return headerlessMessage(1, 5, this.raw.toString('utf8').replace(/\r?\n$/, ''));
     }

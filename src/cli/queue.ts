@@ -312,7 +312,7 @@ async function resendDeadLetters(ctx: QueueCommandContext, file: string): Promis
       maxRecordAttempts: destConfig.queue.max_record_attempts,
     },
   });
-  queue.push(letters.map(fromLine));
+  queue.push(letters.map((l) => fromLine(l)));
   ctx.out(
     `sending ${letters.length} dead letter(s) from ${file} through ${ctx.values.to} ` +
       `(${destination.describe()})${unreadable ? `; ${unreadable} unreadable line(s) skipped` : ''}`,

@@ -1,5 +1,5 @@
 import { loadConfig } from './config.js';
-import type { AgentStatus } from '../agent.js';
+import type { AgentStatus } from '../stats.js';
 
 /** `sluice stats`: a table of a running agent's counters, read from its admin listener. */
 

@@ -2,7 +2,8 @@ import { open, readFile, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { RateLimitedLog, type Logger } from '../log.js';
 import type { DestinationQueue } from '../queue/types.js';
-import { LogRecord, newSourceStats, type RecordOrigin } from '../record.js';
+import { LogRecord, type RecordOrigin } from '../record.js';
+import { SourceCounters } from '../stats.js';
 
 /**
  * Records a destination sets aside rather than retry for ever: one it can never deliver (a name
@@ -80,15 +81,12 @@ export function toLine(destination: string, l: DeadLetter, now = Date.now()): De
   return out;
 }
 
-/** The record a dead-letter line holds, as it was received (origin and stream kept) for sending again. */
-export function fromLine(l: DeadLetterLine): LogRecord {
-  const origin: RecordOrigin = {
-    source: l.source,
-    from: l.from,
-    format: 'syslog',
-    lenient: true,
-    stats: newSourceStats(),
-  };
+/**
+ * The record a dead-letter line holds, as it was received (origin and stream kept) for sending
+ * again. `counters`: where what happens to it is counted (the offline `sluice queue` has its own).
+ */
+export function fromLine(l: DeadLetterLine, counters = new SourceCounters()): LogRecord {
+  const origin: RecordOrigin = { source: l.source, from: l.from, format: 'syslog', lenient: true, counters };
   const raw = l.message !== undefined ? Buffer.from(l.message) : Buffer.from(l.message_base64 ?? '', 'base64');
   const at = Date.parse(l.received_at);
   const r = new LogRecord(raw, Number.isFinite(at) ? at : Date.now(), origin);
@@ -228,6 +226,7 @@ export class DestinationDeadLetters implements DeadLetterSink {
     private readonly destination: string,
     private readonly logger: Logger,
     hostname: string,
+    counters: SourceCounters,
   ) {
     this.describe = `destination ${target}`;
     this.origin = {
@@ -235,7 +234,7 @@ export class DestinationDeadLetters implements DeadLetterSink {
       from: destination,
       format: 'text',
       lenient: false,
-      stats: newSourceStats(),
+      counters,
       hostname,
       appName: 'sluice-dead-letter',
       facility: 5,

@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import type { AgentStats } from '../agent.js';
+import type { AgentStats } from '../stats.js';
 import type { GateState } from './gate.js';
 
 export interface MetricsSource {

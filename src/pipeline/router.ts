@@ -1,7 +1,8 @@
 import type { PipelineConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { LoadGate } from '../ops/gate.js';
-import { countDrop, type LogRecord, type SourceStats } from '../record.js';
+import type { LogRecord } from '../record.js';
+import { SourceCounters } from '../stats.js';
 import type { DestinationQueue } from '../queue/types.js';
 import { compileWhere, type RecordFilter } from './filter.js';
 
@@ -27,6 +28,8 @@ export interface RouterOptions {
   logger?: Logger;
   /** The load-shedding gate: while latched, nothing is queued. */
   gate?: LoadGate;
+  /** Where sources' drops are counted (an agent's); the router keeps its own when none is given. */
+  counters?: SourceCounters;
 }
 
 /**
@@ -38,12 +41,14 @@ export class Router {
   private readonly lastStallLog = new Map<DestinationQueue, number>();
 
   private held: { promise: Promise<void>; release: () => void } | null = null;
+  private counters: SourceCounters;
 
   constructor(
     pipelines: Record<string, PipelineConfig>,
     queues: Map<string, DestinationQueue>,
     private options: RouterOptions = {},
   ) {
+    this.counters = options.counters ?? new SourceCounters();
     this.update(pipelines, queues, options);
   }
 
@@ -54,6 +59,7 @@ export class Router {
     options: RouterOptions = this.options,
   ): void {
     this.options = options;
+    if (options.counters) this.counters = options.counters;
     const next = new Map<string, Route[]>();
     for (const pipeline of Object.values(pipelines)) {
       const filter = pipeline.where ? compileWhere(pipeline.where) : null;
@@ -108,16 +114,10 @@ export class Router {
    * the earlier batch failed, they would reach the receiver before it is sent again. A withdrawn
    * batch is not queued and not counted as dropped: its source has it.
    */
-  dispatch(
-    source: string,
-    records: LogRecord[],
-    stats: SourceStats,
-    wait: WaitMode,
-    withdrawn?: AbortSignal,
-  ): Dispatch | undefined {
+  dispatch(source: string, records: LogRecord[], wait: WaitMode, withdrawn?: AbortSignal): Dispatch | undefined {
     if (withdrawn?.aborted) return undefined;
     if (this.held && records.length > 0) {
-      const later = this.held.promise.then(() => this.dispatch(source, records, stats, wait, withdrawn));
+      const later = this.held.promise.then(() => this.dispatch(source, records, wait, withdrawn));
       const result = { accepted: later.then((d) => d?.accepted), committed: later.then((d) => d?.committed) };
       result.committed.catch(() => undefined);
       return result;
@@ -128,12 +128,12 @@ export class Router {
     if (gate?.latched) {
       if (wait === 'no') {
         for (const route of routes) route.queue.countDrop('load_shedding', records.length);
-        countDrop(stats.dropped, 'load_shedding', records.length);
+        this.counters.dropped(source, 'load_shedding', records.length);
         return undefined;
       }
       // Load shedding: the source waits (TCP reads and file reads pause) until the disk works again.
       for (const route of routes) route.queue.countStall();
-      const later = gate.waitOpen().then(() => this.dispatch(source, records, stats, wait, withdrawn));
+      const later = gate.waitOpen().then(() => this.dispatch(source, records, wait, withdrawn));
       const result = { accepted: later.then((d) => d?.accepted), committed: later.then((d) => d?.committed) };
       result.committed.catch(() => undefined);
       return result;
@@ -147,7 +147,7 @@ export class Router {
       if (q.fullPolicy === 'block' && q.isFull()) {
         if (wait === 'no') {
           q.countDrop('queue_full', batch.length);
-          countDrop(stats.dropped, 'queue_full', batch.length);
+          this.counters.dropped(source, 'queue_full', batch.length);
           continue;
         }
         q.countStall();
@@ -155,9 +155,9 @@ export class Router {
         // wait for the fsync and reject when the write failed (a source then skipped the batch).
         const pushed = this.waitForRoom(source, route, wait).then((room) => {
           if (withdrawn?.aborted) return { commit: undefined };
-          if (room) return { commit: this.pushInto(q, batch, stats, wait) };
+          if (room) return { commit: this.pushInto(source, q, batch, wait) };
           q.countDrop('block_timeout', batch.length);
-          countDrop(stats.dropped, 'block_timeout', batch.length);
+          this.counters.dropped(source, 'block_timeout', batch.length);
           return { commit: undefined };
         }, failedWait);
         (accepted ??= []).push(pushed);
@@ -166,10 +166,10 @@ export class Router {
         if (wait === 'no' && q.overloaded()) {
           // The disk has stalled and this source cannot wait: drop, counted, rather than fill memory.
           q.countDrop('disk_behind', batch.length);
-          countDrop(stats.dropped, 'disk_behind', batch.length);
+          this.counters.dropped(source, 'disk_behind', batch.length);
           continue;
         }
-        const c = this.pushInto(q, batch, stats, wait);
+        const c = this.pushInto(source, q, batch, wait);
         if (c) (committed ??= []).push(c);
         if (wait !== 'no' && q.congested()) {
           // The disk is behind the sender: wait for the writes before reading more (bounded memory).
@@ -189,12 +189,7 @@ export class Router {
    * Pushes a batch into one queue. A queue that throws fails the batch's commit, not the caller: a
    * source's socket handler or read loop must never die of it, nor wait forever.
    */
-  private pushInto(
-    q: DestinationQueue,
-    batch: LogRecord[],
-    stats: SourceStats,
-    wait: WaitMode,
-  ): Promise<void> | undefined {
+  private pushInto(source: string, q: DestinationQueue, batch: LogRecord[], wait: WaitMode): Promise<void> | undefined {
     let c: Promise<void> | undefined;
     try {
       c = q.push(batch, wait === 'keep_waiting');
@@ -205,7 +200,7 @@ export class Router {
       );
       c = Promise.reject(err as Error);
     }
-    return this.countFailedCommit(c, q, batch.length, stats, wait);
+    return this.countFailedCommit(c, source, q, batch.length, wait);
   }
 
   /**
@@ -215,15 +210,15 @@ export class Router {
    */
   private countFailedCommit(
     c: Promise<void> | undefined,
+    source: string,
     q: DestinationQueue,
     n: number,
-    stats: SourceStats,
     wait: WaitMode,
   ): Promise<void> | undefined {
     if (!c || wait === 'keep_waiting') return c;
     c.catch(() => {
       q.countDrop('write_failed', n);
-      countDrop(stats.dropped, 'write_failed', n);
+      this.counters.dropped(source, 'write_failed', n);
     });
     return c;
   }

@@ -1,4 +1,5 @@
-import { countDrop, LogRecord, newSourceStats, type RecordOrigin, type SourceStats } from '../record.js';
+import { LogRecord, type RecordOrigin } from '../record.js';
+import type { SourceCounters } from '../stats.js';
 
 /**
  * A LogRecord as the payload of a queue record:
@@ -85,12 +86,12 @@ function repaired(r: LogRecord, receivedAt: number, stream: string | undefined, 
   let time = receivedAt;
   if (!isTime(time)) {
     time = Date.now();
-    countDrop(r.origin.stats.repaired, 'invalid_time');
+    r.origin.counters.repaired(r.origin.source, 'invalid_time');
   }
   const out = new LogRecord(r.raw, time, r.origin); // not `encoded`: written anew, as repaired
   if (stream !== undefined) {
     if (isPosition(streamPos)) out.setStream(stream, streamPos);
-    else countDrop(r.origin.stats.repaired, 'invalid_stream_position');
+    else r.origin.counters.repaired(r.origin.source, 'invalid_stream_position');
   }
   return out;
 }
@@ -100,8 +101,8 @@ export class RecordDecoder {
   private readonly origins = new Map<string, RecordOrigin>();
   private last: { bytes: Buffer; origin: RecordOrigin } | null = null;
 
-  /** `statsOf` gives the live counters of a source by name (a source no longer configured gets its own). */
-  constructor(private readonly statsOf: (source: string) => SourceStats | undefined) {}
+  /** `counters`: where the decoded records' sources are counted (repairs here, drops and parse errors later). */
+  constructor(private readonly counters: SourceCounters) {}
 
   decode(payload: Buffer): LogRecord {
     if (payload.length < 2) throw new RecordDecodeError('payload shorter than its origin length');
@@ -160,15 +161,14 @@ export class RecordDecoder {
     }
     const [source, from, hostname, appName] = strings as [string, string, string, string];
     const text = (b[0]! & TEXT) !== 0;
-    const stats = this.statsOf(source) ?? newSourceStats();
     // A text line's facility and severity outside syslog's ranges (a damaged or forged origin).
-    if (text && (b[1]! > 23 || b[2]! > 7)) countDrop(stats.repaired, 'invalid_priority');
+    if (text && (b[1]! > 23 || b[2]! > 7)) this.counters.repaired(source, 'invalid_priority');
     return {
       source,
       from,
       format: text ? 'text' : 'syslog',
       lenient: (b[0]! & LENIENT) !== 0,
-      stats,
+      counters: this.counters,
       hostname: hostname || undefined,
       appName: appName || undefined,
       facility: text ? Math.min(b[1]!, 23) : undefined,

@@ -1,4 +1,5 @@
-import { countDrop, type LogRecord } from '../record.js';
+import type { LogRecord } from '../record.js';
+import { countDrop } from '../stats.js';
 import { noCorruption, type DestinationQueue, type FullPolicy, type QueueStats } from './types.js';
 
 export interface MemoryQueueOptions {

@@ -3,6 +3,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Destination } from '../destinations/types.js';
 import type { Logger } from '../log.js';
+import { SourceCounters } from '../stats.js';
 import { NormalQueue } from './disk/normal-queue.js';
 import { ReliableQueue } from './disk/reliable-queue.js';
 import { readMetaSync, type QueueMeta } from './disk/queue-directory.js';
@@ -30,8 +31,16 @@ export function findOrphans(stateDir: string, configured: Iterable<string>): Orp
     });
 }
 
-/** Opens a queue directory as what it was (normal or reliable, at its file's size), taking its lock. */
-export async function openExistingQueue(name: string, dir: string, logger: Logger): Promise<DestinationQueue> {
+/**
+ * Opens a queue directory as what it was (normal or reliable, at its file's size), taking its lock.
+ * What happens to its records (drops, repairs) is counted in `counters` under their sources' names.
+ */
+export async function openExistingQueue(
+  name: string,
+  dir: string,
+  logger: Logger,
+  counters = new SourceCounters(),
+): Promise<DestinationQueue> {
   const layout = new QueueLayout(dir);
   // No metadata (an older sluice, or a salvaged file): a reliable queue of the file's size.
   const meta: Partial<QueueMeta> = readMetaSync(dir) ?? {};
@@ -44,7 +53,7 @@ export async function openExistingQueue(name: string, dir: string, logger: Logge
     syncInterval: 50,
     full: 'block' as const,
     logger,
-    statsOf: () => undefined,
+    counters,
   };
   if (meta.mode === 'normal' || existsSync(layout.memory)) {
     return NormalQueue.open(name, dir, { ...options, qoutSize: 1000, memBufLength: 10_000, memBytes: 64 << 20 });
@@ -96,10 +105,12 @@ export async function startDrain(
    */
   makeDestination: (name: string, queue: DestinationQueue, logger: Logger) => Destination,
   logger: Logger,
+  /** The agent's counters: its records' fates count under their sources' names, as a live queue's do. */
+  counters = new SourceCounters(),
   pollMs = 100,
 ): Promise<Drain> {
   const log = logger.child({ orphan: orphan.name, into: destName });
-  const queue = await openExistingQueue(orphan.name, orphan.dir, log);
+  const queue = await openExistingQueue(orphan.name, orphan.dir, log, counters);
   const destination = makeDestination(`${destName}<-${orphan.name}`, queue, log);
   const initial = queue.stats().records;
   log.info({ records: initial, dir: orphan.dir }, 'draining an orphan queue');

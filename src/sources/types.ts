@@ -1,6 +1,7 @@
 import type { Logger } from '../log.js';
 import type { Router } from '../pipeline/router.js';
-import type { RecordOrigin, SourceStats } from '../record.js';
+import type { RecordOrigin } from '../record.js';
+import type { SourceCounters, SourceStats } from '../stats.js';
 
 export interface SourceContext {
   name: string;
@@ -8,6 +9,8 @@ export interface SourceContext {
   logger: Logger;
   stateDir: string;
   hostname: string;
+  /** The agent's counters: a source counts into its own (`of(name)`); others report its records' fates there. */
+  counters: SourceCounters;
   /** Told of failed writes under state_dir (the load-shedding gate). */
   diskHealth?: { failed(err: Error, what: string): void };
   /** True while the load-shedding gate is latched: sources that can answer with an error do. */
@@ -26,6 +29,6 @@ export interface Source {
 }
 
 /** Where the records of one syslog connection (TCP, TLS, RELP) come from: its source and its peer's address. */
-export function syslogOrigin(source: string, peer: string, lenient: boolean, stats: SourceStats): RecordOrigin {
-  return { source, from: peer, format: 'syslog', lenient, stats };
+export function syslogOrigin(source: string, peer: string, lenient: boolean, counters: SourceCounters): RecordOrigin {
+  return { source, from: peer, format: 'syslog', lenient, counters };
 }

@@ -5,8 +5,9 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fileDestinationSchema } from '../../src/destinations/file/config.js';
 import { FileDestination } from '../../src/destinations/file/index.js';
 import { MemoryQueue } from '../../src/queue/memory-queue.js';
-import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
+import { LogRecord, type RecordOrigin } from '../../src/record.js';
 import { readLines, removeDir, tempDir } from '../helpers/agent.js';
+import { SourceCounters } from '../../src/stats.js';
 
 const DAY = 86_400_000;
 const origin: RecordOrigin = {
@@ -14,7 +15,7 @@ const origin: RecordOrigin = {
   from: '127.0.0.1',
   format: 'syslog',
   lenient: false,
-  stats: newSourceStats(),
+  counters: new SourceCounters(),
 };
 
 function record(text: string, stream: string, pos: number): LogRecord {

@@ -3,7 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
-import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
+import { LogRecord, type RecordOrigin } from '../../src/record.js';
 import {
   capComponent,
   NAME_MAX,
@@ -12,13 +12,14 @@ import {
   TemplateError,
 } from '../../src/template/path-template.js';
 import { portOf, readLines, removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { SourceCounters } from '../../src/stats.js';
 
 const origin: RecordOrigin = {
   source: 'src',
   from: '192.0.2.7',
   format: 'syslog',
   lenient: false,
-  stats: newSourceStats(),
+  counters: new SourceCounters(),
 };
 const rec = (raw: string, at = Date.UTC(2024, 1, 29, 13, 5, 0)) => new LogRecord(Buffer.from(raw), at, origin);
 

@@ -6,8 +6,9 @@ import { QueueDrainer } from '../../src/destinations/queue-drainer.js';
 import type { DestinationContext } from '../../src/destinations/types.js';
 import { silentLogger } from '../../src/log.js';
 import { ReliableQueue } from '../../src/queue/disk/reliable-queue.js';
-import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
+import { LogRecord, type RecordOrigin } from '../../src/record.js';
 import { removeDir, sleep, tempDir, waitFor } from '../helpers/agent.js';
+import { SourceCounters } from '../../src/stats.js';
 
 // The drainer against a destination that fails at random, record by record: every good record is
 // delivered once and in order, every bad one lands in the dead letters exactly once, and none of
@@ -20,7 +21,7 @@ const origin: RecordOrigin = {
   from: '192.0.2.1',
   format: 'syslog',
   lenient: true,
-  stats: newSourceStats(),
+  counters: new SourceCounters(),
 };
 const idOf = (r: LogRecord) => Number(/^<13>(\d+) /.exec(r.raw.toString())![1]);
 
@@ -100,7 +101,7 @@ describe('QueueDrainer against per-record failures', () => {
               syncInterval: 1,
               full: 'block',
               logger: silentLogger(),
-              statsOf: () => origin.stats,
+              counters: origin.counters,
             });
           const start = (q: ReliableQueue) => {
             const d = new FlakyDestination(

@@ -4,15 +4,16 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { renderRecord } from '../../src/destinations/format.js';
 import { parseSyslog } from '../../src/parser/syslog.js';
-import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
+import { LogRecord, type RecordOrigin } from '../../src/record.js';
 import { agentPerTest, portOf, waitFor } from '../helpers/agent.js';
+import { SourceCounters } from '../../src/stats.js';
 
 const origin: RecordOrigin = {
   source: 't',
   from: '192.0.2.9',
   format: 'syslog',
   lenient: false,
-  stats: newSourceStats(),
+  counters: new SourceCounters(),
 };
 const bytes = (...parts: (string | number[])[]) =>
   Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))));

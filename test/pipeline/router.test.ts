@@ -5,13 +5,15 @@ import { silentLogger } from '../../src/log.js';
 import { ReliableQueue } from '../../src/queue/disk/reliable-queue.js';
 import { MemoryQueue } from '../../src/queue/memory-queue.js';
 import type { FullPolicy } from '../../src/queue/types.js';
-import { LogRecord, newSourceStats } from '../../src/record.js';
+import { LogRecord } from '../../src/record.js';
 import { removeDir, tempDir, waitFor } from '../helpers/agent.js';
 import { FaultyDisk } from '../helpers/simulated-disk.js';
 import { testOrigin } from '../helpers/records.js';
+import { SourceCounters, type SourceStats } from '../../src/stats.js';
 
-const stats = newSourceStats();
-const origin = testOrigin({ source: 's', from: '10.0.0.1', lenient: false, stats });
+const counters = new SourceCounters();
+const stats = counters.of('s');
+const origin = testOrigin({ source: 's', from: '10.0.0.1', lenient: false, counters });
 const recs = (...raws: string[]) => raws.map((r) => new LogRecord(Buffer.from(r), Date.now(), origin));
 
 function build(pipelines: string, dests: string[] = ['a', 'b'], full: FullPolicy = 'block', max = 1000) {
@@ -26,7 +28,8 @@ ${pipelines}
 `;
   const { config } = parseConfigText(yaml, 't.yaml', {});
   const queues = new Map(dests.map((d) => [d, new MemoryQueue(d, { maxRecords: max, maxBytes: 1 << 30, full })]));
-  return { router: new Router(config.pipelines, queues), queues, pipelines: config.pipelines };
+  const counters = new SourceCounters();
+  return { router: new Router(config.pipelines, queues, { counters }), queues, pipelines: config.pipelines, counters };
 }
 
 /** Asserts that the source is held back: `wait` is a promise, still pending a moment later. */
@@ -43,7 +46,7 @@ async function expectHeld(wait: Promise<void> | undefined): Promise<void> {
  * write until `release()`, as a stalled disk would.
  */
 async function withHeldDisk(
-  body: (t: { q: ReliableQueue; router: Router; release: () => void }) => Promise<void>,
+  body: (t: { q: ReliableQueue; router: Router; release: () => void; udp: SourceStats }) => Promise<void>,
 ): Promise<void> {
   const dir = tempDir();
   try {
@@ -55,12 +58,15 @@ async function withHeldDisk(
       syncInterval: 5,
       full: 'drop_newest',
       logger: silentLogger(),
-      statsOf: () => undefined,
+      counters,
       openFile: disk.open,
     });
-    const router = new Router(build('  p: { from: [s], to: [a] }', ['a']).pipelines, new Map([['a', q]]));
+    const routed = new SourceCounters();
+    const router = new Router(build('  p: { from: [s], to: [a] }', ['a']).pipelines, new Map([['a', q]]), {
+      counters: routed,
+    });
     disk.holdWrites();
-    await body({ q, router, release: () => disk.releaseWrites() });
+    await body({ q, router, release: () => disk.releaseWrites(), udp: routed.of('s') });
     await q.dispose();
   } finally {
     removeDir(dir);
@@ -72,7 +78,7 @@ const raw = (q: MemoryQueue) => q.take(1_000_000).map((r) => r.raw.toString());
 describe('Router', () => {
   it('fans out to every destination of a pipeline', () => {
     const { router, queues } = build('  p: { from: [s, t], to: [a, b] }');
-    router.dispatch('s', recs('<13>x', '<14>y'), stats, 'drop_after_timeout');
+    router.dispatch('s', recs('<13>x', '<14>y'), 'drop_after_timeout');
     expect(raw(queues.get('a')!)).toEqual(['<13>x', '<14>y']);
     expect(raw(queues.get('b')!)).toEqual(['<13>x', '<14>y']);
   });
@@ -93,7 +99,6 @@ describe('Router', () => {
         '<11>1 - web01 nginx - - - all fine', // wrong message
         'garbage', // unparseable: user.notice, no host, no app
       ),
-      stats,
       'drop_after_timeout',
     );
     expect(raw(queues.get('a')!)).toEqual([
@@ -108,21 +113,21 @@ describe('Router', () => {
   one: { from: [s], where: { severity: [err] }, to: [a] }
   two: { from: [s], where: { facility: [user] }, to: [a] }
 `);
-    router.dispatch('s', recs('<11>both match', '<13>second only', '<36>none'), stats, 'drop_after_timeout');
+    router.dispatch('s', recs('<11>both match', '<13>second only', '<36>none'), 'drop_after_timeout');
     expect(raw(queues.get('a')!)).toEqual(['<11>both match', '<13>second only']);
   });
 
   it(
     'makes waiting sources wait on a full block queue, and drops (counting) for sources that cannot ' + 'wait',
     async () => {
-      const { router, queues } = build('  p: { from: [s], to: [a] }', ['a'], 'block', 2);
+      const { router, queues, counters: routed } = build('  p: { from: [s], to: [a] }', ['a'], 'block', 2);
       const q = queues.get('a')!;
-      expect(router.dispatch('s', recs('<13>1', '<13>2'), stats, 'drop_after_timeout')).toBeUndefined();
-      const s2 = newSourceStats();
-      router.dispatch('s', recs('<13>udp'), s2, 'no');
+      expect(router.dispatch('s', recs('<13>1', '<13>2'), 'drop_after_timeout')).toBeUndefined();
+      const s2 = routed.of('s');
+      router.dispatch('s', recs('<13>udp'), 'no');
       expect(s2.dropped).toEqual({ queue_full: 1 });
       expect(q.stats().dropped).toEqual({ queue_full: 1 });
-      const wait = router.dispatch('s', recs('<13>3'), stats, 'drop_after_timeout')?.accepted;
+      const wait = router.dispatch('s', recs('<13>3'), 'drop_after_timeout')?.accepted;
       await expectHeld(wait);
       q.ack(q.take(2).length);
       await wait;
@@ -136,14 +141,14 @@ describe('Router', () => {
     async () => {
       const { router, queues } = build('  p: { from: [s], to: [a] }', ['a'], 'block', 2);
       const q = queues.get('a')!;
-      router.dispatch('s', recs('<13>1', '<13>2'), stats, 'keep_waiting');
+      router.dispatch('s', recs('<13>1', '<13>2'), 'keep_waiting');
       // From here on, every batch is taken and then its write fails (a full disk).
       const push = q.push.bind(q);
       (q as { push: (batch: LogRecord[]) => Promise<void> | undefined }).push = (batch) => {
         push(batch);
         return new Promise<void>((_, reject) => setTimeout(() => reject(new Error('ENOSPC')), 5));
       };
-      const d = router.dispatch('s', recs('<13>3'), stats, 'keep_waiting')!;
+      const d = router.dispatch('s', recs('<13>3'), 'keep_waiting')!;
       await expectHeld(d.accepted);
       q.ack(q.take(2).length);
       // `accepted` says the queue took the batch (the source may read on); the failure is the commit's
@@ -158,16 +163,16 @@ describe('Router', () => {
     async () => {
       const { router, queues } = build('  p: { from: [s], to: [a] }', ['a'], 'block', 2);
       const q = queues.get('a')!;
-      router.dispatch('s', recs('<13>1', '<13>2'), stats, 'keep_waiting');
+      router.dispatch('s', recs('<13>1', '<13>2'), 'keep_waiting');
       const withdrawn = new AbortController();
-      const d = router.dispatch('s', recs('<13>3'), stats, 'keep_waiting', withdrawn.signal)!;
+      const d = router.dispatch('s', recs('<13>3'), 'keep_waiting', withdrawn.signal)!;
       await expectHeld(d.accepted);
       withdrawn.abort(); // the file source will read these lines again
       q.ack(q.take(2).length);
       await d.accepted;
       expect(q.take(10)).toEqual([]);
       expect(q.stats().dropped).toEqual({});
-      expect(router.dispatch('s', recs('<13>4'), stats, 'keep_waiting', withdrawn.signal)).toBeUndefined();
+      expect(router.dispatch('s', recs('<13>4'), 'keep_waiting', withdrawn.signal)).toBeUndefined();
       expect(q.take(10)).toEqual([]);
     },
   );
@@ -176,12 +181,11 @@ describe('Router', () => {
     'makes waiting sources wait while a disk queue is behind on its writes, without dropping; sources that cannot ' +
       'wait go on',
     async () => {
-      await withHeldDisk(async ({ q, router, release }) => {
+      await withHeldDisk(async ({ q, router, release, udp }) => {
         const big = (tag: string) =>
           recs(...Array.from({ length: 20 }, (_, i) => `<13>${tag}${i} ${'z'.repeat(1000)}`));
-        const udp = newSourceStats();
-        expect(router.dispatch('s', big('u'), udp, 'no')?.accepted).toBeUndefined();
-        const wait = router.dispatch('s', big('t'), stats, 'drop_after_timeout')?.accepted;
+        expect(router.dispatch('s', big('u'), 'no')?.accepted).toBeUndefined();
+        const wait = router.dispatch('s', big('t'), 'drop_after_timeout')?.accepted;
         await expectHeld(wait);
         expect(q.stats().stalls).toBe(1);
         release();
@@ -197,12 +201,11 @@ describe('Router', () => {
     'drops (counting disk_behind) for sources that cannot wait once a stalled disk has 16 times the write-behind ' +
       'waiting, and takes them again when it catches up',
     async () => {
-      await withHeldDisk(async ({ q, router, release }) => {
-        const udp = newSourceStats();
+      await withHeldDisk(async ({ q, router, release, udp }) => {
         // about 10 KB
         const batch = () => recs(...Array.from({ length: 10 }, (_, i) => `<13>${i} ${'u'.repeat(1000)}`));
         // 16 x 16 KiB = 256 KiB may wait for the disk, about 24 batches; the rest are dropped.
-        for (let i = 0; i < 40; i++) router.dispatch('s', batch(), udp, 'no');
+        for (let i = 0; i < 40; i++) router.dispatch('s', batch(), 'no');
         const kept = q.stats().records;
         expect(kept).toBeGreaterThan(200);
         expect(kept).toBeLessThan(300);
@@ -212,7 +215,7 @@ describe('Router', () => {
         expect(q.stats().dropped).toEqual({ disk_behind: 400 - kept });
         release();
         await waitFor('the writes', () => !q.congested());
-        router.dispatch('s', batch(), udp, 'no');
+        router.dispatch('s', batch(), 'no');
         expect(q.stats().records).toBe(kept + 10);
       });
     },

@@ -1,16 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { encodeRecord, MAX_TIME, RecordDecoder } from '../../src/protocol/record-codec.js';
-import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
+import { LogRecord, type RecordOrigin } from '../../src/record.js';
+import { SourceCounters } from '../../src/stats.js';
 
 describe('RecordDecoder', () => {
-  const stats = newSourceStats();
-  const decoder = new RecordDecoder(() => stats);
+  const counters = new SourceCounters();
+  const stats = counters.of('in');
+  const decoder = new RecordDecoder(counters);
   const origin: RecordOrigin = {
     source: 'in',
     from: '/var/log/app.log',
     format: 'text',
     lenient: false,
-    stats: newSourceStats(),
+    counters: new SourceCounters(),
     facility: 3,
     severity: 6,
   };

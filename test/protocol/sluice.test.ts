@@ -6,10 +6,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { encodeBatch, PATH, SUBPROTOCOL } from '../../src/protocol/sluice-wire.js';
 import { encodeRecord } from '../../src/protocol/record-codec.js';
-import { LogRecord, newSourceStats } from '../../src/record.js';
+import { LogRecord } from '../../src/record.js';
 import { portOf, readLines, removeDir, sleep, stablePort, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 import { makePki } from '../helpers/tls.js';
 import { sendTcp } from '../helpers/net.js';
+import { SourceCounters } from '../../src/stats.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
 const OTHER = 'rotated-token-fedcba9876543210';
@@ -139,8 +140,9 @@ describe('sluice protocol: agent to central', () => {
     const c = await startAgent(central(dir));
     agents.push(c);
     const url = `ws://127.0.0.1:${portOf(c, 'agents')}${PATH}`;
-    const stats = newSourceStats();
-    const origin = { source: 'in', from: '10.0.0.1', format: 'syslog' as const, lenient: false, stats };
+    const counters = new SourceCounters();
+    const stats = counters.of('in');
+    const origin = { source: 'in', from: '10.0.0.1', format: 'syslog' as const, lenient: false, counters };
     const payloads = (from: number, n: number) =>
       Array.from({ length: n }, (_, i) => encodeRecord(new LogRecord(Buffer.from(msg('dup', from + i)), 0, origin)));
     const session = async (frames: Buffer[]) => {
@@ -185,7 +187,7 @@ describe('sluice protocol: agent to central', () => {
         from: '10.0.0.1',
         format: 'syslog' as const,
         lenient: false,
-        stats: newSourceStats(),
+        counters: new SourceCounters(),
       };
       const times = [1_767_225_600_000, Number.NaN, Number.POSITIVE_INFINITY, -5, 1e300, 1_767_225_600_000];
       // No timestamp of their own: the formatter writes the receive time.

@@ -8,9 +8,10 @@ import { FileDeadLetters } from '../../src/destinations/dead-letters.js';
 import { silentLogger } from '../../src/log.js';
 import { ReliableQueue } from '../../src/queue/disk/reliable-queue.js';
 import { QUEUE_FILE } from '../../src/queue/layout.js';
-import { LogRecord, newSourceStats, type RecordOrigin } from '../../src/record.js';
+import { LogRecord, type RecordOrigin } from '../../src/record.js';
 import { removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
 import { testQueueOptions } from '../helpers/records.js';
+import { SourceCounters } from '../../src/stats.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'dist/cli.js');
@@ -22,7 +23,7 @@ const origin: RecordOrigin = {
   from: '/var/log/app.log',
   format: 'syslog',
   lenient: true,
-  stats: newSourceStats(),
+  counters: new SourceCounters(),
 };
 const T0 = Date.UTC(2026, 0, 2, 3, 4, 5);
 const line = (i: number) => `<13>1 - web01 app - - - queued ${i}`;
@@ -232,6 +233,31 @@ pipelines:
       await waitFor('the orphan to be drained', () => agent.stats().orphans.retired?.drained === true);
       expect(rx.got).toEqual(expected(5, 20));
       expect(existsSync(orphan)).toBe(false);
+      await agent.stop();
+    } finally {
+      rx.close();
+    }
+  });
+
+  it("counts what happens to a drained orphan's records under their source's name, in the agent's stats", async () => {
+    dir = tempDir();
+    const state = path.join(dir, 'state');
+    const orphan = await makeQueue(state, 'retired');
+    // One more record whose receive time is not a time: the drain's decoder repairs it, counted.
+    const q = await ReliableQueue.open('retired', orphan, testQueueOptions());
+    await q.push([new LogRecord(Buffer.from(line(20)), Number.NaN, origin)]);
+    await q.dispose();
+    const rx = await receiver();
+    try {
+      const agent = await startAgent(`${config(state, rx.port)}drain_orphans: { retired: central }\n`);
+      await waitFor('the orphan to be drained', () => agent.stats().orphans.retired?.drained === true);
+      expect(rx.got).toEqual(expected(5, 21));
+      // `app` is not a source of this agent: its counters are kept, and reported, under its name.
+      expect(agent.stats().sources.app).toMatchObject({
+        address: '(not configured)',
+        repaired: { invalid_time: 1 },
+      });
+      expect(agent.stats().sources.in!.repaired).toEqual({});
       await agent.stop();
     } finally {
       rx.close();

@@ -6,6 +6,7 @@ import type { LogRecord } from '../../src/record.js';
 import type { Router } from '../../src/pipeline/router.js';
 import { relpSourceSchema } from '../../src/sources/relp/config.js';
 import { refuseOpen, RelpSource } from '../../src/sources/relp/index.js';
+import { SourceCounters } from '../../src/stats.js';
 import { waitFor } from '../helpers/agent.js';
 
 interface Deferred {
@@ -38,6 +39,7 @@ async function source() {
       logger: silentLogger(),
       stateDir: '/nonexistent',
       hostname: 'test',
+      counters: new SourceCounters(),
     },
   );
   await src.start();

@@ -12,6 +12,7 @@ import { silentLogger } from '../../src/log.js';
 import { Router } from '../../src/pipeline/router.js';
 import { ReliableQueue } from '../../src/queue/disk/reliable-queue.js';
 import { SyslogTcpSource } from '../../src/sources/syslog-tcp/index.js';
+import { SourceCounters } from '../../src/stats.js';
 import { testQueueOptions } from '../helpers/records.js';
 
 function connect(port: number): Promise<net.Socket> {
@@ -259,10 +260,12 @@ pipelines:
       },
     });
     const config = parseConfigText(yaml(dir), 'test.yaml').config;
-    const router = new Router(config.pipelines, new Map([['d', queue]]));
+    const counters = new SourceCounters();
+    const router = new Router(config.pipelines, new Map([['d', queue]]), { counters });
     const source = new SyslogTcpSource(config.sources.tcp as never, {
       name: 'tcp',
       router,
+      counters,
       logger: silentLogger(),
       stateDir: dir,
       hostname: 'h',

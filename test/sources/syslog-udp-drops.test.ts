@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { procAddress } from '../../src/net/udp-drops.js';
+import { SourceCounters } from '../../src/stats.js';
 import { agentPerTest, portOf, readLines, waitFor } from '../helpers/agent.js';
 
 const N = 4000;
@@ -77,6 +78,7 @@ describe('UDP: a source whose port is taken', () => {
           logger: silentLogger(),
           stateDir: '/nonexistent',
           hostname: 'test',
+          counters: new SourceCounters(),
         },
       );
       await expect(src.start()).rejects.toThrow(/EADDRINUSE/);

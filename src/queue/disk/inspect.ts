@@ -2,7 +2,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { LogRecord } from '../../record.js';
-import { newSourceStats } from '../../record.js';
+import { SourceCounters } from '../../stats.js';
 import { lockHolder } from './directory-lock.js';
 import { openFsQueueFile, type QueueFile } from './queue-file.js';
 import { encodeRecord, RecordDecoder } from '../../protocol/record-codec.js';
@@ -46,7 +46,7 @@ export function queueFilePath(fileOrDir: string): string {
   return existsSync(fileOrDir) && statSync(fileOrDir).isDirectory() ? new QueueLayout(fileOrDir).ring : fileOrDir;
 }
 
-const decoder = new RecordDecoder(() => newSourceStats());
+const decoder = new RecordDecoder(new SourceCounters());
 
 async function openReadOnly(file: string): Promise<{
   qf: QueueFile;

@@ -95,7 +95,7 @@ export class NormalQueue implements DestinationQueue {
     );
     if (size < 0) return;
     const capacity = size - DATA_START;
-    const decoder = new RecordDecoder(this.options.statsOf);
+    const decoder = new RecordDecoder(this.options.counters);
     const records: LogRecord[] = [];
     if (capacity > 0) {
       const qf = await openFsQueueFile(file, false);

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../log.js';
 import { encodedSize, encodeInto, RecordDecoder } from '../../protocol/record-codec.js';
-import { countDrop, type LogRecord, type SourceStats } from '../../record.js';
+import type { LogRecord } from '../../record.js';
+import { countDrop, type SourceCounters } from '../../stats.js';
 import { QueueLayout } from '../layout.js';
 import { noCorruption, type DestinationQueue, type FullPolicy, type QueueStats } from '../types.js';
 import { GroupCommit, type SyncMode } from './group-commit.js';
@@ -26,7 +27,8 @@ export interface ReliableQueueOptions {
   /** Write the whole file when creating it (a full disk shows at once). */
   prealloc?: boolean;
   logger: Logger;
-  statsOf: (source: string) => SourceStats | undefined;
+  /** Where drops of records are counted under their sources' names (the agent's counters). */
+  counters: SourceCounters;
   /** Told of every failed write or fsync of the queue file, and of every sync that works (the load-shedding gate). */
   diskHealth?: { failed(err: Error, what: string): void; ok(): void };
   /**
@@ -104,7 +106,7 @@ export class ReliableQueue implements DestinationQueue {
     this.openFile = options.openFile ?? openFsQueueFile;
     this.layout = new QueueLayout(dir);
     this.file = this.layout.ring;
-    this.decoder = new RecordDecoder(options.statsOf);
+    this.decoder = new RecordDecoder(options.counters);
     this.ringCapacity = options.maxSize - DATA_START;
     this.writeBehind = Math.min(options.memBufSize, WRITE_BEHIND_MAX);
     this.cache = new ReadCache({
@@ -441,7 +443,7 @@ export class ReliableQueue implements DestinationQueue {
 
   private dropNewest(rest: LogRecord[]): void {
     this.countDrop('queue_full', rest.length);
-    for (const r of rest) countDrop(r.origin.stats.dropped, 'queue_full');
+    for (const r of rest) r.origin.counters.dropped(r.origin.source, 'queue_full');
   }
 
   /**
@@ -463,8 +465,7 @@ export class ReliableQueue implements DestinationQueue {
         end = r.end;
         seq = r.seq + 1;
         dropped++;
-        const origin = this.decoder.decode(r.payload).origin;
-        countDrop(origin.stats.dropped, 'queue_full');
+        this.options.counters.dropped(this.decoder.decode(r.payload).origin.source, 'queue_full');
         if (end - this.ring.head >= want) break;
       }
     }

@@ -224,7 +224,7 @@ export class FileTailer {
     if (this.decoder.pendingBytes === 0) this.partialSince = 0;
     else if (this.partialSince === 0) this.partialSince = Date.now();
     if (this.decoder.truncated !== this.truncatedSeen) {
-      this.origin.stats.truncated += this.decoder.truncated - this.truncatedSeen;
+      this.origin.counters.of(this.origin.source).truncated += this.decoder.truncated - this.truncatedSeen;
       this.truncatedSeen = this.decoder.truncated;
     }
     let committed: Promise<void> | undefined;

@@ -4,7 +4,8 @@ import path from 'node:path';
 import picomatch from 'picomatch';
 import type { z } from 'zod';
 import { FACILITY_NAMES, SEVERITY_NAMES } from '../../parser/names.js';
-import { newSourceStats, type LogRecord, type RecordOrigin } from '../../record.js';
+import { type LogRecord, type RecordOrigin } from '../../record.js';
+import { type SourceStats } from '../../stats.js';
 import type { Dispatch } from '../../pipeline/router.js';
 import type { Source, SourceContext } from '../types.js';
 import { FileCheckpointStore, type FileCheckpoint } from './checkpoint-store.js';
@@ -22,7 +23,7 @@ const ROTATE_WAIT_MIN = 5000;
  * followed file for growth, rotation and truncation; positions in a FileCheckpointStore.
  */
 export class FileSource implements Source {
-  readonly stats = newSourceStats();
+  readonly stats: SourceStats;
   private readonly quiet = new RateLimitedLog(1000);
   readonly name: string;
   private readonly store: FileCheckpointStore;
@@ -46,6 +47,7 @@ export class FileSource implements Source {
     private readonly ctx: SourceContext,
   ) {
     this.name = ctx.name;
+    this.stats = ctx.counters.of(ctx.name);
     this.store = new FileCheckpointStore(ctx.stateDir, ctx.name);
     const abs = (p: string) => (path.isAbsolute(p) ? p : path.resolve(p));
     this.isIncluded = picomatch(config.paths.map(abs), { dot: true });
@@ -200,7 +202,7 @@ export class FileSource implements Source {
       from: file,
       format: this.config.format,
       lenient: this.config.lenient,
-      stats: this.stats,
+      counters: this.ctx.counters,
       hostname: this.ctx.hostname,
       appName: this.config.app_name ?? path.basename(file).replace(/\.[^.]*$/, ''),
       facility: FACILITY_NAMES.indexOf(this.config.facility),
@@ -307,7 +309,7 @@ export class FileSource implements Source {
     for (const r of records) bytes += r.raw.length;
     this.stats.received += records.length;
     this.stats.receivedBytes += bytes;
-    return this.ctx.router.dispatch(this.name, records, this.stats, 'keep_waiting', withdrawn);
+    return this.ctx.router.dispatch(this.name, records, 'keep_waiting', withdrawn);
   }
 
   private async readTailer(t: FileTailer): Promise<void> {

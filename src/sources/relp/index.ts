@@ -4,7 +4,8 @@ import type { z } from 'zod';
 import { RateLimitedLog } from '../../log.js';
 import { listen, tlsServerOptions } from '../../net/sockets.js';
 import { RELP_OFFERS, RelpError, relpFrame, RelpParser, type RelpFrame } from '../../protocol/relp.js';
-import { LogRecord, newSourceStats } from '../../record.js';
+import { LogRecord } from '../../record.js';
+import { type SourceStats } from '../../stats.js';
 import type { Source, SourceContext } from '../types.js';
 import type { relpSourceSchema } from './config.js';
 import { syslogOrigin } from '../types.js';
@@ -42,7 +43,7 @@ export function refuseOpen(data: Buffer): string | null {
 
 /** The RELP server. */
 export class RelpSource implements Source {
-  readonly stats = newSourceStats();
+  readonly stats: SourceStats;
   readonly name: string;
   private server: net.Server | null = null;
   private readonly sockets = new Set<net.Socket>();
@@ -53,6 +54,7 @@ export class RelpSource implements Source {
     private readonly ctx: SourceContext,
   ) {
     this.name = ctx.name;
+    this.stats = ctx.counters.of(ctx.name);
   }
 
   get port(): number {
@@ -98,7 +100,7 @@ export class RelpSource implements Source {
     if (this.config.idle_timeout > 0) {
       socket.setTimeout(this.config.idle_timeout, () => socket.destroy());
     }
-    const origin = syslogOrigin(this.name, peer, this.config.lenient, this.stats);
+    const origin = syslogOrigin(this.name, peer, this.config.lenient, this.ctx.counters);
     const parser = new RelpParser(this.config.max_message_size);
     let opened = false;
     // Batches are queued one after another (order, flow control), but their commits overlap: a
@@ -170,7 +172,7 @@ export class RelpSource implements Source {
       }
       const queued = dispatchChain.then(async () => {
         if (this.ctx.shedding?.()) throw new Error('load shedding: the server cannot write its queues');
-        const d = this.ctx.router.dispatch(this.name, records, this.stats, 'keep_waiting');
+        const d = this.ctx.router.dispatch(this.name, records, 'keep_waiting');
         if (d?.accepted) await d.accepted;
         return { committed: d?.committed };
       });

@@ -19,7 +19,8 @@ import {
   type Welcome,
 } from '../../protocol/sluice-wire.js';
 import { RecordDecoder } from '../../protocol/record-codec.js';
-import { countDrop, type LogRecord, newSourceStats } from '../../record.js';
+import { type LogRecord } from '../../record.js';
+import { countDrop, type SourceStats } from '../../stats.js';
 import type { Source, SourceContext } from '../types.js';
 import type { sluiceSourceSchema } from './config.js';
 import { HighWaterMarks } from './hwm-store.js';
@@ -32,7 +33,7 @@ const digest = (s: string) => createHash('sha256').update(s).digest();
 
 /** The central server end of the sluice protocol. See docs/protocol.md. */
 export class SluiceSource implements Source {
-  readonly stats = newSourceStats();
+  readonly stats: SourceStats;
   readonly name: string;
   private server: http.Server | https.Server | null = null;
   /** Created at start: `ws` is loaded only by configs that use the sluice protocol. */
@@ -52,6 +53,7 @@ export class SluiceSource implements Source {
     private readonly ctx: SourceContext,
   ) {
     this.name = ctx.name;
+    this.stats = ctx.counters.of(ctx.name);
     this.tokenDigests = config.tokens.map(digest);
   }
 
@@ -180,7 +182,7 @@ export class SluiceSource implements Source {
     let inflight = 0;
     let paused = false;
     let closed = false;
-    const decoder = new RecordDecoder(() => this.stats);
+    const decoder = new RecordDecoder(this.ctx.counters.as(this.name));
     const raw = (ws as unknown as { _socket: Duplex })._socket;
 
     const fail = (code: number, error: ErrorCode, message: string, retryable: boolean) => {
@@ -358,7 +360,7 @@ export class SluiceSource implements Source {
     }
     this.stats.received += records.length;
     this.stats.receivedBytes += bytes;
-    const d = this.ctx.router.dispatch(this.name, records, this.stats, 'keep_waiting');
+    const d = this.ctx.router.dispatch(this.name, records, 'keep_waiting');
     if (d?.accepted) await d.accepted;
     this.dispatched.set(sender, Math.max(lastSeq, this.dispatched.get(sender) ?? -1));
     return { committed: d?.committed };

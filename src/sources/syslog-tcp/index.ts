@@ -2,7 +2,8 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { z } from 'zod';
 import { FramingError, SyslogFrameDecoder } from '../../framing/syslog-frame-decoder.js';
-import { LogRecord, countDrop, newSourceStats } from '../../record.js';
+import { LogRecord } from '../../record.js';
+import { countDrop, type SourceStats } from '../../stats.js';
 import { RateLimitedLog } from '../../log.js';
 import { listen, tlsServerOptions } from '../../net/sockets.js';
 import type { Source, SourceContext } from '../types.js';
@@ -20,7 +21,7 @@ function peerOf(socket: net.Socket): string {
  * read. While a queue is full the socket is paused, so the sender feels TCP backpressure.
  */
 export class SyslogTcpSource implements Source {
-  readonly stats = newSourceStats();
+  readonly stats: SourceStats;
   /** Bad clients are logged at most once a second per kind, with the count left out. */
   private readonly quiet = new RateLimitedLog(1000);
   readonly name: string;
@@ -33,6 +34,7 @@ export class SyslogTcpSource implements Source {
     private readonly ctx: SourceContext,
   ) {
     this.name = ctx.name;
+    this.stats = ctx.counters.of(ctx.name);
   }
 
   describe(): string {
@@ -98,7 +100,7 @@ export class SyslogTcpSource implements Source {
       maxMessageSize: this.config.max_message_size,
       oversize: this.config.oversize,
     });
-    const origin = syslogOrigin(this.name, peer, this.config.lenient, this.stats);
+    const origin = syslogOrigin(this.name, peer, this.config.lenient, this.ctx.counters);
     const frames: Buffer[] = [];
     let truncated = 0;
     let dropped = 0;
@@ -125,7 +127,7 @@ export class SyslogTcpSource implements Source {
       this.stats.received += batch.length;
       this.stats.receivedBytes += bytes;
       // Plain syslog cannot acknowledge, so only room in the queues matters, not the fsync.
-      const wait = this.ctx.router.dispatch(this.name, batch, this.stats, 'drop_after_timeout')?.accepted;
+      const wait = this.ctx.router.dispatch(this.name, batch, 'drop_after_timeout')?.accepted;
       if (wait) {
         // Flow control: read nothing more from this sender until the queues have room.
         socket.pause();

@@ -2,7 +2,8 @@ import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { RateLimitedLog } from '../../log.js';
 import { kernelUdpDrops } from '../../net/udp-drops.js';
-import { LogRecord, countDrop, newSourceStats, type RecordOrigin } from '../../record.js';
+import { LogRecord, type RecordOrigin } from '../../record.js';
+import { countDrop, type SourceStats } from '../../stats.js';
 import type { Source, SourceContext } from '../types.js';
 import type { syslogUdpSourceSchema } from './config.js';
 import type { z } from 'zod';
@@ -17,7 +18,7 @@ const KERNEL_DROPS_INTERVAL = 1000;
 
 /** Syslog over UDP (RFC 5426): one message per datagram, batched per event-loop turn. */
 export class SyslogUdpSource implements Source {
-  readonly stats = newSourceStats();
+  readonly stats: SourceStats;
   readonly name: string;
   private socket: dgram.Socket | null = null;
   private pending: LogRecord[] = [];
@@ -34,6 +35,7 @@ export class SyslogUdpSource implements Source {
     private readonly ctx: SourceContext,
   ) {
     this.name = ctx.name;
+    this.stats = ctx.counters.of(ctx.name);
     this.maxSize = Math.min(config.max_message_size, MAX_DATAGRAM);
   }
 
@@ -114,7 +116,13 @@ export class SyslogUdpSource implements Source {
     let o = this.origins.get(address);
     if (!o) {
       if (this.origins.size >= MAX_ORIGINS) this.origins.clear();
-      o = { source: this.name, from: address, format: 'syslog', lenient: this.config.lenient, stats: this.stats };
+      o = {
+        source: this.name,
+        from: address,
+        format: 'syslog',
+        lenient: this.config.lenient,
+        counters: this.ctx.counters,
+      };
       this.origins.set(address, o);
     }
     return o;
@@ -150,7 +158,7 @@ export class SyslogUdpSource implements Source {
     const batch = this.pending;
     this.pending = [];
     // UDP cannot wait: a full queue drops and counts (in the router).
-    this.ctx.router.dispatch(this.name, batch, this.stats, 'no');
+    this.ctx.router.dispatch(this.name, batch, 'no');
   };
 
   async stop(): Promise<void> {

@@ -2,12 +2,14 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/log.js';
 import { NormalQueue, type NormalQueueOptions } from '../../../src/queue/disk/normal-queue.js';
-import { LogRecord, newSourceStats } from '../../../src/record.js';
+import { LogRecord } from '../../../src/record.js';
 import { removeDir, tempDir } from '../../helpers/agent.js';
 import { testOrigin } from '../../helpers/records.js';
+import { SourceCounters } from '../../../src/stats.js';
 
-const stats = newSourceStats();
-const origin = testOrigin({ source: 'in', from: '192.0.2.1', stats });
+const counters = new SourceCounters();
+const stats = counters.of('in');
+const origin = testOrigin({ source: 'in', from: '192.0.2.1', counters });
 const rec = (i: number) => new LogRecord(Buffer.from(`<13>n ${i}`), 0, origin);
 const idOf = (r: LogRecord) => Number(r.raw.toString().slice(6));
 
@@ -33,7 +35,7 @@ const opts = (): NormalQueueOptions => ({
   syncInterval: 2,
   full: 'block',
   logger: silentLogger(),
-  statsOf: () => stats,
+  counters,
   qoutSize: 3,
   memBufLength: MEMORY - 3,
   memBytes: 1 << 20,

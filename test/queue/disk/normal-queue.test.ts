@@ -3,12 +3,14 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NormalQueue, type NormalQueueOptions } from '../../../src/queue/disk/normal-queue.js';
 import { MEMORY_FILE, QUEUE_FILE } from '../../../src/queue/layout.js';
-import { LogRecord, newSourceStats } from '../../../src/record.js';
+import { LogRecord } from '../../../src/record.js';
 import { removeDir, tempDir } from '../../helpers/agent.js';
 import { testOrigin, testQueueOptions } from '../../helpers/records.js';
+import { SourceCounters } from '../../../src/stats.js';
 
-const stats = newSourceStats();
-const origin = testOrigin({ source: 'in', from: '192.0.2.1', stats });
+const counters = new SourceCounters();
+const stats = counters.of('in');
+const origin = testOrigin({ source: 'in', from: '192.0.2.1', counters });
 const rec = (i: number) => new LogRecord(Buffer.from(`<13>normal ${i}`), 1_700_000_000_000 + i, origin);
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
 const texts = (rs: LogRecord[]) => rs.map((r) => r.raw.toString());
@@ -16,7 +18,7 @@ const expected = (from: number, to: number) => range(from, to).map((i) => `<13>n
 
 function opts(extra: Partial<NormalQueueOptions> = {}): NormalQueueOptions {
   return {
-    ...testQueueOptions({ statsOf: () => stats }),
+    ...testQueueOptions({ counters }),
     qoutSize: 5,
     memBufLength: 10,
     memBytes: 1 << 20,

@@ -8,10 +8,11 @@ import { encodedSize } from '../../../src/protocol/record-codec.js';
 import { ReliableQueue, type ReliableQueueOptions } from '../../../src/queue/disk/reliable-queue.js';
 import { QUEUE_FILE } from '../../../src/queue/layout.js';
 import { DATA_START, RECORD_HEADER } from '../../../src/queue/disk/ring-file.js';
-import { LogRecord, newSourceStats } from '../../../src/record.js';
+import { LogRecord } from '../../../src/record.js';
 import { removeDir, sleep, tempDir } from '../../helpers/agent.js';
 import { FaultyDisk } from '../../helpers/simulated-disk.js';
 import { testOrigin } from '../../helpers/records.js';
+import { SourceCounters } from '../../../src/stats.js';
 
 // The whole reliable queue against a model: random pushes, takes, acknowledgements, rewinds,
 // clean reopens, kills (the process gone without a word: no last sync, no header, the lock left
@@ -20,8 +21,9 @@ import { testOrigin } from '../../helpers/records.js';
 // that batches end exactly there lap after lap, and mixed sizes around them.
 
 const CAPACITY = 8192;
-const stats = newSourceStats();
-const origin = testOrigin({ stats });
+const counters = new SourceCounters();
+const stats = counters.of('tcp_in');
+const origin = testOrigin({ counters });
 const BASE = encodedSize(new LogRecord(Buffer.alloc(0), 0, origin));
 
 /** A record whose frame in the ring is `frame` bytes, named by `id`. */
@@ -86,7 +88,7 @@ const options = (disk?: FaultyDisk): ReliableQueueOptions => ({
   syncInterval: 2,
   full: 'drop_newest',
   logger: silentLogger(),
-  statsOf: () => stats,
+  counters,
 });
 
 /** Whatever the queue hands out until it has nothing more for a moment. */

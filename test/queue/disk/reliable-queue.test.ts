@@ -6,19 +6,21 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { QueueLockedError } from '../../../src/queue/disk/directory-lock.js';
 import { ReliableQueue, type ReliableQueueOptions } from '../../../src/queue/disk/reliable-queue.js';
 import { QUEUE_FILE } from '../../../src/queue/layout.js';
-import { LogRecord, newSourceStats, type RecordOrigin } from '../../../src/record.js';
+import { LogRecord, type RecordOrigin } from '../../../src/record.js';
 import { removeDir, tempDir, waitFor } from '../../helpers/agent.js';
 import { FaultyDisk } from '../../helpers/simulated-disk.js';
 import { testOrigin, testQueueOptions } from '../../helpers/records.js';
+import { SourceCounters } from '../../../src/stats.js';
 
-const stats = newSourceStats();
-const origin = testOrigin({ stats });
+const counters = new SourceCounters();
+const stats = counters.of('tcp_in');
+const origin = testOrigin({ counters });
 const textOrigin: RecordOrigin = {
   source: 'app',
   from: '/var/log/app.log',
   format: 'text',
   lenient: false,
-  stats,
+  counters,
   hostname: 'h1',
   appName: 'app',
   facility: 3,
@@ -26,7 +28,7 @@ const textOrigin: RecordOrigin = {
 };
 
 function opts(extra: Partial<ReliableQueueOptions> = {}): ReliableQueueOptions {
-  return testQueueOptions({ statsOf: (s) => (s === 'tcp_in' ? stats : undefined), ...extra });
+  return testQueueOptions({ counters, ...extra });
 }
 
 const rec = (i: number, o = origin) => new LogRecord(Buffer.from(`<13>message ${i}`), 1_700_000_000_000 + i, o);
@@ -134,7 +136,7 @@ describe('ReliableQueue', () => {
     expect(got.map((r) => r.raw.toString())).toEqual(['<13>message 1', '<13>message 2', '<13>message 3']);
     expect(got[0]!.receivedAt).toBe(1_700_000_000_001);
     expect(got[0]!.origin).toMatchObject({ source: 'tcp_in', from: '192.0.2.9', format: 'syslog', lenient: true });
-    expect(got[0]!.origin.stats).toBe(stats);
+    expect(got[0]!.origin.counters).toBe(counters);
     expect(got[2]!.origin).toMatchObject({
       source: 'app',
       format: 'text',
@@ -559,13 +561,14 @@ describe('ReliableQueue in a process with nothing else to do', () => {
       const dist = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../dist');
       const script = `
         import { ReliableQueue } from '${dist}/queue/disk/reliable-queue.js';
-        import { LogRecord, newSourceStats } from '${dist}/record.js';
+        import { LogRecord } from '${dist}/record.js';
+        import { SourceCounters } from '${dist}/stats.js';
         import { pino } from 'pino';
-        const stats = newSourceStats();
+        const counters = new SourceCounters();
         const q = await ReliableQueue.open('q', ${JSON.stringify(dir)}, {
           maxSize: 1 << 20, memBufSize: 1 << 16, sync: 'interval', syncInterval: 50, full: 'block',
-          logger: pino({ level: 'silent' }), statsOf: () => stats });
-        const origin = { source: 's', from: 'f', format: 'syslog', lenient: false, stats };
+          logger: pino({ level: 'silent' }), counters});
+        const origin = { source: 's', from: 'f', format: 'syslog', lenient: false, counters };
         await q.push([new LogRecord(Buffer.from('x'), 0, origin)]);
         console.log('committed');
         await q.dispose();

@@ -7,9 +7,10 @@ import { ReliableQueue } from '../../../src/queue/disk/reliable-queue.js';
 import { QUEUE_FILE } from '../../../src/queue/layout.js';
 import { checkFrame, DATA_START, RECORD_HEADER, RECORD_MAGIC, writeFrame } from '../../../src/queue/disk/ring-file.js';
 import { scanForSalvage } from '../../../src/queue/disk/salvage.js';
-import { LogRecord, newSourceStats } from '../../../src/record.js';
+import { LogRecord } from '../../../src/record.js';
 import { removeDir, tempDir } from '../../helpers/agent.js';
 import { SimulatedDisk } from '../../helpers/simulated-disk.js';
+import { SourceCounters } from '../../../src/stats.js';
 
 const REGION = 6000;
 
@@ -124,8 +125,9 @@ describe('ReliableQueue salvage', () => {
       'overwritten',
     async () => {
       dir = tempDir();
-      const stats = newSourceStats();
-      const origin = { source: 'in', from: 'h', format: 'syslog' as const, lenient: true, stats };
+      const counters = new SourceCounters();
+      const stats = counters.of('in');
+      const origin = { source: 'in', from: 'h', format: 'syslog' as const, lenient: true, counters };
       const opts = {
         maxSize: 1 << 20,
         memBufSize: 1 << 16,
@@ -133,7 +135,7 @@ describe('ReliableQueue salvage', () => {
         syncInterval: 5,
         full: 'block' as const,
         logger: silentLogger(),
-        statsOf: () => stats,
+        counters,
       };
       let q = await ReliableQueue.open('out', dir, opts);
       await q.push(Array.from({ length: 3000 }, (_, i) => new LogRecord(Buffer.from(`<13>record ${i}`), 0, origin)));
