@@ -1,59 +1,36 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RateLimitedLog } from '../log.js';
-import { cancellableSleep, ExponentialBackoff } from '../net/backoff.js';
 import type { LogRecord } from '../record.js';
-import { SetAside, type DeadLetter } from './dead-letters.js';
+import type { DeadLetter } from './dead-letters.js';
+import { DeliveryLoop } from './delivery-loop.js';
 import { isRecordShaped, reasonOf, sameRecord, type Rejected } from './failures.js';
-import { type Destination, type DestinationContext, type DestinationStats, newDestinationStats } from './types.js';
+import { type DestinationContext, type DestinationStats, newDestinationStats } from './types.js';
 
 /**
- * The send loop every destination shares: take a batch from the queue, deliver it, acknowledge
- * it, or put it back and wait (backoff with jitter) before trying again. One batch at a time.
+ * Delivery one batch at a time (`file`, `syslog`): take a batch from the queue, deliver it,
+ * acknowledge it, or put it back and wait (backoff with jitter) before trying again.
  */
-export abstract class QueueDrainer implements Destination {
+export abstract class QueueDrainer extends DeliveryLoop {
   readonly stats: DestinationStats = newDestinationStats();
-  readonly name: string;
-  readonly queue: DestinationContext['queue'];
-  protected readonly backoff: ExponentialBackoff;
-  private loopDone: Promise<void> | null = null;
-  private draining = false;
-  protected stopped = false;
-  private sleeping: { cancel: () => void } | null = null;
-  private readonly quiet = new RateLimitedLog();
-  /** Records that were in a failed batch and will come out of the queue again. */
-  private toReplay = 0;
   /** After a failure that may be a record's, the records of that batch left to send one at a time. */
   private isolate = 0;
   /** The record sent alone that failed last, and how often in a row. Cleared by a success. */
   private suspect: { record: LogRecord; attempts: number } | null = null;
-  private readonly aside: SetAside;
 
   constructor(
-    protected readonly ctx: DestinationContext,
+    ctx: DestinationContext,
     backoff: { initial: number; max: number },
     private readonly batchSize: number,
   ) {
-    this.name = ctx.name;
-    this.queue = ctx.queue;
-    this.backoff = new ExponentialBackoff(backoff.initial, backoff.max);
-    this.aside = new SetAside(ctx, () => this.stats);
+    super(ctx, backoff);
   }
 
-  abstract describe(): string;
   /**
    * Delivers the batch or throws; on success its records leave the queue. Records it can never
    * deliver (a path the file system refuses, a message it cannot encode) are returned, not thrown:
    * they are set aside as dead letters and the rest of the batch counts as delivered.
    */
   protected abstract deliver(records: LogRecord[]): Promise<Rejected[] | undefined>;
-  /** Releases sockets and files; `force` cuts short anything in progress. */
-  protected abstract release(force: boolean): Promise<void>;
-
-  start(): void {
-    this.loopDone ??= this.loop();
-  }
-
-  private async loop(): Promise<void> {
+  protected async run(): Promise<void> {
     while (!this.stopped) {
       const batch = this.queue.take(this.isolate > 0 ? 1 : this.batchSize);
       if (batch.length === 0) {
@@ -61,11 +38,7 @@ export abstract class QueueDrainer implements Destination {
         await this.queue.waitForRecords();
         continue;
       }
-      if (this.toReplay > 0) {
-        const again = Math.min(this.toReplay, batch.length);
-        this.stats.replayed += again;
-        this.toReplay -= again;
-      }
+      this.countReplayed(batch.length);
       const epoch = this.queue.epoch;
       // Expired records at the head go at once, whether or not the destination is up (they are
       // set aside because it was down for too long).
@@ -98,13 +71,10 @@ export abstract class QueueDrainer implements Destination {
         this.stats.failures++;
         if (await this.blame(batch, err, epoch)) continue;
         this.queue.rewind();
-        this.toReplay = batch.length; // one batch at a time: exactly these come out again
+        this.owedReplay(batch.length); // one batch at a time: exactly these come out again
         const wait = this.backoff.next();
         this.logFailure(err, wait);
-        const sleep = cancellableSleep(wait);
-        this.sleeping = sleep;
-        await sleep.promise;
-        this.sleeping = null;
+        await this.pause(wait);
       }
     }
   }
@@ -170,32 +140,10 @@ export abstract class QueueDrainer implements Destination {
     return true;
   }
 
-  /** One line per failure, at most one a second; the lines left out are counted in the next. */
   private logFailure(err: unknown, waitMs: number): void {
-    const reason = err instanceof Error ? err.message : String(err);
-    this.quiet.log('failure', (extra) =>
-      this.ctx.logger.warn(
-        { reason, retry_in_ms: waitMs, queued: this.queue.stats().records, ...extra },
-        'delivery failed; records stay queued and will be retried',
-      ),
+    this.logRetry(
+      { reason: err instanceof Error ? err.message : String(err), retry_in_ms: waitMs },
+      'delivery failed; records stay queued and will be retried',
     );
-  }
-
-  async stop(timeoutMs: number): Promise<number> {
-    this.draining = true;
-    this.sleeping?.cancel();
-    await this.queue.close(); // wakes a loop waiting for records, so it can see the queue is empty
-    const loop = this.loopDone ?? Promise.resolve();
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = await Promise.race([
-      loop.then(() => false),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs))),
-    ]);
-    clearTimeout(timer);
-    this.stopped = true;
-    this.sleeping?.cancel();
-    await this.release(timedOut);
-    await loop.catch(() => undefined);
-    return this.queue.stats().records;
   }
 }

@@ -1,71 +1,81 @@
-import { RateLimitedLog } from '../log.js';
-import { cancellableSleep, ExponentialBackoff } from '../net/backoff.js';
-import { SetAside } from './dead-letters.js';
-import type { Destination, DestinationContext, DestinationStats } from './types.js';
+import { DeliveryLoop } from './delivery-loop.js';
+
+/**
+ * What a session's event handlers and its send loop share: the first failure, and a wait that any
+ * event (an answer, a failure, room in the window) cuts short.
+ */
+export class SessionSignal {
+  failure: Error | null = null;
+  private wake: () => void = () => undefined;
+
+  /** The session cannot go on: the send loop throws `err` when it next looks. */
+  fail(err: Error): void {
+    this.failure ??= err;
+    this.wake();
+  }
+
+  /** Something happened that the send loop may be waiting for. */
+  notify(): void {
+    this.wake();
+  }
+
+  /** Resolves after `ms`, or at the next notify or fail. */
+  wait(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  /** Throws the failure, if there is one. */
+  check(): void {
+    if (this.failure) throw this.failure;
+  }
+}
 
 /**
  * What the windowed destinations (`relp`, `sluice`) share: one session at a time keeps records in
  * flight until the far end answers for them. When a session breaks, everything unanswered goes back
- * to the queue and comes out again in the next session, after a backoff with jitter.
+ * to the queue and comes out again in the next session, after a backoff with jitter. A destination
+ * supplies the session (connect, handshake, send and take answers) and what a failure means.
  */
-export abstract class SessionDestination implements Destination {
-  abstract readonly stats: DestinationStats;
-  readonly name: string;
-  readonly queue: DestinationContext['queue'];
-  protected readonly backoff: ExponentialBackoff;
-  protected stopped = false;
-  protected draining = false;
-  /** Failures are logged at most once a second, with the number left out. */
-  protected readonly quiet = new RateLimitedLog();
-  /** Records that were in flight when a session broke: the next ones sent are repeats. */
-  private toReplay = 0;
-  private loopDone: Promise<void> | null = null;
-  private sleeping: ReturnType<typeof cancellableSleep> | null = null;
-  private asideOf: SetAside | null = null;
-
-  constructor(
-    protected readonly ctx: DestinationContext,
-    backoff: { initial: number; max: number },
-  ) {
-    this.name = ctx.name;
-    this.queue = ctx.queue;
-    this.backoff = new ExponentialBackoff(backoff.initial, backoff.max);
-  }
-
-  abstract describe(): string;
-
-  /** Where this destination sets records aside (made on first use: `stats` is the subclass's). */
-  protected get aside(): SetAside {
-    return (this.asideOf ??= new SetAside(this.ctx, () => this.stats));
-  }
-  /** Runs sessions until stopped, or until draining has sent everything. */
-  protected abstract loop(): Promise<void>;
+export abstract class SessionDestination extends DeliveryLoop {
+  /**
+   * One session: connects, sends and frees what the far end answers for, until it breaks (throws)
+   * or, draining, everything is sent (returns). Records unanswered at its end go to `owedReplay`.
+   */
+  protected abstract session(): Promise<void>;
   /** Cuts the current connection at once. */
   protected abstract cut(): void;
+  /** A session failed (the records are back in the queue): logs it; returns how long to wait before the next. */
+  protected abstract sessionFailed(err: Error): number;
 
-  start(): void {
-    this.loopDone ??= this.loop();
+  protected async run(): Promise<void> {
+    while (!this.stopped) {
+      await this.expireHead();
+      if (this.draining && this.queue.stats().records === 0) return;
+      try {
+        this.stats.reconnectAttempts++;
+        await this.session();
+      } catch (err) {
+        this.stats.connected = false;
+        this.queue.rewind();
+        if (this.stopped || (this.draining && this.queue.stats().records === 0)) return;
+        this.stats.failures++;
+        const wait = this.sessionFailed(err as Error);
+        if (this.draining) return;
+        await this.pause(wait);
+        continue;
+      }
+      if (this.draining) return;
+    }
   }
 
-  /** Waits `ms` before the next session; stop cuts it short. */
-  protected async pause(ms: number): Promise<void> {
-    this.sleeping = cancellableSleep(ms);
-    await this.sleeping.promise;
-    this.sleeping = null;
-  }
-
-  /**
-   * A session ended with `unanswered` records sent and not acknowledged: they go back to the queue
-   * ahead of any still owed from an earlier break, and the next ones sent are repeats. Added, not
-   * set: a session that fails before sending anything leaves the count as it was.
-   */
-  protected sessionEnded(unanswered: number): void {
-    this.toReplay += unanswered;
-  }
-
-  /** `n` records owed a resend were freed unsent (the far end already had them). */
-  protected skippedReplays(n: number): void {
-    this.toReplay = Math.max(0, this.toReplay - n);
+  protected release(): void {
+    this.cut();
   }
 
   /**
@@ -105,32 +115,5 @@ export abstract class SessionDestination implements Destination {
       }
       if (expired.length < batch.length) return;
     }
-  }
-
-  /** Counts `n` records sent; the first ones after a broken session are counted as replayed too. */
-  protected countSent(n: number): void {
-    this.stats.sent += n;
-    if (this.toReplay > 0) {
-      const again = Math.min(this.toReplay, n);
-      this.stats.replayed += again;
-      this.toReplay -= again;
-    }
-  }
-
-  /** Drains for at most `timeoutMs`, then cuts the connection; returns the records left queued. */
-  async stop(timeoutMs: number): Promise<number> {
-    this.draining = true;
-    this.sleeping?.cancel();
-    await this.queue.close();
-    const loop = this.loopDone ?? Promise.resolve();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([loop, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
-    clearTimeout(timer);
-    this.stopped = true;
-    this.sleeping?.cancel();
-    this.cut();
-    await loop.catch(() => undefined);
-    this.queue.rewind();
-    return this.queue.stats().records;
   }
 }

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { RelpError, relpFrame, RelpParser, type RelpFrame } from '../../src/protocol/relp.js';
+import { RelpError, relpFrame, RelpParser, syslogFrames, type RelpFrame } from '../../src/protocol/relp.js';
 
 /** Feeds `bytes` to a parser in pieces cut at `cuts`. */
 function pieces(bytes: Buffer, cuts: number[]): Buffer[] {
@@ -105,5 +105,46 @@ describe('RELP parser', () => {
         () => false,
       ),
     ).toThrow(RelpError);
+  });
+});
+
+describe('syslogFrames (the client encoder)', () => {
+  it('writes the bytes relpFrame writes, frame after frame, for any numbering and bodies', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 999_999_000 }),
+        fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 20 }),
+        (first, bodies) => {
+          const bufs = bodies.map((b) => Buffer.from(b));
+          const want = Buffer.concat(bufs.map((b, i) => relpFrame(first + i, 'syslog', b)));
+          expect(syslogFrames(first, bufs).equals(want)).toBe(true);
+        },
+      ),
+    );
+  });
+
+  it('frames an empty body as DATALEN 0 with no space, and crosses a power of ten in the numbering', () => {
+    expect(syslogFrames(9, [Buffer.from(''), Buffer.from('x')]).toString()).toBe('9 syslog 0\n10 syslog 1 x\n');
+  });
+
+  it('is read back by the parser as the same commands, however the stream is cut', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.string({ maxLength: 50 }), { minLength: 1, maxLength: 20 }),
+        fc.array(fc.nat(), { maxLength: 10 }),
+        (msgs, cuts) => {
+          const bytes = syslogFrames(
+            2,
+            msgs.map((m) => Buffer.from(m)),
+          );
+          const parser = new RelpParser(1 << 20);
+          const out: RelpFrame[] = [];
+          for (const p of pieces(bytes, cuts)) parser.push(p, out);
+          expect(out.map((f) => [f.txnr, f.command, f.data.toString()])).toEqual(
+            msgs.map((m, i) => [2 + i, 'syslog', m]),
+          );
+        },
+      ),
+    );
   });
 });

@@ -2,36 +2,16 @@ import type net from 'node:net';
 import type tls from 'node:tls';
 import type { z } from 'zod';
 import { connectStream, tlsClientOptions } from '../../net/sockets.js';
-import { parseRsp, RELP_MAX_TXNR, RELP_OFFERS, RelpParser, relpFrame, type RelpFrame } from '../../protocol/relp.js';
+import { RELP_MAX_TXNR, RELP_OFFERS, RelpParser, relpFrame, syslogFrames } from '../../protocol/relp.js';
 import type { LogRecord } from '../../record.js';
 import { RecordError, sameRecord } from '../failures.js';
 import { renderRecord } from '../format.js';
-import { SessionDestination } from '../session-destination.js';
+import { SessionDestination, SessionSignal } from '../session-destination.js';
+import { RelpWindow } from './window.js';
 import { type DestinationContext, type DestinationStats, newDestinationStats } from '../types.js';
 import type { relpDestinationSchema } from './config.js';
 
 type Config = z.output<typeof relpDestinationSchema>;
-
-const SYSLOG_CMD = Buffer.from(' syslog ');
-
-function digits(n: number): number {
-  let d = 1;
-  while (n >= 10) {
-    n = Math.floor(n / 10);
-    d++;
-  }
-  return d;
-}
-
-/** Writes `n` in decimal at `at`; returns the position after it. */
-function writeDigits(out: Buffer, at: number, n: number): number {
-  const d = digits(n);
-  for (let i = at + d - 1; i >= at; i--) {
-    out[i] = 0x30 + (n % 10);
-    n = Math.floor(n / 10);
-  }
-  return at + d;
-}
 
 /**
  * Messages per socket write. Against rsyslog imrelp (bench:forward), anything from 8 to 512 frames a
@@ -86,33 +66,18 @@ export class RelpDestination extends SessionDestination {
     );
   }
 
-  protected async loop(): Promise<void> {
-    while (!this.stopped) {
-      await this.expireHead();
-      if (this.draining && this.queue.stats().records === 0) return;
-      try {
-        await this.session();
-      } catch (err) {
-        this.stats.connected = false;
-        this.queue.rewind();
-        if (this.stopped || (this.draining && this.queue.stats().records === 0)) return;
-        this.stats.failures++;
-        if (this.receiverEnded) {
-          this.blameNext = true;
-          this.isolate = Math.max(this.isolate, this.receiverEnded);
-          this.lastBreak = (err as Error).message;
-        }
-        const wait = this.backoff.next();
-        this.quiet.log('failure', (extra) =>
-          this.ctx.logger.warn(
-            { reason: (err as Error).message, retry_in_ms: wait, queued: this.queue.stats().records, ...extra },
-            'RELP delivery failed; records stay queued and will be sent again',
-          ),
-        );
-        if (this.draining) return;
-        await this.pause(wait);
-      }
+  protected sessionFailed(err: Error): number {
+    if (this.receiverEnded) {
+      this.blameNext = true;
+      this.isolate = Math.max(this.isolate, this.receiverEnded);
+      this.lastBreak = err.message;
     }
+    const wait = this.backoff.next();
+    this.logRetry(
+      { reason: err.message, retry_in_ms: wait },
+      'RELP delivery failed; records stay queued and will be sent again',
+    );
+    return wait;
   }
 
   /** Records unanswered when the receiver itself ended the last session (see `blameNext`); 0 otherwise. */
@@ -154,148 +119,43 @@ export class RelpDestination extends SessionDestination {
   }
 
   /** One RELP session; throws when it breaks, returns when draining is done. */
-  private async session(): Promise<void> {
+  protected async session(): Promise<void> {
     this.receiverEnded = 0;
     let opened = false;
-    let byReceiver = false;
     let notSent = 0;
-    this.stats.reconnectAttempts++;
     const socket = await connectStream(this.config.address, this.tlsOptions, this.config.connect_timeout);
     this.socket = socket;
     const parser = new RelpParser(1 << 20);
-    // Unanswered syslog commands, oldest first, as plain number arrays (no object per message):
-    // entry i is transaction base + i; code 0 while unanswered.
-    let codes: number[] = [];
-    let sentAt: number[] = [];
-    let base = 2; // transaction 1 is the open
-    let head = 0; // codes[head] is the oldest unanswered
-    let failure: Error | null = null;
-    let wake: () => void = () => undefined;
-    let openAnswer: { code: number; text: string } | null = null;
-    let closeAnswered = false;
-    const fail = (err: Error) => {
-      failure ??= err;
-      wake();
-    };
-    let refused: Error | null = null;
-    let broken: Error | null = null;
+    const window = new RelpWindow(RELP_MAX_TXNR);
+    const signal = new SessionSignal();
+    let closedByReceiver = false;
     const checkQueue = this.queueStillHolds();
-    /** Records one answer; true when the session cannot go on. */
-    const answer = (txnr: number, code: number, text: string): boolean => {
-      if (txnr === 1) {
-        openAnswer = { code, text };
-        return false;
-      }
-      const i = txnr - base;
-      if (i < head || i >= codes.length || codes[i] !== 0) {
-        if (txnr === closeTxnr) {
-          closeAnswered = true;
-          return false;
-        }
-        broken = new Error(`answer for transaction ${txnr}, which is not open`);
-        return true;
-      }
-      codes[i] = code;
-      if (code !== 200) {
-        this.stats.serverErrors = (this.stats.serverErrors ?? 0) + 1;
-        refused ??= new Error(`server answered ${code} ${text}`);
-        byReceiver = true;
-      }
-      return false;
-    };
-    // `200 OK` answers come by the thousand: they are read in place, with no frame built.
-    const onOk = (txnr: number): boolean => answer(txnr, 200, 'OK');
-    const onFrame = (f: RelpFrame): boolean => {
-      if (f.command === 'serverclose') {
-        broken = new Error('the server closed the session (serverclose)');
-        byReceiver = true;
-      } else if (f.command !== 'rsp') broken = new Error(`unexpected ${f.command} from the server`);
-      if (broken) return true;
-      const rsp = parseRsp(f.data);
-      return answer(f.txnr, rsp.code, rsp.text);
-    };
-    socket.on('data', (chunk: Buffer) => {
-      refused = null;
-      try {
-        parser.pushAnswers(chunk, onOk, onFrame);
-      } catch (err) {
-        return fail(new Error(`bad frame from the server: ${(err as Error).message}`));
-      }
-      if (broken) return fail(broken);
-      try {
-        checkQueue();
-      } catch (err) {
-        return fail(err as Error);
-      }
-      // Free the answered prefix, in order.
-      let n = 0;
-      while (head < codes.length && codes[head] === 200) {
-        head++;
-        n++;
-      }
-      if (n > 0) {
-        this.queue.ack(n);
-        this.stats.delivered += n;
-        if (this.isolate > 0) this.isolate = Math.max(0, this.isolate - n);
-        this.suspect = null;
-        if (head > 4096 && head * 2 > codes.length) {
-          codes = codes.slice(head);
-          sentAt = sentAt.slice(head);
-          base += head;
-          head = 0;
-        }
-      }
-      // A refusal ends the session after the answered prefix is freed: the rest is sent again.
-      if (refused) return fail(refused);
-      wake();
-    });
+    socket.on('data', (chunk: Buffer) => this.onAnswers(chunk, parser, window, signal, checkQueue));
     socket.on('error', (err) => {
-      if ((err as NodeJS.ErrnoException).code === 'ECONNRESET' || (err as NodeJS.ErrnoException).code === 'EPIPE')
-        byReceiver = true;
-      fail(err);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ECONNRESET' || code === 'EPIPE') closedByReceiver = true;
+      signal.fail(err);
     });
     socket.on('close', () => {
-      byReceiver = true;
-      fail(new Error('connection closed by the receiver'));
+      closedByReceiver = true;
+      signal.fail(new Error('connection closed by the receiver'));
     });
-    const waitEvent = (ms: number) =>
-      new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, ms);
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    let txnr = 1;
-    let closeTxnr = -1;
-    const refillAt = Math.max(1, Math.min(WRITE_CHUNK, this.config.window >> 2));
-    let roomSince = -1; // when the window, full before, got room that is not yet worth a write
     try {
-      socket.write(relpFrame(txnr++, 'open', RELP_OFFERS));
-      const deadline = Date.now() + this.config.connect_timeout;
-      while (!openAnswer && !failure && Date.now() < deadline) await waitEvent(deadline - Date.now());
-      if (failure) throw failure;
-      const answer = openAnswer as { code: number; text: string } | null;
-      if (!answer) throw new Error('no answer to open in connect_timeout');
-      if (answer.code !== 200) throw new Error(`open refused: ${answer.code} ${answer.text}`);
-      this.stats.connected = true;
+      await this.open(socket, window, signal);
       opened = true;
-      this.stats.reconnects++;
-      this.backoff.reset();
-      this.ctx.logger.info({ address: `${this.config.address.host}:${this.config.address.port}` }, 'RELP session open');
-
+      const refillAt = Math.max(1, Math.min(WRITE_CHUNK, this.config.window >> 2));
+      let roomSince = -1; // when the window, full before, got room that is not yet worth a write
       for (;;) {
-        if (failure) throw failure;
+        signal.check();
         if (this.stopped) return;
         checkQueue();
-        const unanswered = codes.length - head;
-        if (unanswered > 0 && Date.now() - sentAt[head]! > this.config.response_timeout) {
-          throw new Error(`no answer to transaction ${base + head} in ${this.config.response_timeout} ms`);
-        }
+        const unanswered = window.unanswered;
+        const overdue = window.overdue(Date.now(), this.config.response_timeout);
+        if (overdue >= 0) throw new Error(`no answer to transaction ${overdue} in ${this.config.response_timeout} ms`);
         // Reconnect well before the transaction number would wrap.
-        if (txnr + this.config.window + 2 >= RELP_MAX_TXNR) {
-          if (unanswered === 0) return this.closeSession(socket, txnr);
-          await waitEvent(1000);
+        if (window.nearWrap(this.config.window)) {
+          if (unanswered === 0) return this.closeSession(socket, window.close());
+          await signal.wait(1000);
           continue;
         }
         const room = (this.isolate > 0 ? 1 : this.config.window) - unanswered;
@@ -305,20 +165,20 @@ export class RelpDestination extends SessionDestination {
         // But once anything is answered, wait at most REFILL_LINGER_MS (see there).
         if (room < refillAt && unanswered > 0) {
           if (room === 0) {
-            await waitEvent(1000);
+            await signal.wait(1000);
             continue;
           }
           const now = performance.now();
           if (roomSince < 0) roomSince = now;
           const left = roomSince + REFILL_LINGER_MS - now;
           if (left > 0) {
-            await waitEvent(Math.ceil(left));
+            await signal.wait(Math.ceil(left));
             continue;
           }
         }
         roomSince = -1;
         if (room <= 0) {
-          await waitEvent(1000);
+          await signal.wait(1000);
           continue;
         }
         const batch = this.queue.take(Math.min(room, WRITE_CHUNK));
@@ -329,18 +189,15 @@ export class RelpDestination extends SessionDestination {
         if (batch.length === 0) {
           if (this.draining) {
             if (unanswered === 0) {
-              closeTxnr = txnr;
-              await this.closeSession(socket, txnr, () => closeAnswered);
+              await this.closeSession(socket, window.close(), () => window.closeAnswered);
               return;
             }
-            await waitEvent(1000);
+            await signal.wait(1000);
           } else {
-            await Promise.race([this.queue.waitForRecords(), waitEvent(unanswered > 0 ? 1000 : 5000)]);
+            await Promise.race([this.queue.waitForRecords(), signal.wait(unanswered > 0 ? 1000 : 5000)]);
           }
           continue;
         }
-        const now = Date.now();
-        // The whole batch in one buffer, one write.
         const bodies = new Array<Buffer>(batch.length);
         try {
           for (let i = 0; i < batch.length; i++)
@@ -353,39 +210,75 @@ export class RelpDestination extends SessionDestination {
             continue;
           }
           notSent = batch.length;
-          byReceiver = true; // not the receiver's doing, but blamed the same way: on a record
+          closedByReceiver = true; // not the receiver's doing, but blamed the same way: on a record
           throw new RecordError('encoding', `a record cannot be encoded: ${(err as Error).message}`);
         }
-        let total = 0;
-        for (let i = 0; i < batch.length; i++) {
-          const body = bodies[i]!;
-          codes.push(0);
-          sentAt.push(now);
-          // "TXNR syslog LEN DATA\n" (or "TXNR syslog 0\n"), measured without building strings.
-          total += digits(txnr + i) + 8 + digits(body.length) + (body.length > 0 ? 1 + body.length : 0) + 1;
-        }
-        const out = Buffer.allocUnsafe(total);
-        let at = 0;
-        for (let i = 0; i < batch.length; i++) {
-          const body = bodies[i]!;
-          at = writeDigits(out, at, txnr++);
-          at += SYSLOG_CMD.copy(out, at);
-          at = writeDigits(out, at, body.length);
-          if (body.length > 0) {
-            out[at++] = 0x20;
-            at += body.copy(out, at);
-          }
-          out[at++] = 0x0a;
-        }
-        socket.write(out);
+        // The whole batch in one buffer, one write.
+        socket.write(syslogFrames(window.sent(batch.length, Date.now()), bodies));
         this.countSent(batch.length);
       }
     } finally {
-      this.sessionEnded(codes.length - head);
-      if (opened && byReceiver) this.receiverEnded = codes.length - head + notSent;
+      this.owedReplay(window.unanswered);
+      if (opened && (closedByReceiver || window.endedByReceiver)) this.receiverEnded = window.unanswered + notSent;
       this.socket = null;
       socket.destroy();
     }
+  }
+
+  /** Sends `open` and waits for its answer (connect_timeout); throws when refused or unanswered. */
+  private async open(socket: net.Socket, window: RelpWindow, signal: SessionSignal): Promise<void> {
+    socket.write(relpFrame(1, 'open', RELP_OFFERS));
+    const deadline = Date.now() + this.config.connect_timeout;
+    while (!window.openAnswer && !signal.failure && Date.now() < deadline) await signal.wait(deadline - Date.now());
+    signal.check();
+    const answer = window.openAnswer as { code: number; text: string } | null;
+    if (!answer) throw new Error('no answer to open in connect_timeout');
+    if (answer.code !== 200) throw new Error(`open refused: ${answer.code} ${answer.text}`);
+    this.stats.connected = true;
+    this.stats.reconnects++;
+    this.backoff.reset();
+    this.ctx.logger.info({ address: `${this.config.address.host}:${this.config.address.port}` }, 'RELP session open');
+  }
+
+  /**
+   * Answers from the server: the records answered `200 OK`, as a prefix in the order sent, leave
+   * the queue; a refusal ends the session after that prefix is freed (the rest is sent again).
+   */
+  private onAnswers(
+    chunk: Buffer,
+    parser: RelpParser,
+    window: RelpWindow,
+    signal: SessionSignal,
+    checkQueue: () => void,
+  ): void {
+    const refusalsBefore = window.refusals;
+    try {
+      parser.pushAnswers(chunk, window.onOk, window.onFrame);
+    } catch (err) {
+      signal.fail(new Error(`bad frame from the server: ${(err as Error).message}`));
+      return;
+    }
+    this.stats.serverErrors = (this.stats.serverErrors ?? 0) + window.refusals - refusalsBefore;
+    if (window.broken) {
+      signal.fail(window.broken);
+      return;
+    }
+    try {
+      checkQueue();
+    } catch (err) {
+      signal.fail(err as Error);
+      return;
+    }
+    const n = window.takeAnswered();
+    if (n > 0) {
+      this.queue.ack(n);
+      this.stats.delivered += n;
+      if (this.isolate > 0) this.isolate = Math.max(0, this.isolate - n);
+      this.suspect = null;
+    }
+    const refused = window.takeRefusal();
+    if (refused) signal.fail(refused);
+    else signal.notify();
   }
 
   /** `close`, its answer (briefly awaited), then the socket ends. */

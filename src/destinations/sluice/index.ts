@@ -15,7 +15,7 @@ import {
 } from '../../protocol/sluice-wire.js';
 import { encodeRecord } from '../../protocol/record-codec.js';
 import type { LogRecord } from '../../record.js';
-import { SessionDestination } from '../session-destination.js';
+import { SessionDestination, SessionSignal } from '../session-destination.js';
 import { type DestinationContext, type DestinationStats, newDestinationStats } from '../types.js';
 import type { sluiceDestinationSchema } from './config.js';
 
@@ -71,54 +71,31 @@ export class SluiceDestination extends SessionDestination {
     return ringId ? `${os.hostname()}/${this.name}/${ringId}` : this.volatileSender;
   }
 
-  protected async loop(): Promise<void> {
-    while (!this.stopped) {
-      await this.expireHead();
-      if (this.draining && this.queue.stats().records === 0) return;
-      const url = this.url(this.config.urls[this.urlIndex % this.config.urls.length]!);
-      let wait: number;
-      try {
-        this.stats.reconnectAttempts++;
-        await this.session(url);
-        wait = 0;
-      } catch (err) {
-        this.stats.connected = false;
-        this.queue.rewind();
-        if (this.stopped) return;
-        this.stats.failures++;
-        this.urlIndex++; // failover: the next URL
-        const terminal = err instanceof TerminalError;
-        wait = terminal ? this.config.terminal_backoff : this.backoff.next();
-        this.logFailure(url, err as Error, wait, terminal);
-      }
-      if (wait > 0 && !this.stopped && !this.draining) {
-        await this.pause(wait);
-      } else if (this.draining) {
-        return;
-      }
-    }
+  /** The URL the next session connects to: the next of `urls` after each failure (failover). */
+  private currentUrl(): string {
+    return this.url(this.config.urls[this.urlIndex % this.config.urls.length]!);
   }
 
-  private logFailure(url: string, err: Error, waitMs: number, terminal: boolean): void {
-    const fields = { url, reason: err.message, retry_in_ms: waitMs, queued: this.queue.stats().records };
+  protected sessionFailed(err: Error): number {
+    const url = this.currentUrl();
+    this.urlIndex++; // failover: the next URL
+    const terminal = err instanceof TerminalError;
+    const wait = terminal ? this.config.terminal_backoff : this.backoff.next();
+    const fields = { url, reason: err.message, retry_in_ms: wait };
     // A terminal refusal is always logged: it needs the operator.
     if (terminal)
       this.ctx.logger.error(
-        fields,
+        { ...fields, queued: this.queue.stats().records },
         'the central server refused this agent (a terminal error); records stay queued; retrying after ' +
           'terminal_backoff',
       );
-    else
-      this.quiet.log('failure', (extra) =>
-        this.ctx.logger.warn(
-          { ...fields, ...extra },
-          'connection to the central server failed; records stay queued and will be sent again',
-        ),
-      );
+    else this.logRetry(fields, 'connection to the central server failed; records stay queued and will be sent again');
+    return wait;
   }
 
   /** One connection: handshake, then batches in a window until it breaks (throws) or draining ends (returns). */
-  private async session(url: string): Promise<void> {
+  protected async session(): Promise<void> {
+    const url = this.currentUrl();
     const t = this.config.tls;
     const options: WebSocket.ClientOptions & { servername?: string } = {
       headers: this.token ? { authorization: `Bearer ${this.token}` } : {},
@@ -132,9 +109,8 @@ export class SluiceDestination extends SessionDestination {
     const { default: WebSocketClient } = await import('ws');
     const ws = new WebSocketClient(url, [SUBPROTOCOL], options);
     this.ws = ws;
-    let failure: Error | null = null;
-    let wake: () => void = () => undefined;
-    const wakeUp = () => wake();
+    const signal = new SessionSignal();
+    const fail = (err: Error) => signal.fail(err);
     const inflight: InFlight[] = [];
     let welcome: Welcome | null = null;
     // The sequence numbers this session sends are those of the queue file it said hello for. A
@@ -142,10 +118,6 @@ export class SluiceDestination extends SessionDestination {
     // out under that id, in a new session, or the server would take them for replays.
     const ringId = this.queue.durableId;
     const checkQueue = this.queueStillHolds();
-    const fail = (err: Error) => {
-      failure ??= err;
-      wakeUp();
-    };
     ws.on('unexpected-response', (_req, res) => {
       this.stats.serverErrors++;
       const code = res.statusCode ?? 0;
@@ -172,7 +144,7 @@ export class SluiceDestination extends SessionDestination {
       }
       if (c.type === 'welcome') {
         welcome = c;
-        return wakeUp();
+        return signal.notify();
       }
       if (c.type === 'error') {
         this.stats.serverErrors++;
@@ -202,28 +174,20 @@ export class SluiceDestination extends SessionDestination {
         inflight.splice(0, n);
         this.queue.ack(records);
         this.stats.delivered += records;
-        return wakeUp();
+        return signal.notify();
       }
       fail(new Error(`unexpected ${c.type} frame from the server`));
     });
-
-    const waitEvent = (ms: number) =>
-      new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, ms);
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
 
     try {
       // Open and hello.
       const deadline = Date.now() + this.config.connect_timeout;
       await new Promise<void>((resolve) => {
         ws.once('open', resolve);
-        wake = resolve;
+        void signal.wait(this.config.connect_timeout).then(resolve);
       });
-      if (failure) throw failure;
+      signal.check();
+      if (ws.readyState !== ws.OPEN) throw new Error('no connection in connect_timeout');
       ws.send(
         JSON.stringify({
           type: 'hello',
@@ -232,8 +196,8 @@ export class SluiceDestination extends SessionDestination {
           compression: this.config.compression === 'deflate' ? ['deflate'] : [],
         }),
       );
-      while (!welcome && !failure && Date.now() < deadline) await waitEvent(deadline - Date.now());
-      if (failure) throw failure;
+      while (!welcome && !signal.failure && Date.now() < deadline) await signal.wait(deadline - Date.now());
+      signal.check();
       if (!welcome) throw new Error('no welcome from the server in connect_timeout');
       const w = welcome as Welcome;
       this.stats.connected = true;
@@ -245,13 +209,13 @@ export class SluiceDestination extends SessionDestination {
       let resume = durable ? w.resume : -1;
 
       for (;;) {
-        if (failure) throw failure;
+        signal.check();
         if (this.stopped) return;
         checkQueue();
         if (inflight.length > 0 && Date.now() - inflight[0]!.sentAt > this.config.ack_timeout)
           throw new Error(`no ack in ack_timeout (${this.config.ack_timeout} ms)`);
         if (inflight.length >= window) {
-          await waitEvent(1000);
+          await signal.wait(1000);
           continue;
         }
         const batch = this.takeBatch();
@@ -261,8 +225,8 @@ export class SluiceDestination extends SessionDestination {
             return;
           }
           // Draining, the queue is closed and its wait returns at once: wait for acks only.
-          if (this.draining) await waitEvent(1000);
-          else await Promise.race([this.queue.waitForRecords(), waitEvent(inflight.length > 0 ? 1000 : 5000)]);
+          if (this.draining) await signal.wait(1000);
+          else await Promise.race([this.queue.waitForRecords(), signal.wait(inflight.length > 0 ? 1000 : 5000)]);
           continue;
         }
         let seqs = batch.map((r) => (durable ? r.queueSeq : this.counter++));
@@ -285,7 +249,7 @@ export class SluiceDestination extends SessionDestination {
         this.countSent(batch.length);
       }
     } finally {
-      this.sessionEnded(inflight.reduce((n, b) => n + b.count, 0));
+      this.owedReplay(inflight.reduce((n, b) => n + b.count, 0));
       this.ws = null;
       if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.terminate();
     }
