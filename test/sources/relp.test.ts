@@ -5,7 +5,8 @@ import { relpFrame, RelpParser, type RelpFrame } from '../../src/protocol/relp.j
 import type { LogRecord } from '../../src/record.js';
 import type { Router } from '../../src/pipeline/router.js';
 import { relpSourceSchema } from '../../src/sources/relp/config.js';
-import { refuseOpen, RelpSource } from '../../src/sources/relp/index.js';
+import { RelpSource } from '../../src/sources/relp/index.js';
+import { refuseOpen } from '../../src/sources/relp/session.js';
 import { SourceCounters } from '../../src/stats.js';
 import { waitFor } from '../helpers/agent.js';
 

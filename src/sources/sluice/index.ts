@@ -23,16 +23,15 @@ import { type LogRecord } from '../../record.js';
 import { countDrop, type SourceStats } from '../../stats.js';
 import type { Source, SourceContext } from '../types.js';
 import type { sluiceSourceSchema } from './config.js';
+import { AgentConnection, type AgentConnectionHost } from './connection.js';
 import { HighWaterMarks } from './hwm-store.js';
 
 type Config = z.infer<typeof sluiceSourceSchema>;
 
-const WINDOW = 32;
-
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
 /** The central server end of the sluice protocol. See docs/protocol.md. */
-export class SluiceSource implements Source {
+export class SluiceSource implements Source, AgentConnectionHost {
   readonly stats: SourceStats;
   readonly name: string;
   private server: http.Server | https.Server | null = null;
@@ -41,7 +40,7 @@ export class SluiceSource implements Source {
   private marks: HighWaterMarks | null = null;
   private readonly tokenDigests: Buffer[];
   private readonly sockets = new Set<WebSocket>();
-  private readonly quiet = new RateLimitedLog(1000);
+  readonly quiet = new RateLimitedLog(1000);
   private stopping = false;
   /** Batches received again and not queued a second time. */
   duplicates = 0;
@@ -49,7 +48,7 @@ export class SluiceSource implements Source {
   private readonly dispatched = new Map<string, number>();
 
   constructor(
-    private readonly config: Config,
+    readonly config: Config,
     private readonly ctx: SourceContext,
   ) {
     this.name = ctx.name;
@@ -175,143 +174,25 @@ export class SluiceSource implements Source {
   private connection(ws: WebSocket, peer: string): void {
     this.stats.connectionsAccepted++;
     this.sockets.add(ws);
-    const log = this.ctx.logger.child({ peer });
-    let sender: string | null = null;
-    let dispatchChain: Promise<void> = Promise.resolve();
-    let ackChain: Promise<void> = Promise.resolve();
-    let inflight = 0;
-    let paused = false;
-    let closed = false;
+    // What happens to these records counts on this source: the agents' source names mean nothing here.
     const decoder = new RecordDecoder(this.ctx.counters.as(this.name));
-    const raw = (ws as unknown as { _socket: Duplex })._socket;
-
-    const fail = (code: number, error: ErrorCode, message: string, retryable: boolean) => {
-      if (closed) return;
-      closed = true;
-      if (!retryable) this.stats.connectionErrors++;
-      this.quiet.log(`close:${error}`, (extra) =>
-        log.warn({ sender, code, reason: message, ...extra }, 'closing an agent connection'),
-      );
-      try {
-        ws.send(JSON.stringify({ type: 'error', code: error, retryable, message }));
-      } catch {
-        // the socket may be gone already
-      }
-      ws.close(code, message.slice(0, 120));
-      setTimeout(() => ws.terminate(), 2000).unref();
-    };
-
-    const helloTimer = setTimeout(
-      () => fail(CLOSE.handshakeTimeout, 'protocol', 'no hello within handshake_timeout', false),
-      this.config.handshake_timeout,
-    );
-    let idleTimer: NodeJS.Timeout | null = null;
-    const touch = () => {
-      if (this.config.idle_timeout <= 0) return;
-      if (idleTimer) clearTimeout(idleTimer);
-      idleTimer = setTimeout(() => fail(CLOSE.normal, 'protocol', 'idle_timeout', true), this.config.idle_timeout);
-      idleTimer.unref();
-    };
-    touch();
-    ws.on('ping', touch);
-
-    ws.on('message', (data: Buffer, isBinary: boolean) => {
-      if (closed) return;
-      touch();
-      if (!isBinary) {
-        let c: ReturnType<typeof parseControl>;
-        try {
-          c = parseControl(data.toString('utf8'));
-        } catch (err) {
-          return fail(CLOSE.badFrame, 'bad_frame', (err as Error).message, false);
-        }
-        if (c.type !== 'hello')
-          return fail(CLOSE.protocol, 'protocol', `an agent does not send ${c.type} frames`, false);
-        if (sender !== null) return fail(CLOSE.protocol, 'protocol', 'a second hello', false);
-        if (!c.versions.includes(PROTOCOL_VERSION))
-          return fail(
-            CLOSE.protocol,
-            'version',
-            `no common version: offered ${c.versions.join(',')}, server speaks ${PROTOCOL_VERSION}`,
-            false,
-          );
-        clearTimeout(helloTimer);
-        sender = c.sender;
-        const welcome: Welcome = {
-          type: 'welcome',
-          version: PROTOCOL_VERSION,
-          resume: this.marks!.get(sender),
-          compression: c.compression.includes('deflate') ? 'deflate' : 'none',
-          window: WINDOW,
-          maxFrameBytes: this.config.max_frame_size,
-        };
-        ws.send(JSON.stringify(welcome));
-        log.info({ sender, resume: welcome.resume }, 'agent connected');
-        return;
-      }
-      if (sender === null) return fail(CLOSE.protocol, 'protocol', 'a batch before hello', false);
-      let batch: ReturnType<typeof decodeBatch>;
-      try {
-        batch = decodeBatch(data, this.config.max_frame_size);
-      } catch (err) {
-        return fail(
-          err instanceof WireError && /exceeds the limit/.test(err.message) ? CLOSE.tooLarge : CLOSE.badFrame,
-          'bad_frame',
-          (err as Error).message,
-          false,
-        );
-      }
-      inflight += data.length;
-      if (inflight > this.config.max_inflight_bytes && !paused) {
-        paused = true;
-        raw.pause();
-      }
-      const from = sender;
-      const lastSeq = batch.firstSeq + batch.payloads.length - 1;
-      // Batches are queued one after another (order, flow control), but their fsyncs overlap:
-      // a batch's ack waits only for its own commit and the acks before it.
-      const queued = dispatchChain.then(() =>
-        closed ? null : this.dispatchBatch(from, batch.firstSeq, batch.payloads, decoder),
-      );
-      dispatchChain = queued.then(
-        () => undefined,
-        () => undefined,
-      );
-      // Durable in every queue, then the mark raised durably; several batches' marks share one write.
-      // (Queues commit in order, so a later batch committed means the earlier ones are too.)
-      const durable = queued.then(async (q) => {
-        if (q) await q.committed;
-        if (!closed) await this.marks!.commit(from, lastSeq);
-      });
-      durable.catch(() => undefined);
-      ackChain = ackChain.then(async () => {
-        try {
-          await durable;
-          if (!closed) ws.send(JSON.stringify({ type: 'ack', seq: lastSeq }));
-        } catch (err) {
-          // Not committed: forget what was queued after the durable mark, so the resend is taken.
-          this.dispatched.set(from, this.marks!.get(from));
-          if (err instanceof WireError) return fail(CLOSE.badFrame, 'bad_frame', err.message, false);
-          fail(CLOSE.retryLater, 'retry_later', `not committed: ${(err as Error).message}`, true);
-        } finally {
-          inflight -= data.length;
-          if (paused && inflight <= this.config.max_inflight_bytes / 2) {
-            paused = false;
-            raw.resume();
-          }
-        }
-      });
-    });
-    ws.on('error', (err) => {
-      this.quiet.log('ws-error', (extra) => log.warn({ sender, err: err.message, ...extra }, 'agent connection error'));
-      if (/max payload/i.test(err.message)) this.stats.connectionErrors++;
-    });
+    const connection = new AgentConnection(ws, this, decoder, this.ctx.logger.child({ peer }));
     ws.on('close', () => {
-      closed = true;
-      clearTimeout(helloTimer);
-      if (idleTimer) clearTimeout(idleTimer);
+      connection.onClose();
       this.sockets.delete(ws);
     });
+  }
+
+  resumeFrom(sender: string): number {
+    return this.marks!.get(sender);
+  }
+
+  commitMark(sender: string, seq: number): Promise<void> {
+    return this.marks!.commit(sender, seq);
+  }
+
+  forgetQueued(sender: string): void {
+    this.dispatched.set(sender, this.marks!.get(sender));
   }
 
   /**
@@ -320,7 +201,7 @@ export class SluiceSource implements Source {
    * what it queued. Records at or below the mark were taken before (a resend after a lost ack) and
    * are skipped.
    */
-  private async dispatchBatch(
+  async dispatchBatch(
     sender: string,
     firstSeq: number,
     payloads: Buffer[],

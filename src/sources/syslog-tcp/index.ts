@@ -1,13 +1,12 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { z } from 'zod';
-import { FramingError, SyslogFrameDecoder } from '../../framing/syslog-frame-decoder.js';
-import { LogRecord } from '../../record.js';
-import { countDrop, type SourceStats } from '../../stats.js';
+import type { SourceStats } from '../../stats.js';
 import { RateLimitedLog } from '../../log.js';
 import { listen, tlsServerOptions } from '../../net/sockets.js';
 import type { Source, SourceContext } from '../types.js';
 import type { syslogTcpSourceSchema } from './config.js';
+import { SyslogStreamConnection } from './connection.js';
 import { syslogOrigin } from '../types.js';
 
 type Config = z.output<typeof syslogTcpSourceSchema>;
@@ -96,78 +95,31 @@ export class SyslogTcpSource implements Source {
     socket.setNoDelay(true);
     if (this.config.idle_timeout > 0) socket.setTimeout(this.config.idle_timeout);
 
-    const decoder = new SyslogFrameDecoder({
-      maxMessageSize: this.config.max_message_size,
-      oversize: this.config.oversize,
-    });
-    const origin = syslogOrigin(this.name, peer, this.config.lenient, this.ctx.counters);
-    const frames: Buffer[] = [];
-    let truncated = 0;
-    let dropped = 0;
-
-    const deliver = (): void => {
-      if (decoder.truncated !== truncated) {
-        this.stats.truncated += decoder.truncated - truncated;
-        truncated = decoder.truncated;
-      }
-      if (decoder.dropped !== dropped) {
-        countDrop(this.stats.dropped, 'oversize', decoder.dropped - dropped);
-        dropped = decoder.dropped;
-      }
-      if (frames.length === 0) return;
-      const now = Date.now();
-      const batch = new Array<LogRecord>(frames.length);
-      let bytes = 0;
-      for (let i = 0; i < frames.length; i++) {
-        const f = frames[i]!;
-        bytes += f.length;
-        batch[i] = new LogRecord(f, now, origin);
-      }
-      frames.length = 0;
-      this.stats.received += batch.length;
-      this.stats.receivedBytes += bytes;
-      // Plain syslog cannot acknowledge, so only room in the queues matters, not the fsync.
-      const wait = this.ctx.router.dispatch(this.name, batch, 'drop_after_timeout')?.accepted;
-      if (wait) {
-        // Flow control: read nothing more from this sender until the queues have room.
-        socket.pause();
-        this.inFlight.add(wait);
-        void wait.then(() => {
-          this.inFlight.delete(wait);
-          if (!socket.destroyed) socket.resume();
-        });
-      }
-    };
-
-    const fail = (err: unknown): void => {
-      this.stats.connectionErrors++;
-      const reason = err instanceof Error ? err.message : String(err);
-      this.quiet.log('framing', (extra) =>
-        this.ctx.logger.warn({ peer, reason, ...extra }, 'closing connection: not valid syslog framing'),
-      );
-      deliver(); // frames decoded before the bad bytes are good
-      socket.destroy();
-    };
-
-    socket.on('data', (chunk: Buffer) => {
-      try {
-        decoder.push(chunk, frames);
-      } catch (err) {
-        if (err instanceof FramingError) return fail(err);
-        throw err;
-      }
-      deliver();
-    });
-    socket.on('end', () => {
-      try {
-        decoder.end(frames);
-      } catch (err) {
-        if (err instanceof FramingError) return fail(err);
-        throw err;
-      }
-      deliver();
-      socket.end();
-    });
+    const connection = new SyslogStreamConnection(
+      socket,
+      syslogOrigin(this.name, peer, this.config.lenient, this.ctx.counters),
+      {
+        maxMessageSize: this.config.max_message_size,
+        oversize: this.config.oversize,
+        stats: this.stats,
+        // Plain syslog cannot acknowledge, so only room in the queues matters, not the fsync.
+        dispatch: (batch) => {
+          const wait = this.ctx.router.dispatch(this.name, batch, 'drop_after_timeout')?.accepted;
+          if (!wait) return undefined;
+          const settled = wait.then(() => {
+            this.inFlight.delete(settled);
+          });
+          this.inFlight.add(settled);
+          return settled;
+        },
+        badFraming: (reason) =>
+          this.quiet.log('framing', (extra) =>
+            this.ctx.logger.warn({ peer, reason, ...extra }, 'closing connection: not valid syslog framing'),
+          ),
+      },
+    );
+    socket.on('data', (chunk: Buffer) => connection.onData(chunk));
+    socket.on('end', () => connection.onEnd());
     socket.on('timeout', () => {
       this.ctx.logger.info({ peer, idle_timeout_ms: this.config.idle_timeout }, 'closing idle connection');
       socket.destroy();
