@@ -11,17 +11,17 @@ import {
   DropDeadLetters,
   FileDeadLetters,
 } from './destinations/dead-letters.js';
-import type { Destination, DestinationStats, SetAsideOptions } from './destinations/types.js';
+import type { Destination, SetAsideOptions } from './destinations/types.js';
 import type { Logger } from './log.js';
 import { Router } from './pipeline/router.js';
 import { inspectQueueFile } from './queue/disk/inspect.js';
 import { QueueLayout } from './queue/layout.js';
 import { findOrphans, startDrain, type Drain } from './queue/orphans.js';
-import type { DestinationQueue, QueueStats } from './queue/types.js';
+import type { DestinationQueue } from './queue/types.js';
 import { SourceCounters, type AgentStats, type AgentStatus, type OrphanStats } from './stats.js';
 import type { Source } from './sources/types.js';
 import { AdminServer } from './ops/admin.js';
-import { LoadGate, type GateState } from './ops/gate.js';
+import { LoadGate } from './ops/gate.js';
 import { version } from './version.js';
 
 export interface ReloadResult {

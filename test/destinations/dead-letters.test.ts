@@ -1,10 +1,10 @@
 import { mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { deadLetterFile, readDeadLetters } from '../../src/destinations/dead-letters.js';
-import { portOf, readLines, removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { portOf, readLines, removeDir, scratchDir, testAgent, waitFor } from '../helpers/agent.js';
 
 async function send(port: number, lines: string[]): Promise<void> {
   const s = net.connect(port, '127.0.0.1');
@@ -40,11 +40,6 @@ pipelines:
 describe('dead letters', () => {
   let dir: string;
   let agent: Agent | undefined;
-  afterEach(async () => {
-    await agent?.stop();
-    agent = undefined;
-    removeDir(dir);
-  });
 
   // Host "bad" names a directory: every write of its records fails with EISDIR, for ever.
   const traffic = () => Array.from({ length: 60 }, (_, i) => line(i % 10 === 3 ? 'bad' : 'good', i));
@@ -53,11 +48,11 @@ describe('dead letters', () => {
     'sets aside the records a file destination can never write, with their reason, and writes all the others in ' +
       'order',
     async () => {
-      dir = tempDir();
+      dir = scratchDir();
       mkdirSync(path.join(dir, 'out/bad.log'), { recursive: true });
       for (const queue of ['{ mode: memory }', '{ mode: reliable, max_size: 4MiB, sync_interval: 5ms }']) {
         removeDir(path.join(dir, 'state'));
-        agent = await startAgent(config(dir, queue));
+        agent = await testAgent(config(dir, queue));
         await send(portOf(agent, 'in'), traffic());
         const file = deadLetterFile(`${dir}/state`, 'hosts');
         await waitFor(
@@ -89,7 +84,7 @@ describe('dead letters', () => {
     'max_age: records that waited longer than it are set aside as expired, unsent; younger ones are delivered ' +
       '(frozen clock)',
     async () => {
-      dir = tempDir();
+      dir = scratchDir();
       // A receiver that is down: the syslog destination retries (connection refused is the destination's, not a
       // record's).
       const port = await new Promise<number>((resolve) => {
@@ -101,7 +96,7 @@ describe('dead letters', () => {
       const t0 = new Date('2026-03-01T00:00:00Z').getTime();
       vi.useFakeTimers({ toFake: ['Date'], now: t0 });
       try {
-        agent = await startAgent(
+        agent = await testAgent(
           config(
             dir,
             '',
@@ -149,16 +144,16 @@ describe('dead letters', () => {
   it(
     'with dead_letter: drop, drops and counts them; with another destination, sends them there as JSON ' + 'lines',
     async () => {
-      dir = tempDir();
+      dir = scratchDir();
       mkdirSync(path.join(dir, 'out/bad.log'), { recursive: true });
-      agent = await startAgent(config(dir, '{ dead_letter: drop }'));
+      agent = await testAgent(config(dir, '{ dead_letter: drop }'));
       await send(portOf(agent, 'in'), traffic());
       await waitFor('54 good lines', () => agent!.stats().destinations.hosts!.delivered === 54);
       await waitFor('6 dropped', () => agent!.stats().destinations.hosts!.deadLetterDropped === 6);
       expect(agent.stats().destinations.hosts!.deadLettered).toEqual({ EISDIR: 6 });
       await agent.stop();
 
-      agent = await startAgent(
+      agent = await testAgent(
         config(dir, '{ dead_letter: parked }', `  parked: { type: file, path: "${dir}/parked.jsonl" }`),
       );
       await send(portOf(agent, 'in'), traffic());

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { LogRecord, type RecordOrigin } from '../../src/record.js';
 import {
@@ -11,7 +11,7 @@ import {
   safeComponent,
   TemplateError,
 } from '../../src/template/path-template.js';
-import { portOf, readLines, removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { portOf, readLines, scratchDir, testAgent, waitFor } from '../helpers/agent.js';
 import { SourceCounters } from '../../src/stats.js';
 
 const origin: RecordOrigin = {
@@ -78,15 +78,10 @@ describe('PathTemplate', () => {
 describe('file destination', () => {
   let dir: string;
   let agent: Agent | undefined;
-  afterEach(async () => {
-    await agent?.stop();
-    agent = undefined;
-    removeDir(dir);
-  });
 
   it('writes per-host files through a template, creating directories, with the configured modes', async () => {
-    dir = tempDir();
-    agent = await startAgent(`
+    dir = scratchDir();
+    agent = await testAgent(`
 state_dir: ${dir}/state
 sources:
   in: { type: syslog_tcp, address: "127.0.0.1:0" }

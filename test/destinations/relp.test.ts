@@ -1,9 +1,9 @@
 import net from 'node:net';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { RELP_OFFERS, relpFrame, RelpParser, type RelpFrame } from '../../src/protocol/relp.js';
 import { deadLetterFile, readDeadLetters } from '../../src/destinations/dead-letters.js';
-import { portOf, removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { portOf, scratchDir, testAgent, waitFor } from '../helpers/agent.js';
 
 /** One connection of a scripted RELP server, as its script sees it. */
 interface RelpTestConnection {
@@ -158,7 +158,7 @@ async function nagleAnswers(delayedAckMs: number) {
 
 /** An agent that takes syslog over TCP and sends it to a RELP destination at `port` with `options`. */
 function startRelpAgent(dir: string, port: number, options: string): Promise<Agent> {
-  return startAgent(`
+  return testAgent(`
 state_dir: ${dir}/state
 shutdown_timeout: 200ms
 admin: { enabled: false }
@@ -174,14 +174,9 @@ pipelines:
 describe('RELP destination', () => {
   let dir: string;
   let agent: Agent | undefined;
-  afterEach(async () => {
-    await agent?.stop();
-    agent = undefined;
-    removeDir(dir);
-  });
 
   it('treats any answer but 200 as "send again": nothing is dropped, and the refusals are counted', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const srv = await picky(3);
     try {
       agent = await startRelpAgent(dir, srv.port, 'window: 4, backoff: { initial: 10ms, max: 50ms }');
@@ -209,7 +204,7 @@ describe('RELP destination', () => {
     'sets aside a message the receiver ends the session on each time (as librelp receive -o abort does), and ' +
       'delivers all the others',
     async () => {
-      dir = tempDir();
+      dir = scratchDir();
       const got: string[] = [];
       let sessions = 0;
       // Answers each message at once, but closes the connection, without a word, on the poisoned one.
@@ -269,7 +264,7 @@ describe('RELP destination', () => {
   it(
     'max_age: while the receiver is down, records that waited longer are set aside as expired (frozen ' + 'clock)',
     async () => {
-      dir = tempDir();
+      dir = scratchDir();
       const t0 = new Date('2026-03-01T00:00:00Z').getTime();
       vi.useFakeTimers({ toFake: ['Date'], now: t0 });
       try {
@@ -295,7 +290,7 @@ describe('RELP destination', () => {
   );
 
   it('counts as replayed every record sent again, also when a reconnect in between fails before sending', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const got: string[] = [];
     let connections = 0;
     // First session: no answers at all (response_timeout ends it with every message in flight).
@@ -336,7 +331,7 @@ describe('RELP destination', () => {
   });
 
   it('refills a full window in worthwhile writes, not one message per answer', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const srv = await oneAnswerAtATime();
     const N = 3000;
     try {
@@ -355,7 +350,7 @@ describe('RELP destination', () => {
   });
 
   it('does not wait for answers a Nagle-delayed server holds back: it sends what room there is', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const srv = await nagleAnswers(500);
     const N = 6000;
     try {

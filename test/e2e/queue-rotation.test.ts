@@ -1,19 +1,9 @@
 import { openSync, readFileSync, writeSync, closeSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { Agent } from '../../src/agent.js';
+import { describe, expect, it } from 'vitest';
 import { QUEUE_FILE } from '../../src/queue/layout.js';
-import {
-  centralYaml,
-  portOf,
-  readLines,
-  removeDir,
-  stablePort,
-  startAgent,
-  tempDir,
-  waitFor,
-} from '../helpers/agent.js';
+import { centralYaml, portOf, readLines, scratchDir, stablePort, testAgent, waitFor } from '../helpers/agent.js';
 
 // A reliable queue rotated for corruption while its sluice-protocol session to the central is open:
 // the salvaged records are numbered anew under a new ring id, and must reach the central under that
@@ -25,15 +15,10 @@ const N = 20_000;
 
 describe('a queue rotated while its destination is connected', () => {
   let dir: string;
-  const agents: Agent[] = [];
-  afterEach(async () => {
-    for (const a of agents.splice(0)) await a.stop().catch(() => undefined);
-    removeDir(dir);
-  });
 
   it('delivers every salvaged record to the central; the only loss is the damaged record, and it is ' +
     'counted', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const port = await stablePort();
     const out = path.join(dir, 'central.log');
     const central = centralYaml({ stateDir: `${dir}/central`, port, token: TOKEN, out });
@@ -54,18 +39,15 @@ destinations:
 pipelines:
   p: { from: [tcp], to: [central] }
 `;
-    const agent = await startAgent(agentYaml);
-    agents.push(agent);
+    const agent = await testAgent(agentYaml);
     // The first 2,000 reach the central (its resume mark for the old id is then 1,999).
-    const c1 = await startAgent(central);
-    agents.push(c1);
+    const c1 = await testAgent(central);
     const s = net.connect(portOf(agent, 'tcp'), '127.0.0.1');
     await new Promise((r) => s.once('connect', r));
     const line = (i: number) => `<13>1 - h app - - - line ${i} ${'x'.repeat(i % 97)}\n`;
     s.write(Array.from({ length: 2000 }, (_, i) => line(i)).join(''));
     await waitFor('2000 lines at the central', () => readLines(out).length === 2000, 20_000);
     await c1.stop();
-    agents.splice(agents.indexOf(c1), 1);
     // The rest wait in the agent's queue while the central is down.
     s.write(Array.from({ length: N - 2000 }, (_, i) => line(2000 + i)).join(''));
     s.end();
@@ -85,8 +67,7 @@ pipelines:
     writeSync(fd, Buffer.from('#'), 0, 1, at + 2);
     closeSync(fd);
     // The central comes back; the session opens under the old id, then the damage is found.
-    const c2 = await startAgent(central);
-    agents.push(c2);
+    const _c2 = await testAgent(central);
     const q = () => agent.stats().destinations.central!.queue;
     await waitFor('the rotation', () => q().corruption.rotated === 1, 20_000);
     await waitFor('the queue to drain', () => q().records === 0, 30_000);

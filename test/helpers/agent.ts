@@ -1,5 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
-import { afterEach } from 'vitest';
+import { onTestFinished } from 'vitest';
 import os from 'node:os';
 import path from 'node:path';
 import { Agent } from '../../src/agent.js';
@@ -24,21 +24,39 @@ export async function startAgent(yaml: string | SluiceConfig, logger: Logger = s
 }
 
 /**
- * For a describe block whose tests each start one agent in a directory of their own: `fresh()` makes
- * the directory, `start(yaml)` the agent; both are stopped and removed after each test.
+ * The test fixture: what a test makes with these is undone when it finishes, passed or failed
+ * (vitest's onTestFinished, which runs the last registered first: agents stop before their
+ * directories go).
+ */
+
+/** A directory of this test's own, removed when the test finishes. */
+export function scratchDir(prefix?: string): string {
+  const dir = tempDir(prefix);
+  onTestFinished(() => removeDir(dir));
+  return dir;
+}
+
+/** Starts an agent (as startAgent) that is stopped when the test finishes, if it still runs. */
+export async function testAgent(yaml: string | SluiceConfig, logger?: Logger): Promise<Agent> {
+  const agent = await startAgent(yaml, logger);
+  onTestFinished(async () => {
+    if (agent.running) await agent.stop();
+  });
+  return agent;
+}
+
+/**
+ * For tests that each start one agent in a directory of their own: `fresh()` makes the directory,
+ * `start(yaml)` the agent; both go when the test finishes.
  */
 export function agentPerTest(): { fresh(): string; start(yaml: string): Promise<Agent>; readonly agent: Agent } {
-  let dir: string | null = null;
   let agent: Agent | null = null;
-  afterEach(async () => {
-    await agent?.stop();
-    agent = null;
-    if (dir) removeDir(dir);
-    dir = null;
-  });
   return {
-    fresh: () => (dir = tempDir()),
-    start: async (yaml) => (agent = await startAgent(yaml)),
+    fresh: () => {
+      agent = null;
+      return scratchDir();
+    },
+    start: async (yaml) => (agent = await testAgent(yaml)),
     get agent() {
       if (!agent) throw new Error('no agent started in this test');
       return agent;

@@ -1,6 +1,6 @@
 import { silentLogger } from '../../src/log.js';
 import type { ReliableQueueOptions } from '../../src/queue/disk/reliable-queue.js';
-import { type RecordOrigin } from '../../src/record.js';
+import type { RecordOrigin } from '../../src/record.js';
 import { SourceCounters } from '../../src/stats.js';
 
 /** The origin of records in unit tests: a syslog TCP source unless `over` says otherwise. */

@@ -4,19 +4,10 @@ import net from 'node:net';
 import path from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { hostAllowed } from '../../src/ops/admin.js';
-import {
-  memoryLogger,
-  portOf,
-  readLines,
-  removeDir,
-  startAgent,
-  tempDir,
-  waitFor,
-  stablePort,
-} from '../helpers/agent.js';
+import { memoryLogger, portOf, readLines, scratchDir, stablePort, testAgent, waitFor } from '../helpers/agent.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'dist/cli.js');
@@ -32,11 +23,6 @@ const freePort = stablePort;
 describe('admin listener', () => {
   let dir: string;
   let agent: Agent | undefined;
-  afterEach(async () => {
-    await agent?.stop();
-    agent = undefined;
-    removeDir(dir);
-  });
 
   const config = (d: string, admin = '127.0.0.1:0') => `
 state_dir: ${d}/state
@@ -54,8 +40,8 @@ pipelines:
   it(
     'serves /healthz, /readyz, /api/v1/stats and Prometheus /metrics with the counters of every ' + 'component',
     async () => {
-      dir = tempDir();
-      agent = await startAgent(config(dir));
+      dir = scratchDir();
+      agent = await testAgent(config(dir));
       const base = `http://${agent.adminAddress()}`;
       await send(
         portOf(agent, 'in'),
@@ -114,8 +100,8 @@ pipelines:
     'answers only Host names that cannot be rebound: IP literals, localhost and admin.allowed_hosts (421 for ' +
       'others)',
     async () => {
-      dir = tempDir();
-      agent = await startAgent(config(dir).replace('admin: {', 'admin: { allowed_hosts: [metrics.example.net],'));
+      dir = scratchDir();
+      agent = await testAgent(config(dir).replace('admin: {', 'admin: { allowed_hosts: [metrics.example.net],'));
       const [, port] = /:(\d+)$/.exec(agent.adminAddress()!)!;
       const get = (host: string | null, path = '/api/v1/stats') =>
         new Promise<{ status: number; body: string }>((resolve, reject) => {
@@ -156,8 +142,8 @@ pipelines:
 
   it("closes a connection whose headers never finish after headersTimeout (10 s), not after Node's 30 s check " +
     'interval', async () => {
-    dir = tempDir();
-    agent = await startAgent(config(dir));
+    dir = scratchDir();
+    agent = await testAgent(config(dir));
     const [, port] = /:(\d+)$/.exec(agent.adminAddress()!)!;
     const s = net.connect(Number(port), '127.0.0.1');
     s.on('error', () => undefined);
@@ -171,13 +157,13 @@ pipelines:
   }, 30_000);
 
   it('runs on without it when its address is taken, and says so', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const blocker = net.createServer();
     await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
     const taken = (blocker.address() as net.AddressInfo).port;
     try {
       const log = memoryLogger();
-      agent = await startAgent(config(dir, `127.0.0.1:${taken}`), log.logger);
+      agent = await testAgent(config(dir, `127.0.0.1:${taken}`), log.logger);
       expect(agent.adminAddress()).toBeNull();
       // It says so: one error naming what is unavailable and that logs still flow.
       const said = log.lines.filter((l) => /admin listener cannot start/.test(String(l.msg)));
@@ -193,7 +179,7 @@ pipelines:
   });
 
   it('sluice stats prints a table from a running agent, and --watch refreshes it with rates', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const adminPort = await freePort();
     const tcpPort = await freePort();
     const cfg = path.join(dir, 'sluice.yaml');

@@ -1,9 +1,9 @@
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import { Agent } from '../../src/agent.js';
+import { describe, expect, it } from 'vitest';
+import type { Agent } from '../../src/agent.js';
 import { parseConfigText } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
-import { portOf, removeDir, tempDir, waitFor } from '../helpers/agent.js';
+import { portOf, scratchDir, testAgent, waitFor } from '../helpers/agent.js';
 
 function capture() {
   const lines: Record<string, unknown>[] = [];
@@ -17,14 +17,9 @@ function capture() {
 describe('log hygiene', () => {
   let dir: string;
   let agent: Agent | undefined;
-  afterEach(async () => {
-    await agent?.stop();
-    agent = undefined;
-    removeDir(dir);
-  });
 
   it('a bad client that repeats is logged about once a second, with the number of lines left out', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const { logger, lines } = capture();
     const { config } = parseConfigText(
       `state_dir: ${dir}/state
@@ -38,8 +33,7 @@ pipelines:
 `,
       't.yaml',
     );
-    agent = new Agent(config, logger);
-    await agent.start();
+    agent = await testAgent(config, logger);
     const port = portOf(agent, 'in');
     const garbage = async () => {
       const s = net.connect(port, '127.0.0.1');

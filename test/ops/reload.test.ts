@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { parseConfigText } from '../../src/config/load.js';
-import { portOf, readLines, removeDir, sleep, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { portOf, readLines, scratchDir, sleep, testAgent, waitFor } from '../helpers/agent.js';
 
 const config = (dir: string, body: string) =>
   parseConfigText(
@@ -16,15 +16,10 @@ const config = (dir: string, body: string) =>
 describe('hot reload (Agent.reload)', () => {
   let dir: string;
   let agent: Agent | undefined;
-  afterEach(async () => {
-    await agent?.stop();
-    agent = undefined;
-    removeDir(dir);
-  });
 
   it('keeps an unchanged source and its connections, swaps a changed destination, starts a new one, and loses ' +
     'nothing while traffic flows', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const first = config(
       dir,
       `sources:
@@ -35,7 +30,7 @@ pipelines:
   p: { from: [in], to: [out] }
 `,
     );
-    agent = await startAgent(first);
+    agent = await testAgent(first);
     const port = portOf(agent, 'in');
     const s = net.connect(port, '127.0.0.1');
     let closed = false;
@@ -91,8 +86,8 @@ pipelines:
   }, 60_000);
 
   it('a removed destination leaves its disk queue behind as a reported orphan', async () => {
-    dir = tempDir();
-    agent = await startAgent(
+    dir = scratchDir();
+    agent = await testAgent(
       config(
         dir,
         `sources:

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
-import { portOf, removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { portOf, scratchDir, testAgent, waitFor } from '../helpers/agent.js';
 import { runLoggen } from '../helpers/peers.js';
 
 const N = 100_000;
@@ -23,19 +23,14 @@ describe('loggen over TCP (real peer: syslog-ng loggen)', () => {
   let dir: string;
   let agent: Agent;
 
-  afterEach(async () => {
-    await agent?.stop();
-    removeDir(dir);
-  });
-
   for (const mode of [
     { name: 'LF-framed BSD-style', flags: [] as string[] },
     { name: 'octet-counted RFC 5424', flags: ['-P'] },
   ]) {
     it(`counts all ${N} ${mode.name} messages at a file destination`, async () => {
-      dir = tempDir();
+      dir = scratchDir();
       const out = path.join(dir, 'out.log');
-      agent = await startAgent(`
+      agent = await testAgent(`
 state_dir: ${dir}/state
 sources:
   tcp: { type: syslog_tcp, address: "127.0.0.1:0", lenient: true }

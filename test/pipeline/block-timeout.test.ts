@@ -1,8 +1,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { portOf, removeDir, sleep, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { describe, expect, it } from 'vitest';
+import { portOf, scratchDir, sleep, testAgent, waitFor } from '../helpers/agent.js';
 
 /** A TCP sink that accepts and reads nothing until `resume()`; counts LF-framed lines. */
 async function heldSink(): Promise<{ port: number; lines: () => number; resume: () => void; close: () => void }> {
@@ -33,13 +33,12 @@ async function heldSink(): Promise<{ port: number; lines: () => number; resume: 
 
 describe('full: block with block_timeout', () => {
   let dir: string;
-  afterEach(() => removeDir(dir));
 
   it('a TCP source waits at most block_timeout, then drops that batch (counted) and reads on: the sender is never ' +
     'hung', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const sink = await heldSink();
-    const agent = await startAgent(`
+    const agent = await testAgent(`
 state_dir: ${dir}/state
 shutdown_timeout: 100ms
 sources:
@@ -80,7 +79,7 @@ pipelines:
   }, 60_000);
 
   it('a file source keeps waiting after block_timeout, drops nothing, and catches up once there is room', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const logs = path.join(dir, 'logs');
     mkdirSync(logs);
     const N = 8000; // 16 MB: more than the queue, the socket buffers and the held sink take
@@ -89,7 +88,7 @@ pipelines:
       Array.from({ length: N }, (_, i) => `line ${i} ${'f'.repeat(2000)}\n`).join(''),
     );
     const sink = await heldSink();
-    const agent = await startAgent(`
+    const agent = await testAgent(`
 state_dir: ${dir}/state
 shutdown_timeout: 100ms
 sources:

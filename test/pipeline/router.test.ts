@@ -12,7 +12,7 @@ import { testOrigin } from '../helpers/records.js';
 import { SourceCounters, type SourceStats } from '../../src/stats.js';
 
 const counters = new SourceCounters();
-const stats = counters.of('s');
+const _stats = counters.of('s');
 const origin = testOrigin({ source: 's', from: '10.0.0.1', lenient: false, counters });
 const recs = (...raws: string[]) => raws.map((r) => new LogRecord(Buffer.from(r), Date.now(), origin));
 

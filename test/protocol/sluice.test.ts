@@ -2,12 +2,11 @@ import { existsSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { Agent } from '../../src/agent.js';
+import { describe, expect, it } from 'vitest';
 import { encodeBatch, PATH, SUBPROTOCOL } from '../../src/protocol/sluice-wire.js';
 import { encodeRecord } from '../../src/protocol/record-codec.js';
 import { LogRecord } from '../../src/record.js';
-import { portOf, readLines, removeDir, sleep, stablePort, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { portOf, readLines, scratchDir, sleep, stablePort, testAgent, waitFor } from '../helpers/agent.js';
 import { makePki } from '../helpers/tls.js';
 import { sendTcp } from '../helpers/net.js';
 import { SourceCounters } from '../../src/stats.js';
@@ -63,18 +62,11 @@ const msg = (host: string, i: number) => `<13>1 2026-01-01T00:00:00Z ${host} app
 
 describe('sluice protocol: agent to central', () => {
   let dir: string;
-  const agents: Agent[] = [];
-  afterEach(async () => {
-    for (const a of agents.splice(0).reverse()) await a.stop().catch(() => undefined);
-    removeDir(dir);
-  });
 
   it('delivers everything, in order, acknowledged, into per-host files on the central server', async () => {
-    dir = tempDir();
-    const c = await startAgent(central(dir));
-    agents.push(c);
-    const a = await startAgent(agentConfig(dir, portOf(c, 'agents')));
-    agents.push(a);
+    dir = scratchDir();
+    const c = await testAgent(central(dir));
+    const a = await testAgent(agentConfig(dir, portOf(c, 'agents')));
     const lines = [
       ...Array.from({ length: 1500 }, (_, i) => msg('web01', i)),
       ...Array.from({ length: 500 }, (_, i) => msg('db01', i)),
@@ -94,11 +86,9 @@ describe('sluice protocol: agent to central', () => {
   });
 
   it('refuses an unknown token before reading data, and the agent backs off instead of looping', async () => {
-    dir = tempDir();
-    const c = await startAgent(central(dir));
-    agents.push(c);
-    const a = await startAgent(agentConfig(dir, portOf(c, 'agents'), '', 'wrong-token-000000000000000'));
-    agents.push(a);
+    dir = scratchDir();
+    const c = await testAgent(central(dir));
+    const a = await testAgent(agentConfig(dir, portOf(c, 'agents'), '', 'wrong-token-000000000000000'));
     await sendTcp(portOf(a, 'in'), [msg('h', 1)]);
     await waitFor('a refusal', () => c.stats().sources.agents!.connectionsRejected >= 1);
     await sleep(300);
@@ -111,11 +101,10 @@ describe('sluice protocol: agent to central', () => {
   });
 
   it('a second token works (rotation), and a restart of the central server loses nothing', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const port = await stablePort(); // restarted on the same port below
-    let c = await startAgent(central(dir).replace('address: "127.0.0.1:0"', `address: "127.0.0.1:${port}"`));
-    const a = await startAgent(agentConfig(dir, port, '', OTHER));
-    agents.push(a);
+    let c = await testAgent(central(dir).replace('address: "127.0.0.1:0"', `address: "127.0.0.1:${port}"`));
+    const a = await testAgent(agentConfig(dir, port, '', OTHER));
     await sendTcp(
       portOf(a, 'in'),
       Array.from({ length: 300 }, (_, i) => msg('h', i)),
@@ -127,8 +116,7 @@ describe('sluice protocol: agent to central', () => {
       Array.from({ length: 300 }, (_, i) => msg('h', 300 + i)),
     );
     await sleep(200);
-    c = await startAgent(central(dir).replace('address: "127.0.0.1:0"', `address: "127.0.0.1:${port}"`));
-    agents.unshift(c);
+    c = await testAgent(central(dir).replace('address: "127.0.0.1:0"', `address: "127.0.0.1:${port}"`));
     await waitFor('600 at the central', () => readLines(`${dir}/out/h.log`).length >= 600, 20_000);
     await sleep(200);
     expect(readLines(`${dir}/out/h.log`)).toEqual(Array.from({ length: 600 }, (_, i) => msg('h', i)));
@@ -136,12 +124,11 @@ describe('sluice protocol: agent to central', () => {
   });
 
   it('recognises a batch sent again after a lost ack and does not queue it twice', async () => {
-    dir = tempDir();
-    const c = await startAgent(central(dir));
-    agents.push(c);
+    dir = scratchDir();
+    const c = await testAgent(central(dir));
     const url = `ws://127.0.0.1:${portOf(c, 'agents')}${PATH}`;
     const counters = new SourceCounters();
-    const stats = counters.of('in');
+    const _stats = counters.of('in');
     const origin = { source: 'in', from: '10.0.0.1', format: 'syslog' as const, lenient: false, counters };
     const payloads = (from: number, n: number) =>
       Array.from({ length: n }, (_, i) => encodeRecord(new LogRecord(Buffer.from(msg('dup', from + i)), 0, origin)));
@@ -176,11 +163,10 @@ describe('sluice protocol: agent to central', () => {
   it(
     'sets right a record whose receive time is not a time (NaN), counts it, and the records after it are ' + 'written',
     async () => {
-      dir = tempDir();
+      dir = scratchDir();
       const config = central(dir).replace('hosts: { type: file, path:', 'hosts: { type: file, format: rfc5424, path:');
       expect(config).toContain('format: rfc5424');
-      const c = await startAgent(config);
-      agents.push(c);
+      const c = await testAgent(config);
       const url = `ws://127.0.0.1:${portOf(c, 'agents')}${PATH}`;
       const origin = {
         source: 'in',
@@ -213,9 +199,8 @@ describe('sluice protocol: agent to central', () => {
   );
 
   it('closes misbehaving clients with a reason, and keeps serving good ones', async () => {
-    dir = tempDir();
-    const c = await startAgent(central(dir));
-    agents.push(c);
+    dir = scratchDir();
+    const c = await testAgent(central(dir));
     const port = portOf(c, 'agents');
     const url = `ws://127.0.0.1:${port}${PATH}`;
     const open = async (hello = true) => {
@@ -274,25 +259,23 @@ describe('sluice protocol: agent to central', () => {
     });
     expect(refused).toBe(404);
     // The server is still fine.
-    const a = await startAgent(agentConfig(dir, port));
-    agents.push(a);
+    const a = await testAgent(agentConfig(dir, port));
     await sendTcp(portOf(a, 'in'), [msg('ok', 1)]);
     await waitFor('a good agent still gets through', () => readLines(`${dir}/out/ok.log`).length === 1);
     expect(c.stats().sources.agents!.connectionErrors).toBeGreaterThanOrEqual(4);
   }, 30_000);
 
   it('works over TLS with a CA and a client certificate (wss), and refuses plain ws:// on that port', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     mkdirSync(path.join(dir, 'pki'));
     const pki = makePki(path.join(dir, 'pki'));
-    const c = await startAgent(
+    const c = await testAgent(
       central(dir).replace(
         '    handshake_timeout: 500ms',
         `    handshake_timeout: 2s\n    tls: { cert: ${pki.serverCert}, key: ${pki.serverKey}, client_ca: ${pki.ca} }`,
       ),
     );
-    agents.push(c);
-    const a = await startAgent(
+    const a = await testAgent(
       agentConfig(dir, portOf(c, 'agents'))
         .replace(`urls: ["ws://`, `urls: ["wss://`)
         .replace(
@@ -301,7 +284,6 @@ describe('sluice protocol: agent to central', () => {
             `localhost }`,
         ),
     );
-    agents.push(a);
     await sendTcp(
       portOf(a, 'in'),
       Array.from({ length: 50 }, (_, i) => msg('tls', i)),
@@ -309,8 +291,7 @@ describe('sluice protocol: agent to central', () => {
     await waitFor('50 over wss', () => readLines(`${dir}/out/tls.log`).length === 50, 20_000);
     // The same central refuses an agent that speaks plain ws:// to it: nothing arrives from it, and
     // its sender counts the failures (records stay queued there).
-    const plain = await startAgent(agentConfig(dir, portOf(c, 'agents')).replace(`${dir}/agent`, `${dir}/plain`));
-    agents.push(plain);
+    const plain = await testAgent(agentConfig(dir, portOf(c, 'agents')).replace(`${dir}/agent`, `${dir}/plain`));
     await sendTcp(portOf(plain, 'in'), [msg('plain', 0)]);
     await waitFor('the plain agent to fail', () => (plain.stats().destinations.up?.failures ?? 0) >= 2, 20_000);
     expect(plain.stats().destinations.up?.delivered).toBe(0);
@@ -319,9 +300,8 @@ describe('sluice protocol: agent to central', () => {
   });
 
   it('fails over to the next URL when the first is down', async () => {
-    dir = tempDir();
-    const c = await startAgent(central(dir));
-    agents.push(c);
+    dir = scratchDir();
+    const c = await testAgent(central(dir));
     const dead = await new Promise<number>((resolve) => {
       const srv = net.createServer();
       srv.listen(0, '127.0.0.1', () => {
@@ -329,13 +309,12 @@ describe('sluice protocol: agent to central', () => {
         srv.close(() => resolve(p));
       });
     });
-    const a = await startAgent(
+    const a = await testAgent(
       agentConfig(dir, portOf(c, 'agents')).replace(
         /urls: \["ws:\/\/127\.0\.0\.1:(\d+)"\]/,
         `urls: ["ws://127.0.0.1:${dead}", "ws://127.0.0.1:$1"]`,
       ),
     );
-    agents.push(a);
     await sendTcp(
       portOf(a, 'in'),
       Array.from({ length: 100 }, (_, i) => msg('fo', i)),

@@ -3,13 +3,13 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FileDeadLetters } from '../../src/destinations/dead-letters.js';
 import { silentLogger } from '../../src/log.js';
 import { ReliableQueue } from '../../src/queue/disk/reliable-queue.js';
 import { QUEUE_FILE } from '../../src/queue/layout.js';
 import { LogRecord, type RecordOrigin } from '../../src/record.js';
-import { removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { scratchDir, testAgent, waitFor } from '../helpers/agent.js';
 import { testQueueOptions } from '../helpers/records.js';
 import { SourceCounters } from '../../src/stats.js';
 
@@ -58,12 +58,11 @@ const expected = (from: number, to: number, skip = -1) =>
 
 describe('sluice queue tools', () => {
   let dir: string;
-  afterEach(() => removeDir(dir));
 
   it(
     'dead-letters lists what destinations set aside, and --resend sends it again once the cause is ' + 'fixed',
     async () => {
-      dir = tempDir();
+      dir = scratchDir();
       const state = path.join(dir, 'state');
       const file = path.join(state, 'dead-letters', 'hosts.jsonl');
       const stats = { deadLettered: {}, deadLetterDropped: 0 };
@@ -110,7 +109,7 @@ describe('sluice queue tools', () => {
   );
 
   it('info and cat read a queue without changing it', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const q = await makeQueue(path.join(dir, 'state'), 'central');
     const before = readFileSync(path.join(q, QUEUE_FILE));
     const info = sluice(['queue', 'info', q]);
@@ -139,7 +138,7 @@ describe('sluice queue tools', () => {
   });
 
   it('reports a damaged file, prints what a salvage keeps, and salvages into a fresh queue', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const q = await makeQueue(path.join(dir, 'state'), 'central');
     damage(q, 12);
     const before = readFileSync(path.join(q, QUEUE_FILE));
@@ -162,7 +161,7 @@ describe('sluice queue tools', () => {
   });
 
   it('ls lists every queue and marks orphans; check reports corrupt queues and orphans before start', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const state = path.join(dir, 'state');
     const central = await makeQueue(state, 'central');
     await makeQueue(state, 'retired');
@@ -197,7 +196,7 @@ pipelines:
   it(
     'drain sends an orphan through a configured destination and removes its files once all are ' + 'delivered',
     async () => {
-      dir = tempDir();
+      dir = scratchDir();
       const state = path.join(dir, 'state');
       const orphan = await makeQueue(state, 'retired');
       const rx = await receiver();
@@ -217,19 +216,19 @@ pipelines:
   );
 
   it('an agent reports an orphan at start and leaves it alone; with drain_orphans it drains it', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const state = path.join(dir, 'state');
     const orphan = await makeQueue(state, 'retired');
     const rx = await receiver();
     try {
-      let agent = await startAgent(config(state, rx.port));
+      let agent = await testAgent(config(state, rx.port));
       expect(agent.stats().orphans).toEqual({
         retired: { dir: orphan, records: 15, drainingInto: null, drained: false },
       });
       await agent.stop();
       expect(existsSync(path.join(orphan, QUEUE_FILE))).toBe(true);
       expect(rx.got).toEqual([]);
-      agent = await startAgent(`${config(state, rx.port)}drain_orphans: { retired: central }\n`);
+      agent = await testAgent(`${config(state, rx.port)}drain_orphans: { retired: central }\n`);
       await waitFor('the orphan to be drained', () => agent.stats().orphans.retired?.drained === true);
       expect(rx.got).toEqual(expected(5, 20));
       expect(existsSync(orphan)).toBe(false);
@@ -240,7 +239,7 @@ pipelines:
   });
 
   it("counts what happens to a drained orphan's records under their source's name, in the agent's stats", async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const state = path.join(dir, 'state');
     const orphan = await makeQueue(state, 'retired');
     // One more record whose receive time is not a time: the drain's decoder repairs it, counted.
@@ -249,7 +248,7 @@ pipelines:
     await q.dispose();
     const rx = await receiver();
     try {
-      const agent = await startAgent(`${config(state, rx.port)}drain_orphans: { retired: central }\n`);
+      const agent = await testAgent(`${config(state, rx.port)}drain_orphans: { retired: central }\n`);
       await waitFor('the orphan to be drained', () => agent.stats().orphans.retired?.drained === true);
       expect(rx.got).toEqual(expected(5, 21));
       // `app` is not a source of this agent: its counters are kept, and reported, under its name.

@@ -11,10 +11,10 @@ import {
 } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import type { FileSource } from '../../src/sources/file/index.js';
-import { readLines, removeDir, sleep, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { readLines, scratchDir, sleep, testAgent, waitFor } from '../helpers/agent.js';
 
 interface Checkpoints {
   files: { path: string; dev: string; ino: string; fingerprint: string; fingerprint_bytes: number; offset: number }[];
@@ -23,12 +23,6 @@ interface Checkpoints {
 describe('file source', () => {
   let dir: string;
   let agent: Agent | undefined;
-
-  afterEach(async () => {
-    await agent?.stop();
-    agent = undefined;
-    removeDir(dir);
-  });
 
   const yaml = (extra = '', paths = `["${'${DIR}'}/logs/*.log"]`) => `
 state_dir: \${DIR}/state
@@ -48,12 +42,12 @@ pipelines:
 
   async function start(extra = '', paths?: string): Promise<Agent> {
     process.env.DIR = dir;
-    agent = await startAgent(yaml(extra, paths));
+    agent = await testAgent(yaml(extra, paths));
     return agent;
   }
 
   function setup(): { logs: string; out: string } {
-    dir = tempDir();
+    dir = scratchDir();
     const logs = path.join(dir, 'logs');
     mkdirSync(logs);
     return { logs, out: path.join(dir, 'out.log') };
@@ -221,7 +215,7 @@ destinations:
 `;
     const run = async (dest: string) => {
       process.env.DIR = dir;
-      agent = await startAgent(yaml('').replace(/\ndestinations:\n.*\n/, dest));
+      agent = await testAgent(yaml('').replace(/\ndestinations:\n.*\n/, dest));
     };
     await run(blocked);
     await waitFor('the file followed', () => followed().length === 1);
@@ -249,7 +243,7 @@ destinations:
     writeFileSync(app, `${'x'.repeat(150)}\n`.repeat(20_000));
     process.env.DIR = dir;
     // A destination that cannot be reached and a small queue: the first file cannot be finished.
-    agent = await startAgent(
+    agent = await testAgent(
       yaml('').replace(
         /\ndestinations:\n.*\n/,
         '\ndestinations:\n  f: { type: sluice, urls: ["ws://127.0.0.1:1"], token: "t", queue: { mode: reliable, ' +
@@ -286,7 +280,7 @@ destinations:
       '\ndestinations:\n  f: { type: file, path: "${DIR}/out.log", exactly_once: true, queue: { mode: reliable, ' +
       'max_size: 69632 } }\n';
     process.env.DIR = dir;
-    agent = await startAgent(yaml('').replace(/\ndestinations:\n.*\n/, blocked));
+    agent = await testAgent(yaml('').replace(/\ndestinations:\n.*\n/, blocked));
     await waitFor('the file followed', () => followed().length === 1);
     renameSync(app, path.join(logs, 'app.log.1'));
     writeFileSync(app, 'after\n');
@@ -294,7 +288,7 @@ destinations:
     await sleep(6500);
     expect(followed().some((f) => f.path === app && f.rotated && f.committed < 1200 * 160)).toBe(true);
     await agent!.stop();
-    agent = await startAgent(yaml('').replace(/\ndestinations:\n.*\n/, draining));
+    agent = await testAgent(yaml('').replace(/\ndestinations:\n.*\n/, draining));
     await waitFor('every line', () => readLines(out).length >= 1201, 20_000);
     await sleep(300);
     expect(new Set(readLines(out)).size).toBe(1201);
@@ -425,7 +419,7 @@ destinations:
     const deadPort = (sink.address() as net.AddressInfo).port;
     await new Promise<void>((r) => sink.close(() => r()));
     process.env.DIR = dir;
-    agent = await startAgent(`
+    agent = await testAgent(`
 state_dir: ${dir}/state
 shutdown_timeout: 100ms
 sources:

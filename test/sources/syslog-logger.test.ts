@@ -1,8 +1,8 @@
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { parseSyslog } from '../../src/parser/syslog.js';
-import { portOf, readLines, removeDir, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { portOf, readLines, scratchDir, testAgent, waitFor } from '../helpers/agent.js';
 import { runLogger } from '../helpers/peers.js';
 
 // util-linux logger, the real client, into the UDP and TCP sources; every message lands in a file.
@@ -12,9 +12,9 @@ describe('syslog sources with util-linux logger (real peer)', () => {
   let out: string;
 
   beforeEach(async () => {
-    dir = tempDir();
+    dir = scratchDir();
     out = path.join(dir, 'out.log');
-    agent = await startAgent(`
+    agent = await testAgent(`
 state_dir: ${dir}/state
 sources:
   udp: { type: syslog_udp, address: "127.0.0.1:0" }
@@ -24,11 +24,6 @@ destinations:
 pipelines:
   p: { from: [udp, tcp], to: [f] }
 `);
-  });
-
-  afterEach(async () => {
-    await agent.stop();
-    removeDir(dir);
   });
 
   const cases: { name: string; args: (port: number) => string[]; source: 'udp' | 'tcp' }[] = [

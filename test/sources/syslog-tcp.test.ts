@@ -2,9 +2,9 @@ import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent.js';
-import { portOf, readLines, removeDir, sleep, startAgent, tempDir, waitFor } from '../helpers/agent.js';
+import { portOf, readLines, removeDir, scratchDir, sleep, testAgent, waitFor } from '../helpers/agent.js';
 import { makePki } from '../helpers/tls.js';
 import { FaultyDisk } from '../helpers/simulated-disk.js';
 import { parseConfigText } from '../../src/config/load.js';
@@ -31,16 +31,10 @@ describe('syslog_tcp source', () => {
   let agent: Agent | undefined;
   let out: string;
 
-  afterEach(async () => {
-    await agent?.stop();
-    agent = undefined;
-    removeDir(dir);
-  });
-
   async function start(extra = '', tlsBlock = ''): Promise<number> {
-    dir = tempDir();
+    dir = scratchDir();
     out = path.join(dir, 'out.log');
-    agent = await startAgent(`
+    agent = await testAgent(`
 state_dir: ${dir}/state
 sources:
   tcp:
@@ -134,7 +128,7 @@ pipelines:
   });
 
   it('speaks TLS with client certificates (mTLS) and refuses clients without one', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const pki = makePki(dir);
     const port = await start(
       '',
@@ -164,7 +158,7 @@ pipelines:
 
 describe('syslog_tcp flow control', () => {
   it('stops reading the socket while the queue is full and resumes after', async () => {
-    const dir = tempDir();
+    const dir = scratchDir();
     // A receiver that accepts but does not read, so the destination cannot drain.
     const held: net.Socket[] = [];
     let sinkBytes = 0;
@@ -175,7 +169,7 @@ describe('syslog_tcp flow control', () => {
     });
     await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
     const sinkPort = (sink.address() as net.AddressInfo).port;
-    const agent = await startAgent(`
+    const agent = await testAgent(`
 state_dir: ${dir}/state
 shutdown_timeout: 200ms
 sources:
@@ -245,7 +239,7 @@ pipelines:
       failPush: { on: boolean };
     }) => Promise<void>,
   ): Promise<void> {
-    const dir = tempDir();
+    const dir = scratchDir();
     const disk = new FaultyDisk();
     const q = await ReliableQueue.open('d', path.join(dir, 'q'), testQueueOptions({ openFile: disk.open }));
     const failPush = { on: false };

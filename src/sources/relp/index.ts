@@ -3,7 +3,7 @@ import tls from 'node:tls';
 import type { z } from 'zod';
 import { RateLimitedLog } from '../../log.js';
 import { listen, tlsServerOptions } from '../../net/sockets.js';
-import { type SourceStats } from '../../stats.js';
+import type { SourceStats } from '../../stats.js';
 import type { Source, SourceContext } from '../types.js';
 import type { relpSourceSchema } from './config.js';
 import { RelpServerSession } from './session.js';

@@ -7,19 +7,9 @@ import type { WebSocket, WebSocketServer } from 'ws';
 import type { z } from 'zod';
 import { RateLimitedLog } from '../../log.js';
 import { listen, tlsServerOptions } from '../../net/sockets.js';
-import {
-  CLOSE,
-  decodeBatch,
-  parseControl,
-  PATH,
-  PROTOCOL_VERSION,
-  SUBPROTOCOL,
-  WireError,
-  type ErrorCode,
-  type Welcome,
-} from '../../protocol/sluice-wire.js';
+import { CLOSE, PATH, SUBPROTOCOL, WireError } from '../../protocol/sluice-wire.js';
 import { RecordDecoder } from '../../protocol/record-codec.js';
-import { type LogRecord } from '../../record.js';
+import type { LogRecord } from '../../record.js';
 import { countDrop, type SourceStats } from '../../stats.js';
 import type { Source, SourceContext } from '../types.js';
 import type { sluiceSourceSchema } from './config.js';

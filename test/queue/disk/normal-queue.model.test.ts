@@ -8,7 +8,7 @@ import { testOrigin } from '../../helpers/records.js';
 import { SourceCounters } from '../../../src/stats.js';
 
 const counters = new SourceCounters();
-const stats = counters.of('in');
+const _stats = counters.of('in');
 const origin = testOrigin({ source: 'in', from: '192.0.2.1', counters });
 const rec = (i: number) => new LogRecord(Buffer.from(`<13>n ${i}`), 0, origin);
 const idOf = (r: LogRecord) => Number(r.raw.toString().slice(6));

@@ -1,15 +1,15 @@
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { NormalQueue, type NormalQueueOptions } from '../../../src/queue/disk/normal-queue.js';
 import { MEMORY_FILE, QUEUE_FILE } from '../../../src/queue/layout.js';
 import { LogRecord } from '../../../src/record.js';
-import { removeDir, tempDir } from '../../helpers/agent.js';
+import { removeDir, scratchDir } from '../../helpers/agent.js';
 import { testOrigin, testQueueOptions } from '../../helpers/records.js';
 import { SourceCounters } from '../../../src/stats.js';
 
 const counters = new SourceCounters();
-const stats = counters.of('in');
+const _stats = counters.of('in');
 const origin = testOrigin({ source: 'in', from: '192.0.2.1', counters });
 const rec = (i: number) => new LogRecord(Buffer.from(`<13>normal ${i}`), 1_700_000_000_000 + i, origin);
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
@@ -44,12 +44,11 @@ async function drain(q: NormalQueue, n: number, batch = 4, ack = true): Promise<
 
 describe('NormalQueue', () => {
   let dir: string;
-  afterEach(() => removeDir(dir));
 
   it(
     'keeps records in memory until qout + overflow are full, then spills to the file, and hands them out in ' + 'order',
     async () => {
-      dir = tempDir();
+      dir = scratchDir();
       const q = await NormalQueue.open('out', dir, opts());
       expect(q.push(range(0, 15).map(rec))).toBeUndefined(); // all in memory: committed at once
       expect(q.stats()).toMatchObject({ mode: 'normal', records: 15, memoryRecords: 15, diskBytes: 0 });
@@ -74,7 +73,7 @@ describe('NormalQueue', () => {
   );
 
   it('acknowledges across the memory and file parts, and a rewind hands both out again', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const q = await NormalQueue.open('out', dir, opts({ qoutSize: 2, memBufLength: 2 }));
     await q.push(range(0, 8).map(rec));
     const first = await drain(q, 6, 6, false); // 4 from memory, 2 from the file
@@ -89,7 +88,7 @@ describe('NormalQueue', () => {
     'saves the memory part at a clean shutdown and reads it back first, so a restart loses nothing and keeps the ' +
       'order',
     async () => {
-      dir = tempDir();
+      dir = scratchDir();
       let q = await NormalQueue.open('out', dir, opts());
       await q.push(range(0, 30).map(rec)); // 15 in memory, 15 in the file
       const inFlight = await drain(q, 3, 3, false); // handed out, not acknowledged: kept too
@@ -109,11 +108,11 @@ describe('NormalQueue', () => {
   );
 
   it('keeps only what was in the file when the process dies without shutting down', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     const q = await NormalQueue.open('out', dir, opts());
     await q.push(range(0, 30).map(rec));
     // A crash: no dispose, so memory is never saved. A second opener would see our lock; copy the files instead.
-    const copy = tempDir();
+    const copy = scratchDir();
     try {
       await new Promise((r) => setTimeout(r, 20)); // past a sync
       writeFileSync(path.join(copy, QUEUE_FILE), readFileSync(path.join(dir, QUEUE_FILE)));
@@ -131,7 +130,7 @@ describe('NormalQueue', () => {
   });
 
   it('salvages a damaged memory file, moves it aside and starts', async () => {
-    dir = tempDir();
+    dir = scratchDir();
     let q = await NormalQueue.open('out', dir, opts());
     await q.push(range(0, 10).map(rec));
     await q.dispose();

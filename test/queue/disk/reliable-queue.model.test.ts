@@ -22,7 +22,7 @@ import { SourceCounters } from '../../../src/stats.js';
 
 const CAPACITY = 8192;
 const counters = new SourceCounters();
-const stats = counters.of('tcp_in');
+const _stats = counters.of('tcp_in');
 const origin = testOrigin({ counters });
 const BASE = encodedSize(new LogRecord(Buffer.alloc(0), 0, origin));
 

@@ -13,7 +13,7 @@ import { testOrigin, testQueueOptions } from '../../helpers/records.js';
 import { SourceCounters } from '../../../src/stats.js';
 
 const counters = new SourceCounters();
-const stats = counters.of('tcp_in');
+const _stats = counters.of('tcp_in');
 const origin = testOrigin({ counters });
 const textOrigin: RecordOrigin = {
   source: 'app',

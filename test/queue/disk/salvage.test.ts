@@ -1,14 +1,14 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/log.js';
 import { ReliableQueue } from '../../../src/queue/disk/reliable-queue.js';
 import { QUEUE_FILE } from '../../../src/queue/layout.js';
 import { checkFrame, DATA_START, RECORD_HEADER, RECORD_MAGIC, writeFrame } from '../../../src/queue/disk/ring-file.js';
 import { scanForSalvage } from '../../../src/queue/disk/salvage.js';
 import { LogRecord } from '../../../src/record.js';
-import { removeDir, tempDir } from '../../helpers/agent.js';
+import { scratchDir } from '../../helpers/agent.js';
 import { SimulatedDisk } from '../../helpers/simulated-disk.js';
 import { SourceCounters } from '../../../src/stats.js';
 
@@ -118,15 +118,14 @@ describe('salvage scan', () => {
 
 describe('ReliableQueue salvage', () => {
   let dir: string;
-  afterEach(() => removeDir(dir));
 
   it(
     'builds the fresh file beside the damaged one and swaps them only when done; a copy left by a crash is ' +
       'overwritten',
     async () => {
-      dir = tempDir();
+      dir = scratchDir();
       const counters = new SourceCounters();
-      const stats = counters.of('in');
+      const _stats = counters.of('in');
       const origin = { source: 'in', from: 'h', format: 'syslog' as const, lenient: true, counters };
       const opts = {
         maxSize: 1 << 20,
