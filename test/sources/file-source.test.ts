@@ -1,0 +1,97 @@
+import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { parseConfigText } from '../../src/config/load.js';
+import { silentLogger } from '../../src/log.js';
+import { Router } from '../../src/pipeline/router.js';
+import { ReliableQueue } from '../../src/queue/disk/reliable-queue.js';
+import { FileSource } from '../../src/sources/file/index.js';
+import { SourceCounters } from '../../src/stats.js';
+import { scratchDir, waitFor } from '../helpers/agent.js';
+import { testQueueOptions } from '../helpers/records.js';
+import { FaultyDisk } from '../helpers/simulated-disk.js';
+
+/** A file source following `<dir>/logs/*.log` into one reliable queue on a disk whose fsyncs can fail. */
+async function setup() {
+  const dir = scratchDir();
+  const { config } = parseConfigText(
+    `state_dir: ${dir}/state
+sources:
+  app: { type: file, paths: ["${dir}/logs/*.log"], read_from: beginning, poll_interval: 50ms, checkpoint_interval: 20ms }
+destinations:
+  d: { type: file, path: ${dir}/out.log }
+pipelines:
+  p: { from: [app], to: [d] }
+`,
+    't.yaml',
+    {},
+  );
+  const disk = new FaultyDisk();
+  const queue = await ReliableQueue.open('d', `${dir}/q`, testQueueOptions({ sync: 'always', openFile: disk.open }));
+  const counters = new SourceCounters();
+  const router = new Router(config.pipelines, new Map([['d', queue]]), { counters });
+  const make = () =>
+    new FileSource(config.sources.app as never, {
+      name: 'app',
+      router,
+      logger: silentLogger(),
+      stateDir: `${dir}/state`,
+      hostname: 'web01',
+      counters,
+    });
+  const logs = path.join(dir, 'logs');
+  const checkpoint = () => {
+    const files = JSON.parse(readFileSync(`${dir}/state/checkpoints/app.json`, 'utf8')).files as { offset: number }[];
+    return files.map((f) => f.offset);
+  };
+  onTestFinished(() => queue.dispose());
+  return { dir, logs, queue, disk, make, checkpoint, stats: counters.of('app') };
+}
+
+const lines = (from: number, n: number) => Array.from({ length: n }, (_, i) => `line ${from + i}\n`).join('');
+
+describe('FileSource', () => {
+  it('reads each line once into the queue, wrapped as text records of its host, and checkpoints only what is committed', async () => {
+    const { logs, queue, disk, make, checkpoint, stats } = await setup();
+    mkdirSync(logs);
+    writeFileSync(path.join(logs, 'a.log'), lines(0, 5));
+    const source = make();
+    await source.start();
+    onTestFinished(() => source.stop());
+    await waitFor('5 queued', () => queue.stats().records === 5);
+    await waitFor('the checkpoint', () => checkpoint()[0] === lines(0, 5).length);
+    // Commits fail: lines are read, not committed, and the checkpoint stays where it was.
+    disk.failSyncs = 'EIO';
+    appendFileSync(path.join(logs, 'a.log'), lines(5, 5));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(checkpoint()).toEqual([lines(0, 5).length]);
+    // The disk works again: the lines are read again and committed once each.
+    disk.failSyncs = null;
+    await waitFor('the checkpoint after 10', () => checkpoint()[0] === lines(0, 10).length, 10_000);
+    const got = queue.take(100);
+    expect(got.map((r) => r.raw.toString())).toEqual(Array.from({ length: 10 }, (_, i) => `line ${i}`));
+    expect(got[0]!.message).toMatchObject({ hostname: 'web01', facility: 1, severity: 5 });
+    expect(stats.received).toBeGreaterThanOrEqual(10);
+    expect(stats.dropped).toEqual({});
+  });
+
+  it('restarted, resumes from its checkpoint, and finishes a file renamed while it was down before the new one', async () => {
+    const { logs, queue, make, checkpoint } = await setup();
+    mkdirSync(logs);
+    const file = path.join(logs, 'a.log');
+    writeFileSync(file, lines(0, 3));
+    const first = make();
+    await first.start();
+    await waitFor('the checkpoint', () => checkpoint()[0] === lines(0, 3).length);
+    await first.stop();
+    // While it is down: more lines, then a rotation, then a new file.
+    appendFileSync(file, lines(3, 2));
+    renameSync(file, path.join(logs, 'a.log.1'));
+    writeFileSync(file, lines(5, 2));
+    const second = make();
+    await second.start();
+    onTestFinished(() => second.stop());
+    await waitFor('7 queued', () => queue.stats().records === 7);
+    expect(queue.take(100).map((r) => r.raw.toString())).toEqual(Array.from({ length: 7 }, (_, i) => `line ${i}`));
+  });
+});
