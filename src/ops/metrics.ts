@@ -9,6 +9,11 @@ export interface MetricsSource {
 }
 
 type Labels = Record<string, string>;
+type SourceRow = AgentStats['sources'][string];
+type DestinationRow = AgentStats['destinations'][string];
+type QueueRow = DestinationRow['queue'];
+/** A metric read from one row of the stats (a source, a queue, a destination): name, help, value. */
+type Metric<Row> = [name: string, help: string, value: (row: Row) => number];
 type Rows = [Labels, number][];
 
 /**
@@ -49,15 +54,15 @@ export function createMetrics(src: MetricsSource): Registry {
       },
     });
   const sources =
-    (f: (s: AgentStats['sources'][string]) => number) =>
+    (f: (s: SourceRow) => number) =>
     (s: AgentStats): Rows =>
       Object.entries(s.sources).map(([source, x]) => [{ source }, f(x)]);
   const dests =
-    (f: (d: AgentStats['destinations'][string]) => number) =>
+    (f: (d: DestinationRow) => number) =>
     (s: AgentStats): Rows =>
       Object.entries(s.destinations).map(([destination, x]) => [{ destination }, f(x)]);
   const queues =
-    (f: (q: AgentStats['destinations'][string]['queue']) => number) =>
+    (f: (q: QueueRow) => number) =>
     (s: AgentStats): Rows =>
       Object.entries(s.destinations).map(([destination, x]) => [{ destination, mode: x.queue.mode }, f(x.queue)]);
   const byReason =
@@ -68,30 +73,21 @@ export function createMetrics(src: MetricsSource): Registry {
       );
 
   // Sources.
-  counter(
-    'sluice_source_received_records_total',
-    'Messages (lines) a source took in.',
-    ['source'],
-    sources((x) => x.received),
-  );
-  counter(
-    'sluice_source_received_bytes_total',
-    'Message bytes a source took in.',
-    ['source'],
-    sources((x) => x.receivedBytes),
-  );
-  counter(
-    'sluice_source_parse_errors_total',
-    'Messages that a filter or template needed parsed and that did not parse (still delivered).',
-    ['source'],
-    sources((x) => x.parseErrors),
-  );
-  counter(
-    'sluice_source_oversize_total',
-    'Messages cut to max_message_size, or lines cut to max_line_length.',
-    ['source'],
-    sources((x) => x.truncated),
-  );
+  const sourceCounters: Metric<SourceRow>[] = [
+    ['sluice_source_received_records_total', 'Messages (lines) a source took in.', (x) => x.received],
+    ['sluice_source_received_bytes_total', 'Message bytes a source took in.', (x) => x.receivedBytes],
+    [
+      'sluice_source_parse_errors_total',
+      'Messages that a filter or template needed parsed and that did not parse (still delivered).',
+      (x) => x.parseErrors,
+    ],
+    [
+      'sluice_source_oversize_total',
+      'Messages cut to max_message_size, or lines cut to max_line_length.',
+      (x) => x.truncated,
+    ],
+  ];
+  for (const [name, help, value] of sourceCounters) counter(name, help, ['source'], sources(value));
   counter(
     'sluice_source_dropped_records_total',
     'Messages a source threw away, by reason (oversize, queue_full, block_timeout, load_shedding).',
@@ -121,135 +117,105 @@ export function createMetrics(src: MetricsSource): Registry {
   );
 
   // Queues.
-  gauge(
-    'sluice_queue_records',
-    'Records waiting in the queue, handed out or not.',
-    ['destination', 'mode'],
-    queues((q) => q.records),
-  );
-  gauge(
-    'sluice_queue_memory_records',
-    'Of those, records only in memory (lost by a crash in memory and normal modes).',
-    ['destination', 'mode'],
-    queues((q) => q.memoryRecords),
-  );
-  gauge(
-    'sluice_queue_memory_bytes',
-    'Bytes the queue holds in memory (records or read cache).',
-    ['destination', 'mode'],
-    queues((q) => q.memoryBytes),
-  );
-  gauge(
-    'sluice_queue_disk_bytes',
-    'Bytes of records in the queue file.',
-    ['destination', 'mode'],
-    queues((q) => q.diskBytes),
-  );
-  gauge(
-    'sluice_queue_capacity_bytes',
-    'Size of the queue: the ring of the file, or the memory limit.',
-    ['destination', 'mode'],
-    queues((q) => q.capacityBytes),
-  );
-  gauge(
-    'sluice_queue_oldest_record_age_seconds',
-    'Age of the oldest unacknowledged record (0 when empty or not in memory).',
-    ['destination', 'mode'],
-    queues((q) => (q.oldestReceivedAt === null ? 0 : Math.max(0, (Date.now() - q.oldestReceivedAt) / 1000))),
-  );
-  counter(
-    'sluice_queue_pushed_records_total',
-    'Records appended to the queue.',
-    ['destination', 'mode'],
-    queues((q) => q.pushed),
-  );
-  counter(
-    'sluice_queue_acked_records_total',
-    'Records the destination confirmed and the queue freed.',
-    ['destination', 'mode'],
-    queues((q) => q.acked),
-  );
-  counter(
-    'sluice_queue_backpressure_stalls_total',
-    'Times a source found the queue full (or its disk writes behind, or the gate latched) and waited.',
-    ['destination', 'mode'],
-    queues((q) => q.stalls),
-  );
+  const queueGauges: Metric<QueueRow>[] = [
+    ['sluice_queue_records', 'Records waiting in the queue, handed out or not.', (q) => q.records],
+    [
+      'sluice_queue_memory_records',
+      'Of those, records only in memory (lost by a crash in memory and normal modes).',
+      (q) => q.memoryRecords,
+    ],
+    ['sluice_queue_memory_bytes', 'Bytes the queue holds in memory (records or read cache).', (q) => q.memoryBytes],
+    ['sluice_queue_disk_bytes', 'Bytes of records in the queue file.', (q) => q.diskBytes],
+    [
+      'sluice_queue_capacity_bytes',
+      'Size of the queue: the ring of the file, or the memory limit.',
+      (q) => q.capacityBytes,
+    ],
+    [
+      'sluice_queue_oldest_record_age_seconds',
+      'Age of the oldest unacknowledged record (0 when empty or not in memory).',
+      (q) => (q.oldestReceivedAt === null ? 0 : Math.max(0, (Date.now() - q.oldestReceivedAt) / 1000)),
+    ],
+  ];
+  for (const [name, help, value] of queueGauges) gauge(name, help, ['destination', 'mode'], queues(value));
+  const queueCounters: Metric<QueueRow>[] = [
+    ['sluice_queue_pushed_records_total', 'Records appended to the queue.', (q) => q.pushed],
+    ['sluice_queue_acked_records_total', 'Records the destination confirmed and the queue freed.', (q) => q.acked],
+    [
+      'sluice_queue_backpressure_stalls_total',
+      'Times a source found the queue full (or its disk writes behind, or the gate latched) and waited.',
+      (q) => q.stalls,
+    ],
+    [
+      'sluice_queue_corrupt_files_rotated_total',
+      'Damaged queue files renamed to .corrupted-<time>.',
+      (q) => q.corruption.rotated,
+    ],
+    ['sluice_queue_salvaged_records_total', 'Records copied out of damaged queue files.', (q) => q.corruption.salvaged],
+    [
+      'sluice_queue_lost_records_total',
+      'Unacknowledged records of damaged queue files that could not be salvaged.',
+      (q) => q.corruption.lostRecords,
+    ],
+    [
+      'sluice_queue_lost_bytes_total',
+      'Bytes of those records (when no header could be read: bytes that held no valid record).',
+      (q) => q.corruption.lostBytes,
+    ],
+    [
+      'sluice_queue_torn_records_total',
+      'Torn writes of a crash discarded when a queue file was opened.',
+      (q) => q.corruption.tornRecords,
+    ],
+  ];
+  for (const [name, help, value] of queueCounters) counter(name, help, ['destination', 'mode'], queues(value));
   counter(
     'sluice_queue_dropped_records_total',
     'Records the queue did not keep, by reason.',
     ['destination', 'reason'],
     byReason((s) => Object.entries(s.destinations).map(([destination, x]) => [{ destination }, x.queue.dropped])),
   );
-  counter(
-    'sluice_queue_corrupt_files_rotated_total',
-    'Damaged queue files renamed to .corrupted-<time>.',
-    ['destination', 'mode'],
-    queues((q) => q.corruption.rotated),
-  );
-  counter(
-    'sluice_queue_salvaged_records_total',
-    'Records copied out of damaged queue files.',
-    ['destination', 'mode'],
-    queues((q) => q.corruption.salvaged),
-  );
-  counter(
-    'sluice_queue_lost_records_total',
-    'Unacknowledged records of damaged queue files that could not be salvaged.',
-    ['destination', 'mode'],
-    queues((q) => q.corruption.lostRecords),
-  );
-  counter(
-    'sluice_queue_lost_bytes_total',
-    'Bytes of those records (when no header could be read: bytes that held no valid record).',
-    ['destination', 'mode'],
-    queues((q) => q.corruption.lostBytes),
-  );
-  counter(
-    'sluice_queue_torn_records_total',
-    'Torn writes of a crash discarded when a queue file was opened.',
-    ['destination', 'mode'],
-    queues((q) => q.corruption.tornRecords),
-  );
 
   // Destinations.
-  counter(
-    'sluice_destination_sent_records_total',
-    'Records handed to the network or the file system.',
-    ['destination'],
-    dests((x) => x.sent),
-  );
-  counter(
-    'sluice_destination_acked_records_total',
-    'Records confirmed delivered and freed from the queue.',
-    ['destination'],
-    dests((x) => x.delivered),
-  );
-  counter(
-    'sluice_destination_replayed_records_total',
-    'Records sent again after a failed delivery.',
-    ['destination'],
-    dests((x) => x.replayed),
-  );
-  counter(
-    'sluice_destination_server_errors_total',
-    'Errors the receiver reported: protocol error frames, refused upgrades, RELP answers other than 200.',
-    ['destination'],
-    dests((x) => x.serverErrors ?? 0),
-  );
-  counter(
-    'sluice_destination_duplicates_skipped_total',
-    'exactly_once file destinations: records not written because their stream position already was (resends, lines ' +
-      'read again).',
-    ['destination'],
-    dests((x) => x.duplicatesSkipped ?? 0),
-  );
-  counter(
-    'sluice_destination_streams_forgotten_total',
-    'exactly_once file destinations: streams dropped from the state after exactly_once_retention without a write.',
-    ['destination'],
-    dests((x) => x.streamsForgotten ?? 0),
-  );
+  const destinationCounters: Metric<DestinationRow>[] = [
+    ['sluice_destination_sent_records_total', 'Records handed to the network or the file system.', (x) => x.sent],
+    [
+      'sluice_destination_acked_records_total',
+      'Records confirmed delivered and freed from the queue.',
+      (x) => x.delivered,
+    ],
+    ['sluice_destination_replayed_records_total', 'Records sent again after a failed delivery.', (x) => x.replayed],
+    [
+      'sluice_destination_server_errors_total',
+      'Errors the receiver reported: protocol error frames, refused upgrades, RELP answers other than 200.',
+      (x) => x.serverErrors ?? 0,
+    ],
+    [
+      'sluice_destination_duplicates_skipped_total',
+      'exactly_once file destinations: records not written because their stream position already was (resends, lines ' +
+        'read again).',
+      (x) => x.duplicatesSkipped ?? 0,
+    ],
+    [
+      'sluice_destination_streams_forgotten_total',
+      'exactly_once file destinations: streams dropped from the state after exactly_once_retention without a write.',
+      (x) => x.streamsForgotten ?? 0,
+    ],
+    [
+      'sluice_destination_dead_letter_dropped_total',
+      'Of the records set aside, those dropped because no dead-letter target took them (dead_letter: drop, or a full ' +
+        'dead-letter file).',
+      (x) => x.deadLetterDropped ?? 0,
+    ],
+    [
+      'sluice_destination_failures_total',
+      'Failed deliveries (errors from the server or the connection); the records stay queued.',
+      (x) => x.failures,
+    ],
+    ['sluice_destination_reconnect_attempts_total', 'Connection attempts after a failure.', (x) => x.reconnectAttempts],
+    ['sluice_destination_reconnects_total', 'Connections that succeeded.', (x) => x.reconnects],
+  ];
+  for (const [name, help, value] of destinationCounters) counter(name, help, ['destination'], dests(value));
   counter(
     'sluice_destination_dead_letters_total',
     'Records set aside instead of delivered, by reason: a path the file system refuses (ENAMETOOLONG, EISDIR, ...), ' +
@@ -257,37 +223,10 @@ export function createMetrics(src: MetricsSource): Registry {
     ['destination', 'reason'],
     byReason((s) => Object.entries(s.destinations).map(([destination, x]) => [{ destination }, x.deadLettered ?? {}])),
   );
-  counter(
-    'sluice_destination_dead_letter_dropped_total',
-    'Of the records set aside, those dropped because no dead-letter target took them (dead_letter: drop, or a full ' +
-      'dead-letter file).',
-    ['destination'],
-    dests((x) => x.deadLetterDropped ?? 0),
-  );
-  counter(
-    'sluice_destination_failures_total',
-    'Failed deliveries (errors from the server or the connection); the records stay queued.',
-    ['destination'],
-    dests((x) => x.failures),
-  );
-  counter(
-    'sluice_destination_reconnect_attempts_total',
-    'Connection attempts after a failure.',
-    ['destination'],
-    dests((x) => x.reconnectAttempts),
-  );
-  counter(
-    'sluice_destination_reconnects_total',
-    'Connections that succeeded.',
-    ['destination'],
-    dests((x) => x.reconnects),
-  );
-  gauge(
-    'sluice_destination_connected',
-    '1 while the destination has a working connection.',
-    ['destination'],
-    dests((x) => (x.connected ? 1 : 0)),
-  );
+  const destinationGauges: Metric<DestinationRow>[] = [
+    ['sluice_destination_connected', '1 while the destination has a working connection.', (x) => (x.connected ? 1 : 0)],
+  ];
+  for (const [name, help, value] of destinationGauges) gauge(name, help, ['destination'], dests(value));
 
   // Orphans, the gate, readiness.
   gauge('sluice_orphan_queues', 'Queue directories with no configured destination.', [], (s) => [
