@@ -4,6 +4,11 @@
  */
 import { isIPv6 } from 'node:net';
 
+/** Year, month, day, hour, minute and second: groups 1 to 6 of a date-time match, as numbers. */
+function dateTimeParts(m: RegExpExecArray): [number, number, number, number, number, number] {
+  return [Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])];
+}
+
 export type SdParams = Record<string, string | string[]>;
 export type StructuredData = Record<string, SdParams>;
 
@@ -218,14 +223,7 @@ function check5424Timestamp(ts: string, at: number, lenient: boolean): string {
     // A lenient parse still needs an offset in RFC 5424: without it the instant is unknown.
     throw new SyslogParseError(`TIMESTAMP "${ts}" is not an RFC 5424 timestamp`, at);
   }
-  const [y, mo, d, h, mi, s] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(Number) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
+  const [y, mo, d, h, mi, s] = dateTimeParts(m);
   if (!validDateTime(y, mo, d, h, mi, s))
     throw new SyslogParseError(`TIMESTAMP "${ts}" is not a real date and time`, at);
   if (m[9] !== undefined && (Number(m[9]) > 23 || Number(m[10]) > 59)) {
@@ -386,14 +384,7 @@ function parseBsdTimestamp(
     if (sp > start && text.charCodeAt(start) >= 0x30 && text.charCodeAt(start) <= 0x39) {
       const m = RFC3339_LOOSE.exec(text.slice(start, sp));
       if (!m) return null;
-      const [y, mo, d, h, mi, s] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(Number) as [
-        number,
-        number,
-        number,
-        number,
-        number,
-        number,
-      ];
+      const [y, mo, d, h, mi, s] = dateTimeParts(m);
       if (!validDateTime(y, mo, d, h, mi, s)) return null;
       const frac = m[7] === undefined ? '' : `.${m[7].slice(0, 6)}`;
       const off = m[8] === undefined ? '' : m[8].toUpperCase();

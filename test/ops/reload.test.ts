@@ -13,6 +13,19 @@ const config = (dir: string, body: string) =>
     process.env,
   ).config;
 
+/** The config these tests start from: TCP into `<dir>/a.log`. */
+const tcpToFile = (dir: string) =>
+  config(
+    dir,
+    `sources:
+  in: { type: syslog_tcp, address: "127.0.0.1:0" }
+destinations:
+  out: { type: file, path: ${dir}/a.log }
+pipelines:
+  p: { from: [in], to: [out] }
+`,
+  );
+
 describe('hot reload (Agent.reload)', () => {
   let dir: string;
   let agent: Agent | undefined;
@@ -20,16 +33,7 @@ describe('hot reload (Agent.reload)', () => {
   it('keeps an unchanged source and its connections, swaps a changed destination, starts a new one, and loses ' +
     'nothing while traffic flows', async () => {
     dir = scratchDir();
-    const first = config(
-      dir,
-      `sources:
-  in: { type: syslog_tcp, address: "127.0.0.1:0" }
-destinations:
-  out: { type: file, path: ${dir}/a.log }
-pipelines:
-  p: { from: [in], to: [out] }
-`,
-    );
+    const first = tcpToFile(dir);
     agent = await testAgent(first);
     const port = portOf(agent, 'in');
     const s = net.connect(port, '127.0.0.1');
@@ -103,18 +107,7 @@ pipelines:
     const s = net.connect(portOf(agent, 'in'), '127.0.0.1');
     s.end(Array.from({ length: 10 }, (_, i) => `<13>1 - h app - - - kept ${i}\n`).join(''));
     await waitFor('10 queued for central', () => agent!.stats().destinations.central?.queue.records === 10);
-    const r = await agent.reload(
-      config(
-        dir,
-        `sources:
-  in: { type: syslog_tcp, address: "127.0.0.1:0" }
-destinations:
-  out: { type: file, path: ${dir}/a.log }
-pipelines:
-  p: { from: [in], to: [out] }
-`,
-      ),
-    );
+    const r = await agent.reload(tcpToFile(dir));
     expect(r.stopped).toEqual(['destination central']);
     expect(agent.stats().orphans.central).toMatchObject({ records: 10, drainingInto: null });
     expect(existsSync(path.join(dir, 'state/queues/central/queue.sq'))).toBe(true);

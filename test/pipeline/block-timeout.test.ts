@@ -4,6 +4,23 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { portOf, scratchDir, sleep, testAgent, waitFor } from '../helpers/agent.js';
 
+/** One source into a syslog destination (LF, batches of 10, a 50-record queue) to a sink at `port`. */
+const intoHeldSink = (dir: string, port: number, source: string, blockTimeout: string) => `
+state_dir: ${dir}/state
+shutdown_timeout: 100ms
+sources:
+  ${source}
+destinations:
+  out:
+    type: syslog
+    address: 127.0.0.1:${port}
+    framing: lf
+    batch_size: 10
+    queue: { mem_buf_length: 50, block_timeout: ${blockTimeout} }
+pipelines:
+  p: { from: [${source.slice(0, source.indexOf(':'))}], to: [out] }
+`;
+
 /** A TCP sink that accepts and reads nothing until `resume()`; counts LF-framed lines. */
 async function heldSink(): Promise<{ port: number; lines: () => number; resume: () => void; close: () => void }> {
   const held: net.Socket[] = [];
@@ -38,21 +55,9 @@ describe('full: block with block_timeout', () => {
     'hung', async () => {
     dir = scratchDir();
     const sink = await heldSink();
-    const agent = await testAgent(`
-state_dir: ${dir}/state
-shutdown_timeout: 100ms
-sources:
-  tcp: { type: syslog_tcp, address: "127.0.0.1:0" }
-destinations:
-  out:
-    type: syslog
-    address: 127.0.0.1:${sink.port}
-    framing: lf
-    batch_size: 10
-    queue: { mem_buf_length: 50, block_timeout: 20ms }
-pipelines:
-  p: { from: [tcp], to: [out] }
-`);
+    const agent = await testAgent(
+      intoHeldSink(dir, sink.port, 'tcp: { type: syslog_tcp, address: "127.0.0.1:0" }', '20ms'),
+    );
     try {
       const s = net.connect(portOf(agent, 'tcp'), '127.0.0.1');
       const line = `<13>${'b'.repeat(4000)}\n`;
@@ -88,21 +93,14 @@ pipelines:
       Array.from({ length: N }, (_, i) => `line ${i} ${'f'.repeat(2000)}\n`).join(''),
     );
     const sink = await heldSink();
-    const agent = await testAgent(`
-state_dir: ${dir}/state
-shutdown_timeout: 100ms
-sources:
-  app: { type: file, paths: ["${logs}/*.log"], read_from: beginning, poll_interval: 20ms }
-destinations:
-  out:
-    type: syslog
-    address: 127.0.0.1:${sink.port}
-    framing: lf
-    batch_size: 10
-    queue: { mem_buf_length: 50, block_timeout: 50ms }
-pipelines:
-  p: { from: [app], to: [out] }
-`);
+    const agent = await testAgent(
+      intoHeldSink(
+        dir,
+        sink.port,
+        `app: { type: file, paths: ["${logs}/*.log"], read_from: beginning, poll_interval: 20ms }`,
+        '50ms',
+      ),
+    );
     try {
       await waitFor('the queue to stall', () => agent.stats().destinations.out!.queue.stalls > 0, 10_000);
       await sleep(300); // several block_timeouts

@@ -1,52 +1,27 @@
 import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { parseConfigText } from '../../src/config/load.js';
-import { silentLogger } from '../../src/log.js';
-import { Router } from '../../src/pipeline/router.js';
-import { ReliableQueue } from '../../src/queue/disk/reliable-queue.js';
+import type { ReliableQueue } from '../../src/queue/disk/reliable-queue.js';
 import type { LogRecord } from '../../src/record.js';
 import { FileSource } from '../../src/sources/file/index.js';
-import { SourceCounters } from '../../src/stats.js';
+import { sourceIntoQueue } from '../helpers/pipeline.js';
 import { scratchDir, waitFor } from '../helpers/agent.js';
-import { testQueueOptions } from '../helpers/records.js';
-import { FaultyDisk } from '../helpers/simulated-disk.js';
 
 /** A file source following `<dir>/logs/*.log` into one reliable queue on a disk whose fsyncs can fail. */
 async function setup() {
   const dir = scratchDir();
-  const { config } = parseConfigText(
-    `state_dir: ${dir}/state
-sources:
-  app: { type: file, paths: ["${dir}/logs/*.log"], read_from: beginning, poll_interval: 50ms, checkpoint_interval: 20ms }
-destinations:
-  d: { type: file, path: ${dir}/out.log }
-pipelines:
-  p: { from: [app], to: [d] }
-`,
-    't.yaml',
-    {},
+  const { config, queue, disk, ctx, stats } = await sourceIntoQueue(
+    dir,
+    'app',
+    `{ type: file, paths: ["${dir}/logs/*.log"], read_from: beginning, poll_interval: 50ms, checkpoint_interval: 20ms }`,
   );
-  const disk = new FaultyDisk();
-  const queue = await ReliableQueue.open('d', `${dir}/q`, testQueueOptions({ sync: 'always', openFile: disk.open }));
-  const counters = new SourceCounters();
-  const router = new Router(config.pipelines, new Map([['d', queue]]), { counters });
-  const make = () =>
-    new FileSource(config.sources.app as never, {
-      name: 'app',
-      router,
-      logger: silentLogger(),
-      stateDir: `${dir}/state`,
-      hostname: 'web01',
-      counters,
-    });
+  const make = () => new FileSource(config as never, ctx);
   const logs = path.join(dir, 'logs');
   const checkpoint = () => {
     const files = JSON.parse(readFileSync(`${dir}/state/checkpoints/app.json`, 'utf8')).files as { offset: number }[];
     return files.map((f) => f.offset);
   };
-  onTestFinished(() => queue.dispose());
-  return { dir, logs, queue, disk, make, checkpoint, stats: counters.of('app') };
+  return { dir, logs, queue, disk, make, checkpoint, stats };
 }
 
 /** The first `n` records of a queue, waiting (bounded) for its read cache to load them. */

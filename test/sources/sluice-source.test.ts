@@ -1,53 +1,27 @@
 import { WebSocket } from 'ws';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { parseConfigText } from '../../src/config/load.js';
-import { silentLogger } from '../../src/log.js';
-import { Router } from '../../src/pipeline/router.js';
 import { encodeRecord } from '../../src/protocol/record-codec.js';
 import { encodeBatch, PATH, SUBPROTOCOL } from '../../src/protocol/sluice-wire.js';
-import { ReliableQueue } from '../../src/queue/disk/reliable-queue.js';
 import { LogRecord } from '../../src/record.js';
 import { SluiceSource } from '../../src/sources/sluice/index.js';
-import { SourceCounters } from '../../src/stats.js';
+import { sourceIntoQueue } from '../helpers/pipeline.js';
 import { scratchDir, waitFor } from '../helpers/agent.js';
-import { testOrigin, testQueueOptions } from '../helpers/records.js';
-import { FaultyDisk } from '../helpers/simulated-disk.js';
+import { testOrigin } from '../helpers/records.js';
 
 const TOKEN = 'component-test-token-0123456789';
 
 /** A sluice source feeding one reliable queue (sync: always) on a disk whose fsyncs can be made to fail. */
 async function setup() {
   const dir = scratchDir();
-  const { config } = parseConfigText(
-    `state_dir: ${dir}
-sources:
-  agents: { type: sluice, address: "127.0.0.1:0", tokens: ["${TOKEN}"] }
-destinations:
-  d: { type: file, path: ${dir}/out.log }
-pipelines:
-  p: { from: [agents], to: [d] }
-`,
-    't.yaml',
-    {},
+  const { config, queue, disk, ctx, stats } = await sourceIntoQueue(
+    dir,
+    'agents',
+    `{ type: sluice, address: "127.0.0.1:0", tokens: ["${TOKEN}"] }`,
   );
-  const disk = new FaultyDisk();
-  const queue = await ReliableQueue.open('d', `${dir}/q`, testQueueOptions({ sync: 'always', openFile: disk.open }));
-  const counters = new SourceCounters();
-  const router = new Router(config.pipelines, new Map([['d', queue]]), { counters });
-  const source = new SluiceSource(config.sources.agents as never, {
-    name: 'agents',
-    router,
-    logger: silentLogger(),
-    stateDir: dir,
-    hostname: 'central',
-    counters,
-  });
+  const source = new SluiceSource(config as never, ctx);
   await source.start();
-  onTestFinished(async () => {
-    await source.stop();
-    await queue.dispose();
-  });
-  return { source, queue, disk, stats: counters.of('agents') };
+  onTestFinished(() => source.stop());
+  return { source, queue, disk, stats };
 }
 
 /** A raw agent: its frames from the server, as they come, and a way to wait for the n-th. */
