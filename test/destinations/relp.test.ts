@@ -1,8 +1,14 @@
 import net from 'node:net';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import type { Agent } from '../../src/agent.js';
 import { RELP_OFFERS, relpFrame, RelpParser, type RelpFrame } from '../../src/protocol/relp.js';
 import { deadLetterFile, readDeadLetters } from '../../src/destinations/dead-letters.js';
+import { relpDestinationSchema } from '../../src/destinations/relp/config.js';
+import { RelpDestination } from '../../src/destinations/relp/index.js';
+import { silentLogger } from '../../src/log.js';
+import { MemoryQueue } from '../../src/queue/memory-queue.js';
+import { LogRecord } from '../../src/record.js';
+import { testOrigin } from '../helpers/records.js';
 import { portOf, scratchDir, testAgent, waitFor } from '../helpers/agent.js';
 
 /** One connection of a scripted RELP server, as its script sees it. */
@@ -367,5 +373,78 @@ describe('RELP destination', () => {
     } finally {
       srv.close();
     }
+  });
+});
+
+describe('RelpDestination alone (no agent around it)', () => {
+  /** A destination sending from a memory queue of `n` records to the RELP server at `port`. */
+  function direct(port: number, n: number, options: Record<string, unknown> = {}) {
+    const queue = new MemoryQueue('d', { maxRecords: 100_000, maxBytes: 1 << 30, full: 'block' });
+    queue.push(Array.from({ length: n }, (_, i) => new LogRecord(Buffer.from(`<13>m ${i}`), 0, testOrigin())));
+    const config = relpDestinationSchema.parse({
+      type: 'relp',
+      address: `127.0.0.1:${port}`,
+      format: 'raw',
+      backoff: { initial: '10ms', max: '20ms' },
+      ...options,
+    });
+    const d = new RelpDestination(config, { name: 'd', queue, logger: silentLogger(), hostname: 'h' });
+    onTestFinished(async () => {
+      await d.stop(100);
+    });
+    return { d, queue };
+  }
+
+  it('frees records only as a prefix answered 200, however the answers are ordered, and stops with close', async () => {
+    const got: string[] = [];
+    // Answers each window of 8 in reverse order, once all 8 (or the last few) have arrived.
+    const srv = await relpTestServer((socket) => {
+      let held: number[] = [];
+      return {
+        syslog(txnr, data) {
+          got.push(data);
+          held.push(txnr);
+          if (held.length === 8 || got.length === 100) {
+            for (const t of held.reverse()) socket.write(relpFrame(t, 'rsp', '200 OK'));
+            held = [];
+          }
+        },
+      };
+    });
+    onTestFinished(() => void srv.close());
+    const { d, queue } = direct(srv.port, 100, { window: 8 });
+    d.start();
+    await waitFor('100 delivered', () => d.stats.delivered === 100);
+    expect(got).toEqual(Array.from({ length: 100 }, (_, i) => `<13>m ${i}`));
+    expect(queue.stats().records).toBe(0);
+    expect(d.stats).toMatchObject({ sent: 100, failures: 0, replayed: 0, serverErrors: 0 });
+    expect(await d.stop(1000)).toBe(0);
+  });
+
+  it('a refusal frees what was answered before it; the rest is sent again in a new session, counted', async () => {
+    const got: string[] = [];
+    let sessions = 0;
+    const srv = await relpTestServer((socket) => {
+      const session = ++sessions;
+      return {
+        syslog(txnr, data) {
+          got.push(`${session}:${data}`);
+          // The first session refuses message 5.
+          socket.write(relpFrame(txnr, 'rsp', session === 1 && data.endsWith(' 5') ? '500 not now' : '200 OK'));
+        },
+      };
+    });
+    onTestFinished(() => void srv.close());
+    const { d } = direct(srv.port, 10, { window: 4 });
+    d.start();
+    await waitFor('10 delivered', () => d.stats.delivered === 10);
+    const second = got.filter((g) => g.startsWith('2:')).map((g) => g.slice(2));
+    expect(got.filter((g) => g.startsWith('1:')).slice(0, 6)).toEqual(
+      Array.from({ length: 6 }, (_, i) => `1:<13>m ${i}`),
+    );
+    expect(second).toEqual(Array.from({ length: 5 }, (_, i) => `<13>m ${5 + i}`));
+    expect(d.stats.serverErrors).toBe(1);
+    expect(d.stats.failures).toBe(1);
+    expect(d.stats.replayed).toBe(d.stats.sent - 10);
   });
 });
