@@ -21,9 +21,10 @@ const MiB = 1024 ** 2;
 
 async function queueModule() {
   const { ReliableQueue } = await import('../dist/queue/disk/reliable-queue.js');
-  const { LogRecord, newSourceStats } = await import('../dist/record.js');
-  const stats = newSourceStats();
-  const origin = { source: 'tcp_in', from: '127.0.0.1', format: 'syslog', lenient: false, stats };
+  const { LogRecord } = await import('../dist/record.js');
+  const { SourceCounters } = await import('../dist/stats.js');
+  const counters = new SourceCounters();
+  const origin = { source: 'tcp_in', from: '127.0.0.1', format: 'syslog', lenient: false, counters };
   const raw = Buffer.alloc(200, 0x61);
   const batch = Array.from({ length: 1000 }, () => new LogRecord(raw, Date.now(), origin));
   const open = (dir, maxSize) =>
@@ -34,7 +35,7 @@ async function queueModule() {
       syncInterval: 50,
       full: 'block',
       logger: pino({ level: 'silent' }),
-      statsOf: () => stats,
+      counters,
     });
   return { open, batch };
 }

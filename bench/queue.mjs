@@ -5,13 +5,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { ReliableQueue } from '../dist/queue/disk/reliable-queue.js';
-import { LogRecord, newSourceStats } from '../dist/record.js';
+import { LogRecord } from '../dist/record.js';
+import { SourceCounters } from '../dist/stats.js';
 
 const N = Number(process.env.BENCH_RECORDS ?? 2_000_000);
 const BATCH = 1000;
 const dir = mkdtempSync(path.join(process.env.BENCH_DIR ?? os.tmpdir(), 'sluice-bench-queue-'));
-const stats = newSourceStats();
-const origin = { source: 'tcp_in', from: '127.0.0.1', format: 'syslog', lenient: false, stats };
+const counters = new SourceCounters();
+const origin = { source: 'tcp_in', from: '127.0.0.1', format: 'syslog', lenient: false, counters };
 const raw = Buffer.alloc(200, 0x61);
 const batch = Array.from({ length: BATCH }, () => new LogRecord(raw, Date.now(), origin));
 
@@ -22,7 +23,7 @@ const q = await ReliableQueue.open('bench', dir, {
   syncInterval: 50,
   full: 'block',
   logger: pino({ level: 'silent' }),
-  statsOf: () => stats,
+  counters,
 });
 
 const t0 = process.hrtime.bigint();
