@@ -116,7 +116,8 @@ export async function scanForSalvage(
     coveredTo = pos + at;
     pos += chunkSize;
   }
-  const pieces = choosePieces(withoutSuperseded(runs, await readNewestHeader(file).catch(() => null)));
+  const header = await readNewestHeader(file).catch(() => null);
+  const pieces = choosePieces(withoutSuperseded(runs, header, capacity));
   return {
     records: pieces.reduce((sum, p) => sum + p.to - p.from, 0),
     unreadableBytes,
@@ -130,11 +131,17 @@ export async function scanForSalvage(
  * incarnation starts at the durable tail and numbers its records on from there, so a record of
  * incarnation i at sequence s is stale once some later incarnation has a record at or before s,
  * or when the newest header (whose incarnation started at or before its tail) names a later
- * incarnation and s is at or past its tail. Kept, such a record would be sent again ahead of the
+ * incarnation and s is at or past its tail; and a run that begins outside the header's region with a
+ * record it names is stale too (see below). Kept, such a record would be sent again ahead of the
  * lines before it, which its source reads again from an older checkpoint: an exactly-once receiver
  * would then drop those as already written.
  */
-function withoutSuperseded(runs: SalvageRun[], header: RingHeader | null): SalvageRun[] {
+function withoutSuperseded(all: SalvageRun[], header: RingHeader | null, capacity: number): SalvageRun[] {
+  // The records the header names, [headSeq, tailSeq), lie side by side in its region [head, tail)
+  // and fill it. A run that begins outside it and numbers a record below tailSeq is an older copy:
+  // an earlier incarnation's bytes past what became durable, or an older lap's. Without this, such a
+  // copy stands in for a damaged record of the region (the damaged one supersedes nothing).
+  const runs = header ? all.filter((r) => r.firstSeq >= header.tailSeq || inRegion(r.pos, header, capacity)) : all;
   const firstSeen = new Map<number, number>();
   for (const r of runs)
     firstSeen.set(r.incarnation, Math.min(firstSeen.get(r.incarnation) ?? Number.POSITIVE_INFINITY, r.firstSeq));
@@ -151,6 +158,12 @@ function withoutSuperseded(runs: SalvageRun[], header: RingHeader | null): Salva
     if (keep > 0) out.push(keep === r.count ? r : { ...r, count: keep });
   }
   return out;
+}
+
+/** True when data offset `pos` lies in the header's region from its head to its tail. */
+function inRegion(pos: number, header: RingHeader, capacity: number): boolean {
+  const length = header.tail - header.head;
+  return length > 0 && (pos - (header.head % capacity) + capacity) % capacity < length;
 }
 
 /**

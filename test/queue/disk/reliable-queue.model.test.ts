@@ -1,4 +1,4 @@
-import { statSync, unlinkSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -16,7 +16,8 @@ import { SourceCounters } from '../../../src/stats.js';
 
 // The whole reliable queue against a model: random pushes, takes, acknowledgements, rewinds,
 // clean reopens, kills (the process gone without a word: no last sync, no header, the lock left
-// behind), and writes and fsyncs that fail (through the queue's file factory). Record sizes are aimed at the ring's end: frames whose size divides the capacity,
+// behind), writes and fsyncs that fail (through the queue's file factory), and bytes flipped in
+// the file (a rotation and salvage). Record sizes are aimed at the ring's end: frames whose size divides the capacity,
 // so
 // that batches end exactly there lap after lap, and mixed sizes around them.
 
@@ -42,7 +43,8 @@ type Op =
   | { op: 'settle' }
   | { op: 'reopen' }
   | { op: 'kill' }
-  | { op: 'fail'; what: 'write' | 'sync' };
+  | { op: 'fail'; what: 'write' | 'sync' }
+  | { op: 'damage'; pick: number };
 
 const dividing = [64, 128, 256, 512, 1024];
 /** Sizes that keep every record on a 64-byte grid (so batches end exactly at the ring's end), or any size. */
@@ -74,6 +76,14 @@ function opsWith(frameArb: fc.Arbitrary<number>): fc.Arbitrary<Op[]> {
       arbitrary: fc.record({
         op: fc.constant('fail' as const),
         what: fc.constantFrom('write' as const, 'sync' as const),
+      }),
+    },
+    // One byte of an unacknowledged record flips on disk: the queue finds it, rotates the file and salvages the rest.
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        op: fc.constant('damage' as const),
+        pick: fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }),
       }),
     },
   );
@@ -143,6 +153,8 @@ describe("ReliableQueue against a model, with kills and exact fits at the ring's
           const pending: Promise<void>[] = [];
           // Pushes whose commit failed: their records are not in the queue (the producer sends them again).
           const refused = new Set<number>();
+          let rotations = 0;
+          let lost = 0;
           try {
             for (const o of ops) {
               // MODEL_TRACE=1 (with FC_SEED and FC_PATH from a failure) shows each step of a counterexample.
@@ -197,12 +209,44 @@ describe("ReliableQueue against a model, with kills and exact fits at the ring's
                 expect(before - list.length).toBe(refused.size);
                 refused.clear();
                 committed = list.length;
+              } else if (o.op === 'damage') {
+                await Promise.all(pending.splice(0));
+                await sleep(3); // synced: every record is in the file
+                const live = list.slice(acked);
+                if (live.length === 0) continue;
+                const victim = live[Math.floor(o.pick * live.length)]!;
+                // Flip a byte of that record's payload, behind the queue's back.
+                const file = path.join(dir, QUEUE_FILE);
+                const bytes = readFileSync(file);
+                const at = bytes.indexOf(Buffer.from(`m${victim} `));
+                expect(at).toBeGreaterThan(0);
+                const fd = openSync(file, 'r+');
+                writeSync(fd, Buffer.from([bytes[at + 1]! ^ 0x40]), 0, 1, at + 1);
+                closeSync(fd);
+                // Read from the acknowledged point: the queue meets the damage, rotates and salvages.
+                q.rewind();
+                const deadline = Date.now() + 5000;
+                while (q.stats().corruption.rotated === rotations && Date.now() < deadline) {
+                  if (q.take(1000).length === 0) await Promise.race([q.waitForRecords(), sleep(5)]);
+                }
+                expect(q.stats().corruption.rotated).toBe(rotations + 1);
+                await q.settled(); // the fresh file in place: what is pushed next goes there at once
+                rotations++;
+                // Exactly the damaged record is lost, counted; the rest comes out again, in order.
+                lost++;
+                expect(q.stats().corruption.lostRecords).toBe(lost);
+                list = list.filter((id) => id !== victim);
+                list = list.slice(acked);
+                acked = handed = 0;
+                q.rewind();
+                committed = list.length;
               } else if (o.op === 'reopen') {
                 await Promise.all(pending.splice(0));
                 await q.close(); // no more pushes; then the last header, and the lock let go
                 await q.dispose();
                 disk = new FaultyDisk();
                 q = await ReliableQueue.open('m', dir, options(disk));
+                rotations = lost = 0;
                 list = list.slice(acked);
                 acked = handed = 0;
                 committed = list.length;
@@ -214,6 +258,7 @@ describe("ReliableQueue against a model, with kills and exact fits at the ring's
                 refused.clear();
                 disk = new FaultyDisk();
                 q = await ReliableQueue.open('m', dir, options(disk));
+                rotations = lost = 0;
                 // What comes back is one run of the list: it may start before the acknowledged point
                 // (acknowledgements not yet synced) and must reach at least the last commit.
                 const back = (await takeUpTo(q, 10_000)).map(idOf);
@@ -227,8 +272,8 @@ describe("ReliableQueue against a model, with kills and exact fits at the ring's
                 acked = handed = 0;
                 committed = list.length;
               }
-              // Nothing here damages the file: the queue never finds it corrupt, and never grows it.
-              expect(q.stats().corruption.rotated).toBe(0);
+              // The queue finds the file corrupt only where it was damaged, and never grows it.
+              expect(q.stats().corruption.rotated).toBe(rotations);
               expect(statSync(path.join(dir, QUEUE_FILE)).size).toBe(DATA_START + CAPACITY);
             }
             await Promise.all(pending.splice(0));

@@ -5,8 +5,16 @@ import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/log.js';
 import { ReliableQueue } from '../../../src/queue/disk/reliable-queue.js';
 import { QUEUE_FILE } from '../../../src/queue/layout.js';
-import { checkFrame, DATA_START, RECORD_HEADER, RECORD_MAGIC, writeFrame } from '../../../src/queue/disk/ring-file.js';
-import { scanForSalvage } from '../../../src/queue/disk/salvage.js';
+import {
+  checkFrame,
+  DATA_START,
+  encodeHeader,
+  RECORD_HEADER,
+  RECORD_MAGIC,
+  SLOT_OFFSETS,
+  writeFrame,
+} from '../../../src/queue/disk/ring-file.js';
+import { salvageInto, scanForSalvage } from '../../../src/queue/disk/salvage.js';
 import { LogRecord } from '../../../src/record.js';
 import { scratchDir } from '../../helpers/agent.js';
 import { SimulatedDisk } from '../../helpers/simulated-disk.js';
@@ -199,4 +207,49 @@ describe('salvage after a recovery that stopped at a damaged record', () => {
       expect(got).toEqual(['0:a0', '1:a1', '2:a2', '3:a3', '4:a4', '5:b5', '6:b6']);
     },
   );
+});
+
+describe('salvage of a damaged record with an older copy of its sequence number elsewhere', () => {
+  it("does not take the older incarnation's copy outside the header's region for it; the damaged one is lost, counted", async () => {
+    const CAP = 8192;
+    const file = Buffer.alloc(DATA_START + CAP);
+    const payload = (tag: string) => Buffer.from(`${tag} ${'x'.repeat(40)}`);
+    const frame = RECORD_HEADER + payload('live16').length;
+    // The live region: sequences 16..20 of incarnation 2 from offset 0, named by the header.
+    for (let i = 0; i < 5; i++)
+      writeFrame(file, DATA_START + i * frame, RECORD_MAGIC, 16 + i, 2, payload(`live${16 + i}`));
+    const tail = 5 * frame;
+    // Past the tail (same frame size): what incarnation 1 wrote for 16 and 17 before a crash forgot it (never durable).
+    for (let i = 0; i < 2; i++)
+      writeFrame(file, DATA_START + tail + i * frame, RECORD_MAGIC, 16 + i, 1, payload(`old_${16 + i}`));
+    const header = encodeHeader({
+      generation: 7,
+      incarnation: 2,
+      capacity: CAP,
+      head: CAP, // the second lap's start: offset 0
+      headSeq: 16,
+      tail: CAP + tail,
+      tailSeq: 21,
+      ringId: '00000000-0000-4000-8000-000000000001',
+    });
+    header.copy(file, SLOT_OFFSETS[7 % 2]);
+    // The first live record is damaged: a byte of its payload flips.
+    file[DATA_START + RECORD_HEADER + 2]! ^= 0x40;
+    const disk = new SimulatedDisk();
+    disk.setBytes(file);
+    const scan = await scanForSalvage(disk.file(), CAP, 16);
+    const found: string[] = [];
+    for await (const batch of scan.batches())
+      for (const r of batch) found.push(`${r.seq}:${r.payload.toString().split(' ')[0]}`);
+    expect(found).toEqual(['17:live17', '18:live18', '19:live19', '20:live20']);
+    const fresh = new SimulatedDisk();
+    const report = await salvageInto(
+      disk.file(),
+      'fresh',
+      { openFile: async () => fresh.file(), capacity: CAP, fsync: true },
+      { pos: CAP, seq: 16 },
+    );
+    expect(report.kept).toBe(4);
+    expect(report.lostRecords).toBe(1);
+  });
 });
