@@ -100,7 +100,11 @@ export class FaultyDisk {
   private release: (() => void) | null = null;
   private files: { file: QueueFile; dead: boolean }[] = [];
 
+  private killed = false;
+
   readonly open = async (file: string, create: boolean): Promise<QueueFile> => {
+    // A dead process opens nothing (a rotation under way when it died must not leave a file open).
+    if (this.killed) throw Object.assign(new Error('the process was killed'), { code: 'EKILLED' });
     this.onOpen?.(file, create);
     const real = await openFsQueueFile(file, create);
     const entry = { file: real, dead: false };
@@ -142,6 +146,11 @@ export class FaultyDisk {
     };
   };
 
+  /** The files opened and not closed yet (a queue that let go of everything has none). */
+  openFiles(): number {
+    return this.files.filter((f) => !f.dead).length;
+  }
+
   /** Holds every write until `releaseWrites()`, as a disk far slower than the sender would. */
   holdWrites(): void {
     this.held ??= new Promise<void>((r) => (this.release = r));
@@ -155,6 +164,7 @@ export class FaultyDisk {
 
   /** The process dies: every file is closed under the queue, and nothing it does later reaches them. */
   async kill(): Promise<void> {
+    this.killed = true;
     this.releaseWrites();
     await new Promise((r) => setTimeout(r, 20)); // writes and a sync under way finish, as they would in the kernel
     for (const f of this.files.splice(0)) {

@@ -124,6 +124,7 @@ async function kill(q: ReliableQueue, disk: FaultyDisk, dir: string): Promise<vo
   await q.dispose().catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'EKILLED') throw err;
   });
+  expect(disk.openFiles()).toBe(0); // nothing it opened is left open
   // A dead process's lock (this process would be taken for its holder). The dead queue let go of it.
   try {
     unlinkSync(path.join(dir, LOCK_FILE));
@@ -244,6 +245,7 @@ describe("ReliableQueue against a model, with kills and exact fits at the ring's
                 await Promise.all(pending.splice(0));
                 await q.close(); // no more pushes; then the last header, and the lock let go
                 await q.dispose();
+                expect(disk.openFiles()).toBe(0); // every file it opened is closed
                 disk = new FaultyDisk();
                 q = await ReliableQueue.open('m', dir, options(disk));
                 rotations = lost = 0;

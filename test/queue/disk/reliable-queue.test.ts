@@ -87,7 +87,7 @@ describe('ReliableQueue', () => {
       expect([...first, ...rest].map((r) => Number(r.raw.subarray(4, 10).toString()))).toEqual(
         Array.from({ length: n }, (_, i) => i),
       );
-      await q.close();
+      await q.dispose();
     },
   );
 
@@ -122,7 +122,7 @@ describe('ReliableQueue', () => {
         Array.from({ length: 80 }, (_, i) => i),
       );
       expect(q.stats().memoryBytes).toBeLessThan(90_000); // only the records handed out remain in memory
-      await q.close();
+      await q.dispose();
     },
   );
 
