@@ -67,6 +67,8 @@ export async function scanForSalvage(
   capacity: number,
   minSeq = 0,
   maxRecordBytes = 1 << 20,
+  /** Where the records from `minSeq` begin (the running queue's head), when it is behind the header's. */
+  fromPos?: number,
 ): Promise<SalvageScan> {
   const runs: SalvageRun[] = [];
   const magic = Buffer.alloc(4);
@@ -117,7 +119,7 @@ export async function scanForSalvage(
     pos += chunkSize;
   }
   const header = await readNewestHeader(file).catch(() => null);
-  const pieces = choosePieces(withoutSuperseded(runs, header, capacity));
+  const pieces = choosePieces(withoutSuperseded(runs, header, capacity, fromPos));
   return {
     records: pieces.reduce((sum, p) => sum + p.to - p.from, 0),
     unreadableBytes,
@@ -136,12 +138,22 @@ export async function scanForSalvage(
  * lines before it, which its source reads again from an older checkpoint: an exactly-once receiver
  * would then drop those as already written.
  */
-function withoutSuperseded(all: SalvageRun[], header: RingHeader | null, capacity: number): SalvageRun[] {
+function withoutSuperseded(
+  all: SalvageRun[],
+  header: RingHeader | null,
+  capacity: number,
+  fromPos?: number,
+): SalvageRun[] {
   // The records the header names, [headSeq, tailSeq), lie side by side in its region [head, tail)
-  // and fill it. A run that begins outside it and numbers a record below tailSeq is an older copy:
-  // an earlier incarnation's bytes past what became durable, or an older lap's. Without this, such a
-  // copy stands in for a damaged record of the region (the damaged one supersedes nothing).
-  const runs = header ? all.filter((r) => r.firstSeq >= header.tailSeq || inRegion(r.pos, header, capacity)) : all;
+  // and fill it; so do those from a running queue's head (`fromPos`, behind the header's when
+  // acknowledgements reached the disk during the rotation) up to it. A run that begins outside that
+  // region and numbers a record below tailSeq is an older copy: an earlier incarnation's bytes past
+  // what became durable, or an older lap's. Without this, such a copy stands in for a damaged
+  // record of the region (the damaged one supersedes nothing).
+  const start = fromPos !== undefined && fromPos < (header?.head ?? 0) ? fromPos : header?.head;
+  const runs = header
+    ? all.filter((r) => r.firstSeq >= header.tailSeq || inRegion(r.pos, start!, header.tail, capacity))
+    : all;
   const firstSeen = new Map<number, number>();
   for (const r of runs)
     firstSeen.set(r.incarnation, Math.min(firstSeen.get(r.incarnation) ?? Number.POSITIVE_INFINITY, r.firstSeq));
@@ -160,10 +172,10 @@ function withoutSuperseded(all: SalvageRun[], header: RingHeader | null, capacit
   return out;
 }
 
-/** True when data offset `pos` lies in the header's region from its head to its tail. */
-function inRegion(pos: number, header: RingHeader, capacity: number): boolean {
-  const length = header.tail - header.head;
-  return length > 0 && (pos - (header.head % capacity) + capacity) % capacity < length;
+/** True when data offset `pos` lies in the ring's region [head, tail) (logical positions). */
+function inRegion(pos: number, head: number, tail: number, capacity: number): boolean {
+  const length = tail - head;
+  return length > 0 && (pos - (head % capacity) + capacity) % capacity < length;
 }
 
 /**
@@ -294,7 +306,7 @@ export async function salvageInto(
   let liveKeptBytes = 0;
   let readError: Error | null = null;
   try {
-    const scan = await scanForSalvage(damaged, dataBytes, minSeq);
+    const scan = await scanForSalvage(damaged, dataBytes, minSeq, undefined, from?.pos);
     unreadableBytes = scan.unreadableBytes;
     found = scan.records;
     for await (const batch of scan.batches()) {
