@@ -412,7 +412,7 @@ describe("ReliableQueue against a model, with kills and exact fits at the ring's
 });
 
 describe('ReliableQueue, full: drop_oldest, against a model', () => {
-  it('keeps the newest records in order, drops the oldest unsent ones and counts each drop', async () => {
+  it('keeps the newest records in order, drops the oldest unsent ones and counts each drop, across restarts and kills', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(
@@ -421,19 +421,37 @@ describe('ReliableQueue, full: drop_oldest, against a model', () => {
             { weight: 5, arbitrary: fc.array(anyFrame, { minLength: 1, maxLength: 6 }) },
             // Delivered and acknowledged: nothing stays in flight, so drop_oldest can always act.
             { weight: 1, arbitrary: fc.integer({ min: 1, max: 20 }) },
+            // A clean restart, or a kill: every push and acknowledgement was awaited, so nothing may change.
+            { weight: 1, arbitrary: fc.constantFrom('reopen' as const, 'kill' as const) },
           ),
           { minLength: 10, maxLength: 60 },
         ),
         async (steps) => {
           const dir = tempDir();
-          const q = await ReliableQueue.open('m', dir, { ...options(), full: 'drop_oldest' });
+          let disk = new FaultyDisk();
+          const open = () => ReliableQueue.open('m', dir, { ...options(disk), full: 'drop_oldest' });
+          let q = await open();
           // The model: every record pushed, in order; the queue must hold a suffix of those not acknowledged.
           const pushed: number[] = [];
           let delivered = 0;
           let next = 0;
+          // Drops counted by the queues before a restart (a queue counts from its start).
+          let droppedBefore = 0;
+          let heldBefore: number[] = [];
           try {
             for (const s of steps) {
-              if (Array.isArray(s)) {
+              if (s === 'reopen' || s === 'kill') {
+                droppedBefore += q.stats().dropped.queue_full ?? 0;
+                if (s === 'reopen') {
+                  await q.close();
+                  await q.dispose();
+                } else {
+                  await kill(q, disk, dir);
+                }
+                disk = new FaultyDisk();
+                q = await open();
+                expect((await takeUpTo(q, 10_000)).map(idOf)).toEqual(heldBefore);
+              } else if (Array.isArray(s)) {
                 const batch = s.map((f) => recordOfFrame(next++, f));
                 pushed.push(...batch.map(idOf));
                 await q.push(batch);
@@ -452,8 +470,9 @@ describe('ReliableQueue, full: drop_oldest, against a model', () => {
               q.rewind();
               // The newest records are all there, in order; only the oldest unacknowledged ones went.
               expect(held).toEqual(pushed.slice(pushed.length - held.length));
-              const dropped = q.stats().dropped.queue_full ?? 0;
+              const dropped = droppedBefore + (q.stats().dropped.queue_full ?? 0);
               expect(dropped).toBe(pushed.length - delivered - held.length);
+              heldBefore = held;
             }
             await q.dispose();
           } finally {
