@@ -79,6 +79,18 @@ export async function waitFor(
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
+/** Where the file source `source` of the agent with state under `<dir>/state` has checkpointed its first file (0: none yet). */
+export function checkpointOffset(dir: string, source = 'app'): number {
+  try {
+    const cp = JSON.parse(readFileSync(path.join(dir, 'state/checkpoints', `${source}.json`), 'utf8')) as {
+      files: { offset: number }[];
+    };
+    return cp.files[0]?.offset ?? 0;
+  } catch {
+    return 0;
+  }
+}
+
 export function readLines(file: string): string[] {
   if (!existsSync(file)) return [];
   const text = readFileSync(file, 'utf8');

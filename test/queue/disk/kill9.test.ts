@@ -3,7 +3,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } fr
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { readLines, removeDir, sleep, tempDir, waitFor } from '../../helpers/agent.js';
+import { checkpointOffset, readLines, removeDir, sleep, tempDir, waitFor } from '../../helpers/agent.js';
 import { deadPort } from '../../helpers/net.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -13,17 +13,6 @@ function run(cfg: string): ChildProcess {
   const child = spawn(process.execPath, [cli, 'run', '-c', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
   child.stderr!.on('data', () => undefined);
   return child;
-}
-
-function checkpointOffset(dir: string): number {
-  try {
-    const cp = JSON.parse(readFileSync(path.join(dir, 'state/checkpoints/app.json'), 'utf8')) as {
-      files: { offset: number }[];
-    };
-    return cp.files[0]?.offset ?? 0;
-  } catch {
-    return 0;
-  }
 }
 
 // A real process under load is killed with SIGKILL, more than once; what its file source had

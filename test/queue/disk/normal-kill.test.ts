@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { readLines, removeDir, sleep, tempDir, waitFor } from '../../helpers/agent.js';
+import { checkpointOffset, readLines, removeDir, sleep, tempDir, waitFor } from '../../helpers/agent.js';
 import { deadPort } from '../../helpers/net.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -16,17 +16,6 @@ function run(cfg: string): { child: ChildProcess; exited: Promise<unknown> } {
   const child = spawn(process.execPath, [cli, 'run', '-c', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
   child.stderr!.on('data', () => undefined);
   return { child, exited: new Promise((r) => child.on('exit', r)) };
-}
-
-function checkpointOffset(dir: string): number {
-  try {
-    const cp = JSON.parse(readFileSync(path.join(dir, 'state/checkpoints/app.json'), 'utf8')) as {
-      files: { offset: number }[];
-    };
-    return cp.files[0]?.offset ?? 0;
-  } catch {
-    return 0;
-  }
 }
 
 /**
