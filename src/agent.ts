@@ -451,13 +451,12 @@ export class Agent {
   stats(): AgentStats {
     const out: AgentStats = { sources: {}, destinations: {}, orphans: {} };
     for (const [name, o] of this.orphans) out.orphans[name] = { ...o };
-    for (const [name, s] of this.sources)
-      out.sources[name] = { ...s.stats, dropped: { ...s.stats.dropped }, address: s.describe() };
-    // Sources no longer configured whose records were still counted (queued before a reload, orphans).
+    // Every source counted: those configured (each counts into `counters`), and those no longer
+    // configured whose records were still counted (queued before a reload, orphans).
     for (const name of this.counters.names()) {
-      if (this.sources.has(name)) continue;
       const s = this.counters.of(name);
-      out.sources[name] = { ...s, dropped: { ...s.dropped }, address: '(not configured)' };
+      const address = this.sources.get(name)?.describe() ?? '(not configured)';
+      out.sources[name] = { ...s, dropped: { ...s.dropped }, address };
     }
     for (const [name, d] of this.destinations)
       out.destinations[name] = { ...d.stats, address: d.describe(), queue: d.queue.stats() };

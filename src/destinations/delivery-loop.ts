@@ -74,14 +74,11 @@ export abstract class DeliveryLoop implements Destination {
     this.toReplay = Math.max(0, this.toReplay - n);
   }
 
-  /** Counts `n` records sent again (of those owed a resend, at most); returns how many were. */
-  protected countReplayed(n: number): number {
+  /** Counts `n` records sent again (of those owed a resend, at most). */
+  protected countReplayed(n: number): void {
     const again = Math.min(this.toReplay, n);
-    if (again > 0) {
-      this.stats.replayed += again;
-      this.toReplay -= again;
-    }
-    return again;
+    this.stats.replayed += again;
+    this.toReplay -= again;
   }
 
   /** Counts `n` records sent; the first ones after a failed attempt are counted as replayed too. */

@@ -19,8 +19,12 @@ export class SessionSignal {
     this.wake();
   }
 
-  /** Resolves after `ms`, or at the next notify or fail. */
+  /**
+   * Resolves after `ms`, or at the next notify or fail. One wait at a time: a wait left behind (it
+   * lost a race) ends here, so its timer does not outlive it.
+   */
   wait(ms: number): Promise<void> {
+    this.wake();
     return new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, ms);
       this.wake = () => {

@@ -221,6 +221,7 @@ export class RelpDestination extends SessionDestination {
       this.owedReplay(window.unanswered);
       if (opened && (closedByReceiver || window.endedByReceiver)) this.receiverEnded = window.unanswered + notSent;
       this.socket = null;
+      signal.notify(); // no wait's timer outlives the session
       socket.destroy();
     }
   }

@@ -251,6 +251,7 @@ export class SluiceDestination extends SessionDestination {
     } finally {
       this.owedReplay(inflight.reduce((n, b) => n + b.count, 0));
       this.ws = null;
+      signal.notify(); // no wait's timer outlives the session (the connect wait's, after open)
       if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.terminate();
     }
   }
