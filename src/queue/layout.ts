@@ -38,6 +38,8 @@ export class QueueLayout {
   readonly resizing: string;
   /** A fresh ring being filled with what a damaged one still holds. */
   readonly salvaging: string;
+  /** A new ring until its header is on disk. */
+  readonly creating: string;
 
   constructor(readonly dir: string) {
     this.ring = path.join(dir, QUEUE_FILE);
@@ -46,6 +48,7 @@ export class QueueLayout {
     this.lock = path.join(dir, LOCK_FILE);
     this.resizing = `${this.ring}.resize`;
     this.salvaging = `${this.ring}.salvage`;
+    this.creating = `${this.ring}.new`;
   }
 
   static of(stateDir: string, destination: string): QueueLayout {

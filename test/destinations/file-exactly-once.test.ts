@@ -9,6 +9,26 @@ import { LogRecord, type RecordOrigin } from '../../src/record.js';
 import { readLines, removeDir, tempDir } from '../helpers/agent.js';
 import { SourceCounters } from '../../src/stats.js';
 
+/**
+ * The state writes, with a crash on demand: while `crashArmed`, the next state that records a
+ * written line fails before it reaches the disk, as in a process killed between a batch's fsync
+ * and its state.
+ */
+const stateWrites = vi.hoisted(() => ({ crashArmed: false }));
+vi.mock('../../src/util/fs.js', async (importOriginal) => {
+  const real = await importOriginal<typeof import('../../src/util/fs.js')>();
+  return {
+    ...real,
+    writeFileAtomic: async (file: string, data: string | Buffer) => {
+      if (stateWrites.crashArmed && file.endsWith('.sluice-state') && !String(data).includes('"streams":{}')) {
+        stateWrites.crashArmed = false;
+        throw Object.assign(new Error('killed before the state was written'), { code: 'EKILLED' });
+      }
+      return real.writeFileAtomic(file, data);
+    },
+  };
+});
+
 const DAY = 86_400_000;
 const origin: RecordOrigin = {
   source: 'agents',
@@ -126,6 +146,25 @@ describe('file destination, exactly_once state', () => {
       await h.send([record('b 2 again', 'b', 2), record('a 1 again', 'a', 1)]);
       expect(readLines(h.file)).toEqual(['a 1', 'b 1', 'b 2', 'c 1', 'a 1 again']);
       expect(h.dest.stats.duplicatesSkipped).toBe(1);
+    },
+  );
+
+  it(
+    'a crash after the very first lines reached the file, before any state recorded them: sent again, they are ' +
+      'written once',
+    async () => {
+      dir = tempDir();
+      h = harness(dir);
+      stateWrites.crashArmed = true;
+      // Written, the state fails; the file is reopened and the batch delivered again.
+      await h.send([record('s 1', 's', 1), record('s 2', 's', 2)]);
+      expect(stateWrites.crashArmed).toBe(false);
+      await h.dest.stop(1000);
+      // The next process: the same records come again, with one more.
+      h = harness(dir);
+      await h.send([record('s 1', 's', 1), record('s 2', 's', 2), record('s 3', 's', 3)]);
+      expect(readLines(h.file)).toEqual(['s 1', 's 2', 's 3']);
+      expect(h.state().streams.s![0]).toBe(3);
     },
   );
 

@@ -194,8 +194,14 @@ export class FileDestination extends QueueDrainer {
     let text: string | null = null;
     try {
       text = await readFile(`${file}${STATE_SUFFIX}`, 'utf8');
-    } catch {
-      return emptyState(size);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // The first state is on disk before the first line is written: a crash after that write
+      // but before the state that records it finds the state and cuts the line back, rather than
+      // finding no state, keeping the line, and writing it again when it is sent again.
+      const state = emptyState(size);
+      await writeFileAtomic(`${file}${STATE_SUFFIX}`, serializeState(state));
+      return state;
     }
     try {
       const state = parseState(text);

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import type { Logger } from '../../log.js';
 import { encodedSize, encodeInto, RecordDecoder } from '../../protocol/record-codec.js';
 import type { LogRecord } from '../../record.js';
@@ -187,12 +188,23 @@ export class ReliableQueue implements DestinationQueue {
       file = await this.openFile(this.file, false);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      this.ring = await RingFile.create(await this.openFile(this.file, true), {
-        capacity: this.capacity,
-        fsync: this.fsync,
-        prealloc: this.options.prealloc === true,
-        ringId: randomUUID(),
-      });
+      // Made under another name and renamed into place once its header is on disk: a start that
+      // fails part way (a full disk) leaves no ring file without a header, which the next start
+      // would take for a damaged one whose loss nothing can say.
+      const fresh = await this.openFile(this.layout.creating, true);
+      try {
+        this.ring = await RingFile.create(fresh, {
+          capacity: this.capacity,
+          fsync: this.fsync,
+          prealloc: this.options.prealloc === true,
+          ringId: randomUUID(),
+        });
+        await this.directory.replaceRing(this.layout.creating);
+      } catch (e) {
+        await fresh.close().catch(() => undefined);
+        await rm(this.layout.creating, { force: true }).catch(() => undefined);
+        throw e;
+      }
       return this.cache.reset();
     }
     const size = await file.size();

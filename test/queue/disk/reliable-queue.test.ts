@@ -399,6 +399,29 @@ describe('ReliableQueue on a full disk', () => {
   );
 });
 
+describe('ReliableQueue created on a full disk', () => {
+  it('a start that fails leaves no ring file behind: the next start makes a clean one, with nothing to rotate', async () => {
+    const dir = tempDir();
+    try {
+      const disk = new FaultyDisk();
+      disk.failWrites = 'ENOSPC';
+      await expect(ReliableQueue.open('out', dir, opts({ openFile: disk.open }))).rejects.toThrow(/ENOSPC/);
+      expect(disk.openFiles()).toBe(0);
+      expect(readdirSync(dir).filter((f) => f.startsWith(QUEUE_FILE))).toEqual([]);
+      disk.failWrites = null;
+      const q = await ReliableQueue.open('out', dir, opts({ openFile: disk.open }));
+      // Not taken for a damaged file whose loss nothing can say.
+      expect(q.corruption.rotated).toBe(0);
+      expect(readdirSync(dir).filter((f) => f.startsWith(QUEUE_FILE))).toEqual([QUEUE_FILE]);
+      await q.push([rec(1), rec(2)]);
+      expect((await takeAll(q, 2)).map((r) => r.raw.toString())).toEqual(['<13>message 1', '<13>message 2']);
+      await q.dispose();
+    } finally {
+      removeDir(dir);
+    }
+  });
+});
+
 describe('ReliableQueue on a disk whose fsync fails', () => {
   it(
     'refuses what producers push while it recovers from a failed fsync: every commit it reports holds, record for ' +
