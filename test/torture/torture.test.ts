@@ -2,6 +2,7 @@ import {
   appendFileSync,
   closeSync,
   copyFileSync,
+  cpSync,
   existsSync,
   mkdirSync,
   openSync,
@@ -405,6 +406,8 @@ pipelines:
       );
     await agent.kill();
     await central.kill();
+    // Kept: the agent's state (queue files, checkpoints) is copied off the tmpfs before it goes.
+    if (s.tmpfs && process.env.TORTURE_KEEP) cpSync(agentState, `${agentState}-kept`, { recursive: true });
     if (s.tmpfs) unmount(agentState);
     if (process.env.TORTURE_KEEP) console.log(`torture kept ${dir}`);
     else removeDir(dir);
