@@ -90,6 +90,8 @@ export class ReliableQueue implements DestinationQueue {
   private rotating: Promise<void> | null = null;
   /** Set while the oldest records are dropped for room (`full: drop_oldest`): pushes wait their turn. */
   private droppingOldest: Promise<unknown> | null = null;
+  /** Pushes held back while one of the three above is set, in the order they came (see push). */
+  private held: { records: LogRecord[]; awaited: boolean; resolve: () => void; reject: (err: Error) => void }[] = [];
   /** Corruption handled since start: files rotated, records salvaged and lost. */
   readonly corruption = noCorruption();
   private stalls = 0;
@@ -357,6 +359,7 @@ export class ReliableQueue implements DestinationQueue {
       )
       .finally(() => {
         this.rotating = null;
+        this.releaseHeld();
       });
     return this.rotating;
   }
@@ -372,12 +375,49 @@ export class ReliableQueue implements DestinationQueue {
 
   push(records: LogRecord[], awaited = false): Promise<void> | undefined {
     if (records.length === 0 || this.closed) return undefined;
-    // Appends to the file being rotated would be lost with it: hold them until the fresh one is ready.
-    if (this.rotating) return this.rotating.then(() => this.push(records, awaited));
-    // Behind the oldest records being dropped for room (`full: drop_oldest`).
-    if (this.droppingOldest) return this.droppingOldest.then(() => this.push(records, awaited));
-    // Behind the rest of a batch still waiting for room: records of one stream stay in order.
-    if (this.waitingRest) return this.waitingRest.then(() => this.push(records, awaited));
+    // Held while the file is rotated (appends to it would be lost with it), while the oldest
+    // records are dropped for room (`full: drop_oldest`), or while the rest of a batch waits for
+    // room; and behind every push already held. They are appended in the order they came, all in
+    // one turn once nothing holds them: a push made as the hold ends never overtakes one held
+    // (records of one stream stay in order: an exactly-once receiver keeps each stream's highest
+    // position and would drop the overtaken ones as already written).
+    if (this.holding() || this.held.length > 0) {
+      return new Promise<void>((resolve, reject) => this.held.push({ records, awaited, resolve, reject }));
+    }
+    return this.append(records, awaited);
+  }
+
+  /** Something holds pushes back: a rotation, a drop of the oldest, the rest of a batch waiting for room. */
+  private holding(): boolean {
+    return this.rotating !== null || this.droppingOldest !== null || this.waitingRest !== null;
+  }
+
+  /** Appends the held pushes, oldest first, until something holds them again (one of them may). */
+  private releaseHeld(): void {
+    while (this.held.length > 0 && !this.holding()) {
+      const h = this.held.shift()!;
+      if (this.closed) {
+        h.reject(new Error(`queue ${this.name} closed before these records could be appended`));
+        continue;
+      }
+      let c: Promise<void> | undefined;
+      try {
+        c = this.append(h.records, h.awaited);
+      } catch (err) {
+        h.reject(err as Error);
+        continue;
+      }
+      if (c) c.then(h.resolve, h.reject);
+      else h.resolve();
+    }
+  }
+
+  /** Refuses every held push (the batch they waited behind failed its commit: appended now, they would overtake it). */
+  private refuseHeld(err: Error): void {
+    for (const h of this.held.splice(0)) h.reject(err);
+  }
+
+  private append(records: LogRecord[], awaited: boolean): Promise<void> | undefined {
     if (awaited) this.commits.soon();
     const failed = this.ring.failed;
     if (failed) {
@@ -408,43 +448,46 @@ export class ReliableQueue implements DestinationQueue {
         // would then be dropped as already written.
         const done = this.commits.commitFor(written > 0);
         done?.catch(() => undefined); // heard below, once there is room; not unhandled meanwhile
-        let release!: () => void;
-        let refuse!: (err: Error) => void;
-        const gate = new Promise<void>((resolve, reject) => {
-          release = resolve;
-          refuse = reject;
-        });
-        gate.catch(() => undefined);
-        this.waitingRest = gate;
+        const wait = (async () => {
+          await this.waitForSpace();
+          await done;
+        })();
+        this.waitingRest = wait;
         return (async () => {
           let c: Promise<void> | undefined;
           try {
-            await this.waitForSpace();
-            await done;
-            this.waitingRest = null;
-            c = this.push(rest, awaited); // appended now (or waiting again, behind a gate of its own)
-            release();
+            await wait;
           } catch (err) {
-            refuse(err as Error);
+            this.waitingRest = null;
+            this.refuseHeld(err as Error);
             throw err;
-          } finally {
-            if (this.waitingRest === gate) this.waitingRest = null;
           }
+          this.waitingRest = null;
+          c = this.append(rest, awaited); // appended now (or waiting again, holding pushes once more)
+          this.releaseHeld();
           await c;
         })();
       }
       if (this.fullPolicy === 'drop_oldest' && this.cache.inFlight === 0) {
         const done = this.commits.commitFor(written > 0);
         done?.catch(() => undefined); // heard once the oldest are dropped; not unhandled meanwhile
-        const gate = this.dropOldest(sizes.slice(written)).finally(() => {
-          if (this.droppingOldest === gate) this.droppingOldest = null;
-        });
+        const gate = this.dropOldest(sizes.slice(written));
         this.droppingOldest = gate;
-        return gate.then(async (freed) => {
-          await done;
-          if (freed) await this.push(rest, awaited);
-          else this.dropNewest(rest);
-        });
+        return (async () => {
+          let freed: boolean;
+          try {
+            freed = await gate;
+            await done;
+          } catch (err) {
+            this.droppingOldest = null;
+            this.refuseHeld(err as Error);
+            throw err;
+          }
+          this.droppingOldest = null;
+          const c = freed ? this.append(rest, awaited) : (this.dropNewest(rest), undefined);
+          this.releaseHeld();
+          await c;
+        })();
       }
       // drop_newest; also drop_oldest while the destination has the oldest records in flight.
       this.dropNewest(rest);

@@ -399,6 +399,52 @@ describe('ReliableQueue on a full disk', () => {
   );
 });
 
+describe('ReliableQueue, full: block, pushes that wait for room', () => {
+  // A batch that did not fit waits for room; pushes made meanwhile wait behind it. When room comes,
+  // a push made just then (by a producer that was itself waiting for room) must not overtake those
+  // still waiting: an exactly-once receiver keeps each stream's highest position, and would drop
+  // the overtaken lines as already written. Each run makes the late push after another number of
+  // microtask turns, to land anywhere in the hand-over.
+  it('keeps call order, whatever turn of the event loop the room comes in', async () => {
+    for (let turns = 0; turns < 24; turns++) {
+      const dir = tempDir();
+      try {
+        const q = await ReliableQueue.open('out', dir, opts({ maxSize: 4096 + 64 * 1024, sync: 'always' }));
+        const big = (tag: string, i: number) =>
+          new LogRecord(Buffer.from(`<13>${tag}${i} ${'z'.repeat(400)}`), 0, origin);
+        const batch = (tag: string, n: number) => Array.from({ length: n }, (_, i) => big(tag, i));
+        // A fills the ring past "full" and does not fit whole: its rest waits for room.
+        const a = q.push(batch('A', 200));
+        const b = q.push(batch('B', 5)); // waits behind A's rest
+        let c: Promise<void> | undefined;
+        const late = q.waitForSpace().then(async () => {
+          for (let t = 0; t < turns; t++) await null;
+          c = q.push(batch('C', 5));
+        });
+        const seen: string[] = [];
+        for (let round = 0; round < 200 && seen.length < 210; round++) {
+          const got = q.take(1000);
+          if (got.length === 0) {
+            await Promise.race([q.waitForRecords(), new Promise((r) => setTimeout(r, 20))]);
+            continue;
+          }
+          for (const r of got) seen.push(r.raw.toString().split(' ')[0]!.slice(4));
+          q.ack(got.length);
+        }
+        await Promise.all([a, b, late]);
+        await c;
+        const want = [...batch('A', 200), ...batch('B', 5), ...batch('C', 5)].map((r) =>
+          r.raw.toString().split(' ')[0]!.slice(4),
+        );
+        expect(seen, `late push after ${turns} turns`).toEqual(want);
+        await q.dispose();
+      } finally {
+        removeDir(dir);
+      }
+    }
+  });
+});
+
 describe('ReliableQueue created on a full disk', () => {
   it('a start that fails leaves no ring file behind: the next start makes a clean one, with nothing to rotate', async () => {
     const dir = tempDir();
