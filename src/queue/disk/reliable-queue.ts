@@ -454,7 +454,6 @@ export class ReliableQueue implements DestinationQueue {
         })();
         this.waitingRest = wait;
         return (async () => {
-          let c: Promise<void> | undefined;
           try {
             await wait;
           } catch (err) {
@@ -463,7 +462,7 @@ export class ReliableQueue implements DestinationQueue {
             throw err;
           }
           this.waitingRest = null;
-          c = this.append(rest, awaited); // appended now (or waiting again, holding pushes once more)
+          const c = this.append(rest, awaited); // appended now (or waiting again, holding pushes once more)
           this.releaseHeld();
           await c;
         })();
@@ -484,7 +483,9 @@ export class ReliableQueue implements DestinationQueue {
             throw err;
           }
           this.droppingOldest = null;
-          const c = freed ? this.append(rest, awaited) : (this.dropNewest(rest), undefined);
+          let c: Promise<void> | undefined;
+          if (freed) c = this.append(rest, awaited);
+          else this.dropNewest(rest);
           this.releaseHeld();
           await c;
         })();
