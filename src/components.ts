@@ -15,6 +15,7 @@ import { MemoryQueue } from './queue/memory-queue.js';
 import type { SourceCounters } from './stats.js';
 import type { DestinationQueue } from './queue/types.js';
 import { FileSource } from './sources/file/index.js';
+import { JournaldSource } from './sources/journald/index.js';
 import { SyslogTcpSource } from './sources/syslog-tcp/index.js';
 import { SyslogUdpSource } from './sources/syslog-udp/index.js';
 import type { Source, SourceContext } from './sources/types.js';
@@ -37,6 +38,7 @@ const SOURCES: SourceBuilders = {
   file: (c, ctx) => new FileSource(c, ctx),
   sluice: (c, ctx) => new SluiceSource(c, ctx),
   relp: (c, ctx) => new RelpSource(c, ctx),
+  journald: (c, ctx) => new JournaldSource(c, ctx),
 };
 
 const DESTINATIONS: DestinationBuilders = {

@@ -7,6 +7,7 @@ import { syslogUdpSourceSchema } from '../sources/syslog-udp/config.js';
 import { sluiceSourceSchema } from '../sources/sluice/config.js';
 import { sluiceDestinationSchema } from '../destinations/sluice/config.js';
 import { relpSourceSchema } from '../sources/relp/config.js';
+import { journaldSourceSchema } from '../sources/journald/config.js';
 import { relpDestinationSchema } from '../destinations/relp/config.js';
 import { address, duration, facilityName, regex, severityName } from './types.js';
 
@@ -18,6 +19,7 @@ export const SOURCE_SCHEMAS = [
   fileSourceSchema,
   sluiceSourceSchema,
   relpSourceSchema,
+  journaldSourceSchema,
 ] as const;
 export const DESTINATION_SCHEMAS = [
   syslogDestinationSchema,

@@ -1,0 +1,102 @@
+import type { JournalEntry } from './export-format.js';
+
+/**
+ * The SD-ID under which chosen journal fields travel in a record's structured data. 32473 is the
+ * enterprise number RFC 5612 sets aside for examples and documentation: sluice has none of its own.
+ */
+export const JOURNAL_SD_ID = 'journal@32473';
+
+/** The parts of a journal cursor (`s=…;i=…;b=…;m=…;t=…;x=…`) that say where an entry sits. */
+export interface CursorPosition {
+  /** The sequence number id: entries of one id are numbered one after another. */
+  seqnumId: string;
+  seqnum: number;
+  /** Wall-clock time of the entry, microseconds since the epoch. */
+  realtime: number;
+}
+
+/** Reads the sequence number and time out of a cursor; null when it has neither. */
+export function cursorPosition(cursor: string): CursorPosition | null {
+  let seqnumId = '';
+  let seqnum = -1;
+  let realtime = -1;
+  for (const part of cursor.split(';')) {
+    const eq = part.indexOf('=');
+    const k = part.slice(0, eq);
+    const v = part.slice(eq + 1);
+    if (k === 's') seqnumId = v;
+    else if (k === 'i') seqnum = Number.parseInt(v, 16);
+    else if (k === 't') realtime = Number.parseInt(v, 16);
+  }
+  if (!seqnumId || !Number.isSafeInteger(seqnum) || seqnum < 0) return null;
+  return { seqnumId, seqnum, realtime: Number.isSafeInteger(realtime) ? realtime : -1 };
+}
+
+export interface EntryOptions {
+  /** HOSTNAME when the entry has no `_HOSTNAME`. */
+  hostname: string;
+  /** Facility and severity numbers for entries without SYSLOG_FACILITY or PRIORITY. */
+  facility: number;
+  severity: number;
+  /** Journal fields carried as structured data (`[journal@32473 NAME="value" …]`), in this order. */
+  fields: readonly string[];
+}
+
+const text = (e: JournalEntry, name: string): string | undefined => e.fields.get(name)?.toString('utf8');
+
+/** A header field made of printable US-ASCII without spaces (RFC 5424's PRINTUSASCII), cut to `max`; `-` when empty. */
+function headerToken(value: string | undefined, max: number): string {
+  if (value === undefined || value === '') return '-';
+  let out = '';
+  for (const ch of value) {
+    const c = ch.codePointAt(0)!;
+    out += c > 32 && c < 127 ? ch : '_';
+    if (out.length >= max) break;
+  }
+  return out;
+}
+
+/** A PARAM-VALUE: `"`, `\` and `]` escaped with a backslash (RFC 5424 6.3.3). */
+function paramValue(v: Buffer): string {
+  return v.toString('utf8').replace(/["\\\]]/g, (c) => `\\${c}`);
+}
+
+/** An SD-NAME: at most 32 printable US-ASCII characters, no `=`, space, `]` or `"`. Journal names always fit but for length. */
+const sdName = (n: string) => n.slice(0, 32);
+
+function timestamp(micros: number): string {
+  const ms = Math.floor(micros / 1000);
+  const iso = new Date(ms).toISOString(); // 2026-11-30T03:39:07.656Z
+  return `${iso.slice(0, 19)}.${String(micros % 1_000_000).padStart(6, '0')}Z`;
+}
+
+function smallInt(v: string | undefined, max: number): number | null {
+  if (v === undefined || !/^\d{1,3}$/.test(v)) return null;
+  const n = Number(v);
+  return n <= max ? n : null;
+}
+
+/**
+ * One journal entry as an RFC 5424 message: PRIORITY and SYSLOG_FACILITY make PRI,
+ * `__REALTIME_TIMESTAMP` the timestamp to the microsecond, `_HOSTNAME` the host, SYSLOG_IDENTIFIER
+ * (else `_COMM`) the APP-NAME, `_PID` (else SYSLOG_PID) the PROCID, MESSAGE_ID the MSGID, the
+ * chosen fields the structured data, and MESSAGE, as the bytes it was logged with, the MSG.
+ */
+export function entryToSyslog(e: JournalEntry, o: EntryOptions): Buffer {
+  const facility = smallInt(text(e, 'SYSLOG_FACILITY'), 23) ?? o.facility;
+  const severity = smallInt(text(e, 'PRIORITY'), 7) ?? o.severity;
+  const realtime = Number(text(e, '__REALTIME_TIMESTAMP'));
+  const ts = Number.isSafeInteger(realtime) && realtime > 0 ? timestamp(realtime) : '-';
+  const host = headerToken(text(e, '_HOSTNAME') ?? o.hostname, 255);
+  const app = headerToken(text(e, 'SYSLOG_IDENTIFIER') ?? text(e, '_COMM'), 48);
+  const pid = headerToken(text(e, '_PID') ?? text(e, 'SYSLOG_PID'), 128);
+  const msgId = headerToken(text(e, 'MESSAGE_ID'), 32);
+  let sd = '';
+  for (const name of o.fields) {
+    const v = e.fields.get(name);
+    if (v !== undefined) sd += ` ${sdName(name)}="${paramValue(v)}"`;
+  }
+  const head = `<${facility * 8 + severity}>1 ${ts} ${host} ${app} ${pid} ${msgId} ${sd ? `[${JOURNAL_SD_ID}${sd}]` : '-'}`;
+  const message = e.fields.get('MESSAGE');
+  return message && message.length > 0 ? Buffer.concat([Buffer.from(`${head} `), message]) : Buffer.from(head);
+}

@@ -1,0 +1,163 @@
+/**
+ * A streaming reader of the systemd journal export format (`journalctl --output=export`, described
+ * in systemd's "Journal Export Formats"): entries are runs of fields ended by an empty line; a field
+ * is `NAME=value\n`, or, when the value may hold any bytes, `NAME\n` followed by the value's length
+ * as a 64-bit little-endian number, the value, and `\n`. Values are kept as bytes: a binary MESSAGE
+ * stays as it was logged.
+ *
+ * Pure: bytes in, entries out, in any cut of the stream into chunks.
+ */
+
+export interface JournalEntry {
+  /** Each field once, by name; a name given twice keeps its first value (journald allows repeats). */
+  fields: Map<string, Buffer>;
+  /** The bytes the entry took in the stream, for counting. */
+  bytes: number;
+}
+
+export class ExportFormatError extends Error {}
+
+/** Field names: upper-case letters, digits and underscores (journald's rule, with its `__` for address fields). */
+const NAME = /^[A-Z0-9_]+$/;
+
+export class ExportReader {
+  private buf: Buffer = Buffer.alloc(0);
+  private fields = new Map<string, Buffer>();
+  private entryBytes = 0;
+  /** Bytes of a value to skip (a field larger than `maxFieldSize`), and then its newline. */
+  private skipping = 0;
+  /** The rest of a text field larger than `maxFieldSize` is being skipped, to its newline. */
+  private skipLine = false;
+  /** Fields cut because they were larger than `maxFieldSize`, since the reader was made. */
+  oversizedFields = 0;
+
+  /**
+   * @param maxFieldSize A binary value longer than this is skipped (and counted), not held: the
+   * stream stays in step and memory stays bounded.
+   */
+  constructor(private readonly maxFieldSize: number) {}
+
+  /** Bytes held waiting for the rest of a field. */
+  get pending(): number {
+    return this.buf.length;
+  }
+
+  /** Reads `chunk`; every entry it completes is pushed to `out`. Throws ExportFormatError on bytes that are not the format. */
+  push(chunk: Buffer, out: JournalEntry[]): void {
+    const b = this.buf.length > 0 ? Buffer.concat([this.buf, chunk]) : chunk;
+    let at = 0;
+    for (;;) {
+      if (this.skipping > 0) {
+        const n = Math.min(this.skipping, b.length - at);
+        at += n;
+        this.entryBytes += n;
+        this.skipping -= n;
+        if (this.skipping > 0) break;
+        this.skipping = -1; // now its newline
+      }
+      if (this.skipping === -1) {
+        if (at >= b.length) break;
+        if (b[at] !== 0x0a) throw new ExportFormatError('a binary field does not end with a newline');
+        at++;
+        this.entryBytes++;
+        this.skipping = 0;
+      }
+      if (this.skipLine) {
+        const end = b.indexOf(0x0a, at);
+        this.entryBytes += (end < 0 ? b.length : end + 1) - at;
+        if (end < 0) {
+          at = b.length;
+          break;
+        }
+        at = end + 1;
+        this.skipLine = false;
+        continue;
+      }
+      if (at >= b.length) break;
+      const nl = b.indexOf(0x0a, at);
+      if (nl < 0) {
+        // A text field longer than the limit: keep its start, skip the rest of its line.
+        const eq = b.indexOf(0x3d, at);
+        if (eq >= 0 && b.length - (eq + 1) > this.maxFieldSize) {
+          const name = b.toString('latin1', at, eq);
+          if (!NAME.test(name)) throw new ExportFormatError(`not a field name: ${JSON.stringify(name.slice(0, 64))}`);
+          this.oversizedFields++;
+          if (!this.fields.has(name))
+            this.fields.set(name, Buffer.from(b.subarray(eq + 1, eq + 1 + this.maxFieldSize)));
+          this.entryBytes += b.length - at;
+          at = b.length;
+          this.skipLine = true;
+        } else if (eq < 0 && b.length - at > 512) {
+          throw new ExportFormatError('a line of more than 512 bytes with no "=" is not a field name');
+        }
+        break;
+      }
+      if (nl === at) {
+        // The empty line: the entry ends.
+        at++;
+        this.entryBytes++;
+        if (this.fields.size > 0) out.push({ fields: this.fields, bytes: this.entryBytes });
+        this.fields = new Map();
+        this.entryBytes = 0;
+        continue;
+      }
+      const eq = b.indexOf(0x3d, at);
+      if (eq >= 0 && eq < nl) {
+        const name = b.toString('latin1', at, eq);
+        if (!NAME.test(name)) throw new ExportFormatError(`not a field name: ${JSON.stringify(name.slice(0, 64))}`);
+        let end = nl;
+        if (nl - (eq + 1) > this.maxFieldSize) {
+          this.oversizedFields++;
+          end = eq + 1 + this.maxFieldSize;
+        }
+        if (!this.fields.has(name)) this.fields.set(name, Buffer.from(b.subarray(eq + 1, end)));
+        this.entryBytes += nl + 1 - at;
+        at = nl + 1;
+        continue;
+      }
+      // NAME\n, then a 64-bit length, the value and a newline.
+      const name = b.toString('latin1', at, nl);
+      if (!NAME.test(name)) throw new ExportFormatError(`not a field name: ${JSON.stringify(name.slice(0, 64))}`);
+      if (b.length - (nl + 1) < 8) break;
+      const length = b.readBigUInt64LE(nl + 1);
+      if (length > BigInt(Number.MAX_SAFE_INTEGER)) throw new ExportFormatError(`field ${name} claims ${length} bytes`);
+      const n = Number(length);
+      const valueAt = nl + 9;
+      if (n > this.maxFieldSize) {
+        // Kept cut to the limit, so that the entry is still delivered and the cut can be counted.
+        if (b.length - valueAt < this.maxFieldSize) break;
+        this.oversizedFields++;
+        if (!this.fields.has(name))
+          this.fields.set(name, Buffer.from(b.subarray(valueAt, valueAt + this.maxFieldSize)));
+        this.entryBytes += valueAt - at + this.maxFieldSize;
+        at = valueAt + this.maxFieldSize;
+        this.skipping = n - this.maxFieldSize;
+        if (this.skipping === 0) this.skipping = -1;
+        continue;
+      }
+      if (b.length - valueAt < n + 1) break;
+      if (b[valueAt + n] !== 0x0a) throw new ExportFormatError(`binary field ${name} does not end with a newline`);
+      if (!this.fields.has(name)) this.fields.set(name, Buffer.from(b.subarray(valueAt, valueAt + n)));
+      this.entryBytes += valueAt + n + 1 - at;
+      at = valueAt + n + 1;
+    }
+    this.buf = at >= b.length ? Buffer.alloc(0) : Buffer.from(b.subarray(at));
+  }
+}
+
+/** Writes one entry in the export format (for tests and tools): text fields as text, others with a length. */
+export function exportEntry(fields: [string, string | Buffer][]): Buffer {
+  const parts: Buffer[] = [];
+  for (const [name, value] of fields) {
+    const v = typeof value === 'string' ? Buffer.from(value) : value;
+    if (v.includes(0x0a) || typeof value !== 'string') {
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(v.length));
+      parts.push(Buffer.from(`${name}\n`), len, v, Buffer.from('\n'));
+    } else {
+      parts.push(Buffer.from(`${name}=`), v, Buffer.from('\n'));
+    }
+  }
+  parts.push(Buffer.from('\n'));
+  return Buffer.concat(parts);
+}

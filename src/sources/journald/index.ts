@@ -1,0 +1,398 @@
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { z } from 'zod';
+import { RateLimitedLog } from '../../log.js';
+import { ExponentialBackoff } from '../../net/backoff.js';
+import { FACILITY_NAMES, SEVERITY_NAMES } from '../../parser/names.js';
+import type { Dispatch } from '../../pipeline/router.js';
+import { LogRecord, type RecordOrigin } from '../../record.js';
+import type { SourceStats } from '../../stats.js';
+import { writeFileAtomic } from '../../util/fs.js';
+import type { Source, SourceContext } from '../types.js';
+import type { journaldSourceSchema } from './config.js';
+import { cursorPosition, type EntryOptions, entryToSyslog } from './entry.js';
+import { ExportFormatError, ExportReader, type JournalEntry } from './export-format.js';
+import { journalArgs, journalctlOnce, selectionArgs } from './journalctl.js';
+
+type Config = z.output<typeof journaldSourceSchema>;
+
+/** Batches handed on and not yet committed, at most, before reading pauses. */
+const MAX_UNCOMMITTED = 32;
+/** journalctl that ran this long before it exited starts again without waiting long. */
+const HEALTHY_RUN_MS = 30_000;
+
+interface PendingCommit {
+  cursor: string;
+  state: 'pending' | 'ok' | 'failed';
+  done: Promise<void>;
+}
+
+/** `<state_dir>/checkpoints/<source>.journal.json`. */
+interface CursorFile {
+  version: 1;
+  cursor: string;
+}
+
+/**
+ * Follows the systemd journal: `journalctl --follow --output=export`, read as a stream of entries,
+ * each made an RFC 5424 record (see entryToSyslog). Its checkpoint is the cursor of the last entry
+ * every queue has committed: written atomically under `state_dir`, and where a restart, a crash or
+ * a journalctl that exited resumes (`--after-cursor`). A batch a queue could not write is read again
+ * from that cursor.
+ */
+export class JournaldSource implements Source {
+  readonly name: string;
+  readonly stats: SourceStats;
+  private readonly checkpointFile: string;
+  private readonly origin: RecordOrigin;
+  private readonly entryOptions: EntryOptions;
+  private readonly quiet = new RateLimitedLog(5000);
+  private readonly backoff = new ExponentialBackoff(500, 30_000);
+  private child: ChildProcessWithoutNullStreams | null = null;
+  /** Bumped at every (re)start of journalctl: output and commits of an earlier run are ignored. */
+  private generation = 0;
+  /** The cursor every queue has committed up to: the checkpoint. */
+  private committed: string | null = null;
+  /** The cursor of the last entry handed on: where a restarted journalctl resumes. */
+  private handed: string | null = null;
+  private saved: string | null = null;
+  private commits: PendingCommit[] = [];
+  private handedOn = new AbortController();
+  /** Reading is paused: waiting for the queues to take a batch, or for commits to catch up. */
+  private waits = 0;
+  private stopped = false;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private checkpointTimer: NodeJS.Timeout | null = null;
+  private truncatedSeen = 0;
+
+  constructor(
+    private readonly config: Config,
+    private readonly ctx: SourceContext,
+  ) {
+    this.name = ctx.name;
+    this.stats = ctx.counters.of(ctx.name);
+    this.checkpointFile = path.join(ctx.stateDir, 'checkpoints', `${ctx.name}.journal.json`);
+    this.origin = { source: ctx.name, from: 'journal', format: 'syslog', lenient: false, counters: ctx.counters };
+    this.entryOptions = {
+      hostname: ctx.hostname,
+      facility: FACILITY_NAMES.indexOf(config.facility),
+      severity: SEVERITY_NAMES.indexOf(config.severity),
+      fields: config.fields,
+    };
+  }
+
+  describe(): string {
+    const where = this.config.directory ?? (this.config.namespace ? `namespace ${this.config.namespace}` : 'system');
+    return `journal (${where}${this.config.units.length ? `, units ${this.config.units.join(', ')}` : ''})`;
+  }
+
+  /** The cursor written to the checkpoint file last (for tests and stats). */
+  get cursor(): string | null {
+    return this.committed;
+  }
+
+  async start(): Promise<void> {
+    mkdirSync(path.dirname(this.checkpointFile), { recursive: true });
+    this.committed = this.handed = this.saved = this.loadCursor();
+    await this.launch();
+    this.checkpointTimer = setInterval(() => void this.saveCheckpoint(), this.config.checkpoint_interval);
+  }
+
+  private loadCursor(): string | null {
+    let text: string;
+    try {
+      text = readFileSync(this.checkpointFile, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    try {
+      const data = JSON.parse(text) as CursorFile;
+      if (data.version !== 1 || typeof data.cursor !== 'string' || !cursorPosition(data.cursor))
+        throw new Error('no valid cursor');
+      return data.cursor;
+    } catch (err) {
+      this.ctx.logger.error(
+        { file: this.checkpointFile, err: (err as Error).message, read_from: this.config.read_from },
+        'journal cursor file is damaged; starting as configured by read_from',
+      );
+      return null;
+    }
+  }
+
+  /** Starts journalctl after the handed-on cursor (or as read_from says); failures schedule another try. */
+  private async launch(): Promise<void> {
+    if (this.stopped) return;
+    const generation = ++this.generation;
+    let args: string[];
+    try {
+      args = await this.followArgs();
+    } catch (err) {
+      if (generation === this.generation) this.failed(generation, `cannot run ${this.config.journalctl}`, err as Error);
+      return;
+    }
+    if (this.stopped || generation !== this.generation) return;
+    const startedAt = Date.now();
+    let child: ChildProcessWithoutNullStreams;
+    try {
+      child = spawn(this.config.journalctl, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    } catch (err) {
+      this.failed(generation, `cannot run ${this.config.journalctl}`, err as Error);
+      return;
+    }
+    child.stdin.end();
+    this.child = child;
+    this.waits = 0;
+    const reader = new ExportReader(this.config.max_message_size);
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-2000);
+    });
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (generation !== this.generation) return;
+      const entries: JournalEntry[] = [];
+      try {
+        reader.push(chunk, entries);
+      } catch (err) {
+        if (!(err instanceof ExportFormatError)) throw err;
+        // What came before is handed on; journalctl starts again after it.
+        this.handOn(entries, generation);
+        this.failed(generation, 'journalctl wrote something that is not the export format', err);
+        return;
+      }
+      if (reader.oversizedFields !== this.truncatedSeen) {
+        this.stats.truncated += reader.oversizedFields - this.truncatedSeen;
+        this.truncatedSeen = reader.oversizedFields;
+      }
+      this.handOn(entries, generation);
+    });
+    let ended = false;
+    const end = (why: string, err?: Error) => {
+      if (ended) return;
+      ended = true;
+      if (this.child === child) this.child = null;
+      if (generation !== this.generation || this.stopped) return;
+      if (Date.now() - startedAt > HEALTHY_RUN_MS) this.backoff.reset();
+      this.failed(generation, why, err ?? new Error(stderr.trim() || why));
+    };
+    child.once('error', (err) => end(`cannot run ${this.config.journalctl}`, err));
+    child.once('close', (code, signal) => end(`journalctl exited (${signal ?? `code ${code}`})`));
+  }
+
+  /** The arguments of the follow run: after the handed-on cursor, after the journal's end, or from its start. */
+  private async followArgs(): Promise<string[]> {
+    const base = ['--follow', '--output=export', '--no-pager', '--no-tail', ...selectionArgs(this.config)];
+    if (this.handed !== null) {
+      const at = await this.checkCursor(this.handed);
+      // `--after-cursor` skips one entry whatever it is: where the cursor's own entry is gone, the
+      // first entry there is is taken with `--cursor`.
+      if (at === 'there') return [...base, `--after-cursor=${this.handed}`];
+      if (at !== 'unusable') return [...base, `--cursor=${at}`];
+      this.committed = this.handed = null;
+    }
+    if (this.config.read_from === 'end') {
+      // The first start: the journal's last entry (of those selected) is where reading starts. Its
+      // cursor is saved at once, so that a restart before any new entry does not skip what came
+      // meanwhile.
+      const last = await journalctlOnce(this.config.journalctl, [...selectionArgs(this.config), '--lines=1'], 1);
+      if (last.code !== null && last.code !== 0) throw new Error(last.stderr || `journalctl exited with ${last.code}`);
+      const cursor = last.entries[0]?.fields.get('__CURSOR')?.toString();
+      if (cursor) {
+        this.committed = this.handed = cursor;
+        await this.saveCheckpoint();
+        return [...base, `--after-cursor=${cursor}`];
+      }
+    }
+    return base;
+  }
+
+  /**
+   * Whether the entry of `cursor` is still in the journal: `there`; else the cursor of the oldest
+   * entry after it (the journal was vacuumed, or rotated past it while sluice was stopped), after
+   * saying at error level how far that jumps and counting the entries lost in between; or
+   * `unusable` when journalctl cannot seek to it at all (a cursor of another journal).
+   */
+  private async checkCursor(cursor: string): Promise<string> {
+    const at = await journalctlOnce(this.config.journalctl, [...journalArgs(this.config), `--cursor=${cursor}`], 1);
+    const first = at.entries[0]?.fields.get('__CURSOR')?.toString();
+    if (at.code !== null && at.code !== 0 && !first) {
+      this.ctx.logger.error(
+        { cursor, err: at.stderr, read_from: this.config.read_from },
+        'the journal does not take the saved cursor; starting as configured by read_from',
+      );
+      return 'unusable';
+    }
+    if (!first || first === cursor) return 'there';
+    const was = cursorPosition(cursor);
+    const now = cursorPosition(first);
+    const skipped = was && now && was.seqnumId === now.seqnumId ? Math.max(0, now.seqnum - was.seqnum - 1) : null;
+    if (skipped !== 0 && this.reportedGone !== cursor) {
+      this.reportedGone = cursor;
+      if (skipped) this.ctx.counters.dropped(this.name, 'journal_vacuumed', skipped);
+      this.ctx.logger.error(
+        {
+          cursor,
+          continuing_at: first,
+          entries_skipped: skipped ?? 'unknown (another sequence of entries)',
+          from: was && was.realtime > 0 ? new Date(was.realtime / 1000).toISOString() : undefined,
+          to: now && now.realtime > 0 ? new Date(now.realtime / 1000).toISOString() : undefined,
+        },
+        'the journal no longer holds the entries after the saved cursor (vacuumed or rotated away); continuing from ' +
+          'the oldest entry it has',
+      );
+    }
+    return first;
+  }
+
+  /** The gone cursor already reported (a journalctl started again after it must not count the loss twice). */
+  private reportedGone: string | null = null;
+
+  /** journalctl failed or exited: logged (rate-limited), counted, and started again after a backoff. */
+  private failed(generation: number, why: string, err: Error): void {
+    if (generation !== this.generation || this.stopped) return;
+    this.generation++;
+    this.child?.kill('SIGTERM');
+    this.child = null;
+    this.stats.connectionErrors++;
+    const wait = this.backoff.next();
+    const code = (err as NodeJS.ErrnoException).code;
+    const hint =
+      code === 'ENOENT'
+        ? ` (install systemd's journalctl, or set \`journalctl:\` of source ${this.name} to its path)`
+        : code === 'EACCES'
+          ? ` (the user sluice runs as needs to run it, and to read the journal: the systemd-journal group)`
+          : '';
+    this.quiet.log('journalctl', (extra) =>
+      this.ctx.logger.error(
+        { err: err.message, code, retry_in_ms: wait, ...extra },
+        `${why}${hint}; starting it again`,
+      ),
+    );
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      void this.launch();
+    }, wait);
+  }
+
+  private handOn(entries: JournalEntry[], generation: number): void {
+    if (entries.length === 0) return;
+    const now = Date.now();
+    const records: LogRecord[] = [];
+    let bytes = 0;
+    let cursor: string | null = null;
+    for (const e of entries) {
+      const c = e.fields.get('__CURSOR')?.toString();
+      if (!c) continue; // every entry journalctl exports has one
+      const r = new LogRecord(entryToSyslog(e, this.entryOptions), now, this.origin);
+      const pos = cursorPosition(c);
+      if (pos) r.setStream(`journal|${this.ctx.hostname}|${pos.seqnumId}`, pos.seqnum);
+      records.push(r);
+      bytes += e.bytes;
+      cursor = c;
+    }
+    if (cursor === null) return;
+    this.handed = cursor;
+    this.stats.received += records.length;
+    this.stats.receivedBytes += bytes;
+    const d: Dispatch | undefined = this.ctx.router.dispatch(this.name, records, 'keep_waiting', this.handedOn.signal);
+    const entry: PendingCommit = {
+      cursor,
+      state: d?.committed ? 'pending' : 'ok',
+      done: d?.committed ?? Promise.resolve(),
+    };
+    this.commits.push(entry);
+    if (d?.committed) {
+      d.committed.then(
+        () => {
+          entry.state = 'ok';
+          this.settle(generation);
+        },
+        () => {
+          entry.state = 'failed';
+          this.settle(generation);
+        },
+      );
+    } else {
+      this.settle(generation);
+    }
+    // Flow control: journalctl waits (its pipe fills) while the queues have not taken this batch,
+    // or while too many batches wait for their commit.
+    if (d?.accepted) this.pauseUntil(d.accepted, generation);
+    if (this.commits.length > MAX_UNCOMMITTED)
+      this.pauseUntil(
+        entry.done.catch(() => undefined),
+        generation,
+      );
+  }
+
+  private pauseUntil(p: Promise<unknown>, generation: number): void {
+    const child = this.child;
+    if (!child) return;
+    this.waits++;
+    child.stdout.pause();
+    void p.then(() => {
+      if (generation !== this.generation || this.child !== child) return;
+      if (--this.waits === 0) child.stdout.resume();
+    });
+  }
+
+  /** Moves the checkpoint over the leading run of settled commits; a failed one reads again from the checkpoint. */
+  private settle(generation: number): void {
+    if (generation !== this.generation) return;
+    while (this.commits.length > 0 && this.commits[0]!.state !== 'pending') {
+      const c = this.commits.shift()!;
+      if (c.state === 'failed') {
+        // A queue could not write these entries: never move past them; journalctl starts again after the
+        // checkpoint, and batches still waiting to be queued are withdrawn (queued, they would overtake).
+        this.handedOn.abort();
+        this.handedOn = new AbortController();
+        this.commits = [];
+        this.handed = this.committed;
+        this.generation++;
+        this.child?.kill('SIGTERM');
+        this.child = null;
+        void this.launch();
+        return;
+      }
+      this.committed = c.cursor;
+    }
+  }
+
+  private async saveCheckpoint(): Promise<void> {
+    const cursor = this.committed;
+    if (cursor === null || cursor === this.saved) return;
+    const data: CursorFile = { version: 1, cursor };
+    try {
+      await writeFileAtomic(this.checkpointFile, `${JSON.stringify(data)}\n`);
+      this.saved = cursor;
+    } catch (err) {
+      this.ctx.diskHealth?.failed(err as Error, `the journal cursor of ${this.name}`);
+      this.quiet.log('checkpoint', (extra) =>
+        this.ctx.logger.error(
+          { file: this.checkpointFile, err: (err as Error).message, ...extra },
+          'cannot write the journal cursor; will retry',
+        ),
+      );
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.generation++;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    if (this.checkpointTimer) clearInterval(this.checkpointTimer);
+    const child = this.child;
+    this.child = null;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const closed = new Promise((r) => child.once('close', r));
+      child.kill('SIGTERM');
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 2000).unref())]);
+    }
+    // What was handed on settles (committed or not) before the last checkpoint is written.
+    const pending = this.commits.map((c) => c.done.catch(() => undefined));
+    await Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, 5000).unref())]);
+    while (this.commits.length > 0 && this.commits[0]!.state === 'ok') this.committed = this.commits.shift()!.cursor;
+    await this.saveCheckpoint();
+  }
+}
