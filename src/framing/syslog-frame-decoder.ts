@@ -1,10 +1,13 @@
 /**
  * RFC 6587 stream framing, detected once per connection: octet counting (`LEN SP MSG`) when the
- * first byte is a digit, LF-terminated otherwise. A pure codec: it never touches a socket.
+ * first byte is a digit, LF-terminated otherwise. On a local socket (`unix`), messages may also end
+ * with a NUL byte, as glibc's syslog(3) sends them over a stream socket: a stream whose first chunk
+ * holds a NUL is NUL-terminated (an LF inside a message is kept); one without ends messages at LF or
+ * NUL (util-linux `logger` ends them with LF). A pure codec: it never touches a socket.
  */
 
 export type OversizePolicy = 'truncate' | 'drop';
-export type Framing = 'unknown' | 'octet-counting' | 'lf';
+export type Framing = 'unknown' | 'octet-counting' | 'lf' | 'nul';
 
 export class FramingError extends Error {
   override readonly name = 'FramingError';
@@ -13,11 +16,15 @@ export class FramingError extends Error {
 export interface FrameDecoderOptions {
   maxMessageSize: number;
   oversize: OversizePolicy;
-  /** `lf` skips detection: every byte is text (for files). Default: detect from the first byte. */
-  framing?: 'auto' | 'lf';
+  /**
+   * `lf` skips detection: every byte is text (for files). `unix`: detection that also knows
+   * NUL-terminated messages (local sockets). Default (`auto`): octet counting or LF.
+   */
+  framing?: 'auto' | 'lf' | 'unix';
 }
 
 const LF = 0x0a;
+const NUL = 0x00;
 const CR = 0x0d;
 const SP = 0x20;
 // 10 digits would already allow more than 4 GB in one frame: no real sender needs that.
@@ -60,9 +67,14 @@ export class SyslogFrameDecoder {
     this.lineStart = offset;
   }
 
+  /** Where a text message ends: LF; NUL; or either (a local socket that sent no NUL in its first chunk). */
+  private terminator: 'lf' | 'nul' | 'either' = 'lf';
+  private readonly unix: boolean;
+
   constructor(options: FrameDecoderOptions) {
     this.max = options.maxMessageSize;
     this.truncate = options.oversize === 'truncate';
+    this.unix = options.framing === 'unix';
     if (options.framing === 'lf') this.framing = 'lf';
   }
 
@@ -82,18 +94,23 @@ export class SyslogFrameDecoder {
     if (this.framing === 'unknown') {
       const b = chunk[0]!;
       if (b >= 0x30 && b <= 0x39) this.framing = 'octet-counting';
-      else if (b === 0x09 || (b >= 0x20 && b !== 0x7f)) this.framing = 'lf';
-      else
+      else if (this.unix && chunk.includes(0)) {
+        this.framing = 'nul';
+        this.terminator = 'nul';
+      } else if (b === 0x09 || (b >= 0x20 && b !== 0x7f)) {
+        this.framing = 'lf';
+        if (this.unix) this.terminator = 'either';
+      } else
         throw new FramingError(`stream starts with byte ${describeByte(b)}, which is neither an octet count nor text`);
     }
-    if (this.framing === 'lf') this.pushLf(chunk, out);
-    else this.pushOctet(chunk, out);
+    if (this.framing === 'octet-counting') this.pushOctet(chunk, out);
+    else this.pushLf(chunk, out);
   }
 
   /** The peer closed: a last LF frame without its newline is still a message; a cut octet frame is not. */
   end(out: Buffer[], positions?: number[]): void {
     this.positions = positions ?? null;
-    if (this.framing === 'lf') {
+    if (this.framing === 'lf' || this.framing === 'nul') {
       if (this.partialLength > 0 && !this.skipping) this.emit(Buffer.concat(this.partial, this.partialLength), out);
       this.lineStart = this.consumed; // what follows starts a new line
     } else if (this.framing === 'octet-counting' && (this.remaining > 0 || this.lengthDigits.length > 0)) {
@@ -126,8 +143,19 @@ export class SyslogFrameDecoder {
     const n = chunk.length;
     const base = this.consumed;
     this.consumed += n;
+    // With either terminator, where the next NUL is (looked up again only once passed). The first
+    // NUL settles it: the sender ends its messages with NUL, and an LF is part of a message.
+    let nul = this.terminator === 'either' ? chunk.indexOf(NUL) : -1;
     while (start < n) {
-      const nl = chunk.indexOf(LF, start);
+      let nl = chunk.indexOf(this.terminator === 'nul' ? NUL : LF, start);
+      if (this.terminator === 'either' && nul >= 0) {
+        if (nul < start) nul = chunk.indexOf(NUL, start);
+        if (nul >= 0 && (nl < 0 || nul < nl)) {
+          nl = nul;
+          this.terminator = 'nul';
+          this.framing = 'nul';
+        }
+      }
       if (nl < 0) {
         this.holdLf(chunk.subarray(start), out);
         return;

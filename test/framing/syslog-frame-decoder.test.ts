@@ -85,3 +85,61 @@ describe('SyslogFrameDecoder', () => {
     expect(() => decodeAll([Buffer.from([0x00, 0x01])])).toThrow(/neither an octet count nor text/);
   });
 });
+
+describe('SyslogFrameDecoder on a local socket (framing: unix)', () => {
+  const unix = (chunks: Buffer[]) => {
+    const d = new SyslogFrameDecoder({ maxMessageSize: 4096, oversize: 'truncate', framing: 'unix' });
+    const out: Buffer[] = [];
+    for (const c of chunks) d.push(c, out);
+    d.end(out);
+    return { frames: out.map((b) => b.toString('latin1')), decoder: d };
+  };
+  const cut = (wire: Buffer, cuts: number[], firstAtLeast: number) => {
+    const at = [...new Set(cuts.map((c) => c % (wire.length + 1)).filter((c) => c >= firstAtLeast))].sort(
+      (a, b) => a - b,
+    );
+    const chunks: Buffer[] = [];
+    let from = 0;
+    for (const c of at) {
+      chunks.push(wire.subarray(from, c));
+      from = c;
+    }
+    chunks.push(wire.subarray(from));
+    return chunks.filter((c) => c.length > 0);
+  };
+  // Message text: any bytes but NUL, LF among them (glibc keeps a multi-line message whole).
+  const text = fc
+    .uint8Array({ minLength: 1, maxLength: 60 })
+    .map((a) => Buffer.concat([Buffer.from('<13>'), Buffer.from(a.map((b) => (b === 0 ? 0x20 : b)))]));
+
+  it('glibc syslog(3): NUL-terminated, LF kept inside a message, however the stream is cut after its first message', () => {
+    fc.assert(
+      fc.property(
+        fc.array(text, { minLength: 1, maxLength: 8 }),
+        fc.array(fc.nat(), { maxLength: 10 }),
+        (msgs, cuts) => {
+          const wire = Buffer.concat(msgs.flatMap((m) => [m, Buffer.from([0])]));
+          const { frames, decoder } = unix(cut(wire, cuts, msgs[0]!.length + 1));
+          expect(decoder.framing).toBe('nul');
+          // One trailing LF, then one CR, of a message are transport, as in LF framing.
+          expect(frames).toEqual(
+            msgs.map((m) => m.toString('latin1').replace(/\n$/, '').replace(/\r$/, '')).filter((m) => m.length > 0),
+          );
+        },
+      ),
+      { seed: 5, numRuns: 300 },
+    );
+  });
+
+  it('util-linux logger: LF-terminated; a NUL later still ends a message, and from then on only NUL does', () => {
+    const { frames, decoder } = unix([Buffer.from('<13>one\n<13>two\n'), Buffer.from('<13>three\0<13>fo\nur\0')]);
+    expect(frames).toEqual(['<13>one', '<13>two', '<13>three', '<13>fo\nur']);
+    expect(decoder.framing).toBe('nul');
+  });
+
+  it('octet counting still detected from a digit', () => {
+    const { frames, decoder } = unix([Buffer.from('8 <13>a\0bc5 <13>x')]);
+    expect(decoder.framing).toBe('octet-counting');
+    expect(frames).toEqual(['<13>a\0bc', '<13>x']);
+  });
+});

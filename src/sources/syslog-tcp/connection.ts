@@ -6,6 +6,8 @@ import { countDrop, type SourceStats } from '../../stats.js';
 export interface SyslogStreamOptions {
   maxMessageSize: number;
   oversize: 'truncate' | 'drop';
+  /** `unix`: NUL-terminated messages too (local sockets); default: octet counting or LF. */
+  framing?: 'auto' | 'unix';
   /** The source's counters: received, truncated, oversize drops, connection errors. */
   stats: SourceStats;
   /** Queues a batch; a promise while the queues have no room (the socket is paused until it settles). */
@@ -30,7 +32,11 @@ export class SyslogStreamConnection {
     private readonly origin: RecordOrigin,
     private readonly options: SyslogStreamOptions,
   ) {
-    this.decoder = new SyslogFrameDecoder({ maxMessageSize: options.maxMessageSize, oversize: options.oversize });
+    this.decoder = new SyslogFrameDecoder({
+      maxMessageSize: options.maxMessageSize,
+      oversize: options.oversize,
+      framing: options.framing,
+    });
   }
 
   onData(chunk: Buffer) {
