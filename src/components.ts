@@ -16,6 +16,7 @@ import type { SourceCounters } from './stats.js';
 import type { DestinationQueue } from './queue/types.js';
 import { FileSource } from './sources/file/index.js';
 import { JournaldSource } from './sources/journald/index.js';
+import { UnixSource } from './sources/unix/index.js';
 import { SyslogTcpSource } from './sources/syslog-tcp/index.js';
 import { SyslogUdpSource } from './sources/syslog-udp/index.js';
 import type { Source, SourceContext } from './sources/types.js';
@@ -39,6 +40,7 @@ const SOURCES: SourceBuilders = {
   sluice: (c, ctx) => new SluiceSource(c, ctx),
   relp: (c, ctx) => new RelpSource(c, ctx),
   journald: (c, ctx) => new JournaldSource(c, ctx),
+  unix: (c, ctx) => new UnixSource(c, ctx),
 };
 
 const DESTINATIONS: DestinationBuilders = {

@@ -8,6 +8,7 @@ import { sluiceSourceSchema } from '../sources/sluice/config.js';
 import { sluiceDestinationSchema } from '../destinations/sluice/config.js';
 import { relpSourceSchema } from '../sources/relp/config.js';
 import { journaldSourceSchema } from '../sources/journald/config.js';
+import { unixSourceSchema } from '../sources/unix/config.js';
 import { relpDestinationSchema } from '../destinations/relp/config.js';
 import { address, duration, facilityName, regex, severityName } from './types.js';
 
@@ -20,6 +21,7 @@ export const SOURCE_SCHEMAS = [
   sluiceSourceSchema,
   relpSourceSchema,
   journaldSourceSchema,
+  unixSourceSchema,
 ] as const;
 export const DESTINATION_SCHEMAS = [
   syslogDestinationSchema,
