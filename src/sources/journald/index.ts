@@ -14,6 +14,7 @@ import type { journaldSourceSchema } from './config.js';
 import { cursorPosition, type EntryOptions, entryToSyslog } from './entry.js';
 import { ExportFormatError, ExportReader, type JournalEntry } from './export-format.js';
 import { journalArgs, journalctlOnce, selectionArgs } from './journalctl.js';
+import { OrderedCommits } from '../ordered-commits.js';
 
 type Config = z.output<typeof journaldSourceSchema>;
 
@@ -21,12 +22,6 @@ type Config = z.output<typeof journaldSourceSchema>;
 const MAX_UNCOMMITTED = 32;
 /** journalctl that ran this long before it exited starts again without waiting long. */
 const HEALTHY_RUN_MS = 30_000;
-
-interface PendingCommit {
-  cursor: string;
-  state: 'pending' | 'ok' | 'failed';
-  done: Promise<void>;
-}
 
 /** `<state_dir>/checkpoints/<source>.journal.json`. */
 interface CursorFile {
@@ -53,11 +48,10 @@ export class JournaldSource implements Source {
   /** Bumped at every (re)start of journalctl: output and commits of an earlier run are ignored. */
   private generation = 0;
   /** The cursor every queue has committed up to: the checkpoint. */
-  private committed: string | null = null;
+  private readonly commits = new OrderedCommits<string | null>(null, () => this.readAgain());
   /** The cursor of the last entry handed on: where a restarted journalctl resumes. */
   private handed: string | null = null;
   private saved: string | null = null;
-  private commits: PendingCommit[] = [];
   private handedOn = new AbortController();
   /** Reading is paused: waiting for the queues to take a batch, or for commits to catch up. */
   private waits = 0;
@@ -89,12 +83,12 @@ export class JournaldSource implements Source {
 
   /** The cursor written to the checkpoint file last (for tests and stats). */
   get cursor(): string | null {
-    return this.committed;
+    return this.commits.committed;
   }
 
   async start(): Promise<void> {
     mkdirSync(path.dirname(this.checkpointFile), { recursive: true });
-    this.committed = this.handed = this.saved = this.loadCursor();
+    this.commits.committed = this.handed = this.saved = this.loadCursor();
     await this.launch();
     this.checkpointTimer = setInterval(() => void this.saveCheckpoint(), this.config.checkpoint_interval);
   }
@@ -189,7 +183,7 @@ export class JournaldSource implements Source {
       // first entry there is is taken with `--cursor`.
       if (at === 'there') return [...base, `--after-cursor=${this.handed}`];
       if (at !== 'unusable') return [...base, `--cursor=${at}`];
-      this.committed = this.handed = null;
+      this.commits.committed = this.handed = null;
     }
     if (this.config.read_from === 'end') {
       // The first start: the journal's last entry (of those selected) is where reading starts. Its
@@ -199,7 +193,7 @@ export class JournaldSource implements Source {
       if (last.code !== null && last.code !== 0) throw new Error(last.stderr || `journalctl exited with ${last.code}`);
       const cursor = last.entries[0]?.fields.get('__CURSOR')?.toString();
       if (cursor) {
-        this.committed = this.handed = cursor;
+        this.commits.committed = this.handed = cursor;
         await this.saveCheckpoint();
         return [...base, `--after-cursor=${cursor}`];
       }
@@ -296,34 +290,11 @@ export class JournaldSource implements Source {
     this.stats.received += records.length;
     this.stats.receivedBytes += bytes;
     const d: Dispatch | undefined = this.ctx.router.dispatch(this.name, records, 'keep_waiting', this.handedOn.signal);
-    const entry: PendingCommit = {
-      cursor,
-      state: d?.committed ? 'pending' : 'ok',
-      done: d?.committed ?? Promise.resolve(),
-    };
-    this.commits.push(entry);
-    if (d?.committed) {
-      d.committed.then(
-        () => {
-          entry.state = 'ok';
-          this.settle(generation);
-        },
-        () => {
-          entry.state = 'failed';
-          this.settle(generation);
-        },
-      );
-    } else {
-      this.settle(generation);
-    }
+    const settled = this.commits.add(cursor, d?.committed);
     // Flow control: journalctl waits (its pipe fills) while the queues have not taken this batch,
     // or while too many batches wait for their commit.
     if (d?.accepted) this.pauseUntil(d.accepted, generation);
-    if (this.commits.length > MAX_UNCOMMITTED)
-      this.pauseUntil(
-        entry.done.catch(() => undefined),
-        generation,
-      );
+    if (this.commits.size > MAX_UNCOMMITTED) this.pauseUntil(settled, generation);
   }
 
   private pauseUntil(p: Promise<unknown>, generation: number): void {
@@ -337,30 +308,23 @@ export class JournaldSource implements Source {
     });
   }
 
-  /** Moves the checkpoint over the leading run of settled commits; a failed one reads again from the checkpoint. */
-  private settle(generation: number): void {
-    if (generation !== this.generation) return;
-    while (this.commits.length > 0 && this.commits[0]!.state !== 'pending') {
-      const c = this.commits.shift()!;
-      if (c.state === 'failed') {
-        // A queue could not write these entries: never move past them; journalctl starts again after the
-        // checkpoint, and batches still waiting to be queued are withdrawn (queued, they would overtake).
-        this.handedOn.abort();
-        this.handedOn = new AbortController();
-        this.commits = [];
-        this.handed = this.committed;
-        this.generation++;
-        this.child?.kill('SIGTERM');
-        this.child = null;
-        void this.launch();
-        return;
-      }
-      this.committed = c.cursor;
-    }
+  /**
+   * A queue could not write a batch: nothing moves past it. journalctl starts again after the
+   * checkpoint, and batches still waiting to be queued are withdrawn (queued, they would overtake).
+   */
+  private readAgain(): void {
+    if (this.stopped) return;
+    this.handedOn.abort();
+    this.handedOn = new AbortController();
+    this.handed = this.commits.committed;
+    this.generation++;
+    this.child?.kill('SIGTERM');
+    this.child = null;
+    void this.launch();
   }
 
   private async saveCheckpoint(): Promise<void> {
-    const cursor = this.committed;
+    const cursor = this.commits.committed;
     if (cursor === null || cursor === this.saved) return;
     const data: CursorFile = { version: 1, cursor };
     try {
@@ -390,9 +354,7 @@ export class JournaldSource implements Source {
       await Promise.race([closed, new Promise((r) => setTimeout(r, 2000).unref())]);
     }
     // What was handed on settles (committed or not) before the last checkpoint is written.
-    const pending = this.commits.map((c) => c.done.catch(() => undefined));
-    await Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, 5000).unref())]);
-    while (this.commits.length > 0 && this.commits[0]!.state === 'ok') this.committed = this.commits.shift()!.cursor;
+    await this.commits.drain(5000);
     await this.saveCheckpoint();
   }
 }
