@@ -17,6 +17,7 @@ import type { DestinationQueue } from './queue/types.js';
 import { FileSource } from './sources/file/index.js';
 import { JournaldSource } from './sources/journald/index.js';
 import { UnixSource } from './sources/unix/index.js';
+import { KernelSource } from './sources/kernel/index.js';
 import { SyslogTcpSource } from './sources/syslog-tcp/index.js';
 import { SyslogUdpSource } from './sources/syslog-udp/index.js';
 import type { Source, SourceContext } from './sources/types.js';
@@ -41,6 +42,7 @@ const SOURCES: SourceBuilders = {
   relp: (c, ctx) => new RelpSource(c, ctx),
   journald: (c, ctx) => new JournaldSource(c, ctx),
   unix: (c, ctx) => new UnixSource(c, ctx),
+  kernel: (c, ctx) => new KernelSource(c, ctx),
 };
 
 const DESTINATIONS: DestinationBuilders = {

@@ -9,6 +9,7 @@ import { sluiceDestinationSchema } from '../destinations/sluice/config.js';
 import { relpSourceSchema } from '../sources/relp/config.js';
 import { journaldSourceSchema } from '../sources/journald/config.js';
 import { unixSourceSchema } from '../sources/unix/config.js';
+import { kernelSourceSchema } from '../sources/kernel/config.js';
 import { relpDestinationSchema } from '../destinations/relp/config.js';
 import { address, duration, facilityName, regex, severityName } from './types.js';
 
@@ -22,6 +23,7 @@ export const SOURCE_SCHEMAS = [
   relpSourceSchema,
   journaldSourceSchema,
   unixSourceSchema,
+  kernelSourceSchema,
 ] as const;
 export const DESTINATION_SCHEMAS = [
   syslogDestinationSchema,

@@ -90,7 +90,7 @@ export function createMetrics(src: MetricsSource): Registry {
   for (const [name, help, value] of sourceCounters) counter(name, help, ['source'], sources(value));
   counter(
     'sluice_source_dropped_records_total',
-    'Messages a source threw away, by reason (oversize, queue_full, block_timeout, load_shedding, kernel_buffer, journal_vacuumed).',
+    'Messages a source threw away, by reason (oversize, queue_full, block_timeout, load_shedding, kernel_buffer, journal_vacuumed, kernel_overwritten).',
     ['source', 'reason'],
     byReason((s) => Object.entries(s.sources).map(([source, x]) => [{ source }, x.dropped])),
   );
