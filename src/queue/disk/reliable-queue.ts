@@ -448,10 +448,13 @@ export class ReliableQueue implements DestinationQueue {
         // would then be dropped as already written.
         const done = this.commits.commitFor(written > 0);
         done?.catch(() => undefined); // heard below, once there is room; not unhandled meanwhile
-        const wait = (async () => {
-          await this.waitForSpace();
-          await done;
-        })();
+        // A failed commit of the part written is heard at once, not once there is room: until the
+        // producer hears it, a later batch of its own waiting for room elsewhere (in the router) could
+        // be appended, and reach the receiver ahead of this one sent again.
+        const wait = settledFirst(
+          done,
+          this.waitForSpace().then(() => done),
+        );
         this.waitingRest = wait;
         return (async () => {
           try {
@@ -475,8 +478,13 @@ export class ReliableQueue implements DestinationQueue {
         return (async () => {
           let freed: boolean;
           try {
-            freed = await gate;
-            await done;
+            freed = await settledFirst(
+              done,
+              gate.then(async (f) => {
+                await done;
+                return f;
+              }),
+            );
           } catch (err) {
             this.droppingOldest = null;
             this.refuseHeld(err as Error);
@@ -639,4 +647,16 @@ export class ReliableQueue implements DestinationQueue {
       await this.directory.release();
     }
   }
+}
+
+/**
+ * `then`, unless `commit` fails first: its failure then, at once. For a batch whose part written
+ * waits for its commit while the rest waits for something else.
+ */
+function settledFirst<T>(commit: Promise<void> | undefined, then: Promise<T>): Promise<T> {
+  if (!commit) return then;
+  return new Promise<T>((resolve, reject) => {
+    commit.catch(reject);
+    then.then(resolve, reject);
+  });
 }

@@ -445,6 +445,43 @@ describe('ReliableQueue, full: block, pushes that wait for room', () => {
   });
 });
 
+describe('ReliableQueue, full: block, the part written fails', () => {
+  // The rest of a batch waits for room. When the part written fails its commit, the producer must
+  // hear at once, not once there is room: until it hears, a later batch of its own that waits for
+  // room in the router could be appended when room comes, ahead of this one sent again.
+  it('refuses the batch as soon as its part written fails, while there is still no room', async () => {
+    const dir = tempDir();
+    try {
+      const disk = new FaultyDisk();
+      const q = await ReliableQueue.open(
+        'out',
+        dir,
+        opts({ maxSize: 4096 + 64 * 1024, sync: 'always', openFile: disk.open }),
+      );
+      const big = (tag: string, i: number) =>
+        new LogRecord(Buffer.from(`<13>${tag}${i} ${'z'.repeat(400)}`), 0, origin);
+      await q.push(Array.from({ length: 100 }, (_, i) => big('F', i))); // most of the ring, never acknowledged
+      disk.failWrites = 'ENOSPC';
+      const a = q.push(Array.from({ length: 100 }, (_, i) => big('A', i)))!;
+      const b = q.push([big('B', 0)])!; // held behind A's rest
+      const outcome = (p: Promise<void>) =>
+        Promise.race([
+          p.then(
+            () => 'committed',
+            (e: Error) => `refused: ${e.message}`,
+          ),
+          new Promise((r) => setTimeout(() => r('still waiting'), 3000)),
+        ]);
+      expect(await outcome(a)).toMatch(/^refused: ENOSPC/);
+      expect(await outcome(b)).toMatch(/^refused: ENOSPC/);
+      disk.failWrites = null;
+      await q.dispose();
+    } finally {
+      removeDir(dir);
+    }
+  });
+});
+
 describe('ReliableQueue created on a full disk', () => {
   it('a start that fails leaves no ring file behind: the next start makes a clean one, with nothing to rotate', async () => {
     const dir = tempDir();
