@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import path from 'node:path';
 import { memBufLength } from '../config/defaults.js';
 import type { SluiceConfig } from '../config/schema.js';
@@ -9,6 +10,7 @@ import { inspectQueueFile } from '../queue/disk/inspect.js';
 import { DATA_START } from '../queue/disk/ring-file.js';
 import { QueueLayout, queueDir } from '../queue/layout.js';
 import { findOrphans } from '../queue/orphans.js';
+import { journalctlOnce, selectionArgs } from '../sources/journald/journalctl.js';
 import { loadConfig } from './config.js';
 
 function describeWhere(w: NonNullable<SluiceConfig['pipelines'][string]['where']>): string {
@@ -101,6 +103,42 @@ async function checkQueues(config: SluiceConfig): Promise<{ lines: string[]; err
   return { lines, errors, warnings };
 }
 
+/**
+ * Each journald source: journalctl is run as this check runs (its user and groups), for the last
+ * entry it selects. Run the check as the service's user (`runuser -u sluice -- sluice check …`) to
+ * know what the service will see: a journal it cannot read, or cannot read whole, is a warning.
+ */
+async function checkJournals(config: SluiceConfig): Promise<{ lines: string[]; warnings: number }> {
+  const lines: string[] = [];
+  let warnings = 0;
+  for (const [name, sc] of Object.entries(config.sources)) {
+    if (sc.type !== 'journald') continue;
+    const who = `${userInfo().username} (uid ${process.getuid?.() ?? '?'})`;
+    let r: Awaited<ReturnType<typeof journalctlOnce>>;
+    try {
+      r = await journalctlOnce(sc.journalctl, [...selectionArgs(sc), '--lines=1'], 1);
+    } catch (err) {
+      warnings++;
+      lines.push(`journal ${name}: WARNING cannot run ${sc.journalctl}: ${(err as Error).message}`);
+      continue;
+    }
+    const partial = /insufficient permissions|not seeing messages from other users/i.test(r.stderr);
+    if (r.code !== null && r.code !== 0) {
+      warnings++;
+      lines.push(`journal ${name}: WARNING journalctl failed as ${who}: ${r.stderr.split('\n')[0]}`);
+    } else if (partial) {
+      warnings++;
+      lines.push(
+        `journal ${name}: WARNING ${who} cannot read the whole journal: add it to the systemd-journal group ` +
+          '(the packaged unit has SupplementaryGroups=systemd-journal)',
+      );
+    } else {
+      lines.push(`journal ${name}: ok, readable as ${who}${r.entries.length === 0 ? ' (no entry selected yet)' : ''}`);
+    }
+  }
+  return { lines, warnings };
+}
+
 /** TLS listeners in a process whose OpenSSL sends session tickets: say what that risks. */
 
 /** `sluice check`: validates the config, describes what it would run, and reads every disk queue through. */
@@ -109,12 +147,13 @@ export async function checkCommand(file: string): Promise<number> {
   if (!loaded) return 1;
   process.stdout.write(`${describeConfig(loaded.config)}\n`);
   const queues = await checkQueues(loaded.config);
-  process.stdout.write(queues.lines.map((l) => `${l}\n`).join(''));
+  const journals = await checkJournals(loaded.config);
+  process.stdout.write([...queues.lines, ...journals.lines].map((l) => `${l}\n`).join(''));
   if (queues.errors > 0) {
     process.stdout.write(`${file}: config OK, but ${queues.errors} queue problem(s)\n`);
     return 1;
   }
-  const warnings = loaded.warnings.length + queues.warnings;
+  const warnings = loaded.warnings.length + queues.warnings + journals.warnings;
   process.stdout.write(`${file}: OK${warnings ? ` (${warnings} warning(s))` : ''}\n`);
   return 0;
 }

@@ -86,6 +86,7 @@ describe('the Debian package', () => {
       'Restart=on-failure',
       'StateDirectory=sluice',
       'User=sluice',
+      'SupplementaryGroups=adm systemd-journal',
       'AmbientCapabilities=CAP_NET_BIND_SERVICE',
       'ProtectSystem=strict',
       'ProtectHome=yes',
@@ -109,6 +110,7 @@ describe('the Debian package', () => {
     'its file', async () => {
     const check = ok(inRoot('sluice', 'check', '-c', '/etc/sluice/sluice.yaml'));
     expect(check).toMatch(/from local_udp: udp:\/\/127\.0\.0\.1:514/);
+    expect(check).toMatch(/from journal: journal \(system\)/);
     expect(check).toMatch(/\/etc\/sluice\/sluice\.yaml: OK/);
     // As the unit runs it: user sluice, with CAP_NET_BIND_SERVICE as its only (ambient) capability.
     const asService = [

@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { memoryLogger, readLines, scratchDir, sleep, testAgent, waitFor } from '../../helpers/agent.js';
-import { seeded, SluiceProcess } from '../../torture/harness.js';
+import { root, seeded, SluiceProcess } from '../../torture/harness.js';
 import { TestJournald } from '../../helpers/journald.js';
 
 async function journald(dir: string): Promise<TestJournald> {
@@ -285,3 +285,27 @@ function followers(journal: string): number[] {
   }
   return out;
 }
+
+describe('sluice check and a journald source', () => {
+  it('says the journal is readable as the user it runs as, and warns for a user that cannot read it', async () => {
+    const dir = scratchDir('sluice-journald-check-');
+    chmodSync(dir, 0o755);
+    const j = await journald(dir);
+    j.send([[['MESSAGE', 'something to read']]]);
+    const config = path.join(dir, 'check.yaml');
+    writeFileSync(config, agentYaml(dir, j, 'read_from: end'), { mode: 0o644 });
+    const cli = path.join(root, 'dist/cli.js');
+    const asRoot = spawnSync(process.execPath, [cli, 'check', '-c', config], { encoding: 'utf8' });
+    expect(asRoot.status, asRoot.stderr).toBe(0);
+    expect(asRoot.stdout).toMatch(/^journal journal: ok, readable as root \(uid 0\)$/m);
+    expect(asRoot.stdout).toMatch(/: OK$/m);
+    // nobody, with no groups: not in systemd-journal, and the journal files are root's (0640).
+    const asNobody = spawnSync(
+      'setpriv',
+      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, cli, 'check', '-c', config],
+      { encoding: 'utf8' },
+    );
+    expect(asNobody.stdout).toMatch(/^journal journal: WARNING /m);
+    expect(asNobody.stdout).toMatch(/\(1 warning\(s\)\)$/m);
+  });
+});
