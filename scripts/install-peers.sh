@@ -65,6 +65,13 @@ command -v logger >/dev/null 2>&1 || missing+=(bsdutils)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# The journald source's tests run a real systemd-journald (package systemd) and read it with journalctl;
+# glibc's syslog(3) is driven from python3; unshare and setpriv come with util-linux.
+[ -x /lib/systemd/systemd-journald ] || [ -x /usr/lib/systemd/systemd-journald ] || missing+=(systemd)
+command -v journalctl >/dev/null 2>&1 || missing+=(systemd)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
 # The load-shedding tests make an ext4 filesystem on a loop device.
 [ -x /sbin/mkfs.ext4 ] || [ -x /usr/sbin/mkfs.ext4 ] || missing+=(e2fsprogs)

@@ -63,6 +63,10 @@ describe('the Debian package', () => {
     expect(ok(inRoot('getent', 'passwd', 'sluice'))).toMatch(
       /^sluice:x:\d+:\d+:.*:\/var\/lib\/sluice:\/usr\/sbin\/nologin$/m,
     );
+    // A member of adm, and of systemd-journal where the host has that group (for the journal).
+    const groups = ok(inRoot('id', '-nG', 'sluice')).trim().split(' ');
+    expect(groups).toContain('adm');
+    if (inRoot('getent', 'group', 'systemd-journal').status === 0) expect(groups).toContain('systemd-journal');
     expect(ok(inRoot('dpkg-query', '-W', '-f', '${Conffiles}', 'sluice'))).toContain('/etc/sluice/sluice.yaml');
     // UDP sockets may have the 4 MiB receive buffer they ask for, from the next boot on.
     expect(readFileSync(path.join(root, 'usr/lib/sysctl.d/60-sluice.conf'), 'utf8')).toMatch(
