@@ -21,6 +21,7 @@ function describeWhere(w: NonNullable<SluiceConfig['pipelines'][string]['where']
   if (w.host) parts.push(`host =~ ${w.host}`);
   if (w.app) parts.push(`app =~ ${w.app}`);
   if (w.message) parts.push(`message =~ ${w.message}`);
+  for (const [k, re] of Object.entries(w.sd ?? {})) parts.push(`${k} =~ ${re}`);
   return parts.join(' and ');
 }
 

@@ -65,7 +65,7 @@ class ProblemCollector {
   }
 }
 
-const ENV_REF = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{/g;
+const ENV_REF = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*|\.SDATA\.[^}\s:]+)(?::-([^}]*))?\}|\$\{/g;
 
 function matchesKeyPattern(path: Path, pattern: readonly string[]): boolean {
   return path.length === pattern.length && pattern.every((p, i) => p === '*' || p === path[i]);

@@ -54,6 +54,13 @@ export const whereSchema = z
       .describe('Regular expression the HOSTNAME must match (the sender address when the message has none).'),
     app: regex().optional().describe('Regular expression the APP-NAME (RFC 3164 tag) must match.'),
     message: regex().optional().describe('Regular expression the MSG part must match.'),
+    sd: z
+      .record(z.string().regex(/^[^.]+(\.[^.]+)*\.[^.]+$/, 'a key is <SD-ID>.<PARAM>'), regex())
+      .optional()
+      .describe(
+        'Regular expressions structured-data parameters must match, by `<SD-ID>.<PARAM>` ' +
+          '(`journal@32473._SYSTEMD_UNIT: "^nginx"`); a message without the parameter does not pass.',
+      ),
   })
   .describe(
     'A filter: a message passes when it meets every condition given. Messages that do not parse count as user.notice ' +

@@ -23,6 +23,16 @@ export function compileWhere(where: WhereConfig): RecordFilter {
   if (host) checks.push((r) => host.test(r.message.hostname ?? r.origin.from));
   if (app) checks.push((r) => app.test(r.message.appName ?? ''));
   if (message) checks.push((r) => message.test(r.message.message));
+  for (const [key, re] of Object.entries(where.sd ?? {})) {
+    const dot = key.lastIndexOf('.');
+    const id = key.slice(0, dot);
+    const param = key.slice(dot + 1);
+    checks.push((r) => {
+      const v = r.message.structuredData?.[id]?.[param];
+      if (v === undefined) return false;
+      return Array.isArray(v) ? v.some((x) => re.test(x)) : re.test(v);
+    });
+  }
   return (r) => {
     for (const c of checks) if (!c(r)) return false;
     return true;

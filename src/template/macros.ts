@@ -21,6 +21,30 @@ export const TEMPLATE_MACROS = {
 
 export type TemplateMacro = keyof typeof TEMPLATE_MACROS;
 
-export function isTemplateMacro(name: string): name is TemplateMacro {
-  return Object.hasOwn(TEMPLATE_MACROS, name);
+/**
+ * `${.SDATA.<SD-ID>.<PARAM>}`: a parameter of the message's structured data, as syslog-ng names it
+ * (`${.SDATA.journal@32473._SYSTEMD_UNIT}`); `-` when the message has none. The parameter is what
+ * follows the last `.`.
+ */
+export const SD_MACRO = /^\.SDATA\.(.+)\.([^.]+)$/;
+
+/** The SD-ID and parameter a `.SDATA.` name refers to; null for any other name. */
+export function sdMacro(name: string): { id: string; param: string } | null {
+  const m = SD_MACRO.exec(name);
+  return m ? { id: m[1]!, param: m[2]! } : null;
+}
+
+/** A name sluice's templates know: one of TEMPLATE_MACROS, or a `.SDATA.` reference. */
+export function isTemplateMacro(name: string): boolean {
+  return Object.hasOwn(TEMPLATE_MACROS, name) || SD_MACRO.test(name);
+}
+
+/** The value of structured-data parameter `param` of element `id`; the first where it is given twice. */
+export function sdValue(
+  sd: Record<string, Record<string, string | string[]>> | null,
+  id: string,
+  param: string,
+): string | undefined {
+  const v = sd?.[id]?.[param];
+  return Array.isArray(v) ? v[0] : v;
 }

@@ -2,11 +2,11 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { facilityName, severityName } from '../parser/names.js';
 import type { LogRecord } from '../record.js';
-import { isTemplateMacro, type TemplateMacro } from './macros.js';
+import { isTemplateMacro, sdMacro, sdValue, type TemplateMacro } from './macros.js';
 
-type Part = { literal: string } | { macro: TemplateMacro };
+type Part = { literal: string } | { macro: TemplateMacro } | { sd: { id: string; param: string } };
 
-const MACRO = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+const MACRO = /\$\{([A-Za-z_][A-Za-z0-9_]*|\.SDATA\.[^}\s]+)\}/g;
 // Macros that need the message parsed; the others come from the record itself.
 const PARSED: ReadonlySet<TemplateMacro> = new Set([
   'HOST',
@@ -75,7 +75,8 @@ export class PathTemplate {
     let last = 0;
     for (const m of template.matchAll(MACRO)) {
       if (m.index > last) this.parts.push({ literal: template.slice(last, m.index) });
-      this.parts.push({ macro: m[1] as TemplateMacro });
+      const sd = sdMacro(m[1]!);
+      this.parts.push(sd ? { sd } : { macro: m[1] as TemplateMacro });
       last = m.index + m[0].length;
     }
     if (last < template.length) this.parts.push({ literal: template.slice(last) });
@@ -83,7 +84,7 @@ export class PathTemplate {
     const literalHead = firstMacro < 0 ? template : template.slice(0, firstMacro);
     const slash = literalHead.lastIndexOf('/');
     this.baseDir = path.resolve(slash < 0 ? '.' : literalHead.slice(0, slash) || '/');
-    this.needsParse = this.parts.some((p) => 'macro' in p && PARSED.has(p.macro));
+    this.needsParse = this.parts.some((p) => 'sd' in p || ('macro' in p && PARSED.has(p.macro)));
     this.staticPath = firstMacro < 0 ? path.resolve(template) : null;
     if (this.staticPath !== null && this.staticPath === this.baseDir)
       throw new TemplateError(`"${template}" names a directory, not a file`);
@@ -95,7 +96,11 @@ export class PathTemplate {
     const m = this.needsParse ? r.message : null;
     const when = new Date(r.receivedAt);
     let out = '';
-    for (const p of this.parts) out += 'macro' in p ? safeComponent(this.value(p.macro, r, m, when)) : p.literal;
+    for (const p of this.parts) {
+      if ('literal' in p) out += p.literal;
+      else if ('sd' in p) out += safeComponent(sdValue(m!.structuredData, p.sd.id, p.sd.param) ?? '-');
+      else out += safeComponent(this.value(p.macro, r, m, when));
+    }
     // A component over the file system's limit would fail the write with ENAMETOOLONG, for this
     // record every time: cut it (the literal parts of the template were checked when it was loaded).
     const full = path.resolve(out.split('/').map(capComponent).join('/'));

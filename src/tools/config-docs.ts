@@ -170,6 +170,8 @@ const doc = [
   '| macro | value |',
   '|---|---|',
   ...Object.entries(TEMPLATE_MACROS).map(([k, v]) => `| \`\${${k}}\` | ${escapeCell(v)} |`),
+  '| `${.SDATA.<SD-ID>.<PARAM>}` | A structured-data parameter, as syslog-ng names it: ' +
+    '`${.SDATA.journal@32473._SYSTEMD_UNIT}` (a field a `journald` source carries); `-` when the message has none. |',
   '',
   '## Parsing',
   '',

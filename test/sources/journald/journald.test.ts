@@ -309,3 +309,28 @@ describe('sluice check and a journald source', () => {
     expect(asNobody.stdout).toMatch(/\(1 warning\(s\)\)$/m);
   });
 });
+
+describe('journal fields after the journald source', () => {
+  it('are used by a where filter (sd:) and a path template (${.SDATA.<id>.<param>})', async () => {
+    const dir = scratchDir('sluice-journald-sd-');
+    const j = await journald(dir);
+    await testAgent(`state_dir: ${dir}/state
+admin: { enabled: false }
+sources:
+  journal: { type: journald, directory: ${j.journal}, read_from: beginning, identifiers: [sd], fields: [_TRANSPORT, TEAM] }
+destinations:
+  out: { type: file, path: "${dir}/by-team/\${.SDATA.journal@32473.TEAM}.log", format: raw }
+pipelines:
+  p: { from: [journal], where: { sd: { "journal@32473._TRANSPORT": "^journal$", "journal@32473.TEAM": "^(web|db)$" } }, to: [out] }
+`);
+    const e = (team: string | null, msg: string) =>
+      [['MESSAGE', msg], ['SYSLOG_IDENTIFIER', 'sd'], ...(team ? [['TEAM', team]] : [])] as [string, string][];
+    j.send([e('web', 'w1'), e('ops', 'o1'), e(null, 'none'), e('db', 'd1'), e('web', 'w2')]);
+    const web = path.join(dir, 'by-team/web.log');
+    await waitFor('w2', () => readLines(web).some((l) => l.endsWith(' w2')));
+    await sleep(200);
+    expect(readLines(web).map((l) => l.split(' ').pop())).toEqual(['w1', 'w2']);
+    expect(readLines(path.join(dir, 'by-team/db.log')).map((l) => l.split(' ').pop())).toEqual(['d1']);
+    expect(readdirSync(path.join(dir, 'by-team')).sort()).toEqual(['db.log', 'web.log']);
+  });
+});
