@@ -64,7 +64,9 @@ describe('the Debian package', () => {
       /^sluice:x:\d+:\d+:.*:\/var\/lib\/sluice:\/usr\/sbin\/nologin$/m,
     );
     // A member of adm, and of systemd-journal where the host has that group (for the journal).
-    const groups = ok(inRoot('id', '-nG', 'sluice')).trim().split(' ');
+    const groups = ok(inRoot('id', '-nG', 'sluice'))
+      .trim()
+      .split(' ');
     expect(groups).toContain('adm');
     if (inRoot('getent', 'group', 'systemd-journal').status === 0) expect(groups).toContain('systemd-journal');
     expect(ok(inRoot('dpkg-query', '-W', '-f', '${Conffiles}', 'sluice'))).toContain('/etc/sluice/sluice.yaml');
