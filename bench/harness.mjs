@@ -214,14 +214,14 @@ export function rssMb(pid) {
 }
 
 /** Starts rsyslogd 8.2302 from .peers on `conf` (workDirectory is `dir`/work). */
-export function startRsyslog(dir, conf) {
+export function startRsyslog(dir, conf, run = startProcess) {
   const rs = path.join(peers, 'rsyslog');
   const lib = path.join(rs, 'usr/lib/x86_64-linux-gnu');
   const work = path.join(dir, 'work');
   if (!existsSync(work)) mkdirSync(work);
   const file = path.join(dir, 'rsyslog.conf');
   writeFileSync(file, `global(workDirectory="${work}")\n${conf}\n`);
-  return startProcess(
+  return run(
     path.join(rs, 'usr/sbin/rsyslogd'),
     ['-n', '-C', '-f', file, '-i', path.join(dir, 'pid'), '-M', path.join(lib, 'rsyslog')],
     { ...process.env, LD_LIBRARY_PATH: lib },
@@ -229,10 +229,10 @@ export function startRsyslog(dir, conf) {
 }
 
 /** Starts syslog-ng 3.38 from .peers on `conf` (a whole config, @version included). */
-export function startSyslogNg(dir, conf) {
+export function startSyslogNg(dir, conf, run = startProcess) {
   const cfg = path.join(dir, 'syslog-ng.conf');
   writeFileSync(cfg, conf);
-  return startProcess(
+  return run(
     path.join(sng, 'usr/sbin/syslog-ng'),
     [
       '-F',

@@ -23,13 +23,13 @@ import {
   cpuMicros,
   median,
   peakRssMb,
-  peers,
   relayConfig,
   requirePeers,
-  sngEnv,
   startProcess,
+  startRsyslog,
   startSink,
   startSluice,
+  startSyslogNg,
   stop,
   tmp,
   waitCount,
@@ -103,33 +103,18 @@ const starters = {
       ),
     );
   },
-  rsyslog: (jdir, sink) => {
-    const dir = tmp();
-    const rs = path.join(peers, 'rsyslog');
-    const lib = path.join(rs, 'usr/lib/x86_64-linux-gnu');
-    mkdirSync(path.join(dir, 'work'));
-    const conf = path.join(dir, 'rsyslog.conf');
-    writeFileSync(
-      conf,
-      `global(workDirectory="${dir}/work")
-main_queue(queue.type="LinkedList" queue.size="1000000" queue.dequeueBatchSize="1024")
-module(load="imjournal" StateFile="${dir}/work/imjournal.state" Ratelimit.Interval="0" PersistStateInterval="100000")
-if $programname == "bench" then action(type="omfwd" target="127.0.0.1" port="${sink.port}" protocol="tcp" template="RSYSLOG_SyslogProtocol23Format")
-`,
-    );
-    return inJournalNamespace(
-      jdir,
-      path.join(rs, 'usr/sbin/rsyslogd'),
-      ['-n', '-C', '-f', conf, '-i', path.join(dir, 'pid'), '-M', path.join(lib, 'rsyslog')],
-      { ...process.env, LD_LIBRARY_PATH: lib },
-    );
-  },
-  'syslog-ng': (jdir, sink) => {
-    const dir = tmp();
-    const sng = path.join(peers, 'syslog-ng');
-    const cfg = path.join(dir, 'syslog-ng.conf');
-    writeFileSync(
-      cfg,
+  rsyslog: (jdir, sink) =>
+    startRsyslog(
+      tmp(),
+      `main_queue(queue.type="LinkedList" queue.size="1000000" queue.dequeueBatchSize="1024")
+module(load="imjournal" StateFile="imjournal.state" Ratelimit.Interval="0" PersistStateInterval="100000")
+if $programname == "bench" then action(type="omfwd" target="127.0.0.1" port="${sink.port}" protocol="tcp"
+    template="RSYSLOG_SyslogProtocol23Format")`,
+      (cmd, args, env) => inJournalNamespace(jdir, cmd, args, env),
+    ),
+  'syslog-ng': (jdir, sink) =>
+    startSyslogNg(
+      tmp(),
       `@version: 3.38
 options { keep-hostname(yes); stats-freq(0); };
 source s_in { systemd-journal(log-fetch-limit(1000) log-iw-size(100000)); };
@@ -137,26 +122,8 @@ filter f_bench { program("bench"); };
 destination d_sink { network("127.0.0.1" transport("tcp") port(${sink.port}) log-fifo-size(1000000)); };
 log { source(s_in); filter(f_bench); destination(d_sink); flags(flow-control); };
 `,
-    );
-    return inJournalNamespace(
-      jdir,
-      path.join(sng, 'usr/sbin/syslog-ng'),
-      [
-        '-F',
-        '-f',
-        cfg,
-        '-R',
-        path.join(dir, 'persist'),
-        '-p',
-        path.join(dir, 'pid'),
-        '-c',
-        path.join(dir, 'ctl'),
-        '--no-caps',
-        `--module-path=${path.join(sng, 'usr/lib/syslog-ng/3.38')}`,
-      ],
-      sngEnv(),
-    );
-  },
+      (cmd, args, env) => inJournalNamespace(jdir, cmd, args, env),
+    ),
 };
 
 /** CPU of a process and its children (sluice's journalctl), in µs. */

@@ -76,3 +76,20 @@ export function connectStream(
     });
   });
 }
+
+/**
+ * Stops a stream listener (TCP, TLS, Unix): no new connections; the open ones are asked to end, so
+ * senders finish what is in their socket buffers, and are cut after a second; then batches still
+ * waiting for room in a queue get a second more.
+ */
+export async function closeStreamServer(
+  server: net.Server,
+  connections: Set<net.Socket>,
+  inFlight: Set<Promise<void>>,
+): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  for (const s of connections) s.end();
+  await Promise.race([closed, new Promise<void>((resolve) => setTimeout(resolve, 1000).unref())]);
+  for (const s of connections) s.destroy();
+  await Promise.race([Promise.all(inFlight), new Promise<void>((r) => setTimeout(r, 1000).unref())]);
+}

@@ -1,6 +1,4 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { z } from 'zod';
 import { RateLimitedLog } from '../../log.js';
 import { ExponentialBackoff } from '../../net/backoff.js';
@@ -8,13 +6,13 @@ import { FACILITY_NAMES, SEVERITY_NAMES } from '../../parser/names.js';
 import type { Dispatch } from '../../pipeline/router.js';
 import { LogRecord, type RecordOrigin } from '../../record.js';
 import type { SourceStats } from '../../stats.js';
-import { writeFileAtomic } from '../../util/fs.js';
 import type { Source, SourceContext } from '../types.js';
 import type { journaldSourceSchema } from './config.js';
 import { cursorPosition, type EntryOptions, entryToSyslog } from './entry.js';
 import { ExportFormatError, ExportReader, type JournalEntry } from './export-format.js';
 import { journalArgs, journalctlOnce, selectionArgs } from './journalctl.js';
 import { OrderedCommits } from '../ordered-commits.js';
+import { CheckpointFile } from '../checkpoint-file.js';
 
 type Config = z.output<typeof journaldSourceSchema>;
 
@@ -39,7 +37,7 @@ interface CursorFile {
 export class JournaldSource implements Source {
   readonly name: string;
   readonly stats: SourceStats;
-  private readonly checkpointFile: string;
+  private readonly checkpoint: CheckpointFile<CursorFile>;
   private readonly origin: RecordOrigin;
   private readonly entryOptions: EntryOptions;
   private readonly quiet = new RateLimitedLog(5000);
@@ -66,7 +64,7 @@ export class JournaldSource implements Source {
   ) {
     this.name = ctx.name;
     this.stats = ctx.counters.of(ctx.name);
-    this.checkpointFile = path.join(ctx.stateDir, 'checkpoints', `${ctx.name}.journal.json`);
+    this.checkpoint = new CheckpointFile<CursorFile>(ctx, 'journal', 'the journal cursor', this.quiet);
     this.origin = { source: ctx.name, from: 'journal', format: 'syslog', lenient: false, counters: ctx.counters };
     this.entryOptions = {
       hostname: ctx.hostname,
@@ -87,28 +85,21 @@ export class JournaldSource implements Source {
   }
 
   async start(): Promise<void> {
-    mkdirSync(path.dirname(this.checkpointFile), { recursive: true });
     this.commits.committed = this.handed = this.saved = this.loadCursor();
     await this.launch();
     this.checkpointTimer = setInterval(() => void this.saveCheckpoint(), this.config.checkpoint_interval);
   }
 
   private loadCursor(): string | null {
-    let text: string;
     try {
-      text = readFileSync(this.checkpointFile, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw err;
-    }
-    try {
-      const data = JSON.parse(text) as CursorFile;
+      const data = this.checkpoint.read() as CursorFile | null;
+      if (data === null) return null;
       if (data.version !== 1 || typeof data.cursor !== 'string' || !cursorPosition(data.cursor))
         throw new Error('no valid cursor');
       return data.cursor;
     } catch (err) {
       this.ctx.logger.error(
-        { file: this.checkpointFile, err: (err as Error).message, read_from: this.config.read_from },
+        { file: this.checkpoint.file, err: (err as Error).message, read_from: this.config.read_from },
         'journal cursor file is damaged; starting as configured by read_from',
       );
       return null;
@@ -326,19 +317,7 @@ export class JournaldSource implements Source {
   private async saveCheckpoint(): Promise<void> {
     const cursor = this.commits.committed;
     if (cursor === null || cursor === this.saved) return;
-    const data: CursorFile = { version: 1, cursor };
-    try {
-      await writeFileAtomic(this.checkpointFile, `${JSON.stringify(data)}\n`);
-      this.saved = cursor;
-    } catch (err) {
-      this.ctx.diskHealth?.failed(err as Error, `the journal cursor of ${this.name}`);
-      this.quiet.log('checkpoint', (extra) =>
-        this.ctx.logger.error(
-          { file: this.checkpointFile, err: (err as Error).message, ...extra },
-          'cannot write the journal cursor; will retry',
-        ),
-      );
-    }
+    if (await this.checkpoint.write({ version: 1, cursor })) this.saved = cursor;
   }
 
   async stop(): Promise<void> {

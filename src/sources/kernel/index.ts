@@ -1,12 +1,11 @@
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { constants, type FileHandle, open } from 'node:fs/promises';
-import path from 'node:path';
 import type { z } from 'zod';
 import { RateLimitedLog } from '../../log.js';
 import { LogRecord, type RecordOrigin } from '../../record.js';
 import type { SourceStats } from '../../stats.js';
-import { writeFileAtomic } from '../../util/fs.js';
 import { OrderedCommits } from '../ordered-commits.js';
+import { CheckpointFile } from '../checkpoint-file.js';
 import type { Source, SourceContext } from '../types.js';
 import type { kernelSourceSchema } from './config.js';
 import { type KmsgRecord, kmsgToSyslog, parseKmsg } from './kmsg.js';
@@ -49,7 +48,7 @@ export class KernelSource implements Source {
   readonly name: string;
   readonly stats: SourceStats;
   private readonly quiet = new RateLimitedLog(10_000);
-  private readonly checkpointFile: string;
+  private readonly checkpoint: CheckpointFile<KmsgCheckpoint>;
   private readonly origin: RecordOrigin;
   private readonly boot = bootId();
   private readonly bootMs = bootTime();
@@ -72,7 +71,7 @@ export class KernelSource implements Source {
   ) {
     this.name = ctx.name;
     this.stats = ctx.counters.of(ctx.name);
-    this.checkpointFile = path.join(ctx.stateDir, 'checkpoints', `${ctx.name}.kmsg.json`);
+    this.checkpoint = new CheckpointFile<KmsgCheckpoint>(ctx, 'kmsg', 'the kernel log checkpoint', this.quiet);
     this.origin = {
       source: ctx.name,
       from: ctx.hostname,
@@ -93,7 +92,6 @@ export class KernelSource implements Source {
   }
 
   async start(): Promise<void> {
-    mkdirSync(path.dirname(this.checkpointFile), { recursive: true });
     const saved = this.loadCheckpoint();
     this.handle = await open(this.config.device, constants.O_RDONLY | constants.O_NONBLOCK);
     if (saved !== null) {
@@ -110,21 +108,16 @@ export class KernelSource implements Source {
   }
 
   private loadCheckpoint(): number | null {
-    let text: string;
     try {
-      text = readFileSync(this.checkpointFile, 'utf8');
-    } catch {
-      return null;
-    }
-    try {
-      const c = JSON.parse(text) as KmsgCheckpoint;
+      const c = this.checkpoint.read() as KmsgCheckpoint | null;
+      if (c === null) return null;
       if (c.version !== 1 || typeof c.boot_id !== 'string' || !Number.isSafeInteger(c.seq))
         throw new Error('no boot id and sequence number');
       // Another boot: its sequence numbers start again, and every record of this boot is new.
       return c.boot_id === this.boot ? c.seq : null;
     } catch (err) {
       this.ctx.logger.error(
-        { file: this.checkpointFile, err: (err as Error).message },
+        { file: this.checkpoint.file, err: (err as Error).message },
         'kernel log checkpoint is damaged; reading every record the kernel holds',
       );
       return null;
@@ -240,19 +233,7 @@ export class KernelSource implements Source {
   private async saveCheckpoint(): Promise<void> {
     const seq = this.commits.committed;
     if (seq < 0 || seq === this.saved) return;
-    const c: KmsgCheckpoint = { version: 1, boot_id: this.boot, seq };
-    try {
-      await writeFileAtomic(this.checkpointFile, `${JSON.stringify(c)}\n`);
-      this.saved = seq;
-    } catch (err) {
-      this.ctx.diskHealth?.failed(err as Error, `the kernel log checkpoint of ${this.name}`);
-      this.quiet.log('checkpoint', (extra) =>
-        this.ctx.logger.error(
-          { file: this.checkpointFile, err: (err as Error).message, ...extra },
-          'cannot write the kernel log checkpoint; will retry',
-        ),
-      );
-    }
+    if (await this.checkpoint.write({ version: 1, boot_id: this.boot, seq })) this.saved = seq;
   }
 
   async stop(): Promise<void> {

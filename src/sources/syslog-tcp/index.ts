@@ -3,7 +3,7 @@ import tls from 'node:tls';
 import type { z } from 'zod';
 import type { SourceStats } from '../../stats.js';
 import { RateLimitedLog } from '../../log.js';
-import { listen, tlsServerOptions } from '../../net/sockets.js';
+import { closeStreamServer, listen, tlsServerOptions } from '../../net/sockets.js';
 import type { Source, SourceContext } from '../types.js';
 import type { syslogTcpSourceSchema } from './config.js';
 import { SyslogStreamConnection } from './connection.js';
@@ -134,14 +134,7 @@ export class SyslogTcpSource implements Source {
   async stop(): Promise<void> {
     const server = this.server;
     this.server = null;
-    if (server) {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      // Let senders finish what is already in their socket buffers, then close.
-      for (const s of this.connections) s.end();
-      const deadline = new Promise<void>((resolve) => setTimeout(resolve, 1000).unref());
-      await Promise.race([closed, deadline]);
-      for (const s of this.connections) s.destroy();
-    }
-    await Promise.race([Promise.all(this.inFlight), new Promise<void>((r) => setTimeout(r, 1000).unref())]);
+    if (server) await closeStreamServer(server, this.connections, this.inFlight);
+    else await Promise.race([Promise.all(this.inFlight), new Promise<void>((r) => setTimeout(r, 1000).unref())]);
   }
 }

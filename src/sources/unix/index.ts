@@ -3,6 +3,7 @@ import { chmod, chown, lstat, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import type { z } from 'zod';
 import { RateLimitedLog } from '../../log.js';
+import { closeStreamServer } from '../../net/sockets.js';
 import type { SourceStats } from '../../stats.js';
 import { SyslogStreamConnection } from '../syslog-tcp/connection.js';
 import type { Source, SourceContext } from '../types.js';
@@ -140,12 +141,7 @@ export class UnixSource implements Source {
   async stop(): Promise<void> {
     const server = this.server;
     this.server = null;
-    if (server) {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const s of this.connections) s.end();
-      await Promise.race([closed, new Promise<void>((resolve) => setTimeout(resolve, 1000).unref())]);
-      for (const s of this.connections) s.destroy();
-    }
-    await Promise.race([Promise.all(this.inFlight), new Promise<void>((r) => setTimeout(r, 1000).unref())]);
+    if (server) await closeStreamServer(server, this.connections, this.inFlight);
+    else await Promise.race([Promise.all(this.inFlight), new Promise<void>((r) => setTimeout(r, 1000).unref())]);
   }
 }
