@@ -17,20 +17,35 @@ export interface CursorPosition {
 
 /** Reads the sequence number and time out of a cursor; null when it has neither. */
 export function cursorPosition(cursor: string): CursorPosition | null {
-  let seqnumId = '';
-  let seqnum = -1;
-  let realtime = -1;
-  for (const part of cursor.split(';')) {
-    const eq = part.indexOf('=');
-    const k = part.slice(0, eq);
-    const v = part.slice(eq + 1);
-    if (k === 's') seqnumId = v;
-    else if (k === 'i') seqnum = Number.parseInt(v, 16);
-    else if (k === 't') realtime = Number.parseInt(v, 16);
-  }
+  const seqnumId = part(cursor, 's=');
+  const seqnum = Number.parseInt(part(cursor, 'i='), 16);
+  const realtime = Number.parseInt(part(cursor, 't='), 16);
   if (!seqnumId || !Number.isSafeInteger(seqnum) || seqnum < 0) return null;
   return { seqnumId, seqnum, realtime: Number.isSafeInteger(realtime) ? realtime : -1 };
 }
+
+/** The value of `key` (`s=`, `i=`...) in a cursor; empty when it has none. */
+function part(cursor: string, key: string): string {
+  const at = cursor.startsWith(key) ? 0 : cursor.indexOf(`;${key}`) + 1;
+  if (at === 0 && !cursor.startsWith(key)) return '';
+  const end = cursor.indexOf(';', at);
+  return cursor.slice(at + key.length, end < 0 ? cursor.length : end);
+}
+
+/** The fields a record is made of (entryToSyslog), besides the chosen ones; `__` ones journalctl always prints. */
+export const ENTRY_FIELDS = [
+  '__CURSOR',
+  '__REALTIME_TIMESTAMP',
+  'MESSAGE',
+  'PRIORITY',
+  'SYSLOG_FACILITY',
+  'SYSLOG_IDENTIFIER',
+  '_COMM',
+  '_PID',
+  'SYSLOG_PID',
+  '_HOSTNAME',
+  'MESSAGE_ID',
+] as const;
 
 export interface EntryOptions {
   /** HOSTNAME when the entry has no `_HOSTNAME`. */
@@ -64,10 +79,17 @@ function paramValue(v: Buffer): string {
 /** An SD-NAME: at most 32 printable US-ASCII characters, no `=`, space, `]` or `"`. Journal names always fit but for length. */
 const sdName = (n: string) => n.slice(0, 32);
 
+/** The last second formatted (entries come in bursts within one second). */
+let lastSecond = -1;
+let lastPrefix = '';
+
 function timestamp(micros: number): string {
-  const ms = Math.floor(micros / 1000);
-  const iso = new Date(ms).toISOString(); // 2026-11-30T03:39:07.656Z
-  return `${iso.slice(0, 19)}.${String(micros % 1_000_000).padStart(6, '0')}Z`;
+  const second = Math.floor(micros / 1_000_000);
+  if (second !== lastSecond) {
+    lastSecond = second;
+    lastPrefix = new Date(second * 1000).toISOString().slice(0, 19); // 2026-11-30T03:39:07
+  }
+  return `${lastPrefix}.${String(micros % 1_000_000).padStart(6, '0')}Z`;
 }
 
 function smallInt(v: string | undefined, max: number): number | null {
@@ -98,5 +120,12 @@ export function entryToSyslog(e: JournalEntry, o: EntryOptions): Buffer {
   }
   const head = `<${facility * 8 + severity}>1 ${ts} ${host} ${app} ${pid} ${msgId} ${sd ? `[${JOURNAL_SD_ID}${sd}]` : '-'}`;
   const message = e.fields.get('MESSAGE');
-  return message && message.length > 0 ? Buffer.concat([Buffer.from(`${head} `), message]) : Buffer.from(head);
+  if (!message || message.length === 0) return Buffer.from(head);
+  // One buffer: the header written into it, the message bytes copied after it.
+  const headBytes = Buffer.byteLength(head);
+  const out = Buffer.allocUnsafe(headBytes + 1 + message.length);
+  out.write(head, 0);
+  out[headBytes] = 0x20;
+  message.copy(out, headBytes + 1);
+  return out;
 }

@@ -18,7 +18,14 @@ export interface JournalEntry {
 export class ExportFormatError extends Error {}
 
 /** Field names: upper-case letters, digits and underscores (journald's rule, with its `__` for address fields). */
-const NAME = /^[A-Z0-9_]+$/;
+function isNameBytes(b: Buffer, at: number, end: number): boolean {
+  if (end <= at) return false;
+  for (let i = at; i < end; i++) {
+    const c = b[i]!;
+    if (!((c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x5f)) return false;
+  }
+  return true;
+}
 
 export class ExportReader {
   private buf: Buffer = Buffer.alloc(0);
@@ -35,7 +42,35 @@ export class ExportReader {
    * @param maxFieldSize A binary value longer than this is skipped (and counted), not held: the
    * stream stays in step and memory stays bounded.
    */
-  constructor(private readonly maxFieldSize: number) {}
+  /** Lengths of the names kept: a name of another length is checked in place, never made a string. */
+  private readonly keepLengths: ReadonlySet<number> | undefined;
+
+  constructor(
+    private readonly maxFieldSize: number,
+    /** Only these fields are kept (the others are read past, never copied); all when absent. */
+    private readonly keep?: ReadonlySet<string>,
+  ) {
+    this.keepLengths = keep ? new Set([...keep].map((k) => k.length)) : undefined;
+  }
+
+  /**
+   * The name in `b` from `at` to `end`, when its field is to be kept (null when it is to be read
+   * past); throws when the bytes are not a field name.
+   */
+  private name(b: Buffer, at: number, end: number): string | null {
+    if (this.keepLengths !== undefined && !this.keepLengths.has(end - at)) {
+      // Read past: only its first byte is checked (checking every byte cost a tenth of the reading,
+      // and a stream out of step shows at once in the next field or entry anyway).
+      if (end <= at || !isNameBytes(b, at, at + 1))
+        throw new ExportFormatError(
+          `not a field name: ${JSON.stringify(b.toString('latin1', at, Math.min(end, at + 64)))}`,
+        );
+      return null;
+    }
+    const name = b.toString('latin1', at, end);
+    if (!isNameBytes(b, at, end)) throw new ExportFormatError(`not a field name: ${JSON.stringify(name.slice(0, 64))}`);
+    return (this.keep === undefined || this.keep.has(name)) && !this.fields.has(name) ? name : null;
+  }
 
   /** Bytes held waiting for the rest of a field. */
   get pending(): number {
@@ -79,11 +114,11 @@ export class ExportReader {
         // A text field longer than the limit: keep its start, skip the rest of its line.
         const eq = b.indexOf(0x3d, at);
         if (eq >= 0 && b.length - (eq + 1) > this.maxFieldSize) {
-          const name = b.toString('latin1', at, eq);
-          if (!NAME.test(name)) throw new ExportFormatError(`not a field name: ${JSON.stringify(name.slice(0, 64))}`);
-          this.oversizedFields++;
-          if (!this.fields.has(name))
+          const name = this.name(b, at, eq);
+          if (name !== null) {
+            this.oversizedFields++;
             this.fields.set(name, Buffer.from(b.subarray(eq + 1, eq + 1 + this.maxFieldSize)));
+          }
           this.entryBytes += b.length - at;
           at = b.length;
           this.skipLine = true;
@@ -103,22 +138,22 @@ export class ExportReader {
       }
       const eq = b.indexOf(0x3d, at);
       if (eq >= 0 && eq < nl) {
-        const name = b.toString('latin1', at, eq);
-        if (!NAME.test(name)) throw new ExportFormatError(`not a field name: ${JSON.stringify(name.slice(0, 64))}`);
-        let end = nl;
-        if (nl - (eq + 1) > this.maxFieldSize) {
-          this.oversizedFields++;
-          end = eq + 1 + this.maxFieldSize;
+        const name = this.name(b, at, eq);
+        if (name !== null) {
+          let end = nl;
+          if (nl - (eq + 1) > this.maxFieldSize) {
+            this.oversizedFields++;
+            end = eq + 1 + this.maxFieldSize;
+          }
+          this.fields.set(name, Buffer.from(b.subarray(eq + 1, end)));
         }
-        if (!this.fields.has(name)) this.fields.set(name, Buffer.from(b.subarray(eq + 1, end)));
         this.entryBytes += nl + 1 - at;
         at = nl + 1;
         continue;
       }
       // NAME\n, then a 64-bit length, the value and a newline.
-      const name = b.toString('latin1', at, nl);
-      if (!NAME.test(name)) throw new ExportFormatError(`not a field name: ${JSON.stringify(name.slice(0, 64))}`);
       if (b.length - (nl + 1) < 8) break;
+      const name = this.name(b, at, nl);
       const length = b.readBigUInt64LE(nl + 1);
       if (length > BigInt(Number.MAX_SAFE_INTEGER)) throw new ExportFormatError(`field ${name} claims ${length} bytes`);
       const n = Number(length);
@@ -126,9 +161,10 @@ export class ExportReader {
       if (n > this.maxFieldSize) {
         // Kept cut to the limit, so that the entry is still delivered and the cut can be counted.
         if (b.length - valueAt < this.maxFieldSize) break;
-        this.oversizedFields++;
-        if (!this.fields.has(name))
+        if (name !== null) {
+          this.oversizedFields++;
           this.fields.set(name, Buffer.from(b.subarray(valueAt, valueAt + this.maxFieldSize)));
+        }
         this.entryBytes += valueAt - at + this.maxFieldSize;
         at = valueAt + this.maxFieldSize;
         this.skipping = n - this.maxFieldSize;
@@ -137,7 +173,7 @@ export class ExportReader {
       }
       if (b.length - valueAt < n + 1) break;
       if (b[valueAt + n] !== 0x0a) throw new ExportFormatError(`binary field ${name} does not end with a newline`);
-      if (!this.fields.has(name)) this.fields.set(name, Buffer.from(b.subarray(valueAt, valueAt + n)));
+      if (name !== null) this.fields.set(name, Buffer.from(b.subarray(valueAt, valueAt + n)));
       this.entryBytes += valueAt + n + 1 - at;
       at = valueAt + n + 1;
     }

@@ -8,7 +8,7 @@ import { LogRecord, type RecordOrigin } from '../../record.js';
 import type { SourceStats } from '../../stats.js';
 import type { Source, SourceContext } from '../types.js';
 import type { journaldSourceSchema } from './config.js';
-import { cursorPosition, type EntryOptions, entryToSyslog } from './entry.js';
+import { cursorPosition, ENTRY_FIELDS, type EntryOptions, entryToSyslog } from './entry.js';
 import { ExportFormatError, ExportReader, type JournalEntry } from './export-format.js';
 import { journalArgs, journalctlOnce, selectionArgs } from './journalctl.js';
 import { OrderedCommits } from '../ordered-commits.js';
@@ -40,6 +40,8 @@ export class JournaldSource implements Source {
   private readonly checkpoint: CheckpointFile<CursorFile>;
   private readonly origin: RecordOrigin;
   private readonly entryOptions: EntryOptions;
+  /** The fields a record is made of: the reader keeps these and reads past the others. */
+  private readonly wantedFields: ReadonlySet<string>;
   private readonly quiet = new RateLimitedLog(5000);
   private readonly backoff = new ExponentialBackoff(500, 30_000);
   private child: ChildProcessWithoutNullStreams | null = null;
@@ -66,6 +68,7 @@ export class JournaldSource implements Source {
     this.stats = ctx.counters.of(ctx.name);
     this.checkpoint = new CheckpointFile<CursorFile>(ctx, 'journal', 'the journal cursor', this.quiet);
     this.origin = { source: ctx.name, from: 'journal', format: 'syslog', lenient: false, counters: ctx.counters };
+    this.wantedFields = new Set([...ENTRY_FIELDS, ...config.fields]);
     this.entryOptions = {
       hostname: ctx.hostname,
       facility: FACILITY_NAMES.indexOf(config.facility),
@@ -129,7 +132,7 @@ export class JournaldSource implements Source {
     child.stdin.end();
     this.child = child;
     this.waits = 0;
-    const reader = new ExportReader(this.config.max_message_size);
+    const reader = new ExportReader(this.config.max_message_size, this.wantedFields);
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-2000);
@@ -167,6 +170,9 @@ export class JournaldSource implements Source {
 
   /** The arguments of the follow run: after the handed-on cursor, after the journal's end, or from its start. */
   private async followArgs(): Promise<string[]> {
+    // journalctl prints every field (twenty or so: command line, capabilities, cgroup...); the
+    // reader keeps only those records are made of. Asked to print only those
+    // (`--output-fields`), journalctl itself spent 1.7 times as long.
     const base = ['--follow', '--output=export', '--no-pager', '--no-tail', ...selectionArgs(this.config)];
     if (this.handed !== null) {
       const at = await this.checkCursor(this.handed);

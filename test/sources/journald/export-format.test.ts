@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { cursorPosition } from '../../../src/sources/journald/entry.js';
 import {
   ExportFormatError,
   ExportReader,
@@ -96,5 +97,20 @@ describe('journal export format reader', () => {
   it('keeps the first value of a field given twice', () => {
     const { entries } = read(Buffer.from('A=1\nA=2\n\n'), []);
     expect(entries[0]!.fields.get('A')!.toString()).toBe('1');
+  });
+});
+
+describe('journal cursor positions', () => {
+  it('reads the sequence id, sequence number and time of a cursor, in any order of its parts', () => {
+    const c =
+      's=747ccc0ba4cc4546bc1644b77b4b2ed5;i=1a3;b=00a3beda1ee0414ea690d0b8851ae0bc;m=cd30a3ff8;t=6617626e37182;x=e1';
+    expect(cursorPosition(c)).toEqual({
+      seqnumId: '747ccc0ba4cc4546bc1644b77b4b2ed5',
+      seqnum: 0x1a3,
+      realtime: 0x6617626e37182,
+    });
+    expect(cursorPosition('i=10;t=20;s=abc')).toEqual({ seqnumId: 'abc', seqnum: 16, realtime: 32 });
+    expect(cursorPosition('i=10;t=20')).toBeNull();
+    expect(cursorPosition('s=abc;i=zz')).toBeNull();
   });
 });
