@@ -397,7 +397,7 @@ export class ReliableQueue implements DestinationQueue {
     while (this.held.length > 0 && !this.holding()) {
       const h = this.held.shift()!;
       if (this.closed) {
-        h.reject(new Error(`queue ${this.name} closed before these records could be appended`));
+        h.reject(this.closedError());
         continue;
       }
       let c: Promise<void> | undefined;
@@ -410,6 +410,10 @@ export class ReliableQueue implements DestinationQueue {
       if (c) c.then(h.resolve, h.reject);
       else h.resolve();
     }
+  }
+
+  private closedError(): Error {
+    return new Error(`queue ${this.name} closed before these records could be appended`);
   }
 
   /** Refuses every held push (the batch they waited behind failed its commit: appended now, they would overtake it). */
@@ -465,7 +469,9 @@ export class ReliableQueue implements DestinationQueue {
             throw err;
           }
           this.waitingRest = null;
-          const c = this.append(rest, awaited); // appended now (or waiting again, holding pushes once more)
+          // Closed meanwhile (a stop: the wait for room ends): the rest is not appended, and its
+          // producer hears so (a file is read again from its checkpoint at the next start).
+          const c = this.closed ? Promise.reject(this.closedError()) : this.append(rest, awaited);
           this.releaseHeld();
           await c;
         })();
@@ -492,7 +498,8 @@ export class ReliableQueue implements DestinationQueue {
           }
           this.droppingOldest = null;
           let c: Promise<void> | undefined;
-          if (freed) c = this.append(rest, awaited);
+          if (this.closed) c = Promise.reject(this.closedError());
+          else if (freed) c = this.append(rest, awaited);
           else this.dropNewest(rest);
           this.releaseHeld();
           await c;

@@ -482,6 +482,33 @@ describe('ReliableQueue, full: block, the part written fails', () => {
   });
 });
 
+describe('ReliableQueue, full: block, closed while a batch waits for room', () => {
+  it('refuses the rest of the batch and the pushes held behind it (never appends after close)', async () => {
+    const dir = tempDir();
+    try {
+      const q = await ReliableQueue.open('out', dir, opts({ maxSize: 4096 + 64 * 1024, sync: 'always' }));
+      const big = (tag: string, i: number) =>
+        new LogRecord(Buffer.from(`<13>${tag}${i} ${'z'.repeat(400)}`), 0, origin);
+      const a = q.push(Array.from({ length: 200 }, (_, i) => big('A', i)))!; // does not fit: its rest waits
+      const b = q.push([big('B', 0)])!;
+      const outcome = (p: Promise<void>) =>
+        Promise.race([
+          p.then(
+            () => 'committed',
+            (e: Error) => `refused: ${e.message}`,
+          ),
+          new Promise((r) => setTimeout(() => r('still waiting'), 3000)),
+        ]);
+      await q.close();
+      expect(await outcome(a)).toMatch(/^refused: queue out closed/);
+      expect(await outcome(b)).toMatch(/^refused: queue out closed/);
+      await q.dispose();
+    } finally {
+      removeDir(dir);
+    }
+  });
+});
+
 describe('ReliableQueue created on a full disk', () => {
   it('a start that fails leaves no ring file behind: the next start makes a clean one, with nothing to rotate', async () => {
     const dir = tempDir();
