@@ -412,6 +412,18 @@ export class ReliableQueue implements DestinationQueue {
     }
   }
 
+  /**
+   * The rest of a batch, once its wait is over: appended now, or, while something else holds pushes
+   * (a rotation began meanwhile), first in line of the held ones: it comes before every push held.
+   * Refused when the queue closed meanwhile (a stop ends the wait for room).
+   */
+  private appendFirst(rest: LogRecord[], awaited: boolean): Promise<void> | undefined {
+    if (this.closed) return Promise.reject(this.closedError());
+    if (this.holding())
+      return new Promise<void>((resolve, reject) => this.held.unshift({ records: rest, awaited, resolve, reject }));
+    return this.append(rest, awaited);
+  }
+
   private closedError(): Error {
     return new Error(`queue ${this.name} closed before these records could be appended`);
   }
@@ -471,7 +483,7 @@ export class ReliableQueue implements DestinationQueue {
           this.waitingRest = null;
           // Closed meanwhile (a stop: the wait for room ends): the rest is not appended, and its
           // producer hears so (a file is read again from its checkpoint at the next start).
-          const c = this.closed ? Promise.reject(this.closedError()) : this.append(rest, awaited);
+          const c = this.appendFirst(rest, awaited);
           this.releaseHeld();
           await c;
         })();
@@ -498,8 +510,7 @@ export class ReliableQueue implements DestinationQueue {
           }
           this.droppingOldest = null;
           let c: Promise<void> | undefined;
-          if (this.closed) c = Promise.reject(this.closedError());
-          else if (freed) c = this.append(rest, awaited);
+          if (freed || this.closed) c = this.appendFirst(rest, awaited);
           else this.dropNewest(rest);
           this.releaseHeld();
           await c;
