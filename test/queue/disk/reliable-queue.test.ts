@@ -44,6 +44,19 @@ async function takeAll(q: ReliableQueue, n: number): Promise<LogRecord[]> {
   return out;
 }
 
+/** A 400-byte record named by `tag` and `i` (`A3`), for the tests that fill a small ring. */
+const big = (tag: string, i: number) => new LogRecord(Buffer.from(`<13>${tag}${i} ${'z'.repeat(400)}`), 0, origin);
+
+/** What became of a push: committed, refused (and why), or still waiting after 3 s. */
+const outcome = (p: Promise<void>) =>
+  Promise.race([
+    p.then(
+      () => 'committed',
+      (e: Error) => `refused: ${e.message}`,
+    ),
+    new Promise((r) => setTimeout(() => r('still waiting'), 3000)),
+  ]);
+
 /** Everything the queue hands out until it stops producing for a moment. */
 async function takeAvailable(q: ReliableQueue): Promise<LogRecord[]> {
   const out: LogRecord[] = [];
@@ -410,8 +423,6 @@ describe('ReliableQueue, full: block, pushes that wait for room', () => {
       const dir = tempDir();
       try {
         const q = await ReliableQueue.open('out', dir, opts({ maxSize: 4096 + 64 * 1024, sync: 'always' }));
-        const big = (tag: string, i: number) =>
-          new LogRecord(Buffer.from(`<13>${tag}${i} ${'z'.repeat(400)}`), 0, origin);
         const batch = (tag: string, n: number) => Array.from({ length: n }, (_, i) => big(tag, i));
         // A fills the ring past "full" and does not fit whole: its rest waits for room.
         const a = q.push(batch('A', 200));
@@ -458,20 +469,10 @@ describe('ReliableQueue, full: block, the part written fails', () => {
         dir,
         opts({ maxSize: 4096 + 64 * 1024, sync: 'always', openFile: disk.open }),
       );
-      const big = (tag: string, i: number) =>
-        new LogRecord(Buffer.from(`<13>${tag}${i} ${'z'.repeat(400)}`), 0, origin);
       await q.push(Array.from({ length: 100 }, (_, i) => big('F', i))); // most of the ring, never acknowledged
       disk.failWrites = 'ENOSPC';
       const a = q.push(Array.from({ length: 100 }, (_, i) => big('A', i)))!;
       const b = q.push([big('B', 0)])!; // held behind A's rest
-      const outcome = (p: Promise<void>) =>
-        Promise.race([
-          p.then(
-            () => 'committed',
-            (e: Error) => `refused: ${e.message}`,
-          ),
-          new Promise((r) => setTimeout(() => r('still waiting'), 3000)),
-        ]);
       expect(await outcome(a)).toMatch(/^refused: ENOSPC/);
       expect(await outcome(b)).toMatch(/^refused: ENOSPC/);
       disk.failWrites = null;
@@ -487,18 +488,8 @@ describe('ReliableQueue, full: block, closed while a batch waits for room', () =
     const dir = tempDir();
     try {
       const q = await ReliableQueue.open('out', dir, opts({ maxSize: 4096 + 64 * 1024, sync: 'always' }));
-      const big = (tag: string, i: number) =>
-        new LogRecord(Buffer.from(`<13>${tag}${i} ${'z'.repeat(400)}`), 0, origin);
       const a = q.push(Array.from({ length: 200 }, (_, i) => big('A', i)))!; // does not fit: its rest waits
       const b = q.push([big('B', 0)])!;
-      const outcome = (p: Promise<void>) =>
-        Promise.race([
-          p.then(
-            () => 'committed',
-            (e: Error) => `refused: ${e.message}`,
-          ),
-          new Promise((r) => setTimeout(() => r('still waiting'), 3000)),
-        ]);
       await q.close();
       expect(await outcome(a)).toMatch(/^refused: queue out closed/);
       expect(await outcome(b)).toMatch(/^refused: queue out closed/);
