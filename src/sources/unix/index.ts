@@ -2,11 +2,9 @@ import { readFileSync } from 'node:fs';
 import { chmod, chown, lstat, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import type { z } from 'zod';
-import { RateLimitedLog } from '../../log.js';
-import { closeStreamServer } from '../../net/sockets.js';
-import type { SourceStats } from '../../stats.js';
 import { SyslogStreamConnection } from '../syslog-tcp/connection.js';
-import type { Source, SourceContext } from '../types.js';
+import { StreamListenerSource } from '../stream-listener.js';
+import type { SourceContext } from '../types.js';
 import type { unixSourceSchema } from './config.js';
 
 type Config = z.output<typeof unixSourceSchema>;
@@ -39,20 +37,12 @@ function listening(path: string): Promise<boolean> {
  * stream as on TCP (SyslogStreamConnection), framed by NUL, LF or octet counts; a full queue pauses
  * its reads.
  */
-export class UnixSource implements Source {
-  readonly name: string;
-  readonly stats: SourceStats;
-  private readonly quiet = new RateLimitedLog(1000);
-  private server: net.Server | null = null;
-  private readonly connections = new Set<net.Socket>();
-  private readonly inFlight = new Set<Promise<void>>();
-
+export class UnixSource extends StreamListenerSource {
   constructor(
     private readonly config: Config,
-    private readonly ctx: SourceContext,
+    ctx: SourceContext,
   ) {
-    this.name = ctx.name;
-    this.stats = ctx.counters.of(ctx.name);
+    super(ctx, config.max_connections);
   }
 
   describe(): string {
@@ -86,19 +76,7 @@ export class UnixSource implements Source {
   }
 
   private onConnection(socket: net.Socket): void {
-    if (this.connections.size >= this.config.max_connections) {
-      this.stats.connectionsRejected++;
-      this.quiet.log('max_connections', (extra) =>
-        this.ctx.logger.warn(
-          { path: this.config.path, max_connections: this.config.max_connections, ...extra },
-          'connection refused: max_connections reached',
-        ),
-      );
-      socket.destroy();
-      return;
-    }
-    this.stats.connectionsAccepted++;
-    this.connections.add(socket);
+    if (!this.admit(socket, { path: this.config.path })) return;
     const origin = {
       source: this.name,
       from: this.ctx.hostname,
@@ -112,15 +90,7 @@ export class UnixSource implements Source {
       oversize: this.config.oversize,
       framing: 'unix',
       stats: this.stats,
-      dispatch: (batch) => {
-        const wait = this.ctx.router.dispatch(this.name, batch, 'drop_after_timeout')?.accepted;
-        if (!wait) return undefined;
-        const settled = wait.then(() => {
-          this.inFlight.delete(settled);
-        });
-        this.inFlight.add(settled);
-        return settled;
-      },
+      dispatch: (batch) => this.dispatchBatch(batch),
       badFraming: (reason) =>
         this.quiet.log('framing', (extra) =>
           this.ctx.logger.warn(
@@ -135,13 +105,5 @@ export class UnixSource implements Source {
       this.stats.connectionErrors++;
       this.ctx.logger.debug({ err: err.message }, 'connection error');
     });
-    socket.on('close', () => this.connections.delete(socket));
-  }
-
-  async stop(): Promise<void> {
-    const server = this.server;
-    this.server = null;
-    if (server) await closeStreamServer(server, this.connections, this.inFlight);
-    else await Promise.race([Promise.all(this.inFlight), new Promise<void>((r) => setTimeout(r, 1000).unref())]);
   }
 }
