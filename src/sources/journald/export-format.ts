@@ -9,7 +9,11 @@
  */
 
 export interface JournalEntry {
-  /** Each field once, by name; a name given twice keeps its first value (journald allows repeats). */
+  /**
+   * Each field once, by name; a name given twice keeps its first value (journald allows repeats).
+   * The values are views of the chunks pushed, not copies: a caller must not reuse a chunk's buffer
+   * while it holds the entries made from it.
+   */
   fields: Map<string, Buffer>;
   /** The bytes the entry took in the stream, for counting. */
   bytes: number;
@@ -117,7 +121,7 @@ export class ExportReader {
           const name = this.name(b, at, eq);
           if (name !== null) {
             this.oversizedFields++;
-            this.fields.set(name, Buffer.from(b.subarray(eq + 1, eq + 1 + this.maxFieldSize)));
+            this.fields.set(name, b.subarray(eq + 1, eq + 1 + this.maxFieldSize));
           }
           this.entryBytes += b.length - at;
           at = b.length;
@@ -145,7 +149,7 @@ export class ExportReader {
             this.oversizedFields++;
             end = eq + 1 + this.maxFieldSize;
           }
-          this.fields.set(name, Buffer.from(b.subarray(eq + 1, end)));
+          this.fields.set(name, b.subarray(eq + 1, end));
         }
         this.entryBytes += nl + 1 - at;
         at = nl + 1;
@@ -163,7 +167,7 @@ export class ExportReader {
         if (b.length - valueAt < this.maxFieldSize) break;
         if (name !== null) {
           this.oversizedFields++;
-          this.fields.set(name, Buffer.from(b.subarray(valueAt, valueAt + this.maxFieldSize)));
+          this.fields.set(name, b.subarray(valueAt, valueAt + this.maxFieldSize));
         }
         this.entryBytes += valueAt - at + this.maxFieldSize;
         at = valueAt + this.maxFieldSize;
@@ -173,7 +177,7 @@ export class ExportReader {
       }
       if (b.length - valueAt < n + 1) break;
       if (b[valueAt + n] !== 0x0a) throw new ExportFormatError(`binary field ${name} does not end with a newline`);
-      if (name !== null) this.fields.set(name, Buffer.from(b.subarray(valueAt, valueAt + n)));
+      if (name !== null) this.fields.set(name, b.subarray(valueAt, valueAt + n));
       this.entryBytes += valueAt + n + 1 - at;
       at = valueAt + n + 1;
     }
