@@ -122,6 +122,32 @@ describe('journald source, which entries', () => {
   });
 });
 
+describe('journald source, units', () => {
+  // journald sets _SYSTEMD_UNIT itself, from the sender's cgroup (none here, without systemd as PID 1);
+  // journalctl --unit also takes a root process's OBJECT_SYSTEMD_UNIT, which a test can send.
+  it('units: entries of those units only (journalctl --unit)', async () => {
+    const dir = scratchDir('sluice-journald-units-');
+    const j = await journald(dir);
+    const out = path.join(dir, 'out.log');
+    await testAgent(agentYaml(dir, j, 'read_from: beginning, units: [web.service, db.service]', 'format: raw'));
+    const e = (unit: string | null, msg: string) =>
+      [['MESSAGE', msg], ['SYSLOG_IDENTIFIER', 'u'], ...(unit ? [['OBJECT_SYSTEMD_UNIT', unit]] : [])] as [
+        string,
+        string,
+      ][];
+    j.send([
+      e('web.service', 'w1'),
+      e('cron.service', 'c1'),
+      e(null, 'n1'),
+      e('db.service', 'd1'),
+      e('web.service', 'w2'),
+    ]);
+    await waitFor('w2', () => readLines(out).some((l) => l.endsWith(' w2')));
+    await sleep(200);
+    expect(readLines(out).map((l) => l.split(' ').pop())).toEqual(['w1', 'd1', 'w2']);
+  });
+});
+
 describe('journald source, crashes and failures', () => {
   it('SIGKILLed again and again while 100,000 entries are logged: every entry in the file exactly once', async () => {
     const dir = scratchDir('sluice-journald-kill-');
