@@ -17,7 +17,7 @@
 //   log-fetch-limit(1000) and log-iw-size(100000), flow-control, as bench/pipeline.mjs.
 // - sluice: read_from: beginning, a memory queue.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {
   cpuMicros,
@@ -38,6 +38,14 @@ import {
 const N = Number(process.env.JOURNAL_ENTRIES ?? 500_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const JOURNALD = ['/lib/systemd/systemd-journald', '/usr/lib/systemd/systemd-journald'].find((p) => existsSync(p));
+
+/** Temporary directories of this run, removed at its end. */
+const scratches = [];
+function scratch() {
+  const d = tmp();
+  scratches.push(d);
+  return d;
+}
 
 /** A journald in a private mount namespace writing under `dir`/log/journal; resolves once it listens. */
 async function startJournald(dir) {
@@ -91,7 +99,7 @@ function inJournalNamespace(dir, cmd, args, env) {
 
 const starters = {
   sluice: (jdir, sink) => {
-    const dir = tmp();
+    const dir = scratch();
     return startSluice(
       dir,
       'sluice',
@@ -105,7 +113,7 @@ const starters = {
   },
   rsyslog: (jdir, sink) =>
     startRsyslog(
-      tmp(),
+      scratch(),
       `main_queue(queue.type="LinkedList" queue.size="1000000" queue.dequeueBatchSize="1024")
 module(load="imjournal" StateFile="imjournal.state" Ratelimit.Interval="0" PersistStateInterval="100000")
 if $programname == "bench" then action(type="omfwd" target="127.0.0.1" port="${sink.port}" protocol="tcp"
@@ -114,7 +122,7 @@ if $programname == "bench" then action(type="omfwd" target="127.0.0.1" port="${s
     ),
   'syslog-ng': (jdir, sink) =>
     startSyslogNg(
-      tmp(),
+      scratch(),
       `@version: 3.38
 options { keep-hostname(yes); stats-freq(0); };
 source s_in { systemd-journal(log-fetch-limit(1000) log-iw-size(100000)); };
@@ -194,3 +202,6 @@ for (const p of PEERS) {
 }
 sink.child.kill();
 journald.kill();
+// The journal (about 2 KB an entry on disk) and the peers' state go: a run leaves nothing behind.
+await new Promise((r) => journald.once('exit', r));
+for (const d of [jdir, ...scratches]) rmSync(d, { recursive: true, force: true });
