@@ -85,7 +85,7 @@ export class ReliableQueue implements DestinationQueue {
   private readonly dropped: Record<string, number> = {};
   private closed = false;
   /** Set while the rest of a batch waits for room (`full: block`): later pushes wait behind it. */
-  private waitingRest: Promise<void> | null = null;
+  private waitingRest: Promise<unknown> | null = null;
   /** Set while a corrupt file is rotated: pushes wait for the fresh file. */
   private rotating: Promise<void> | null = null;
   /** Set while the oldest records are dropped for room (`full: drop_oldest`): pushes wait their turn. */
@@ -424,6 +424,46 @@ export class ReliableQueue implements DestinationQueue {
     return this.append(rest, awaited);
   }
 
+  /**
+   * The rest of a batch that did not fit, once `room` says whether there is room for it now (false:
+   * none could be made, and it is dropped and counted) and the part written is committed; `release`
+   * ends the hold its wait put on other pushes. A failed commit of the part written is heard at
+   * once, not once there is room: until its producer hears it, a later batch of its own waiting for
+   * room elsewhere (in the router) could be appended, and reach the receiver ahead of this one sent
+   * again. Then the rest is not appended (the producer sends the whole batch again), and neither is
+   * any push held behind it.
+   */
+  private async restAfter(
+    room: Promise<boolean>,
+    done: Promise<void> | undefined,
+    rest: LogRecord[],
+    awaited: boolean,
+    release: () => void,
+  ): Promise<void> {
+    done?.catch(() => undefined); // heard below; not unhandled meanwhile
+    let appendIt: boolean;
+    try {
+      appendIt = await settledFirst(
+        done,
+        room.then(async (r) => {
+          await done;
+          return r;
+        }),
+      );
+    } catch (err) {
+      release();
+      this.refuseHeld(err as Error);
+      throw err;
+    }
+    release();
+    // Closed meanwhile (a stop ends the wait for room): refused, and its producer hears so.
+    let c: Promise<void> | undefined;
+    if (appendIt || this.closed) c = this.appendFirst(rest, awaited);
+    else this.dropNewest(rest);
+    this.releaseHeld();
+    await c;
+  }
+
   private closedError(): Error {
     return new Error(`queue ${this.name} closed before these records could be appended`);
   }
@@ -463,58 +503,19 @@ export class ReliableQueue implements DestinationQueue {
         // now, a later batch of that file would reach the receiver before the resent one, which
         // would then be dropped as already written.
         const done = this.commits.commitFor(written > 0);
-        done?.catch(() => undefined); // heard below, once there is room; not unhandled meanwhile
-        // A failed commit of the part written is heard at once, not once there is room: until the
-        // producer hears it, a later batch of its own waiting for room elsewhere (in the router) could
-        // be appended, and reach the receiver ahead of this one sent again.
-        const wait = settledFirst(
-          done,
-          this.waitForSpace().then(() => done),
-        );
-        this.waitingRest = wait;
-        return (async () => {
-          try {
-            await wait;
-          } catch (err) {
-            this.waitingRest = null;
-            this.refuseHeld(err as Error);
-            throw err;
-          }
+        const room = this.waitForSpace().then(() => true);
+        this.waitingRest = room;
+        return this.restAfter(room, done, rest, awaited, () => {
           this.waitingRest = null;
-          // Closed meanwhile (a stop: the wait for room ends): the rest is not appended, and its
-          // producer hears so (a file is read again from its checkpoint at the next start).
-          const c = this.appendFirst(rest, awaited);
-          this.releaseHeld();
-          await c;
-        })();
+        });
       }
       if (this.fullPolicy === 'drop_oldest' && this.cache.inFlight === 0) {
         const done = this.commits.commitFor(written > 0);
-        done?.catch(() => undefined); // heard once the oldest are dropped; not unhandled meanwhile
-        const gate = this.dropOldest(sizes.slice(written));
-        this.droppingOldest = gate;
-        return (async () => {
-          let freed: boolean;
-          try {
-            freed = await settledFirst(
-              done,
-              gate.then(async (f) => {
-                await done;
-                return f;
-              }),
-            );
-          } catch (err) {
-            this.droppingOldest = null;
-            this.refuseHeld(err as Error);
-            throw err;
-          }
+        const freed = this.dropOldest(sizes.slice(written));
+        this.droppingOldest = freed;
+        return this.restAfter(freed, done, rest, awaited, () => {
           this.droppingOldest = null;
-          let c: Promise<void> | undefined;
-          if (freed || this.closed) c = this.appendFirst(rest, awaited);
-          else this.dropNewest(rest);
-          this.releaseHeld();
-          await c;
-        })();
+        });
       }
       // drop_newest; also drop_oldest while the destination has the oldest records in flight.
       this.dropNewest(rest);
