@@ -1,19 +1,31 @@
 /**
  * The checkpoint of a source that can read again (a journal cursor, a kernel sequence number):
  * batches are handed on in order, each with its position and its commit; the checkpoint moves over
- * the leading run of committed batches, never past one not yet committed. A failed commit calls
- * `failed` (the source reads again from `committed`) and forgets the rest.
+ * the leading run of committed batches, never past one not yet committed. A failed commit withdraws
+ * the batches still waiting to be queued, forgets the rest, and calls `failed` (the source reads
+ * again from `committed`).
  */
 export class OrderedCommits<P> {
   private pending: { pos: P; state: 'pending' | 'ok' | 'failed'; done: Promise<void> }[] = [];
   /** Bumped by `clear`: commits of batches handed on before it settle into nothing. */
   private epoch = 0;
+  private withdrawal = new AbortController();
 
   constructor(
     /** Where every batch so far is committed: the checkpoint. */
     public committed: P,
     private readonly failed: () => void,
   ) {}
+
+  /**
+   * For each batch handed on (Router.dispatch's `withdrawn`): aborted when a commit fails, so that
+   * batches still waiting to be queued (a latched gate, a full queue) are taken back. Queued after
+   * the failure, they would reach the receiver ahead of the batch read again, and an exactly-once
+   * receiver would drop that one as already written.
+   */
+  get withdrawn(): AbortSignal {
+    return this.withdrawal.signal;
+  }
 
   /** Batches handed on and not yet settled. */
   get size(): number {
@@ -64,6 +76,8 @@ export class OrderedCommits<P> {
       const c = this.pending.shift()!;
       if (c.state === 'failed') {
         this.clear();
+        this.withdrawal.abort();
+        this.withdrawal = new AbortController();
         this.failed();
         return;
       }

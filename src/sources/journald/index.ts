@@ -52,7 +52,6 @@ export class JournaldSource implements Source {
   /** The cursor of the last entry handed on: where a restarted journalctl resumes. */
   private handed: string | null = null;
   private saved: string | null = null;
-  private handedOn = new AbortController();
   /** Reading is paused: waiting for the queues to take a batch, or for commits to catch up. */
   private waits = 0;
   private stopped = false;
@@ -80,11 +79,6 @@ export class JournaldSource implements Source {
   describe(): string {
     const where = this.config.directory ?? (this.config.namespace ? `namespace ${this.config.namespace}` : 'system');
     return `journal (${where}${this.config.units.length ? `, units ${this.config.units.join(', ')}` : ''})`;
-  }
-
-  /** The cursor written to the checkpoint file last (for tests and stats). */
-  get cursor(): string | null {
-    return this.commits.committed;
   }
 
   async start(): Promise<void> {
@@ -286,7 +280,12 @@ export class JournaldSource implements Source {
     this.handed = cursor;
     this.stats.received += records.length;
     this.stats.receivedBytes += bytes;
-    const d: Dispatch | undefined = this.ctx.router.dispatch(this.name, records, 'keep_waiting', this.handedOn.signal);
+    const d: Dispatch | undefined = this.ctx.router.dispatch(
+      this.name,
+      records,
+      'keep_waiting',
+      this.commits.withdrawn,
+    );
     const settled = this.commits.add(cursor, d?.committed);
     // Flow control: journalctl waits (its pipe fills) while the queues have not taken this batch,
     // or while too many batches wait for their commit.
@@ -306,13 +305,11 @@ export class JournaldSource implements Source {
   }
 
   /**
-   * A queue could not write a batch: nothing moves past it. journalctl starts again after the
-   * checkpoint, and batches still waiting to be queued are withdrawn (queued, they would overtake).
+   * A queue could not write a batch: nothing moves past it (the batches waiting to be queued were
+   * withdrawn, see OrderedCommits), and journalctl starts again after the checkpoint.
    */
   private readAgain(): void {
     if (this.stopped) return;
-    this.handedOn.abort();
-    this.handedOn = new AbortController();
     this.handed = this.commits.committed;
     this.generation++;
     this.child?.kill('SIGTERM');

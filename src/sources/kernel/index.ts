@@ -218,7 +218,7 @@ export class KernelSource implements Source {
     }
     this.stats.received += records.length;
     this.stats.receivedBytes += bytes;
-    const d = this.ctx.router.dispatch(this.name, records, 'keep_waiting');
+    const d = this.ctx.router.dispatch(this.name, records, 'keep_waiting', this.commits.withdrawn);
     const settled = this.commits.add(this.handed, d?.committed);
     if (d?.accepted || this.commits.size > 16) {
       const wait = Promise.all([d?.accepted, this.commits.size > 16 ? settled : undefined]);
