@@ -58,6 +58,9 @@ export class JournaldSource implements Source {
   private restartTimer: NodeJS.Timeout | null = null;
   private checkpointTimer: NodeJS.Timeout | null = null;
   private truncatedSeen = 0;
+  /** The last sequence id seen, and its stream (see streamOf). */
+  private lastSeqnumId = '';
+  private lastStream = '';
 
   constructor(
     private readonly config: Config,
@@ -236,9 +239,7 @@ export class JournaldSource implements Source {
   /** journalctl failed or exited: logged (rate-limited), counted, and started again after a backoff. */
   private failed(generation: number, why: string, err: Error): void {
     if (generation !== this.generation || this.stopped) return;
-    this.generation++;
-    this.child?.kill('SIGTERM');
-    this.child = null;
+    this.endRun();
     this.stats.connectionErrors++;
     const wait = this.backoff.next();
     const code = (err as NodeJS.ErrnoException).code;
@@ -271,7 +272,7 @@ export class JournaldSource implements Source {
       if (!c) continue; // every entry journalctl exports has one
       const r = new LogRecord(entryToSyslog(e, this.entryOptions), now, this.origin);
       const pos = cursorPosition(c);
-      if (pos) r.setStream(`journal|${this.ctx.hostname}|${pos.seqnumId}`, pos.seqnum);
+      if (pos) r.setStream(this.streamOf(pos.seqnumId), pos.seqnum);
       records.push(r);
       bytes += e.bytes;
       cursor = c;
@@ -293,6 +294,15 @@ export class JournaldSource implements Source {
     if (this.commits.size > MAX_UNCOMMITTED) this.pauseUntil(settled, generation);
   }
 
+  /** The stream of a sequence of entries (the same for thousands of entries in a row). */
+  private streamOf(seqnumId: string): string {
+    if (seqnumId !== this.lastSeqnumId) {
+      this.lastSeqnumId = seqnumId;
+      this.lastStream = `journal|${this.ctx.hostname}|${seqnumId}`;
+    }
+    return this.lastStream;
+  }
+
   private pauseUntil(p: Promise<unknown>, generation: number): void {
     const child = this.child;
     if (!child) return;
@@ -311,10 +321,15 @@ export class JournaldSource implements Source {
   private readAgain(): void {
     if (this.stopped) return;
     this.handed = this.commits.committed;
+    this.endRun();
+    void this.launch();
+  }
+
+  /** Stops the journalctl running: its output and its batches' commits are ignored from here on. */
+  private endRun(): void {
     this.generation++;
     this.child?.kill('SIGTERM');
     this.child = null;
-    void this.launch();
   }
 
   private async saveCheckpoint(): Promise<void> {

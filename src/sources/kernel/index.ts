@@ -51,6 +51,8 @@ export class KernelSource implements Source {
   private readonly checkpoint: CheckpointFile<KmsgCheckpoint>;
   private readonly origin: RecordOrigin;
   private readonly boot = bootId();
+  /** The stream of this boot's records (sequence numbers start again at each boot). */
+  private readonly stream: string;
   private readonly bootMs = bootTime();
   private readonly commits: OrderedCommits<number>;
   private handle: FileHandle | null = null;
@@ -71,6 +73,7 @@ export class KernelSource implements Source {
   ) {
     this.name = ctx.name;
     this.stats = ctx.counters.of(ctx.name);
+    this.stream = `kmsg|${ctx.hostname}|${this.boot}`;
     this.checkpoint = new CheckpointFile<KmsgCheckpoint>(ctx, 'kmsg', 'the kernel log checkpoint', this.quiet);
     this.origin = {
       source: ctx.name,
@@ -93,7 +96,7 @@ export class KernelSource implements Source {
 
   async start(): Promise<void> {
     const saved = this.loadCheckpoint();
-    this.handle = await open(this.config.device, constants.O_RDONLY | constants.O_NONBLOCK);
+    this.handle = await this.openDevice();
     if (saved !== null) {
       this.handed = this.commits.committed = this.saved = saved;
     } else if (this.config.read_from === 'end') {
@@ -105,6 +108,11 @@ export class KernelSource implements Source {
     this.timer = setInterval(() => this.poll(), this.config.poll_interval);
     this.checkpointTimer = setInterval(() => void this.saveCheckpoint(), this.config.checkpoint_interval);
     this.poll();
+  }
+
+  /** Reads never block: an empty device answers EAGAIN, and the poll looks again. */
+  private openDevice(): Promise<FileHandle> {
+    return open(this.config.device, constants.O_RDONLY | constants.O_NONBLOCK);
   }
 
   private loadCheckpoint(): number | null {
@@ -176,7 +184,7 @@ export class KernelSource implements Source {
       if (this.reopen) {
         this.reopen = false;
         await this.handle?.close().catch(() => undefined);
-        this.handle = await open(this.config.device, constants.O_RDONLY | constants.O_NONBLOCK);
+        this.handle = await this.openDevice();
       }
       const batch: KmsgRecord[] = [];
       let more = true;
@@ -211,7 +219,7 @@ export class KernelSource implements Source {
         );
       }
       const rec = new LogRecord(kmsgToSyslog(r, this.bootMs, this.ctx.hostname), now, this.origin);
-      rec.setStream(`kmsg|${this.ctx.hostname}|${this.boot}`, r.seq);
+      rec.setStream(this.stream, r.seq);
       records.push(rec);
       bytes += rec.raw.length;
       this.handed = r.seq;
