@@ -1,6 +1,7 @@
 import type { WhereConfig } from '../config/schema.js';
 import { FACILITY_NAMES, SEVERITY_NAMES } from '../parser/names.js';
 import type { LogRecord } from '../record.js';
+import { sdParam } from '../template/macros.js';
 
 export type RecordFilter = (r: LogRecord) => boolean;
 
@@ -24,9 +25,7 @@ export function compileWhere(where: WhereConfig): RecordFilter {
   if (app) checks.push((r) => app.test(r.message.appName ?? ''));
   if (message) checks.push((r) => message.test(r.message.message));
   for (const [key, re] of Object.entries(where.sd ?? {})) {
-    const dot = key.lastIndexOf('.');
-    const id = key.slice(0, dot);
-    const param = key.slice(dot + 1);
+    const { id, param } = sdParam(key);
     checks.push((r) => {
       const v = r.message.structuredData?.[id]?.[param];
       if (v === undefined) return false;

@@ -30,8 +30,13 @@ export const SD_MACRO = /^\.SDATA\.(.+)\.([^.]+)$/;
 
 /** The SD-ID and parameter a `.SDATA.` name refers to; null for any other name. */
 export function sdMacro(name: string): { id: string; param: string } | null {
-  const m = SD_MACRO.exec(name);
-  return m ? { id: m[1]!, param: m[2]! } : null;
+  return SD_MACRO.test(name) ? sdParam(name.slice('.SDATA.'.length)) : null;
+}
+
+/** `<SD-ID>.<PARAM>` (a `where: sd:` key, or a macro's name without `.SDATA.`): the parameter follows the last `.`. */
+export function sdParam(key: string): { id: string; param: string } {
+  const dot = key.lastIndexOf('.');
+  return { id: key.slice(0, dot), param: key.slice(dot + 1) };
 }
 
 /** A name sluice's templates know: one of TEMPLATE_MACROS, or a `.SDATA.` reference. */
