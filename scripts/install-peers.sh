@@ -44,6 +44,13 @@ if [ ! -f "$peers/rsyslog/.complete" ]; then
   touch "$peers/rsyslog/.complete"
 fi
 
+# nats-server 2.9.10 (JetStream) for the nats source and destination tests and bench:nats: a static
+# Go binary, unpacked like the others.
+if [ ! -x "$peers/nats/usr/sbin/nats-server" ]; then
+  echo "install-peers: unpacking nats-server into $peers/nats"
+  unpack nats-server "$peers/nats"
+fi
+
 # librelp's client and server as test tools: relp-send and relp-receive (scripts/relp-tools), built
 # with gcc against Debian's librelp-dev headers and the librelp0 unpacked for rsyslog above.
 tools_src="$here/scripts/relp-tools"

@@ -5,6 +5,7 @@ import { SluiceDestination } from './destinations/sluice/index.js';
 import { SluiceSource } from './sources/sluice/index.js';
 import { RelpSource } from './sources/relp/index.js';
 import { RelpDestination } from './destinations/relp/index.js';
+import { NatsDestination } from './destinations/nats/index.js';
 import type { Destination, DestinationContext } from './destinations/types.js';
 import { queueDir } from './queue/layout.js';
 import type { Logger } from './log.js';
@@ -50,6 +51,7 @@ const DESTINATIONS: DestinationBuilders = {
   file: (c, ctx) => new FileDestination(c, ctx),
   sluice: (c, ctx) => new SluiceDestination(c, ctx),
   relp: (c, ctx) => new RelpDestination(c, ctx),
+  nats: (c, ctx) => new NatsDestination(c, ctx),
 };
 
 /** Every `type:` a source may have, from the registry. */

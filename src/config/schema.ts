@@ -11,6 +11,7 @@ import { journaldSourceSchema } from '../sources/journald/config.js';
 import { unixSourceSchema } from '../sources/unix/config.js';
 import { kernelSourceSchema } from '../sources/kernel/config.js';
 import { relpDestinationSchema } from '../destinations/relp/config.js';
+import { natsDestinationSchema } from '../destinations/nats/config.js';
 import { address, duration, facilityName, regex, severityName } from './types.js';
 
 /** The one schema: TypeScript types, validation and docs/configuration.md all come from it. */
@@ -30,6 +31,7 @@ export const DESTINATION_SCHEMAS = [
   fileDestinationSchema,
   sluiceDestinationSchema,
   relpDestinationSchema,
+  natsDestinationSchema,
 ] as const;
 
 const componentName = z
@@ -175,4 +177,7 @@ export type WhereConfig = z.output<typeof whereSchema>;
 export type QueueConfig = DestinationConfig['queue'];
 
 /** Keys whose values are templates: `${MACRO}` there is a template macro, not an environment variable. */
-export const TEMPLATE_KEYS: ReadonlyArray<readonly string[]> = [['destinations', '*', 'path']];
+export const TEMPLATE_KEYS: ReadonlyArray<readonly string[]> = [
+  ['destinations', '*', 'path'],
+  ['destinations', '*', 'subject'],
+];

@@ -59,16 +59,20 @@ export function capComponent(name: string): string {
 const pad = (n: number) => (n < 10 ? `0${n}` : String(n));
 
 /**
- * A file path built from a record: `var/log/${HOST}/${PROGRAM}.log`. Every macro value is a safe
- * path component, and the result must stay under the directory that precedes the first macro.
+ * A template of literal text and macros (`logs.${HOST}.${PROGRAM}`), expanded for a record with
+ * every macro value passed through `escape` (what makes it safe where it goes: a path component,
+ * a subject token).
  */
-export class PathTemplate {
+export class RecordTemplate {
   private readonly parts: Part[] = [];
-  readonly baseDir: string;
   private readonly needsParse: boolean;
-  private readonly staticPath: string | null;
+  /** The template has no macro: every record gets the same text. */
+  readonly isStatic: boolean;
 
-  constructor(template: string) {
+  constructor(
+    readonly template: string,
+    private readonly escape: (value: string) => string,
+  ) {
     const unknown = unknownMacros(template);
     if (unknown.length)
       throw new TemplateError(`unknown macro ${unknown.map((n) => `\${${n}}`).join(', ')} in "${template}"`);
@@ -80,11 +84,43 @@ export class PathTemplate {
       last = m.index + m[0].length;
     }
     if (last < template.length) this.parts.push({ literal: template.slice(last) });
+    this.isStatic = this.parts.every((p) => 'literal' in p);
+    this.needsParse = this.parts.some((p) => 'sd' in p || ('macro' in p && PARSED.has(p.macro)));
+  }
+
+  /** The template with every macro replaced by `value` (escaped), for checks made before any record. */
+  sample(value: string): string {
+    return this.parts.map((p) => ('literal' in p ? p.literal : this.escape(value))).join('');
+  }
+
+  expand(r: LogRecord): string {
+    const m = this.needsParse ? r.message : null;
+    const when = new Date(r.receivedAt);
+    let out = '';
+    for (const p of this.parts) {
+      if ('literal' in p) out += p.literal;
+      else if ('sd' in p) out += this.escape(sdValue(m!.structuredData, p.sd.id, p.sd.param) ?? '-');
+      else out += this.escape(macroValue(p.macro, r, m, when));
+    }
+    return out;
+  }
+}
+
+/**
+ * A file path built from a record: `var/log/${HOST}/${PROGRAM}.log`. Every macro value is a safe
+ * path component, and the result must stay under the directory that precedes the first macro.
+ */
+export class PathTemplate {
+  private readonly text: RecordTemplate;
+  readonly baseDir: string;
+  private readonly staticPath: string | null;
+
+  constructor(template: string) {
+    this.text = new RecordTemplate(template, safeComponent);
     const firstMacro = template.search(MACRO);
     const literalHead = firstMacro < 0 ? template : template.slice(0, firstMacro);
     const slash = literalHead.lastIndexOf('/');
     this.baseDir = path.resolve(slash < 0 ? '.' : literalHead.slice(0, slash) || '/');
-    this.needsParse = this.parts.some((p) => 'sd' in p || ('macro' in p && PARSED.has(p.macro)));
     this.staticPath = firstMacro < 0 ? path.resolve(template) : null;
     if (this.staticPath !== null && this.staticPath === this.baseDir)
       throw new TemplateError(`"${template}" names a directory, not a file`);
@@ -93,14 +129,7 @@ export class PathTemplate {
   /** The absolute path for `r`, guaranteed to lie under `baseDir`. */
   render(r: LogRecord): string {
     if (this.staticPath !== null) return this.staticPath;
-    const m = this.needsParse ? r.message : null;
-    const when = new Date(r.receivedAt);
-    let out = '';
-    for (const p of this.parts) {
-      if ('literal' in p) out += p.literal;
-      else if ('sd' in p) out += safeComponent(sdValue(m!.structuredData, p.sd.id, p.sd.param) ?? '-');
-      else out += safeComponent(this.value(p.macro, r, m, when));
-    }
+    const out = this.text.expand(r);
     // A component over the file system's limit would fail the write with ENAMETOOLONG, for this
     // record every time: cut it (the literal parts of the template were checked when it was loaded).
     const full = path.resolve(out.split('/').map(capComponent).join('/'));
@@ -110,36 +139,37 @@ export class PathTemplate {
     }
     return full;
   }
+}
 
-  private value(name: TemplateMacro, r: LogRecord, m: LogRecord['message'] | null, when: Date): string {
-    switch (name) {
-      case 'HOST':
-        return m?.hostname ?? r.origin.hostname ?? r.origin.from;
-      case 'HOST_FROM':
-        return r.origin.format === 'text' ? (r.origin.hostname ?? 'localhost') : r.origin.from;
-      case 'PROGRAM':
-        return m?.appName ?? 'unknown';
-      case 'PID':
-        return m?.procId ?? '-';
-      case 'MSGID':
-        return m?.msgId ?? '-';
-      case 'FACILITY':
-        return facilityName(m!.facility);
-      case 'SEVERITY':
-      case 'LEVEL':
-        return severityName(m!.severity);
-      case 'SOURCE':
-        return r.origin.source;
-      case 'YEAR':
-        return String(when.getUTCFullYear());
-      case 'MONTH':
-        return pad(when.getUTCMonth() + 1);
-      case 'DAY':
-        return pad(when.getUTCDate());
-      case 'HOUR':
-        return pad(when.getUTCHours());
-      case 'R_DATE':
-        return `${when.getUTCFullYear()}-${pad(when.getUTCMonth() + 1)}-${pad(when.getUTCDate())}`;
-    }
+/** The value of macro `name` for record `r` (`m`: its parsed message, when the macro needs it). */
+function macroValue(name: TemplateMacro, r: LogRecord, m: LogRecord['message'] | null, when: Date): string {
+  switch (name) {
+    case 'HOST':
+      return m?.hostname ?? r.origin.hostname ?? r.origin.from;
+    case 'HOST_FROM':
+      return r.origin.format === 'text' ? (r.origin.hostname ?? 'localhost') : r.origin.from;
+    case 'PROGRAM':
+      return m?.appName ?? 'unknown';
+    case 'PID':
+      return m?.procId ?? '-';
+    case 'MSGID':
+      return m?.msgId ?? '-';
+    case 'FACILITY':
+      return facilityName(m!.facility);
+    case 'SEVERITY':
+    case 'LEVEL':
+      return severityName(m!.severity);
+    case 'SOURCE':
+      return r.origin.source;
+    case 'YEAR':
+      return String(when.getUTCFullYear());
+    case 'MONTH':
+      return pad(when.getUTCMonth() + 1);
+    case 'DAY':
+      return pad(when.getUTCDate());
+    case 'HOUR':
+      return pad(when.getUTCHours());
+    case 'R_DATE':
+      return `${when.getUTCFullYear()}-${pad(when.getUTCMonth() + 1)}-${pad(when.getUTCDate())}`;
   }
 }

@@ -141,7 +141,7 @@ const doc = [
   '- **Environment variables**: `${VAR}` anywhere in a value is replaced by the variable; `${VAR:-default}` gives a ' +
     'default when it is unset or empty.',
   '  A variable that is not set and has no default is an error. `$${` writes a literal `${`. In a file destination ' +
-    '`path`, the template',
+    '`path` and a nats destination `subject`, the template',
   '  macros below (`${HOST}` ...) are left for the template; any other `${NAME}` there is an environment variable.',
   '- Relative paths are taken from the working directory of the sluice process.',
   '',

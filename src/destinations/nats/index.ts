@@ -1,0 +1,257 @@
+import type { JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import type { z } from 'zod';
+import { nanos, natsConnect, natsOptions, subjectToken } from '../../net/nats.js';
+import type { LogRecord } from '../../record.js';
+import { RecordTemplate, TemplateError } from '../../template/path-template.js';
+import { renderRecord } from '../format.js';
+import { SessionDestination, SessionSignal } from '../session-destination.js';
+import { type DestinationContext, type DestinationStats, newDestinationStats } from '../types.js';
+import type { natsDestinationSchema } from './config.js';
+
+type Config = z.output<typeof natsDestinationSchema>;
+
+/** Records taken from the queue at a time (each is its own publish). */
+const TAKE = 256;
+/** Subjects remembered as captured (or not) by a stream; the map starts again when it is full. */
+const SUBJECTS_KNOWN = 10_000;
+/** Bytes a `Nats-Msg-Id` header costs besides its value (the header block, its name, separators). */
+const HEADER_OVERHEAD = 64;
+
+/** One record handed out: waiting for its PubAck, stored, or to be set aside when its turn comes. */
+interface Slot {
+  record: LogRecord;
+  state: 'waiting' | 'stored' | 'aside';
+  sentAt: number;
+  reason?: string;
+  error?: string;
+}
+
+/**
+ * The id a record is published under, the same every time it is sent: its stream position (a
+ * followed file's line, a journal entry, an agent's sequence number), else its sequence number in
+ * a reliable queue's file. A memory queue's records have neither: the stream cannot tell a publish
+ * made again from a new one.
+ */
+export function natsMsgId(r: LogRecord, durableId: string | undefined): string | undefined {
+  if (r.stream !== undefined && r.streamPos >= 0) return `${r.stream}:${r.streamPos}`;
+  if (durableId !== undefined && r.queueSeq >= 0) return `${durableId}:${r.queueSeq}`;
+  return undefined;
+}
+
+/** True when `err` is JetStream's answer that no stream matches (captures) a subject. */
+async function streamNotFound(err: unknown): Promise<boolean> {
+  const { JetStreamApiError, JetStreamApiCodes } = await import('@nats-io/jetstream');
+  return err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound;
+}
+
+/** The subjects a stream made by `create_stream` captures by default: the template's literal head, then `>`. */
+export function defaultStreamSubjects(template: RecordTemplate): string[] {
+  if (template.isStatic) return [template.template];
+  const head = template.template.slice(0, template.template.indexOf('${'));
+  const dot = head.lastIndexOf('.');
+  if (dot <= 0)
+    throw new TemplateError(
+      `the subject "${template.template}" starts with a macro: give create_stream.subjects (a stream cannot take ">")`,
+    );
+  return [`${head.slice(0, dot)}.>`];
+}
+
+/**
+ * JetStream publisher. Up to `max_inflight` publishes wait for their PubAck at once; records leave
+ * the queue in the order taken, each once it and every record before it was stored. A missing
+ * PubAck, a refusal or a broken connection ends the session: what was not acknowledged is
+ * published again under the same `Nats-Msg-Id`, which the stream drops within its duplicate window.
+ * A record that can never be published (larger than the server's max_payload, a subject no stream
+ * captures, one that cannot be encoded) is set aside when its turn comes, never retried for ever.
+ */
+export class NatsDestination extends SessionDestination {
+  readonly stats: DestinationStats = { ...newDestinationStats(), serverErrors: 0 };
+  private readonly subject: RecordTemplate;
+  private nc: NatsConnection | null = null;
+  /** Per subject: whether a stream captures it (asked of the server once per session). */
+  private readonly captured = new Map<string, boolean>();
+
+  constructor(
+    private readonly config: Config,
+    ctx: DestinationContext,
+  ) {
+    super(ctx, config.backoff);
+    this.subject = new RecordTemplate(config.subject, subjectToken);
+    if (config.create_stream && !config.create_stream.subjects) defaultStreamSubjects(this.subject);
+  }
+
+  describe(): string {
+    return `nats ${this.config.servers.join(',')} subject ${this.config.subject} (${this.config.format}, window ${this.config.max_inflight})`;
+  }
+
+  protected sessionFailed(err: Error): number {
+    const wait = this.backoff.next();
+    this.logRetry(
+      { reason: err.message, retry_in_ms: wait },
+      'NATS delivery failed; records stay queued and will be published again',
+    );
+    return wait;
+  }
+
+  /** At start: a stream must capture the subject (made with `create_stream` when none does). */
+  private async ensureStream(jsm: JetStreamManager): Promise<string> {
+    const { StorageType } = await import('@nats-io/jetstream');
+    const sample = this.subject.sample('x');
+    try {
+      return await jsm.streams.find(sample);
+    } catch (err) {
+      if (!(await streamNotFound(err))) throw err;
+    }
+    const s = this.config.create_stream;
+    if (!s)
+      throw new Error(
+        `no JetStream stream captures the subject ${sample} (of "${this.config.subject}"): create one, or give ` +
+          'create_stream',
+      );
+    await jsm.streams.add({
+      name: s.name,
+      subjects: s.subjects ?? defaultStreamSubjects(this.subject),
+      storage: s.storage === 'memory' ? StorageType.Memory : StorageType.File,
+      num_replicas: s.replicas,
+      max_age: nanos(s.max_age),
+      max_bytes: s.max_bytes ?? -1,
+      duplicate_window: nanos(s.duplicate_window),
+    });
+    this.ctx.logger.info({ stream: s.name, replicas: s.replicas, storage: s.storage }, 'created JetStream stream');
+    return s.name;
+  }
+
+  /** Whether a stream captures `subject` (asked once per subject and session). */
+  private async isCaptured(jsm: JetStreamManager, subject: string): Promise<boolean> {
+    const known = this.captured.get(subject);
+    if (known !== undefined) return known;
+    let yes = true;
+    try {
+      await jsm.streams.find(subject);
+    } catch (err) {
+      if (!(await streamNotFound(err))) throw err;
+      yes = false;
+    }
+    if (this.captured.size >= SUBJECTS_KNOWN) this.captured.clear();
+    this.captured.set(subject, yes);
+    return yes;
+  }
+
+  protected async session(): Promise<void> {
+    const { jetstream, jetstreamManager } = await import('@nats-io/jetstream');
+    const nc = await natsConnect(await natsOptions(this.config, `sluice ${this.name}`));
+    this.nc = nc;
+    const signal = new SessionSignal();
+    void nc.closed().then((err) => signal.fail(err ?? new Error('connection closed')));
+    const slots: Slot[] = [];
+    let head = 0; // slots before it are freed
+    try {
+      const jsm = await jetstreamManager(nc, { timeout: this.config.ack_timeout });
+      this.captured.clear();
+      const stream = await this.ensureStream(jsm);
+      const js = jetstream(nc, { timeout: this.config.ack_timeout });
+      const maxPayload = nc.info?.max_payload ?? 1 << 20;
+      this.stats.connected = true;
+      this.stats.reconnects++;
+      this.backoff.reset();
+      this.ctx.logger.info({ server: nc.getServer(), stream, max_payload: maxPayload }, 'NATS connection open');
+      const checkQueue = this.queueStillHolds();
+      const durableId = this.config.msg_id ? this.queue.durableId : undefined;
+      for (;;) {
+        signal.check();
+        if (this.stopped) return;
+        checkQueue();
+        // Free the stored prefix; set aside, in turn, what cannot be published.
+        let freed = 0;
+        while (head < slots.length && slots[head]!.state !== 'waiting') {
+          const s = slots[head]!;
+          if (s.state === 'aside') {
+            if (freed > 0) this.free(freed);
+            freed = 0;
+            await this.aside.put([{ record: s.record, reason: s.reason!, error: s.error!, attempts: 1 }]);
+            this.queue.ack(1);
+          } else freed++;
+          head++;
+        }
+        if (freed > 0) this.free(freed);
+        if (head > 4096 && head * 2 > slots.length) {
+          slots.splice(0, head);
+          head = 0;
+        }
+        const waiting = slots.length - head;
+        if (waiting > 0 && Date.now() - slots[head]!.sentAt > this.config.ack_timeout)
+          throw new Error(`no PubAck in ack_timeout (${this.config.ack_timeout} ms)`);
+        const room = this.config.max_inflight - waiting;
+        if (room <= 0) {
+          await signal.wait(1000);
+          continue;
+        }
+        const batch = this.queue.take(Math.min(room, TAKE));
+        if (batch.length === 0) {
+          if (this.draining) {
+            if (waiting === 0) return;
+            await signal.wait(1000);
+          } else await Promise.race([this.queue.waitForRecords(), signal.wait(waiting > 0 ? 1000 : 5000)]);
+          continue;
+        }
+        for (const r of batch) {
+          const slot: Slot = { record: r, state: 'waiting', sentAt: Date.now() };
+          slots.push(slot);
+          let body: Buffer;
+          try {
+            body = renderRecord(r, this.config.format, this.ctx.hostname);
+          } catch (err) {
+            this.putAside(slot, 'encoding', `a record cannot be encoded: ${(err as Error).message}`);
+            continue;
+          }
+          const subject = this.subject.expand(r);
+          const msgID = natsMsgId(r, durableId);
+          if (body.length + (msgID ? msgID.length + HEADER_OVERHEAD : 0) > maxPayload) {
+            this.putAside(
+              slot,
+              'too_large',
+              `${body.length} bytes: larger than the server's max_payload (${maxPayload}), it can never be published`,
+            );
+            continue;
+          }
+          if (!(await this.isCaptured(jsm, subject))) {
+            this.putAside(slot, 'no_stream', `no JetStream stream captures the subject ${subject}`);
+            continue;
+          }
+          js.publish(subject, body, msgID ? { msgID } : undefined).then(
+            () => {
+              slot.state = 'stored';
+              signal.notify();
+            },
+            (err: Error) => {
+              this.stats.serverErrors = (this.stats.serverErrors ?? 0) + 1;
+              signal.fail(new Error(`publish to ${subject} failed: ${err.message}`));
+            },
+          );
+        }
+        this.countSent(batch.length);
+      }
+    } finally {
+      this.owedReplay(slots.length - head);
+      this.nc = null;
+      signal.notify();
+      await nc.close().catch(() => undefined);
+    }
+  }
+
+  private putAside(slot: Slot, reason: string, error: string): void {
+    slot.state = 'aside';
+    slot.reason = reason;
+    slot.error = error; // logged (rate-limited) and counted when it is set aside
+  }
+
+  private free(n: number): void {
+    this.queue.ack(n);
+    this.stats.delivered += n;
+  }
+
+  protected cut(): void {
+    void this.nc?.close().catch(() => undefined);
+  }
+}

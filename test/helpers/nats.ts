@@ -1,0 +1,141 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { PEERS_DIR } from './peers.js';
+import { stablePort } from './agent.js';
+
+/** nats-server 2.9.10, unpacked from Debian's package by scripts/install-peers.sh. */
+export function natsServerBin(): string {
+  const bin = path.join(PEERS_DIR, 'nats/usr/sbin/nats-server');
+  if (!existsSync(bin))
+    throw new Error(
+      `nats-server is missing (${bin}): run "bash scripts/install-peers.sh" (npm test runs it) — this test needs it`,
+    );
+  return bin;
+}
+
+export interface NatsNode {
+  name: string;
+  port: number;
+  url: string;
+  proc: ChildProcess | null;
+  /** Its log (stderr), for a failing test's message. */
+  log: string[];
+}
+
+/**
+ * One nats-server, or a cluster of `size` on loopback, with JetStream and file storage under
+ * `dir`. Nodes keep their ports and store across kill and start, as a restarted server would.
+ */
+export class NatsCluster {
+  readonly nodes: NatsNode[] = [];
+  private clusterPorts: number[] = [];
+
+  private constructor(
+    private readonly dir: string,
+    private readonly extraConf: string,
+  ) {}
+
+  static async start(dir: string, size = 1, extraConf = ''): Promise<NatsCluster> {
+    const c = new NatsCluster(dir, extraConf);
+    for (let i = 0; i < size; i++) {
+      const port = await stablePort();
+      c.nodes.push({ name: `n${i + 1}`, port, url: `nats://127.0.0.1:${port}`, proc: null, log: [] });
+      if (size > 1) c.clusterPorts.push(await stablePort());
+    }
+    await Promise.all(c.nodes.map((_, i) => c.startNode(i)));
+    if (size > 1) await c.waitForMeta();
+    return c;
+  }
+
+  get urls(): string[] {
+    return this.nodes.map((n) => n.url);
+  }
+
+  private conf(i: number): string {
+    const n = this.nodes[i]!;
+    const store = path.join(this.dir, n.name);
+    mkdirSync(store, { recursive: true });
+    const lines = [
+      `server_name: ${n.name}`,
+      'host: 127.0.0.1',
+      `port: ${n.port}`,
+      `jetstream { store_dir: "${store}", max_memory_store: 256MB, max_file_store: 2GB }`,
+    ];
+    if (this.clusterPorts.length > 0) {
+      const routes = this.clusterPorts.map((p, k) => (k === i ? null : `nats://127.0.0.1:${p}`)).filter(Boolean);
+      lines.push(
+        `cluster { name: sluicetest, listen: "127.0.0.1:${this.clusterPorts[i]}", routes: [${routes.map((r) => `"${r}"`).join(', ')}] }`,
+      );
+    }
+    lines.push(this.extraConf);
+    const file = path.join(this.dir, `${n.name}.conf`);
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    return file;
+  }
+
+  /** Starts node `i` (again); resolves once it accepts connections. */
+  async startNode(i: number): Promise<void> {
+    const n = this.nodes[i]!;
+    const proc = spawn(natsServerBin(), ['-c', this.conf(i)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    n.proc = proc;
+    proc.stderr!.on('data', (d: Buffer) => {
+      n.log.push(d.toString());
+      if (n.log.length > 200) n.log.splice(0, 100);
+    });
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      if (proc.exitCode !== null) throw new Error(`nats-server ${n.name} exited: ${n.log.join('').slice(-2000)}`);
+      if (await accepts(n.port)) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`nats-server ${n.name} did not listen in 15 s: ${n.log.join('').slice(-2000)}`);
+  }
+
+  /** SIGKILLs node `i`; resolves once it is gone. */
+  async killNode(i: number): Promise<void> {
+    const p = this.nodes[i]!.proc;
+    if (!p || p.exitCode !== null) return;
+    const gone = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await gone;
+  }
+
+  /** A clustered JetStream answers only once it has a meta leader: wait for one (15 s at most). */
+  private async waitForMeta(): Promise<void> {
+    const { connect } = await import('@nats-io/transport-node');
+    const { jetstreamManager } = await import('@nats-io/jetstream');
+    const deadline = Date.now() + 15_000;
+    let last: unknown;
+    while (Date.now() < deadline) {
+      const nc = await connect({ servers: this.urls, reconnect: false });
+      try {
+        const jsm = await jetstreamManager(nc, { timeout: 2000 });
+        await jsm.getAccountInfo();
+        return;
+      } catch (err) {
+        last = err;
+      } finally {
+        await nc.close();
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error(`the NATS cluster elected no JetStream leader in 15 s: ${String(last)}`);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.nodes.map((_, i) => this.killNode(i)));
+  }
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
