@@ -60,7 +60,7 @@ const pad = (n: number) => (n < 10 ? `0${n}` : String(n));
 
 /**
  * A template of literal text and macros (`logs.${HOST}.${PROGRAM}`), expanded for a record with
- * every macro value passed through `escape` (what makes it safe where it goes: a path component,
+ * every macro value passed through `safe` (what makes it safe where it goes: a path component,
  * a subject token).
  */
 export class RecordTemplate {
@@ -71,7 +71,7 @@ export class RecordTemplate {
 
   constructor(
     readonly template: string,
-    private readonly escape: (value: string) => string,
+    private readonly safe: (value: string) => string,
   ) {
     const unknown = unknownMacros(template);
     if (unknown.length)
@@ -90,7 +90,7 @@ export class RecordTemplate {
 
   /** The template with every macro replaced by `value` (escaped), for checks made before any record. */
   sample(value: string): string {
-    return this.parts.map((p) => ('literal' in p ? p.literal : this.escape(value))).join('');
+    return this.parts.map((p) => ('literal' in p ? p.literal : this.safe(value))).join('');
   }
 
   expand(r: LogRecord): string {
@@ -99,8 +99,8 @@ export class RecordTemplate {
     let out = '';
     for (const p of this.parts) {
       if ('literal' in p) out += p.literal;
-      else if ('sd' in p) out += this.escape(sdValue(m!.structuredData, p.sd.id, p.sd.param) ?? '-');
-      else out += this.escape(macroValue(p.macro, r, m, when));
+      else if ('sd' in p) out += this.safe(sdValue(m!.structuredData, p.sd.id, p.sd.param) ?? '-');
+      else out += this.safe(macroValue(p.macro, r, m, when));
     }
     return out;
   }
