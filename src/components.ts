@@ -19,6 +19,7 @@ import { FileSource } from './sources/file/index.js';
 import { JournaldSource } from './sources/journald/index.js';
 import { UnixSource } from './sources/unix/index.js';
 import { KernelSource } from './sources/kernel/index.js';
+import { NatsSource } from './sources/nats/index.js';
 import { SyslogTcpSource } from './sources/syslog-tcp/index.js';
 import { SyslogUdpSource } from './sources/syslog-udp/index.js';
 import type { Source, SourceContext } from './sources/types.js';
@@ -44,6 +45,7 @@ const SOURCES: SourceBuilders = {
   journald: (c, ctx) => new JournaldSource(c, ctx),
   unix: (c, ctx) => new UnixSource(c, ctx),
   kernel: (c, ctx) => new KernelSource(c, ctx),
+  nats: (c, ctx) => new NatsSource(c, ctx),
 };
 
 const DESTINATIONS: DestinationBuilders = {

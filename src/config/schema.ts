@@ -10,6 +10,7 @@ import { relpSourceSchema } from '../sources/relp/config.js';
 import { journaldSourceSchema } from '../sources/journald/config.js';
 import { unixSourceSchema } from '../sources/unix/config.js';
 import { kernelSourceSchema } from '../sources/kernel/config.js';
+import { natsSourceSchema } from '../sources/nats/config.js';
 import { relpDestinationSchema } from '../destinations/relp/config.js';
 import { natsDestinationSchema } from '../destinations/nats/config.js';
 import { address, duration, facilityName, regex, severityName } from './types.js';
@@ -25,6 +26,7 @@ export const SOURCE_SCHEMAS = [
   journaldSourceSchema,
   unixSourceSchema,
   kernelSourceSchema,
+  natsSourceSchema,
 ] as const;
 export const DESTINATION_SCHEMAS = [
   syslogDestinationSchema,

@@ -1,0 +1,332 @@
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import type { ConsumerMessages, JetStreamManager, JsMsg } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import type { z } from 'zod';
+import { RateLimitedLog } from '../../log.js';
+import { cancellableSleep, ExponentialBackoff } from '../../net/backoff.js';
+import { nanos, natsConnect, natsOptions } from '../../net/nats.js';
+import { LogRecord, type RecordOrigin } from '../../record.js';
+import { countDrop, type SourceStats } from '../../stats.js';
+import type { Source, SourceContext } from '../types.js';
+import { AckLog, type Committed } from './ack-log.js';
+import type { natsSourceSchema } from './config.js';
+
+type Config = z.output<typeof natsSourceSchema>;
+
+const ACK = new TextEncoder().encode('+ACK');
+const NAK = new TextEncoder().encode('-NAK');
+const WORKING = new TextEncoder().encode('+WPI');
+/** Committed messages remembered to recognise one delivered again. */
+const REMEMBERED = 500_000;
+/** Acknowledgements sent again at start only for messages this far inside their ack_wait (clock and network slack). */
+const REACK_MARGIN_MS = 2000;
+
+interface InFlight {
+  reply: string;
+  since: number;
+}
+
+/**
+ * A JetStream durable pull consumer. Records are queued in the order they arrive; a message is
+ * acknowledged only when its records are committed to every queue they feed. Several sluice
+ * processes on the same durable share the stream: JetStream hands each message to one of them, and
+ * again (to any) when it was not acknowledged within `ack_wait`.
+ *
+ * Nothing is written twice at an exactly-once file:
+ * - records carry a stream position of their own (this process's incarnation, then a count in
+ *   queue order), so that a file destination drops what its queue hands out again after a crash;
+ * - a message delivered again that this process already committed is acknowledged, not queued
+ *   (the commits are remembered, and written to the ack log before their acknowledgement);
+ * - at start, acknowledgements that may not have reached JetStream are sent again (the ack log).
+ * JetStream stream sequences are not used as positions: messages delivered again come after later
+ * ones, and a file destination keeps each stream's highest position.
+ */
+export class NatsSource implements Source {
+  readonly stats: SourceStats;
+  readonly name: string;
+  private readonly origin: RecordOrigin;
+  private readonly streamId: string;
+  private position = 0;
+  private readonly backoff: ExponentialBackoff;
+  private readonly quiet = new RateLimitedLog(1000);
+  private readonly ackLog: AckLog;
+  private stopping = false;
+  private loop: Promise<void> | null = null;
+  private sleeping: ReturnType<typeof cancellableSleep> | null = null;
+  private nc: NatsConnection | null = null;
+  private messages: ConsumerMessages | null = null;
+  /** Dispatched, commit not yet heard, by stream sequence. */
+  private readonly inFlight = new Map<number, InFlight>();
+  /** Committed here, by stream sequence (insertion order: oldest first). */
+  private readonly committed = new Map<number, Committed>();
+  /** Messages received and not yet handed to the router. */
+  private arrived: JsMsg[] = [];
+  /** Batches are handed on one after another: the next waits until the last was accepted. */
+  private chain: Promise<void> = Promise.resolve();
+  private flushScheduled = false;
+  private workingTimer: NodeJS.Timeout | null = null;
+  private loaded = false;
+
+  constructor(
+    private readonly config: Config,
+    private readonly ctx: SourceContext,
+  ) {
+    this.name = ctx.name;
+    this.stats = ctx.counters.of(ctx.name);
+    this.origin = {
+      source: ctx.name,
+      from: `nats:${config.stream}`,
+      format: 'syslog',
+      lenient: config.lenient,
+      counters: ctx.counters,
+    };
+    this.streamId = `nats:${config.stream}/${config.durable}/${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
+    this.backoff = new ExponentialBackoff(config.backoff.initial, config.backoff.max);
+    this.ackLog = new AckLog(
+      path.join(ctx.stateDir, 'nats', `${ctx.name}.acks`),
+      Math.max(10 * config.ack_wait, 60_000),
+    );
+  }
+
+  describe(): string {
+    return `nats ${this.config.servers.join(',')} stream ${this.config.stream} durable ${this.config.durable}`;
+  }
+
+  async start(): Promise<void> {
+    this.loop = this.run();
+    this.workingTimer = setInterval(() => this.stillWorking(), Math.max(250, this.config.ack_wait / 3));
+    this.workingTimer.unref();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopping) {
+      try {
+        await this.session();
+      } catch (err) {
+        this.stats.connectionErrors++;
+        this.quiet.log('session', (extra) =>
+          this.ctx.logger.warn(
+            { err: (err as Error).message, stream: this.config.stream, durable: this.config.durable, ...extra },
+            'NATS consumer failed; connecting again',
+          ),
+        );
+      }
+      if (this.stopping) break;
+      this.sleeping = cancellableSleep(this.backoff.next());
+      await this.sleeping.promise;
+      this.sleeping = null;
+    }
+  }
+
+  private async session(): Promise<void> {
+    const { jetstream, jetstreamManager } = await import('@nats-io/jetstream');
+    const nc = await natsConnect(await natsOptions(this.config, `sluice ${this.name}`));
+    this.nc = nc;
+    try {
+      const jsm = await jetstreamManager(nc, { timeout: this.config.connect_timeout });
+      const info = await jsm.streams.info(this.config.stream).catch((err: Error) => {
+        throw new Error(`JetStream stream ${this.config.stream}: ${err.message}`);
+      });
+      this.resume(nc, info.created);
+      await this.ensureConsumer(jsm);
+      const consumer = await jetstream(nc).consumers.get(this.config.stream, this.config.durable);
+      const messages = await consumer.consume({
+        max_messages: this.config.batch,
+        callback: (m) => this.arrive(m),
+      });
+      this.messages = messages;
+      this.stats.connectionsAccepted++;
+      this.backoff.reset();
+      this.ctx.logger.info(
+        { server: nc.getServer(), stream: this.config.stream, durable: this.config.durable },
+        'NATS consumer reading',
+      );
+      // Ends when the connection closes or stop stops the messages.
+      const closed = nc.closed().then((err) => {
+        if (err) throw err;
+        throw new Error('connection closed');
+      });
+      await Promise.race([messages.closed().then(() => undefined), closed]);
+      if (!this.stopping) throw new Error('the consumer stopped');
+    } finally {
+      this.messages?.stop();
+      this.messages = null;
+      this.nc = null;
+      await nc.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * At each connection: the ack log read (the first time; a stream made anew since voids it), and
+   * the acknowledgements of recent commits sent again.
+   */
+  private resume(nc: NatsConnection, created: string): void {
+    if (!this.loaded) {
+      for (const c of this.ackLog.load(created)) this.remember(c);
+      this.loaded = true;
+      this.ackLog.open(created, [...this.committed.values()]);
+    }
+    const now = Date.now();
+    let again = 0;
+    for (const c of this.committed.values()) {
+      if (c.at + this.config.ack_wait - REACK_MARGIN_MS <= now) continue;
+      nc.publish(c.reply, ACK);
+      again++;
+    }
+    if (again > 0) this.ctx.logger.info({ acknowledged_again: again }, 'NATS: acknowledged recent commits again');
+  }
+
+  /** The durable consumer, made when missing and set right when its limits differ from the config. */
+  private async ensureConsumer(jsm: JetStreamManager): Promise<void> {
+    const { AckPolicy, DeliverPolicy, JetStreamApiError, JetStreamApiCodes } = await import('@nats-io/jetstream');
+    const c = this.config;
+    const want = {
+      max_ack_pending: c.max_ack_pending,
+      ack_wait: nanos(c.ack_wait),
+      ...(c.filter_subject ? { filter_subject: c.filter_subject } : {}),
+    };
+    try {
+      const info = await jsm.consumers.info(c.stream, c.durable);
+      const have = info.config;
+      if (
+        have.max_ack_pending !== want.max_ack_pending ||
+        have.ack_wait !== want.ack_wait ||
+        (have.filter_subject ?? undefined) !== c.filter_subject
+      ) {
+        await jsm.consumers.update(c.stream, c.durable, want);
+        this.ctx.logger.info({ durable: c.durable, ...want }, 'NATS consumer updated to the config');
+      }
+    } catch (err) {
+      if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound)) throw err;
+      await jsm.consumers.add(c.stream, {
+        durable_name: c.durable,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ...want,
+      });
+      this.ctx.logger.info({ durable: c.durable, stream: c.stream }, 'NATS consumer created');
+    }
+  }
+
+  private arrive(m: JsMsg): void {
+    this.arrived.push(m);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      const batch = this.arrived;
+      this.arrived = [];
+      this.chain = this.chain.then(() => this.handOn(batch));
+    });
+  }
+
+  /** Queues one batch; resolves once the router accepted it (its commit is followed on its own). */
+  private async handOn(batch: JsMsg[]): Promise<void> {
+    const records: LogRecord[] = [];
+    const replies: { seq: number; reply: string }[] = [];
+    const now = Date.now();
+    let bytes = 0;
+    for (const m of batch) {
+      const seq = m.seq;
+      const reply = (m as unknown as { reply: string }).reply;
+      if (this.committed.has(seq)) {
+        // Delivered again after its ack was lost: written already.
+        this.nc?.publish(reply, ACK);
+        countDrop(this.stats.dropped, 'duplicate');
+        continue;
+      }
+      if (this.inFlight.has(seq)) continue; // its first delivery's commit will acknowledge it
+      const r = new LogRecord(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), now, this.origin);
+      r.setStream(this.streamId, this.position++);
+      records.push(r);
+      replies.push({ seq, reply });
+      this.inFlight.set(seq, { reply, since: now });
+      bytes += m.data.byteLength;
+    }
+    if (records.length === 0) return;
+    this.stats.received += records.length;
+    this.stats.receivedBytes += bytes;
+    let d: ReturnType<SourceContext['router']['dispatch']>;
+    try {
+      if (this.ctx.shedding?.()) throw new Error('load shedding: the queues cannot be written');
+      d = this.ctx.router.dispatch(this.name, records, 'keep_waiting');
+    } catch (err) {
+      this.settle(replies, err as Error);
+      return;
+    }
+    if (!d) {
+      this.settle(replies, null); // no queue wants them (filtered out)
+      return;
+    }
+    const commit = Promise.resolve(d.accepted).then(() => d.committed);
+    commit.then(
+      () => this.settle(replies, null),
+      (err: Error) => this.settle(replies, err),
+    );
+    await Promise.resolve(d.accepted).catch(() => undefined);
+  }
+
+  /** A batch's commit is known: acknowledged (logged first), or refused so that JetStream delivers it again soon. */
+  private settle(replies: { seq: number; reply: string }[], err: Error | null): void {
+    for (const { seq } of replies) this.inFlight.delete(seq);
+    const nc = this.nc;
+    if (err) {
+      this.quiet.log('commit', (extra) =>
+        this.ctx.logger.warn(
+          { err: err.message, messages: replies.length, ...extra },
+          'NATS messages not committed to the queues; JetStream will deliver them again',
+        ),
+      );
+      for (const { reply } of replies) nc?.publish(reply, NAK);
+      return;
+    }
+    const at = Date.now();
+    const entries = replies.map(({ seq, reply }) => ({ at, seq, reply }));
+    try {
+      this.ackLog.append(entries, () => [...this.committed.values()]);
+    } catch (e) {
+      this.ctx.diskHealth?.failed(e as Error, 'the NATS ack log');
+    }
+    for (const c of entries) {
+      this.remember(c);
+      // A connection lost meanwhile: the next one acknowledges from the log (resume).
+      nc?.publish(c.reply, ACK);
+    }
+  }
+
+  private remember(c: Committed): void {
+    this.committed.set(c.seq, c);
+    if (this.committed.size > REMEMBERED) {
+      const oldest = this.committed.keys().next().value as number;
+      this.committed.delete(oldest);
+    }
+  }
+
+  /** Messages waiting for a commit longer than half their ack_wait: JetStream is told they are in progress. */
+  private stillWorking(): void {
+    const nc = this.nc;
+    if (!nc) return;
+    const before = Date.now() - this.config.ack_wait / 2;
+    for (const f of this.inFlight.values()) {
+      if (f.since > before) continue;
+      nc.publish(f.reply, WORKING);
+      f.since = Date.now();
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.workingTimer) clearInterval(this.workingTimer);
+    this.sleeping?.cancel();
+    this.messages?.stop();
+    // What was handed on settles (its acks go out) before the connection closes, for a while at most.
+    const deadline = Date.now() + 5000;
+    await Promise.race([this.chain, new Promise((r) => setTimeout(r, 5000))]);
+    while (this.inFlight.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    // close() sends what is buffered (the acks) first.
+    await this.nc?.close().catch(() => undefined);
+    await this.loop;
+    this.ackLog.close();
+  }
+}
