@@ -1,53 +1,21 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseRsp, RELP_OFFERS, relpFrame, RelpParser, type RelpFrame } from '../../src/protocol/relp.js';
 import { removeDir, sleep, stablePort, tempDir, waitFor } from '../helpers/agent.js';
+import { Proc } from '../helpers/proc.js';
 
 // The product's promise, end to end: an agent (a followed file and a RELP source, a reliable queue,
 // the sluice protocol) and a central sluice (a reliable queue, a file written exactly once) are both
 // killed with SIGKILL at random moments, several times, while traffic flows. At the end every line
 // of the followed file, and every message RELP acknowledged, is in the central file exactly once.
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const cli = path.join(root, 'dist/cli.js');
 const FILE_LINES = 100_000;
 const RELP_MESSAGES = 100_000;
 const TOKEN = 'crash-test-token-0123456789';
 
 const freePort = stablePort;
-
-class Proc {
-  child: ChildProcess | null = null;
-  log = '';
-  kills = 0;
-  constructor(private readonly cfg: string) {}
-  start(): void {
-    const child = spawn(process.execPath, [cli, 'run', '-c', this.cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
-    child.stderr!.on('data', (d: Buffer) => (this.log = (this.log + d.toString()).slice(-20_000)));
-    this.child = child;
-  }
-  async kill(): Promise<void> {
-    const c = this.child;
-    if (!c || c.exitCode !== null) return;
-    const exited = new Promise((r) => c.on('exit', r));
-    c.kill('SIGKILL');
-    await exited;
-    this.kills++;
-  }
-  async stop(): Promise<void> {
-    const c = this.child;
-    if (!c || c.exitCode !== null) return;
-    const exited = new Promise((r) => c.on('exit', r));
-    c.kill('SIGTERM');
-    const t = setTimeout(() => c.kill('SIGKILL'), 15_000);
-    await exited;
-    clearTimeout(t);
-  }
-}
 
 /**
  * A RELP sender that remembers what was acknowledged: it sends each message once; a message whose

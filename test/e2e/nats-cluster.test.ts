@@ -1,0 +1,158 @@
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { scratchDir, sleep, waitFor } from '../helpers/agent.js';
+import { NatsCluster } from '../helpers/nats.js';
+import { Proc } from '../helpers/proc.js';
+
+// The scale-out promise, end to end with a real cluster: an agent (a followed file, a reliable
+// queue, the nats destination) publishes into a 3-replica JetStream stream on three clustered
+// nats-servers; two central writers (the nats source on one durable consumer, a reliable queue, a
+// file written exactly once) share it. During the run the stream's leader server, the agent and one
+// writer are SIGKILLed at seeded random moments and started again. At the end every line is in the
+// writers' files exactly once, and both writers did work.
+
+const LINES = 200_000;
+const SEED = Number(process.env.SEED ?? 20261130);
+
+/** mulberry32: a small seeded generator, so that a failing run can be repeated with its SEED. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+async function streamLeader(urls: string[]): Promise<string | undefined> {
+  const { connect } = await import('@nats-io/transport-node');
+  const { jetstreamManager } = await import('@nats-io/jetstream');
+  const nc = await connect({ servers: urls, reconnect: false });
+  try {
+    const jsm = await jetstreamManager(nc, { timeout: 2000 });
+    return (await jsm.streams.info('LOGS')).cluster?.leader;
+  } catch {
+    return undefined;
+  } finally {
+    await nc.close();
+  }
+}
+
+describe('agent → JetStream (3 servers, R3) → two central writers', () => {
+  it('writes every line exactly once through kills of the stream leader, the agent and a writer', async () => {
+    const rnd = random(SEED);
+    const dir = scratchDir('sluice-nats-e2e-');
+    const c = await NatsCluster.start(path.join(dir, 'nats'), 3);
+    onTestFinished(() => c.stop());
+    const servers = `[${c.urls.map((u) => `"${u}"`).join(', ')}]`;
+    mkdirSync(path.join(dir, 'logs'));
+    const app = path.join(dir, 'logs/app.log');
+    writeFileSync(app, '');
+    writeFileSync(
+      path.join(dir, 'agent.yaml'),
+      `state_dir: ${dir}/agent
+log: { level: warn, format: json }
+admin: { enabled: false }
+sources:
+  app: { type: file, paths: ["${dir}/logs/*.log"], read_from: beginning, poll_interval: 20ms,
+      checkpoint_interval: 100ms }
+destinations:
+  js:
+    type: nats
+    servers: ${servers}
+    subject: "logs.\${PROGRAM}"
+    ack_timeout: 2s
+    backoff: { initial: 50ms, max: 1s }
+    create_stream: { name: LOGS, replicas: 3 }
+    queue: { mode: reliable, max_size: 256MiB, sync_interval: 10ms }
+pipelines:
+  p: { from: [app], to: [js] }
+`,
+    );
+    for (const w of ['w1', 'w2'])
+      writeFileSync(
+        path.join(dir, `${w}.yaml`),
+        `state_dir: ${dir}/${w}
+log: { level: warn, format: json }
+admin: { enabled: false }
+sources:
+  js: { type: nats, servers: ${servers}, stream: LOGS, durable: writers, ack_wait: 5s, batch: 500,
+      backoff: { initial: 50ms, max: 1s } }
+destinations:
+  out: { type: file, path: ${dir}/${w}.log, format: raw, exactly_once: true,
+      queue: { mode: reliable, max_size: 256MiB, sync_interval: 10ms } }
+pipelines:
+  p: { from: [js], to: [out] }
+`,
+      );
+    const agent = new Proc(path.join(dir, 'agent.yaml'));
+    const writers = [new Proc(path.join(dir, 'w1.yaml')), new Proc(path.join(dir, 'w2.yaml'))];
+    agent.start();
+    for (const w of writers) w.start();
+    let running = true;
+    const events: string[] = [];
+    try {
+      let written = 0;
+      const writer = (async () => {
+        while (written < LINES && running) {
+          let text = '';
+          for (let k = 0; k < 2000 && written < LINES; k++) text += `file-line ${written++} ${'p'.repeat(60)}\n`;
+          appendFileSync(app, text);
+          await sleep(10);
+        }
+      })();
+      // The killer: the stream leader once, then the agent and writer 1 in seeded turns.
+      await waitFor('the stream to exist', async () => (await streamLeader(c.urls)) !== undefined, 30_000);
+      for (let round = 0; round < 6; round++) {
+        await sleep(300 + Math.floor(rnd() * 1200));
+        const which = round === 1 ? 'leader' : rnd() < 0.5 ? 'agent' : 'w1';
+        events.push(`${which}@${written}`);
+        if (which === 'leader') {
+          const leader = await streamLeader(c.urls);
+          const i = c.nodes.findIndex((n) => n.name === leader);
+          if (i < 0) continue;
+          await c.killNode(i);
+          await sleep(500 + Math.floor(rnd() * 1000));
+          await c.startNode(i);
+        } else {
+          const p = which === 'agent' ? agent : writers[0]!;
+          await p.kill();
+          await sleep(Math.floor(rnd() * 500));
+          p.start();
+        }
+      }
+      await writer;
+      expect(written).toBe(LINES);
+      const outs = ['w1', 'w2'].map((w) => path.join(dir, `${w}.log`));
+      const count = () =>
+        outs.reduce((n, f) => n + (existsSync(f) ? readFileSync(f, 'utf8').split('\n').length - 1 : 0), 0);
+      await waitFor(`${LINES} lines at the writers (events ${events.join(' ')})`, () => count() >= LINES, 120_000);
+      await sleep(2000); // then nothing more may come
+      const seen = new Map<number, number>();
+      const perWriter: number[] = [];
+      for (const f of outs) {
+        const lines = existsSync(f) ? readFileSync(f, 'utf8').split('\n').filter(Boolean) : [];
+        perWriter.push(lines.length);
+        for (const l of lines) {
+          const n = Number(/^file-line (\d+) /.exec(l)?.[1] ?? -1);
+          seen.set(n, (seen.get(n) ?? 0) + 1);
+        }
+      }
+      const missing = Array.from({ length: LINES }, (_, i) => i).filter((i) => !seen.has(i));
+      const twice = [...seen].filter(([, n]) => n > 1).map(([i]) => i);
+      expect(
+        { missing: missing.length, twice: twice.length, firstMissing: missing[0], firstTwice: twice[0] },
+        `seed ${SEED}, events ${events.join(' ')}`,
+      ).toEqual({ missing: 0, twice: 0, firstMissing: undefined, firstTwice: undefined });
+      // Both writers did work (the durable split the stream between them).
+      expect(Math.min(...perWriter)).toBeGreaterThan(LINES / 20);
+      expect(agent.kills + writers[0]!.kills).toBeGreaterThanOrEqual(3);
+    } finally {
+      running = false;
+      await Promise.all([agent.stop(), ...writers.map((w) => w.stop())]);
+    }
+  }, 300_000);
+});
