@@ -7,13 +7,19 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { readLines, removeDir, tempDir, waitFor } from './helpers/agent.js';
 import { runLogger } from './helpers/peers.js';
+import { NatsCluster } from './helpers/nats.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const cli = path.join(root, 'dist/cli.js');
 
 /** `token` null: SLUICE_TOKEN is not set. */
-function run(cfg: string, cwd: string, token: string | null = 'etc-test-token-0123456789') {
-  const env: NodeJS.ProcessEnv = { ...process.env, SLUICE_TOKEN: token ?? undefined };
+function run(
+  cfg: string,
+  cwd: string,
+  token: string | null = 'etc-test-token-0123456789',
+  more: NodeJS.ProcessEnv = {},
+) {
+  const env: NodeJS.ProcessEnv = { ...process.env, SLUICE_TOKEN: token ?? undefined, ...more };
   if (token === null) delete env.SLUICE_TOKEN;
   const child = spawn(process.execPath, [cli, 'run', '-c', path.join(root, 'etc', cfg)], {
     cwd,
@@ -125,5 +131,43 @@ describe('etc/central.yaml and etc/agent.yaml', () => {
         ),
       ).toBe(true);
     });
+  }, 60_000);
+});
+
+describe('etc/agent-nats.yaml and etc/writer-nats.yaml', () => {
+  it('an agent publishes to JetStream (making the stream), a writer files the records per host', async () => {
+    const dir = tempDir();
+    const nats = await NatsCluster.start(path.join(dir, 'nats'));
+    mkdirSync(path.join(dir, 'var/app'), { recursive: true });
+    const env = { NATS_URL: nats.urls[0]! };
+    const agent = run('agent-nats.yaml', dir, null, env);
+    const writer = run('writer-nats.yaml', dir, null, env);
+    try {
+      await waitFor(
+        'both to run',
+        () => agent.log().includes('sluice is running') && writer.log().includes('sluice is running'),
+        20_000,
+      );
+      appendFileSync(path.join(dir, 'var/app/app.log'), 'from the app file\n');
+      const s = net.connect(5515, '127.0.0.1');
+      s.end('<13>1 2026-11-30T00:00:00Z web1 shop - - - from tcp\n');
+      s.on('error', () => undefined);
+      const host = os.hostname();
+      const files = () => [
+        ...readLines(path.join(dir, 'var/writer-1/logs/web1/messages.log')),
+        ...readLines(path.join(dir, `var/writer-1/logs/${host}/messages.log`)),
+      ];
+      await waitFor('both records at the writer', () => files().length >= 2, 30_000).catch((err: Error) => {
+        throw new Error(`${err.message}\nagent: ${agent.log()}\nwriter: ${writer.log()}`);
+      });
+      expect(files().some((l) => l.endsWith('from tcp'))).toBe(true);
+      expect(files().some((l) => l.includes('from the app file'))).toBe(true);
+    } finally {
+      agent.child.kill('SIGTERM');
+      writer.child.kill('SIGTERM');
+      await Promise.all([agent.exited, writer.exited]);
+      await nats.stop();
+      removeDir(dir);
+    }
   }, 60_000);
 });
