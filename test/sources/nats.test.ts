@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { portOf, readLines, scratchDir, testAgent, waitFor } from '../helpers/agent.js';
+import { portOf, readLines, scratchDir, sleep, testAgent, waitFor } from '../helpers/agent.js';
 import { NatsCluster } from '../helpers/nats.js';
 import { sendTcp } from '../helpers/net.js';
 
@@ -10,7 +10,7 @@ async function cluster(size = 1): Promise<NatsCluster> {
   return c;
 }
 
-const servers = (c: NatsCluster) => `[${c.urls.map((u) => `"${u}"`).join(', ')}]`;
+const servers = (c: Pick<NatsCluster, 'urls'>) => `[${c.urls.map((u) => `"${u}"`).join(', ')}]`;
 
 function shipperYaml(dir: string, c: NatsCluster): string {
   return `state_dir: ${dir}/ship
@@ -29,7 +29,7 @@ pipelines:
 `;
 }
 
-function consumerYaml(dir: string, c: NatsCluster, name: string, extra = ''): string {
+function consumerYaml(dir: string, c: Pick<NatsCluster, 'urls'>, name: string, extra = ''): string {
   return `state_dir: ${dir}/${name}
 admin: { enabled: false }
 sources:
@@ -38,9 +38,8 @@ sources:
     servers: ${servers(c)}
     stream: LOGS
     durable: writers
-    ack_wait: 5s
     backoff: { initial: 50ms, max: 500ms }
-${extra}
+${extra || '    ack_wait: 5s'}
 destinations:
   out:
     type: file
@@ -68,3 +67,117 @@ describe('nats source', () => {
     expect(writer.counters.of('js').received).toBe(5000);
   }, 60_000);
 });
+
+/**
+ * A TCP proxy in front of a NATS server whose client-to-server direction can be cut: what the
+ * client sends then (its acknowledgements) is lost, as when a process dies right after sending.
+ */
+async function cuttableProxy(port: number) {
+  const net = await import('node:net');
+  let cut = false;
+  const sockets: import('node:net').Socket[] = [];
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    sockets.push(client, upstream);
+    upstream.on('data', (d) => client.write(d));
+    client.on('data', (d) => {
+      if (!cut) upstream.write(d);
+    });
+    for (const s of [client, upstream]) {
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  onTestFinished(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return {
+    url: `nats://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`,
+    cut: () => {
+      cut = true;
+    },
+  };
+}
+
+/** Publishes `n` numbered syslog lines to the LOGS stream (made here, R1) and waits for their PubAcks. */
+async function publish(url: string, n: number): Promise<string[]> {
+  const { connect } = await import('@nats-io/transport-node');
+  const { jetstream, jetstreamManager } = await import('@nats-io/jetstream');
+  const nc = await connect({ servers: [url] });
+  try {
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: 'LOGS', subjects: ['logs.>'] }).catch(() => undefined);
+    const js = jetstream(nc);
+    const lines = Array.from({ length: n }, (_, i) => line(i));
+    await Promise.all(lines.map((l) => js.publish('logs.app', l)));
+    return lines;
+  } finally {
+    await nc.close();
+  }
+}
+
+describe('nats source: a writer killed between its commit and JetStream hearing the ack', () => {
+  /**
+   * Writer 1 reads through a proxy; once it is reading, the proxy drops everything it sends: it
+   * commits 200 messages and its acks never arrive. It stops (the acks are lost with it).
+   */
+  async function commitWithLostAcks(c: NatsCluster, dir: string): Promise<string[]> {
+    const proxy = await cuttableProxy(c.nodes[0]!.port);
+    await publish(c.urls[0]!, 0);
+    const w1 = await testAgent(consumerYaml(dir, { urls: [proxy.url] }, 'w1', '    ack_wait: 6s'));
+    await waitFor('writer 1 to have a consumer', async () => (await consumerPending(c.urls[0]!)) !== null, 10_000);
+    await sleep(300); // its pull request is at the server
+    proxy.cut();
+    const lines = await publish(c.urls[0]!, 200);
+    await waitFor('writer 1 to write them', () => readLines(path.join(dir, 'w1.log')).length === 200, 10_000);
+    await w1.stop();
+    // JetStream still waits for the acks of all 200.
+    expect(await consumerPending(c.urls[0]!)).toBe(200);
+    return lines;
+  }
+
+  it('acknowledges them again when it restarts within ack_wait: no other writer gets them', async () => {
+    const c = await cluster();
+    const dir = scratchDir();
+    const lines = await commitWithLostAcks(c, dir);
+    const w2 = await testAgent(consumerYaml(dir, c, 'w2', '    ack_wait: 6s'));
+    await testAgent(consumerYaml(dir, c, 'w1', '    ack_wait: 6s'));
+    await waitFor('the acks to arrive', async () => (await consumerPending(c.urls[0]!)) === 0, 5000);
+    await sleep(7000); // past ack_wait: nothing is delivered again
+    expect(readLines(path.join(dir, 'w2.log'))).toEqual([]);
+    expect(w2.counters.of('js').received).toBe(0);
+    expect(readLines(path.join(dir, 'w1.log'))).toEqual(lines);
+  }, 60_000);
+
+  it('takes them as duplicates when they come again after ack_wait: written once', async () => {
+    const c = await cluster();
+    const dir = scratchDir();
+    const lines = await commitWithLostAcks(c, dir);
+    await sleep(5000); // too late to acknowledge again (ack_wait 6 s, less the margin)
+    const w1 = await testAgent(consumerYaml(dir, c, 'w1', '    ack_wait: 6s'));
+    await waitFor('the redelivery', () => (w1.counters.of('js').dropped.duplicate ?? 0) === 200, 15_000);
+    await waitFor('the acks to arrive', async () => (await consumerPending(c.urls[0]!)) === 0, 5000);
+    expect(readLines(path.join(dir, 'w1.log'))).toEqual(lines);
+    expect(w1.counters.of('js').received).toBe(0);
+  }, 60_000);
+});
+
+/** Messages delivered to the `writers` consumer and not acknowledged; null when it does not exist. */
+async function consumerPending(url: string): Promise<number | null> {
+  const { connect } = await import('@nats-io/transport-node');
+  const { jetstreamManager } = await import('@nats-io/jetstream');
+  const nc = await connect({ servers: [url] });
+  try {
+    const jsm = await jetstreamManager(nc);
+    return (await jsm.consumers.info('LOGS', 'writers')).num_ack_pending;
+  } catch {
+    return null;
+  } finally {
+    await nc.close();
+  }
+}
