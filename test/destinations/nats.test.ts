@@ -1,4 +1,9 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { defaultStreamSubjects, natsMsgId } from '../../src/destinations/nats/index.js';
+import { subjectToken } from '../../src/net/nats.js';
+import { LogRecord } from '../../src/record.js';
+import { RecordTemplate } from '../../src/template/path-template.js';
+import { testOrigin } from '../helpers/records.js';
 import { readDeadLetters, deadLetterFile } from '../../src/destinations/dead-letters.js';
 import { memoryLogger, portOf, readLines, scratchDir, testAgent, waitFor } from '../helpers/agent.js';
 import { NatsCluster } from '../helpers/nats.js';
@@ -68,4 +73,127 @@ describe('nats destination', () => {
     expect(ids.every((id) => id !== undefined && /^[0-9a-f-]+:\d+$/.test(id))).toBe(true);
     expect(new Set(ids).size).toBe(3000);
   }, 60_000);
+
+  /** 50 numbered lines into the agent; the file destination beside the nats one must get every one. */
+  async function sendAndCheckTheOtherDestination(agent: Awaited<ReturnType<typeof testAgent>>, dir: string) {
+    const lines = Array.from({ length: 50 }, (_, i) => `<13>1 2026-11-30T00:00:00Z h app - - - n=${i}`);
+    await sendTcp(portOf(agent, 'in'), lines);
+    await waitFor('the file destination to get them', () => readLines(`${dir}/copy.log`).length === 50, 10_000);
+    return lines;
+  }
+
+  const withCopy = (dir: string) => `  copy: { type: file, path: "${dir}/copy.log" }`;
+
+  it('with a bad credential: retries, says why, keeps the records; the other destination goes on', async () => {
+    const c = await cluster(1, 'authorization { token: "the-right-token-0123456789" }');
+    const dir = scratchDir();
+    const { logger, lines: log } = memoryLogger();
+    const agent = await testAgent(
+      agentYaml({ dir, urls: c.urls, dest: '    token: "a-wrong-token-0123456789"', also: withCopy(dir) }),
+      logger,
+    );
+    await sendAndCheckTheOtherDestination(agent, dir);
+    const d = agent.destinations.get('js')!;
+    await waitFor('three failed attempts', () => d.stats.failures >= 3, 10_000);
+    expect(d.stats.connected).toBe(false);
+    expect(d.stats.delivered).toBe(0);
+    expect(d.queue.stats().records).toBe(50);
+    expect(
+      log.some(
+        (l) =>
+          l.msg === 'NATS delivery failed; records stay queued and will be published again' &&
+          /authorization/i.test(String(l.reason)),
+      ),
+    ).toBe(true);
+  }, 30_000);
+
+  it('when no stream captures the subject: names it, retries, keeps the records; the other destination goes on', async () => {
+    const c = await cluster();
+    const dir = scratchDir();
+    const { logger, lines: log } = memoryLogger();
+    const agent = await testAgent(agentYaml({ dir, urls: c.urls, dest: '', also: withCopy(dir) }), logger);
+    await sendAndCheckTheOtherDestination(agent, dir);
+    const d = agent.destinations.get('js')!;
+    await waitFor('two failed attempts', () => d.stats.failures >= 2, 10_000);
+    expect(d.queue.stats().records).toBe(50);
+    expect(log.some((l) => String(l.reason).includes('no JetStream stream captures the subject logs.x.x'))).toBe(true);
+  }, 30_000);
+
+  it('sets aside a record larger than max_payload, in its turn, and publishes the others in order', async () => {
+    const c = await cluster(1, 'max_payload: 2048');
+    const dir = scratchDir();
+    const agent = await testAgent(agentYaml({ dir, urls: c.urls }));
+    const small = (i: number) => `<13>1 2026-11-30T00:00:00Z h app - - - n=${i}`;
+    const lines = [
+      ...Array.from({ length: 10 }, (_, i) => small(i)),
+      `<13>1 2026-11-30T00:00:00Z h app - - - big ${'x'.repeat(3000)}`,
+      ...Array.from({ length: 10 }, (_, i) => small(10 + i)),
+    ];
+    await sendTcp(portOf(agent, 'in'), lines);
+    const d = agent.destinations.get('js')!;
+    await waitFor('all handled', () => d.stats.delivered + (d.stats.deadLettered.too_large ?? 0) === 21, 10_000);
+    expect(d.queue.stats().records).toBe(0);
+    expect(d.stats.deadLettered).toEqual({ too_large: 1 });
+    expect(d.stats.delivered).toBe(20);
+    expect((await readStream(c.urls, 'LOGS')).map((m) => m.body)).toEqual(lines.filter((l) => !l.includes('big')));
+    const { letters } = await readDeadLetters(deadLetterFile(`${dir}/state`, 'js'));
+    expect(letters.map((l) => l.reason)).toEqual(['too_large']);
+    expect(letters[0]!.error).toMatch(/max_payload \(2048\)/);
+  }, 30_000);
+
+  it('while the cluster is unreachable: counts the attempts, keeps the records, delivers once it is back', async () => {
+    const c = await cluster();
+    await c.killNode(0);
+    const dir = scratchDir();
+    const agent = await testAgent(agentYaml({ dir, urls: c.urls, also: withCopy(dir) }));
+    const lines = await sendAndCheckTheOtherDestination(agent, dir);
+    const d = agent.destinations.get('js')!;
+    await waitFor('three failed attempts', () => d.stats.failures >= 3 && d.stats.reconnectAttempts >= 3, 10_000);
+    expect(d.queue.stats().records).toBe(50);
+    await c.startNode(0);
+    await waitFor('all delivered', () => d.stats.delivered === 50, 15_000);
+    expect((await readStream(c.urls, 'LOGS')).map((m) => m.body)).toEqual(lines);
+  }, 40_000);
+
+  it('sets aside a record whose own subject no stream captures; the others go on', async () => {
+    const c = await cluster();
+    const { connect } = await import('@nats-io/transport-node');
+    const { jetstreamManager } = await import('@nats-io/jetstream');
+    const nc = await connect({ servers: c.urls });
+    await (await jetstreamManager(nc)).streams.add({ name: 'LOGS', subjects: ['logs.x.>', 'logs.h.good'] });
+    await nc.close();
+    const dir = scratchDir();
+    const agent = await testAgent(agentYaml({ dir, urls: c.urls, dest: '' }));
+    const lines = ['good', 'bad', 'good'].map((app, i) => `<13>1 2026-11-30T00:00:00Z h ${app} - - - n=${i}`);
+    await sendTcp(portOf(agent, 'in'), lines);
+    const d = agent.destinations.get('js')!;
+    await waitFor('all handled', () => d.stats.delivered + (d.stats.deadLettered.no_stream ?? 0) === 3, 10_000);
+    expect(d.stats.deadLettered).toEqual({ no_stream: 1 });
+    expect((await readStream(c.urls, 'LOGS')).map((m) => m.body)).toEqual([lines[0], lines[2]]);
+    const { letters } = await readDeadLetters(deadLetterFile(`${dir}/state`, 'js'));
+    expect(letters[0]!.error).toBe('no JetStream stream captures the subject logs.h.bad');
+  }, 30_000);
+});
+
+describe('nats destination parts', () => {
+  it('makes every macro value one subject token', () => {
+    expect(subjectToken('web.example.com')).toBe('web_example_com');
+    expect(subjectToken('a*b>c d\te\u0001')).toBe('a_b_c_d_e_');
+    expect(subjectToken('')).toBe('_');
+  });
+
+  it('publishes under the record stream position, else the reliable queue id and sequence, else none', () => {
+    const r = new LogRecord(Buffer.from('x'), 0, testOrigin());
+    expect(natsMsgId(r, undefined)).toBeUndefined();
+    r.queueSeq = 7;
+    expect(natsMsgId(r, 'ring-1')).toBe('ring-1:7');
+    r.setStream('file:dev:ino', 1234);
+    expect(natsMsgId(r, 'ring-1')).toBe('file:dev:ino:1234');
+  });
+
+  it('gives a stream made by create_stream the subject template head', () => {
+    expect(defaultStreamSubjects(new RecordTemplate('logs.${HOST}.${PROGRAM}', subjectToken))).toEqual(['logs.>']);
+    expect(defaultStreamSubjects(new RecordTemplate('a.b.c', subjectToken))).toEqual(['a.b.c']);
+    expect(() => defaultStreamSubjects(new RecordTemplate('${HOST}.x', subjectToken))).toThrow(/starts with a macro/);
+  });
 });
