@@ -4,6 +4,7 @@ import { subjectToken } from '../../src/net/nats.js';
 import { LogRecord } from '../../src/record.js';
 import { RecordTemplate } from '../../src/template/path-template.js';
 import { testOrigin } from '../helpers/records.js';
+import { makePki } from '../helpers/tls.js';
 import { readDeadLetters, deadLetterFile } from '../../src/destinations/dead-letters.js';
 import { memoryLogger, portOf, readLines, scratchDir, testAgent, waitFor } from '../helpers/agent.js';
 import { NatsCluster } from '../helpers/nats.js';
@@ -173,6 +174,41 @@ describe('nats destination', () => {
     const { letters } = await readDeadLetters(deadLetterFile(`${dir}/state`, 'js'));
     expect(letters[0]!.error).toBe('no JetStream stream captures the subject logs.h.bad');
   }, 30_000);
+});
+
+describe('nats destination over TLS', () => {
+  it('publishes to a server that requires a client certificate, and is refused without one', async () => {
+    const pkiDir = scratchDir();
+    const pki = makePki(pkiDir);
+    const c = await cluster(
+      1,
+      `tls { cert_file: "${pki.serverCert}", key_file: "${pki.serverKey}", ca_file: "${pki.ca}", verify: true }`,
+    );
+    const url = c.urls[0]!.replace('nats://', 'tls://');
+    const dir = scratchDir();
+    const agent = await testAgent(
+      agentYaml({
+        dir,
+        urls: [url],
+        dest: `    create_stream: { name: LOGS }\n    tls: { ca: "${pki.ca}", cert: "${pki.clientCert}", key: "${pki.clientKey}" }`,
+      }),
+    );
+    const lines = Array.from({ length: 100 }, (_, i) => `<13>1 2026-11-30T00:00:00Z h app - - - n=${i}`);
+    await sendTcp(portOf(agent, 'in'), lines);
+    await waitFor('all delivered', () => agent.destinations.get('js')!.stats.delivered === 100, 15_000);
+    const dir2 = scratchDir();
+    const { logger, lines: log } = memoryLogger();
+    const refused = await testAgent(
+      agentYaml({ dir: dir2, urls: [url], dest: `    tls: { ca: "${pki.ca}" }` }),
+      logger,
+    );
+    const d = refused.destinations.get('js')!;
+    await waitFor('two failed attempts', () => d.stats.failures >= 2, 10_000);
+    expect(d.stats.connected).toBe(false);
+    expect(log.some((l) => l.msg === 'NATS delivery failed; records stay queued and will be published again')).toBe(
+      true,
+    );
+  }, 60_000);
 });
 
 describe('nats destination parts', () => {

@@ -99,15 +99,15 @@ pipelines:
       const writer = (async () => {
         while (written < LINES && running) {
           let text = '';
-          for (let k = 0; k < 2000 && written < LINES; k++) text += `file-line ${written++} ${'p'.repeat(60)}\n`;
+          for (let k = 0; k < 1000 && written < LINES; k++) text += `file-line ${written++} ${'p'.repeat(60)}\n`;
           appendFileSync(app, text);
-          await sleep(10);
+          await sleep(60); // about 15 s of writing: the kills below fall while lines flow
         }
       })();
       // The killer: the stream leader once, then the agent and writer 1 in seeded turns.
       await waitFor('the stream to exist', async () => (await streamLeader(c.urls)) !== undefined, 30_000);
-      for (let round = 0; round < 6; round++) {
-        await sleep(300 + Math.floor(rnd() * 1200));
+      for (let round = 0; round < 6 && written < LINES; round++) {
+        await sleep(800 + Math.floor(rnd() * 1400));
         const which = round === 1 ? 'leader' : rnd() < 0.5 ? 'agent' : 'w1';
         events.push(`${which}@${written}`);
         if (which === 'leader') {
@@ -133,18 +133,25 @@ pipelines:
       await sleep(2000); // then nothing more may come
       const seen = new Map<number, number>();
       const perWriter: number[] = [];
-      for (const f of outs) {
+      const where = new Map<number, string[]>();
+      for (const [k, f] of outs.entries()) {
         const lines = existsSync(f) ? readFileSync(f, 'utf8').split('\n').filter(Boolean) : [];
         perWriter.push(lines.length);
         for (const l of lines) {
           const n = Number(/^file-line (\d+) /.exec(l)?.[1] ?? -1);
           seen.set(n, (seen.get(n) ?? 0) + 1);
+          where.set(n, [...(where.get(n) ?? []), `w${k + 1}`]);
         }
       }
       const missing = Array.from({ length: LINES }, (_, i) => i).filter((i) => !seen.has(i));
       const twice = [...seen].filter(([, n]) => n > 1).map(([i]) => i);
       expect(
-        { missing: missing.length, twice: twice.length, firstMissing: missing[0], firstTwice: twice[0] },
+        {
+          missing: missing.length,
+          twice: twice.length,
+          firstMissing: missing[0],
+          firstTwice: twice[0] === undefined ? undefined : `${twice[0]} in ${where.get(twice[0])?.join(',')}`,
+        },
         `seed ${SEED}, events ${events.join(' ')}`,
       ).toEqual({ missing: 0, twice: 0, firstMissing: undefined, firstTwice: undefined });
       // Both writers did work (the durable split the stream between them).

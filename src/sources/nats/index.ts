@@ -56,7 +56,7 @@ export class NatsSource implements Source {
   private sleeping: ReturnType<typeof cancellableSleep> | null = null;
   private nc: NatsConnection | null = null;
   private messages: ConsumerMessages | null = null;
-  /** Dispatched, commit not yet heard, by stream sequence. */
+  /** Received, commit not yet heard (waiting for a batch, or dispatched), by stream sequence. */
   private readonly inFlight = new Map<number, InFlight>();
   /** Committed here, by stream sequence (insertion order: oldest first). */
   private readonly committed = new Map<number, Committed>();
@@ -95,7 +95,7 @@ export class NatsSource implements Source {
 
   async start(): Promise<void> {
     this.loop = this.run();
-    this.workingTimer = setInterval(() => this.stillWorking(), Math.max(250, this.config.ack_wait / 3));
+    this.workingTimer = setInterval(() => this.stillWorking(), Math.max(250, this.config.ack_wait / 4));
     this.workingTimer.unref();
   }
 
@@ -209,7 +209,27 @@ export class NatsSource implements Source {
     }
   }
 
+  /**
+   * A message arrives: one committed here already is acknowledged and dropped as a duplicate; one
+   * that is already on its way to the queues (delivered again meanwhile) is not taken twice (its
+   * newest acknowledgement subject is kept). The others wait for the next batch, and count as in
+   * progress from now on (JetStream's ack_wait runs from its delivery).
+   */
   private arrive(m: JsMsg): void {
+    const seq = m.seq;
+    const reply = (m as unknown as { reply: string }).reply;
+    if (this.committed.has(seq)) {
+      // Delivered again after its ack was lost: written already.
+      this.nc?.publish(reply, ACK);
+      countDrop(this.stats.dropped, 'duplicate');
+      return;
+    }
+    const taken = this.inFlight.get(seq);
+    if (taken) {
+      taken.reply = reply;
+      return;
+    }
+    this.inFlight.set(seq, { reply, since: Date.now() });
     this.arrived.push(m);
     if (this.flushScheduled) return;
     this.flushScheduled = true;
@@ -224,24 +244,14 @@ export class NatsSource implements Source {
   /** Queues one batch; resolves once the router accepted it (its commit is followed on its own). */
   private async handOn(batch: JsMsg[]): Promise<void> {
     const records: LogRecord[] = [];
-    const replies: { seq: number; reply: string }[] = [];
+    const seqs: number[] = [];
     const now = Date.now();
     let bytes = 0;
     for (const m of batch) {
-      const seq = m.seq;
-      const reply = (m as unknown as { reply: string }).reply;
-      if (this.committed.has(seq)) {
-        // Delivered again after its ack was lost: written already.
-        this.nc?.publish(reply, ACK);
-        countDrop(this.stats.dropped, 'duplicate');
-        continue;
-      }
-      if (this.inFlight.has(seq)) continue; // its first delivery's commit will acknowledge it
       const r = new LogRecord(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), now, this.origin);
       r.setStream(this.streamId, this.position++);
       records.push(r);
-      replies.push({ seq, reply });
-      this.inFlight.set(seq, { reply, since: now });
+      seqs.push(m.seq);
       bytes += m.data.byteLength;
     }
     if (records.length === 0) return;
@@ -252,37 +262,45 @@ export class NatsSource implements Source {
       if (this.ctx.shedding?.()) throw new Error('load shedding: the queues cannot be written');
       d = this.ctx.router.dispatch(this.name, records, 'keep_waiting');
     } catch (err) {
-      this.settle(replies, err as Error);
+      this.settle(seqs, err as Error);
       return;
     }
     if (!d) {
-      this.settle(replies, null); // no queue wants them (filtered out)
+      this.settle(seqs, null); // no queue wants them (filtered out)
       return;
     }
     const commit = Promise.resolve(d.accepted).then(() => d.committed);
     commit.then(
-      () => this.settle(replies, null),
-      (err: Error) => this.settle(replies, err),
+      () => this.settle(seqs, null),
+      (err: Error) => this.settle(seqs, err),
     );
     await Promise.resolve(d.accepted).catch(() => undefined);
   }
 
-  /** A batch's commit is known: acknowledged (logged first), or refused so that JetStream delivers it again soon. */
-  private settle(replies: { seq: number; reply: string }[], err: Error | null): void {
-    for (const { seq } of replies) this.inFlight.delete(seq);
+  /**
+   * A batch's commit is known: acknowledged (the ack log written first), or refused so that
+   * JetStream delivers it again soon. The acknowledgement goes to the subject of the message's
+   * latest delivery.
+   */
+  private settle(seqs: number[], err: Error | null): void {
     const nc = this.nc;
+    const at = Date.now();
+    const entries: Committed[] = [];
+    for (const seq of seqs) {
+      const f = this.inFlight.get(seq);
+      this.inFlight.delete(seq);
+      if (f) entries.push({ at, seq, reply: f.reply });
+    }
     if (err) {
       this.quiet.log('commit', (extra) =>
         this.ctx.logger.warn(
-          { err: err.message, messages: replies.length, ...extra },
+          { err: err.message, messages: entries.length, ...extra },
           'NATS messages not committed to the queues; JetStream will deliver them again',
         ),
       );
-      for (const { reply } of replies) nc?.publish(reply, NAK);
+      for (const { reply } of entries) nc?.publish(reply, NAK);
       return;
     }
-    const at = Date.now();
-    const entries = replies.map(({ seq, reply }) => ({ at, seq, reply }));
     try {
       this.ackLog.append(entries, () => [...this.committed.values()]);
     } catch (e) {
@@ -303,11 +321,11 @@ export class NatsSource implements Source {
     }
   }
 
-  /** Messages waiting for a commit longer than half their ack_wait: JetStream is told they are in progress. */
+  /** Messages waiting for a commit longer than a third of their ack_wait: JetStream is told they are in progress. */
   private stillWorking(): void {
     const nc = this.nc;
     if (!nc) return;
-    const before = Date.now() - this.config.ack_wait / 2;
+    const before = Date.now() - this.config.ack_wait / 3;
     for (const f of this.inFlight.values()) {
       if (f.since > before) continue;
       nc.publish(f.reply, WORKING);

@@ -1,0 +1,257 @@
+// npm run bench:nats: NATS JetStream, on loopback, with nats-server 2.9.10 (Debian's package).
+// For an R1 stream (one server) and an R3 stream (three clustered servers on this machine):
+// - ceiling: a bare @nats-io/jetstream publisher, window 512 (sluice's max_inflight default), each
+//   publish with a Nats-Msg-Id as sluice sends them, 200-byte bodies;
+// - agent: sluice (syslog_tcp fed by loggen → queue → nats destination), memory and reliable queue,
+//   msg/s from loggen's start until the stream holds every message;
+// - writer: sluice (nats source → reliable queue → file, exactly_once), reading the stream the agent
+//   filled, msg/s until the file holds every line.
+// Ratios: agent ÷ ceiling (target ≥ 0.8). BENCH_MESSAGES (default 200k), BENCH_ROUNDS (default 3).
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { freePort, median, peers, requirePeers, root, sngEnv, startSluice, stop, tmp, waitPort } from './harness.mjs';
+
+const N = Number(process.env.BENCH_MESSAGES ?? 200_000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const WINDOW = 512;
+const NATS = path.join(peers, 'nats/usr/sbin/nats-server');
+
+const { connect } = await import('@nats-io/transport-node');
+const { jetstream, jetstreamManager } = await import('@nats-io/jetstream');
+
+/** One server, or three clustered, with JetStream under `dir`; returns their URLs and a stop. */
+async function startServers(dir, size) {
+  const ports = [];
+  const cports = [];
+  for (let i = 0; i < size; i++) {
+    ports.push(await freePort());
+    cports.push(await freePort());
+  }
+  const children = [];
+  for (let i = 0; i < size; i++) {
+    const conf = path.join(dir, `n${i}.conf`);
+    const routes = cports.filter((_, k) => k !== i).map((p) => `"nats://127.0.0.1:${p}"`);
+    writeFileSync(
+      conf,
+      `server_name: n${i}\nhost: 127.0.0.1\nport: ${ports[i]}\n` +
+        `jetstream { store_dir: "${path.join(dir, `n${i}`)}", max_file_store: 4GB }\n` +
+        (size > 1 ? `cluster { name: bench, listen: "127.0.0.1:${cports[i]}", routes: [${routes.join(', ')}] }\n` : ''),
+    );
+    children.push(spawn(NATS, ['-c', conf], { stdio: 'ignore' }));
+  }
+  for (const p of ports) await waitPort(p);
+  const urls = ports.map((p) => `nats://127.0.0.1:${p}`);
+  // A cluster answers JetStream requests once it has a leader.
+  for (let t = 0; t < 100; t++) {
+    const nc = await connect({ servers: urls });
+    try {
+      await (await jetstreamManager(nc, { timeout: 2000 })).getAccountInfo();
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 200));
+    } finally {
+      await nc.close();
+    }
+  }
+  return {
+    urls,
+    stop: async () => {
+      await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r() : (c.on('exit', r), c.kill())))));
+    },
+  };
+}
+
+async function withJsm(urls, f) {
+  const nc = await connect({ servers: urls });
+  try {
+    return await f(await jetstreamManager(nc), nc);
+  } finally {
+    await nc.close();
+  }
+}
+
+async function freshStream(urls, replicas) {
+  await withJsm(urls, async (jsm) => {
+    await jsm.streams.delete('BENCH').catch(() => undefined);
+    await jsm.streams.add({ name: 'BENCH', subjects: ['bench.>'], num_replicas: replicas });
+  });
+}
+
+const streamCount = (urls) => withJsm(urls, async (jsm) => (await jsm.streams.info('BENCH')).state.messages);
+
+/** The ceiling: a bare publisher keeping WINDOW publishes in flight, each with a Nats-Msg-Id. */
+async function bare(urls) {
+  const nc = await connect({ servers: urls });
+  const js = jetstream(nc, { timeout: 30_000 });
+  const body = Buffer.alloc(200, 'x');
+  const start = performance.now();
+  let next = 0;
+  let done = 0;
+  await new Promise((resolve, reject) => {
+    const more = () => {
+      while (next < N && next - done < WINDOW) {
+        const id = `bare:${next++}`;
+        js.publish('bench.bare', body, { msgID: id }).then(() => {
+          done++;
+          if (done === N) resolve();
+          else more();
+        }, reject);
+      }
+    };
+    more();
+  });
+  const secs = (performance.now() - start) / 1000;
+  await nc.close();
+  return N / secs;
+}
+
+/** loggen sends N messages of 200 bytes to the agent's TCP port. */
+function loggen(port) {
+  const sng = path.join(peers, 'syslog-ng');
+  return spawn(
+    path.join(sng, 'usr/bin/loggen'),
+    ['-i', '-S', '-s', '200', '-r', '100000000', '-I', '3600', '-n', String(N), '-Q', '127.0.0.1', String(port)],
+    { env: sngEnv(), stdio: 'ignore' },
+  );
+}
+
+async function agent(urls, mode) {
+  const dir = tmp();
+  const port = await freePort();
+  const child = startSluice(
+    dir,
+    'agent',
+    `state_dir: ${dir}/state
+log: { level: warn }
+admin: { enabled: false }
+sources:
+  in: { type: syslog_tcp, address: "127.0.0.1:${port}" }
+destinations:
+  js: { type: nats, servers: [${urls.map((u) => `"${u}"`).join(', ')}], subject: "bench.agent",
+    queue: { mode: ${mode}, max_size: 1GiB } }
+pipelines:
+  p: { from: [in], to: [js] }
+`,
+  );
+  try {
+    await waitPort(port, 15_000, child);
+    const base = await streamCount(urls);
+    const start = performance.now();
+    const lg = loggen(port);
+    let last = base;
+    let lastMove = performance.now();
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 100));
+      const n = await streamCount(urls);
+      if (n !== last) {
+        last = n;
+        lastMove = performance.now();
+      } else if (performance.now() - lastMove > 15_000) break;
+      if (n - base >= N) break;
+    }
+    lg.kill();
+    if (last - base < N) console.error(`agent (${mode}): ${last - base} of ${N} stored`);
+    return (last - base) / ((lastMove - start) / 1000);
+  } finally {
+    await stop(child);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Lines in `file` (read as it grows). */
+function lineCounter(file) {
+  let offset = 0;
+  let lines = 0;
+  const buf = Buffer.alloc(1 << 20);
+  return () => {
+    if (!existsSync(file)) return 0;
+    const size = statSync(file).size;
+    const fd = openSync(file, 'r');
+    try {
+      while (offset < size) {
+        const n = readSync(fd, buf, 0, Math.min(buf.length, size - offset), offset);
+        for (let i = 0; i < n; i++) if (buf[i] === 10) lines++;
+        offset += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return lines;
+  };
+}
+
+/** A writer reading the whole stream (N messages of the agent) into a file. */
+async function writer(urls, round) {
+  const dir = tmp();
+  const out = path.join(dir, 'out.log');
+  const start = performance.now();
+  const child = startSluice(
+    dir,
+    'writer',
+    `state_dir: ${dir}/state
+log: { level: warn }
+admin: { enabled: false }
+sources:
+  js: { type: nats, servers: [${urls.map((u) => `"${u}"`).join(', ')}], stream: BENCH, durable: w${round},
+    filter_subject: bench.agent }
+destinations:
+  out: { type: file, path: ${out}, format: raw, exactly_once: true, queue: { mode: reliable, max_size: 1GiB } }
+pipelines:
+  p: { from: [js], to: [out] }
+`,
+  );
+  try {
+    const count = lineCounter(out);
+    let last = 0;
+    let lastMove = performance.now();
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 100));
+      const n = count();
+      if (n !== last) {
+        last = n;
+        lastMove = performance.now();
+      } else if (performance.now() - lastMove > 15_000) break;
+      if (n >= N) break;
+    }
+    if (last < N) console.error(`writer: ${last} of ${N} written`);
+    return last / ((lastMove - start) / 1000);
+  } finally {
+    await stop(child);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+requirePeers();
+if (!existsSync(NATS)) throw new Error('nats-server is missing: run "bash scripts/install-peers.sh" first');
+if (!existsSync(path.join(root, 'dist/cli.js'))) throw new Error('build first (npm run build)');
+const rows = [];
+for (const replicas of [1, 3]) {
+  const dir = tmp();
+  mkdirSync(dir, { recursive: true });
+  const servers = await startServers(dir, replicas);
+  const r = { bare: [], memory: [], reliable: [], writer: [] };
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      await freshStream(servers.urls, replicas);
+      r.bare.push(await bare(servers.urls));
+      await freshStream(servers.urls, replicas);
+      r.memory.push(await agent(servers.urls, 'memory'));
+      await freshStream(servers.urls, replicas);
+      r.reliable.push(await agent(servers.urls, 'reliable'));
+      r.writer.push(await writer(servers.urls, round));
+    }
+  } finally {
+    await servers.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  rows.push({ replicas, ...Object.fromEntries(Object.entries(r).map(([k, v]) => [k, median(v)])) });
+}
+const k = (x) => `${Math.round(x).toLocaleString('en')}`;
+console.log(`\nNATS JetStream, ${N.toLocaleString('en')} messages of 200 bytes, ${ROUNDS} rounds (medians), msg/s`);
+console.log('| stream | bare publisher (ceiling) | agent, memory queue | ÷ ceiling | agent, reliable queue | ÷ ceiling | writer (nats → reliable → file) |');
+console.log('|---|---:|---:|---:|---:|---:|---:|');
+for (const r of rows)
+  console.log(
+    `| R${r.replicas} | ${k(r.bare)} | ${k(r.memory)} | ${(r.memory / r.bare).toFixed(2)} | ${k(r.reliable)} | ${(r.reliable / r.bare).toFixed(2)} | ${k(r.writer)} |`,
+  );
