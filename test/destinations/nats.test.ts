@@ -7,7 +7,7 @@ import { testOrigin } from '../helpers/records.js';
 import { makePki } from '../helpers/tls.js';
 import { readDeadLetters, deadLetterFile } from '../../src/destinations/dead-letters.js';
 import { memoryLogger, portOf, readLines, scratchDir, testAgent, waitFor } from '../helpers/agent.js';
-import { NatsCluster } from '../helpers/nats.js';
+import { NatsCluster, NatsProxy } from '../helpers/nats.js';
 import { sendTcp } from '../helpers/net.js';
 
 /** Every message of `stream`, in stream order: subject, body and Nats-Msg-Id. */
@@ -19,7 +19,7 @@ async function readStream(urls: string[], stream: string) {
     const jsm = await jetstreamManager(nc);
     const info = await jsm.streams.info(stream);
     const out: { subject: string; body: string; id: string | undefined; seq: number }[] = [];
-    for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+    for (let seq = Math.max(1, info.state.first_seq); info.state.messages > 0 && seq <= info.state.last_seq; seq++) {
       const m = await jsm.streams.getMessage(stream, { seq });
       if (!m) continue;
       out.push({ subject: m.subject, body: m.string(), id: m.header?.get('Nats-Msg-Id'), seq });
@@ -173,6 +173,52 @@ describe('nats destination', () => {
     expect((await readStream(c.urls, 'LOGS')).map((m) => m.body)).toEqual([lines[0], lines[2]]);
     const { letters } = await readDeadLetters(deadLetterFile(`${dir}/state`, 'js'));
     expect(letters[0]!.error).toBe('no JetStream stream captures the subject logs.h.bad');
+  }, 30_000);
+});
+
+describe('nats destination: publishes made again carry the same Nats-Msg-Id', () => {
+  /**
+   * The agent publishes 300 records through a proxy that loses the server's PubAcks: the stream
+   * stores them, the agent does not know it.
+   */
+  async function storedButUnacknowledged(c: NatsCluster, dir: string, ackTimeout: string) {
+    const proxy = await NatsProxy.start(c.nodes[0]!.port);
+    onTestFinished(() => proxy.close());
+    const agent = await testAgent(
+      agentYaml({ dir, urls: [proxy.url], dest: `    create_stream: { name: LOGS }\n    ack_timeout: ${ackTimeout}` }),
+    );
+    const d = agent.destinations.get('js')!;
+    // One record first: the connection knows the stream captures the subject.
+    const lines = Array.from({ length: 301 }, (_, i) => `<13>1 2026-11-30T00:00:00Z h app - - - n=${i}`);
+    await sendTcp(portOf(agent, 'in'), lines.slice(0, 1));
+    await waitFor('the first delivered', () => d.stats.delivered === 1, 10_000);
+    proxy.cut('to-client');
+    await sendTcp(portOf(agent, 'in'), lines.slice(1));
+    await waitFor('the stream to store them', async () => (await readStream(c.urls, 'LOGS')).length === 301, 10_000);
+    expect(d.stats.delivered).toBe(1);
+    return { agent, d, lines };
+  }
+
+  it('after a lost PubAck (ack_timeout): the stream drops the publishes made again', async () => {
+    const c = await cluster();
+    const dir = scratchDir();
+    const { d, lines } = await storedButUnacknowledged(c, dir, '1s');
+    // The proxy still loses PubAcks on the old connection; the next one (through it) passes.
+    await waitFor('all delivered', () => d.stats.delivered === 301, 15_000);
+    expect(d.stats.replayed).toBe(300);
+    expect((await readStream(c.urls, 'LOGS')).map((m) => m.body)).toEqual(lines);
+  }, 30_000);
+
+  it('after a restart of the agent (the reliable queue keeps its ids): the stream drops them too', async () => {
+    const c = await cluster();
+    const dir = scratchDir();
+    const { agent, lines } = await storedButUnacknowledged(c, dir, '60s');
+    await agent.stop(); // the 300 stay queued: no PubAck came
+    const again = await testAgent(agentYaml({ dir, urls: c.urls }));
+    const d = again.destinations.get('js')!;
+    await waitFor('all delivered', () => d.stats.delivered === 300, 15_000);
+    expect(d.queue.stats().records).toBe(0);
+    expect((await readStream(c.urls, 'LOGS')).map((m) => m.body)).toEqual(lines);
   }, 30_000);
 });
 

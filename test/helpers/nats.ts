@@ -139,3 +139,54 @@ function accepts(port: number): Promise<boolean> {
     s.once('error', () => resolve(false));
   });
 }
+
+/**
+ * A TCP proxy in front of a NATS server whose connections can be cut in one direction: what is
+ * sent that way is then lost (a client's acks, as when it dies right after sending them; a
+ * server's PubAcks, as when a connection breaks after the publish arrived). Connections made after
+ * the cut pass both ways.
+ */
+export class NatsProxy {
+  private readonly open = new Set<{ toServer: boolean; toClient: boolean; sockets: net.Socket[] }>();
+
+  private constructor(private readonly server: net.Server) {}
+
+  static async start(port: number): Promise<NatsProxy> {
+    const server = net.createServer();
+    const proxy = new NatsProxy(server);
+    server.on('connection', (client) => {
+      const upstream = net.connect(port, '127.0.0.1');
+      const conn = { toServer: true, toClient: true, sockets: [client, upstream] };
+      proxy.open.add(conn);
+      upstream.on('data', (d) => conn.toClient && client.write(d));
+      client.on('data', (d) => conn.toServer && upstream.write(d));
+      for (const s of conn.sockets) {
+        s.on('error', () => undefined);
+        s.on('close', () => {
+          client.destroy();
+          upstream.destroy();
+          proxy.open.delete(conn);
+        });
+      }
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return proxy;
+  }
+
+  get url(): string {
+    return `nats://127.0.0.1:${(this.server.address() as net.AddressInfo).port}`;
+  }
+
+  /** From now on, what the open connections send that way is lost. */
+  cut(direction: 'to-server' | 'to-client'): void {
+    for (const c of this.open) {
+      if (direction === 'to-server') c.toServer = false;
+      else c.toClient = false;
+    }
+  }
+
+  close(): void {
+    for (const c of this.open) for (const s of c.sockets) s.destroy();
+    this.server.close();
+  }
+}

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { portOf, readLines, scratchDir, sleep, testAgent, waitFor } from '../helpers/agent.js';
-import { NatsCluster } from '../helpers/nats.js';
+import { NatsCluster, NatsProxy } from '../helpers/nats.js';
 import { sendTcp } from '../helpers/net.js';
 
 async function cluster(size = 1): Promise<NatsCluster> {
@@ -68,42 +68,6 @@ describe('nats source', () => {
   }, 60_000);
 });
 
-/**
- * A TCP proxy in front of a NATS server whose client-to-server direction can be cut: what the
- * client sends then (its acknowledgements) is lost, as when a process dies right after sending.
- */
-async function cuttableProxy(port: number) {
-  const net = await import('node:net');
-  let cut = false;
-  const sockets: import('node:net').Socket[] = [];
-  const server = net.createServer((client) => {
-    const upstream = net.connect(port, '127.0.0.1');
-    sockets.push(client, upstream);
-    upstream.on('data', (d) => client.write(d));
-    client.on('data', (d) => {
-      if (!cut) upstream.write(d);
-    });
-    for (const s of [client, upstream]) {
-      s.on('error', () => undefined);
-      s.on('close', () => {
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  onTestFinished(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return {
-    url: `nats://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`,
-    cut: () => {
-      cut = true;
-    },
-  };
-}
-
 /** Publishes `n` numbered syslog lines to the LOGS stream (made here, R1) and waits for their PubAcks. */
 async function publish(url: string, n: number): Promise<string[]> {
   const { connect } = await import('@nats-io/transport-node');
@@ -127,12 +91,13 @@ describe('nats source: a writer killed between its commit and JetStream hearing 
    * commits 200 messages and its acks never arrive. It stops (the acks are lost with it).
    */
   async function commitWithLostAcks(c: NatsCluster, dir: string): Promise<string[]> {
-    const proxy = await cuttableProxy(c.nodes[0]!.port);
+    const proxy = await NatsProxy.start(c.nodes[0]!.port);
+    onTestFinished(() => proxy.close());
     await publish(c.urls[0]!, 0);
     const w1 = await testAgent(consumerYaml(dir, { urls: [proxy.url] }, 'w1', '    ack_wait: 6s'));
     await waitFor('writer 1 to have a consumer', async () => (await consumerPending(c.urls[0]!)) !== null, 10_000);
     await sleep(300); // its pull request is at the server
-    proxy.cut();
+    proxy.cut('to-server');
     const lines = await publish(c.urls[0]!, 200);
     await waitFor('writer 1 to write them', () => readLines(path.join(dir, 'w1.log')).length === 200, 10_000);
     await w1.stop();
