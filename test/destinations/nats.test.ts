@@ -75,6 +75,17 @@ describe('nats destination', () => {
     expect(new Set(ids).size).toBe(3000);
   }, 60_000);
 
+  it('with msg_id: false, publishes without a Nats-Msg-Id', async () => {
+    const c = await cluster();
+    const dir = scratchDir();
+    const agent = await testAgent(
+      agentYaml({ dir, urls: c.urls, dest: '    create_stream: { name: LOGS }\n    msg_id: false' }),
+    );
+    await sendTcp(portOf(agent, 'in'), ['<13>1 2026-11-30T00:00:00Z h app - - - one']);
+    await waitFor('delivered', () => agent.destinations.get('js')!.stats.delivered === 1, 10_000);
+    expect((await readStream(c.urls, 'LOGS')).map((m) => m.id)).toEqual([undefined]);
+  }, 30_000);
+
   /** 50 numbered lines into the agent; the file destination beside the nats one must get every one. */
   async function sendAndCheckTheOtherDestination(agent: Awaited<ReturnType<typeof testAgent>>, dir: string) {
     const lines = Array.from({ length: 50 }, (_, i) => `<13>1 2026-11-30T00:00:00Z h app - - - n=${i}`);

@@ -140,6 +140,15 @@ pipelines:
           await sleep(500 + Math.floor(rnd() * 1000));
           await c.startNode(i);
         } else {
+          if (which === 'agent') {
+            // Mid-publish: once the stream has taken part of the burst, with a window in flight.
+            const from = await streamMessages(c.urls).catch(() => 0);
+            await waitFor(
+              'the agent to publish',
+              async () => (await streamMessages(c.urls).catch(() => 0)) > from + 2000,
+              10_000,
+            ).catch(() => undefined);
+          }
           const p = which === 'agent' ? agent : writers[0]!;
           await p.kill();
           await sleep(Math.floor(rnd() * 500));

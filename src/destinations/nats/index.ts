@@ -157,7 +157,8 @@ export class NatsDestination extends SessionDestination {
       this.backoff.reset();
       this.ctx.logger.info({ server: nc.getServer(), stream, max_payload: maxPayload }, 'NATS connection open');
       const checkQueue = this.queueStillHolds();
-      const durableId = this.config.msg_id ? this.queue.durableId : undefined;
+      const { msg_id } = this.config;
+      const durableId = this.queue.durableId;
       for (;;) {
         signal.check();
         if (this.stopped) return;
@@ -206,7 +207,7 @@ export class NatsDestination extends SessionDestination {
             continue;
           }
           const subject = this.subject.expand(r);
-          const msgID = natsMsgId(r, durableId);
+          const msgID = msg_id ? natsMsgId(r, durableId) : undefined;
           if (body.length + (msgID ? msgID.length + HEADER_OVERHEAD : 0) > maxPayload) {
             this.putAside(
               slot,
