@@ -22,7 +22,7 @@ async function readStream(urls: string[], stream: string) {
     for (let seq = Math.max(1, info.state.first_seq); info.state.messages > 0 && seq <= info.state.last_seq; seq++) {
       const m = await jsm.streams.getMessage(stream, { seq });
       if (!m) continue;
-      out.push({ subject: m.subject, body: m.string(), id: m.header?.get('Nats-Msg-Id'), seq });
+      out.push({ subject: m.subject, body: m.string(), id: m.header?.get('Nats-Msg-Id') || undefined, seq });
     }
     return out;
   } finally {
