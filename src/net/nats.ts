@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { ConnectionOptions, NatsConnection } from '@nats-io/nats-core';
+import type { ConnectionOptions, NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { duration, tlsClientSchema } from '../config/types.js';
 
@@ -58,7 +58,7 @@ export const ONE_CREDENTIAL =
 
 /** The client options for `c` (files are read now: a missing one fails at start, naming it). */
 export async function natsOptions(c: ConnFields, name: string): Promise<ConnectionOptions> {
-  const core = await import('@nats-io/nats-core');
+  const core = await import('@nats-io/transport-node');
   const opts: ConnectionOptions = {
     servers: c.servers,
     name,
@@ -74,7 +74,10 @@ export async function natsOptions(c: ConnFields, name: string): Promise<Connecti
     opts.user = c.user;
     opts.pass = c.password;
   }
-  if (c.nkey_seed_file) opts.authenticator = core.nkeyAuthenticator(readFileSync(c.nkey_seed_file));
+  if (c.nkey_seed_file)
+    opts.authenticator = core.nkeyAuthenticator(
+      new TextEncoder().encode(readFileSync(c.nkey_seed_file, 'utf8').trim()),
+    );
   if (c.creds_file) opts.authenticator = core.credsAuthenticator(readFileSync(c.creds_file));
   if (c.tls) {
     const t = c.tls;

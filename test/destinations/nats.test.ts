@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { defaultStreamSubjects, natsMsgId } from '../../src/destinations/nats/index.js';
 import { subjectToken } from '../../src/net/nats.js';
@@ -230,6 +231,33 @@ describe('nats destination: publishes made again carry the same Nats-Msg-Id', ()
     await waitFor('all delivered', () => d.stats.delivered === 300, 15_000);
     expect(d.queue.stats().records).toBe(0);
     expect((await readStream(c.urls, 'LOGS')).map((m) => m.body)).toEqual(lines);
+  }, 30_000);
+});
+
+describe('nats destination credentials', () => {
+  it('authenticates with user and password, and with an NKey seed file', async () => {
+    const { nkeys } = await import('@nats-io/transport-node');
+    const user = nkeys.createUser();
+    const seedDir = scratchDir();
+    const seedFile = `${seedDir}/agent.nk`;
+    writeFileSync(seedFile, `${new TextDecoder().decode(user.getSeed())}\n`);
+    const c = await cluster(
+      1,
+      `authorization { users: [ { user: "ship", password: "pw-0123456789abcdef" }, { nkey: "${user.getPublicKey()}" } ] }`,
+    );
+    for (const auth of ['    user: ship\n    password: pw-0123456789abcdef', `    nkey_seed_file: ${seedFile}`]) {
+      const dir = scratchDir();
+      const agent = await testAgent(
+        agentYaml({ dir, urls: c.urls, dest: `    create_stream: { name: LOGS }\n${auth}` }),
+      );
+      await sendTcp(portOf(agent, 'in'), ['<13>1 2026-11-30T00:00:00Z h app - - - one']);
+      await waitFor(
+        `delivered with ${auth.trim().split(':')[0]}`,
+        () => agent.destinations.get('js')!.stats.delivered === 1,
+        10_000,
+      );
+      await agent.stop();
+    }
   }, 30_000);
 });
 

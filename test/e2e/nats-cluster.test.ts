@@ -39,6 +39,28 @@ async function streamMessages(urls: string[]): Promise<number> {
   }
 }
 
+/** The writers' consumer as JetStream sees it, for a failure's message. */
+async function consumerState(urls: string[]): Promise<string> {
+  const { connect } = await import('@nats-io/transport-node');
+  const { jetstreamManager } = await import('@nats-io/jetstream');
+  const nc = await connect({ servers: urls, reconnect: false });
+  try {
+    const i = await (await jetstreamManager(nc, { timeout: 5000 })).consumers.info('LOGS', 'writers');
+    return JSON.stringify({
+      pending: i.num_pending,
+      ack_pending: i.num_ack_pending,
+      redelivered: i.num_redelivered,
+      waiting: i.num_waiting,
+      ack_floor: i.ack_floor.stream_seq,
+      delivered: i.delivered.stream_seq,
+    });
+  } catch (err) {
+    return String(err);
+  } finally {
+    await nc.close();
+  }
+}
+
 async function streamLeader(urls: string[]): Promise<string | undefined> {
   const { connect } = await import('@nats-io/transport-node');
   const { jetstreamManager } = await import('@nats-io/jetstream');
@@ -160,7 +182,21 @@ pipelines:
       const outs = ['w1', 'w2'].map((w) => path.join(dir, `${w}.log`));
       const count = () =>
         outs.reduce((n, f) => n + (existsSync(f) ? readFileSync(f, 'utf8').split('\n').length - 1 : 0), 0);
-      await waitFor(`${LINES} lines at the writers (events ${events.join(' ')})`, () => count() >= LINES, 120_000);
+      await waitFor(`${LINES} lines at the writers`, () => count() >= LINES, 120_000).catch(async (err: Error) => {
+        // What a stall looks like from outside: where the lines are, what JetStream still holds.
+        const got = new Set<number>();
+        for (const f of outs)
+          if (existsSync(f))
+            for (const l of readFileSync(f, 'utf8').split('\n'))
+              got.add(Number(/^file-line (\d+) /.exec(l)?.[1] ?? -1));
+        const missing = Array.from({ length: LINES }, (_, i) => i).filter((i) => !got.has(i));
+        const consumer = await consumerState(c.urls);
+        throw new Error(
+          `${err.message}; seed ${SEED}, events ${events.join(' ')}; ${missing.length} missing (first ${missing.slice(0, 5).join(',')}); ` +
+            `stream ${await streamMessages(c.urls).catch(() => -1)} messages; consumer ${consumer}\n` +
+            `agent: ${agent.log.slice(-2000)}\nw1: ${writers[0]!.log.slice(-2000)}\nw2: ${writers[1]!.log.slice(-2000)}`,
+        );
+      });
       await sleep(2000); // then nothing more may come
       const seen = new Map<number, number>();
       const perWriter: number[] = [];

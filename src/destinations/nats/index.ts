@@ -1,5 +1,5 @@
 import type { JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/nats-core';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import { nanos, natsConnect, natsOptions, subjectToken } from '../../net/nats.js';
 import type { LogRecord } from '../../record.js';
@@ -139,8 +139,9 @@ export class NatsDestination extends SessionDestination {
   }
 
   protected async session(): Promise<void> {
-    const { jetstream, jetstreamManager } = await import('@nats-io/jetstream');
+    const { jetstream, jetstreamManager, JetStreamApiError } = await import('@nats-io/jetstream');
     const nc = await natsConnect(await natsOptions(this.config, `sluice ${this.name}`));
+    let live = true;
     this.nc = nc;
     const signal = new SessionSignal();
     void nc.closed().then((err) => signal.fail(err ?? new Error('connection closed')));
@@ -226,7 +227,8 @@ export class NatsDestination extends SessionDestination {
               signal.notify();
             },
             (err: Error) => {
-              this.stats.serverErrors = (this.stats.serverErrors ?? 0) + 1;
+              if (!live) return; // the session is over: its publishes fail with its connection
+              if (err instanceof JetStreamApiError) this.stats.serverErrors = (this.stats.serverErrors ?? 0) + 1;
               signal.fail(new Error(`publish to ${subject} failed: ${err.message}`));
             },
           );
@@ -234,6 +236,7 @@ export class NatsDestination extends SessionDestination {
         this.countSent(batch.length);
       }
     } finally {
+      live = false;
       this.owedReplay(slots.length - head);
       this.nc = null;
       signal.notify();

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { ConsumerMessages, JetStreamManager, JsMsg } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/nats-core';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import { RateLimitedLog } from '../../log.js';
 import { cancellableSleep, ExponentialBackoff } from '../../net/backoff.js';
@@ -66,7 +66,8 @@ export class NatsSource implements Source {
   private chain: Promise<void> = Promise.resolve();
   private flushScheduled = false;
   private workingTimer: NodeJS.Timeout | null = null;
-  private loaded = false;
+  /** The creation time of the stream the ack log is for (null before the first connection). */
+  private created: string | null = null;
 
   constructor(
     private readonly config: Config,
@@ -162,10 +163,18 @@ export class NatsSource implements Source {
    * the acknowledgements of recent commits sent again.
    */
   private resume(nc: NatsConnection, created: string): void {
-    if (!this.loaded) {
+    if (this.created !== created) {
+      // The first connection, or the stream was made anew meanwhile (its numbers start again):
+      // the ack log of another stream means nothing.
+      if (this.created !== null)
+        this.ctx.logger.warn(
+          { stream: this.config.stream },
+          'the JetStream stream was made anew; its ack log starts again',
+        );
+      this.committed.clear();
       for (const c of this.ackLog.load(created)) this.remember(c);
-      this.loaded = true;
       this.ackLog.open(created, [...this.committed.values()]);
+      this.created = created;
     }
     const now = Date.now();
     let again = 0;
