@@ -104,15 +104,18 @@ const options = (disk?: FaultyDisk): ReliableQueueOptions => ({
 /** Whatever the queue hands out until it has nothing more for a moment. */
 async function takeUpTo(q: ReliableQueue, n: number): Promise<LogRecord[]> {
   const out: LogRecord[] = [];
-  for (let idle = 0; idle < 3 && out.length < n; ) {
+  // Until the queue holds nothing more to hand out (not "nothing came for 15 ms": beside the heavy
+  // tests on two cores a read of the file can take longer, and a run failed on that), within 20 s.
+  const deadline = Date.now() + 20_000;
+  while (out.length < n && Date.now() < deadline) {
     const got = q.take(n - out.length);
     if (got.length > 0) {
       out.push(...got);
-      idle = 0;
-    } else {
-      idle++;
-      await Promise.race([q.waitForRecords(), sleep(5)]);
+      continue;
     }
+    const s = q.stats();
+    if (s.records - s.inFlight <= 0) break;
+    await Promise.race([q.waitForRecords(), sleep(5)]);
   }
   return out;
 }
