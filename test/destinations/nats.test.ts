@@ -8,7 +8,7 @@ import { testOrigin } from '../helpers/records.js';
 import { makePki } from '../helpers/tls.js';
 import { readDeadLetters, deadLetterFile } from '../../src/destinations/dead-letters.js';
 import { memoryLogger, portOf, readLines, scratchDir, testAgent, waitFor } from '../helpers/agent.js';
-import { NatsCluster, NatsProxy } from '../helpers/nats.js';
+import { type NatsCluster, NatsProxy, natsAgentYaml, testNatsCluster } from '../helpers/nats.js';
 import { sendTcp } from '../helpers/net.js';
 
 /** Every message of `stream`, in stream order: subject, body and Nats-Msg-Id. */
@@ -31,36 +31,11 @@ async function readStream(urls: string[], stream: string) {
   }
 }
 
-async function cluster(size = 1, conf = ''): Promise<NatsCluster> {
-  const c = await NatsCluster.start(scratchDir('sluice-nats-'), size, conf);
-  onTestFinished(() => c.stop());
-  return c;
-}
-
-function agentYaml(o: { dir: string; urls: string[]; extra?: string; dest?: string; also?: string }): string {
-  return `state_dir: ${o.dir}/state
-admin: { enabled: false }
-sources:
-  in: { type: syslog_tcp, address: "127.0.0.1:0" }
-destinations:
-  js:
-    type: nats
-    servers: [${o.urls.map((u) => `"${u}"`).join(', ')}]
-    subject: "logs.\${HOST}.\${PROGRAM}"
-    backoff: { initial: 50ms, max: 500ms }
-    queue: { mode: reliable }
-${o.dest ?? '    create_stream: { name: LOGS }'}
-${o.also ?? ''}
-pipelines:
-  p: { from: [in], to: [js${o.also ? ', copy' : ''}] }
-`;
-}
-
 describe('nats destination', () => {
   it('publishes each record once, in order, with a Nats-Msg-Id and a subject of safe tokens', async () => {
-    const c = await cluster();
+    const c = await testNatsCluster();
     const dir = scratchDir();
-    const agent = await testAgent(agentYaml({ dir, urls: c.urls }));
+    const agent = await testAgent(natsAgentYaml({ dir, urls: c.urls }));
     const lines = Array.from(
       { length: 3000 },
       (_, i) => `<13>1 2026-11-30T00:00:00Z web.example.com app*x ${i} - - line ${i}`,
@@ -77,10 +52,10 @@ describe('nats destination', () => {
   }, 60_000);
 
   it('with msg_id: false, publishes without a Nats-Msg-Id', async () => {
-    const c = await cluster();
+    const c = await testNatsCluster();
     const dir = scratchDir();
     const agent = await testAgent(
-      agentYaml({ dir, urls: c.urls, dest: '    create_stream: { name: LOGS }\n    msg_id: false' }),
+      natsAgentYaml({ dir, urls: c.urls, dest: '    create_stream: { name: LOGS }\n    msg_id: false' }),
     );
     await sendTcp(portOf(agent, 'in'), ['<13>1 2026-11-30T00:00:00Z h app - - - one']);
     await waitFor('delivered', () => agent.destinations.get('js')!.stats.delivered === 1, 10_000);
@@ -98,11 +73,11 @@ describe('nats destination', () => {
   const withCopy = (dir: string) => `  copy: { type: file, path: "${dir}/copy.log" }`;
 
   it('with a bad credential: retries, says why, keeps the records; the other destination goes on', async () => {
-    const c = await cluster(1, 'authorization { token: "the-right-token-0123456789" }');
+    const c = await testNatsCluster(1, 'authorization { token: "the-right-token-0123456789" }');
     const dir = scratchDir();
     const { logger, lines: log } = memoryLogger();
     const agent = await testAgent(
-      agentYaml({ dir, urls: c.urls, dest: '    token: "a-wrong-token-0123456789"', also: withCopy(dir) }),
+      natsAgentYaml({ dir, urls: c.urls, dest: '    token: "a-wrong-token-0123456789"', also: withCopy(dir) }),
       logger,
     );
     await sendAndCheckTheOtherDestination(agent, dir);
@@ -121,10 +96,10 @@ describe('nats destination', () => {
   }, 30_000);
 
   it('when no stream captures the subject: names it, retries, keeps the records; the other destination goes on', async () => {
-    const c = await cluster();
+    const c = await testNatsCluster();
     const dir = scratchDir();
     const { logger, lines: log } = memoryLogger();
-    const agent = await testAgent(agentYaml({ dir, urls: c.urls, dest: '', also: withCopy(dir) }), logger);
+    const agent = await testAgent(natsAgentYaml({ dir, urls: c.urls, dest: '', also: withCopy(dir) }), logger);
     await sendAndCheckTheOtherDestination(agent, dir);
     const d = agent.destinations.get('js')!;
     await waitFor('two failed attempts', () => d.stats.failures >= 2, 10_000);
@@ -133,9 +108,9 @@ describe('nats destination', () => {
   }, 30_000);
 
   it('sets aside a record larger than max_payload, in its turn, and publishes the others in order', async () => {
-    const c = await cluster(1, 'max_payload: 2048');
+    const c = await testNatsCluster(1, 'max_payload: 2048');
     const dir = scratchDir();
-    const agent = await testAgent(agentYaml({ dir, urls: c.urls }));
+    const agent = await testAgent(natsAgentYaml({ dir, urls: c.urls }));
     const small = (i: number) => `<13>1 2026-11-30T00:00:00Z h app - - - n=${i}`;
     const lines = [
       ...Array.from({ length: 10 }, (_, i) => small(i)),
@@ -155,10 +130,10 @@ describe('nats destination', () => {
   }, 30_000);
 
   it('while the cluster is unreachable: counts the attempts, keeps the records, delivers once it is back', async () => {
-    const c = await cluster();
+    const c = await testNatsCluster();
     await c.killNode(0);
     const dir = scratchDir();
-    const agent = await testAgent(agentYaml({ dir, urls: c.urls, also: withCopy(dir) }));
+    const agent = await testAgent(natsAgentYaml({ dir, urls: c.urls, also: withCopy(dir) }));
     const lines = await sendAndCheckTheOtherDestination(agent, dir);
     const d = agent.destinations.get('js')!;
     await waitFor('three failed attempts', () => d.stats.failures >= 3 && d.stats.reconnectAttempts >= 3, 10_000);
@@ -169,14 +144,14 @@ describe('nats destination', () => {
   }, 40_000);
 
   it('sets aside a record whose own subject no stream captures; the others go on', async () => {
-    const c = await cluster();
+    const c = await testNatsCluster();
     const { connect } = await import('@nats-io/transport-node');
     const { jetstreamManager } = await import('@nats-io/jetstream');
     const nc = await connect({ servers: c.urls });
     await (await jetstreamManager(nc)).streams.add({ name: 'LOGS', subjects: ['logs.x.>', 'logs.h.good'] });
     await nc.close();
     const dir = scratchDir();
-    const agent = await testAgent(agentYaml({ dir, urls: c.urls, dest: '' }));
+    const agent = await testAgent(natsAgentYaml({ dir, urls: c.urls, dest: '' }));
     const lines = ['good', 'bad', 'good'].map((app, i) => `<13>1 2026-11-30T00:00:00Z h ${app} - - - n=${i}`);
     await sendTcp(portOf(agent, 'in'), lines);
     const d = agent.destinations.get('js')!;
@@ -197,7 +172,11 @@ describe('nats destination: publishes made again carry the same Nats-Msg-Id', ()
     const proxy = await NatsProxy.start(c.nodes[0]!.port);
     onTestFinished(() => proxy.close());
     const agent = await testAgent(
-      agentYaml({ dir, urls: [proxy.url], dest: `    create_stream: { name: LOGS }\n    ack_timeout: ${ackTimeout}` }),
+      natsAgentYaml({
+        dir,
+        urls: [proxy.url],
+        dest: `    create_stream: { name: LOGS }\n    ack_timeout: ${ackTimeout}`,
+      }),
     );
     const d = agent.destinations.get('js')!;
     // One record first: the connection knows the stream captures the subject.
@@ -212,7 +191,7 @@ describe('nats destination: publishes made again carry the same Nats-Msg-Id', ()
   }
 
   it('after a lost PubAck (ack_timeout): the stream drops the publishes made again', async () => {
-    const c = await cluster();
+    const c = await testNatsCluster();
     const dir = scratchDir();
     const { d, lines } = await storedButUnacknowledged(c, dir, '1s');
     // The proxy still loses PubAcks on the old connection; the next one (through it) passes.
@@ -222,11 +201,11 @@ describe('nats destination: publishes made again carry the same Nats-Msg-Id', ()
   }, 30_000);
 
   it('after a restart of the agent (the reliable queue keeps its ids): the stream drops them too', async () => {
-    const c = await cluster();
+    const c = await testNatsCluster();
     const dir = scratchDir();
     const { agent, lines } = await storedButUnacknowledged(c, dir, '60s');
     await agent.stop(); // the 300 stay queued: no PubAck came
-    const again = await testAgent(agentYaml({ dir, urls: c.urls }));
+    const again = await testAgent(natsAgentYaml({ dir, urls: c.urls }));
     const d = again.destinations.get('js')!;
     await waitFor('all delivered', () => d.stats.delivered === 300, 15_000);
     expect(d.queue.stats().records).toBe(0);
@@ -241,14 +220,14 @@ describe('nats destination credentials', () => {
     const seedDir = scratchDir();
     const seedFile = `${seedDir}/agent.nk`;
     writeFileSync(seedFile, `${new TextDecoder().decode(user.getSeed())}\n`);
-    const c = await cluster(
+    const c = await testNatsCluster(
       1,
       `authorization { users: [ { user: "ship", password: "pw-0123456789abcdef" }, { nkey: "${user.getPublicKey()}" } ] }`,
     );
     for (const auth of ['    user: ship\n    password: pw-0123456789abcdef', `    nkey_seed_file: ${seedFile}`]) {
       const dir = scratchDir();
       const agent = await testAgent(
-        agentYaml({ dir, urls: c.urls, dest: `    create_stream: { name: LOGS }\n${auth}` }),
+        natsAgentYaml({ dir, urls: c.urls, dest: `    create_stream: { name: LOGS }\n${auth}` }),
       );
       await sendTcp(portOf(agent, 'in'), ['<13>1 2026-11-30T00:00:00Z h app - - - one']);
       await waitFor(
@@ -265,14 +244,14 @@ describe('nats destination over TLS', () => {
   it('publishes to a server that requires a client certificate, and is refused without one', async () => {
     const pkiDir = scratchDir();
     const pki = makePki(pkiDir);
-    const c = await cluster(
+    const c = await testNatsCluster(
       1,
       `tls { cert_file: "${pki.serverCert}", key_file: "${pki.serverKey}", ca_file: "${pki.ca}", verify: true }`,
     );
     const url = c.urls[0]!.replace('nats://', 'tls://');
     const dir = scratchDir();
     const agent = await testAgent(
-      agentYaml({
+      natsAgentYaml({
         dir,
         urls: [url],
         dest: `    create_stream: { name: LOGS }\n    tls: { ca: "${pki.ca}", cert: "${pki.clientCert}", key: "${pki.clientKey}" }`,
@@ -284,7 +263,7 @@ describe('nats destination over TLS', () => {
     const dir2 = scratchDir();
     const { logger, lines: log } = memoryLogger();
     const refused = await testAgent(
-      agentYaml({ dir: dir2, urls: [url], dest: `    tls: { ca: "${pki.ca}" }` }),
+      natsAgentYaml({ dir: dir2, urls: [url], dest: `    tls: { ca: "${pki.ca}" }` }),
       logger,
     );
     const d = refused.destinations.get('js')!;

@@ -3,7 +3,8 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { PEERS_DIR } from './peers.js';
-import { stablePort } from './agent.js';
+import { onTestFinished } from 'vitest';
+import { scratchDir, stablePort } from './agent.js';
 
 /** nats-server 2.9.10, unpacked from Debian's package by scripts/install-peers.sh. */
 export function natsServerBin(): string {
@@ -189,4 +190,35 @@ export class NatsProxy {
     for (const c of this.open) for (const s of c.sockets) s.destroy();
     this.server.close();
   }
+}
+
+/** A NATS server (or a cluster of `size`) for this test, stopped when it finishes. */
+export async function testNatsCluster(size = 1, conf = ''): Promise<NatsCluster> {
+  const c = await NatsCluster.start(scratchDir('sluice-nats-'), size, conf);
+  onTestFinished(() => c.stop());
+  return c;
+}
+
+/**
+ * An agent: syslog over TCP (port 0) into a nats destination (reliable queue, subject
+ * `logs.${HOST}.${PROGRAM}`); `dest`: more keys of the destination (default: it makes the stream
+ * LOGS); `also`: a second destination named `copy`, fed by the same pipeline.
+ */
+export function natsAgentYaml(o: { dir: string; urls: string[]; dest?: string; also?: string }): string {
+  return `state_dir: ${o.dir}/state
+admin: { enabled: false }
+sources:
+  in: { type: syslog_tcp, address: "127.0.0.1:0" }
+destinations:
+  js:
+    type: nats
+    servers: [${o.urls.map((u) => `"${u}"`).join(', ')}]
+    subject: "logs.\${HOST}.\${PROGRAM}"
+    backoff: { initial: 50ms, max: 500ms }
+    queue: { mode: reliable }
+${o.dest ?? '    create_stream: { name: LOGS }'}
+${o.also ?? ''}
+pipelines:
+  p: { from: [in], to: [js${o.also ? ', copy' : ''}] }
+`;
 }

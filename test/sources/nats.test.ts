@@ -1,33 +1,10 @@
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { portOf, readLines, scratchDir, sleep, testAgent, waitFor } from '../helpers/agent.js';
-import { NatsCluster, NatsProxy } from '../helpers/nats.js';
+import { type NatsCluster, NatsProxy, natsAgentYaml, testNatsCluster } from '../helpers/nats.js';
 import { sendTcp } from '../helpers/net.js';
 
-async function cluster(size = 1): Promise<NatsCluster> {
-  const c = await NatsCluster.start(scratchDir('sluice-nats-'), size);
-  onTestFinished(() => c.stop());
-  return c;
-}
-
 const servers = (c: Pick<NatsCluster, 'urls'>) => `[${c.urls.map((u) => `"${u}"`).join(', ')}]`;
-
-function shipperYaml(dir: string, c: NatsCluster): string {
-  return `state_dir: ${dir}/ship
-admin: { enabled: false }
-sources:
-  in: { type: syslog_tcp, address: "127.0.0.1:0" }
-destinations:
-  js:
-    type: nats
-    servers: ${servers(c)}
-    subject: "logs.\${PROGRAM}"
-    create_stream: { name: LOGS }
-    queue: { mode: reliable }
-pipelines:
-  p: { from: [in], to: [js] }
-`;
-}
 
 function consumerYaml(dir: string, c: Pick<NatsCluster, 'urls'>, name: string, extra = ''): string {
   return `state_dir: ${dir}/${name}
@@ -55,9 +32,9 @@ const line = (i: number) => `<13>1 2026-11-30T00:00:00Z h app - - - n=${i}`;
 
 describe('nats source', () => {
   it('reads what the nats destination published, into a file, each record once and in order', async () => {
-    const c = await cluster();
+    const c = await testNatsCluster();
     const dir = scratchDir();
-    const shipper = await testAgent(shipperYaml(dir, c));
+    const shipper = await testAgent(natsAgentYaml({ dir: `${dir}/ship`, urls: c.urls }));
     const writer = await testAgent(consumerYaml(dir, c, 'w1'));
     const lines = Array.from({ length: 5000 }, (_, i) => line(i));
     await sendTcp(portOf(shipper, 'in'), lines);
@@ -107,7 +84,7 @@ describe('nats source: a writer killed between its commit and JetStream hearing 
   }
 
   it('acknowledges them again when it restarts within ack_wait: no other writer gets them', async () => {
-    const c = await cluster();
+    const c = await testNatsCluster();
     const dir = scratchDir();
     const lines = await commitWithLostAcks(c, dir);
     const w2 = await testAgent(consumerYaml(dir, c, 'w2', '    ack_wait: 6s'));
@@ -120,7 +97,7 @@ describe('nats source: a writer killed between its commit and JetStream hearing 
   }, 60_000);
 
   it('takes them as duplicates when they come again after ack_wait: written once', async () => {
-    const c = await cluster();
+    const c = await testNatsCluster();
     const dir = scratchDir();
     const lines = await commitWithLostAcks(c, dir);
     await sleep(5000); // too late to acknowledge again (ack_wait 6 s, less the margin)
