@@ -178,6 +178,7 @@ export class NatsDestination extends SessionDestination {
       const jsm = await jetstreamManager(nc, { timeout: this.config.ack_timeout });
       this.captured.clear();
       const stream = await this.ensureStream(jsm);
+      const sample = this.subject.sample('x');
       // Publishes are JetStream's request and reply, made here without the client's per-request
       // machinery (a promise, a timer and a header object each, which held a bare js.publish to
       // about 11k msg/s on one core): one subscription takes every PubAck, keyed by the reply
@@ -270,6 +271,12 @@ export class NatsDestination extends SessionDestination {
             continue;
           }
           if (!(await this.isCaptured(jsm, subject))) {
+            // Only this record's subject, not a cluster that lost sight of its streams for a moment
+            // (a server restarted, a leader being elected): the template's own subject must still
+            // be captured, asked again now; otherwise the session ends and nothing is set aside.
+            this.captured.delete(sample);
+            if (!(await this.isCaptured(jsm, sample)))
+              throw new Error(`no JetStream stream captures ${sample} any more (of "${this.config.subject}")`);
             this.putAside(slot, 'no_stream', `no JetStream stream captures the subject ${subject}`);
             continue;
           }
