@@ -113,7 +113,7 @@ pipelines:
 log: { level: warn, format: json }
 admin: { enabled: false }
 sources:
-  js: { type: nats, servers: ${servers}, stream: LOGS, durable: writers, ack_wait: 5s, batch: 500,
+  js: { type: nats, servers: ${servers}, stream: LOGS, durable: writers, ack_wait: 20s, batch: 500,
       backoff: { initial: 50ms, max: 1s } }
 destinations:
   out: { type: file, path: ${dir}/${w}.log, format: raw, exactly_once: true,
@@ -211,6 +211,7 @@ pipelines:
         }
       }
       const missing = Array.from({ length: LINES }, (_, i) => i).filter((i) => !seen.has(i));
+      const stored = await streamMessages(c.urls);
       const twice = [...seen].filter(([, n]) => n > 1).map(([i]) => i);
       expect(
         {
@@ -219,11 +220,11 @@ pipelines:
           firstMissing: missing[0],
           firstTwice: twice[0] === undefined ? undefined : `${twice[0]} in ${where.get(twice[0])?.join(',')}`,
         },
-        `seed ${SEED}, events ${events.join(' ')}`,
+        `seed ${SEED}, events ${events.join(' ')}, the stream holds ${stored} messages`,
       ).toEqual({ missing: 0, twice: 0, firstMissing: undefined, firstTwice: undefined });
       // The agent's side: every line stored once in the stream (publishes made again after a kill or
       // a failover carried the same Nats-Msg-Id, and the stream dropped them).
-      expect(await streamMessages(c.urls), `seed ${SEED}, events ${events.join(' ')}`).toBe(LINES);
+      expect(stored, `seed ${SEED}, events ${events.join(' ')}`).toBe(LINES);
       // Both writers did work (the durable split the stream between them).
       expect(Math.min(...perWriter)).toBeGreaterThan(LINES / 20);
       expect(agent.kills + writers[0]!.kills).toBeGreaterThanOrEqual(3);
