@@ -24,6 +24,8 @@ export interface Committed {
 export class AckLog {
   private fd: number | null = null;
   private appended = 0;
+  /** The stream creation time the open log is for. */
+  private created = '';
 
   constructor(
     private readonly file: string,
@@ -60,20 +62,20 @@ export class AckLog {
     this.created = created;
   }
 
-  private created = '';
-
-  /** Appends `entries`; rewrites the log with `recent()` once it has grown enough. */
+  /**
+   * Appends `entries`; once the log has grown enough, rewrites it with what `recent()` remembers
+   * (younger than `keepMs`) and `entries` themselves, whether or not `recent()` has them yet.
+   */
   append(entries: Committed[], recent: () => Committed[]): void {
     if (this.fd === null || entries.length === 0) return;
     writeSync(this.fd, entries.map(line).join(''));
     this.appended += entries.length;
-    if (this.appended >= this.rewriteEvery) {
-      const now = Date.now();
-      this.open(
-        this.created,
-        recent().filter((c) => c.at > now - this.keepMs),
-      );
-    }
+    if (this.appended < this.rewriteEvery) return;
+    const since = Date.now() - this.keepMs;
+    const kept = new Map<number, Committed>();
+    for (const c of recent()) if (c.at > since) kept.set(c.seq, c);
+    for (const c of entries) kept.set(c.seq, c);
+    this.open(this.created, [...kept.values()]);
   }
 
   close(): void {
