@@ -56,9 +56,8 @@ export function oneCredential(c: Partial<ConnFields>): boolean {
 export const ONE_CREDENTIAL =
   'give one way of authenticating: token (or token_file), user with password, nkey_seed_file or creds_file';
 
-/** The client options for `c` (files are read now: a missing one fails at start, naming it). */
-export async function natsOptions(c: ConnFields, name: string): Promise<ConnectionOptions> {
-  const core = await import('@nats-io/transport-node');
+/** The client options for `c` (files are read at each connection: a missing one fails it, naming it). */
+function natsOptions(core: typeof import('@nats-io/transport-node'), c: ConnFields, name: string): ConnectionOptions {
   const opts: ConnectionOptions = {
     servers: c.servers,
     name,
@@ -92,10 +91,10 @@ export async function natsOptions(c: ConnFields, name: string): Promise<Connecti
   return opts;
 }
 
-/** Connects (loading the client on first use). */
-export async function natsConnect(opts: ConnectionOptions): Promise<NatsConnection> {
-  const { connect } = await import('@nats-io/transport-node');
-  return connect(opts);
+/** Connects with the options of `c` (loading the client on first use). */
+export async function natsConnect(c: ConnFields, name: string): Promise<NatsConnection> {
+  const core = await import('@nats-io/transport-node');
+  return core.connect(natsOptions(core, c, name));
 }
 
 /** Nanoseconds, as JetStream's API counts durations, from milliseconds. */

@@ -1,7 +1,7 @@
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, MsgHdrs, NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
-import { nanos, natsConnect, natsOptions, subjectToken } from '../../net/nats.js';
+import { nanos, natsConnect, subjectToken } from '../../net/nats.js';
 import type { LogRecord } from '../../record.js';
 import { RecordTemplate, TemplateError } from '../../template/path-template.js';
 import { renderRecord } from '../format.js';
@@ -28,6 +28,8 @@ interface Slot {
   subject?: string;
 }
 
+const decoder = new TextDecoder();
+
 /** What is wrong with a PubAck (a refusal, or no stream answering); null when the message was stored. */
 function pubAckProblem(m: Msg, subject: string): Error | null {
   if (m.headers?.hasError) {
@@ -40,7 +42,7 @@ function pubAckProblem(m: Msg, subject: string): Error | null {
   }
   let ack: { stream?: string; error?: { code?: number; err_code?: number; description?: string } };
   try {
-    ack = JSON.parse(new TextDecoder().decode(m.data)) as typeof ack;
+    ack = JSON.parse(decoder.decode(m.data)) as typeof ack;
   } catch {
     return new Error(`publish to ${subject}: the answer is not a PubAck`);
   }
@@ -93,6 +95,8 @@ export function defaultStreamSubjects(template: RecordTemplate): string[] {
 export class NatsDestination extends SessionDestination {
   readonly stats: DestinationStats = { ...newDestinationStats(), serverErrors: 0 };
   private readonly subject: RecordTemplate;
+  /** The subject with each macro as `x`: what a stream must capture for the template to be publishable. */
+  private readonly sample: string;
   private nc: NatsConnection | null = null;
   /** Per subject: whether a stream captures it (asked of the server once per session). */
   private readonly captured = new Map<string, boolean>();
@@ -103,6 +107,7 @@ export class NatsDestination extends SessionDestination {
   ) {
     super(ctx, config.backoff);
     this.subject = new RecordTemplate(config.subject, subjectToken);
+    this.sample = this.subject.sample('x');
     if (config.create_stream && !config.create_stream.subjects) defaultStreamSubjects(this.subject);
   }
 
@@ -122,7 +127,7 @@ export class NatsDestination extends SessionDestination {
   /** At start: a stream must capture the subject (made with `create_stream` when none does). */
   private async ensureStream(jsm: JetStreamManager): Promise<string> {
     const { StorageType } = await import('@nats-io/jetstream');
-    const sample = this.subject.sample('x');
+    const sample = this.sample;
     try {
       return await jsm.streams.find(sample);
     } catch (err) {
@@ -166,9 +171,8 @@ export class NatsDestination extends SessionDestination {
   protected async session(): Promise<void> {
     const { jetstreamManager } = await import('@nats-io/jetstream');
     const core = await import('@nats-io/transport-node');
-    const nc = await natsConnect(await natsOptions(this.config, `sluice ${this.name}`));
+    const nc = await natsConnect(this.config, `sluice ${this.name}`);
     let live = true;
-    const closers: (() => void)[] = [];
     this.nc = nc;
     const signal = new SessionSignal();
     void nc.closed().then((err) => signal.fail(err ?? new Error('connection closed')));
@@ -178,7 +182,6 @@ export class NatsDestination extends SessionDestination {
       const jsm = await jetstreamManager(nc, { timeout: this.config.ack_timeout });
       this.captured.clear();
       const stream = await this.ensureStream(jsm);
-      const sample = this.subject.sample('x');
       // Publishes are JetStream's request and reply, made here without the client's per-request
       // machinery (a promise, a timer and a header object each, which held a bare js.publish to
       // about 11k msg/s on one core): one subscription takes every PubAck, keyed by the reply
@@ -186,7 +189,8 @@ export class NatsDestination extends SessionDestination {
       const inbox = core.createInbox();
       const byReply = new Map<number, Slot>();
       let nextReply = 0;
-      const sub = nc.subscribe(`${inbox}.*`, {
+      // (Closing the connection ends the subscription.)
+      nc.subscribe(`${inbox}.*`, {
         callback: (err, m) => {
           if (!live) return;
           if (err) return signal.fail(err);
@@ -203,7 +207,6 @@ export class NatsDestination extends SessionDestination {
           signal.notify();
         },
       });
-      closers.push(() => sub.unsubscribe());
       const maxPayload = nc.info?.max_payload ?? 1 << 20;
       this.stats.connected = true;
       this.stats.reconnects++;
@@ -274,9 +277,9 @@ export class NatsDestination extends SessionDestination {
             // Only this record's subject, not a cluster that lost sight of its streams for a moment
             // (a server restarted, a leader being elected): the template's own subject must still
             // be captured, asked again now; otherwise the session ends and nothing is set aside.
-            this.captured.delete(sample);
-            if (!(await this.isCaptured(jsm, sample)))
-              throw new Error(`no JetStream stream captures ${sample} any more (of "${this.config.subject}")`);
+            this.captured.delete(this.sample);
+            if (!(await this.isCaptured(jsm, this.sample)))
+              throw new Error(`no JetStream stream captures ${this.sample} any more (of "${this.config.subject}")`);
             this.putAside(slot, 'no_stream', `no JetStream stream captures the subject ${subject}`);
             continue;
           }
@@ -293,7 +296,6 @@ export class NatsDestination extends SessionDestination {
       }
     } finally {
       live = false;
-      for (const close of closers) close();
       this.owedReplay(slots.length - head);
       this.nc = null;
       signal.notify();

@@ -5,7 +5,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import { RateLimitedLog } from '../../log.js';
 import { cancellableSleep, ExponentialBackoff } from '../../net/backoff.js';
-import { nanos, natsConnect, natsOptions } from '../../net/nats.js';
+import { nanos, natsConnect } from '../../net/nats.js';
 import { LogRecord, type RecordOrigin } from '../../record.js';
 import { countDrop, type SourceStats } from '../../stats.js';
 import type { Source, SourceContext } from '../types.js';
@@ -122,7 +122,7 @@ export class NatsSource implements Source {
 
   private async session(): Promise<void> {
     const { jetstream, jetstreamManager } = await import('@nats-io/jetstream');
-    const nc = await natsConnect(await natsOptions(this.config, `sluice ${this.name}`));
+    const nc = await natsConnect(this.config, `sluice ${this.name}`);
     this.nc = nc;
     try {
       const jsm = await jetstreamManager(nc, { timeout: this.config.connect_timeout });
@@ -278,12 +278,14 @@ export class NatsSource implements Source {
       this.settle(seqs, null); // no queue wants them (filtered out)
       return;
     }
-    const commit = Promise.resolve(d.accepted).then(() => d.committed);
-    commit.then(
-      () => this.settle(seqs, null),
-      (err: Error) => this.settle(seqs, err),
-    );
-    await Promise.resolve(d.accepted).catch(() => undefined);
+    const accepted = Promise.resolve(d.accepted);
+    accepted
+      .then(() => d.committed)
+      .then(
+        () => this.settle(seqs, null),
+        (err: Error) => this.settle(seqs, err),
+      );
+    await accepted.catch(() => undefined);
   }
 
   /**
@@ -347,9 +349,9 @@ export class NatsSource implements Source {
     if (this.workingTimer) clearInterval(this.workingTimer);
     this.sleeping?.cancel();
     this.messages?.stop();
-    // What was handed on settles (its acks go out) before the connection closes, for a while at most.
+    // What was taken in settles (its acks go out) before the connection closes, for 5 s at most: a
+    // message stays in flight from its arrival until its commit is known.
     const deadline = Date.now() + 5000;
-    await Promise.race([this.chain, new Promise((r) => setTimeout(r, 5000))]);
     while (this.inFlight.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     // close() sends what is buffered (the acks) first.
     await this.nc?.close().catch(() => undefined);
