@@ -8,16 +8,12 @@ import { testOrigin } from '../helpers/records.js';
 import { makePki } from '../helpers/tls.js';
 import { readDeadLetters, deadLetterFile } from '../../src/destinations/dead-letters.js';
 import { memoryLogger, portOf, readLines, scratchDir, testAgent, waitFor } from '../helpers/agent.js';
-import { type NatsCluster, NatsProxy, natsAgentYaml, testNatsCluster } from '../helpers/nats.js';
+import { type NatsCluster, NatsProxy, natsAgentYaml, testNatsCluster, withJetStream } from '../helpers/nats.js';
 import { sendTcp } from '../helpers/net.js';
 
 /** Every message of `stream`, in stream order: subject, body and Nats-Msg-Id. */
-async function readStream(urls: string[], stream: string) {
-  const { connect } = await import('@nats-io/transport-node');
-  const { jetstreamManager } = await import('@nats-io/jetstream');
-  const nc = await connect({ servers: urls });
-  try {
-    const jsm = await jetstreamManager(nc);
+function readStream(urls: string[], stream: string) {
+  return withJetStream(urls, async (jsm) => {
     const info = await jsm.streams.info(stream);
     const out: { subject: string; body: string; id: string | undefined; seq: number }[] = [];
     for (let seq = Math.max(1, info.state.first_seq); info.state.messages > 0 && seq <= info.state.last_seq; seq++) {
@@ -26,9 +22,7 @@ async function readStream(urls: string[], stream: string) {
       out.push({ subject: m.subject, body: m.string(), id: m.header?.get('Nats-Msg-Id') || undefined, seq });
     }
     return out;
-  } finally {
-    await nc.close();
-  }
+  });
 }
 
 describe('nats destination', () => {
@@ -145,11 +139,7 @@ describe('nats destination', () => {
 
   it('sets aside a record whose own subject no stream captures; the others go on', async () => {
     const c = await testNatsCluster();
-    const { connect } = await import('@nats-io/transport-node');
-    const { jetstreamManager } = await import('@nats-io/jetstream');
-    const nc = await connect({ servers: c.urls });
-    await (await jetstreamManager(nc)).streams.add({ name: 'LOGS', subjects: ['logs.x.>', 'logs.h.good'] });
-    await nc.close();
+    await withJetStream(c.urls, (jsm) => jsm.streams.add({ name: 'LOGS', subjects: ['logs.x.>', 'logs.h.good'] }));
     const dir = scratchDir();
     const agent = await testAgent(natsAgentYaml({ dir, urls: c.urls, dest: '' }));
     const lines = ['good', 'bad', 'good'].map((app, i) => `<13>1 2026-11-30T00:00:00Z h ${app} - - - n=${i}`);

@@ -2,7 +2,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } fr
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { scratchDir, sleep, waitFor } from '../helpers/agent.js';
-import { NatsCluster } from '../helpers/nats.js';
+import { NatsCluster, withJetStream } from '../helpers/nats.js';
 import { Proc } from '../helpers/proc.js';
 
 // The scale-out promise, end to end with a real cluster: an agent (a followed file, a reliable
@@ -31,24 +31,14 @@ function random(seed: number): () => number {
 }
 
 /** Messages the LOGS stream holds. */
-async function streamMessages(urls: string[]): Promise<number> {
-  const { connect } = await import('@nats-io/transport-node');
-  const { jetstreamManager } = await import('@nats-io/jetstream');
-  const nc = await connect({ servers: urls, reconnect: false });
-  try {
-    return (await (await jetstreamManager(nc, { timeout: 5000 })).streams.info('LOGS')).state.messages;
-  } finally {
-    await nc.close();
-  }
+function streamMessages(urls: string[]): Promise<number> {
+  return withJetStream(urls, async (jsm) => (await jsm.streams.info('LOGS')).state.messages);
 }
 
 /** The writers' consumer as JetStream sees it, for a failure's message. */
 async function consumerState(urls: string[]): Promise<string> {
-  const { connect } = await import('@nats-io/transport-node');
-  const { jetstreamManager } = await import('@nats-io/jetstream');
-  const nc = await connect({ servers: urls, reconnect: false });
   try {
-    const i = await (await jetstreamManager(nc, { timeout: 5000 })).consumers.info('LOGS', 'writers');
+    const i = await withJetStream(urls, (jsm) => jsm.consumers.info('LOGS', 'writers'));
     return JSON.stringify({
       pending: i.num_pending,
       ack_pending: i.num_ack_pending,
@@ -59,22 +49,14 @@ async function consumerState(urls: string[]): Promise<string> {
     });
   } catch (err) {
     return String(err);
-  } finally {
-    await nc.close();
   }
 }
 
 async function streamLeader(urls: string[]): Promise<string | undefined> {
-  const { connect } = await import('@nats-io/transport-node');
-  const { jetstreamManager } = await import('@nats-io/jetstream');
-  const nc = await connect({ servers: urls, reconnect: false });
   try {
-    const jsm = await jetstreamManager(nc, { timeout: 2000 });
-    return (await jsm.streams.info('LOGS')).cluster?.leader;
+    return await withJetStream(urls, async (jsm) => (await jsm.streams.info('LOGS')).cluster?.leader, 2000);
   } catch {
     return undefined;
-  } finally {
-    await nc.close();
   }
 }
 

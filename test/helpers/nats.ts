@@ -1,4 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import type { JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -105,20 +107,14 @@ export class NatsCluster {
 
   /** A clustered JetStream answers only once it has a meta leader: wait for one (15 s at most). */
   private async waitForMeta(): Promise<void> {
-    const { connect } = await import('@nats-io/transport-node');
-    const { jetstreamManager } = await import('@nats-io/jetstream');
     const deadline = Date.now() + 15_000;
     let last: unknown;
     while (Date.now() < deadline) {
-      const nc = await connect({ servers: this.urls, reconnect: false });
       try {
-        const jsm = await jetstreamManager(nc, { timeout: 2000 });
-        await jsm.getAccountInfo();
+        await withJetStream(this.urls, (jsm) => jsm.getAccountInfo(), 2000);
         return;
       } catch (err) {
         last = err;
-      } finally {
-        await nc.close();
       }
       await new Promise((r) => setTimeout(r, 200));
     }
@@ -127,6 +123,25 @@ export class NatsCluster {
 
   async stop(): Promise<void> {
     await Promise.all(this.nodes.map((_, i) => this.killNode(i)));
+  }
+}
+
+/**
+ * Runs `f` with a JetStream manager on a connection of its own to `urls`, closed afterwards (for
+ * a test to set up a stream or look at one); `timeout` for each API request.
+ */
+export async function withJetStream<T>(
+  urls: string[],
+  f: (jsm: JetStreamManager, nc: NatsConnection) => Promise<T>,
+  timeout = 5000,
+): Promise<T> {
+  const { connect } = await import('@nats-io/transport-node');
+  const { jetstreamManager } = await import('@nats-io/jetstream');
+  const nc = await connect({ servers: urls, reconnect: false });
+  try {
+    return await f(await jetstreamManager(nc, { timeout }), nc);
+  } finally {
+    await nc.close();
   }
 }
 

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { portOf, readLines, scratchDir, sleep, testAgent, waitFor } from '../helpers/agent.js';
-import { type NatsCluster, NatsProxy, natsAgentYaml, testNatsCluster } from '../helpers/nats.js';
+import { type NatsCluster, NatsProxy, natsAgentYaml, testNatsCluster, withJetStream } from '../helpers/nats.js';
 import { sendTcp } from '../helpers/net.js';
 
 const servers = (c: Pick<NatsCluster, 'urls'>) => `[${c.urls.map((u) => `"${u}"`).join(', ')}]`;
@@ -47,19 +47,14 @@ describe('nats source', () => {
 
 /** Publishes `n` numbered syslog lines to the LOGS stream (made here, R1) and waits for their PubAcks. */
 async function publish(url: string, n: number): Promise<string[]> {
-  const { connect } = await import('@nats-io/transport-node');
-  const { jetstream, jetstreamManager } = await import('@nats-io/jetstream');
-  const nc = await connect({ servers: [url] });
-  try {
-    const jsm = await jetstreamManager(nc);
+  const { jetstream } = await import('@nats-io/jetstream');
+  return withJetStream([url], async (jsm, nc) => {
     await jsm.streams.add({ name: 'LOGS', subjects: ['logs.>'] }).catch(() => undefined);
     const js = jetstream(nc);
     const lines = Array.from({ length: n }, (_, i) => line(i));
     await Promise.all(lines.map((l) => js.publish('logs.app', l)));
     return lines;
-  } finally {
-    await nc.close();
-  }
+  });
 }
 
 describe('nats source: a writer killed between its commit and JetStream hearing the ack', () => {
@@ -111,15 +106,9 @@ describe('nats source: a writer killed between its commit and JetStream hearing 
 
 /** Messages delivered to the `writers` consumer and not acknowledged; null when it does not exist. */
 async function consumerPending(url: string): Promise<number | null> {
-  const { connect } = await import('@nats-io/transport-node');
-  const { jetstreamManager } = await import('@nats-io/jetstream');
-  const nc = await connect({ servers: [url] });
   try {
-    const jsm = await jetstreamManager(nc);
-    return (await jsm.consumers.info('LOGS', 'writers')).num_ack_pending;
+    return await withJetStream([url], async (jsm) => (await jsm.consumers.info('LOGS', 'writers')).num_ack_pending);
   } catch {
     return null;
-  } finally {
-    await nc.close();
   }
 }
