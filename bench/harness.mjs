@@ -123,17 +123,22 @@ export async function stop(child) {
  * says it sent. `-I`: loggen stops after 10 s by default whatever `-n` says, which cut long rounds
  * short and made them look like stalls.
  */
+/**
+ * loggen sending `n` messages of `size` bytes over TCP to `port` as fast as it can; its report on
+ * stderr. `-I`: loggen stops after 10 s by default whatever `-n` says.
+ */
+export function startLoggen(port, n, size = 200) {
+  return spawn(
+    path.join(sng, 'usr/bin/loggen'),
+    ['-i', '-S', '-s', String(size), '-r', '100000000', '-I', '3600', '-n', String(n), '-Q', '127.0.0.1', String(port)],
+    { env: sngEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+}
+
 export async function loggenRun(port, sink, n, size = 200) {
   const base = sink.count;
   const start = process.hrtime.bigint();
-  const loggen = spawn(
-    path.join(sng, 'usr/bin/loggen'),
-    ['-i', '-S', '-s', String(size), '-r', '100000000', '-I', '3600', '-n', String(n), '-Q', '127.0.0.1', String(port)],
-    {
-      env: sngEnv(),
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  );
+  const loggen = startLoggen(port, n, size);
   let report = '';
   loggen.stderr.on('data', (d) => (report += d));
   const exited = new Promise((r) => loggen.on('exit', r));

@@ -11,7 +11,18 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { freePort, median, peers, requirePeers, root, sngEnv, startSluice, stop, tmp, waitPort } from './harness.mjs';
+import {
+  freePort,
+  median,
+  peers,
+  requirePeers,
+  root,
+  startLoggen,
+  startSluice,
+  stop,
+  tmp,
+  waitPort,
+} from './harness.mjs';
 
 const N = Number(process.env.BENCH_MESSAGES ?? 200_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -45,30 +56,24 @@ async function startServers(dir, size) {
   const urls = ports.map((p) => `nats://127.0.0.1:${p}`);
   // A cluster answers JetStream requests once it has a leader.
   for (let t = 0; t < 100; t++) {
-    const nc = await connect({ servers: urls });
     try {
-      await (await jetstreamManager(nc, { timeout: 2000 })).getAccountInfo();
+      await withJsm(urls, (jsm) => jsm.getAccountInfo(), 2000);
       break;
     } catch {
       await new Promise((r) => setTimeout(r, 200));
-    } finally {
-      await nc.close();
     }
   }
   return {
     urls,
-    stop: async () => {
-      await Promise.all(
-        children.map((c) => new Promise((r) => (c.exitCode !== null ? r() : (c.on('exit', r), c.kill())))),
-      );
-    },
+    stop: () => Promise.all(children.map(stop)),
   };
 }
 
-async function withJsm(urls, f) {
+/** Runs `f` with a JetStream manager on a connection of its own, closed afterwards. */
+async function withJsm(urls, f, timeout = 5000) {
   const nc = await connect({ servers: urls });
   try {
-    return await f(await jetstreamManager(nc), nc);
+    return await f(await jetstreamManager(nc, { timeout }), nc);
   } finally {
     await nc.close();
   }
@@ -109,16 +114,6 @@ async function bare(urls) {
   return N / secs;
 }
 
-/** loggen sends N messages of 200 bytes to the agent's TCP port. */
-function loggen(port) {
-  const sng = path.join(peers, 'syslog-ng');
-  return spawn(
-    path.join(sng, 'usr/bin/loggen'),
-    ['-i', '-S', '-s', '200', '-r', '100000000', '-I', '3600', '-n', String(N), '-Q', '127.0.0.1', String(port)],
-    { env: sngEnv(), stdio: 'ignore' },
-  );
-}
-
 async function agent(urls, mode) {
   const dir = tmp();
   const port = await freePort();
@@ -141,18 +136,8 @@ pipelines:
     await waitPort(port, 15_000, child);
     const base = await streamCount(urls);
     const start = performance.now();
-    const lg = loggen(port);
-    let last = base;
-    let lastMove = performance.now();
-    for (;;) {
-      await new Promise((r) => setTimeout(r, 100));
-      const n = await streamCount(urls);
-      if (n !== last) {
-        last = n;
-        lastMove = performance.now();
-      } else if (performance.now() - lastMove > 15_000) break;
-      if (n - base >= N) break;
-    }
+    const lg = startLoggen(port, N);
+    const { last, lastMove } = await follow(() => streamCount(urls), base + N, 100, 15_000);
     lg.kill();
     if (last - base < N) console.error(`agent (${mode}): ${last - base} of ${N} stored`);
     return (last - base) / ((lastMove - start) / 1000);
@@ -160,6 +145,26 @@ pipelines:
     await stop(child);
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Polls the count `read` every `everyMs` until it reaches `want`, or stops moving for 15 s
+ * (`firstMs` before it first moves). Returns its last value and when it came, and when it first
+ * moved and to what.
+ */
+async function follow(read, want, everyMs, firstMs) {
+  let last = await read();
+  let lastMove = performance.now();
+  let first = null;
+  while (last < want && performance.now() - lastMove <= (first ? 15_000 : firstMs)) {
+    await new Promise((r) => setTimeout(r, everyMs));
+    const n = await read();
+    if (n === last) continue;
+    last = n;
+    lastMove = performance.now();
+    first ??= { at: lastMove, count: n };
+  }
+  return { last, lastMove, first };
 }
 
 /** Lines in `file` (read as it grows). */
@@ -205,27 +210,10 @@ pipelines:
 `,
   );
   try {
-    const count = lineCounter(out);
-    let last = 0;
-    let lastMove = performance.now();
     // From the first line written: the process start and the consumer's creation are not the path.
-    let first = -1;
-    let firstCount = 0;
-    for (;;) {
-      await new Promise((r) => setTimeout(r, 20));
-      const n = count();
-      if (n !== last) {
-        if (first < 0) {
-          first = performance.now();
-          firstCount = n;
-        }
-        last = n;
-        lastMove = performance.now();
-      } else if (performance.now() - lastMove > 15_000 + (first < 0 ? 15_000 : 0)) break;
-      if (n >= N) break;
-    }
+    const { last, lastMove, first } = await follow(lineCounter(out), N, 20, 30_000);
     if (last < N) console.error(`writer: ${last} of ${N} written`);
-    return (last - firstCount) / ((lastMove - first) / 1000);
+    return first ? (last - first.count) / ((lastMove - first.at) / 1000) : 0;
   } finally {
     await stop(child);
     rmSync(dir, { recursive: true, force: true });
