@@ -19,6 +19,9 @@ export interface RecordOrigin {
   readonly severity?: number;
 }
 
+/** Earlier positions a record keeps (the newest): each is one more reader that crashed holding it. */
+export const MAX_EARLIER = 16;
+
 /**
  * One message. The raw bytes travel untouched; the syslog fields are parsed only when a filter,
  * a template or an output format asks for them, and then once.
@@ -36,11 +39,22 @@ export class LogRecord {
    */
   stream: string | undefined = undefined;
   streamPos = -1;
+  /**
+   * Positions the same message had before, in streams of earlier readers, when it was read again
+   * without knowing whether those copies were written (a NATS message delivered again after its
+   * reader crashed). A deduplicating destination drops the record when any of them was written.
+   */
+  earlier: (readonly [stream: string, pos: number])[] | undefined = undefined;
 
   setStream(stream: string, pos: number): void {
     this.stream = stream;
     this.streamPos = pos;
     this.encoded = undefined; // the stored form changes
+  }
+
+  setEarlier(earlier: (readonly [string, number])[]): void {
+    this.earlier = earlier.length > 0 ? earlier.slice(-MAX_EARLIER) : undefined;
+    this.encoded = undefined;
   }
 
   constructor(

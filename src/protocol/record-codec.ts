@@ -3,14 +3,26 @@ import type { SourceCounters } from '../stats.js';
 
 /**
  * A LogRecord as the payload of a queue record:
- * `u16 originLength, origin, f64 receivedAt, [u16 streamLength, stream, f64 streamPos,] raw bytes`,
+ * `u16 originLength, origin, f64 receivedAt, [u16 streamLength, stream, f64 streamPos, [earlier]] raw bytes`,
  * where origin is `u8 flags (1 text, 2 lenient), u8 facility, u8 severity, then source, from,
  * hostname, appName`, each a u16 length and UTF-8, and the stream part is there when the top bit of
- * originLength is set. The origin of a connection or file is encoded once and reused.
+ * originLength is set. The earlier positions (`u8 count`, then for each `u16 length, stream, f64
+ * pos`) are there when the top bit of streamLength is set. The origin of a connection or file is
+ * encoded once and reused.
  */
 
 const HAS_STREAM = 0x8000;
-const streamBytes = (r: LogRecord) => (r.stream === undefined ? 0 : 2 + Buffer.byteLength(r.stream) + 8);
+const HAS_EARLIER = 0x8000;
+
+function streamBytes(r: LogRecord): number {
+  if (r.stream === undefined) return 0;
+  let n = 2 + Buffer.byteLength(r.stream) + 8;
+  if (r.earlier) {
+    n += 1;
+    for (const [k] of r.earlier) n += 2 + Buffer.byteLength(k) + 8;
+  }
+  return n;
+}
 
 const TEXT = 1;
 const LENIENT = 2;
@@ -50,12 +62,21 @@ export function encodeInto(r: LogRecord, out: Buffer, at: number): number {
   out.writeDoubleLE(r.receivedAt, at + 2 + origin.length);
   let pos = at + 10 + origin.length;
   if (r.stream !== undefined) {
-    const len = out.write(r.stream, pos + 2, 'utf8');
-    out.writeUInt16LE(len, pos);
-    out.writeDoubleLE(r.streamPos, pos + 2 + len);
-    pos += 2 + len + 8;
+    pos = writePosition(out, pos, r.stream, r.streamPos, r.earlier ? HAS_EARLIER : 0);
+    if (r.earlier) {
+      out[pos++] = r.earlier.length;
+      for (const [k, p] of r.earlier) pos = writePosition(out, pos, k, p, 0);
+    }
   }
   return pos + r.raw.copy(out, pos);
+}
+
+/** `u16 length (| flag), stream, f64 pos` at `at`; returns the position after it. */
+function writePosition(out: Buffer, at: number, stream: string, pos: number, flag: number): number {
+  const len = out.write(stream, at + 2, 'utf8');
+  out.writeUInt16LE(len | flag, at);
+  out.writeDoubleLE(pos, at + 2 + len);
+  return at + 2 + len + 8;
 }
 
 export function encodeRecord(r: LogRecord): Buffer {
@@ -82,7 +103,13 @@ const isPosition = (p: number) => Number.isSafeInteger(p) && p >= 0;
  * non-negative number drops the stream (the record is then written even if seen before). Each
  * repair is counted on the record's source, by reason. The record is then encoded anew.
  */
-function repaired(r: LogRecord, receivedAt: number, stream: string | undefined, streamPos: number): LogRecord {
+function repaired(
+  r: LogRecord,
+  receivedAt: number,
+  stream: string | undefined,
+  streamPos: number,
+  earlier: [string, number][] | undefined,
+): LogRecord {
   let time = receivedAt;
   if (!isTime(time)) {
     time = Date.now();
@@ -93,7 +120,20 @@ function repaired(r: LogRecord, receivedAt: number, stream: string | undefined, 
     if (isPosition(streamPos)) out.setStream(stream, streamPos);
     else r.origin.counters.repaired(r.origin.source, 'invalid_stream_position');
   }
+  if (out.stream !== undefined && earlier) {
+    const sound = earlier.filter(([, p]) => isPosition(p));
+    if (sound.length < earlier.length) r.origin.counters.repaired(r.origin.source, 'invalid_stream_position');
+    out.setEarlier(sound);
+  }
   return out;
+}
+
+/** A `u16 length, stream, f64 pos` at `at` (the length's top bit is a flag): the stream, its position, and where it ends. */
+function readPosition(payload: Buffer, at: number): [string, number, number] {
+  if (payload.length < at + 2) throw new RecordDecodeError('stream part cut short');
+  const len = payload.readUInt16LE(at) & ~HAS_EARLIER;
+  if (payload.length < at + 2 + len + 8) throw new RecordDecodeError('stream part cut short');
+  return [payload.toString('utf8', at + 2, at + 2 + len), payload.readDoubleLE(at + 2 + len), at + 2 + len + 8];
 }
 
 /** Turns payloads back into LogRecords, sharing one origin object per distinct origin. */
@@ -129,21 +169,32 @@ export class RecordDecoder {
     let rawAt = 10 + originLength;
     let stream: string | undefined;
     let streamPos = -1;
+    let earlier: [string, number][] | undefined;
     if (lengthField & HAS_STREAM) {
       if (payload.length < rawAt + 2) throw new RecordDecodeError('stream part cut short');
-      const len = payload.readUInt16LE(rawAt);
-      if (payload.length < rawAt + 2 + len + 8) throw new RecordDecodeError('stream part cut short');
-      stream = payload.toString('utf8', rawAt + 2, rawAt + 2 + len);
-      streamPos = payload.readDoubleLE(rawAt + 2 + len);
-      rawAt += 2 + len + 8;
+      const flagged = payload.readUInt16LE(rawAt);
+      [stream, streamPos, rawAt] = readPosition(payload, rawAt);
+      if (flagged & HAS_EARLIER) {
+        if (payload.length < rawAt + 1) throw new RecordDecodeError('earlier positions cut short');
+        const count = payload[rawAt++]!;
+        earlier = [];
+        for (let i = 0; i < count; i++) {
+          let k: string;
+          let p: number;
+          [k, p, rawAt] = readPosition(payload, rawAt);
+          earlier.push([k, p]);
+        }
+      }
     }
     const r = new LogRecord(payload.subarray(rawAt), receivedAt, origin);
-    if (!isTime(receivedAt) || (stream !== undefined && !isPosition(streamPos))) {
-      return repaired(r, receivedAt, stream, streamPos);
+    const badEarlier = earlier?.some(([, p]) => !isPosition(p)) ?? false;
+    if (!isTime(receivedAt) || (stream !== undefined && !isPosition(streamPos)) || badEarlier) {
+      return repaired(r, receivedAt, stream, streamPos, earlier);
     }
     if (stream !== undefined) {
       r.stream = stream;
       r.streamPos = streamPos;
+      r.earlier = earlier;
     }
     r.encoded = payload;
     return r;

@@ -115,12 +115,9 @@ export class FileDestination extends QueueDrainer {
         const marks = f.state ? new Map<string, number>() : null;
         const chunks: Buffer[] = [];
         for (const r of list) {
-          if (marks && r.stream !== undefined) {
-            const seen = marks.get(r.stream) ?? f.state!.streams.get(r.stream)?.pos ?? -1;
-            if (r.streamPos <= seen) {
-              this.stats.duplicatesSkipped = (this.stats.duplicatesSkipped ?? 0) + 1;
-              continue; // written before (a resend, or a line read again after a crash)
-            }
+          if (marks && r.stream !== undefined && writtenBefore(r, marks, f.state!)) {
+            this.stats.duplicatesSkipped = (this.stats.duplicatesSkipped ?? 0) + 1;
+            continue; // written before (a resend, or a line read again after a crash)
           }
           let line: Buffer;
           try {
@@ -296,6 +293,16 @@ export class FileDestination extends QueueDrainer {
     this.files.clear();
     await Promise.all(all.map((f) => this.closeFile(f).catch(() => undefined)));
   }
+}
+
+/**
+ * exactly_once: the record's position, or one it had before (in the stream of a reader that crashed
+ * holding it), is at or below what this file wrote of that stream (in this batch, `marks`, or before).
+ */
+function writtenBefore(r: LogRecord, marks: Map<string, number>, state: FileState): boolean {
+  const seen = (k: string) => marks.get(k) ?? state.streams.get(k)?.pos ?? -1;
+  if (r.streamPos <= seen(r.stream!)) return true;
+  return r.earlier?.some(([k, p]) => p <= seen(k)) ?? false;
 }
 
 /** `<file>.sluice-state`, version 2: `streams` maps each stream to [last position, last written ms]. */

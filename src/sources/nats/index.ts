@@ -9,7 +9,7 @@ import { nanos, natsConnect } from '../../net/nats.js';
 import { LogRecord, type RecordOrigin } from '../../record.js';
 import { countDrop, type SourceStats } from '../../stats.js';
 import type { Source, SourceContext } from '../types.js';
-import { AckLog, type Committed } from './ack-log.js';
+import { AckLog, type Committed, type Intent } from './ack-log.js';
 import type { natsSourceSchema } from './config.js';
 
 type Config = z.output<typeof natsSourceSchema>;
@@ -19,12 +19,21 @@ const NAK = new TextEncoder().encode('-NAK');
 const WORKING = new TextEncoder().encode('+WPI');
 /** Committed messages remembered to recognise one delivered again. */
 const REMEMBERED = 500_000;
+/** Messages read from the stream at once when recovering. */
+const RECOVER_AT_ONCE = 64;
 /** Acknowledgements sent again at start only for messages this far inside their ack_wait (clock and network slack). */
 const REACK_MARGIN_MS = 2000;
 
 interface InFlight {
   reply: string;
   since: number;
+}
+
+/** A message to hand on: delivered by the consumer, or read from the stream again after a crash. */
+interface Arrival {
+  seq: number;
+  data: Uint8Array;
+  reply: string;
 }
 
 /**
@@ -38,7 +47,11 @@ interface InFlight {
  *   queue order), so that a file destination drops what its queue hands out again after a crash;
  * - a message delivered again that this process already committed is acknowledged, not queued
  *   (the commits are remembered, and written to the ack log before their acknowledgement);
- * - at start, acknowledgements that may not have reached JetStream are sent again (the ack log).
+ * - at start, acknowledgements that may not have reached JetStream are sent again (the ack log);
+ * - at start, messages an earlier process handed to its queues without hearing of the commit (the
+ *   ack log's intents) are read from the stream and handed on again at once, carrying the positions
+ *   they had (`LogRecord.earlier`): the file drops those its queue already had, and JetStream is
+ *   acknowledged before `ack_wait` gives them to another process.
  * JetStream stream sequences are not used as positions: messages delivered again come after later
  * ones, and a file destination keeps each stream's highest position.
  */
@@ -60,8 +73,12 @@ export class NatsSource implements Source {
   private readonly inFlight = new Map<number, InFlight>();
   /** Committed here, by stream sequence (insertion order: oldest first). */
   private readonly committed = new Map<number, Committed>();
+  /** Handed on (here or by a process that crashed), commit not heard of, by stream sequence. */
+  private intents = new Map<number, Intent>();
+  /** Intents of earlier processes, read from the ack log, not yet read from the stream again. */
+  private toRecover: Intent[] = [];
   /** Messages received and not yet handed to the router. */
-  private arrived: JsMsg[] = [];
+  private arrived: Arrival[] = [];
   /** Batches are handed on one after another: the next waits until the last was accepted. */
   private chain: Promise<void> = Promise.resolve();
   private flushScheduled = false;
@@ -131,10 +148,11 @@ export class NatsSource implements Source {
       });
       this.resume(nc, info.created);
       await this.ensureConsumer(jsm);
+      await this.recover(jsm);
       const consumer = await jetstream(nc).consumers.get(this.config.stream, this.config.durable);
       const messages = await consumer.consume({
         max_messages: this.config.batch,
-        callback: (m) => this.arrive(m),
+        callback: (m) => this.arriveMessage(m),
       });
       this.messages = messages;
       this.stats.connectionsAccepted++;
@@ -172,8 +190,11 @@ export class NatsSource implements Source {
           'the JetStream stream was made anew; its ack log starts again',
         );
       this.committed.clear();
-      for (const c of this.ackLog.load(created)) this.remember(c);
-      this.ackLog.open(created, [...this.committed.values()]);
+      const log = this.ackLog.load(created);
+      for (const c of log.committed) this.remember(c);
+      this.intents = new Map(log.intents.map((i) => [i.seq, i]));
+      this.toRecover = log.intents;
+      this.ackLog.open(created, [...this.committed.values()], log.intents);
       this.created = created;
     }
     const now = Date.now();
@@ -184,6 +205,56 @@ export class NatsSource implements Source {
       again++;
     }
     if (again > 0) this.ctx.logger.info({ acknowledged_again: again }, 'NATS: acknowledged recent commits again');
+  }
+
+  /**
+   * The messages an earlier process handed on without hearing of their commit: read again from the
+   * stream and handed on, in stream order, before anything else. Those below the consumer's ack floor
+   * were acknowledged by another process meanwhile (this one was away longer than `ack_wait`).
+   */
+  private async recover(jsm: JetStreamManager): Promise<void> {
+    if (this.toRecover.length === 0) return;
+    const floor = (await jsm.consumers.info(this.config.stream, this.config.durable)).ack_floor.stream_seq;
+    const todo = this.toRecover.filter((i) => i.seq > floor).sort((a, b) => a.seq - b.seq);
+    const elsewhere = this.toRecover.length - todo.length;
+    for (const i of this.toRecover) if (i.seq <= floor) this.intents.delete(i.seq);
+    let gone = 0;
+    let again = 0;
+    for (let at = 0; at < todo.length; at += RECOVER_AT_ONCE) {
+      const part = todo.slice(at, at + RECOVER_AT_ONCE);
+      const read = await Promise.all(
+        part.map((i) =>
+          jsm.streams.getMessage(this.config.stream, { seq: i.seq }).then(
+            (m) => m?.data ?? null,
+            (err: Error) => {
+              if (/no message found/i.test(err.message)) return null;
+              throw err;
+            },
+          ),
+        ),
+      );
+      part.forEach((i, k) => {
+        const data = read[k];
+        if (data === null || data === undefined) {
+          this.intents.delete(i.seq); // removed from the stream (its limits) since
+          gone++;
+        } else {
+          this.arrive({ seq: i.seq, data, reply: i.reply });
+          again++;
+        }
+      });
+      this.toRecover = todo.slice(at + part.length);
+    }
+    this.toRecover = [];
+    this.ctx.logger.info(
+      { handed_on_again: again, acknowledged_elsewhere: elsewhere, no_longer_in_stream: gone },
+      'NATS: messages handed on before a crash, commit unknown, read from the stream again',
+    );
+    if (gone > 0)
+      this.ctx.logger.warn(
+        { messages: gone, stream: this.config.stream },
+        'NATS: messages handed on before a crash are no longer in the stream; if their commit did not complete, they are lost',
+      );
   }
 
   /** The durable consumer, made when missing and set right when its limits differ from the config. */
@@ -224,9 +295,12 @@ export class NatsSource implements Source {
    * newest acknowledgement subject is kept). The others wait for the next batch, and count as in
    * progress from now on (JetStream's ack_wait runs from its delivery).
    */
-  private arrive(m: JsMsg): void {
-    const seq = m.seq;
-    const reply = (m as unknown as { reply: string }).reply;
+  private arriveMessage(m: JsMsg): void {
+    this.arrive({ seq: m.seq, data: m.data, reply: (m as unknown as { reply: string }).reply });
+  }
+
+  private arrive(m: Arrival): void {
+    const { seq, reply } = m;
     if (this.committed.has(seq)) {
       // Delivered again after its ack was lost: written already.
       this.nc?.publish(reply, ACK);
@@ -238,7 +312,8 @@ export class NatsSource implements Source {
       taken.reply = reply;
       return;
     }
-    this.inFlight.set(seq, { reply, since: Date.now() });
+    // A message read again at start counts from when it was handed on (its ack_wait runs since).
+    this.inFlight.set(seq, { reply, since: this.intents.get(seq)?.at ?? Date.now() });
     this.arrived.push(m);
     if (this.flushScheduled) return;
     this.flushScheduled = true;
@@ -251,19 +326,36 @@ export class NatsSource implements Source {
   }
 
   /** Queues one batch; resolves once the router accepted it (its commit is followed on its own). */
-  private async handOn(batch: JsMsg[]): Promise<void> {
+  private async handOn(batch: Arrival[]): Promise<void> {
+    if (batch.length === 0) return;
     const records: LogRecord[] = [];
     const seqs: number[] = [];
     const now = Date.now();
+    const firstPos = this.position;
     let bytes = 0;
     for (const m of batch) {
       const r = new LogRecord(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), now, this.origin);
-      r.setStream(this.streamId, this.position++);
+      const pos = this.position++;
+      r.setStream(this.streamId, pos);
+      const reply = this.inFlight.get(m.seq)?.reply ?? m.reply;
+      const intent = this.intents.get(m.seq);
+      if (intent) {
+        // Handed on before, its commit unknown: the file drops it if one of those copies was written.
+        r.setEarlier(intent.positions);
+        intent.positions.push([this.streamId, pos]);
+        intent.at = now;
+        intent.reply = reply;
+      } else this.intents.set(m.seq, { at: now, seq: m.seq, reply, positions: [[this.streamId, pos]] });
       records.push(r);
       seqs.push(m.seq);
       bytes += m.data.byteLength;
     }
-    if (records.length === 0) return;
+    try {
+      // Before the queues can have them: a crash from here on leaves them to the next process.
+      this.ackLog.intend(now, this.streamId, firstPos, batch);
+    } catch (e) {
+      this.ctx.diskHealth?.failed(e as Error, 'the NATS ack log');
+    }
     this.stats.received += records.length;
     this.stats.receivedBytes += bytes;
     let d: ReturnType<SourceContext['router']['dispatch']>;
@@ -301,6 +393,8 @@ export class NatsSource implements Source {
       const f = this.inFlight.get(seq);
       this.inFlight.delete(seq);
       if (f) entries.push({ at, seq, reply: f.reply });
+      // A failed commit keeps its intent: the records may be in a queue all the same.
+      if (!err) this.intents.delete(seq);
     }
     if (err) {
       this.quiet.log('commit', (extra) =>
@@ -313,7 +407,10 @@ export class NatsSource implements Source {
       return;
     }
     try {
-      this.ackLog.append(entries, () => [...this.committed.values()]);
+      this.ackLog.append(entries, () => ({
+        committed: [...this.committed.values()],
+        intents: [...this.intents.values()],
+      }));
     } catch (e) {
       this.ctx.diskHealth?.failed(e as Error, 'the NATS ack log');
     }
