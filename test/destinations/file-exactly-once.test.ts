@@ -126,6 +126,32 @@ describe('file destination, exactly_once state', () => {
   );
 
   it(
+    'drops a record read again when a position it had before was written, in any order, and not otherwise; ' +
+      'its own position protects it after that',
+    async () => {
+      dir = tempDir();
+      h = harness(dir);
+      // A reader (incarnation a) wrote positions 0..2 of its stream; it crashed with 3..5 handed on,
+      // their fate unknown. The next one (b) reads 5, 3, 4 and 2 again: 2 was written, the others not.
+      await h.send([record('m0', 'a', 0), record('m1', 'a', 1), record('m2', 'a', 2)]);
+      const again = (text: string, pos: number, earlier: number) => {
+        const r = record(text, 'b', pos);
+        r.setEarlier([['a', earlier]]);
+        return r;
+      };
+      await h.send([again('m5', 0, 5), again('m3', 1, 3)]);
+      await h.send([again('m4', 2, 4), again('m2', 3, 2)]);
+      // b's queue hands 3 and 4 out again after a crash of its own: their own positions drop them.
+      await h.send([again('m4', 2, 4), again('m2', 3, 2)]);
+      expect(readLines(h.file)).toEqual(['m0', 'm1', 'm2', 'm5', 'm3', 'm4']);
+      expect(h.dest.stats.duplicatesSkipped).toBe(3);
+      // Read again only as earlier positions, a stream's mark does not move.
+      expect(h.state().streams.a![0]).toBe(2);
+      expect(h.state().streams.b![0]).toBe(2);
+    },
+  );
+
+  it(
     'while running, sweeps the state at most once a minute and drops what went quiet for longer than the ' +
       'retention',
     async () => {

@@ -46,6 +46,38 @@ describe('RecordDecoder', () => {
     },
   );
 
+  it('carries the positions a record had with earlier readers, and drops an unsound one, counted', () => {
+    const r = new LogRecord(Buffer.from('again'), 1_767_225_600_000, origin);
+    r.setStream('nats:LOGS/w/c', 7);
+    r.setEarlier([
+      ['nats:LOGS/w/a', 3],
+      ['nats:LOGS/w/b', 0],
+    ]);
+    const back = decoder.decode(encodeRecord(r));
+    expect([back.stream, back.streamPos, back.earlier, back.raw.toString()]).toEqual([
+      'nats:LOGS/w/c',
+      7,
+      [
+        ['nats:LOGS/w/a', 3],
+        ['nats:LOGS/w/b', 0],
+      ],
+      'again',
+    ]);
+    expect(back.encoded).toBeDefined();
+    const bad = new LogRecord(Buffer.from('x'), 1_767_225_600_000, origin);
+    bad.setStream('s', 1);
+    bad.setEarlier([
+      ['a', -1],
+      ['b', 2],
+    ]);
+    const fixed = decoder.decode(encodeRecord(bad));
+    expect([fixed.streamPos, fixed.earlier, fixed.raw.toString()]).toEqual([1, [['b', 2]], 'x']);
+    expect(stats.repaired.invalid_stream_position).toBe(5);
+    // Cut short inside the earlier positions: refused, not read as message bytes.
+    const payload = encodeRecord(r);
+    expect(() => decoder.decode(payload.subarray(0, payload.length - 'again'.length - 3))).toThrow(/cut short/);
+  });
+
   it("brings a text line's facility and severity back into syslog's ranges", () => {
     const payload = encodeRecord(new LogRecord(Buffer.from('x'), 1, { ...origin, facility: 3, severity: 6 }));
     const originAt = 2 + 1; // u16 origin length, then the flags byte

@@ -62,8 +62,20 @@ describe('the nats source ack log', () => {
       const expected = {
         committed: [10],
         intents: {
-          11: [reply(11), [['nats:LOGS/w/a', 1], ['nats:LOGS/w/b', 0]]],
-          12: [`${reply(12)}.again`, [['nats:LOGS/w/a', 2], ['nats:LOGS/w/b', 1]]],
+          11: [
+            reply(11),
+            [
+              ['nats:LOGS/w/a', 1],
+              ['nats:LOGS/w/b', 0],
+            ],
+          ],
+          12: [
+            `${reply(12)}.again`,
+            [
+              ['nats:LOGS/w/a', 2],
+              ['nats:LOGS/w/b', 1],
+            ],
+          ],
           13: [reply(13), [['nats:LOGS/w/b', 2]]],
         },
       };

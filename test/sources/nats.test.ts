@@ -1,8 +1,12 @@
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { portOf, readLines, scratchDir, sleep, testAgent, waitFor } from '../helpers/agent.js';
 import { type NatsCluster, NatsProxy, natsAgentYaml, testNatsCluster, withJetStream } from '../helpers/nats.js';
 import { sendTcp } from '../helpers/net.js';
+import { Proc } from '../helpers/proc.js';
+import { seeded } from '../torture/harness.js';
 
 const servers = (c: Pick<NatsCluster, 'urls'>) => `[${c.urls.map((u) => `"${u}"`).join(', ')}]`;
 
@@ -45,13 +49,13 @@ describe('nats source', () => {
   }, 60_000);
 });
 
-/** Publishes `n` numbered syslog lines to the LOGS stream (made here, R1) and waits for their PubAcks. */
-async function publish(url: string, n: number): Promise<string[]> {
+/** Publishes `n` numbered syslog lines (from `from`) to the LOGS stream (made here, R1) and waits for their PubAcks. */
+async function publish(url: string, n: number, from = 0): Promise<string[]> {
   const { jetstream } = await import('@nats-io/jetstream');
   return withJetStream([url], async (jsm, nc) => {
     await jsm.streams.add({ name: 'LOGS', subjects: ['logs.>'] }).catch(() => undefined);
     const js = jetstream(nc);
-    const lines = Array.from({ length: n }, (_, i) => line(i));
+    const lines = Array.from({ length: n }, (_, i) => line(from + i));
     await Promise.all(lines.map((l) => js.publish('logs.app', l)));
     return lines;
   });
@@ -102,6 +106,80 @@ describe('nats source: a writer killed between its commit and JetStream hearing 
     expect(readLines(path.join(dir, 'w1.log'))).toEqual(lines);
     expect(w1.counters.of('js').received).toBe(0);
   }, 60_000);
+});
+
+describe('nats source: a writer killed between handing a batch to its queue and hearing of the commit', () => {
+  const failpoint = fileURLToPath(new URL('../helpers/nats-failpoint.mjs', import.meta.url));
+  const SEED = Number(process.env.SEED ?? 20261201);
+
+  // The adversary: writer 1 is SIGKILLed, round after round, at seeded points of its nats source:
+  // right after a batch's intents reach the ack log (nothing queued yet), or when a batch's commit
+  // is heard of (the queue has fsynced it, and the file may have written it, but the ack log does not
+  // say so and JetStream has no ack). Writer 2 reads the same durable all along. Every message must
+  // be in the two files exactly once: none lost, none written twice, by either writer.
+  it(`writes every message once across both writers, through seeded kills (SEED=${SEED})`, async () => {
+    const rnd = seeded(SEED);
+    const c = await testNatsCluster();
+    const dir = scratchDir();
+    const extra = '    ack_wait: 10s\n    batch: 50';
+    const cfg = path.join(dir, 'w1.yaml');
+    writeFileSync(cfg, `log: { level: info, format: json }\n${consumerYaml(dir, c, 'w1', extra)}`);
+    await publish(c.urls[0]!, 0); // the stream
+    let kill = '';
+    const w1 = new Proc(cfg, { args: ['--import', failpoint], env: () => ({ SLUICE_TEST_KILL: kill }) });
+    onTestFinished(() => w1.stop());
+    const w2 = await testAgent(
+      consumerYaml(dir, c, process.env.NO_W2 ? 'w3' : 'w2', process.env.NO_W2 ? extra.replace('writers', 'x') : extra),
+    );
+    const sent: string[] = [];
+    const events: string[] = [];
+    let recovered = 0;
+    const ROUNDS = 8;
+    for (let round = 0; round < ROUNDS; round++) {
+      kill = `${rnd.pick(['intend', 'settle'])}:${rnd.int(1, 3)}`;
+      w1.start();
+      // Once it reads (its recovery is done by then), and the pull requests of both are at the server.
+      // (A kill point reached while it recovers ends it before.)
+      const ended = w1.exited();
+      await Promise.race([ended, waitFor('writer 1 to read', () => w1.log.includes('NATS consumer reading'), 15_000)]);
+      await sleep(rnd.int(0, 300));
+      sent.push(...(await publish(c.urls[0]!, 600, sent.length)));
+      const how = await Promise.race([ended, sleep(6000).then(() => 'alive')]);
+      if (how === 'alive') await w1.kill(); // the point was not reached: killed where it stands
+      events.push(`${kill}→${how ?? 'exit'}`);
+      if (process.env.DEBUG_W1)
+        console.log(
+          round,
+          readLines(path.join(dir, 'w1.log')).length,
+          readLines(path.join(dir, 'w2.log')).length,
+          sent.length,
+        );
+      recovered += [...w1.log.matchAll(/"handed_on_again":([1-9]\d*)/g)].length;
+      w1.log = '';
+    }
+    kill = '';
+    w1.start();
+    const out = [path.join(dir, 'w1.log'), path.join(dir, 'w2.log')];
+    const written = () => out.flatMap((f) => readLines(f));
+    const detail = () => `seed ${SEED}, events ${events.join(' ')}`;
+    await waitFor('every message written', () => new Set(written()).size >= sent.length, 30_000).catch((e: Error) => {
+      throw new Error(`${e.message}: ${detail()}`);
+    });
+    await waitFor('every message acknowledged', async () => (await consumerPending(c.urls[0]!)) === 0, 20_000);
+    recovered += [...w1.log.matchAll(/"handed_on_again":([1-9]\d*)/g)].length;
+    const count = new Map<string, number>();
+    for (const l of written()) count.set(l, (count.get(l) ?? 0) + 1);
+    const twice = [...count].filter(([, n]) => n > 1).map(([l]) => l);
+    const missing = sent.filter((l) => !count.has(l));
+    expect({ missing: missing.length, twice: twice.length, first: twice[0] ?? missing[0] }, detail()).toEqual({
+      missing: 0,
+      twice: 0,
+      first: undefined,
+    });
+    // The rounds did aim where they should: restarts found batches of unknown commit and read them again.
+    expect(recovered, detail()).toBeGreaterThanOrEqual(3);
+    expect(w2.counters.of('js').received).toBeGreaterThan(0);
+  }, 180_000);
 });
 
 /** Messages delivered to the `writers` consumer and not acknowledged; null when it does not exist. */
