@@ -4,31 +4,19 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { scratchDir, sleep, waitFor } from '../helpers/agent.js';
 import { NatsCluster, withJetStream } from '../helpers/nats.js';
 import { Proc } from '../helpers/proc.js';
+import { seeded } from '../torture/harness.js';
 
 // The scale-out promise, end to end with a real cluster: an agent (a followed file, a reliable
 // queue, the nats destination) publishes into a 3-replica JetStream stream on three clustered
 // nats-servers; two central writers (the nats source on one durable consumer, a reliable queue, a
 // file written exactly once) share it. During the run the stream's leader server, the agent and one
 // writer are SIGKILLed at seeded random moments and started again. At the end every line is in the
-// writers' files, the stream holds each once, and both writers did work; a line is written twice only
-// by the gap docs/scale-out.md states (a writer killed between its queue's fsync and its ack log).
+// writers' files exactly once, the stream holds each once, and both writers did work.
 
 const LINES = 200_000;
 /** The writers' consumer: what one writer can have delivered and not acknowledged. */
 const MAX_ACK_PENDING = 2000;
 const SEED = Number(process.env.SEED ?? 20261130);
-
-/** mulberry32: a small seeded generator, so that a failing run can be repeated with its SEED. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Messages the LOGS stream holds. */
 function streamMessages(urls: string[]): Promise<number> {
@@ -62,7 +50,7 @@ async function streamLeader(urls: string[]): Promise<string | undefined> {
 
 describe('agent → JetStream (3 servers, R3) → two central writers', () => {
   it('loses no line through kills of the stream leader, the agent and a writer; the stream holds each once', async () => {
-    const rnd = random(SEED);
+    const rnd = seeded(SEED).next;
     const dir = scratchDir('sluice-nats-e2e-');
     const c = await NatsCluster.start(path.join(dir, 'nats'), 3);
     onTestFinished(() => c.stop());
@@ -206,28 +194,22 @@ pipelines:
       const stored = await streamMessages(c.urls);
       const twice = [...seen].filter(([, n]) => n > 1).map(([i]) => i);
       const detail = `seed ${SEED}, events ${events.join(' ')}, the stream holds ${stored} messages`;
-      // Nothing is lost, and nothing is written more than twice.
+      // Nothing is lost, and nothing is written twice: writer 1 comes back well within ack_wait, so
+      // what it had committed is acknowledged again, and what it had handed on without hearing of the
+      // commit is read again and dropped by its file when its queue had it (docs/scale-out.md).
       expect({ missing: missing.length, firstMissing: missing[0] }, detail).toEqual({
         missing: 0,
         firstMissing: undefined,
       });
       expect(
-        [...seen.values()].reduce((a, b) => Math.max(a, b), 0),
+        { twice: twice.length, first: twice.slice(0, 3).map((i) => `${i} in ${where.get(i)!.join(',')}`) },
         detail,
-      ).toBeLessThanOrEqual(2);
-      // A line written twice is a known gap (docs/scale-out.md): writer 1 killed after its queue's
-      // fsync and before its ack log entry (the moment between the fsync's end and the JavaScript
-      // that hears of it). JetStream delivers those messages again, to either writer, and each such
-      // kill repeats at most what that writer had unacknowledged (max_ack_pending).
-      expect(
-        twice.length,
-        `${detail}; first twice: ${twice.slice(0, 3).map((i) => `${i} in ${where.get(i)!.join(',')}`)}`,
-      ).toBeLessThanOrEqual(writers[0]!.kills * MAX_ACK_PENDING);
+      ).toEqual({ twice: 0, first: [] });
       // The agent's side: every line stored once in the stream (publishes made again after a kill or
       // a failover carried the same Nats-Msg-Id, and the stream dropped them).
       expect(stored, `seed ${SEED}, events ${events.join(' ')}`).toBe(LINES);
       // Both writers did work (the durable split the stream between them).
-      expect(Math.min(...perWriter)).toBeGreaterThan(LINES / 20);
+      expect(Math.min(...perWriter), `seed ${SEED}, events ${events.join(' ')}`).toBeGreaterThan(LINES / 50);
       expect(agent.kills + writers[0]!.kills).toBeGreaterThanOrEqual(3);
     } finally {
       running = false;
