@@ -47,6 +47,8 @@ export interface DeadLetterLine {
   received_at: string;
   stream?: string;
   stream_pos?: number;
+  /** The positions it had with earlier readers (LogRecord.earlier). */
+  earlier?: [string, number][];
   /** The message as received, when it is valid UTF-8; else `message_base64`. */
   message?: string;
   message_base64?: string;
@@ -72,6 +74,7 @@ export function toLine(destination: string, l: DeadLetter, now = Date.now()): De
   if (r.stream !== undefined) {
     out.stream = r.stream;
     out.stream_pos = r.streamPos;
+    if (r.earlier) out.earlier = r.earlier.map(([k, p]) => [k, p]);
   }
   try {
     out.message = utf8.decode(r.raw);
@@ -90,7 +93,16 @@ export function fromLine(l: DeadLetterLine, counters = new SourceCounters()): Lo
   const raw = l.message !== undefined ? Buffer.from(l.message) : Buffer.from(l.message_base64 ?? '', 'base64');
   const at = Date.parse(l.received_at);
   const r = new LogRecord(raw, Number.isFinite(at) ? at : Date.now(), origin);
-  if (l.stream !== undefined && l.stream_pos !== undefined) r.setStream(l.stream, l.stream_pos);
+  if (l.stream !== undefined && l.stream_pos !== undefined) {
+    r.setStream(l.stream, l.stream_pos);
+    const earlier = Array.isArray(l.earlier) ? l.earlier : [];
+    r.setEarlier(
+      earlier.filter(
+        (e): e is [string, number] =>
+          Array.isArray(e) && typeof e[0] === 'string' && Number.isSafeInteger(e[1]) && e[1] >= 0,
+      ),
+    );
+  }
   return r;
 }
 

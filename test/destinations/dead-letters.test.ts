@@ -3,7 +3,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import type { Agent } from '../../src/agent.js';
-import { deadLetterFile, readDeadLetters } from '../../src/destinations/dead-letters.js';
+import { deadLetterFile, fromLine, readDeadLetters, toLine } from '../../src/destinations/dead-letters.js';
+import { LogRecord } from '../../src/record.js';
+import { SourceCounters } from '../../src/stats.js';
 import { portOf, readLines, removeDir, scratchDir, testAgent, waitFor } from '../helpers/agent.js';
 
 async function send(port: number, lines: string[]): Promise<void> {
@@ -167,4 +169,24 @@ describe('dead letters', () => {
       expect(agent.stats().destinations.hosts!.deadLetterDropped).toBe(0);
     },
   );
+});
+
+describe('a dead-letter line', () => {
+  it('keeps the stream position and the earlier positions, and leaves out an earlier one that is not a position', () => {
+    const r = new LogRecord(Buffer.from('<13>1 - h a - - - m'), 1_767_225_600_000, {
+      source: 'js',
+      from: 'nats:LOGS',
+      format: 'syslog',
+      lenient: false,
+      counters: new SourceCounters(),
+    });
+    r.setStream('nats:LOGS/w/b', 4);
+    r.setEarlier([['nats:LOGS/w/a', 9]]);
+    const line = JSON.parse(JSON.stringify(toLine('out', { record: r, reason: 'too_large', error: 'e', attempts: 1 })));
+    expect(line).toMatchObject({ stream: 'nats:LOGS/w/b', stream_pos: 4, earlier: [['nats:LOGS/w/a', 9]] });
+    const back = fromLine(line);
+    expect([back.stream, back.streamPos, back.earlier]).toEqual(['nats:LOGS/w/b', 4, [['nats:LOGS/w/a', 9]]]);
+    const bad = fromLine({ ...line, earlier: [['x', -1], ['y', 2], 'z'] });
+    expect(bad.earlier).toEqual([['y', 2]]);
+  });
 });
