@@ -2,6 +2,7 @@ import { appendFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AckLog, type Committed } from '../../src/sources/nats/ack-log.js';
+import { streamSequence } from '../../src/sources/nats/index.js';
 import { scratchDir } from '../helpers/agent.js';
 
 const reply = (seq: number) => `$JS.ACK.LOGS.w.1.${seq}.${seq}.0.0`;
@@ -93,4 +94,14 @@ describe('the nats source ack log', () => {
       expect(Object.keys(state().intents)).toEqual(['11', '12', '20', '21']);
     },
   );
+});
+
+describe('the stream sequence of an acknowledgement subject', () => {
+  it('is read from both forms of the subject, and not from anything else', () => {
+    expect(streamSequence('$JS.ACK.LOGS.writers.1.4521.4519.1764460800000000000.12')).toBe(4521);
+    expect(streamSequence('$JS.ACK.hub.ACCHASH.LOGS.writers.3.77.70.1764460800000000000.0.tok')).toBe(77);
+    expect(streamSequence('$JS.ACK.hub.ACCHASH.LOGS.writers.3.78.70.1764460800000000000.0')).toBe(78);
+    for (const s of ['_INBOX.abc.1', '$JS.ACK.LOGS.writers.1.x.1.1.1', '$JS.ACK.LOGS.w.1.0.1.1.1', 'a.b.c.d.e.f.g.h.i'])
+      expect(streamSequence(s)).toBeUndefined();
+  });
 });

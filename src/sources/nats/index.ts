@@ -24,16 +24,24 @@ const RECOVER_AT_ONCE = 64;
 /** Acknowledgements sent again at start only for messages this far inside their ack_wait (clock and network slack). */
 const REACK_MARGIN_MS = 2000;
 
+/**
+ * A message taken in (delivered by the consumer, or read from the stream again after a crash), from
+ * its arrival to its commit; then, as a Committed, remembered. One object all along.
+ */
 interface InFlight {
-  reply: string;
-  since: number;
-}
-
-/** A message to hand on: delivered by the consumer, or read from the stream again after a crash. */
-interface Arrival {
   seq: number;
-  data: Uint8Array;
+  /** The subject of its latest delivery. */
   reply: string;
+  /** Since when JetStream counts it in progress (its delivery, or the last +WPI). */
+  since: number;
+  /** Its body until it is handed on. */
+  data: Uint8Array | null;
+  /** Its position here once handed on; -1 before. */
+  pos: number;
+  /** Positions it had in processes that crashed holding it (the ack log's intents). */
+  earlier: [string, number][] | undefined;
+  /** When it was handed on, then when it was committed. */
+  at: number;
 }
 
 /**
@@ -73,12 +81,15 @@ export class NatsSource implements Source {
   private readonly inFlight = new Map<number, InFlight>();
   /** Committed here, by stream sequence (insertion order: oldest first). */
   private readonly committed = new Map<number, Committed>();
-  /** Handed on (here or by a process that crashed), commit not heard of, by stream sequence. */
+  /**
+   * Handed on by a process that crashed, or here by a commit that failed, by stream sequence: the
+   * positions a copy read again carries. (Those on their way now are in `inFlight`.)
+   */
   private intents = new Map<number, Intent>();
   /** Intents of earlier processes, read from the ack log, not yet read from the stream again. */
   private toRecover: Intent[] = [];
   /** Messages received and not yet handed to the router. */
-  private arrived: Arrival[] = [];
+  private arrived: InFlight[] = [];
   /** Batches are handed on one after another: the next waits until the last was accepted. */
   private chain: Promise<void> = Promise.resolve();
   private flushScheduled = false;
@@ -239,7 +250,7 @@ export class NatsSource implements Source {
           this.intents.delete(i.seq); // removed from the stream (its limits) since
           gone++;
         } else {
-          this.arrive({ seq: i.seq, data, reply: i.reply });
+          this.arrive(i.seq, data, i.reply);
           again++;
         }
       });
@@ -296,11 +307,11 @@ export class NatsSource implements Source {
    * progress from now on (JetStream's ack_wait runs from its delivery).
    */
   private arriveMessage(m: JsMsg): void {
-    this.arrive({ seq: m.seq, data: m.data, reply: (m as unknown as { reply: string }).reply });
+    const reply = (m as unknown as { reply: string }).reply;
+    this.arrive(streamSequence(reply) ?? m.seq, m.data, reply);
   }
 
-  private arrive(m: Arrival): void {
-    const { seq, reply } = m;
+  private arrive(seq: number, data: Uint8Array, reply: string): void {
     if (this.committed.has(seq)) {
       // Delivered again after its ack was lost: written already.
       this.nc?.publish(reply, ACK);
@@ -312,9 +323,20 @@ export class NatsSource implements Source {
       taken.reply = reply;
       return;
     }
+    const before = this.intents.size > 0 ? this.intents.get(seq) : undefined;
+    if (before) this.intents.delete(seq); // its positions travel with it now (and come back if its commit fails)
     // A message read again at start counts from when it was handed on (its ack_wait runs since).
-    this.inFlight.set(seq, { reply, since: this.intents.get(seq)?.at ?? Date.now() });
-    this.arrived.push(m);
+    const f: InFlight = {
+      seq,
+      reply,
+      since: before?.at ?? Date.now(),
+      data,
+      pos: -1,
+      earlier: before?.positions,
+      at: 0,
+    };
+    this.inFlight.set(seq, f);
+    this.arrived.push(f);
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     setImmediate(() => {
@@ -326,29 +348,23 @@ export class NatsSource implements Source {
   }
 
   /** Queues one batch; resolves once the router accepted it (its commit is followed on its own). */
-  private async handOn(batch: Arrival[]): Promise<void> {
+  private async handOn(batch: InFlight[]): Promise<void> {
     if (batch.length === 0) return;
     const records: LogRecord[] = [];
-    const seqs: number[] = [];
     const now = Date.now();
     const firstPos = this.position;
     let bytes = 0;
-    for (const m of batch) {
-      const r = new LogRecord(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), now, this.origin);
-      const pos = this.position++;
-      r.setStream(this.streamId, pos);
-      const reply = this.inFlight.get(m.seq)?.reply ?? m.reply;
-      const intent = this.intents.get(m.seq);
-      if (intent) {
-        // Handed on before, its commit unknown: the file drops it if one of those copies was written.
-        r.setEarlier(intent.positions);
-        intent.positions.push([this.streamId, pos]);
-        intent.at = now;
-        intent.reply = reply;
-      } else this.intents.set(m.seq, { at: now, seq: m.seq, reply, positions: [[this.streamId, pos]] });
+    for (const f of batch) {
+      const data = f.data!;
+      const r = new LogRecord(Buffer.from(data.buffer, data.byteOffset, data.byteLength), now, this.origin);
+      f.pos = this.position++;
+      f.at = now;
+      f.data = null;
+      r.setStream(this.streamId, f.pos);
+      // Handed on before, its commit unknown: the file drops it if one of those copies was written.
+      if (f.earlier) r.setEarlier(f.earlier);
       records.push(r);
-      seqs.push(m.seq);
-      bytes += m.data.byteLength;
+      bytes += data.byteLength;
     }
     try {
       // Before the queues can have them: a crash from here on leaves them to the next process.
@@ -363,19 +379,19 @@ export class NatsSource implements Source {
       if (this.ctx.shedding?.()) throw new Error('load shedding: the queues cannot be written');
       d = this.ctx.router.dispatch(this.name, records, 'keep_waiting');
     } catch (err) {
-      this.settle(seqs, err as Error);
+      this.settle(batch, err as Error);
       return;
     }
     if (!d) {
-      this.settle(seqs, null); // no queue wants them (filtered out)
+      this.settle(batch, null); // no queue wants them (filtered out)
       return;
     }
     const accepted = Promise.resolve(d.accepted);
     accepted
       .then(() => d.committed)
       .then(
-        () => this.settle(seqs, null),
-        (err: Error) => this.settle(seqs, err),
+        () => this.settle(batch, null),
+        (err: Error) => this.settle(batch, err),
       );
     await accepted.catch(() => undefined);
   }
@@ -385,16 +401,27 @@ export class NatsSource implements Source {
    * JetStream delivers it again soon. The acknowledgement goes to the subject of the message's
    * latest delivery.
    */
-  private settle(seqs: number[], err: Error | null): void {
+  private settle(batch: InFlight[], err: Error | null): void {
     const nc = this.nc;
     const at = Date.now();
-    const entries: Committed[] = [];
-    for (const seq of seqs) {
-      const f = this.inFlight.get(seq);
-      this.inFlight.delete(seq);
-      if (f) entries.push({ at, seq, reply: f.reply });
-      // A failed commit keeps its intent: the records may be in a queue all the same.
-      if (!err) this.intents.delete(seq);
+    const entries: InFlight[] = [];
+    for (const f of batch) {
+      if (this.inFlight.get(f.seq) !== f) continue;
+      this.inFlight.delete(f.seq);
+      entries.push(f);
+      if (err) {
+        // A failed commit keeps its intent: the records may be in a queue all the same.
+        this.intents.set(f.seq, {
+          at: f.at,
+          seq: f.seq,
+          reply: f.reply,
+          positions: [...(f.earlier ?? []), [this.streamId, f.pos]],
+        });
+      } else {
+        if (this.intents.size > 0) this.intents.delete(f.seq);
+        f.at = at;
+        f.earlier = undefined;
+      }
     }
     if (err) {
       this.quiet.log('commit', (extra) =>
@@ -407,10 +434,7 @@ export class NatsSource implements Source {
       return;
     }
     try {
-      this.ackLog.append(entries, () => ({
-        committed: [...this.committed.values()],
-        intents: [...this.intents.values()],
-      }));
+      this.ackLog.append(entries, () => ({ committed: [...this.committed.values()], intents: this.unsettled() }));
     } catch (e) {
       this.ctx.diskHealth?.failed(e as Error, 'the NATS ack log');
     }
@@ -419,6 +443,15 @@ export class NatsSource implements Source {
       // A connection lost meanwhile: the next one acknowledges from the log (resume).
       nc?.publish(c.reply, ACK);
     }
+  }
+
+  /** Every message handed on whose commit is not known: those of crashed processes, and those on their way now. */
+  private unsettled(): Intent[] {
+    const out = [...this.intents.values()];
+    for (const f of this.inFlight.values())
+      if (f.pos >= 0)
+        out.push({ at: f.at, seq: f.seq, reply: f.reply, positions: [...(f.earlier ?? []), [this.streamId, f.pos]] });
+    return out;
   }
 
   private remember(c: Committed): void {
@@ -455,4 +488,22 @@ export class NatsSource implements Source {
     await this.loop;
     this.ackLog.close();
   }
+}
+
+/**
+ * The stream sequence in a JetStream acknowledgement subject, read without JsMsg's full parse:
+ * `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>`, or with a
+ * domain and account hash after `$JS.ACK.` (and a random token at the end) in newer servers.
+ * Undefined when the subject has neither form.
+ */
+export function streamSequence(reply: string): number | undefined {
+  let dots = 0;
+  for (let i = 0; i < reply.length; i++) if (reply.charCodeAt(i) === 46) dots++;
+  const index = dots === 8 ? 5 : dots >= 10 ? 7 : -1;
+  if (index < 0 || !reply.startsWith('$JS.ACK.')) return undefined;
+  let start = 0;
+  for (let k = 0; k < index; k++) start = reply.indexOf('.', start) + 1;
+  const end = reply.indexOf('.', start);
+  const n = Number(reply.slice(start, end));
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
