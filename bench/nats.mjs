@@ -7,7 +7,7 @@
 // - writer: sluice (nats source → reliable queue → file, exactly_once), reading the stream the agent
 //   filled, msg/s from its first line written until the file holds every line.
 // Ratios: agent ÷ ceiling (target ≥ 0.8). BENCH_MESSAGES (default 200k), BENCH_ROUNDS (default 3),
-// BENCH_REPLICAS (default 1,3), BENCH_PROFILE_DIR (CPU profiles of the sluice processes).
+// BENCH_REPLICAS (default 1,3), BENCH_BATCH (the writer's batch), BENCH_PROFILE_DIR (CPU profiles of the sluice processes).
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -201,7 +201,7 @@ log: { level: warn }
 admin: { enabled: false }
 sources:
   js: { type: nats, servers: [${urls.map((u) => `"${u}"`).join(', ')}], stream: BENCH, durable: w${round},
-    filter_subject: bench.agent, max_ack_pending: ${process.env.BENCH_MAX_ACK_PENDING ?? 10000} }
+    filter_subject: bench.agent, max_ack_pending: ${process.env.BENCH_MAX_ACK_PENDING ?? 10000}${process.env.BENCH_BATCH ? `, batch: ${process.env.BENCH_BATCH}` : ''} }
 destinations:
   out: { type: file, path: ${out}, format: raw, exactly_once: ${process.env.BENCH_WRITER_EXACTLY ?? 'true'},
     queue: { mode: ${process.env.BENCH_WRITER_QUEUE ?? 'reliable'}, max_size: 1GiB } }

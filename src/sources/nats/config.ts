@@ -28,7 +28,15 @@ export const natsSourceSchema = z
           'long. A process restarted within it acknowledges what it had committed, so that nothing it wrote is ' +
           'delivered elsewhere.',
       ),
-    batch: z.int().min(1).max(10_000).default(1000).describe('Messages asked for at a time.'),
+    batch: z
+      .int()
+      .min(1)
+      .max(10_000)
+      .default(1000)
+      .describe(
+        'Messages asked for at a time; more are asked for when three quarters have arrived. This many messages can ' +
+          'wait in memory ahead of the queue: lower it for large messages.',
+      ),
     lenient: z.boolean().default(false).describe('Parse with leniency for common real-world deviations.'),
     backoff: backoffSchema.prefault({ initial: '200ms', max: '10s' }),
   })
