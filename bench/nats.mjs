@@ -4,9 +4,11 @@
 //   publish with a Nats-Msg-Id as sluice sends them, 200-byte bodies;
 // - agent: sluice (syslog_tcp fed by loggen → queue → nats destination), memory and reliable queue,
 //   msg/s from loggen's start until the stream holds every message;
-// - writer: sluice (nats source → reliable queue → file, exactly_once), reading the stream the agent
-//   filled, msg/s from its first line written until the file holds every line.
-// Ratios: agent ÷ ceiling (target ≥ 0.8). BENCH_MESSAGES (default 200k), BENCH_ROUNDS (default 3),
+// - the writer's ceiling: a bare @nats-io/jetstream consumer (pull, batch 1000) acknowledging each
+//   message as it arrives, reading the stream the agent filled;
+// - writer: sluice (nats source → reliable queue → file, exactly_once), reading the same, msg/s from
+//   its first line written until the file holds every line.
+// Ratios: agent ÷ its ceiling (target ≥ 0.8), writer ÷ its ceiling (target: the writer ≥ 100k msg/s on R1). BENCH_MESSAGES (default 200k), BENCH_ROUNDS (default 3),
 // BENCH_REPLICAS (default 1,3), BENCH_BATCH (the writer's batch), BENCH_PROFILE_DIR (CPU profiles of the sluice processes).
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -112,6 +114,35 @@ async function bare(urls) {
   const secs = (performance.now() - start) / 1000;
   await nc.close();
   return N / secs;
+}
+
+/**
+ * The writer's ceiling: a bare @nats-io/jetstream consumer (durable, pull, batch 1000 as sluice's
+ * default) reading what the agent stored, acknowledging each message as it arrives.
+ */
+async function bareConsumer(urls, round) {
+  const nc = await connect({ servers: urls });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const durable = `bare${round}`;
+    await jsm.consumers.add('BENCH', { durable_name: durable, ack_policy: 'explicit', filter_subject: 'bench.agent' });
+    const consumer = await jetstream(nc).consumers.get('BENCH', durable);
+    let got = 0;
+    let start = 0;
+    await new Promise((resolve) => {
+      consumer.consume({
+        max_messages: 1000,
+        callback: (m) => {
+          if (got++ === 0) start = performance.now();
+          m.ack();
+          if (got === N) resolve();
+        },
+      });
+    });
+    return (N - 1) / ((performance.now() - start) / 1000);
+  } finally {
+    await nc.close();
+  }
 }
 
 async function agent(urls, mode) {
@@ -228,7 +259,7 @@ for (const replicas of (process.env.BENCH_REPLICAS ?? '1,3').split(',').map(Numb
   const dir = tmp();
   mkdirSync(dir, { recursive: true });
   const servers = await startServers(dir, replicas);
-  const r = { bare: [], memory: [], reliable: [], writer: [] };
+  const r = { bare: [], memory: [], reliable: [], bareConsumer: [], writer: [] };
   try {
     for (let round = 0; round < ROUNDS; round++) {
       await freshStream(servers.urls, replicas);
@@ -237,6 +268,7 @@ for (const replicas of (process.env.BENCH_REPLICAS ?? '1,3').split(',').map(Numb
       r.memory.push(await agent(servers.urls, 'memory'));
       await freshStream(servers.urls, replicas);
       r.reliable.push(await agent(servers.urls, 'reliable'));
+      r.bareConsumer.push(await bareConsumer(servers.urls, round));
       r.writer.push(await writer(servers.urls, round));
     }
   } finally {
@@ -248,10 +280,10 @@ for (const replicas of (process.env.BENCH_REPLICAS ?? '1,3').split(',').map(Numb
 const k = (x) => `${Math.round(x).toLocaleString('en')}`;
 console.log(`\nNATS JetStream, ${N.toLocaleString('en')} messages of 200 bytes, ${ROUNDS} rounds (medians), msg/s`);
 console.log(
-  '| stream | bare publisher (ceiling) | agent, memory queue | ÷ ceiling | agent, reliable queue | ÷ ceiling | writer (nats → reliable → file) |',
+  '| stream | bare publisher (ceiling) | agent, memory queue | ÷ ceiling | agent, reliable queue | ÷ ceiling | bare consumer (ceiling) | writer (nats → reliable → file) | ÷ ceiling |',
 );
-console.log('|---|---:|---:|---:|---:|---:|---:|');
+console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of rows)
   console.log(
-    `| R${r.replicas} | ${k(r.bare)} | ${k(r.memory)} | ${(r.memory / r.bare).toFixed(2)} | ${k(r.reliable)} | ${(r.reliable / r.bare).toFixed(2)} | ${k(r.writer)} |`,
+    `| R${r.replicas} | ${k(r.bare)} | ${k(r.memory)} | ${(r.memory / r.bare).toFixed(2)} | ${k(r.reliable)} | ${(r.reliable / r.bare).toFixed(2)} | ${k(r.bareConsumer)} | ${k(r.writer)} | ${(r.writer / r.bareConsumer).toFixed(2)} |`,
   );
