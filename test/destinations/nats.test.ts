@@ -8,7 +8,14 @@ import { testOrigin } from '../helpers/records.js';
 import { makePki } from '../helpers/tls.js';
 import { readDeadLetters, deadLetterFile } from '../../src/destinations/dead-letters.js';
 import { memoryLogger, portOf, readLines, scratchDir, testAgent, waitFor } from '../helpers/agent.js';
-import { type NatsCluster, NatsProxy, natsAgentYaml, testNatsCluster, withJetStream } from '../helpers/nats.js';
+import {
+  jwtAccounts,
+  type NatsCluster,
+  NatsProxy,
+  natsAgentYaml,
+  testNatsCluster,
+  withJetStream,
+} from '../helpers/nats.js';
 import { sendTcp } from '../helpers/net.js';
 
 /** Every message of `stream`, in stream order: subject, body and Nats-Msg-Id. */
@@ -228,6 +235,45 @@ describe('nats destination credentials', () => {
       await agent.stop();
     }
   }, 30_000);
+});
+
+describe('nats credentials: a creds file (decentralised JWT authentication)', () => {
+  it('publishes with the creds file, a writer reads with it, and without it the server refuses', async () => {
+    const { conf, creds } = await jwtAccounts();
+    const c = await testNatsCluster(1, conf);
+    const dir = scratchDir();
+    const credsFile = `${dir}/agent.creds`;
+    writeFileSync(credsFile, creds, { mode: 0o600 });
+    const agent = await testAgent(
+      natsAgentYaml({
+        dir: `${dir}/a`,
+        urls: c.urls,
+        dest: `    create_stream: { name: LOGS }\n    creds_file: ${credsFile}`,
+      }),
+    );
+    const lines = Array.from({ length: 50 }, (_, i) => `<13>1 2026-11-30T00:00:00Z h app - - - n=${i}`);
+    await sendTcp(portOf(agent, 'in'), lines);
+    await waitFor('delivered with the creds file', () => agent.destinations.get('js')!.stats.delivered === 50, 15_000);
+    const writer = await testAgent(`state_dir: ${dir}/w
+admin: { enabled: false }
+sources:
+  js: { type: nats, servers: ["${c.urls[0]}"], stream: LOGS, durable: w, creds_file: ${credsFile} }
+destinations:
+  out: { type: file, path: ${dir}/out.log, format: raw }
+pipelines:
+  p: { from: [js], to: [out] }
+`);
+    await waitFor('read with the creds file', () => readLines(`${dir}/out.log`).length === 50, 15_000);
+    expect(readLines(`${dir}/out.log`)).toEqual(lines);
+    expect(writer.counters.of('js').connectionErrors).toBe(0);
+    // Without credentials, the same server refuses: the failure is counted and names the reason.
+    const { logger, lines: log } = memoryLogger();
+    const refused = await testAgent(natsAgentYaml({ dir: `${dir}/b`, urls: c.urls }), logger);
+    const d = refused.destinations.get('js')!;
+    await waitFor('two failed attempts', () => d.stats.failures >= 2, 10_000);
+    expect(d.stats.delivered).toBe(0);
+    expect(log.some((l) => /authorization violation/i.test(String(l.reason)))).toBe(true);
+  }, 60_000);
 });
 
 describe('nats destination over TLS', () => {

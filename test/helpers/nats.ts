@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -236,4 +237,49 @@ ${o.also ?? ''}
 pipelines:
   p: { from: [in], to: [js${o.also ? ', copy' : ''}] }
 `;
+}
+
+/**
+ * Decentralised (JWT) authentication, as `nsc` would set it up: an operator, a system account, an
+ * account `logs` with JetStream, and a user of it. Returns the server's configuration and the
+ * user's `.creds` file text. The JWTs are signed here with the operator's and account's NKeys.
+ */
+export async function jwtAccounts(): Promise<{ conf: string; creds: string }> {
+  const { nkeys } = await import('@nats-io/transport-node');
+  type KeyPair = ReturnType<typeof nkeys.createOperator>;
+  const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const jwt = (issuer: KeyPair, subject: KeyPair, name: string, nats: Record<string, unknown>) => {
+    const head = `${b64({ typ: 'JWT', alg: 'ed25519-nkey' })}.${b64({
+      jti: randomBytes(16).toString('hex').toUpperCase(),
+      iat: Math.floor(Date.now() / 1000),
+      iss: issuer.getPublicKey(),
+      sub: subject.getPublicKey(),
+      name,
+      nats: { ...nats, version: 2 },
+    })}`;
+    return `${head}.${Buffer.from(issuer.sign(new TextEncoder().encode(head))).toString('base64url')}`;
+  };
+  const unlimited = { subs: -1, data: -1, payload: -1, imports: -1, exports: -1, wildcards: true, conn: -1, leaf: -1 };
+  const operator = nkeys.createOperator();
+  const system = nkeys.createAccount();
+  const account = nkeys.createAccount();
+  const user = nkeys.createUser();
+  const accounts = {
+    [system.getPublicKey()]: jwt(operator, system, 'SYS', { type: 'account', limits: unlimited }),
+    [account.getPublicKey()]: jwt(operator, account, 'logs', {
+      type: 'account',
+      limits: { ...unlimited, mem_storage: -1, disk_storage: -1, streams: -1, consumer: -1 },
+    }),
+  };
+  const conf =
+    `operator: "${jwt(operator, operator, 'op', { type: 'operator' })}"\n` +
+    `system_account: ${system.getPublicKey()}\nresolver: MEMORY\n` +
+    `resolver_preload: { ${Object.entries(accounts)
+      .map(([k, v]) => `${k}: "${v}"`)
+      .join(', ')} }`;
+  const userJwt = jwt(account, user, 'agent', { type: 'user', pub: {}, sub: {}, subs: -1, data: -1, payload: -1 });
+  const creds =
+    `-----BEGIN NATS USER JWT-----\n${userJwt}\n------END NATS USER JWT------\n\n` +
+    `-----BEGIN USER NKEY SEED-----\n${new TextDecoder().decode(user.getSeed())}\n------END USER NKEY SEED------\n`;
+  return { conf, creds };
 }
