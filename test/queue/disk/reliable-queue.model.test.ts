@@ -317,7 +317,11 @@ describe("ReliableQueue against a model, with kills and exact fits at the ring's
         await push(perLap - 8);
         const first = await takeUpTo(q, perLap);
         q.ack(first.length - 8); // 8 stay: the queue is not empty, so the next record goes on at the tail
-        await sleep(10); // the acknowledgement reaches the header: the space is reusable
+        // The acknowledgement reaches a durable header: the space is reusable. (Waited for, not slept
+        // on: beside the other tests an fsync can take longer than a fixed pause.)
+        const ring = (q as unknown as { ring: { head: number; durableHead: number } }).ring;
+        for (let i = 0; i < 400 && ring.durableHead !== ring.head; i++) await sleep(5);
+        expect(ring.durableHead).toBe(ring.head);
         // 8 records fill the lap exactly, 8 more start the next one at offset 0.
         await push(16);
         q.rewind();
