@@ -448,9 +448,12 @@ export class NatsSource implements Source {
   /** Every message handed on whose commit is not known: those of crashed processes, and those on their way now. */
   private unsettled(): Intent[] {
     const out = [...this.intents.values()];
-    for (const f of this.inFlight.values())
-      if (f.pos >= 0)
-        out.push({ at: f.at, seq: f.seq, reply: f.reply, positions: [...(f.earlier ?? []), [this.streamId, f.pos]] });
+    for (const f of this.inFlight.values()) {
+      // Not handed on yet: only the positions it had before (read again from the ack log).
+      const positions: [string, number][] = [...(f.earlier ?? [])];
+      if (f.pos >= 0) positions.push([this.streamId, f.pos]);
+      if (positions.length > 0) out.push({ at: f.at || f.since, seq: f.seq, reply: f.reply, positions });
+    }
     return out;
   }
 
