@@ -86,7 +86,7 @@ pipelines:
       writeFileSync(
         path.join(dir, `${w}.yaml`),
         `state_dir: ${dir}/${w}
-log: { level: warn, format: json }
+log: { level: info, format: json }
 admin: { enabled: false }
 sources:
   js: { type: nats, servers: ${servers}, stream: LOGS, durable: writers, ack_wait: 20s, batch: 500, max_ack_pending: ${MAX_ACK_PENDING},
