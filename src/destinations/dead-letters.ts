@@ -2,6 +2,7 @@ import { open, readFile, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { RateLimitedLog, type Logger } from '../log.js';
 import type { DestinationQueue } from '../queue/types.js';
+import { isPosition } from '../protocol/record-codec.js';
 import { LogRecord, type RecordOrigin } from '../record.js';
 import { SourceCounters } from '../stats.js';
 
@@ -97,10 +98,7 @@ export function fromLine(l: DeadLetterLine, counters = new SourceCounters()): Lo
     r.setStream(l.stream, l.stream_pos);
     const earlier = Array.isArray(l.earlier) ? l.earlier : [];
     r.setEarlier(
-      earlier.filter(
-        (e): e is [string, number] =>
-          Array.isArray(e) && typeof e[0] === 'string' && Number.isSafeInteger(e[1]) && e[1] >= 0,
-      ),
+      earlier.filter((e): e is [string, number] => Array.isArray(e) && typeof e[0] === 'string' && isPosition(e[1])),
     );
   }
   return r;

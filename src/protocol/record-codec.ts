@@ -94,7 +94,8 @@ export class RecordDecodeError extends Error {
 export const MAX_TIME = 253402300799999;
 
 const isTime = (t: number) => t >= 0 && t <= MAX_TIME; // false for NaN too
-const isPosition = (p: number) => Number.isSafeInteger(p) && p >= 0;
+/** A stream position: a whole number, not negative. */
+export const isPosition = (p: unknown): boolean => Number.isSafeInteger(p) && (p as number) >= 0;
 
 /**
  * Checks the fields the rest of sluice relies on, in a record that came from outside this process
@@ -128,12 +129,22 @@ function repaired(
   return out;
 }
 
-/** A `u16 length, stream, f64 pos` at `at` (the length's top bit is a flag): the stream, its position, and where it ends. */
-function readPosition(payload: Buffer, at: number): [string, number, number] {
+/**
+ * A `u16 length, stream, f64 pos` at `at`: the stream, its position, where it ends, and whether the
+ * length's top bit (earlier positions follow) is set.
+ */
+function readPosition(payload: Buffer, at: number): [string, number, number, boolean] {
   if (payload.length < at + 2) throw new RecordDecodeError('stream part cut short');
-  const len = payload.readUInt16LE(at) & ~HAS_EARLIER;
+  const field = payload.readUInt16LE(at);
+  const len = field & ~HAS_EARLIER;
   if (payload.length < at + 2 + len + 8) throw new RecordDecodeError('stream part cut short');
-  return [payload.toString('utf8', at + 2, at + 2 + len), payload.readDoubleLE(at + 2 + len), at + 2 + len + 8];
+  const end = at + 2 + len + 8;
+  return [
+    payload.toString('utf8', at + 2, at + 2 + len),
+    payload.readDoubleLE(at + 2 + len),
+    end,
+    !!(field & HAS_EARLIER),
+  ];
 }
 
 /** Turns payloads back into LogRecords, sharing one origin object per distinct origin. */
@@ -171,10 +182,9 @@ export class RecordDecoder {
     let streamPos = -1;
     let earlier: [string, number][] | undefined;
     if (lengthField & HAS_STREAM) {
-      if (payload.length < rawAt + 2) throw new RecordDecodeError('stream part cut short');
-      const flagged = payload.readUInt16LE(rawAt);
-      [stream, streamPos, rawAt] = readPosition(payload, rawAt);
-      if (flagged & HAS_EARLIER) {
+      let hasEarlier: boolean;
+      [stream, streamPos, rawAt, hasEarlier] = readPosition(payload, rawAt);
+      if (hasEarlier) {
         if (payload.length < rawAt + 1) throw new RecordDecodeError('earlier positions cut short');
         const count = payload[rawAt++]!;
         earlier = [];

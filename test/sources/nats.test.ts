@@ -134,6 +134,8 @@ describe('nats source: a writer killed between handing a batch to its queue and 
     const sent: string[] = [];
     const events: string[] = [];
     let recovered = 0;
+    /** Restarts in writer 1's log that read batches of unknown commit again. */
+    const recoveries = () => [...w1.log.matchAll(/"handed_on_again":([1-9]\d*)/g)].length;
     const ROUNDS = 8;
     for (let round = 0; round < ROUNDS; round++) {
       kill = `${rnd.pick(['intend', 'settle'])}:${rnd.int(1, 3)}`;
@@ -154,7 +156,7 @@ describe('nats source: a writer killed between handing a batch to its queue and 
           readLines(path.join(dir, 'w2.log')).length,
           sent.length,
         );
-      recovered += [...w1.log.matchAll(/"handed_on_again":([1-9]\d*)/g)].length;
+      recovered += recoveries();
       w1.log = '';
     }
     kill = '';
@@ -166,7 +168,7 @@ describe('nats source: a writer killed between handing a batch to its queue and 
       throw new Error(`${e.message}: ${detail()}`);
     });
     await waitFor('every message acknowledged', async () => (await consumerPending(c.urls[0]!)) === 0, 20_000);
-    recovered += [...w1.log.matchAll(/"handed_on_again":([1-9]\d*)/g)].length;
+    recovered += recoveries();
     const count = new Map<string, number>();
     for (const l of written()) count.set(l, (count.get(l) ?? 0) + 1);
     const twice = [...count].filter(([, n]) => n > 1).map(([l]) => l);

@@ -411,12 +411,7 @@ export class NatsSource implements Source {
       entries.push(f);
       if (err) {
         // A failed commit keeps its intent: the records may be in a queue all the same.
-        this.intents.set(f.seq, {
-          at: f.at,
-          seq: f.seq,
-          reply: f.reply,
-          positions: [...(f.earlier ?? []), [this.streamId, f.pos]],
-        });
+        this.intents.set(f.seq, this.intentOf(f)!);
       } else {
         if (this.intents.size > 0) this.intents.delete(f.seq);
         f.at = at;
@@ -449,12 +444,20 @@ export class NatsSource implements Source {
   private unsettled(): Intent[] {
     const out = [...this.intents.values()];
     for (const f of this.inFlight.values()) {
-      // Not handed on yet: only the positions it had before (read again from the ack log).
-      const positions: [string, number][] = [...(f.earlier ?? [])];
-      if (f.pos >= 0) positions.push([this.streamId, f.pos]);
-      if (positions.length > 0) out.push({ at: f.at || f.since, seq: f.seq, reply: f.reply, positions });
+      const i = this.intentOf(f);
+      if (i) out.push(i);
     }
     return out;
+  }
+
+  /**
+   * A message in flight as an intent: the positions it had before (read again from the ack log) and,
+   * once handed on, its own here. Null when it has neither.
+   */
+  private intentOf(f: InFlight): Intent | null {
+    const positions: [string, number][] = [...(f.earlier ?? [])];
+    if (f.pos >= 0) positions.push([this.streamId, f.pos]);
+    return positions.length > 0 ? { at: f.at || f.since, seq: f.seq, reply: f.reply, positions } : null;
   }
 
   private remember(c: Committed): void {
