@@ -96,6 +96,33 @@ describe('the nats source ack log', () => {
   );
 });
 
+describe('the in-progress times in the ack log', () => {
+  it("move a handed-on message's time forward only, only for messages handed on, through a rewrite", () => {
+    const file = path.join(scratchDir(), 'nats/js.acks');
+    const created = '2026-11-30T00:00:00Z';
+    const now = Date.now();
+    const log = new AckLog(file, 60_000, 4);
+    log.open(created, [], []);
+    log.working(now + 500, [7]); // not handed on: no intent made of it
+    log.intend(
+      now,
+      'nats:LOGS/w/a',
+      0,
+      [10, 11, 12].map((seq) => ({ seq, reply: reply(seq) })),
+    );
+    log.working(now + 1000, [10, 11]);
+    log.working(now + 400, [11]); // an older report confirmed late changes nothing
+    const at = () => Object.fromEntries(new AckLog(file, 60_000).load(created).intents.map((i) => [i.seq, i.at - now]));
+    expect(at()).toEqual({ 10: 1000, 11: 1000, 12: 0 });
+    // A rewrite keeps them, as the caller remembers them.
+    const l = new AckLog(file, 60_000).load(created);
+    log.append([entry(12)], () => l);
+    log.working(now + 2000, [10]);
+    log.close();
+    expect(at()).toEqual({ 10: 2000, 11: 1000 });
+  });
+});
+
 describe('the stream sequence of an acknowledgement subject', () => {
   it('is read from both forms of the subject, and not from anything else', () => {
     expect(streamSequence('$JS.ACK.LOGS.writers.1.4521.4519.1764460800000000000.12')).toBe(4521);

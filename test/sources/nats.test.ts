@@ -184,6 +184,92 @@ describe('nats source: a writer killed between handing a batch to its queue and 
   }, 180_000);
 });
 
+describe('nats source: a writer back after the ack_wait of what it had handed on', () => {
+  const failpoint = fileURLToPath(new URL('../helpers/nats-failpoint.mjs', import.meta.url));
+  const extra = '    ack_wait: 4s\n    batch: 50';
+
+  /**
+   * Writer 1 as a process killed at `kill` once it took some of 400 messages (`whenKilled` is called
+   * then); back 6 s later, past its ack_wait.
+   */
+  async function killedAndBackLate(dir: string, c: NatsCluster, kill: string, whenKilled = async () => {}) {
+    const cfg = path.join(dir, 'w1.yaml');
+    writeFileSync(cfg, `log: { level: info, format: json }\n${consumerYaml(dir, c, 'w1', extra)}`);
+    await publish(c.urls[0]!, 0); // the stream
+    let env = kill;
+    const w1 = new Proc(cfg, { args: ['--import', failpoint], env: () => ({ SLUICE_TEST_KILL: env }) });
+    onTestFinished(() => w1.stop());
+    w1.start();
+    const ended = w1.exited();
+    await waitFor('writer 1 to read', () => w1.log.includes('NATS consumer reading'), 15_000);
+    const sent = await publish(c.urls[0]!, 400);
+    expect(await Promise.race([ended, sleep(10_000).then(() => 'alive')])).toBe('SIGKILL');
+    await whenKilled();
+    await sleep(6000);
+    env = '';
+    w1.log = '';
+    w1.start();
+    await waitFor('writer 1 to read again', () => w1.log.includes('NATS consumer reading'), 15_000);
+    const left = Number(/"left_to_redelivery":(\d+)/.exec(w1.log)?.[1] ?? 0);
+    return { sent, w1, left };
+  }
+
+  const counted = (files: string[]) => {
+    const n = new Map<string, number>();
+    for (const l of files.flatMap((f) => readLines(f))) n.set(l, (n.get(l) ?? 0) + 1);
+    return n;
+  };
+
+  // What was handed on but not queued (killed right after its intents) went to the other writer when
+  // its ack_wait ran out; that writer is stopped (SIGSTOP) holding it, so it is not acknowledged yet
+  // when writer 1 is back. Reading it again as well would write it twice.
+  it('leaves them to JetStream when the other writer may have them', async () => {
+    const c = await testNatsCluster();
+    const dir = scratchDir();
+    await publish(c.urls[0]!, 0); // the stream
+    const cfg2 = path.join(dir, 'w2.yaml');
+    writeFileSync(cfg2, `log: { level: info, format: json }\n${consumerYaml(dir, c, 'w2', extra)}`);
+    const w2 = new Proc(cfg2);
+    const signal = (s: NodeJS.Signals) => w2.child?.kill(s);
+    onTestFinished(async () => {
+      signal('SIGCONT');
+      await w2.stop();
+    });
+    w2.start();
+    await waitFor('writer 2 to read', () => w2.log.includes('NATS consumer reading'), 15_000);
+    // Stopped once it holds nothing unacknowledged: all it has left to do is what writer 1 had.
+    const settled = async () => {
+      const info = await withJetStream([c.urls[0]!], (jsm) => jsm.consumers.info('LOGS', 'writers'));
+      return info.num_pending === 0 && info.num_ack_pending + readLines(path.join(dir, 'w2.log')).length === 400;
+    };
+    const { sent, w1, left } = await killedAndBackLate(dir, c, 'intend:1', async () => {
+      await waitFor('writer 2 to hold nothing', settled, 10_000);
+      signal('SIGSTOP');
+    });
+    expect(left, w1.log).toBeGreaterThan(0);
+    expect(w1.log).toContain('past their ack_wait');
+    signal('SIGCONT');
+    const out = [path.join(dir, 'w1.log'), path.join(dir, 'w2.log')];
+    await waitFor('every message written', () => counted(out).size >= sent.length, 20_000);
+    await waitFor('every message acknowledged', async () => (await consumerPending(c.urls[0]!)) === 0, 15_000);
+    const n = counted(out);
+    expect(sent.filter((l) => n.get(l) !== 1)).toEqual([]);
+    expect(readLines(out[1]!).length).toBeGreaterThan(0);
+  }, 60_000);
+
+  // Committed (the file may have written them) but not acknowledged: JetStream delivers them again,
+  // here (the only writer), and they carry the positions they had, so the file drops them.
+  it('writes once what comes back to it, with the positions it had', async () => {
+    const c = await testNatsCluster();
+    const dir = scratchDir();
+    const { sent, w1, left } = await killedAndBackLate(dir, c, 'settle:1');
+    expect(left, w1.log).toBeGreaterThan(0);
+    await waitFor('every message written', () => counted([path.join(dir, 'w1.log')]).size >= sent.length, 20_000);
+    await waitFor('every message acknowledged', async () => (await consumerPending(c.urls[0]!)) === 0, 15_000);
+    expect(readLines(path.join(dir, 'w1.log')).sort()).toEqual([...sent].sort());
+  }, 60_000);
+});
+
 /** Messages delivered to the `writers` consumer and not acknowledged; null when it does not exist. */
 async function consumerPending(url: string): Promise<number | null> {
   try {

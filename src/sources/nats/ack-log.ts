@@ -15,7 +15,11 @@ export interface Committed {
  * the subject of its latest delivery.
  */
 export interface Intent {
-  /** When it was last handed on (ms since the epoch). */
+  /**
+   * Since when JetStream counts it in progress, as far as this side knows (ms since the epoch): its
+   * delivery as seen here, or the last in-progress report JetStream confirmed. JetStream gives it to
+   * another process once `ack_wait` has passed since.
+   */
   at: number;
   seq: number;
   reply: string;
@@ -40,7 +44,9 @@ export interface Intent {
  * again, and its old numbers mean nothing):
  * - `<at> <seq> <reply>`: committed;
  * - `p <at> <stream> <firstPos> <seq> <reply> [<seq> <reply> ...]`: handed on, the messages getting
- *   positions from `firstPos` up.
+ *   positions from `firstPos` up, in progress at JetStream since `at`;
+ * - `w <at> <seq> [<seq> ...]`: JetStream confirmed an in-progress report for these messages sent at
+ *   `at` (their `ack_wait` runs from then).
  * Appended with plain writes (they survive the process, not the host), and rewritten with only the
  * recent lines once enough were appended.
  */
@@ -75,6 +81,15 @@ export class AckLog {
         continue;
       }
       const f = l.split(' ');
+      if (f[0] === 'w') {
+        const at = Number(f[1]);
+        if (!Number.isSafeInteger(at)) continue;
+        for (const seq of f.slice(2)) {
+          const had = intents.get(Number(seq));
+          if (had && had.at < at) had.at = at;
+        }
+        continue;
+      }
       if (f[0] !== 'p' || f.length < 6 || f.length % 2 !== 0) continue; // a line cut short by the crash
       const at = Number(f[1]);
       const stream = f[2]!;
@@ -116,6 +131,13 @@ export class AckLog {
     if (this.fd === null || messages.length === 0) return;
     writeSync(this.fd, intentLine(at, stream, firstPos, messages));
     this.appended += messages.length;
+  }
+
+  /** JetStream confirmed the in-progress reports sent at `at` for these messages. */
+  working(at: number, seqs: number[]): void {
+    if (this.fd === null || seqs.length === 0) return;
+    writeSync(this.fd, `w ${at} ${seqs.join(' ')}\n`);
+    this.appended += seqs.length;
   }
 
   /**

@@ -21,7 +21,11 @@ const WORKING = new TextEncoder().encode('+WPI');
 const REMEMBERED = 500_000;
 /** Messages read from the stream at once when recovering. */
 const RECOVER_AT_ONCE = 64;
-/** Acknowledgements sent again at start only for messages this far inside their ack_wait (clock and network slack). */
+/**
+ * At start, acknowledgements are sent again, and messages of unknown commit read again, only for
+ * messages this far inside their ack_wait (clock and network slack; a delivery is seen here a little
+ * after JetStream made it).
+ */
 const REACK_MARGIN_MS = 2000;
 
 /**
@@ -40,7 +44,7 @@ interface InFlight {
   pos: number;
   /** Positions it had in processes that crashed holding it (the ack log's intents). */
   earlier: [string, number][] | undefined;
-  /** When it was handed on, then when it was committed. */
+  /** When it was committed (0 before). */
   at: number;
 }
 
@@ -59,7 +63,11 @@ interface InFlight {
  * - at start, messages an earlier process handed to its queues without hearing of the commit (the
  *   ack log's intents) are read from the stream and handed on again at once, carrying the positions
  *   they had (`LogRecord.earlier`): the file drops those its queue already had, and JetStream is
- *   acknowledged before `ack_wait` gives them to another process.
+ *   acknowledged before `ack_wait` gives them to another process. It is told first that they are in
+ *   progress, and the ack log records when it confirmed that, so that a process killed again while
+ *   it recovers leaves the next one the same chance. Those whose `ack_wait` has run out may be with
+ *   another process already: they are left to JetStream's next delivery (with their positions, in
+ *   case it comes here).
  * JetStream stream sequences are not used as positions: messages delivered again come after later
  * ones, and a file destination keeps each stream's highest position.
  */
@@ -159,7 +167,7 @@ export class NatsSource implements Source {
       });
       this.resume(nc, info.created);
       await this.ensureConsumer(jsm);
-      await this.recover(jsm);
+      await this.recover(nc, jsm);
       const consumer = await jetstream(nc).consumers.get(this.config.stream, this.config.durable);
       const messages = await consumer.consume({
         max_messages: this.config.batch,
@@ -220,15 +228,38 @@ export class NatsSource implements Source {
 
   /**
    * The messages an earlier process handed on without hearing of their commit: read again from the
-   * stream and handed on, in stream order, before anything else. Those below the consumer's ack floor
-   * were acknowledged by another process meanwhile (this one was away longer than `ack_wait`).
+   * stream and handed on, in stream order, before anything else.
+   * - Those below the consumer's ack floor were acknowledged by another process meanwhile.
+   * - Those whose `ack_wait` ran out (this side was away too long) may be with another process now:
+   *   they are left to JetStream's next delivery, keeping their positions in case it comes here.
+   * - The others are reported in progress first, and the ack log records when JetStream confirmed
+   *   it, so that a process killed again while it recovers leaves the next one the same margin.
    */
-  private async recover(jsm: JetStreamManager): Promise<void> {
+  private async recover(nc: NatsConnection, jsm: JetStreamManager): Promise<void> {
     if (this.toRecover.length === 0) return;
     const floor = (await jsm.consumers.info(this.config.stream, this.config.durable)).ack_floor.stream_seq;
-    const todo = this.toRecover.filter((i) => i.seq > floor).sort((a, b) => a.seq - b.seq);
-    const elsewhere = this.toRecover.length - todo.length;
-    for (const i of this.toRecover) if (i.seq <= floor) this.intents.delete(i.seq);
+    const now = Date.now();
+    const todo: Intent[] = [];
+    let elsewhere = 0;
+    let expired = 0;
+    for (const i of this.toRecover) {
+      if (i.seq <= floor) {
+        this.intents.delete(i.seq);
+        elsewhere++;
+      } else if (i.at + this.config.ack_wait - REACK_MARGIN_MS <= now) expired++;
+      else todo.push(i);
+    }
+    todo.sort((a, b) => a.seq - b.seq);
+    if (todo.length > 0) {
+      const reported = Date.now();
+      for (const i of todo) nc.publish(i.reply, WORKING);
+      await nc.flush();
+      this.ackLog.working(
+        reported,
+        todo.map((i) => i.seq),
+      );
+      for (const i of todo) i.at = reported;
+    }
     let gone = 0;
     let again = 0;
     for (let at = 0; at < todo.length; at += RECOVER_AT_ONCE) {
@@ -250,17 +281,26 @@ export class NatsSource implements Source {
           this.intents.delete(i.seq); // removed from the stream (its limits) since
           gone++;
         } else {
-          this.arrive(i.seq, data, i.reply);
+          this.arrive(i.seq, data, i.reply, i.at);
           again++;
         }
       });
-      this.toRecover = todo.slice(at + part.length);
     }
     this.toRecover = [];
     this.ctx.logger.info(
-      { handed_on_again: again, acknowledged_elsewhere: elsewhere, no_longer_in_stream: gone },
+      {
+        handed_on_again: again,
+        acknowledged_elsewhere: elsewhere,
+        left_to_redelivery: expired,
+        no_longer_in_stream: gone,
+      },
       'NATS: messages handed on before a crash, commit unknown, read from the stream again',
     );
+    if (expired > 0)
+      this.ctx.logger.warn(
+        { messages: expired, ack_wait_ms: this.config.ack_wait },
+        'NATS: messages handed on before a crash are past their ack_wait; left to JetStream to deliver again (if one goes to another process and this one had written it, it is written twice)',
+      );
     if (gone > 0)
       this.ctx.logger.warn(
         { messages: gone, stream: this.config.stream },
@@ -308,10 +348,11 @@ export class NatsSource implements Source {
    */
   private arriveMessage(m: JsMsg): void {
     const reply = (m as unknown as { reply: string }).reply;
-    this.arrive(streamSequence(reply) ?? m.seq, m.data, reply);
+    this.arrive(streamSequence(reply) ?? m.seq, m.data, reply, Date.now());
   }
 
-  private arrive(seq: number, data: Uint8Array, reply: string): void {
+  /** `since`: when JetStream started counting it in progress (its delivery, or a confirmed +WPI). */
+  private arrive(seq: number, data: Uint8Array, reply: string, since: number): void {
     if (this.committed.has(seq)) {
       // Delivered again after its ack was lost: written already.
       this.nc?.publish(reply, ACK);
@@ -321,15 +362,15 @@ export class NatsSource implements Source {
     const taken = this.inFlight.get(seq);
     if (taken) {
       taken.reply = reply;
+      taken.since = since;
       return;
     }
     const before = this.intents.size > 0 ? this.intents.get(seq) : undefined;
     if (before) this.intents.delete(seq); // its positions travel with it now (and come back if its commit fails)
-    // A message read again at start counts from when it was handed on (its ack_wait runs since).
     const f: InFlight = {
       seq,
       reply,
-      since: before?.at ?? Date.now(),
+      since,
       data,
       pos: -1,
       earlier: before?.positions,
@@ -354,11 +395,12 @@ export class NatsSource implements Source {
     const now = Date.now();
     const firstPos = this.position;
     let bytes = 0;
+    let since = now;
     for (const f of batch) {
+      if (f.since < since) since = f.since;
       const data = f.data!;
       const r = new LogRecord(Buffer.from(data.buffer, data.byteOffset, data.byteLength), now, this.origin);
       f.pos = this.position++;
-      f.at = now;
       f.data = null;
       r.setStream(this.streamId, f.pos);
       // Handed on before, its commit unknown: the file drops it if one of those copies was written.
@@ -368,7 +410,7 @@ export class NatsSource implements Source {
     }
     try {
       // Before the queues can have them: a crash from here on leaves them to the next process.
-      this.ackLog.intend(now, this.streamId, firstPos, batch);
+      this.ackLog.intend(since, this.streamId, firstPos, batch);
     } catch (e) {
       this.ctx.diskHealth?.failed(e as Error, 'the NATS ack log');
     }
@@ -457,7 +499,7 @@ export class NatsSource implements Source {
   private intentOf(f: InFlight): Intent | null {
     const positions: [string, number][] = [...(f.earlier ?? [])];
     if (f.pos >= 0) positions.push([this.streamId, f.pos]);
-    return positions.length > 0 ? { at: f.at || f.since, seq: f.seq, reply: f.reply, positions } : null;
+    return positions.length > 0 ? { at: f.since, seq: f.seq, reply: f.reply, positions } : null;
   }
 
   private remember(c: Committed): void {
@@ -468,16 +510,39 @@ export class NatsSource implements Source {
     }
   }
 
-  /** Messages waiting for a commit longer than a third of their ack_wait: JetStream is told they are in progress. */
+  /**
+   * Messages waiting for a commit longer than a third of their ack_wait: JetStream is told they are
+   * in progress. Once it confirmed, the ack log records when, for those handed on (a process that
+   * follows a crash knows how long they stay with this consumer).
+   */
   private stillWorking(): void {
     const nc = this.nc;
     if (!nc) return;
-    const before = Date.now() - this.config.ack_wait / 3;
+    const reported = Date.now();
+    const before = reported - this.config.ack_wait / 3;
+    const sent: InFlight[] = [];
     for (const f of this.inFlight.values()) {
       if (f.since > before) continue;
       nc.publish(f.reply, WORKING);
-      f.since = Date.now();
+      sent.push(f);
     }
+    if (sent.length === 0) return;
+    nc.flush().then(
+      () => {
+        const logged: number[] = [];
+        for (const f of sent) {
+          if (this.inFlight.get(f.seq) !== f || f.since >= reported) continue;
+          f.since = reported;
+          if (f.pos >= 0) logged.push(f.seq);
+        }
+        try {
+          this.ackLog.working(reported, logged);
+        } catch (e) {
+          this.ctx.diskHealth?.failed(e as Error, 'the NATS ack log');
+        }
+      },
+      () => undefined, // the connection is gone: the next one's deliveries count anew
+    );
   }
 
   async stop(): Promise<void> {
