@@ -629,6 +629,7 @@ export class RingFile {
     // must reach the disk, or bytes of the failed appends could pass for records after a restart.
     const moved = tail !== this.syncedTail || head !== this.durableHead;
     if (!moved && this.headerLayout === layout) return false;
+    const before = { tail: this.syncedTail, seq: this.syncedTailSeq };
     try {
       // Nothing appended since the last sync: the data is on disk already, only the head moved.
       if (this.fsync && tail !== this.syncedTail) await this.file.sync();
@@ -641,6 +642,13 @@ export class RingFile {
       // As after a failed write: appends are refused until `recover()` forgets the ones not
       // durable. Taken meanwhile, they would be forgotten with them after their producers were
       // promised a commit by the next sync.
+      if (this.headerLayout !== layout) {
+        // The data reached the disk, but only this header could name it (a new lap or incarnation:
+        // a recovery scan from the durable header does not reach it), and its producers hear that
+        // the commit failed. Kept, it would be handed out and sent again by them: a duplicate.
+        this.syncedTail = before.tail;
+        this.syncedTailSeq = before.seq;
+      }
       this.writeError ??= err as Error;
       throw err;
     }

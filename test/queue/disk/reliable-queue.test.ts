@@ -568,6 +568,40 @@ describe('ReliableQueue on a disk whose fsync fails', () => {
     },
   );
 
+  // After a failed sync the next header names a new incarnation: records written after it are found
+  // by no recovery scan until that header is on disk. When the data's fsync works and that header's
+  // write fails, the producers hear their commit failed, and send again: the queue must not keep
+  // the records as well.
+  it('forgets a batch whose data reached the disk when the header that alone could name it failed', async () => {
+    const dir = tempDir();
+    try {
+      const disk = new FaultyDisk();
+      const q = await ReliableQueue.open('out', dir, opts({ syncInterval: 60_000, openFile: disk.open }));
+      const id = (r: LogRecord) => Number(r.raw.toString().split(' ')[1]);
+      const first = q.push([rec(0)])!;
+      disk.failSyncs = 'EIO';
+      await expect(q.syncNow()).rejects.toThrow('EIO');
+      expect(await outcome(first)).toMatch(/^refused: EIO/);
+      disk.failSyncs = null;
+      const second = q.push([rec(1), rec(2)])!;
+      await q.settled(); // its records written; the fsync will work, the header's write will not
+      disk.failWrites = 'ENOSPC';
+      await expect(q.syncNow()).rejects.toThrow('ENOSPC');
+      expect(await outcome(second)).toMatch(/^refused: ENOSPC/);
+      disk.failWrites = null;
+      const third = q.push([rec(3)]);
+      await q.syncNow();
+      await third;
+      expect((await takeAvailable(q)).map(id)).toEqual([3]);
+      await q.dispose();
+      const reopened = await ReliableQueue.open('out', dir, opts());
+      expect((await takeAvailable(reopened)).map(id)).toEqual([3]);
+      await reopened.dispose();
+    } finally {
+      removeDir(dir);
+    }
+  });
+
   it('hands out what is committed after a sync failed just as the drained ring moved to its next lap', async () => {
     const dir = tempDir();
     try {
