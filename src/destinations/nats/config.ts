@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { backoffSchema, duration, queueSchema, size } from '../../config/types.js';
-import { natsConnectionFields, ONE_CREDENTIAL, oneCredential } from '../../net/nats.js';
+import { natsConnectionFields, ONE_CREDENTIAL, oneCredential } from '../../net/nats-config.js';
 
 export const natsStreamSchema = z
   .strictObject({

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { backoffSchema, duration } from '../../config/types.js';
-import { natsConnectionFields, ONE_CREDENTIAL, oneCredential } from '../../net/nats.js';
+import { natsConnectionFields, ONE_CREDENTIAL, oneCredential } from '../../net/nats-config.js';
 
 const natsName = z.string().regex(/^[^\s.*>/\\]+$/, 'no spaces, ".", "*", ">", "/" or "\\"');
 
