@@ -254,11 +254,16 @@ export class NatsSource implements Source {
       const reported = Date.now();
       for (const i of todo) nc.publish(i.reply, WORKING);
       await nc.flush();
-      this.ackLog.working(
-        reported,
-        todo.map((i) => i.seq),
-      );
       for (const i of todo) i.at = reported;
+      try {
+        this.ackLog.working(
+          reported,
+          todo.map((i) => i.seq),
+        );
+      } catch (e) {
+        // The next start then counts from the older time: it leaves more to JetStream, never less.
+        this.ctx.diskHealth?.failed(e as Error, 'the NATS ack log');
+      }
     }
     let gone = 0;
     let again = 0;
@@ -285,6 +290,8 @@ export class NatsSource implements Source {
           again++;
         }
       });
+      // A connection lost from here on: the next one goes on with the rest.
+      this.toRecover = todo.slice(at + part.length);
     }
     this.toRecover = [];
     this.ctx.logger.info(
