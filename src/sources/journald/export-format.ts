@@ -46,15 +46,25 @@ export class ExportReader {
    * @param maxFieldSize A binary value longer than this is skipped (and counted), not held: the
    * stream stays in step and memory stays bounded.
    */
-  /** Lengths of the names kept: a name of another length is checked in place, never made a string. */
-  private readonly keepLengths: ReadonlySet<number> | undefined;
+  /**
+   * The names kept, by length, as bytes: a name in the stream is compared in place with those of
+   * its length and never made a string (the string returned is the kept one).
+   */
+  private readonly keepByLength: Map<number, { bytes: Buffer; name: string }[]> | undefined;
 
   constructor(
     private readonly maxFieldSize: number,
     /** Only these fields are kept (the others are read past, never copied); all when absent. */
     private readonly keep?: ReadonlySet<string>,
   ) {
-    this.keepLengths = keep ? new Set([...keep].map((k) => k.length)) : undefined;
+    if (keep) {
+      this.keepByLength = new Map();
+      for (const name of keep) {
+        const list = this.keepByLength.get(name.length) ?? [];
+        list.push({ bytes: Buffer.from(name, 'latin1'), name });
+        this.keepByLength.set(name.length, list);
+      }
+    }
   }
 
   /**
@@ -62,7 +72,16 @@ export class ExportReader {
    * past); throws when the bytes are not a field name.
    */
   private name(b: Buffer, at: number, end: number): string | null {
-    if (this.keepLengths !== undefined && !this.keepLengths.has(end - at)) {
+    if (this.keepByLength !== undefined) {
+      const candidates = this.keepByLength.get(end - at);
+      if (candidates !== undefined) {
+        for (const c of candidates) {
+          const k = c.bytes;
+          let i = 0;
+          while (i < k.length && b[at + i] === k[i]) i++;
+          if (i === k.length) return this.fields.has(c.name) ? null : c.name;
+        }
+      }
       // Read past: only its first byte is checked (checking every byte cost a tenth of the reading,
       // and a stream out of step shows at once in the next field or entry anyway).
       if (end <= at || !isNameBytes(b, at, at + 1))

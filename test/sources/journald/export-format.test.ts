@@ -20,8 +20,13 @@ const entry = fc.uniqueArray(fc.tuple(name, fc.oneof(text, bytes)), {
 }) as fc.Arbitrary<Fields>;
 
 /** Feeds `stream` cut at `cuts` (offsets), returns what the reader made of it. */
-function read(stream: Buffer, cuts: number[], max = 1 << 20): { entries: JournalEntry[]; reader: ExportReader } {
-  const reader = new ExportReader(max);
+function read(
+  stream: Buffer,
+  cuts: number[],
+  max = 1 << 20,
+  keep?: ReadonlySet<string>,
+): { entries: JournalEntry[]; reader: ExportReader } {
+  const reader = new ExportReader(max, keep);
   const entries: JournalEntry[] = [];
   let from = 0;
   for (const c of [...cuts.filter((c) => c > 0 && c < stream.length)].sort((a, b) => a - b)) {
@@ -47,6 +52,34 @@ describe('journal export format reader', () => {
           const { entries, reader } = read(stream, cuts);
           expect(entries.map(asObject)).toEqual(es.map(want));
           expect(entries.reduce((n, e) => n + e.bytes, 0)).toBe(stream.length);
+          expect(reader.pending).toBe(0);
+        },
+      ),
+      { seed: 20261130, numRuns: 300 },
+    );
+  });
+
+  // The names kept are compared as bytes with those in the stream, by length: names of the same
+  // length that differ (in any byte) are read past, as are all others.
+  it('keeps exactly the fields asked for, byte for byte, however the stream is cut', () => {
+    fc.assert(
+      fc.property(
+        fc.array(entry, { minLength: 1, maxLength: 6 }),
+        fc.array(fc.nat(2000), { maxLength: 12 }),
+        fc.array(name, { maxLength: 6 }),
+        fc.nat(),
+        (es, cuts, others, pick) => {
+          const names = [...new Set(es.flatMap((f) => f.map(([n]) => n)))];
+          // Some of the names in the stream, names of their length one letter apart, and others.
+          const kept = names.filter((_, i) => ((pick >> i) & 1) === 1);
+          const near = kept
+            .map((n) => `${n.slice(0, -1)}${n.endsWith('Q') ? 'R' : 'Q'}`)
+            .filter((n) => !names.includes(n));
+          const keep = new Set([...kept, ...near, ...others.filter((n) => !names.includes(n))]);
+          const stream = Buffer.concat(es.map(exportEntry));
+          const { entries, reader } = read(stream, cuts, 1 << 20, keep);
+          const wanted = es.map((f) => want(f.filter(([n]) => keep.has(n)))).filter((o) => Object.keys(o).length > 0);
+          expect(entries.map(asObject)).toEqual(wanted);
           expect(reader.pending).toBe(0);
         },
       ),
