@@ -1,6 +1,6 @@
 // Shared pieces of the benchmarks: peers, the sink, processes, timing.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,8 +10,17 @@ export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const peers = process.env.SLUICE_PEERS_DIR || path.join(root, '.peers');
 const sng = path.join(peers, 'syslog-ng');
 
+/** The directories tmp() made: removed when the benchmark exits (queue files of a run are hundreds of MB), unless BENCH_KEEP is set. */
+const made = [];
+process.on('exit', () => {
+  if (process.env.BENCH_KEEP) return;
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
+
 export function tmp() {
-  return mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-'));
+  const d = mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-'));
+  made.push(d);
+  return d;
 }
 
 export function requirePeers() {
