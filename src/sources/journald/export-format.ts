@@ -55,7 +55,7 @@ export class ExportReader {
   constructor(
     private readonly maxFieldSize: number,
     /** Only these fields are kept (the others are read past, never copied); all when absent. */
-    private readonly keep?: ReadonlySet<string>,
+    keep?: ReadonlySet<string>,
   ) {
     if (keep) {
       this.keepByLength = new Map();
@@ -92,7 +92,7 @@ export class ExportReader {
     }
     const name = b.toString('latin1', at, end);
     if (!isNameBytes(b, at, end)) throw new ExportFormatError(`not a field name: ${JSON.stringify(name.slice(0, 64))}`);
-    return (this.keep === undefined || this.keep.has(name)) && !this.fields.has(name) ? name : null;
+    return this.fields.has(name) ? null : name;
   }
 
   /** Bytes held waiting for the rest of a field. */

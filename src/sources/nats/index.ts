@@ -251,19 +251,16 @@ export class NatsSource implements Source {
     }
     todo.sort((a, b) => a.seq - b.seq);
     if (todo.length > 0) {
-      const reported = Date.now();
-      for (const i of todo) nc.publish(i.reply, WORKING);
-      await nc.flush();
+      const reported = await reportWorking(nc, todo);
       for (const i of todo) i.at = reported;
-      try {
+      // Not recorded (a disk error), the next start counts from the older time: it leaves more to
+      // JetStream, never less.
+      this.toAckLog(() =>
         this.ackLog.working(
           reported,
           todo.map((i) => i.seq),
-        );
-      } catch (e) {
-        // The next start then counts from the older time: it leaves more to JetStream, never less.
-        this.ctx.diskHealth?.failed(e as Error, 'the NATS ack log');
-      }
+        ),
+      );
     }
     let gone = 0;
     let again = 0;
@@ -415,12 +412,8 @@ export class NatsSource implements Source {
       records.push(r);
       bytes += data.byteLength;
     }
-    try {
-      // Before the queues can have them: a crash from here on leaves them to the next process.
-      this.ackLog.intend(since, this.streamId, firstPos, batch);
-    } catch (e) {
-      this.ctx.diskHealth?.failed(e as Error, 'the NATS ack log');
-    }
+    // Before the queues can have them: a crash from here on leaves them to the next process.
+    this.toAckLog(() => this.ackLog.intend(since, this.streamId, firstPos, batch));
     this.stats.received += records.length;
     this.stats.receivedBytes += bytes;
     let d: ReturnType<SourceContext['router']['dispatch']>;
@@ -477,11 +470,9 @@ export class NatsSource implements Source {
       for (const { reply } of entries) nc?.publish(reply, NAK);
       return;
     }
-    try {
-      this.ackLog.append(entries, () => ({ committed: [...this.committed.values()], intents: this.unsettled() }));
-    } catch (e) {
-      this.ctx.diskHealth?.failed(e as Error, 'the NATS ack log');
-    }
+    this.toAckLog(() =>
+      this.ackLog.append(entries, () => ({ committed: [...this.committed.values()], intents: this.unsettled() })),
+    );
     for (const c of entries) {
       this.remember(c);
       // A connection lost meanwhile: the next one acknowledges from the log (resume).
@@ -525,31 +516,30 @@ export class NatsSource implements Source {
   private stillWorking(): void {
     const nc = this.nc;
     if (!nc) return;
-    const reported = Date.now();
-    const before = reported - this.config.ack_wait / 3;
-    const sent: InFlight[] = [];
-    for (const f of this.inFlight.values()) {
-      if (f.since > before) continue;
-      nc.publish(f.reply, WORKING);
-      sent.push(f);
-    }
+    const before = Date.now() - this.config.ack_wait / 3;
+    const sent = [...this.inFlight.values()].filter((f) => f.since <= before);
     if (sent.length === 0) return;
-    nc.flush().then(
-      () => {
+    reportWorking(nc, sent).then(
+      (reported) => {
         const logged: number[] = [];
         for (const f of sent) {
           if (this.inFlight.get(f.seq) !== f || f.since >= reported) continue;
           f.since = reported;
           if (f.pos >= 0) logged.push(f.seq);
         }
-        try {
-          this.ackLog.working(reported, logged);
-        } catch (e) {
-          this.ctx.diskHealth?.failed(e as Error, 'the NATS ack log');
-        }
+        this.toAckLog(() => this.ackLog.working(reported, logged));
       },
       () => undefined, // the connection is gone: the next one's deliveries count anew
     );
+  }
+
+  /** A write to the ack log; one that fails is reported to the disk health gate, not thrown. */
+  private toAckLog(write: () => void): void {
+    try {
+      write();
+    } catch (e) {
+      this.ctx.diskHealth?.failed(e as Error, 'the NATS ack log');
+    }
   }
 
   async stop(): Promise<void> {
@@ -566,6 +556,19 @@ export class NatsSource implements Source {
     await this.loop;
     this.ackLog.close();
   }
+}
+
+/**
+ * Tells JetStream these messages are in progress (`+WPI` on their latest delivery's subject); once it
+ * has the reports (a flush: the server answered a PING sent after them), resolves with the time
+ * taken before they were sent, from which their `ack_wait` runs at the latest. Rejects when the
+ * connection is gone.
+ */
+async function reportWorking(nc: NatsConnection, messages: { reply: string }[]): Promise<number> {
+  const at = Date.now();
+  for (const m of messages) nc.publish(m.reply, WORKING);
+  await nc.flush();
+  return at;
 }
 
 /**
