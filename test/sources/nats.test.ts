@@ -34,6 +34,23 @@ pipelines:
 
 const line = (i: number) => `<13>1 2026-11-30T00:00:00Z h app - - - n=${i}`;
 
+/** Loaded into a writer run as a process of its own: it SIGKILLs it at a chosen point (see the file). */
+const failpoint = fileURLToPath(new URL('../helpers/nats-failpoint.mjs', import.meta.url));
+
+/** The config of a writer run as a process of its own (logging at info level, as JSON), written to `<dir>/<name>.yaml`. */
+function writerConfig(dir: string, c: Pick<NatsCluster, 'urls'>, name: string, extra: string): string {
+  const cfg = path.join(dir, `${name}.yaml`);
+  writeFileSync(cfg, `log: { level: info, format: json }\n${consumerYaml(dir, c, name, extra)}`);
+  return cfg;
+}
+
+/** How many times each line is in these files. */
+function counted(files: string[]): Map<string, number> {
+  const n = new Map<string, number>();
+  for (const l of files.flatMap((f) => readLines(f))) n.set(l, (n.get(l) ?? 0) + 1);
+  return n;
+}
+
 describe('nats source', () => {
   it('reads what the nats destination published, into a file, each record once and in order', async () => {
     const c = await testNatsCluster();
@@ -109,7 +126,6 @@ describe('nats source: a writer killed between its commit and JetStream hearing 
 });
 
 describe('nats source: a writer killed between handing a batch to its queue and hearing of the commit', () => {
-  const failpoint = fileURLToPath(new URL('../helpers/nats-failpoint.mjs', import.meta.url));
   const SEED = Number(process.env.SEED ?? 20261201);
 
   // The adversary: writer 1 is SIGKILLed, round after round, at seeded points of its nats source:
@@ -122,8 +138,7 @@ describe('nats source: a writer killed between handing a batch to its queue and 
     const c = await testNatsCluster();
     const dir = scratchDir();
     const extra = '    ack_wait: 10s\n    batch: 50';
-    const cfg = path.join(dir, 'w1.yaml');
-    writeFileSync(cfg, `log: { level: info, format: json }\n${consumerYaml(dir, c, 'w1', extra)}`);
+    const cfg = writerConfig(dir, c, 'w1', extra);
     await publish(c.urls[0]!, 0); // the stream
     let kill = '';
     const w1 = new Proc(cfg, { args: ['--import', failpoint], env: () => ({ SLUICE_TEST_KILL: kill }) });
@@ -162,15 +177,13 @@ describe('nats source: a writer killed between handing a batch to its queue and 
     kill = '';
     w1.start();
     const out = [path.join(dir, 'w1.log'), path.join(dir, 'w2.log')];
-    const written = () => out.flatMap((f) => readLines(f));
     const detail = () => `seed ${SEED}, events ${events.join(' ')}`;
-    await waitFor('every message written', () => new Set(written()).size >= sent.length, 30_000).catch((e: Error) => {
+    await waitFor('every message written', () => counted(out).size >= sent.length, 30_000).catch((e: Error) => {
       throw new Error(`${e.message}: ${detail()}`);
     });
     await waitFor('every message acknowledged', async () => (await consumerPending(c.urls[0]!)) === 0, 20_000);
     recovered += recoveries();
-    const count = new Map<string, number>();
-    for (const l of written()) count.set(l, (count.get(l) ?? 0) + 1);
+    const count = counted(out);
     const twice = [...count].filter(([, n]) => n > 1).map(([l]) => l);
     const missing = sent.filter((l) => !count.has(l));
     expect({ missing: missing.length, twice: twice.length, first: twice[0] ?? missing[0] }, detail()).toEqual({
@@ -185,7 +198,6 @@ describe('nats source: a writer killed between handing a batch to its queue and 
 });
 
 describe('nats source: a writer back after the ack_wait of what it had handed on', () => {
-  const failpoint = fileURLToPath(new URL('../helpers/nats-failpoint.mjs', import.meta.url));
   const extra = '    ack_wait: 4s\n    batch: 50';
 
   /**
@@ -193,8 +205,7 @@ describe('nats source: a writer back after the ack_wait of what it had handed on
    * then); back 6 s later, past its ack_wait.
    */
   async function killedAndBackLate(dir: string, c: NatsCluster, kill: string, whenKilled = async () => {}) {
-    const cfg = path.join(dir, 'w1.yaml');
-    writeFileSync(cfg, `log: { level: info, format: json }\n${consumerYaml(dir, c, 'w1', extra)}`);
+    const cfg = writerConfig(dir, c, 'w1', extra);
     await publish(c.urls[0]!, 0); // the stream
     let env = kill;
     const w1 = new Proc(cfg, { args: ['--import', failpoint], env: () => ({ SLUICE_TEST_KILL: env }) });
@@ -214,12 +225,6 @@ describe('nats source: a writer back after the ack_wait of what it had handed on
     return { sent, w1, left };
   }
 
-  const counted = (files: string[]) => {
-    const n = new Map<string, number>();
-    for (const l of files.flatMap((f) => readLines(f))) n.set(l, (n.get(l) ?? 0) + 1);
-    return n;
-  };
-
   // What was handed on but not queued (killed right after its intents) went to the other writer when
   // its ack_wait ran out; that writer is stopped (SIGSTOP) holding it, so it is not acknowledged yet
   // when writer 1 is back. Reading it again as well would write it twice.
@@ -227,9 +232,7 @@ describe('nats source: a writer back after the ack_wait of what it had handed on
     const c = await testNatsCluster();
     const dir = scratchDir();
     await publish(c.urls[0]!, 0); // the stream
-    const cfg2 = path.join(dir, 'w2.yaml');
-    writeFileSync(cfg2, `log: { level: info, format: json }\n${consumerYaml(dir, c, 'w2', extra)}`);
-    const w2 = new Proc(cfg2);
+    const w2 = new Proc(writerConfig(dir, c, 'w2', extra));
     const signal = (s: NodeJS.Signals) => w2.child?.kill(s);
     onTestFinished(async () => {
       signal('SIGCONT');
