@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
-import { buildDestination, buildMemoryQueue, buildSource, openQueue } from './components.js';
+import { buildDestination, buildMemoryQueue, buildSource, loadComponents, openQueue } from './components.js';
 import type { QueueConfig, SluiceConfig } from './config/schema.js';
 import {
   deadLetterFile,
@@ -57,7 +57,10 @@ export class Agent {
   /** Sources that failed to start at a reload: readiness fails while any is listed. */
   private readonly failedSources = new Map<string, string>();
 
-  /** `planOnly` builds every component without opening files or sockets (for `sluice check`). */
+  /**
+   * `planOnly` builds every component without opening files or sockets (for `sluice check`); the
+   * config's component types must have been loaded first (loadComponents).
+   */
   constructor(
     public config: SluiceConfig,
     private readonly logger: Logger,
@@ -163,6 +166,7 @@ export class Agent {
   async start(): Promise<void> {
     await mkdir(this.stateDir, { recursive: true });
     if (this.destinations.size > 0) throw new Error('an agent starts once');
+    await loadComponents(this.config);
     this.build(await this.openQueues());
     for (const d of this.destinations.values()) d.start();
     const results = await Promise.allSettled([...this.sources.values()].map((s) => s.start()));
@@ -243,6 +247,7 @@ export class Agent {
    */
   async reload(next: SluiceConfig): Promise<ReloadResult> {
     if (path.resolve(next.state_dir) !== this.stateDir) throw new ReloadNeedsRestart('state_dir changed');
+    await loadComponents(next);
     const prev = this.config;
     const result: ReloadResult = { kept: [], started: [], restarted: [], stopped: [], errors: [] };
     const same = (kind: 'sources' | 'destinations', name: string) =>

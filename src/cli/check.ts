@@ -5,6 +5,7 @@ import { memBufLength } from '../config/defaults.js';
 import type { SluiceConfig } from '../config/schema.js';
 import { formatDuration, formatSize } from '../config/units.js';
 import { Agent } from '../agent.js';
+import { loadComponents } from '../components.js';
 import { createLogger } from '../log.js';
 import { inspectQueueFile } from '../queue/disk/inspect.js';
 import { DATA_START } from '../queue/disk/ring-file.js';
@@ -26,7 +27,8 @@ function describeWhere(w: NonNullable<SluiceConfig['pipelines'][string]['where']
 }
 
 /** What `check` prints: every pipeline with its endpoints, without touching the network. */
-export function describeConfig(config: SluiceConfig): string {
+export async function describeConfig(config: SluiceConfig): Promise<string> {
+  await loadComponents(config);
   const agent = new Agent(config, createLogger({ level: 'silent', format: 'json' }), { planOnly: true });
   const lines: string[] = [`state_dir: ${agent.stateDir}`];
   for (const [name, p] of Object.entries(config.pipelines)) {
@@ -146,7 +148,7 @@ async function checkJournals(config: SluiceConfig): Promise<{ lines: string[]; w
 export async function checkCommand(file: string): Promise<number> {
   const loaded = await loadConfig(file);
   if (!loaded) return 1;
-  process.stdout.write(`${describeConfig(loaded.config)}\n`);
+  process.stdout.write(`${await describeConfig(loaded.config)}\n`);
   const queues = await checkQueues(loaded.config);
   const journals = await checkJournals(loaded.config);
   process.stdout.write([...queues.lines, ...journals.lines].map((l) => `${l}\n`).join(''));

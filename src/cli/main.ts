@@ -1,12 +1,7 @@
 import { parseArgs } from 'node:util';
 import { createLogger } from '../log.js';
 import { version } from '../version.js';
-import { checkCommand } from './check.js';
 import { DEFAULT_CONFIG, loadConfig } from './config.js';
-import { QUEUE_HELP, queueCommand } from './queue.js';
-import { reloadCommand } from './reload.js';
-import { run } from './run.js';
-import { statsCommand } from './stats.js';
 
 const HELP = `sluice — a syslog shipper that does not lose logs
 
@@ -66,16 +61,19 @@ export async function main(argv: string[]): Promise<number> {
     return values.help || command === 'help' ? 0 : 2;
   }
   const file = values.config ?? DEFAULT_CONFIG;
+  // Each command's module is imported when it runs: a running agent does not carry the code (and
+  // the Node modules) of the offline tools.
   switch (command) {
     case 'run':
-      return run(file);
+      return (await import('./run.js')).run(file);
     case 'check':
-      return checkCommand(file);
+      return (await import('./check.js')).checkCommand(file);
     case 'stats':
-      return statsCommand(file, values, positionals[1]);
+      return (await import('./stats.js')).statsCommand(file, values, positionals[1]);
     case 'reload':
-      return reloadCommand(file, values.pid);
-    case 'queue':
+      return (await import('./reload.js')).reloadCommand(file, values.pid);
+    case 'queue': {
+      const { QUEUE_HELP, queueCommand } = await import('./queue.js');
       if (positionals[1] === undefined || positionals[1] === 'help') {
         process.stdout.write(`${QUEUE_HELP}\n`);
         return positionals[1] === 'help' ? 0 : 2;
@@ -89,6 +87,7 @@ export async function main(argv: string[]): Promise<number> {
         out: (t) => process.stdout.write(`${t}\n`),
         err: (t) => process.stderr.write(`${t}\n`),
       });
+    }
     default:
       process.stderr.write(`sluice: unknown command "${command}"\n\n${HELP}\n`);
       return 2;

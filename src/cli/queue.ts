@@ -14,7 +14,7 @@ import {
   type QueueFileInfo,
 } from '../queue/disk/inspect.js';
 import { startDrain } from '../queue/orphans.js';
-import { buildDestination, buildMemoryQueue } from '../components.js';
+import { buildDestination, buildMemoryQueue, loadComponents } from '../components.js';
 import { FileDeadLetters, fromLine, readDeadLetters } from '../destinations/dead-letters.js';
 
 /** `sluice queue ls|info|cat|salvage|drain`: offline tools for queue directories, like syslog-ng's dqtool. */
@@ -191,6 +191,7 @@ export async function queueCommand(ctx: QueueCommandContext): Promise<number> {
         ctx.err(`sluice queue drain: ${abs} does not exist`);
         return 2;
       }
+      await loadComponents(config);
       const drain = await startDrain(
         { name: path.basename(abs), dir: abs },
         ctx.values.to,
@@ -290,6 +291,8 @@ async function resendDeadLetters(ctx: QueueCommandContext, file: string): Promis
     ctx.err(`sluice queue dead-letters: no destination "${ctx.values.to}" in ${ctx.values.config}`);
     return 2;
   }
+  await loadComponents(config);
+  await loadComponents(config);
   const { letters, unreadable } = await readDeadLetters(file);
   // The file is kept, renamed: what fails again is set aside anew under the original name.
   const kept = `${file}.resent-${new Date().toISOString().replace(/[:.]/g, '-')}`;

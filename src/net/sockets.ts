@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import type { z } from 'zod';
 import type { tlsClientSchema, tlsServerSchema } from '../config/types.js';
 
@@ -54,14 +54,17 @@ export function listen(server: net.Server, address: { host: string; port: number
  * A TCP connection, or TLS with `tlsOptions`, ready to write (handshake done), with no delay and
  * keepalive set; rejects on an error or after `timeoutMs`.
  */
-export function connectStream(
+export async function connectStream(
   address: { host: string; port: number },
   tlsOptions: tls.ConnectionOptions | null,
   timeoutMs: number,
 ): Promise<net.Socket> {
   const { host, port } = address;
+  // node:tls is imported when first used: an agent without TLS does not carry it.
+  const socket = tlsOptions
+    ? (await import('node:tls')).connect({ host, port, ...tlsOptions })
+    : net.connect({ host, port });
   return new Promise<net.Socket>((resolve, reject) => {
-    const socket = tlsOptions ? tls.connect({ host, port, ...tlsOptions }) : net.connect({ host, port });
     const timer = setTimeout(() => socket.destroy(new Error(`connect timeout after ${timeoutMs} ms`)), timeoutMs);
     // Stays attached: until the caller has its own handler, a late error is not an uncaught one.
     socket.once('error', (err) => {

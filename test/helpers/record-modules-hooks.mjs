@@ -11,6 +11,6 @@ export function initialize(data) {
 
 export async function resolve(specifier, context, next) {
   const r = await next(specifier, context);
-  appendFileSync(file, `${thread} ${r.url}\n`);
+  appendFileSync(file, `${process.pid}:${thread} ${r.url}\n`);
   return r;
 }

@@ -1,5 +1,4 @@
 import net from 'node:net';
-import tls from 'node:tls';
 import type { z } from 'zod';
 import { listen, tlsServerOptions } from '../../net/sockets.js';
 import { StreamListenerSource } from '../stream-listener.js';
@@ -39,10 +38,12 @@ export class SyslogTcpSource extends StreamListenerSource {
     return a && typeof a === 'object' ? a.port : this.config.address.port;
   }
 
-  start(): Promise<void> {
+  async start(): Promise<void> {
     const t = this.config.tls;
     let server: net.Server;
     if (t) {
+      // node:tls is imported when a listener uses it: an agent without TLS does not carry it.
+      const tls = await import('node:tls');
       server = tls.createServer(tlsServerOptions(t), (socket) => this.onConnection(socket));
       server.on('tlsClientError', (err, socket) => {
         this.stats.connectionErrors++;
