@@ -36,7 +36,9 @@ export class TestJournald {
       '[Journal]\nStorage=volatile\nRateLimitIntervalSec=0\nRateLimitBurst=0\nReadKMsg=no\nForwardToSyslog=no\n' +
         'ForwardToWall=no\nForwardToConsole=no\nForwardToKMsg=no\nRuntimeMaxFileSize=64M\nRuntimeMaxUse=512M\n',
     );
+    // The mount points may be missing on a host where journald never ran (made in /run, a tmpfs).
     const script =
+      'mkdir -p /run/systemd/journal /run/log && ' +
       `mount --bind ${this.sockets} /run/systemd/journal && mount --bind ${path.join(this.dir, 'log')} /run/log && ` +
       `mount --bind ${conf} /etc/systemd/journald.conf && exec ${JOURNALD}`;
     const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script], {
