@@ -15,8 +15,9 @@ export type ChildAnswer = { loaded?: LoadedConfig; problems?: ConfigProblem[]; e
 export function loadConfigIsolated(file: string, env: NodeJS.ProcessEnv = process.env): Promise<LoadedConfig> {
   return new Promise((resolve, reject) => {
     const script = fileURLToPath(new URL('./load-child.js', import.meta.url));
-    // Node's own options as sluice was started with them, but not a debugger's (its port is taken).
-    const nodeArgs = process.execArgv.filter((a) => !/^--(inspect|debug)/.test(a));
+    // Node's own options as sluice was started with them, but not a debugger's (its port is taken)
+    // nor a profiler's (the profile is the agent's).
+    const nodeArgs = process.execArgv.filter((a) => !/^--(inspect|debug|cpu-prof|heap-prof|prof)/.test(a));
     const child = spawn(process.execPath, [...nodeArgs, script, file], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];

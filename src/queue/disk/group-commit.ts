@@ -17,6 +17,11 @@ export interface GroupCommitHooks {
    * `lost` appends (not yet durable) were forgotten.
    */
   failed(err: Error, lost: number): void;
+  /**
+   * Asked before each sync: true lets the ring write the new header without a sync of its own
+   * after the records' sync (RingFile.sync), when nothing waits for the space it frees.
+   */
+  lazyHeader?(): boolean;
 }
 
 /**
@@ -109,7 +114,7 @@ export class GroupCommit {
         // Committed once the records are on disk: the header that follows need not be waited for.
         const wrote = await ring.sync(() => {
           for (const w of waiters) w.resolve();
-        });
+        }, this.hooks.lazyHeader?.() ?? false);
         for (const w of waiters) w.resolve();
         this.hooks.synced(wrote);
       } catch (err) {

@@ -125,7 +125,15 @@ export class ReliableQueue implements DestinationQueue {
       synced: (wrote) => {
         if (wrote) this.options.diskHealth?.ok();
         this.wake();
+        // Space still wanted, and a header that would free some is not durable yet: sync it.
+        if (this.spaceWaiters.length > 0 && this.ring.headerPending) void this.commits.now().catch(() => undefined);
       },
+      // While running, nothing waits for space and the ring is at most half full: see RingFile.sync.
+      lazyHeader: () =>
+        !this.closed &&
+        this.spaceWaiters.length === 0 &&
+        this.droppingOldest === null &&
+        this.ring.freeBytes() >= this.ring.capacity / 2,
       failed: (err, lost) => {
         this.cache.followRing();
         // Each producer hears of its failed commit: one that can send again (files, RELP, sluice)
@@ -577,7 +585,10 @@ export class ReliableQueue implements DestinationQueue {
 
   waitForSpace(): Promise<void> {
     if (!this.isFull() || this.closed) return Promise.resolve();
-    return new Promise((resolve) => this.spaceWaiters.push(resolve));
+    const p = new Promise<void>((resolve) => this.spaceWaiters.push(resolve));
+    // A header left without its fsync (a lazy sync) may name space that is free once it is durable.
+    if (this.ring.headerPending) void this.commits.now().catch(() => undefined);
+    return p;
   }
 
   congested(): boolean {

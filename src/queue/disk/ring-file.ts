@@ -265,6 +265,11 @@ export class RingFile {
   tailSeq = 0;
   /** The head in the last durable header: space before it can be overwritten. */
   durableHead = 0;
+  /**
+   * The head of a header written after a data sync without a sync of its own: durable once the
+   * next sync of the file is done (see sync).
+   */
+  private writtenHead: number | null = null;
   /** Everything before this position is durable. */
   syncedTail = 0;
   syncedTailSeq = 0;
@@ -614,7 +619,7 @@ export class RingFile {
    * header still fits the file (no move to a lap start, no new incarnation since it was written):
    * otherwise the scan would not reach them, and it is called after the header.
    */
-  async sync(onDataDurable?: () => void): Promise<boolean> {
+  async sync(onDataDurable?: () => void, lazyHeader = false): Promise<boolean> {
     // Capture what this sync covers before waiting: appends made while the writes drain are
     // chained after them and belong to the next sync, not this one.
     this.restartLap();
@@ -628,16 +633,36 @@ export class RingFile {
     // Also with nothing new: a header naming a new incarnation (after a failed write) or a new lap
     // must reach the disk, or bytes of the failed appends could pass for records after a restart.
     const moved = tail !== this.syncedTail || head !== this.durableHead;
-    if (!moved && this.headerLayout === layout) return false;
+    // A header written without its sync is left so only by a lazy sync (see below).
+    if (!moved && this.headerLayout === layout && (lazyHeader || this.writtenHead === null)) return false;
     const before = { tail: this.syncedTail, seq: this.syncedTailSeq };
+    const sameLayout = this.headerLayout === layout;
+    const dataMoved = tail !== this.syncedTail;
     try {
       // Nothing appended since the last sync: the data is on disk already, only the head moved.
-      if (this.fsync && tail !== this.syncedTail) await this.file.sync();
+      const covered = this.writtenHead;
+      if (this.fsync && dataMoved) {
+        await this.file.sync();
+        // That sync also made durable the header the previous one wrote without a sync of its own.
+        if (covered !== null) this.durableHead = covered;
+        this.writtenHead = null;
+      }
       this.syncedTail = tail;
       this.syncedTailSeq = tailSeq;
-      if (this.headerLayout === layout) onDataDurable?.();
+      if (sameLayout) onDataDurable?.();
       await this.writeHeader(head, headSeq);
+      // `lazyHeader`, after a data sync in the same layout: the header needs no sync of its own. A
+      // recovery scan from the durable header finds the records it names, and the next sync of the
+      // file makes it durable; until then the space before its head is not reused (the caller asks
+      // for lazy headers only while it needs no space freed). One sync per commit instead of two,
+      // the second in the way of the next commit. A new layout, or a sync that only records a
+      // head, syncs its header at once.
+      if (this.fsync && lazyHeader && sameLayout && dataMoved) {
+        this.writtenHead = head;
+        return moved;
+      }
       if (this.fsync) await this.file.sync();
+      this.writtenHead = null;
     } catch (err) {
       // As after a failed write: appends are refused until `recover()` forgets the ones not
       // durable. Taken meanwhile, they would be forgotten with them after their producers were
@@ -657,6 +682,11 @@ export class RingFile {
     onDataDurable?.();
     // A header alone (a new incarnation) is not news that the disk takes records again.
     return moved;
+  }
+
+  /** A header was written without a sync of its own (see sync): the durable head lags behind it. */
+  get headerPending(): boolean {
+    return this.writtenHead !== null;
   }
 
   private async writeHeader(head = this.head, headSeq = this.headSeq): Promise<void> {
