@@ -2,6 +2,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { sleep } from './agent.js';
+import { ExportReader, type JournalEntry } from '../../src/sources/journald/export-format.js';
 
 const JOURNALD = ['/lib/systemd/systemd-journald', '/usr/lib/systemd/systemd-journald'].find((p) => existsSync(p));
 
@@ -100,6 +101,18 @@ for fields in json.load(sys.stdin):
     const before = readdirSync(this.files).length;
     this.child?.kill('SIGUSR2');
     for (let i = 0; i < 100 && readdirSync(this.files).length === before; i++) await sleep(20);
+  }
+
+  /** Every entry of the journal after `cursor` (all without), as `journalctl --output=export` gives them. */
+  export(cursor?: string): JournalEntry[] {
+    const r = spawnSync(
+      'journalctl',
+      [`--directory=${this.journal}`, '--output=export', '--no-pager', ...(cursor ? [`--after-cursor=${cursor}`] : [])],
+      { maxBuffer: 512 << 20 },
+    );
+    const entries: JournalEntry[] = [];
+    new ExportReader(1 << 20).push(r.stdout, entries);
+    return entries;
   }
 
   /** Entries in the journal (all of them), read with journalctl. */

@@ -1,4 +1,6 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { z } from 'zod';
 import { RateLimitedLog } from '../../log.js';
 import { ExponentialBackoff } from '../../net/backoff.js';
@@ -10,6 +12,7 @@ import type { Source, SourceContext } from '../types.js';
 import type { journaldSourceSchema } from './config.js';
 import { cursorPosition, ENTRY_FIELDS, type EntryOptions, entryToSyslog } from './entry.js';
 import { ExportFormatError, ExportReader, type JournalEntry } from './export-format.js';
+import { JournalFilesReader } from './journal-file.js';
 import { journalArgs, journalctlOnce, selectionArgs } from './journalctl.js';
 import { OrderedCommits } from '../ordered-commits.js';
 import { CheckpointFile } from '../checkpoint-file.js';
@@ -20,6 +23,8 @@ type Config = z.output<typeof journaldSourceSchema>;
 const MAX_UNCOMMITTED = 32;
 /** journalctl that ran this long before it exited starts again without waiting long. */
 const HEALTHY_RUN_MS = 30_000;
+/** Entries read from the files at a time (catch_up: files) before other work gets a turn. */
+const CATCH_UP_BATCH = 500;
 
 /** `<state_dir>/checkpoints/<source>.journal.json`. */
 interface CursorFile {
@@ -110,6 +115,8 @@ export class JournaldSource implements Source {
   private async launch(): Promise<void> {
     if (this.stopped) return;
     const generation = ++this.generation;
+    await this.catchUp(generation);
+    if (this.stopped || generation !== this.generation) return;
     let args: string[];
     try {
       args = await this.followArgs();
@@ -150,7 +157,8 @@ export class JournaldSource implements Source {
         this.stats.truncated += reader.oversizedFields - this.truncatedSeen;
         this.truncatedSeen = reader.oversizedFields;
       }
-      this.handOn(entries, generation);
+      const wait = this.handOn(entries, generation);
+      if (wait) this.pauseUntil(wait, generation);
     });
     let ended = false;
     const end = (why: string, err?: Error) => {
@@ -261,8 +269,66 @@ export class JournaldSource implements Source {
     }, wait);
   }
 
-  private handOn(entries: JournalEntry[], generation: number): void {
-    if (entries.length === 0) return;
+  /**
+   * Reads what the journal files hold after the handed-on cursor (from their start when there is
+   * none) directly, instead of through journalctl (`catch_up: files`), and hands it on in batches
+   * as journalctl's output would be. Returns once it has read what the files held when it began,
+   * or at the first thing it leaves to journalctl, which goes on from the last entry handed on.
+   */
+  private async catchUp(generation: number): Promise<void> {
+    const c = this.config;
+    if (c.catch_up !== 'files' || c.units.length || c.identifiers.length || c.matches.length || c.namespace) return;
+    if (this.handed === null && c.read_from === 'end') return;
+    const after = this.handed === null ? null : cursorPosition(this.handed);
+    const dirs = this.journalDirs();
+    if ((this.handed !== null && after === null) || dirs === null) return;
+    let reader: JournalFilesReader | null = null;
+    let truncated = 0;
+    let read = 0;
+    try {
+      // Null: the cursor's entry is not in the files (vacuumed, or another journal's): journalctl
+      // says what became of it.
+      reader = JournalFilesReader.open(dirs, after);
+      while (reader && generation === this.generation && !this.stopped) {
+        const entries = reader.read(CATCH_UP_BATCH, this.wantedFields, c.max_message_size);
+        if (reader.oversized.n !== truncated) {
+          this.stats.truncated += reader.oversized.n - truncated;
+          truncated = reader.oversized.n;
+        }
+        if (entries.length === 0) break;
+        read += entries.length;
+        // As journalctl's full pipe would: wait while the queues have not taken the batch, or while
+        // too many batches wait for their commit; and let other work have its turn in between.
+        await (this.handOn(entries, generation) ?? new Promise((r) => setImmediate(r)));
+      }
+    } catch (err) {
+      this.quiet.log('catch-up', (extra) =>
+        this.ctx.logger.info(
+          { err: (err as Error).message, entries_read: read, ...extra },
+          'reading the journal files directly stopped here; journalctl reads on from the last entry handed on',
+        ),
+      );
+    } finally {
+      reader?.close();
+    }
+  }
+
+  /** The directories of the journal's files: `directory`, or the system journal's of this machine. */
+  private journalDirs(): string[] | null {
+    if (this.config.directory) return [this.config.directory];
+    let id: string;
+    try {
+      id = readFileSync('/etc/machine-id', 'utf8').trim();
+    } catch {
+      return null;
+    }
+    if (!/^[0-9a-f]{32}$/.test(id)) return null;
+    return [path.join('/run/log/journal', id), path.join('/var/log/journal', id)];
+  }
+
+  /** Hands a batch on; what to wait for before reading more (the queues taking it, or commits catching up). */
+  private handOn(entries: JournalEntry[], generation: number): Promise<unknown> | null {
+    if (entries.length === 0) return null;
     const now = Date.now();
     const records: LogRecord[] = [];
     let bytes = 0;
@@ -277,7 +343,7 @@ export class JournaldSource implements Source {
       bytes += e.bytes;
       cursor = c;
     }
-    if (cursor === null) return;
+    if (cursor === null) return null;
     this.handed = cursor;
     this.stats.received += records.length;
     this.stats.receivedBytes += bytes;
@@ -288,10 +354,12 @@ export class JournaldSource implements Source {
       this.commits.withdrawn,
     );
     const settled = this.commits.add(cursor, d?.committed);
-    // Flow control: journalctl waits (its pipe fills) while the queues have not taken this batch,
-    // or while too many batches wait for their commit.
-    if (d?.accepted) this.pauseUntil(d.accepted, generation);
-    if (this.commits.size > MAX_UNCOMMITTED) this.pauseUntil(settled, generation);
+    // Flow control: reading waits (journalctl's pipe fills) while the queues have not taken this
+    // batch, or while too many batches wait for their commit.
+    const waits: Promise<unknown>[] = [];
+    if (d?.accepted) waits.push(d.accepted);
+    if (this.commits.size > MAX_UNCOMMITTED) waits.push(settled);
+    return waits.length > 0 ? Promise.all(waits) : null;
   }
 
   /** The stream of a sequence of entries (the same for thousands of entries in a row). */

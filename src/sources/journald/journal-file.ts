@@ -71,7 +71,7 @@ export class JournalFile {
   ) {
     this.fd = fd;
     this.size = fstatSync(fd).size;
-    const h = this.read(0, 272 <= this.size ? 272 : this.size);
+    const h = this.read(0, Math.min(272, this.size));
     if (h.length < 208 || !h.subarray(0, 8).equals(SIGNATURE))
       throw new JournalUnsupported(`${path}: not a journal file`);
     const incompatible = h.readUInt32LE(12);
@@ -290,6 +290,7 @@ export class JournalFilesReader {
   private readonly heads: Head[];
   /** Fields cut to the size kept, since the reader was made. */
   readonly oversized = { n: 0 };
+  private error: Error | null = null;
 
   private constructor(heads: Head[]) {
     this.heads = heads.filter((h) => this.load(h));
@@ -330,14 +331,24 @@ export class JournalFilesReader {
     }
   }
 
-  /** Up to `max` entries, in order; none once every file is read to where it was when opened. */
+  /**
+   * Up to `max` entries, in order; none once every file is read to where it was when opened. An
+   * entry that cannot be read ends the batch before it; the next call throws the error.
+   */
   read(max: number, keep: ReadonlySet<string> | undefined, maxFieldSize: number): JournalEntry[] {
+    if (this.error) throw this.error;
     const out: JournalEntry[] = [];
     while (out.length < max && this.heads.length > 0) {
       let best = 0;
       for (let i = 1; i < this.heads.length; i++) if (before(this.heads[i]!, this.heads[best]!)) best = i;
       const h = this.heads[best]!;
-      out.push(h.file.entry(h.next, keep, maxFieldSize, this.oversized));
+      try {
+        out.push(h.file.entry(h.next, keep, maxFieldSize, this.oversized));
+      } catch (err) {
+        if (out.length === 0) throw err;
+        this.error = err as Error;
+        return out;
+      }
       h.next++;
       if (!this.load(h)) {
         h.file.close();

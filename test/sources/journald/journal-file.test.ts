@@ -1,10 +1,9 @@
-import { spawnSync } from 'node:child_process';
 import fc from 'fast-check';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { scratchDir } from '../../helpers/agent.js';
 import { TestJournald } from '../../helpers/journald.js';
 import { cursorPosition } from '../../../src/sources/journald/entry.js';
-import { ExportReader, type JournalEntry } from '../../../src/sources/journald/export-format.js';
+import type { JournalEntry } from '../../../src/sources/journald/export-format.js';
 import { JournalFilesReader, JournalUnsupported } from '../../../src/sources/journald/journal-file.js';
 
 async function journald(dir: string): Promise<TestJournald> {
@@ -12,18 +11,6 @@ async function journald(dir: string): Promise<TestJournald> {
   onTestFinished(() => j.stop());
   await j.start();
   return j;
-}
-
-/** Every entry of the journal after `cursor` (all without), as journalctl exports them. */
-function journalctl(j: TestJournald, cursor?: string): JournalEntry[] {
-  const r = spawnSync(
-    'journalctl',
-    [`--directory=${j.journal}`, '--output=export', '--no-pager', ...(cursor ? [`--after-cursor=${cursor}`] : [])],
-    { maxBuffer: 512 << 20 },
-  );
-  const entries: JournalEntry[] = [];
-  new ExportReader(1 << 20).push(r.stdout, entries);
-  return entries;
 }
 
 /** What journalctl adds to an entry's own fields, from the entry's header. */
@@ -78,7 +65,7 @@ describe('journal files read directly', () => {
       j.send(entries);
       if (file < 2) await j.rotate();
     }
-    const want = journalctl(j);
+    const want = j.export();
     const ours = (es: JournalEntry[]) => es.filter((e) => e.fields.get('MESSAGE')?.toString().startsWith('file '));
     expect(ours(want).length).toBe(1200); // and journald's own messages (started, rotated)
     const got = readAll(j, null)!;
@@ -97,7 +84,7 @@ describe('journal files read directly', () => {
       expect(
         after.map((e) => e.fields.get('__CURSOR')!.toString()),
         `after entry ${at}`,
-      ).toEqual(journalctl(j, cursor).map((e) => e.fields.get('__CURSOR')!.toString()));
+      ).toEqual(j.export(cursor).map((e) => e.fields.get('__CURSOR')!.toString()));
     }
   }, 60_000);
 
@@ -105,7 +92,7 @@ describe('journal files read directly', () => {
     const dir = scratchDir('sluice-journal-file-');
     const j = await journald(dir);
     j.send([[['MESSAGE', 'one']], [['MESSAGE', 'two']], [['MESSAGE', 'three 0123456789']]]);
-    const want = journalctl(j);
+    const want = j.export();
     const first = want.findIndex((e) => e.fields.get('MESSAGE')?.toString() === 'one');
     expect(want.length - first).toBe(3);
     const cursor = cursorPosition(want[first]!.fields.get('__CURSOR')!.toString())!;
@@ -129,7 +116,7 @@ describe('journal files read directly', () => {
     const j = await journald(dir);
     // journald compresses a field of more than 512 bytes (its default threshold).
     j.send([[['MESSAGE', 'small']], [['MESSAGE', 'y'.repeat(4000)]]]);
-    const want = journalctl(j);
+    const want = j.export();
     const small = want.findIndex((e) => e.fields.get('MESSAGE')?.toString() === 'small');
     expect(want.length - small).toBe(2);
     const reader = JournalFilesReader.open([j.journal], null)!;

@@ -333,6 +333,74 @@ function followers(journal: string): number[] {
   return out;
 }
 
+describe('journald source, history read from the files', () => {
+  /** A journalctl that notes its arguments, one call a line, in `<dir>/calls.log`. */
+  function recordingJournalctl(dir: string): string {
+    const wrapper = path.join(dir, 'journalctl');
+    writeFileSync(wrapper, `#!/bin/sh\necho "$@" >> ${dir}/calls.log\nexec journalctl "$@"\n`);
+    chmodSync(wrapper, 0o755);
+    return wrapper;
+  }
+  const follows = (dir: string) =>
+    readLines(path.join(dir, 'calls.log')).filter((l) => l.split(' ').includes('--follow'));
+  const history = (from: number, n: number, big?: number) =>
+    Array.from(
+      { length: n },
+      (_, i) =>
+        [
+          ['MESSAGE', from + i === big ? `h${from + i} ${'y'.repeat(4000)}` : `h${from + i}`],
+          ['SYSLOG_IDENTIFIER', 'h'],
+        ] as [string, string][],
+    );
+  const ours = (out: string) =>
+    readLines(out)
+      .filter((l) => / h\d+/.test(l))
+      .map((l) => /(h\d+)/.exec(l)![1]);
+
+  it('catch_up: files reads what is there from the files, a compressed field on through journalctl, then follows', async () => {
+    const dir = scratchDir('sluice-journald-catchup-');
+    const j = await journald(dir);
+    // journald compresses the MESSAGE of h1500 (over 512 bytes): the files are read up to it.
+    j.send(history(0, 2000, 1500));
+    const journal = j.export();
+    const before = journal.find((e) => e.fields.get('MESSAGE')?.toString() === 'h1499')!;
+    const { logger, lines } = memoryLogger();
+    const out = path.join(dir, 'out.log');
+    await testAgent(
+      agentYaml(dir, j, `read_from: beginning, journalctl: ${recordingJournalctl(dir)}`, 'format: raw'),
+      logger,
+    );
+    await waitFor('the history', () => ours(out).length >= 2000, 20_000);
+    j.send(history(2000, 500));
+    await waitFor('what came after', () => ours(out).length >= 2500, 20_000);
+    await sleep(300);
+    expect(ours(out)).toEqual(history(0, 2500).map((e) => e[0]![1]));
+    // journalctl followed from the last entry read from the files, the one before the compressed field.
+    expect(follows(dir)[0]).toContain(`--after-cursor=${before.fields.get('__CURSOR')!.toString()}`);
+    const stopped = lines.find((l) => String(l.msg).startsWith('reading the journal files directly stopped'));
+    expect(String(stopped?.err)).toContain('compressed');
+  }, 60_000);
+
+  it('catch_up: journalctl reads everything through journalctl', async () => {
+    const dir = scratchDir('sluice-journald-catchup-');
+    const j = await journald(dir);
+    j.send(history(0, 300));
+    const out = path.join(dir, 'out.log');
+    await testAgent(
+      agentYaml(
+        dir,
+        j,
+        `read_from: beginning, catch_up: journalctl, journalctl: ${recordingJournalctl(dir)}`,
+        'format: raw',
+      ),
+      memoryLogger().logger,
+    );
+    await waitFor('the history', () => ours(out).length >= 300, 20_000);
+    expect(ours(out)).toEqual(history(0, 300).map((e) => e[0]![1]));
+    expect(follows(dir)[0]).not.toContain('cursor');
+  });
+});
+
 describe('sluice check and a journald source', () => {
   it('says the journal is readable as the user it runs as, and warns for a user that cannot read it', async () => {
     const dir = scratchDir('sluice-journald-check-');
