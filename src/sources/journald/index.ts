@@ -149,7 +149,7 @@ export class JournaldSource implements Source {
       } catch (err) {
         if (!(err instanceof ExportFormatError)) throw err;
         // What came before is handed on; journalctl starts again after it.
-        this.handOn(entries, generation);
+        this.handOn(entries);
         this.failed(generation, 'journalctl wrote something that is not the export format', err);
         return;
       }
@@ -157,7 +157,7 @@ export class JournaldSource implements Source {
         this.stats.truncated += reader.oversizedFields - this.truncatedSeen;
         this.truncatedSeen = reader.oversizedFields;
       }
-      const wait = this.handOn(entries, generation);
+      const wait = this.handOn(entries);
       if (wait) this.pauseUntil(wait, generation);
     });
     let ended = false;
@@ -299,7 +299,7 @@ export class JournaldSource implements Source {
         read += entries.length;
         // As journalctl's full pipe would: wait while the queues have not taken the batch, or while
         // too many batches wait for their commit; and let other work have its turn in between.
-        await (this.handOn(entries, generation) ?? new Promise((r) => setImmediate(r)));
+        await (this.handOn(entries) ?? new Promise((r) => setImmediate(r)));
       }
     } catch (err) {
       this.quiet.log('catch-up', (extra) =>
@@ -327,7 +327,7 @@ export class JournaldSource implements Source {
   }
 
   /** Hands a batch on; what to wait for before reading more (the queues taking it, or commits catching up). */
-  private handOn(entries: JournalEntry[], generation: number): Promise<unknown> | null {
+  private handOn(entries: JournalEntry[]): Promise<unknown> | null {
     if (entries.length === 0) return null;
     const now = Date.now();
     const records: LogRecord[] = [];
