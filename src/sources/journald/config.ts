@@ -60,9 +60,10 @@ export const journaldSourceSchema = z
         'How what the journal already holds is read (everything at a first start with `read_from: beginning`, and ' +
           'what was logged while sluice was stopped): `files` reads the journal files directly, several times ' +
           'faster than journalctl, up to what they hold at that moment, and then follows with journalctl; ' +
-          '`journalctl` reads everything through journalctl. Files are read directly only without `units`, ' +
-          '`identifiers`, `matches` and `namespace`; a compressed field (journald compresses fields over 512 bytes), ' +
-          'or a file this reader does not know, hands over to journalctl from the last entry read.',
+          '`journalctl` reads everything through journalctl. Files are read directly only without `units` and ' +
+          '`namespace` (`identifiers` and `matches` select there as journalctl does); a compressed field (journald ' +
+          'compresses fields over 512 bytes), or a file this reader does not know, hands over to journalctl from ' +
+          'the last entry read.',
       ),
     journalctl: z
       .string()

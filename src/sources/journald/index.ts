@@ -13,7 +13,7 @@ import type { journaldSourceSchema } from './config.js';
 import { cursorPosition, ENTRY_FIELDS, type EntryOptions, entryToSyslog } from './entry.js';
 import { ExportFormatError, ExportReader, type JournalEntry } from './export-format.js';
 import { JournalFilesReader } from './journal-file.js';
-import { journalArgs, journalctlOnce, selectionArgs } from './journalctl.js';
+import { journalArgs, journalctlOnce, selectionArgs, selectionMatch } from './journalctl.js';
 import { OrderedCommits } from '../ordered-commits.js';
 import { CheckpointFile } from '../checkpoint-file.js';
 
@@ -277,7 +277,7 @@ export class JournaldSource implements Source {
    */
   private async catchUp(generation: number): Promise<void> {
     const c = this.config;
-    if (c.catch_up !== 'files' || c.units.length || c.identifiers.length || c.matches.length || c.namespace) return;
+    if (c.catch_up !== 'files' || c.units.length > 0 || c.namespace) return;
     if (this.handed === null && c.read_from === 'end') return;
     const after = this.handed === null ? null : cursorPosition(this.handed);
     const dirs = this.journalDirs();
@@ -289,13 +289,13 @@ export class JournaldSource implements Source {
       // Null: the cursor's entry is not in the files (vacuumed, or another journal's): journalctl
       // says what became of it.
       reader = JournalFilesReader.open(dirs, after);
-      while (reader && generation === this.generation && !this.stopped) {
-        const entries = reader.read(CATCH_UP_BATCH, this.wantedFields, c.max_message_size);
+      const options = { keep: this.wantedFields, maxFieldSize: c.max_message_size, match: selectionMatch(c) };
+      while (reader && !reader.done && generation === this.generation && !this.stopped) {
+        const entries = reader.read(CATCH_UP_BATCH, options);
         if (reader.oversized.n !== truncated) {
           this.stats.truncated += reader.oversized.n - truncated;
           truncated = reader.oversized.n;
         }
-        if (entries.length === 0) break;
         read += entries.length;
         // As journalctl's full pipe would: wait while the queues have not taken the batch, or while
         // too many batches wait for their commit; and let other work have its turn in between.

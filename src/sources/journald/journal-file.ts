@@ -157,43 +157,55 @@ export class JournalFile {
 
   /**
    * Entry `i` as `journalctl --output=export` gives it: its fields (only `keep`, when given), with
-   * `__CURSOR` and `__REALTIME_TIMESTAMP` as journalctl writes them. A kept field larger than
-   * `maxFieldSize` is cut to it and counted in `oversized`, as the export reader does.
+   * `__CURSOR` and `__REALTIME_TIMESTAMP` as journalctl writes them; null when `match` leaves it
+   * out. A kept field larger than `maxFieldSize` is cut to it and counted in `oversized`, as the
+   * export reader does.
    */
-  entry(
-    i: number,
-    keep: ReadonlySet<string> | undefined,
-    maxFieldSize: number,
-    oversized: { n: number },
-  ): JournalEntry {
+  entry(i: number, o: ReadOptions, oversized: { n: number }): JournalEntry | null {
     const offset = this.entryOffset(i);
-    const o = this.object(offset, OBJECT_ENTRY);
+    const size = this.object(offset, OBJECT_ENTRY).size;
     // A copy: reading its fields may reuse the page it is in.
-    const body = Buffer.from(this.read(offset, o.size));
+    const body = Buffer.from(this.read(offset, size));
+    const fields = new Map<string, Buffer>();
+    const groups = o.match;
+    const hit = groups ? new Uint8Array(groups.length) : null;
+    let matched = 0;
+    let bytes = 0;
+    let cut = 0;
+    const itemSize = this.compact ? 4 : 16;
+    for (let at = ENTRY_HEADER; at + itemSize <= size; at += itemSize) {
+      const data = this.compact ? body.readUInt32LE(at) : Number(body.readBigUInt64LE(at));
+      if (data === 0) continue;
+      const f = this.data(data, o.maxFieldSize);
+      bytes += f.name.length + 1 + f.length;
+      if (groups)
+        for (let g = 0; g < groups.length; g++) {
+          const group = groups[g]!;
+          if (hit![g] === 0 && group.field === f.name && f.length === f.value.length) {
+            if (group.values.some((w) => w.equals(f.value))) {
+              hit![g] = 1;
+              matched++;
+            }
+          }
+        }
+      if (o.keep && !o.keep.has(f.name)) continue;
+      // journald allows a name twice; the first value is kept, as the export reader does.
+      if (fields.has(f.name)) continue;
+      fields.set(f.name, f.value);
+      if (f.length > f.value.length) cut++;
+    }
+    if (groups && matched < groups.length) return null;
+    oversized.n += cut;
     const seqnum = body.readBigUInt64LE(OBJECT_HEADER);
     const realtime = body.readBigUInt64LE(OBJECT_HEADER + 8);
     const monotonic = body.readBigUInt64LE(OBJECT_HEADER + 16);
     const bootId = hex(body, OBJECT_HEADER + 24);
     const xor = body.readBigUInt64LE(OBJECT_HEADER + 40);
-    const fields = new Map<string, Buffer>();
     const cursor =
       `s=${this.seqnumId};i=${seqnum.toString(16)};b=${bootId};m=${monotonic.toString(16)};` +
       `t=${realtime.toString(16)};x=${xor.toString(16)}`;
     fields.set('__CURSOR', Buffer.from(cursor));
     fields.set('__REALTIME_TIMESTAMP', Buffer.from(realtime.toString()));
-    let bytes = 0;
-    const itemSize = this.compact ? 4 : 16;
-    for (let at = ENTRY_HEADER; at + itemSize <= o.size; at += itemSize) {
-      const data = this.compact ? body.readUInt32LE(at) : Number(body.readBigUInt64LE(at));
-      if (data === 0) continue;
-      const f = this.data(data, maxFieldSize);
-      bytes += f.name.length + 1 + f.length;
-      if (keep && !keep.has(f.name)) continue;
-      // journald allows a name twice; the first value is kept, as the export reader does.
-      if (fields.has(f.name)) continue;
-      fields.set(f.name, f.value);
-      if (f.length > f.value.length) oversized.n++;
-    }
     return { fields, bytes };
   }
 
@@ -274,6 +286,22 @@ export class JournalFile {
   }
 }
 
+/** What of the entries is read. */
+export interface ReadOptions {
+  /** Only these fields are kept; all without. */
+  keep?: ReadonlySet<string>;
+  /** A longer field is cut to this. */
+  maxFieldSize: number;
+  /** Only entries that every group matches (see MatchGroup). */
+  match?: readonly MatchGroup[];
+}
+
+/** A field of the entry is `field`, with one of `values`. */
+export interface MatchGroup {
+  field: string;
+  values: readonly Buffer[];
+}
+
 /** A file's next entry to read, with what orders it among the other files'. */
 interface Head {
   file: JournalFile;
@@ -331,19 +359,26 @@ export class JournalFilesReader {
     }
   }
 
+  /** Every file is read to where it was when opened. */
+  get done(): boolean {
+    return this.heads.length === 0;
+  }
+
   /**
-   * Up to `max` entries, in order; none once every file is read to where it was when opened. An
-   * entry that cannot be read ends the batch before it; the next call throws the error.
+   * Up to `max` entries (that `o.match` selects), in order, of at most `4 * max` looked at: fewer,
+   * or none, does not mean the end (see `done`). An entry that cannot be read ends the batch
+   * before it; the next call throws the error.
    */
-  read(max: number, keep: ReadonlySet<string> | undefined, maxFieldSize: number): JournalEntry[] {
+  read(max: number, o: ReadOptions): JournalEntry[] {
     if (this.error) throw this.error;
     const out: JournalEntry[] = [];
-    while (out.length < max && this.heads.length > 0) {
+    for (let looked = 0; out.length < max && looked < 4 * max && this.heads.length > 0; looked++) {
       let best = 0;
       for (let i = 1; i < this.heads.length; i++) if (before(this.heads[i]!, this.heads[best]!)) best = i;
       const h = this.heads[best]!;
       try {
-        out.push(h.file.entry(h.next, keep, maxFieldSize, this.oversized));
+        const e = h.file.entry(h.next, o, this.oversized);
+        if (e) out.push(e);
       } catch (err) {
         if (out.length === 0) throw err;
         this.error = err as Error;

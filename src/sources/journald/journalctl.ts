@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { ExportReader, type JournalEntry } from './export-format.js';
+import type { MatchGroup } from './journal-file.js';
 
 /** Which journal, and which of its entries: the arguments every journalctl run of a source shares. */
 export interface JournalSelection {
@@ -26,6 +27,27 @@ export function selectionArgs(s: JournalSelection): string[] {
     ...s.identifiers.map((i) => `--identifier=${i}`),
     ...s.matches,
   ];
+}
+
+/**
+ * The entry filters journalctl's identifiers and matches make, for reading the files directly:
+ * groups that must all hold, each a field and the values it may have. As journalctl builds them:
+ * the identifiers are one group (SYSLOG_IDENTIFIER), and the matches one group per field, apart
+ * from the identifiers' even for SYSLOG_IDENTIFIER (journalctl puts a conjunction between the two).
+ * Undefined with none.
+ */
+export function selectionMatch(s: JournalSelection): MatchGroup[] | undefined {
+  const groups: MatchGroup[] = [];
+  if (s.identifiers.length > 0)
+    groups.push({ field: 'SYSLOG_IDENTIFIER', values: s.identifiers.map((i) => Buffer.from(i)) });
+  const byField = new Map<string, Buffer[]>();
+  for (const m of s.matches) {
+    const eq = m.indexOf('=');
+    const field = m.slice(0, eq);
+    byField.set(field, [...(byField.get(field) ?? []), Buffer.from(m.slice(eq + 1))]);
+  }
+  for (const [field, values] of byField) groups.push({ field, values });
+  return groups.length > 0 ? groups : undefined;
 }
 
 export interface OneShot {

@@ -1,10 +1,16 @@
+import { spawnSync } from 'node:child_process';
 import fc from 'fast-check';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { scratchDir } from '../../helpers/agent.js';
 import { TestJournald } from '../../helpers/journald.js';
 import { cursorPosition } from '../../../src/sources/journald/entry.js';
-import type { JournalEntry } from '../../../src/sources/journald/export-format.js';
-import { JournalFilesReader, JournalUnsupported } from '../../../src/sources/journald/journal-file.js';
+import { ExportReader, type JournalEntry } from '../../../src/sources/journald/export-format.js';
+import {
+  JournalFilesReader,
+  JournalUnsupported,
+  type ReadOptions,
+} from '../../../src/sources/journald/journal-file.js';
+import { selectionMatch } from '../../../src/sources/journald/journalctl.js';
 
 async function journald(dir: string): Promise<TestJournald> {
   const j = new TestJournald(dir);
@@ -16,13 +22,13 @@ async function journald(dir: string): Promise<TestJournald> {
 /** What journalctl adds to an entry's own fields, from the entry's header. */
 const ADDRESS_FIELDS = ['__MONOTONIC_TIMESTAMP', '__SEQNUM', '__SEQNUM_ID'];
 
-function readAll(j: TestJournald, cursor: string | null, max = 1 << 20): JournalEntry[] | null {
+function readAll(j: TestJournald, cursor: string | null, options: ReadOptions = { maxFieldSize: 1 << 20 }) {
   const reader = JournalFilesReader.open([j.journal], cursor === null ? null : cursorPosition(cursor));
   if (!reader) return null;
   try {
     const out: JournalEntry[] = [];
-    for (let batch = reader.read(1000, undefined, max); batch.length > 0; batch = reader.read(1000, undefined, max))
-      out.push(...batch);
+    // Batches of 7: a batch of a selection may end early, or be empty, before the end.
+    for (let n = 0; !reader.done && n < 100_000; n++) out.push(...reader.read(7, options));
     return out;
   } finally {
     reader.close();
@@ -41,12 +47,10 @@ describe('journal files read directly', () => {
   it('gives every entry, its fields and its cursor as journalctl does, across rotated files, from any cursor', async () => {
     const dir = scratchDir('sluice-journal-file-');
     const j = await journald(dir);
-    const rng = fc.sample(fc.integer({ min: 0, max: 2 ** 31 - 1 }), { numRuns: 1, seed: 20261130 })[0]!;
-    let state = rng;
-    const next = () => {
-      state = (state * 1103515245 + 12345) % 2 ** 31;
-      return state;
-    };
+    // Seeded: sizes, identifiers and priorities drawn independently of each other.
+    const draws = fc.sample(fc.integer({ min: 0, max: 2 ** 31 - 1 }), { numRuns: 4000, seed: 20261130 });
+    let drawn = 0;
+    const next = () => draws[drawn++ % draws.length]!;
     // Three files (two rotations); fields shared by many entries (one data object each), binary
     // values, a field given twice, empty values.
     for (let file = 0; file < 3; file++) {
@@ -86,6 +90,30 @@ describe('journal files read directly', () => {
         `after entry ${at}`,
       ).toEqual(j.export(cursor).map((e) => e.fields.get('__CURSOR')!.toString()));
     }
+    // Identifiers and raw matches select what journalctl selects with the same arguments: values of
+    // one field are alternatives (whichever option named them), fields must all match.
+    const selections = [
+      { identifiers: ['app1'], matches: [] },
+      { identifiers: ['app0', 'app2'], matches: ['PRIORITY=3', 'PRIORITY=5'] },
+      { identifiers: ['app1'], matches: ['EMPTY='] },
+      { identifiers: ['app1', 'app2'], matches: ['SYSLOG_IDENTIFIER=app2'] },
+      { identifiers: [], matches: ['TWICE=second'] },
+    ];
+    for (const sel of selections) {
+      const args = [...sel.identifiers.map((i) => `--identifier=${i}`), ...sel.matches];
+      const r = spawnSync('journalctl', [`--directory=${j.journal}`, '--output=export', '--no-pager', ...args], {
+        maxBuffer: 512 << 20,
+      });
+      const wantSel: JournalEntry[] = [];
+      new ExportReader(1 << 20).push(r.stdout, wantSel);
+      const match = selectionMatch({ units: [], ...sel });
+      const gotSel = readAll(j, null, { maxFieldSize: 1 << 20, match })!;
+      expect(wantSel.length, JSON.stringify(sel)).toBeGreaterThan(0);
+      expect(
+        gotSel.map((e) => e.fields.get('__CURSOR')!.toString()),
+        JSON.stringify(sel),
+      ).toEqual(wantSel.map((e) => e.fields.get('__CURSOR')!.toString()));
+    }
   }, 60_000);
 
   it('says when the cursor is not in the files, and cuts a field longer than the size kept', async () => {
@@ -103,7 +131,7 @@ describe('journal files read directly', () => {
     expect(JournalFilesReader.open([j.journal], { ...cursor, seqnumId: '0'.repeat(32) })).toBeNull();
     expect(JournalFilesReader.open([j.journal], cursor)).not.toBeNull();
     const reader = JournalFilesReader.open([j.journal], null)!;
-    const got = reader.read(10, new Set(['MESSAGE', '__CURSOR']), 5).slice(first);
+    const got = reader.read(10, { keep: new Set(['MESSAGE', '__CURSOR']), maxFieldSize: 5 }).slice(first);
     reader.close();
     expect(got.map((e) => e.fields.get('MESSAGE')!.toString())).toEqual(['one', 'two', 'three']);
     expect([...got[0]!.fields.keys()].sort()).toEqual(['MESSAGE', '__CURSOR', '__REALTIME_TIMESTAMP']);
@@ -123,11 +151,11 @@ describe('journal files read directly', () => {
     try {
       expect(
         reader
-          .read(small + 1, undefined, 1 << 20)
+          .read(small + 1, { maxFieldSize: 1 << 20 })
           [small]!.fields.get('MESSAGE')!
           .toString(),
       ).toBe('small');
-      expect(() => reader.read(1, undefined, 1 << 20)).toThrow(JournalUnsupported);
+      expect(() => reader.read(1, { maxFieldSize: 1 << 20 })).toThrow(JournalUnsupported);
     } finally {
       reader.close();
     }
