@@ -8,6 +8,8 @@
  * Pure: bytes in, entries out, in any cut of the stream into chunks.
  */
 
+import type { CursorPosition } from './entry.js';
+
 export interface JournalEntry {
   /**
    * Each field once, by name; a name given twice keeps its first value (journald allows repeats).
@@ -17,6 +19,9 @@ export interface JournalEntry {
   fields: Map<string, Buffer>;
   /** The bytes the entry took in the stream, for counting. */
   bytes: number;
+  /** `__CURSOR` as a string, and its position, when the reader has them at hand (the files' reader). */
+  cursor?: string;
+  position?: CursorPosition;
 }
 
 export class ExportFormatError extends Error {}

@@ -334,10 +334,10 @@ export class JournaldSource implements Source {
     let bytes = 0;
     let cursor: string | null = null;
     for (const e of entries) {
-      const c = e.fields.get('__CURSOR')?.toString();
+      const c = e.cursor ?? e.fields.get('__CURSOR')?.toString();
       if (!c) continue; // every entry journalctl exports has one
       const r = new LogRecord(entryToSyslog(e, this.entryOptions), now, this.origin);
-      const pos = cursorPosition(c);
+      const pos = e.position ?? cursorPosition(c);
       if (pos) r.setStream(this.streamOf(pos.seqnumId), pos.seqnum);
       records.push(r);
       bytes += e.bytes;

@@ -45,12 +45,40 @@ export interface FileEntry {
 
 const hex = (b: Buffer, at: number) => b.toString('hex', at, at + 16);
 
-/** A field of a data object: its value cut to the size kept, and the length it had. */
+/** A little-endian 64-bit number as a Number (offsets, sizes, times and sequence numbers fit in 53 bits). */
+const u64 = (b: Buffer, at: number) => b.readUInt32LE(at) + b.readUInt32LE(at + 4) * 0x1_0000_0000;
+
+const HEX2 = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+const HEX1 = Array.from({ length: 256 }, (_, i) => i.toString(16));
+
+/**
+ * A little-endian 64-bit number in hexadecimal without leading zeros, as journalctl writes a
+ * cursor's (by bytes: Number's toString(16) is several times slower).
+ */
+function hex64(b: Buffer, at: number): string {
+  let i = at + 7;
+  while (i > at && b[i] === 0) i--;
+  let s = HEX1[b[i]!]!;
+  while (--i >= at) s += HEX2[b[i]!]!;
+  return s;
+}
+
+/** Data objects remembered, direct-mapped by offset. */
+const DATA_SLOTS = 8192;
+
+/**
+ * A field of a data object: its value cut to the size kept (null when neither kept nor matched),
+ * the length it had, whether it is kept, and the match groups that name it.
+ */
 interface DataField {
   name: string;
-  value: Buffer;
+  value: Buffer | null;
   length: number;
+  kept: boolean;
+  groups: readonly number[];
 }
+
+const NO_GROUPS: readonly number[] = [];
 
 export class JournalFile {
   readonly seqnumId: string;
@@ -62,8 +90,25 @@ export class JournalFile {
   private readonly pages = new Map<number, Buffer>();
   /** The entry arrays: where each starts in the list of entries, its items' offset and count. */
   private readonly arrays: { first: number; at: number; count: number }[] = [];
-  /** Data objects recently read, by offset: many entries share the same ones (`_HOSTNAME=`, `_PID=`). */
-  private readonly dataCache = new Map<number, DataField>();
+  /**
+   * Data objects recently read, by offset: many entries share the same ones (`_HOSTNAME=`,
+   * `_PID=`). A field neither kept nor matched is remembered by its name only.
+   */
+  private readonly dataAt = new Float64Array(DATA_SLOTS).fill(-1);
+  private readonly dataField: (DataField | undefined)[] = new Array(DATA_SLOTS);
+  private cachedFor: ReadOptions | null = null;
+  /** Which match groups an entry has met (reused: one entry at a time). */
+  private hits = new Uint8Array(8);
+  /** An entry's data object offsets (reused). */
+  private items = new Float64Array(64);
+  /** The page read last: most reads fall in the same one as the read before. */
+  private lastPage = -1;
+  private lastBuf: Buffer = Buffer.alloc(0);
+  /** Where `view` put the bytes asked for: a page, or `scratch` for bytes across two pages. */
+  private buf: Buffer = Buffer.alloc(0);
+  private scratch = Buffer.alloc(4096);
+  /** The flags of the object `objectSize` read last. */
+  private objectFlags = 0;
 
   private constructor(
     readonly path: string,
@@ -71,27 +116,32 @@ export class JournalFile {
   ) {
     this.fd = fd;
     this.size = fstatSync(fd).size;
-    const h = this.read(0, Math.min(272, this.size));
-    if (h.length < 208 || !h.subarray(0, 8).equals(SIGNATURE))
-      throw new JournalUnsupported(`${path}: not a journal file`);
+    if (this.size < 272) throw new JournalUnsupported(`${path}: not a journal file`);
+    const headerAt = this.view(0, 272);
+    const h = Buffer.from(this.buf.subarray(headerAt, headerAt + 272));
+    if (!h.subarray(0, 8).equals(SIGNATURE)) throw new JournalUnsupported(`${path}: not a journal file`);
     const incompatible = h.readUInt32LE(12);
     if ((incompatible & ~INCOMPATIBLE_KNOWN) !== 0)
       throw new JournalUnsupported(`${path}: incompatible flags 0x${incompatible.toString(16)} not known here`);
     this.compact = (incompatible & INCOMPATIBLE_COMPACT) !== 0;
     this.seqnumId = hex(h, 72);
-    const headerSize = Number(h.readBigUInt64LE(88));
-    const arenaSize = Number(h.readBigUInt64LE(96));
+    const headerSize = u64(h, 88);
+    const arenaSize = u64(h, 96);
     if (headerSize + arenaSize > this.size) throw new JournalUnsupported(`${path}: shorter than its header says`);
-    this.nEntries = Number(h.readBigUInt64LE(152));
-    let array = Number(h.readBigUInt64LE(176));
+    this.nEntries = u64(h, 152);
+    let array = u64(h, 176);
     const itemSize = this.compact ? 4 : 8;
     let first = 0;
-    for (let n = 0; array !== 0 && first < this.nEntries && n < 64; n++) {
-      const o = this.object(array, OBJECT_ENTRY_ARRAY);
-      const count = Math.floor((o.size - OBJECT_HEADER - 8) / itemSize);
+    while (array !== 0 && first < this.nEntries) {
+      const size = this.objectSize(array, OBJECT_ENTRY_ARRAY);
+      const count = Math.floor((size - OBJECT_HEADER - 8) / itemSize);
       this.arrays.push({ first, at: array + OBJECT_HEADER + 8, count });
       first += count;
-      array = Number(o.head.readBigUInt64LE(OBJECT_HEADER));
+      const nextAt = this.view(array + OBJECT_HEADER, 8);
+      const next = u64(this.buf, nextAt);
+      // Each array is appended after the one before it: a link back would be a loop.
+      if (next !== 0 && next <= array) throw new JournalUnsupported(`${path}: an entry array links back`);
+      array = next;
     }
     if (first < this.nEntries)
       throw new JournalUnsupported(`${path}: its entry arrays list fewer entries than its header`);
@@ -111,7 +161,9 @@ export class JournalFile {
   close(): void {
     closeSync(this.fd);
     this.pages.clear();
-    this.dataCache.clear();
+    this.lastPage = -1;
+    this.dataAt.fill(-1);
+    this.dataField.fill(undefined);
   }
 
   /** The offset of entry `i` (0-based, in journal order). */
@@ -124,20 +176,17 @@ export class JournalFile {
       else hi = mid - 1;
     }
     const a = this.arrays[lo]!;
-    const at = a.at + (i - a.first) * (this.compact ? 4 : 8);
-    const b = this.read(at, this.compact ? 4 : 8);
-    return this.compact ? b.readUInt32LE(0) : Number(b.readBigUInt64LE(0));
+    // `view` first: it sets `buf`.
+    const at = this.view(a.at + (i - a.first) * (this.compact ? 4 : 8), this.compact ? 4 : 8);
+    return this.compact ? this.buf.readUInt32LE(at) : u64(this.buf, at);
   }
 
   /** Entry `i`'s sequence number and time. */
   entryAt(i: number): FileEntry {
     const offset = this.entryOffset(i);
-    const h = this.object(offset, OBJECT_ENTRY).head;
-    return {
-      offset,
-      seqnum: Number(h.readBigUInt64LE(OBJECT_HEADER)),
-      realtime: Number(h.readBigUInt64LE(OBJECT_HEADER + 8)),
-    };
+    this.objectSize(offset, OBJECT_ENTRY);
+    const at = this.view(offset + OBJECT_HEADER, 16);
+    return { offset, seqnum: u64(this.buf, at), realtime: u64(this.buf, at + 8) };
   }
 
   /**
@@ -163,96 +212,129 @@ export class JournalFile {
    */
   entry(i: number, o: ReadOptions, oversized: { n: number }): JournalEntry | null {
     const offset = this.entryOffset(i);
-    const size = this.object(offset, OBJECT_ENTRY).size;
-    // A copy: reading its fields may reuse the page it is in.
-    const body = Buffer.from(this.read(offset, size));
-    const fields = new Map<string, Buffer>();
+    const size = this.objectSize(offset, OBJECT_ENTRY);
+    // What the entry's header says, and its items, taken before its fields are read (they move `buf`).
+    let at = this.view(offset, size);
+    const b = this.buf;
+    const seqnum = u64(b, at + OBJECT_HEADER);
+    const realtime = u64(b, at + OBJECT_HEADER + 8);
+    const cursor =
+      `s=${this.seqnumId};i=${hex64(b, at + OBJECT_HEADER)};b=${hex(b, at + OBJECT_HEADER + 24)};` +
+      `m=${hex64(b, at + OBJECT_HEADER + 16)};t=${hex64(b, at + OBJECT_HEADER + 8)};` +
+      `x=${hex64(b, at + OBJECT_HEADER + 40)}`;
+    const itemSize = this.compact ? 4 : 16;
+    const n = Math.floor((size - ENTRY_HEADER) / itemSize);
+    if (this.items.length < n) this.items = new Float64Array(n);
+    const items = this.items;
+    at += ENTRY_HEADER;
+    for (let k = 0; k < n; k++, at += itemSize) items[k] = this.compact ? b.readUInt32LE(at) : u64(b, at);
+
     const groups = o.match;
-    const hit = groups ? new Uint8Array(groups.length) : null;
+    let hit: Uint8Array | null = null;
+    if (groups) {
+      if (this.hits.length < groups.length) this.hits = new Uint8Array(groups.length);
+      hit = this.hits.fill(0, 0, groups.length);
+    }
     let matched = 0;
+    const fields = new Map<string, Buffer>();
     let bytes = 0;
     let cut = 0;
-    const itemSize = this.compact ? 4 : 16;
-    for (let at = ENTRY_HEADER; at + itemSize <= size; at += itemSize) {
-      const data = this.compact ? body.readUInt32LE(at) : Number(body.readBigUInt64LE(at));
+    for (let k = 0; k < n; k++) {
+      const data = items[k]!;
       if (data === 0) continue;
-      const f = this.data(data, o.maxFieldSize);
+      const f = this.data(data, o);
       bytes += f.name.length + 1 + f.length;
-      if (groups)
-        for (let g = 0; g < groups.length; g++) {
-          const group = groups[g]!;
-          if (hit![g] === 0 && group.field === f.name && f.length === f.value.length) {
-            if (group.values.some((w) => w.equals(f.value))) {
-              hit![g] = 1;
-              matched++;
-            }
-          }
+      const value = f.value;
+      if (value === null) continue; // neither kept nor matched
+      for (const g of f.groups) {
+        if (hit![g] === 0 && f.length === value.length && groups![g]!.values.some((w) => w.equals(value))) {
+          hit![g] = 1;
+          matched++;
         }
-      if (o.keep && !o.keep.has(f.name)) continue;
+      }
+      if (!f.kept) continue;
       // journald allows a name twice; the first value is kept, as the export reader does.
       if (fields.has(f.name)) continue;
-      fields.set(f.name, f.value);
-      if (f.length > f.value.length) cut++;
+      fields.set(f.name, value);
+      if (f.length > value.length) cut++;
     }
     if (groups && matched < groups.length) return null;
     oversized.n += cut;
-    const seqnum = body.readBigUInt64LE(OBJECT_HEADER);
-    const realtime = body.readBigUInt64LE(OBJECT_HEADER + 8);
-    const monotonic = body.readBigUInt64LE(OBJECT_HEADER + 16);
-    const bootId = hex(body, OBJECT_HEADER + 24);
-    const xor = body.readBigUInt64LE(OBJECT_HEADER + 40);
-    const cursor =
-      `s=${this.seqnumId};i=${seqnum.toString(16)};b=${bootId};m=${monotonic.toString(16)};` +
-      `t=${realtime.toString(16)};x=${xor.toString(16)}`;
     fields.set('__CURSOR', Buffer.from(cursor));
-    fields.set('__REALTIME_TIMESTAMP', Buffer.from(realtime.toString()));
-    return { fields, bytes };
+    fields.set('__REALTIME_TIMESTAMP', Buffer.from(String(realtime)));
+    return { fields, bytes, cursor, position: { seqnumId: this.seqnumId, seqnum, realtime } };
   }
 
-  /** A data object's field, its value cut to `maxFieldSize`, from the cache or the file. */
-  private data(offset: number, maxFieldSize: number): DataField {
-    const cached = this.dataCache.get(offset);
-    if (cached !== undefined) return cached;
-    const o = this.object(offset, OBJECT_DATA);
-    if ((o.flags & OBJECT_COMPRESSED) !== 0)
+  /**
+   * A data object's field, from the cache or the file: its value cut to `maxFieldSize`, or null
+   * when `keep` does not have it and no match names it (only its name is read then).
+   */
+  private data(offset: number, o: ReadOptions): DataField {
+    if (o !== this.cachedFor) {
+      // What a field keeps depends on the options.
+      this.cachedFor = o;
+      this.dataAt.fill(-1);
+    }
+    const slot = (offset / 8) % DATA_SLOTS;
+    if (this.dataAt[slot] === offset) return this.dataField[slot]!;
+    const size = this.objectSize(offset, OBJECT_DATA);
+    if ((this.objectFlags & OBJECT_COMPRESSED) !== 0)
       throw new JournalUnsupported(`${this.path}: a compressed field at offset ${offset}`);
     // Data objects: hash, next hash, next field, entry, entry array, entries; compact files add two more.
-    const payloadAt = OBJECT_HEADER + 48 + (this.compact ? 8 : 0);
-    const payloadLength = o.size - payloadAt;
-    // A copy (pages are reused), of the name and as much of the value as is kept.
-    const payload = Buffer.from(this.read(offset + payloadAt, Math.min(payloadLength, maxFieldSize + 256)));
-    const eq = payload.indexOf(0x3d);
-    if (eq <= 0) throw new JournalUnsupported(`${this.path}: a field without a name at offset ${offset}`);
-    const f: DataField = {
-      name: payload.toString('latin1', 0, eq),
-      value: payload.subarray(eq + 1, eq + 1 + maxFieldSize),
-      length: payloadLength - eq - 1,
-    };
-    if (this.dataCache.size >= 4096) this.dataCache.delete(this.dataCache.keys().next().value as number);
-    this.dataCache.set(offset, f);
+    const payloadAt = offset + OBJECT_HEADER + 48 + (this.compact ? 8 : 0);
+    const payloadLength = offset + size - payloadAt;
+    // The name first (journald's are at most 64 bytes).
+    const headLength = Math.min(payloadLength, 65);
+    const at = this.view(payloadAt, headLength);
+    let eq = at;
+    while (eq < at + headLength && this.buf[eq] !== 0x3d) eq++;
+    if (eq === at || eq === at + headLength)
+      throw new JournalUnsupported(`${this.path}: a field without a name at offset ${offset}`);
+    const name = this.buf.toString('latin1', at, eq);
+    const valueAt = payloadAt + eq - at + 1;
+    const length = offset + size - valueAt;
+    let value: Buffer | null = null;
+    const kept = !o.keep || o.keep.has(name);
+    let groups = NO_GROUPS;
+    if (o.match) for (let g = 0; g < o.match.length; g++) if (o.match[g]!.field === name) groups = [...groups, g];
+    if (kept || groups.length > 0) {
+      // A copy: pages are reused.
+      const keep = Math.min(length, o.maxFieldSize);
+      value = Buffer.allocUnsafe(keep);
+      const from = this.view(valueAt, keep);
+      this.buf.copy(value, 0, from, from + keep);
+    }
+    const f: DataField = { name, value, length, kept, groups };
+    this.dataAt[slot] = offset;
+    this.dataField[slot] = f;
     return f;
   }
 
-  /** An object's header (and what follows it, up to 64 bytes), checked to be of `type`. */
-  private object(offset: number, type: number): { flags: number; size: number; head: Buffer } {
+  /** The size of the object at `offset`, checked to be of `type` (its flags in `objectFlags`). */
+  private objectSize(offset: number, type: number): number {
     if (offset % 8 !== 0 || offset + OBJECT_HEADER > this.size)
       throw new JournalUnsupported(`${this.path}: an object offset ${offset} outside the file`);
-    const head = this.read(offset, Math.min(64, this.size - offset));
-    const size = Number(head.readBigUInt64LE(8));
-    if (head[0] !== type || size < OBJECT_HEADER || offset + size > this.size)
+    const at = this.view(offset, OBJECT_HEADER);
+    const size = u64(this.buf, at + 8);
+    if (this.buf[at] !== type || size < OBJECT_HEADER || offset + size > this.size)
       throw new JournalUnsupported(`${this.path}: no object of type ${type} at offset ${offset}`);
-    return { flags: head[1]!, size, head };
+    this.objectFlags = this.buf[at + 1]!;
+    return size;
   }
 
-  /** `length` bytes at `offset`, through a cache of pages; a view valid until the next read. */
-  private read(offset: number, length: number): Buffer {
+  /**
+   * Makes `length` bytes at `offset` readable in `buf` and returns where they start there; valid
+   * until the next call. Pages are cached; bytes across pages are copied into a scratch buffer.
+   */
+  private view(offset: number, length: number): number {
     const first = Math.floor(offset / PAGE);
-    const last = Math.floor((offset + length - 1) / PAGE);
+    const last = Math.floor((offset + Math.max(1, length) - 1) / PAGE);
     if (first === last) {
-      const p = this.page(first);
-      return p.subarray(offset - first * PAGE, offset - first * PAGE + length);
+      this.buf = this.page(first);
+      return offset - first * PAGE;
     }
-    const out = Buffer.allocUnsafe(length);
+    if (this.scratch.length < length) this.scratch = Buffer.allocUnsafe(Math.max(length, 2 * this.scratch.length));
+    const out = this.scratch;
     let done = 0;
     for (let n = first; n <= last; n++) {
       const p = this.page(n);
@@ -260,17 +342,23 @@ export class JournalFile {
       const to = Math.min(offset + length, (n + 1) * PAGE) - n * PAGE;
       done += p.copy(out, done, from, to);
     }
-    return out.subarray(0, done);
+    if (done < length) throw new JournalUnsupported(`${this.path}: ends before offset ${offset + length}`);
+    this.buf = out;
+    return 0;
   }
 
   private page(n: number): Buffer {
+    if (n === this.lastPage) return this.lastBuf;
+    const p = this.pageOf(n);
+    this.lastPage = n;
+    this.lastBuf = p;
+    return p;
+  }
+
+  private pageOf(n: number): Buffer {
+    // First in, first out: reading goes forward through the file.
     const p = this.pages.get(n);
-    if (p) {
-      // Most recently used last.
-      this.pages.delete(n);
-      this.pages.set(n, p);
-      return p;
-    }
+    if (p) return p;
     const buf = this.pages.size >= MAX_PAGES ? this.evict() : Buffer.allocUnsafe(PAGE);
     const got = readSync(this.fd, buf, 0, PAGE, n * PAGE);
     const page = buf.subarray(0, got);

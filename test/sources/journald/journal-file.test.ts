@@ -76,6 +76,8 @@ describe('journal files read directly', () => {
     expect(got.map((e) => e.fields.get('__CURSOR')!.toString())).toEqual(
       want.map((e) => e.fields.get('__CURSOR')!.toString()),
     );
+    // The position handed with each entry is its cursor's.
+    for (const e of got) expect(e.position).toEqual(cursorPosition(e.cursor!));
     for (let i = 0; i < want.length; i++) {
       // A field given twice: journalctl exports both, the export reader keeps the first, as this does.
       expect(shape(got[i]!), `entry ${i}`).toBe(shape(want[i]!, ADDRESS_FIELDS));
