@@ -107,7 +107,7 @@ function smallInt(v: string | undefined, max: number): number | null {
 export function entryToSyslog(e: JournalEntry, o: EntryOptions): Buffer {
   const facility = smallInt(text(e, 'SYSLOG_FACILITY'), 23) ?? o.facility;
   const severity = smallInt(text(e, 'PRIORITY'), 7) ?? o.severity;
-  const realtime = Number(text(e, '__REALTIME_TIMESTAMP'));
+  const realtime = e.position?.realtime ?? Number(text(e, '__REALTIME_TIMESTAMP'));
   const ts = Number.isSafeInteger(realtime) && realtime > 0 ? timestamp(realtime) : '-';
   const host = headerToken(text(e, '_HOSTNAME') ?? o.hostname, 255);
   const app = headerToken(text(e, 'SYSLOG_IDENTIFIER') ?? text(e, '_COMM'), 48);

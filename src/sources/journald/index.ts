@@ -289,7 +289,9 @@ export class JournaldSource implements Source {
       // Null: the cursor's entry is not in the files (vacuumed, or another journal's): journalctl
       // says what became of it.
       reader = JournalFilesReader.open(dirs, after);
-      const options = { keep: this.wantedFields, maxFieldSize: c.max_message_size, match: selectionMatch(c) };
+      // The cursor and the time come with each entry: fields only when chosen for the records.
+      const keep = new Set([...this.wantedFields].filter((f) => !f.startsWith('__') || c.fields.includes(f)));
+      const options = { keep, maxFieldSize: c.max_message_size, match: selectionMatch(c) };
       while (reader && !reader.done && generation === this.generation && !this.stopped) {
         const entries = reader.read(CATCH_UP_BATCH, options);
         if (reader.oversized.n !== truncated) {
@@ -332,18 +334,23 @@ export class JournaldSource implements Source {
     const now = Date.now();
     const records: LogRecord[] = [];
     let bytes = 0;
-    let cursor: string | null = null;
+    let last: JournalEntry | null = null;
     for (const e of entries) {
-      const c = e.cursor ?? e.fields.get('__CURSOR')?.toString();
-      if (!c) continue; // every entry journalctl exports has one
+      let pos = e.position;
+      if (!pos) {
+        const c = e.fields.get('__CURSOR')?.toString();
+        if (!c) continue; // every entry journalctl exports has one
+        pos = cursorPosition(c) ?? undefined;
+      }
       const r = new LogRecord(entryToSyslog(e, this.entryOptions), now, this.origin);
-      const pos = e.position ?? cursorPosition(c);
       if (pos) r.setStream(this.streamOf(pos.seqnumId), pos.seqnum);
       records.push(r);
       bytes += e.bytes;
-      cursor = c;
+      last = e;
     }
-    if (cursor === null) return null;
+    if (last === null) return null;
+    // The files' reader makes a cursor only when asked: for the batch's last entry.
+    const cursor = last.cursor ?? last.fields.get('__CURSOR')!.toString();
     this.handed = cursor;
     this.stats.received += records.length;
     this.stats.receivedBytes += bytes;

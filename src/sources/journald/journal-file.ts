@@ -1,5 +1,6 @@
 import { closeSync, fstatSync, openSync, readdirSync, readSync } from 'node:fs';
 import path from 'node:path';
+import type { CursorPosition } from './entry.js';
 import type { JournalEntry } from './export-format.js';
 
 /**
@@ -218,10 +219,9 @@ export class JournalFile {
     const b = this.buf;
     const seqnum = u64(b, at + OBJECT_HEADER);
     const realtime = u64(b, at + OBJECT_HEADER + 8);
-    const cursor =
-      `s=${this.seqnumId};i=${hex64(b, at + OBJECT_HEADER)};b=${hex(b, at + OBJECT_HEADER + 24)};` +
-      `m=${hex64(b, at + OBJECT_HEADER + 16)};t=${hex64(b, at + OBJECT_HEADER + 8)};` +
-      `x=${hex64(b, at + OBJECT_HEADER + 40)}`;
+    // Seqnum, realtime, monotonic, boot id, xor hash: what a cursor is made of, when one is asked for.
+    const header = Buffer.allocUnsafe(48);
+    b.copy(header, 0, at + OBJECT_HEADER, at + OBJECT_HEADER + 48);
     const itemSize = this.compact ? 4 : 16;
     const n = Math.floor((size - ENTRY_HEADER) / itemSize);
     if (this.items.length < n) this.items = new Float64Array(n);
@@ -260,9 +260,11 @@ export class JournalFile {
     }
     if (groups && matched < groups.length) return null;
     oversized.n += cut;
-    fields.set('__CURSOR', Buffer.from(cursor));
-    fields.set('__REALTIME_TIMESTAMP', Buffer.from(String(realtime)));
-    return { fields, bytes, cursor, position: { seqnumId: this.seqnumId, seqnum, realtime } };
+    const e = new FileJournalEntry(fields, bytes, { seqnumId: this.seqnumId, seqnum, realtime }, header);
+    if (!o.keep || o.keep.has('__CURSOR')) fields.set('__CURSOR', Buffer.from(e.cursor));
+    if (!o.keep || o.keep.has('__REALTIME_TIMESTAMP'))
+      fields.set('__REALTIME_TIMESTAMP', Buffer.from(String(realtime)));
+    return e;
   }
 
   /**
@@ -374,9 +376,33 @@ export class JournalFile {
   }
 }
 
+/** An entry of the files: its cursor is made when first asked for (a batch needs its last one only). */
+class FileJournalEntry implements JournalEntry {
+  private made: string | undefined;
+
+  constructor(
+    readonly fields: Map<string, Buffer>,
+    readonly bytes: number,
+    readonly position: CursorPosition,
+    /** The entry header's seqnum, realtime, monotonic, boot id and xor hash. */
+    private readonly header: Buffer,
+  ) {}
+
+  get cursor(): string {
+    const h = this.header;
+    this.made ??=
+      `s=${this.position.seqnumId};i=${hex64(h, 0)};b=${hex(h, 24)};m=${hex64(h, 16)};t=${hex64(h, 8)};` +
+      `x=${hex64(h, 40)}`;
+    return this.made;
+  }
+}
+
 /** What of the entries is read. */
 export interface ReadOptions {
-  /** Only these fields are kept; all without. */
+  /**
+   * Only these fields are kept; all without. `__CURSOR` and `__REALTIME_TIMESTAMP` are fields only
+   * when kept (an entry always has them as `cursor` and `position`).
+   */
   keep?: ReadonlySet<string>;
   /** A longer field is cut to this. */
   maxFieldSize: number;
