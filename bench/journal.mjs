@@ -15,7 +15,8 @@
 //   a LinkedList main queue with dequeueBatchSize 1024, as bench/pipeline.mjs.
 // - syslog-ng systemd-journal() (https://syslog-ng.github.io/admin-guide/060_Sources/160_systemd-journal/):
 //   log-fetch-limit(1000) and log-iw-size(100000), flow-control, as bench/pipeline.mjs.
-// - sluice: read_from: beginning, a memory queue.
+// - sluice: read_from: beginning, a memory queue. It reads the journal files directly
+//   (`catch_up: files`, its default) up to what they hold, then follows with journalctl.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
