@@ -118,8 +118,9 @@ export class JournalFile {
     this.fd = fd;
     this.size = fstatSync(fd).size;
     if (this.size < 272) throw new JournalUnsupported(`${path}: not a journal file`);
-    const headerAt = this.view(0, 272);
-    const h = Buffer.from(this.buf.subarray(headerAt, headerAt + 272));
+    // The header and the chain of entry arrays are read without the page cache: a file opened and
+    // not read yet (the others of a directory wait their turn) holds no pages of them.
+    const h = this.readAt(0, 272);
     if (!h.subarray(0, 8).equals(SIGNATURE)) throw new JournalUnsupported(`${path}: not a journal file`);
     const incompatible = h.readUInt32LE(12);
     if ((incompatible & ~INCOMPATIBLE_KNOWN) !== 0)
@@ -134,18 +135,30 @@ export class JournalFile {
     const itemSize = this.compact ? 4 : 8;
     let first = 0;
     while (array !== 0 && first < this.nEntries) {
-      const size = this.objectSize(array, OBJECT_ENTRY_ARRAY);
+      if (array % 8 !== 0 || array + OBJECT_HEADER + 8 > this.size)
+        throw new JournalUnsupported(`${path}: an entry array offset ${array} outside the file`);
+      const a = this.readAt(array, OBJECT_HEADER + 8);
+      const size = u64(a, 8);
+      if (a[0] !== OBJECT_ENTRY_ARRAY || size < OBJECT_HEADER + 8 || array + size > this.size)
+        throw new JournalUnsupported(`${path}: no entry array at offset ${array}`);
       const count = Math.floor((size - OBJECT_HEADER - 8) / itemSize);
       this.arrays.push({ first, at: array + OBJECT_HEADER + 8, count });
       first += count;
-      const nextAt = this.view(array + OBJECT_HEADER, 8);
-      const next = u64(this.buf, nextAt);
+      const next = u64(a, OBJECT_HEADER);
       // Each array is appended after the one before it: a link back would be a loop.
       if (next !== 0 && next <= array) throw new JournalUnsupported(`${path}: an entry array links back`);
       array = next;
     }
     if (first < this.nEntries)
       throw new JournalUnsupported(`${path}: its entry arrays list fewer entries than its header`);
+  }
+
+  /** `length` bytes at `offset`, read into a buffer of their own. */
+  private readAt(offset: number, length: number): Buffer {
+    const b = Buffer.alloc(length);
+    const got = readSync(this.fd, b, 0, length, offset);
+    if (got < length) throw new JournalUnsupported(`${this.path}: ends before offset ${offset + length}`);
+    return b;
   }
 
   /** Opens `path`; a JournalUnsupported error when it cannot be read here (see above). */
@@ -191,18 +204,29 @@ export class JournalFile {
   }
 
   /**
-   * The index of the first entry whose sequence number is above `seqnum` (entries of a file are
-   * in sequence order).
+   * The index of the first entry whose sequence number (or time) is above `value` (entries of a
+   * file are in sequence order, and in time order but for a clock set back).
    */
-  indexAfter(seqnum: number): number {
+  indexAfter(value: number, by: 'seqnum' | 'realtime' = 'seqnum'): number {
     let lo = 0;
     let hi = this.nEntries;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (this.entryAt(mid).seqnum <= seqnum) lo = mid + 1;
+      if (this.entryAt(mid)[by] <= value) lo = mid + 1;
       else hi = mid;
     }
     return lo;
+  }
+
+  /** Pages held in memory (each PAGE bytes at most). */
+  get pagesHeld(): number {
+    return this.pages.size;
+  }
+
+  /** Forgets the pages read so far. */
+  dropPages(): void {
+    this.pages.clear();
+    this.lastPage = -1;
   }
 
   /**
@@ -435,7 +459,11 @@ export class JournalFilesReader {
   private error: Error | null = null;
 
   private constructor(heads: Head[]) {
-    this.heads = heads.filter((h) => this.load(h));
+    this.heads = heads.filter((h) => {
+      if (this.load(h)) return true;
+      h.file.close(); // nothing to read in it
+      return false;
+    });
   }
 
   /**
@@ -453,13 +481,18 @@ export class JournalFilesReader {
       let found = after === null;
       const heads = files.map((file): Head => {
         let next = 0;
-        if (after && file.seqnumId === after.seqnumId) {
-          next = file.indexAfter(after.seqnum);
+        const n = file.nEntries;
+        if (after && n > 0 && file.seqnumId === after.seqnumId) {
+          // Most files lie wholly before the cursor or wholly after it: their ends say so.
+          const last = file.entryAt(n - 1).seqnum;
+          if (after.seqnum >= last) next = n;
+          else if (after.seqnum >= file.entryAt(0).seqnum) next = file.indexAfter(after.seqnum);
           if (next > 0 && file.entryAt(next - 1).seqnum === after.seqnum) found = true;
         } else if (after) {
-          next = file.nEntries;
-          while (next > 0 && file.entryAt(next - 1).realtime > after.realtime) next--;
+          next = file.indexAfter(after.realtime, 'realtime');
         }
+        // What positioning read is not needed again: a file waiting its turn holds no pages.
+        file.dropPages();
         return { file, next, seqnum: 0, realtime: 0 };
       });
       if (!found) {
@@ -471,6 +504,11 @@ export class JournalFilesReader {
       for (const f of files) f.close();
       throw err;
     }
+  }
+
+  /** Pages the open files hold in memory. */
+  get pagesHeld(): number {
+    return this.heads.reduce((n, h) => n + h.file.pagesHeld, 0);
   }
 
   /** Every file is read to where it was when opened. */

@@ -118,6 +118,27 @@ describe('journal files read directly', () => {
     }
   }, 60_000);
 
+  it('holds, once opened from a cursor, no more pages of each file than its next entry needs', async () => {
+    const dir = scratchDir('sluice-journal-file-');
+    const j = await journald(dir);
+    // Two files of about 1.5 MB (six pages of 256 KiB each), messages below journald's compression threshold.
+    for (let file = 0; file < 2; file++) {
+      j.send(Array.from({ length: 3000 }, (_, i) => [['MESSAGE', `f${file} e${i} ${'z'.repeat(400)}`]]));
+      if (file === 0) await j.rotate();
+    }
+    const want = j.export();
+    const at = want.findIndex((e) => e.fields.get('MESSAGE')?.toString().startsWith('f0 e1500 '));
+    const reader = JournalFilesReader.open([j.journal], cursorPosition(want[at]!.fields.get('__CURSOR')!.toString()))!;
+    try {
+      // Finding the cursor's entry read pages all over the first file; they are let go.
+      expect(reader.pagesHeld).toBeLessThanOrEqual(2 * 2);
+      const next = reader.read(1, { maxFieldSize: 1 << 20 });
+      expect(next[0]!.fields.get('MESSAGE')!.toString()).toMatch(/^f0 e1501 /);
+    } finally {
+      reader.close();
+    }
+  });
+
   it('says when the cursor is not in the files, and cuts a field longer than the size kept', async () => {
     const dir = scratchDir('sluice-journal-file-');
     const j = await journald(dir);
