@@ -198,13 +198,20 @@ describe('nats source: a writer killed between handing a batch to its queue and 
 });
 
 describe('nats source: a writer back after the ack_wait of what it had handed on', () => {
-  const extra = '    ack_wait: 4s\n    batch: 50';
+  const extra = '    ack_wait: 6s\n    batch: 50';
 
   /**
    * Writer 1 as a process killed at `kill` once it took some of 400 messages (`whenKilled` is called
-   * then); back 6 s later, past its ack_wait.
+   * then); back 8 s later, past its ack_wait (`whenBack` is called as soon as it has decided what
+   * to read again).
    */
-  async function killedAndBackLate(dir: string, c: NatsCluster, kill: string, whenKilled = async () => {}) {
+  async function killedAndBackLate(
+    dir: string,
+    c: NatsCluster,
+    kill: string,
+    whenKilled = async () => {},
+    whenBack = async () => {},
+  ) {
     const cfg = writerConfig(dir, c, 'w1', extra);
     await publish(c.urls[0]!, 0); // the stream
     let env = kill;
@@ -216,10 +223,16 @@ describe('nats source: a writer back after the ack_wait of what it had handed on
     const sent = await publish(c.urls[0]!, 400);
     expect(await Promise.race([ended, sleep(10_000).then(() => 'alive')])).toBe('SIGKILL');
     await whenKilled();
-    await sleep(6000);
+    await sleep(8000);
     env = '';
     w1.log = '';
     w1.start();
+    await waitFor(
+      'writer 1 to recover',
+      () => w1.log.includes('past their ack_wait') || w1.log.includes('NATS consumer reading'),
+      15_000,
+    );
+    await whenBack();
     await waitFor('writer 1 to read again', () => w1.log.includes('NATS consumer reading'), 15_000);
     const left = Number(/"left_to_redelivery":(\d+)/.exec(w1.log)?.[1] ?? 0);
     return { sent, w1, left };
@@ -227,7 +240,9 @@ describe('nats source: a writer back after the ack_wait of what it had handed on
 
   // What was handed on but not queued (killed right after its intents) went to the other writer when
   // its ack_wait ran out; that writer is stopped (SIGSTOP) holding it, so it is not acknowledged yet
-  // when writer 1 is back. Reading it again as well would write it twice.
+  // when writer 1 is back. Reading it again as well would write it twice. Writer 2 goes on as soon
+  // as writer 1 has decided: stopped past its own ack_wait of what it holds, JetStream would give
+  // that to writer 1 once more, and both would write it (at-least-once, not this case).
   it('leaves them to JetStream when the other writer may have them', async () => {
     const c = await testNatsCluster();
     const dir = scratchDir();
@@ -245,13 +260,20 @@ describe('nats source: a writer back after the ack_wait of what it had handed on
       const info = await withJetStream([c.urls[0]!], (jsm) => jsm.consumers.info('LOGS', 'writers'));
       return info.num_pending === 0 && info.num_ack_pending + readLines(path.join(dir, 'w2.log')).length === 400;
     };
-    const { sent, w1, left } = await killedAndBackLate(dir, c, 'intend:1', async () => {
-      await waitFor('writer 2 to hold nothing', settled, 10_000);
-      signal('SIGSTOP');
-    });
+    const { sent, w1, left } = await killedAndBackLate(
+      dir,
+      c,
+      'intend:1',
+      async () => {
+        await waitFor('writer 2 to hold nothing', settled, 10_000);
+        signal('SIGSTOP');
+      },
+      async () => {
+        signal('SIGCONT');
+      },
+    );
     expect(left, w1.log).toBeGreaterThan(0);
     expect(w1.log).toContain('past their ack_wait');
-    signal('SIGCONT');
     const out = [path.join(dir, 'w1.log'), path.join(dir, 'w2.log')];
     await waitFor('every message written', () => counted(out).size >= sent.length, 20_000);
     await waitFor('every message acknowledged', async () => (await consumerPending(c.urls[0]!)) === 0, 15_000);
