@@ -27,6 +27,18 @@ export function relpFrame(txnr: number, command: string, data: Buffer | string =
   return Buffer.concat([head, body, Buffer.from('\n')]);
 }
 
+/**
+ * The same `rsp` with `text` for each of `txnrs`, framed as relpFrame frames them, in one buffer
+ * (a window's answers: one allocation and one write, not four allocations an answer).
+ */
+export function relpResponses(txnrs: readonly number[], text: string): Buffer {
+  const length = Buffer.byteLength(text);
+  const tail = length > 0 ? ` rsp ${length} ${text}\n` : ' rsp 0\n';
+  let out = '';
+  for (const t of txnrs) out += t + tail;
+  return Buffer.from(out);
+}
+
 const SYSLOG_CMD = Buffer.from(' syslog ');
 
 /** Decimal digits of a non-negative integer. */

@@ -1,6 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { RelpError, relpFrame, RelpParser, syslogFrames, type RelpFrame } from '../../src/protocol/relp.js';
+import {
+  RelpError,
+  relpFrame,
+  relpResponses,
+  RelpParser,
+  syslogFrames,
+  type RelpFrame,
+} from '../../src/protocol/relp.js';
 
 /** Feeds `bytes` to a parser in pieces cut at `cuts`. */
 function pieces(bytes: Buffer, cuts: number[]): Buffer[] {
@@ -29,6 +36,20 @@ const frameArb = fc.record({
 
 /** What the answer reader reported, in order. */
 type Seen = ['ok', number] | ['frame', number, string, string];
+
+describe('RELP framing', () => {
+  it("frames a window's answers in one buffer as it frames each", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 999_999_999 }), { maxLength: 200 }),
+        fc.oneof(fc.constant('200 OK'), fc.constant(''), fc.string({ maxLength: 60, unit: 'grapheme' })),
+        (txnrs, text) => {
+          expect(relpResponses(txnrs, text)).toEqual(Buffer.concat(txnrs.map((t) => relpFrame(t, 'rsp', text))));
+        },
+      ),
+    );
+  });
+});
 
 describe('RELP parser', () => {
   it('gives the same frames however the stream is cut', () => {

@@ -81,9 +81,14 @@ function putU64(buf: Buffer, at: number, v: number): void {
   buf.writeUInt32LE(Math.floor(v / TWO32), at + 4);
 }
 
+/** The last id made bytes: a ring writes the same one in every header. */
+let lastUuid: { id: string; bytes: Buffer } = { id: '', bytes: Buffer.alloc(16) };
 const uuidBytes = (id: string): Buffer => {
+  if (id === lastUuid.id) return lastUuid.bytes;
   const hex = id.replace(/-/g, '');
-  return /^[0-9a-f]{32}$/i.test(hex) ? Buffer.from(hex, 'hex') : Buffer.alloc(16);
+  const bytes = /^[0-9a-f]{32}$/i.test(hex) ? Buffer.from(hex, 'hex') : Buffer.alloc(16);
+  lastUuid = { id, bytes };
+  return bytes;
 };
 const uuidText = (b: Buffer): string => {
   if (b.every((x) => x === 0)) return '';

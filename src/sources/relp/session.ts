@@ -1,6 +1,6 @@
 import type net from 'node:net';
 import type { Dispatch } from '../../pipeline/router.js';
-import { RELP_OFFERS, RelpError, relpFrame, RelpParser, type RelpFrame } from '../../protocol/relp.js';
+import { RELP_OFFERS, RelpError, relpFrame, relpResponses, RelpParser, type RelpFrame } from '../../protocol/relp.js';
 import { LogRecord, type RecordOrigin } from '../../record.js';
 import type { SourceStats } from '../../stats.js';
 
@@ -175,7 +175,12 @@ export class RelpServerSession {
       } catch (err) {
         text = `500 not committed, send again: ${(err as Error).message}`.slice(0, 200);
       }
-      for (const f of these) this.send(relpFrame(f.txnr, 'rsp', text));
+      this.send(
+        relpResponses(
+          these.map((f) => f.txnr),
+          text,
+        ),
+      );
       this.pending -= these.length;
       if (this.paused && this.pending < MAX_PENDING / 2) {
         this.paused = false;
