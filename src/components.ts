@@ -11,82 +11,40 @@ import type { DestinationQueue } from './queue/types.js';
 import type { Source, SourceContext } from './sources/types.js';
 
 /**
- * The component registry: one build function per `type:`, each in a module imported only when a
- * config uses that type (loadComponents), so that an agent does not carry the code, and the Node
+ * The component registry: one class per `type:`, each in a module imported only when a config
+ * uses that type (loadComponents), so that an agent does not carry the code, and the Node
  * modules (tls, http, crypto, child_process...), of sources and destinations it does not run.
  */
 
-type SourceBuilder<K extends SourceConfig['type']> = (
+type SourceClass<K extends SourceConfig['type']> = new (
   config: Extract<SourceConfig, { type: K }>,
   ctx: SourceContext,
 ) => Source;
-type DestinationBuilder<K extends DestinationConfig['type']> = (
+type DestinationClass<K extends DestinationConfig['type']> = new (
   config: Extract<DestinationConfig, { type: K }>,
   ctx: DestinationContext,
 ) => Destination;
-type SourceLoaders = { [K in SourceConfig['type']]: () => Promise<SourceBuilder<K>> };
-type DestinationLoaders = { [K in DestinationConfig['type']]: () => Promise<DestinationBuilder<K>> };
+type SourceLoaders = { [K in SourceConfig['type']]: () => Promise<SourceClass<K>> };
+type DestinationLoaders = { [K in DestinationConfig['type']]: () => Promise<DestinationClass<K>> };
 
 const SOURCES: SourceLoaders = {
-  syslog_udp: async () => {
-    const { SyslogUdpSource } = await import('./sources/syslog-udp/index.js');
-    return (c, ctx) => new SyslogUdpSource(c, ctx);
-  },
-  syslog_tcp: async () => {
-    const { SyslogTcpSource } = await import('./sources/syslog-tcp/index.js');
-    return (c, ctx) => new SyslogTcpSource(c, ctx);
-  },
-  file: async () => {
-    const { FileSource } = await import('./sources/file/index.js');
-    return (c, ctx) => new FileSource(c, ctx);
-  },
-  sluice: async () => {
-    const { SluiceSource } = await import('./sources/sluice/index.js');
-    return (c, ctx) => new SluiceSource(c, ctx);
-  },
-  relp: async () => {
-    const { RelpSource } = await import('./sources/relp/index.js');
-    return (c, ctx) => new RelpSource(c, ctx);
-  },
-  journald: async () => {
-    const { JournaldSource } = await import('./sources/journald/index.js');
-    return (c, ctx) => new JournaldSource(c, ctx);
-  },
-  unix: async () => {
-    const { UnixSource } = await import('./sources/unix/index.js');
-    return (c, ctx) => new UnixSource(c, ctx);
-  },
-  kernel: async () => {
-    const { KernelSource } = await import('./sources/kernel/index.js');
-    return (c, ctx) => new KernelSource(c, ctx);
-  },
-  nats: async () => {
-    const { NatsSource } = await import('./sources/nats/index.js');
-    return (c, ctx) => new NatsSource(c, ctx);
-  },
+  syslog_udp: () => import('./sources/syslog-udp/index.js').then((m) => m.SyslogUdpSource),
+  syslog_tcp: () => import('./sources/syslog-tcp/index.js').then((m) => m.SyslogTcpSource),
+  file: () => import('./sources/file/index.js').then((m) => m.FileSource),
+  sluice: () => import('./sources/sluice/index.js').then((m) => m.SluiceSource),
+  relp: () => import('./sources/relp/index.js').then((m) => m.RelpSource),
+  journald: () => import('./sources/journald/index.js').then((m) => m.JournaldSource),
+  unix: () => import('./sources/unix/index.js').then((m) => m.UnixSource),
+  kernel: () => import('./sources/kernel/index.js').then((m) => m.KernelSource),
+  nats: () => import('./sources/nats/index.js').then((m) => m.NatsSource),
 };
 
 const DESTINATIONS: DestinationLoaders = {
-  syslog: async () => {
-    const { SyslogDestination } = await import('./destinations/syslog/index.js');
-    return (c, ctx) => new SyslogDestination(c, ctx);
-  },
-  file: async () => {
-    const { FileDestination } = await import('./destinations/file/index.js');
-    return (c, ctx) => new FileDestination(c, ctx);
-  },
-  sluice: async () => {
-    const { SluiceDestination } = await import('./destinations/sluice/index.js');
-    return (c, ctx) => new SluiceDestination(c, ctx);
-  },
-  relp: async () => {
-    const { RelpDestination } = await import('./destinations/relp/index.js');
-    return (c, ctx) => new RelpDestination(c, ctx);
-  },
-  nats: async () => {
-    const { NatsDestination } = await import('./destinations/nats/index.js');
-    return (c, ctx) => new NatsDestination(c, ctx);
-  },
+  syslog: () => import('./destinations/syslog/index.js').then((m) => m.SyslogDestination),
+  file: () => import('./destinations/file/index.js').then((m) => m.FileDestination),
+  sluice: () => import('./destinations/sluice/index.js').then((m) => m.SluiceDestination),
+  relp: () => import('./destinations/relp/index.js').then((m) => m.RelpDestination),
+  nats: () => import('./destinations/nats/index.js').then((m) => m.NatsDestination),
 };
 
 /** Every `type:` a source may have, from the registry. */
@@ -94,10 +52,10 @@ export const SOURCE_TYPES = Object.keys(SOURCES) as SourceConfig['type'][];
 /** Every `type:` a destination may have, from the registry. */
 export const DESTINATION_TYPES = Object.keys(DESTINATIONS) as DestinationConfig['type'][];
 
-type AnySourceBuilder = (c: SourceConfig, ctx: SourceContext) => Source;
-type AnyDestinationBuilder = (c: DestinationConfig, ctx: DestinationContext) => Destination;
-const loadedSources = new Map<string, AnySourceBuilder>();
-const loadedDestinations = new Map<string, AnyDestinationBuilder>();
+type AnySourceClass = new (c: SourceConfig, ctx: SourceContext) => Source;
+type AnyDestinationClass = new (c: DestinationConfig, ctx: DestinationContext) => Destination;
+const loadedSources = new Map<string, AnySourceClass>();
+const loadedDestinations = new Map<string, AnyDestinationClass>();
 
 /** Imports the modules of every source and destination type `config` uses (once each). */
 export async function loadComponents(config: Pick<SluiceConfig, 'sources' | 'destinations'>): Promise<void> {
@@ -106,10 +64,10 @@ export async function loadComponents(config: Pick<SluiceConfig, 'sources' | 'des
   await Promise.all([
     ...[...sources]
       .filter((t) => !loadedSources.has(t))
-      .map(async (t) => loadedSources.set(t, (await SOURCES[t]()) as AnySourceBuilder)),
+      .map(async (t) => loadedSources.set(t, (await SOURCES[t]()) as AnySourceClass)),
     ...[...destinations]
       .filter((t) => !loadedDestinations.has(t))
-      .map(async (t) => loadedDestinations.set(t, (await DESTINATIONS[t]()) as AnyDestinationBuilder)),
+      .map(async (t) => loadedDestinations.set(t, (await DESTINATIONS[t]()) as AnyDestinationClass)),
   ]);
 }
 
@@ -120,11 +78,13 @@ function loaded<T>(map: Map<string, T>, kind: string, type: string): T {
 }
 
 export function buildSource(config: SourceConfig, ctx: SourceContext): Source {
-  return loaded(loadedSources, 'source', config.type)(config, ctx);
+  const Class = loaded(loadedSources, 'source', config.type);
+  return new Class(config, ctx);
 }
 
 export function buildDestination(config: DestinationConfig, ctx: DestinationContext): Destination {
-  return loaded(loadedDestinations, 'destination', config.type)(config, ctx);
+  const Class = loaded(loadedDestinations, 'destination', config.type);
+  return new Class(config, ctx);
 }
 
 export function buildMemoryQueue(name: string, config: QueueConfig): MemoryQueue {
