@@ -10,10 +10,11 @@ import type { JournalEntry } from './export-format.js';
  * moment it is opened, in order, without journalctl; the journald source uses it to catch up on
  * history, and journalctl to follow what comes after.
  *
- * Read only: what a file does not allow reading safely here is a JournalUnsupported error, and the
- * caller leaves that file to journalctl: a compressed data object (Node 20 has no XZ, LZ4 or zstd),
- * an incompatible flag it does not know, a file not written to the end (journald's `state` online
- * is fine: the header's counts are taken once, and what they count is written before them).
+ * Read only. What cannot be read safely here is a JournalUnsupported error, and the caller leaves
+ * the rest to journalctl: a compressed data object (Node 20 has no XZ, LZ4 or zstd), an
+ * incompatible flag it does not know, an object that is not where or what its reference says. A
+ * file journald is writing (state online) is read as its header was when opened: journald writes
+ * an entry, and links it into the entry arrays, before it counts it there.
  */
 
 export class JournalUnsupported extends Error {}
