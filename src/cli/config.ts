@@ -4,7 +4,7 @@ import { ConfigError, formatProblem, type LoadedConfig } from '../config/problem
 /** Where `-c` points when it is not given. */
 export const DEFAULT_CONFIG = '/etc/sluice/sluice.yaml';
 
-/** Loads and validates `file` (in a worker), printing its problems to stderr; null when it has errors. */
+/** Loads and validates `file` (in a child process), printing its problems to stderr; null when it has errors. */
 export async function loadConfig(file: string): Promise<LoadedConfig | null> {
   try {
     const loaded = await loadConfigIsolated(file);

@@ -292,7 +292,6 @@ async function resendDeadLetters(ctx: QueueCommandContext, file: string): Promis
     return 2;
   }
   await loadComponents(config);
-  await loadComponents(config);
   const { letters, unreadable } = await readDeadLetters(file);
   // The file is kept, renamed: what fails again is set aside anew under the original name.
   const kept = `${file}.resent-${new Date().toISOString().replace(/[:.]/g, '-')}`;

@@ -3,8 +3,8 @@ import { duration, tlsClientSchema } from '../config/types.js';
 
 /**
  * The connection settings the NATS source and destination share (servers, TLS, credentials), for
- * their config schemas. Apart from net/nats.ts so that the agent, which imports that one with every
- * component, does not load zod at start (the config is validated in a worker of its own).
+ * their config schemas. Apart from net/nats.ts so that a running NATS source or destination, which
+ * imports that one, does not load zod (the config is validated in a child process of its own).
  */
 
 const server = z

@@ -38,9 +38,8 @@ const ENTRY_HEADER = OBJECT_HEADER + 8 + 8 + 8 + 16 + 8;
 const PAGE = 256 * 1024;
 const MAX_PAGES = 32;
 
-/** One entry's place in the file and in the journal. */
+/** One entry's place in the journal. */
 export interface FileEntry {
-  offset: number;
   seqnum: number;
   realtime: number;
 }
@@ -182,7 +181,7 @@ export class JournalFile {
   }
 
   /** The offset of entry `i` (0-based, in journal order). */
-  entryOffset(i: number): number {
+  private entryOffset(i: number): number {
     let lo = 0;
     let hi = this.arrays.length - 1;
     while (lo < hi) {
@@ -201,7 +200,7 @@ export class JournalFile {
     const offset = this.entryOffset(i);
     this.objectSize(offset, OBJECT_ENTRY);
     const at = this.view(offset + OBJECT_HEADER, 16);
-    return { offset, seqnum: u64(this.buf, at), realtime: u64(this.buf, at + 8) };
+    return { seqnum: u64(this.buf, at), realtime: u64(this.buf, at + 8) };
   }
 
   /**
