@@ -100,7 +100,8 @@ export class NatsCluster {
   /** SIGKILLs node `i`; resolves once it is gone. */
   async killNode(i: number): Promise<void> {
     const p = this.nodes[i]!.proc;
-    if (!p || p.exitCode !== null) return;
+    // A process ended by a signal keeps exitCode null.
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
     const gone = new Promise((r) => p.once('exit', r));
     p.kill('SIGKILL');
     await gone;

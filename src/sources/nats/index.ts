@@ -27,6 +27,14 @@ const RECOVER_AT_ONCE = 64;
  * after JetStream made it).
  */
 const REACK_MARGIN_MS = 2000;
+/**
+ * How long one pull request lives; the server sends an idle heartbeat every half of it. A pull
+ * request lives only on the consumer's leader: when that server dies, a connection to another
+ * server sees nothing, and the client pulls again after two missed heartbeats. The client's
+ * default (30 s, so a writer idle for up to 30 s after a leader change) is too slow for a log
+ * pipeline; at 4 s an idle writer sends one small request every 4 s.
+ */
+const PULL_EXPIRES_MS = 4000;
 
 /**
  * A message taken in (delivered by the consumer, or read from the stream again after a crash), from
@@ -171,9 +179,11 @@ export class NatsSource implements Source {
       const consumer = await jetstream(nc).consumers.get(this.config.stream, this.config.durable);
       const messages = await consumer.consume({
         max_messages: this.config.batch,
+        expires: PULL_EXPIRES_MS,
         callback: (m) => this.arriveMessage(m),
       });
       this.messages = messages;
+      void this.watch(messages);
       this.stats.connectionsAccepted++;
       this.backoff.reset();
       this.ctx.logger.info(
@@ -192,6 +202,24 @@ export class NatsSource implements Source {
       this.messages = null;
       this.nc = null;
       await nc.close().catch(() => undefined);
+    }
+  }
+
+  /** The client's news of the consumer: missed heartbeats (it pulls again) are logged. */
+  private async watch(messages: { status(): AsyncIterable<{ type: string }> }): Promise<void> {
+    try {
+      for await (const s of messages.status()) {
+        if (s.type !== 'heartbeats_missed') continue;
+        this.stats.connectionErrors++;
+        this.quiet.log('heartbeat', (extra) =>
+          this.ctx.logger.warn(
+            { stream: this.config.stream, durable: this.config.durable, ...extra },
+            "NATS: no heartbeat from the consumer's leader (its server gone?); pulling again",
+          ),
+        );
+      }
+    } catch {
+      // the messages ended
     }
   }
 
