@@ -126,7 +126,7 @@ export class ReliableQueue implements DestinationQueue {
         if (wrote) this.options.diskHealth?.ok();
         this.wake();
         // Space still wanted, and a header that would free some is not durable yet: sync it.
-        if (this.spaceWaiters.length > 0 && this.ring.headerPending) void this.commits.now().catch(() => undefined);
+        if (this.spaceWaiters.length > 0) this.syncPendingHeader();
       },
       // While running, nothing waits for space and the ring is at most half full: see RingFile.sync.
       lazyHeader: () =>
@@ -586,9 +586,13 @@ export class ReliableQueue implements DestinationQueue {
   waitForSpace(): Promise<void> {
     if (!this.isFull() || this.closed) return Promise.resolve();
     const p = new Promise<void>((resolve) => this.spaceWaiters.push(resolve));
-    // A header left without its fsync (a lazy sync) may name space that is free once it is durable.
-    if (this.ring.headerPending) void this.commits.now().catch(() => undefined);
+    this.syncPendingHeader();
     return p;
+  }
+
+  /** A header left without its fsync (a lazy sync) may name space that is free once it is durable: sync it. */
+  private syncPendingHeader(): void {
+    if (this.ring.headerPending) void this.commits.now().catch(() => undefined);
   }
 
   congested(): boolean {
