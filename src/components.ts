@@ -59,16 +59,20 @@ const loadedDestinations = new Map<string, AnyDestinationClass>();
 
 /** Imports the modules of every source and destination type `config` uses (once each). */
 export async function loadComponents(config: Pick<SluiceConfig, 'sources' | 'destinations'>): Promise<void> {
-  const sources = new Set(Object.values(config.sources).map((c) => c.type));
-  const destinations = new Set(Object.values(config.destinations).map((c) => c.type));
   await Promise.all([
-    ...[...sources]
-      .filter((t) => !loadedSources.has(t))
-      .map(async (t) => loadedSources.set(t, (await SOURCES[t]()) as AnySourceClass)),
-    ...[...destinations]
-      .filter((t) => !loadedDestinations.has(t))
-      .map(async (t) => loadedDestinations.set(t, (await DESTINATIONS[t]()) as AnyDestinationClass)),
+    ...loadTypes(Object.values(config.sources), SOURCES, loadedSources),
+    ...loadTypes(Object.values(config.destinations), DESTINATIONS, loadedDestinations),
   ]);
+}
+
+/** The imports of the types of `configs` not loaded yet, each putting its class in `into`. */
+function loadTypes<T>(
+  configs: { type: string }[],
+  loaders: Record<string, () => Promise<unknown>>,
+  into: Map<string, T>,
+): Promise<unknown>[] {
+  const types = new Set(configs.map((c) => c.type));
+  return [...types].filter((t) => !into.has(t)).map(async (t) => into.set(t, (await loaders[t]!()) as T));
 }
 
 function loaded<T>(map: Map<string, T>, kind: string, type: string): T {
