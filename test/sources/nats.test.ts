@@ -66,12 +66,15 @@ describe('nats source', () => {
   }, 60_000);
 });
 
-/** Publishes `n` numbered syslog lines (from `from`) to the LOGS stream (made here, R1) and waits for their PubAcks. */
-async function publish(url: string, n: number, from = 0): Promise<string[]> {
+/**
+ * Publishes `n` numbered syslog lines (from `from`) to the LOGS stream (made here, R1, unless it
+ * exists) and waits for their PubAcks, `timeout` ms each at most.
+ */
+async function publish(url: string, n: number, from = 0, timeout?: number): Promise<string[]> {
   const { jetstream } = await import('@nats-io/jetstream');
   return withJetStream([url], async (jsm, nc) => {
     await jsm.streams.add({ name: 'LOGS', subjects: ['logs.>'] }).catch(() => undefined);
-    const js = jetstream(nc);
+    const js = jetstream(nc, timeout ? { timeout } : {});
     const lines = Array.from({ length: n }, (_, i) => line(from + i));
     await Promise.all(lines.map((l) => js.publish('logs.app', l)));
     return lines;
@@ -324,24 +327,21 @@ describe('nats source: the consumer leader killed while the writer is connected 
     expect(li, `the consumer's leader: ${leader}`).toBeGreaterThanOrEqual(0);
     const other = c.nodes.find((_, i) => i !== li)!;
     const w1 = await testAgent(consumerYaml(dir, { urls: [other.url] }, 'w1'));
-    const publishAt = (url: string, n: number, from: number) =>
-      withJetStream([url], async (_jsm, nc) => {
-        const { jetstream } = await import('@nats-io/jetstream');
-        const js = jetstream(nc, { timeout: 10_000 });
-        const lines = Array.from({ length: n }, (_, i) => line(from + i));
-        for (const l of lines) await js.publish('logs.app', l);
-        return lines;
-      });
-    const first = await publishAt(other.url, 100, 0);
+    const first = await publish(other.url, 100, 0);
     await waitFor('the first 100 written', () => readLines(path.join(dir, 'w1.log')).length === 100, 15_000);
     await sleep(300); // the writer's next pull request is at the leader
     await c.killNode(li);
+    const alive = c.nodes.filter((_, i) => i !== li).map((n) => n.name);
+    const streamLeader = () =>
+      withJetStream(c.urls, async (jsm) => (await jsm.streams.info('LOGS')).cluster?.leader, 2000);
     await waitFor(
-      'a new consumer leader',
-      async () => ![undefined, leader].includes(await leaderOf().catch(() => undefined)),
+      'new leaders of the consumer and the stream',
+      async () =>
+        alive.includes((await leaderOf().catch(() => undefined)) ?? '') &&
+        alive.includes((await streamLeader().catch(() => undefined)) ?? ''),
       15_000,
     );
-    const second = await publishAt(other.url, 100, 100);
+    const second = await publish(other.url, 100, 100, 10_000);
     // Well under the client's default: two missed heartbeats of 15 s.
     await waitFor('the next 100 written', () => readLines(path.join(dir, 'w1.log')).length >= 200, 12_000);
     expect(readLines(path.join(dir, 'w1.log'))).toEqual([...first, ...second]);
