@@ -304,6 +304,10 @@ pipelines:
         disk.failWrites = null;
         failPush.on = false;
         await waitFor('the failed commits counted', () => (source.stats.dropped.write_failed ?? 0) + q.size === sent);
+        // The failed commits are refused before the file has recovered (it forgets the writes that
+        // were not durable), and it refuses appends until then: wait for the sync under way, which
+        // includes that recovery.
+        await q.syncNow().catch(() => undefined);
         // The same connection is still read, and what it sends now is queued.
         await burst(100);
         await waitFor('the lines after the failure read', () => source.stats.received === sent);
